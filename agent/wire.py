@@ -1,0 +1,162 @@
+"""The one definition of powerd's wire contracts: topic names and phase-marker validation.
+
+Contract 1 (phase markers), one JSON object per message on ``powerd/v1/markers/<source>``:
+``v`` (1), ``run``, ``phase``, ``event`` (begin|end), ``t_ns`` (optional, sender's UTC ns), ``seq``,
+``count`` (end only), ``unit``, ``trial``, ``meta``. Anything else is rejected with a reason, so a
+typo in a harness shows up as an error on ``powerd/v1/errors/<source>`` instead of a silent default.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from powerd.errors import MarkerError
+
+VERSION = 1
+TOPIC_ROOT = "powerd/v1"
+NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+SOURCE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+UNITS = ("inference", "token", "query", "sample")
+KEYS = {"v", "run", "phase", "event", "t_ns", "seq", "count", "unit", "trial", "meta"}
+META_MAX_KEYS = 32
+META_MAX_STR = 256
+MAX_INT = 2**63 - 1
+
+Event = Literal["begin", "end"]
+
+
+def markers_topic(source: str) -> str:
+    return f"{TOPIC_ROOT}/markers/{source}"
+
+
+def errors_topic(source: str) -> str:
+    return f"{TOPIC_ROOT}/errors/{source}"
+
+
+def results_topic(run: str) -> str:
+    return f"{TOPIC_ROOT}/results/{run}"
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A valid contract-1 marker. ``t_ns`` is on the sender's clock, None when it sent none."""
+
+    run: str
+    phase: str
+    event: Event
+    seq: int
+    t_ns: int | None = None
+    count: int | None = None
+    unit: str = "inference"
+    trial: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The marker as contract-1 JSON (keys that are unset are left out)."""
+        out: dict[str, Any] = {"v": VERSION, "run": self.run, "phase": self.phase}
+        out |= {"event": self.event, "seq": self.seq}
+        if self.t_ns is not None:
+            out["t_ns"] = self.t_ns
+        if self.count is not None:
+            out["count"] = self.count
+        if self.unit != "inference":
+            out["unit"] = self.unit
+        if self.trial:
+            out["trial"] = self.trial
+        if self.meta:
+            out["meta"] = self.meta
+        return out
+
+
+def _int(obj: dict[str, Any], key: str, minimum: int = 0) -> int | None:
+    value = obj.get(key)
+    if value is None:
+        if key in obj:
+            raise MarkerError(f"{key} must be an integer, not null")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MarkerError(f"{key} must be an integer, got {type(value).__name__} {value!r}")
+    if not minimum <= value <= MAX_INT:
+        raise MarkerError(f"{key} must be an integer >= {minimum}, got {value}")
+    return value
+
+
+def _name(obj: dict[str, Any], key: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise MarkerError(f"{key} must be 1-128 characters of A-Za-z0-9_.:- , got {value!r}")
+    return value
+
+
+def _meta(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise MarkerError("meta must be a JSON object of labels")
+    if len(value) > META_MAX_KEYS:
+        raise MarkerError(f"meta has {len(value)} keys; at most {META_MAX_KEYS}")
+    for k, v in value.items():
+        if not NAME_RE.match(k):
+            raise MarkerError(f"meta key {k!r} must be 1-128 characters of A-Za-z0-9_.:-")
+        if not (v is None or isinstance(v, str | int | float | bool)):
+            raise MarkerError(f"meta[{k!r}] must be a string, number, boolean or null")
+        if isinstance(v, str) and len(v) > META_MAX_STR:
+            raise MarkerError(f"meta[{k!r}] is longer than {META_MAX_STR} characters")
+    return dict(value)
+
+
+def parse_marker(obj: Any) -> Marker:
+    """Validate a decoded JSON value as a contract-1 marker; MarkerError says what is wrong."""
+    if not isinstance(obj, dict):
+        raise MarkerError("a marker must be a JSON object")
+    unknown = set(obj) - KEYS
+    if unknown:
+        raise MarkerError(
+            f"unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(KEYS))}"
+        )
+    v = obj.get("v")
+    if isinstance(v, bool) or v != VERSION:
+        raise MarkerError(f"v must be {VERSION}, got {v!r}")
+    run = _name(obj, "run")
+    phase = _name(obj, "phase")
+    event = obj.get("event")
+    if event not in ("begin", "end"):
+        raise MarkerError(f'event must be "begin" or "end", got {event!r}')
+    seq = _int(obj, "seq")
+    if seq is None:
+        raise MarkerError("seq is required: a per-source sequence number (integer >= 0)")
+    count = _int(obj, "count")
+    if count is not None and event != "end":
+        raise MarkerError("count belongs on the end marker (units completed in the phase)")
+    unit = obj.get("unit", "inference")
+    if not isinstance(unit, str) or not NAME_RE.match(unit):
+        raise MarkerError(f"unit must be a name such as {', '.join(UNITS)}, got {unit!r}")
+    trial = _int(obj, "trial")
+    return Marker(
+        run=run,
+        phase=phase,
+        event=event,
+        seq=seq,
+        t_ns=_int(obj, "t_ns"),
+        count=count,
+        unit=unit,
+        trial=trial or 0,
+        meta=_meta(obj["meta"]) if "meta" in obj else {},
+    )
+
+
+def decode_marker(payload: bytes | str) -> Marker:
+    """Parse a UTF-8 JSON message into a Marker; decoding errors are MarkerErrors too."""
+    try:
+        text = payload.decode("utf-8") if isinstance(payload, bytes) else payload
+        obj = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise MarkerError(f"not UTF-8 JSON: {err}") from None
+    return parse_marker(obj)
+
+
+def error_message(reason: str, payload: bytes | str, limit: int = 512) -> dict[str, str]:
+    """The body for ``powerd/v1/errors/<source>``: the reason and the input (or its start)."""
+    text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+    return {"error": reason, "message": text[:limit]}

@@ -1,0 +1,85 @@
+"""Channel metadata: what one stream of samples measures and how far to trust it.
+
+A channel is one quantity of one source, ``[<agent>/]<probe>:<instance>``. ``kind`` says whether
+values are power in W or a cumulative energy counter in J. ``measures`` names the physical thing
+measured (e.g. ``dut``, ``gpu0``): channels that share it are alternatives and are never summed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Kind = Literal["power", "energy"]
+SourceClass = Literal["meter", "telemetry", "estimate"]
+
+CHANNEL_ID_RE = re.compile(r"^(?:[A-Za-z0-9_.-]+/)?[A-Za-z0-9_.-]+:[A-Za-z0-9_.:-]+$")
+SOURCE_CLASS_RANK: dict[str, int] = {"meter": 0, "telemetry": 1, "estimate": 2}
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """Instrument accuracy as a 95 % bound.
+
+    ±(reading_frac × reading + range_frac × range_w + offset_w).
+
+    For an energy counter the same spec applies to the energy it reports; ``resolution_j`` is the
+    counter's step (quantisation at each end of a window).
+    """
+
+    reading_frac: float = 0.0
+    range_frac: float = 0.0
+    range_w: float = 0.0
+    offset_w: float = 0.0
+    resolution_j: float = 0.0
+
+    def power_bound_w(self, mean_power_w: float) -> float:
+        """Bound on a power reading of ``mean_power_w``: what the spec allows at that level."""
+        return (
+            self.reading_frac * abs(mean_power_w) + self.range_frac * self.range_w + self.offset_w
+        )
+
+
+@dataclass(frozen=True)
+class Channel:
+    """Metadata of one channel; immutable, serialisable to JSON for the store."""
+
+    id: str
+    kind: Kind
+    source_class: SourceClass
+    nominal_period_s: float
+    accuracy: Accuracy = field(default_factory=Accuracy)
+    measures: str = ""
+    description: str = ""
+    wrap_j: float | None = None
+    stamp_uncertainty_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not CHANNEL_ID_RE.match(self.id):
+            raise ValueError(f"bad channel id {self.id!r}: expected [<agent>/]<probe>:<instance>")
+        if self.kind not in ("power", "energy"):
+            raise ValueError(f"bad channel kind {self.kind!r}")
+        if self.source_class not in SOURCE_CLASS_RANK:
+            raise ValueError(f"bad source class {self.source_class!r}")
+        if not self.nominal_period_s > 0:
+            raise ValueError("nominal_period_s must be > 0")
+
+    @property
+    def unit(self) -> str:
+        """SI unit of the values: W for power, J for an energy counter."""
+        return "W" if self.kind == "power" else "J"
+
+    @property
+    def measured_thing(self) -> str:
+        """What this channel measures; defaults to the channel id (unique, so never shared)."""
+        return self.measures or self.id
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Channel:
+        data = dict(obj)
+        data["accuracy"] = Accuracy(**data.get("accuracy", {}))
+        return cls(**data)

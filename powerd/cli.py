@@ -1,0 +1,267 @@
+"""The ``powerd`` command line: measure, report, runs, probes.
+
+Errors a user can act on print one line (``powerd: error: ...``) and exit 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from powerd import __version__
+from powerd.errors import PowerdError
+
+EXIT_USAGE = 2
+
+
+def default_state_dir() -> Path:
+    """``$POWERD_STATE_DIR``, else ``$XDG_STATE_HOME/powerd``, else ``~/.local/state/powerd``."""
+    if os.environ.get("POWERD_STATE_DIR"):
+        return Path(os.environ["POWERD_STATE_DIR"])
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "powerd"
+
+
+def _sim_help() -> str:
+    from probes.sim import waveform
+
+    doc = waveform.__doc__ or ""
+    return doc[doc.index("Spec") :].strip()
+
+
+MEASURE_EPILOG = """\
+Probe specs are NAME[:ARGS]; `powerd probes` lists the probes this host has.
+
+The simulated source `sim` needs no hardware; its waveforms are pure functions of UTC time with
+phase 0 at the Unix epoch, so the true energy of any window can be computed from the result's
+t_begin_ns and t_end_ns.
+
+{sim}
+
+Examples:
+  powerd measure --probe sim:constant,w=5 --run r1 --count 100 --out reports -- sleep 2
+  powerd measure --probe sim:square,high=10,low=2,period=0.1,duty=0.5 --idle 1 \\
+      --run demo --count 1000 --unit token --out reports -- python3 infer.py
+
+The command's exit code is powerd's exit code; powerd's own errors exit 2.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="powerd",
+        description="Measure the energy of a workload, phase by phase, with an honest "
+        "95 %% uncertainty: joules per inference (or token, query, sample).",
+    )
+    parser.add_argument("--version", action="version", version=f"powerd {__version__}")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="where the embedded store (powerd.db) lives "
+        "(default: $POWERD_STATE_DIR, else $XDG_STATE_HOME/powerd, else ~/.local/state/powerd)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    m = sub.add_parser(
+        "measure",
+        help="run a command and measure its energy",
+        description="Sample the probes, mark phase `run` around CMD, write <run>.json, "
+        "<run>.csv and <run>.html into --out, print a table, and exit with CMD's exit code.",
+        epilog=MEASURE_EPILOG.format(sim=_sim_help()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    m.add_argument(
+        "--probe",
+        action="append",
+        required=True,
+        metavar="SPEC",
+        help="a power source, e.g. sim:constant,w=5 (repeat for several)",
+    )
+    m.add_argument(
+        "--run", required=True, metavar="ID", help="run id: 1-128 characters of A-Za-z0-9_.:-"
+    )
+    m.add_argument(
+        "--count",
+        type=int,
+        default=None,
+        metavar="N",
+        help="units of work CMD completes (gives J per unit)",
+    )
+    m.add_argument(
+        "--unit",
+        default="inference",
+        help="what --count counts: inference (default), token, query, sample",
+    )
+    m.add_argument(
+        "--out",
+        type=Path,
+        default=Path("."),
+        metavar="DIR",
+        help="directory for the report files (default: current directory)",
+    )
+    m.add_argument(
+        "--idle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="first measure an `idle` phase this long; results then give net energy",
+    )
+    m.add_argument(
+        "--idle-power",
+        type=float,
+        default=None,
+        metavar="W",
+        help="known idle power instead of measuring it",
+    )
+    m.add_argument(
+        "--primary",
+        action="append",
+        default=[],
+        metavar="CHANNEL",
+        help="channel(s) whose sum is the headline figure (default: chosen per rules)",
+    )
+    m.add_argument("--quiet", action="store_true", help="no progress line while CMD runs")
+    m.add_argument(
+        "cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS]", help="the workload to run"
+    )
+
+    r = sub.add_parser(
+        "report",
+        help="recompute a run from the store and write its report files",
+        description="Recompute RUN from the embedded store alone (markers and samples) and "
+        "write <run>.json, <run>.csv and <run>.html.",
+    )
+    r.add_argument("run", metavar="RUN")
+    r.add_argument("--out", type=Path, default=Path("."), metavar="DIR")
+    r.add_argument("--idle-power", type=float, default=None, metavar="W")
+    r.add_argument("--primary", action="append", default=[], metavar="CHANNEL")
+
+    mk = sub.add_parser(
+        "markers",
+        help="apply phase markers (contract-1 JSON lines) to the store",
+        description="Apply phase markers from a file of JSON lines (one contract-1 marker per "
+        "line) or stdin to the store, all or nothing: if any line is invalid or does not fit the "
+        "phases (an end without a begin, a zero-length phase), none is applied and each bad line "
+        "is named. Markers without t_ns are stamped with the time of this command.",
+    )
+    mk.add_argument("action", choices=["apply"])
+    mk.add_argument("file", nargs="?", default="-", metavar="FILE", help="JSON lines; - is stdin")
+    mk.add_argument("--source", default="cli", help="sender id of these markers (default: cli)")
+    sub.add_parser(
+        "runs",
+        help="list the runs in the store",
+        description="List the runs held in the embedded store.",
+    )
+    sub.add_parser(
+        "probes",
+        help="list the probes this host has, and why others are missing",
+        description="List every registered probe: available here, missing (and why), "
+        "or present but broken.",
+    )
+    return parser
+
+
+def _store(state_dir: Path | None) -> Any:
+    from powerd.store import Store
+
+    return Store((state_dir or default_state_dir()) / "powerd.db")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from powerd.report.files import write_reports
+    from powerd.report.table import format_table
+    from powerd.runs import compute_run
+
+    path = (args.state_dir or default_state_dir()) / "powerd.db"
+    if not path.exists():
+        raise PowerdError(f"no store at {path}; measure something first or pass --state-dir")
+    with _store(args.state_dir) as store:
+        result = compute_run(store, args.run, args.idle_power, tuple(args.primary))
+        store.put_result(result, time.time_ns())
+        paths = write_reports(store, result, args.out)
+    print(format_table(result))
+    print("reports: " + " ".join(str(p) for p in paths))
+    return 0
+
+
+def cmd_markers(args: argparse.Namespace) -> int:
+    from agent.wire import SOURCE_RE
+    from powerd.marker_import import apply_lines
+
+    if not SOURCE_RE.match(args.source):
+        raise PowerdError(f"--source {args.source!r}: use 1-128 characters of A-Za-z0-9_.:-")
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise PowerdError(f"cannot read markers from {args.file}: {err}") from None
+    with _store(args.state_dir) as store:
+        rep = apply_lines(store, args.source, text.splitlines(), time.time_ns())
+    print(
+        f"applied {rep.applied} marker(s), {rep.repeats} repeat(s) ignored, "
+        f"{rep.phases_closed} phase(s) closed"
+    )
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    path = (args.state_dir or default_state_dir()) / "powerd.db"
+    if not path.exists():
+        print(f"no store at {path}")
+        return 0
+    with _store(args.state_dir) as store:
+        for run in store.runs():
+            print(run)
+    return 0
+
+
+def cmd_probes(_args: argparse.Namespace) -> int:
+    from probes.registry import broken_families, families
+
+    rows = [("probe", "status", "details")]
+    for name, fam in families().items():
+        try:
+            avail = fam.available()
+        except Exception as err:
+            rows.append((name, "broken", f"{type(err).__name__}: {err}"))
+            continue
+        status = "available" if avail.ok else ("broken" if avail.broken else "missing")
+        rows.append((name, status, f"{fam.summary}; {avail.reason}"))
+    for name, problem in broken_families().items():
+        rows.append((name, "broken", f"cannot load: {problem}"))
+    width = [max(len(r[i]) for r in rows) for i in range(2)]
+    for r in rows:
+        print(f"{r[0]:<{width[0]}}  {r[1]:<{width[1]}}  {r[2]}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "measure":
+            from powerd.measure import cmd_measure
+
+            return cmd_measure(args)
+        if args.command == "report":
+            return cmd_report(args)
+        if args.command == "markers":
+            return cmd_markers(args)
+        if args.command == "runs":
+            return cmd_runs(args)
+        return cmd_probes(args)
+    except PowerdError as err:
+        print(f"powerd: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("powerd: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""``powerd measure -- CMD``: sample the probes, mark phases around CMD, report, exit as CMD did.
+
+Edge times are bracketed: the begin of ``run`` lies between the clock reads just before and after
+``Popen`` (which returns once the child has exec'd), the end between the last poll that saw CMD
+running and the poll that saw it exit. Each edge is stamped at its bracket's midpoint with half the
+bracket as its uncertainty, which then enters the timing term of the energy uncertainty.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from agent.wire import NAME_RE, Marker
+from powerd.errors import PowerdError, SpecError
+from powerd.integrate import Window, integrate
+from powerd.phases import PhaseTracker, stamp
+from powerd.report.files import write_reports
+from powerd.report.table import format_table
+from powerd.results import choose_primary
+from powerd.runner import Sampler
+from powerd.runs import compute_run
+from powerd.store import Store
+from powerd.timebase import TimeAnchor
+from powerd.timeline import Timeline
+from probes.base import Probe
+from probes.registry import open_probe
+
+SOURCE = "powerd-measure"
+EXIT_POLL_S = 0.001
+PROGRESS_TTY_S = 0.5
+PROGRESS_PIPE_S = 30.0
+TRAIL_TIMEOUT_S = 2.0
+
+
+def _validate(args: argparse.Namespace) -> list[Probe]:
+    """Check every argument and open the probes before anything touches the store."""
+    if not args.cmd or args.cmd == ["--"]:
+        raise SpecError("no command to measure: put it after --, e.g. -- sleep 2")
+    if args.cmd[0] == "--":
+        args.cmd = args.cmd[1:]
+    if shutil.which(args.cmd[0]) is None:
+        raise SpecError(f"cannot run {args.cmd[0]!r}: not found or not executable")
+    if not NAME_RE.match(args.run):
+        raise SpecError(f"--run {args.run!r}: use 1-128 characters of A-Za-z0-9_.:-")
+    if not NAME_RE.match(args.unit):
+        raise SpecError(f"--unit {args.unit!r}: use a name such as inference, token, query")
+    if args.count is not None and args.count < 0:
+        raise SpecError("--count must be >= 0")
+    if args.idle < 0:
+        raise SpecError("--idle must be >= 0 seconds")
+    probes = [open_probe(spec) for spec in args.probe]
+    ids = [ch.id for p in probes for ch in p.channels()]
+    dupes = sorted({c for c in ids if ids.count(c) > 1})
+    if dupes:
+        raise SpecError(
+            f"two probes give channel {dupes[0]}; give one an id=... to tell them apart"
+        )
+    return probes
+
+
+class Marks:
+    """Stamps and applies this command's markers through the one phase state machine."""
+
+    def __init__(self, store: Store, run: str) -> None:
+        self.store, self.run = store, run
+        self.tracker = PhaseTracker()
+
+    def mark(
+        self,
+        phase: str,
+        event: str,
+        lo_ns: int,
+        hi_ns: int,
+        count: int | None = None,
+        unit: str = "inference",
+    ) -> None:
+        t_ns = (lo_ns + hi_ns) // 2
+        marker = Marker(self.run, phase, event, seq=t_ns, t_ns=t_ns, count=count, unit=unit)  # type: ignore[arg-type]
+        sm = stamp(SOURCE, marker, hi_ns, 0, (hi_ns - lo_ns + 1) // 2)
+        self.tracker.check(sm)
+        self.store.put_marker(sm)
+        self.tracker.feed(sm)
+
+
+class Progress:
+    """A progress line on stderr: refreshed in place on a terminal, now and then on a pipe."""
+
+    def __init__(self, timeline: Timeline, run: str, quiet: bool) -> None:
+        self.timeline, self.run = timeline, run
+        self.tty = sys.stderr.isatty()
+        self.quiet = quiet
+        self.every_s = PROGRESS_TTY_S if self.tty else PROGRESS_PIPE_S
+        self.next_s = time.monotonic() + self.every_s
+
+    def energy_so_far(self, t_begin_ns: int, now_ns: int) -> tuple[float, float]:
+        chans = self.timeline.channels
+        if now_ns <= t_begin_ns:
+            return 0.0, 0.0
+        w = Window(t_begin_ns, now_ns)
+        figs = {
+            c: integrate(*self.timeline.window(c, t_begin_ns, now_ns), w, ch)
+            for c, ch in chans.items()
+        }
+        primary = choose_primary(figs, chans)
+        energy = sum(figs[c].energy_j or 0.0 for c in primary)
+        return energy, energy / w.duration_s
+
+    def tick(self, phase: str, t_begin_ns: int, now_ns: int, force: bool = False) -> None:
+        if self.quiet or (not force and time.monotonic() < self.next_s):
+            return
+        self.next_s = time.monotonic() + self.every_s
+        energy, mean = self.energy_so_far(t_begin_ns, now_ns)
+        text = (
+            f"powerd: {self.run} {phase} {(now_ns - t_begin_ns) / 1e9:7.1f} s  "
+            f"{energy:10.3f} J  mean {mean:8.3f} W"
+        )
+        sys.stderr.write(("\r" + text) if self.tty else (text + "\n"))
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.tty and not self.quiet:
+            sys.stderr.write("\n")
+
+
+def _wait_first_samples(timeline: Timeline, probes: list[Probe]) -> None:
+    """Wait until every channel has a sample, so the first edge has data on both sides."""
+    horizon = max((p.poll_interval_s for p in probes), default=0.0) * 4 + 1.0
+    deadline = time.monotonic() + horizon
+    while time.monotonic() < deadline:
+        if all(timeline.latest(c) is not None for c in timeline.channels):
+            return
+        time.sleep(0.005)
+
+
+def _wait_trailing_samples(timeline: Timeline, probes: list[Probe], t_end_ns: int) -> None:
+    """Wait for a sample at or after the last edge on every channel (bounded)."""
+    period = max((ch.nominal_period_s for ch in timeline.channels.values()), default=0.0)
+    poll = max((p.poll_interval_s for p in probes), default=0.0)
+    deadline = time.monotonic() + TRAIL_TIMEOUT_S + 3 * max(period, poll)
+    while time.monotonic() < deadline:
+        latest = [timeline.latest(c) for c in timeline.channels]
+        if all(x is not None and x[0] >= t_end_ns for x in latest):
+            return
+        time.sleep(0.005)
+
+
+def _idle(marks: Marks, anchor: TimeAnchor, seconds: float, progress: Progress) -> None:
+    lo = anchor.utc_ns()
+    marks.mark("idle", "begin", lo, lo)
+    until = time.monotonic() + seconds
+    while (left := until - time.monotonic()) > 0:
+        time.sleep(min(left, 0.05))
+        progress.tick("idle", lo, anchor.utc_ns())
+    hi = anchor.utc_ns()
+    marks.mark("idle", "end", hi, hi)
+
+
+def _run_cmd(
+    cmd: list[str],
+    marks: Marks,
+    anchor: TimeAnchor,
+    progress: Progress,
+    count: int | None,
+    unit: str,
+) -> int:
+    """Run CMD between bracketed begin/end marks; return its exit code (128+N if killed by N)."""
+    interrupts = 0
+
+    def on_sigint(_sig: int, _frame: FrameType | None) -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts > 1:
+            proc.kill()
+
+    lo = anchor.utc_ns()
+    try:
+        proc = subprocess.Popen(cmd)
+    except OSError as err:
+        raise PowerdError(f"cannot run {cmd[0]!r}: {err.strerror or err}") from None
+    hi = anchor.utc_ns()
+    marks.mark("run", "begin", lo, hi)
+    t_begin = (lo + hi) // 2
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        before = anchor.utc_ns()
+        while True:
+            rc = proc.poll()
+            after = anchor.utc_ns()
+            if rc is not None:
+                break
+            before = after
+            progress.tick("run", t_begin, after)
+            time.sleep(EXIT_POLL_S)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    marks.mark("run", "end", before, after, count=count, unit=unit)
+    progress.tick("run", t_begin, after, force=True)
+    progress.done()
+    return rc if rc >= 0 else 128 - rc
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    from powerd.cli import default_state_dir
+
+    probes = _validate(args)
+    state_dir: Path = args.state_dir or default_state_dir()
+    with Store(state_dir / "powerd.db") as store:
+        if store.markers(args.run):
+            raise SpecError(
+                f"run {args.run!r} already exists in {store.path}; choose another --run "
+                f"(or read it with `powerd report {args.run}`)"
+            )
+        anchor = TimeAnchor()
+        timeline = Timeline()
+        sampler = Sampler(probes, timeline, store, anchor)
+        marks = Marks(store, args.run)
+        progress = Progress(timeline, args.run, args.quiet)
+        sampler.start()
+        try:
+            _wait_first_samples(timeline, probes)
+            if args.idle > 0:
+                _idle(marks, anchor, args.idle, progress)
+            rc = _run_cmd(args.cmd, marks, anchor, progress, args.count, args.unit)
+            _wait_trailing_samples(timeline, probes, anchor.utc_ns())
+        finally:
+            sampler.stop()
+            for p in probes:
+                p.close()
+        for h, p in zip(sampler.health, probes, strict=True):
+            if h.errors:
+                names = ",".join(c.id for c in p.channels())
+                print(
+                    f"powerd: warning: {names}: {h.errors} failed reads, last: {h.last_error}",
+                    file=sys.stderr,
+                )
+        result = compute_run(store, args.run, args.idle_power, tuple(args.primary))
+        store.put_result(result, anchor.utc_ns())
+        paths = write_reports(store, result, args.out)
+    print(format_table(result))
+    print("reports: " + " ".join(str(p) for p in paths))
+    return rc

@@ -1,0 +1,187 @@
+"""Markers become phases here, and only here: a small state machine over contract-1 markers.
+
+Phases are keyed by (run, phase, trial): distinct phases may nest or overlap freely. A repeat of
+(source, seq) with the same content is ignored (QoS 1 redelivery); the same (source, seq) with other
+content, an ``end`` without a ``begin``, a second ``begin`` of an open phase, or an end before its
+begin is rejected with a reason, and a rejected marker changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from agent.wire import Marker
+from powerd.errors import MarkerError
+
+TimingSource = Literal["marker", "receive-time"]
+SEEN_LIMIT = 1 << 16
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How an edge was placed on the daemon's clock: the sender's stamp moved by a clock offset
+    (``marker``), or the receive time when the sender gave none (``receive-time``)."""
+
+    source: TimingSource
+    offset_ns: int = 0
+    uncertainty_ns: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "offset_ns": self.offset_ns,
+            "uncertainty_ns": self.uncertainty_ns,
+        }
+
+
+@dataclass(frozen=True)
+class StampedMarker:
+    """A valid marker from ``source`` with its edge time ``t_ns`` on the daemon's UTC clock."""
+
+    source: str
+    marker: Marker
+    t_ns: int
+    timing: Timing
+    received_ns: int
+
+
+def stamp(
+    source: str,
+    marker: Marker,
+    received_ns: int,
+    offset_ns: int = 0,
+    uncertainty_ns: int = 0,
+) -> StampedMarker:
+    """Place a marker on the daemon clock: its own ``t_ns`` plus the sender's clock offset, else
+    the receive time. ``uncertainty_ns`` is the 95 % half-width of the resulting edge time."""
+    if marker.t_ns is None:
+        timing = Timing("receive-time", 0, uncertainty_ns)
+        return StampedMarker(source, marker, received_ns, timing, received_ns)
+    timing = Timing("marker", offset_ns, uncertainty_ns)
+    return StampedMarker(source, marker, marker.t_ns + offset_ns, timing, received_ns)
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A closed phase: the window between a begin and its end, with what the end reported."""
+
+    run: str
+    phase: str
+    trial: int
+    t_begin_ns: int
+    t_end_ns: int
+    count: int | None
+    unit: str
+    meta: dict[str, Any]
+    begin: Timing
+    end: Timing
+
+    @property
+    def timing(self) -> Timing:
+        """The phase's timing summary: receive-time if either edge was, the worse uncertainty."""
+        source: TimingSource = (
+            "marker" if self.begin.source == self.end.source == "marker" else "receive-time"
+        )
+        unc = max(self.begin.uncertainty_ns, self.end.uncertainty_ns)
+        return Timing(source, self.end.offset_ns, unc)
+
+
+PhaseKey = tuple[str, str, int]
+
+
+@dataclass
+class PhaseTracker:
+    """Feeds stamped markers, holds open phases, returns phases as they close."""
+
+    open: dict[PhaseKey, StampedMarker] = field(default_factory=dict)
+    seen: OrderedDict[tuple[str, int], Marker] = field(default_factory=OrderedDict)
+    duplicates: int = 0
+    rejected: int = 0
+
+    def feed(self, sm: StampedMarker) -> Phase | None:
+        """Apply one marker. Returns the closed Phase on a valid end, None on a begin or repeat.
+
+        Raises MarkerError (and counts it) when the marker does not fit; state is then unchanged.
+        """
+        try:
+            return self._apply(sm)
+        except MarkerError:
+            self.rejected += 1
+            raise
+
+    def check(self, sm: StampedMarker) -> bool:
+        """Validate without applying: True if new, False if a repeat; MarkerError if unfit."""
+        m = sm.marker
+        prior = self.seen.get((sm.source, m.seq))
+        if prior is not None:
+            if prior == m:
+                return False
+            raise MarkerError(
+                f"seq {m.seq} from source {sm.source!r} was already used for another marker; "
+                "sequence numbers must not be reused (a restarted sender must continue its "
+                "sequence or use a new source id)"
+            )
+        key = (m.run, m.phase, m.trial)
+        what = f"phase {m.phase!r} (run {m.run!r}, trial {m.trial})"
+        if m.event == "begin":
+            if key in self.open:
+                raise MarkerError(
+                    f"{what} is already open; send its end first, or give the repeat another trial"
+                )
+            return True
+        begin = self.open.get(key)
+        if begin is None:
+            raise MarkerError(f"end of {what} without a begin; send a begin marker first")
+        if sm.t_ns <= begin.t_ns:
+            raise MarkerError(
+                f"end of {what} at {sm.t_ns} ns is not after its begin at {begin.t_ns} ns"
+            )
+        return True
+
+    def _apply(self, sm: StampedMarker) -> Phase | None:
+        if not self.check(sm):
+            self.duplicates += 1
+            return None
+        m = sm.marker
+        self._remember(sm.source, m)
+        key = (m.run, m.phase, m.trial)
+        if m.event == "begin":
+            self.open[key] = sm
+            return None
+        begin = self.open.pop(key)
+        meta = {**begin.marker.meta, **m.meta}
+        return Phase(
+            run=m.run,
+            phase=m.phase,
+            trial=m.trial,
+            t_begin_ns=begin.t_ns,
+            t_end_ns=sm.t_ns,
+            count=m.count,
+            unit=m.unit,
+            meta=meta,
+            begin=begin.timing,
+            end=sm.timing,
+        )
+
+    def _remember(self, source: str, m: Marker) -> None:
+        self.seen[(source, m.seq)] = m
+        if len(self.seen) > SEEN_LIMIT:
+            self.seen.popitem(last=False)
+
+
+def replay(markers: list[StampedMarker]) -> tuple[list[Phase], list[tuple[StampedMarker, str]]]:
+    """Rebuild phases from stored markers in their stored order; returns phases and rejects."""
+    tracker = PhaseTracker()
+    phases: list[Phase] = []
+    rejects: list[tuple[StampedMarker, str]] = []
+    for sm in markers:
+        try:
+            ph = tracker.feed(sm)
+        except MarkerError as err:
+            rejects.append((sm, str(err)))
+            continue
+        if ph is not None:
+            phases.append(ph)
+    return phases, rejects

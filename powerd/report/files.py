@@ -1,0 +1,64 @@
+"""Write a run's report files: ``<run>.json``, ``<run>.csv`` and ``<run>.html``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from powerd import __version__
+from powerd.block import F64, I64
+from powerd.integrate import power_trace
+from powerd.report.html import render_html
+from powerd.store import Store
+
+CSV_CHUNK = 1 << 16
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def run_samples(store: Store, result: dict[str, Any]) -> dict[str, tuple[I64, F64]]:
+    """Each channel's samples over the run's span (with the neighbours used at its edges)."""
+    phases = result["phases"]
+    if not phases:
+        return {}
+    t0 = min(p["t_begin_ns"] for p in phases)
+    t1 = max(p["t_end_ns"] for p in phases)
+    chans = sorted({c for p in phases for c in p["channels"]})
+    return {c: store.samples(c, t0, t1) for c in chans}
+
+
+def write_csv(path: Path, samples: dict[str, tuple[I64, F64]], units: dict[str, str]) -> None:
+    """Long format ``channel,t_ns,value,unit``; values are W for power and J for counters."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8", newline="") as fh:
+        fh.write("channel,t_ns,value,unit\n")
+        for channel, (t, v) in samples.items():
+            prefix, suffix = f"{channel},", f",{units.get(channel, '')}"
+            for s in range(0, t.size, CSV_CHUNK):
+                chunk = zip(
+                    t[s : s + CSV_CHUNK].tolist(), v[s : s + CSV_CHUNK].tolist(), strict=True
+                )
+                fh.writelines(f"{prefix}{a},{b!r}{suffix}\n" for a, b in chunk)
+    os.replace(tmp, path)
+
+
+def write_reports(store: Store, result: dict[str, Any], out_dir: Path) -> list[Path]:
+    """Write the three report files for ``result`` into ``out_dir``; returns their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run = result["run"]
+    channels = store.channels()
+    samples = run_samples(store, result)
+    units = {c: channels[c].unit for c in samples if c in channels}
+    paths = [out_dir / f"{run}.json", out_dir / f"{run}.csv", out_dir / f"{run}.html"]
+    _atomic_write(paths[0], json.dumps(result, indent=1) + "\n")
+    write_csv(paths[1], samples, units)
+    traces = {c: power_trace(t, v, channels[c]) for c, (t, v) in samples.items() if c in channels}
+    html = render_html(result, traces, units, generated_by=f"powerd {__version__}")
+    _atomic_write(paths[2], html)
+    return paths

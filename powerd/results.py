@@ -1,0 +1,260 @@
+"""Results per contract 2: phases integrated over their channels, primary figures, idle, trials.
+
+Pure: samples come through a callable, so the same code serves the live daemon (timeline) and
+``powerd report`` (store). The phase's top-level figures come from its *primary* channels: the
+meter channels if any has data for the phase, else telemetry, else estimates; among channels that
+measure the same thing only the best one counts (energy counter over polled power, then coverage,
+then uncertainty), so two views of one quantity are never summed.
+
+Additions to contract 2 (keys only added, ``v`` stays 1): each channel entry carries ``flags``,
+``primary`` and, where a counter and a power channel measure the same thing,
+``counter_to_power_ratio``;
+the top level carries ``trials``: per phase name repeated in more than one trial, the median and
+spread of its figures.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from powerd.block import F64, I64
+from powerd.channel import SOURCE_CLASS_RANK, Channel
+from powerd.integrate import ChannelEnergy, Window, integrate, power_trace
+from powerd.phases import Phase
+
+SampleSource = Callable[[str, int, int], tuple[I64, F64]]
+RESULT_VERSION = 1
+IDLE_PHASE = "idle"
+RATIO_FLAG_LIMIT = 0.05
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def choose_primary(
+    figures: dict[str, ChannelEnergy], channels: dict[str, Channel], explicit: Iterable[str] = ()
+) -> list[str]:
+    """Channels whose sum is the phase's figure; see the module docstring for the rule."""
+    explicit = [c for c in explicit if c in figures and figures[c].energy_j is not None]
+    if explicit:
+        return explicit
+    with_data = [c for c, f in figures.items() if f.energy_j is not None]
+    if not with_data:
+        return []
+    best_rank = min(SOURCE_CLASS_RANK[channels[c].source_class] for c in with_data)
+    best: dict[str, str] = {}
+    for c in sorted(with_data):
+        if SOURCE_CLASS_RANK[channels[c].source_class] != best_rank:
+            continue
+        thing = channels[c].measured_thing
+        if thing not in best or _better(c, best[thing], figures, channels):
+            best[thing] = c
+    return sorted(best.values())
+
+
+def _better(
+    a: str, b: str, figures: dict[str, ChannelEnergy], channels: dict[str, Channel]
+) -> bool:
+    def key(c: str) -> tuple[int, float, float]:
+        f = figures[c]
+        return (0 if channels[c].kind == "energy" else 1, -f.coverage, f.uncertainty_j or 0.0)
+
+    return key(a) < key(b)
+
+
+def _peak_of_sum(
+    primary: list[str],
+    channels: dict[str, Channel],
+    samples: SampleSource,
+    w: Window,
+    figures: dict[str, ChannelEnergy],
+) -> float | None:
+    """Peak of the summed power of several channels, on the union of their sample times."""
+    if len(primary) == 1:
+        return figures[primary[0]].peak_power_w
+    traces = [power_trace(*samples(c, w.t_begin_ns, w.t_end_ns), channels[c]) for c in primary]
+    inside = [t[(t >= w.t_begin_ns) & (t <= w.t_end_ns)] for t, _ in traces]
+    grid = np.unique(np.concatenate([*inside, np.array([w.t_begin_ns, w.t_end_ns], np.int64)]))
+    total = np.zeros(grid.size)
+    for t, p in traces:
+        if t.size:
+            x0 = w.t_begin_ns
+            total += np.interp((grid - x0).astype(np.float64), (t - x0).astype(np.float64), p)
+    return float(total.max())
+
+
+def _ratios(figures: dict[str, ChannelEnergy], channels: dict[str, Channel]) -> dict[str, float]:
+    """counter energy ÷ integrated power energy, for counters with a power twin (same thing)."""
+    out: dict[str, float] = {}
+    for c, f in figures.items():
+        ch = channels[c]
+        if ch.kind != "energy" or not f.energy_j:
+            continue
+        for d, g in figures.items():
+            twin = channels[d]
+            if twin.kind == "power" and twin.measured_thing == ch.measured_thing and g.energy_j:
+                out[c] = f.energy_j / g.energy_j
+                break
+    return out
+
+
+def _channel_entry(
+    ch: Channel, f: ChannelEnergy, primary: bool, ratio: float | None
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "energy_j": _num(f.energy_j),
+        "mean_power_w": _num(f.mean_power_w),
+        "peak_power_w": _num(f.peak_power_w),
+        "samples": f.samples,
+        "coverage": f.coverage,
+        "uncertainty_j": _num(f.uncertainty_j),
+        "source_class": ch.source_class,
+        "method": f.method,
+        "flags": list(f.flags),
+        "primary": primary,
+    }
+    if ratio is not None:
+        entry["counter_to_power_ratio"] = ratio
+    return entry
+
+
+def phase_result(
+    phase: Phase,
+    channels: dict[str, Channel],
+    samples: SampleSource,
+    idle_power_w: float | None = None,
+    primary_channels: Iterable[str] = (),
+) -> dict[str, Any]:
+    """One entry of contract 2's ``phases`` list."""
+    w = Window(
+        phase.t_begin_ns, phase.t_end_ns, phase.begin.uncertainty_ns, phase.end.uncertainty_ns
+    )
+    figures = {
+        c: integrate(*samples(c, w.t_begin_ns, w.t_end_ns), w, ch) for c, ch in channels.items()
+    }
+    primary = choose_primary(figures, channels, primary_channels)
+    ratios = _ratios(figures, channels)
+    flags: list[str] = []
+    for c in primary:
+        flags.extend(f for f in figures[c].flags if f not in flags)
+    for r in ratios.values():
+        if abs(r - 1.0) > RATIO_FLAG_LIMIT and "counter_power_mismatch" not in flags:
+            flags.append("counter_power_mismatch")
+    timing = phase.timing
+    if timing.source == "receive-time":
+        flags.append("receive_time")
+    duration_s = w.duration_s
+    energy: float | None = None
+    unc: float | None = None
+    mean = peak = None
+    if primary:
+        energy = sum(figures[c].energy_j or 0.0 for c in primary)
+        unc = math.sqrt(sum((figures[c].uncertainty_j or 0.0) ** 2 for c in primary))
+        mean = energy / duration_s
+        peak = _peak_of_sum(primary, channels, samples, w, figures)
+    else:
+        flags.append("no_data")
+    count = phase.count
+    is_idle = phase.phase == IDLE_PHASE
+    idle = None if is_idle else idle_power_w
+    net = None if idle is None or energy is None else energy - idle * duration_s
+    return {
+        "phase": phase.phase,
+        "trial": phase.trial,
+        "t_begin_ns": phase.t_begin_ns,
+        "t_end_ns": phase.t_end_ns,
+        "duration_s": duration_s,
+        "count": count,
+        "unit": phase.unit,
+        "energy_j": _num(energy),
+        "mean_power_w": _num(mean),
+        "peak_power_w": _num(peak),
+        "uncertainty_j": _num(unc),
+        "j_per_unit": _num(energy / count) if energy is not None and count else None,
+        "units_per_j": _num(count / energy) if energy and count is not None else None,
+        "idle_power_w": _num(idle),
+        "net_energy_j": _num(net),
+        "flags": flags,
+        "timing": timing.to_json(),
+        "channels": {
+            c: _channel_entry(channels[c], figures[c], c in primary, ratios.get(c))
+            for c in sorted(figures)
+        },
+        "meta": phase.meta,
+    }
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    med = statistics.median(values)
+    lo, hi = min(values), max(values)
+    return {
+        "median": med,
+        "min": lo,
+        "max": hi,
+        "rel_spread": (hi - lo) / abs(med) if med else math.inf,
+    }
+
+
+def trials_summary(phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Median and spread of each figure over the trials of a phase name seen in >1 trial."""
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for p in phases:
+        by_name.setdefault(p["phase"], []).append(p)
+    out: list[dict[str, Any]] = []
+    for name, group in sorted(by_name.items()):
+        if len({p["trial"] for p in group}) < 2:
+            continue
+        entry: dict[str, Any] = {"phase": name, "trials": len(group)}
+        for key in ("energy_j", "mean_power_w", "j_per_unit", "net_energy_j"):
+            vals = [p[key] for p in group if p[key] is not None]
+            if vals:
+                entry[key] = _spread(vals)
+        out.append(entry)
+    return out
+
+
+def idle_from_phases(phases: list[dict[str, Any]]) -> float | None:
+    """Idle power of a run: the median mean power of its ``idle`` phases."""
+    vals = [
+        p["mean_power_w"]
+        for p in phases
+        if p["phase"] == IDLE_PHASE and p["mean_power_w"] is not None
+    ]
+    return statistics.median(vals) if vals else None
+
+
+def run_result(
+    run: str,
+    phases: list[Phase],
+    channels: dict[str, Channel],
+    samples: SampleSource,
+    idle_power_w: float | None = None,
+    primary_channels: Iterable[str] = (),
+) -> dict[str, Any]:
+    """Contract 2 for one run. Idle power: ``idle_power_w`` if given, else the run's idle phase."""
+    ordered = sorted(
+        (p for p in phases if p.run == run), key=lambda p: (p.t_begin_ns, p.phase, p.trial)
+    )
+    primary = list(primary_channels)
+    idle_phases = [
+        phase_result(p, channels, samples, None, primary) for p in ordered if p.phase == IDLE_PHASE
+    ]
+    idle = idle_power_w if idle_power_w is not None else idle_from_phases(idle_phases)
+    results = [
+        phase_result(p, channels, samples, idle, primary) if p.phase != IDLE_PHASE else None
+        for p in ordered
+    ]
+    idle_iter = iter(idle_phases)
+    out_phases = [r if r is not None else next(idle_iter) for r in results]
+    return {
+        "v": RESULT_VERSION,
+        "run": run,
+        "phases": out_phases,
+        "trials": trials_summary(out_phases),
+    }

@@ -1,0 +1,295 @@
+"""The embedded store: SQLite in WAL mode holding channels, sample blocks, markers and results.
+
+Crash safety comes from SQLite itself: WAL with ``synchronous=NORMAL`` keeps every committed
+transaction across a killed process (only a power loss may drop the last few commits). Samples are
+buffered per channel and written as one row per channel at each ``flush()``, so a row holds many
+samples as raw little-endian int64/float64 arrays. Retention is bounded by age and by total size.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.wire import parse_marker
+from powerd.block import F64, I64, Block, concat
+from powerd.channel import Channel
+from powerd.errors import PowerdError
+from powerd.phases import StampedMarker, Timing
+
+SCHEMA_VERSION = 1
+ENCODING = "le-i8-f8"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS channels(id TEXT PRIMARY KEY, json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks(
+    id INTEGER PRIMARY KEY, channel TEXT NOT NULL, t_first_ns INTEGER NOT NULL,
+    t_last_ns INTEGER NOT NULL, n INTEGER NOT NULL, encoding TEXT NOT NULL,
+    t BLOB NOT NULL, v BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS blocks_by_first ON blocks(channel, t_first_ns);
+CREATE INDEX IF NOT EXISTS blocks_by_last ON blocks(channel, t_last_ns);
+CREATE TABLE IF NOT EXISTS markers(
+    id INTEGER PRIMARY KEY, source TEXT NOT NULL, seq INTEGER NOT NULL, run TEXT NOT NULL,
+    t_ns INTEGER NOT NULL, received_ns INTEGER NOT NULL, marker TEXT NOT NULL,
+    timing TEXT NOT NULL, UNIQUE(source, seq));
+CREATE INDEX IF NOT EXISTS markers_by_run ON markers(run);
+CREATE TABLE IF NOT EXISTS results(run TEXT PRIMARY KEY, computed_ns INTEGER NOT NULL,
+    json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS clock_steps(mono_ns INTEGER NOT NULL, utc_ns INTEGER NOT NULL,
+    step_ns INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How much sample data to keep: by age, and by total stored sample bytes."""
+
+    max_age_s: float = 30 * 86400.0
+    max_bytes: int = 4 << 30
+
+
+class Store:
+    """One SQLite file; safe to share between threads (one connection behind a lock)."""
+
+    def __init__(self, path: Path, retention: Retention | None = None) -> None:
+        self.path = path
+        self.retention = retention or Retention()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as err:
+            raise PowerdError(f"cannot open store {path}: {err}") from None
+        self._lock = threading.RLock()
+        self._pending: dict[str, tuple[list[I64], list[F64]]] = {}
+        version = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if version is None:
+            self._db.execute("INSERT INTO meta VALUES('schema', ?)", (str(SCHEMA_VERSION),))
+        elif int(version[0]) != SCHEMA_VERSION:
+            raise PowerdError(
+                f"store {path} has schema {version[0]}, this powerd reads {SCHEMA_VERSION}"
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self.flush()
+            self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # channels ---------------------------------------------------------------------------------
+
+    def put_channel(self, ch: Channel) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO channels VALUES(?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET json=excluded.json",
+                (ch.id, json.dumps(ch.to_json(), sort_keys=True)),
+            )
+
+    def channels(self) -> dict[str, Channel]:
+        with self._lock:
+            rows = self._db.execute("SELECT id, json FROM channels ORDER BY id").fetchall()
+        return {cid: Channel.from_json(json.loads(text)) for cid, text in rows}
+
+    # samples ----------------------------------------------------------------------------------
+
+    def append(self, block: Block) -> None:
+        """Buffer a block; it is written at the next flush()."""
+        if len(block) == 0:
+            return
+        with self._lock:
+            ts, vs = self._pending.setdefault(block.channel, ([], []))
+            ts.append(block.t_ns)
+            vs.append(block.value)
+
+    def flush(self) -> int:
+        """Write buffered samples, one row per channel, in one transaction; returns the count."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            if not pending:
+                return 0
+            rows = []
+            for channel, (ts, vs) in pending.items():
+                t, v = concat(ts, vs)
+                if t.size:
+                    rows.append(
+                        (
+                            channel,
+                            int(t[0]),
+                            int(t[-1]),
+                            int(t.size),
+                            ENCODING,
+                            t.astype("<i8").tobytes(),
+                            v.astype("<f8").tobytes(),
+                        )
+                    )
+            with self._tx() as db:
+                db.executemany(
+                    "INSERT INTO blocks(channel, t_first_ns, t_last_ns, n, encoding, t, v) "
+                    "VALUES(?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+            return sum(r[3] for r in rows)
+
+    @staticmethod
+    def _decode(t: bytes, v: bytes) -> tuple[I64, F64]:
+        return (
+            np.frombuffer(t, "<i8").astype(np.int64),
+            np.frombuffer(v, "<f8").astype(np.float64),
+        )
+
+    def samples(self, channel: str, t_begin_ns: int, t_end_ns: int) -> tuple[I64, F64]:
+        """Samples in [t_begin, t_end] plus the nearest one on each side (for the edges)."""
+        q = "SELECT t, v FROM blocks WHERE channel=? AND "
+        with self._lock:
+            rows = self._db.execute(
+                q + "t_last_ns < ? ORDER BY t_last_ns DESC LIMIT 1", (channel, t_begin_ns)
+            ).fetchall()
+            rows += self._db.execute(
+                q + "t_last_ns >= ? AND t_first_ns <= ? ORDER BY t_first_ns",
+                (channel, t_begin_ns, t_end_ns),
+            ).fetchall()
+            rows += self._db.execute(
+                q + "t_first_ns > ? ORDER BY t_first_ns LIMIT 1", (channel, t_end_ns)
+            ).fetchall()
+        parts = [self._decode(t, v) for t, v in rows]
+        t, v = concat([p[0] for p in parts], [p[1] for p in parts])
+        lo = max(0, int(np.searchsorted(t, t_begin_ns, "right")) - 1)
+        hi = min(t.size, int(np.searchsorted(t, t_end_ns, "left")) + 1)
+        return t[lo:hi], v[lo:hi]
+
+    def channels_with_data(self, t_begin_ns: int, t_end_ns: int) -> list[str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT DISTINCT channel FROM blocks WHERE t_last_ns >= ? AND t_first_ns <= ?",
+                (t_begin_ns, t_end_ns),
+            ).fetchall()
+        return sorted(r[0] for r in rows)
+
+    def sample_count(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT COALESCE(SUM(n), 0) FROM blocks").fetchone()
+        return int(row[0])
+
+    # markers ----------------------------------------------------------------------------------
+
+    def put_marker(self, sm: StampedMarker) -> bool:
+        """Store a marker; False if (source, seq) is already stored (a repeat)."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO markers"
+                "(source, seq, run, t_ns, received_ns, marker, timing) "
+                "VALUES(?, ?, ?, ?, ?, ?, ?)",
+                (
+                    sm.source,
+                    sm.marker.seq,
+                    sm.marker.run,
+                    sm.t_ns,
+                    sm.received_ns,
+                    json.dumps(sm.marker.to_json(), sort_keys=True),
+                    json.dumps(sm.timing.to_json()),
+                ),
+            )
+            return cur.rowcount == 1
+
+    def markers(self, run: str | None = None) -> list[StampedMarker]:
+        """Stored markers in arrival order, of one run or all."""
+        sql = "SELECT source, t_ns, received_ns, marker, timing FROM markers"
+        args: tuple[Any, ...] = ()
+        if run is not None:
+            sql += " WHERE run=?"
+            args = (run,)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY id", args).fetchall()
+        return [
+            StampedMarker(src, parse_marker(json.loads(m)), t, Timing(**json.loads(tm)), rx)
+            for src, t, rx, m, tm in rows
+        ]
+
+    def runs(self) -> list[str]:
+        with self._lock:
+            rows = self._db.execute("SELECT DISTINCT run FROM markers ORDER BY run").fetchall()
+        return [r[0] for r in rows]
+
+    # results and clock steps ------------------------------------------------------------------
+
+    def put_result(self, result: dict[str, Any], computed_ns: int) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO results VALUES(?, ?, ?) ON CONFLICT(run) DO UPDATE SET "
+                "computed_ns=excluded.computed_ns, json=excluded.json",
+                (result["run"], computed_ns, json.dumps(result)),
+            )
+
+    def result(self, run: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT json FROM results WHERE run=?", (run,)).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def put_clock_step(self, mono_ns: int, utc_ns: int, step_ns: int) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO clock_steps VALUES(?, ?, ?)", (mono_ns, utc_ns, step_ns))
+
+    def clock_steps(self, t_begin_ns: int, t_end_ns: int) -> list[int]:
+        """UTC times of recorded wall-clock steps within a window."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT utc_ns FROM clock_steps WHERE utc_ns BETWEEN ? AND ?",
+                (t_begin_ns, t_end_ns),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    # retention --------------------------------------------------------------------------------
+
+    def prune(self, now_ns: int) -> int:
+        """Drop sample blocks older than the age limit, then the oldest beyond the size limit.
+
+        Markers and results are small and kept, so any stored run's figures stay readable.
+        Returns the number of blocks removed.
+        """
+        cutoff = now_ns - int(self.retention.max_age_s * 1e9)
+        with self._tx() as db:
+            removed = db.execute("DELETE FROM blocks WHERE t_last_ns < ?", (cutoff,)).rowcount
+            total = int(db.execute("SELECT COALESCE(SUM(n), 0) FROM blocks").fetchone()[0]) * 16
+            excess = total - self.retention.max_bytes
+            if excess > 0:
+                doomed: list[int] = []
+                for block_id, n in db.execute("SELECT id, n FROM blocks ORDER BY t_last_ns"):
+                    if excess <= 0:
+                        break
+                    doomed.append(block_id)
+                    excess -= n * 16
+                db.executemany("DELETE FROM blocks WHERE id=?", [(i,) for i in doomed])
+                removed += len(doomed)
+        return removed
+
+    def integrity_ok(self) -> bool:
+        with self._lock:
+            return bool(self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")

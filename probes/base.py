@@ -1,0 +1,65 @@
+"""The probe interface every source implements, and the spec syntax ``<name>[:<args>]``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from powerd.block import Block
+from powerd.channel import Channel
+from powerd.errors import SpecError
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a probe family can run on this host; ``reason`` explains a no, or what was found."""
+
+    ok: bool
+    reason: str
+    broken: bool = False
+
+
+class Probe(Protocol):
+    """An open source of samples. ``read`` is called every ``poll_interval_s`` by the runner."""
+
+    poll_interval_s: float
+
+    def channels(self) -> list[Channel]: ...
+
+    def read(self, now_utc_ns: int) -> list[Block]:
+        """Samples taken since the previous call, stamped on this host's UTC timeline."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ProbeFamily(Protocol):
+    """What the entry point names: a description, a host check, and a constructor from a spec."""
+
+    name: str
+    summary: str
+
+    def available(self) -> Availability: ...
+
+    def open(self, args: str) -> Probe: ...
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    """``"sim:square,high=10"`` → ``("sim", "square,high=10")``."""
+    name, _, args = spec.partition(":")
+    if not name:
+        raise SpecError(f"empty probe name in {spec!r}: use NAME[:ARGS], e.g. sim:constant,w=5")
+    return name, args
+
+
+def parse_kv(text: str, allowed: set[str]) -> dict[str, str]:
+    """Parse ``k=v,k=v``; unknown keys are an error naming the allowed ones."""
+    out: dict[str, str] = {}
+    for item in filter(None, text.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq or not value:
+            raise SpecError(f"expected key=value, got {item!r}")
+        if key not in allowed:
+            raise SpecError(f"unknown key {key!r}; allowed: {', '.join(sorted(allowed))}")
+        out[key] = value
+    return out

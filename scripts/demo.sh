@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Quickstart: set up, then measure a simulated 10 W / 2 W square wave around `sleep 3`,
+# with a 1 s idle baseline first, and print joules per inference. No server, no hardware.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+run="demo-$(date +%Y%m%d-%H%M%S)"
+exec .venv/bin/powerd measure \
+    --probe sim:square,high=10,low=2,period=0.1,duty=0.5 \
+    --idle 1 --run "$run" --count 1000 --out reports -- sleep 3

@@ -1,0 +1,96 @@
+"""Contract 1: every rule of marker validation, with the reason a harness author would need."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from agent.wire import decode_marker, error_message, markers_topic, parse_marker
+from powerd.errors import MarkerError
+
+GOOD: dict[str, Any] = {
+    "v": 1,
+    "run": "r-1.a:b_c",
+    "phase": "inference",
+    "event": "end",
+    "t_ns": 1_800_000_000_000_000_000,
+    "seq": 7,
+    "count": 1000,
+    "unit": "token",
+    "trial": 2,
+    "meta": {"model": "llama", "batch": 8},
+}
+
+
+def test_full_marker_round_trips() -> None:
+    m = parse_marker(GOOD)
+    assert (m.run, m.phase, m.event, m.seq, m.count, m.unit, m.trial) == (
+        "r-1.a:b_c",
+        "inference",
+        "end",
+        7,
+        1000,
+        "token",
+        2,
+    )
+    assert parse_marker(m.to_json()) == m
+    assert decode_marker(json.dumps(GOOD).encode()) == m
+
+
+def test_minimal_marker_defaults() -> None:
+    m = parse_marker({"v": 1, "run": "r", "phase": "p", "event": "begin", "seq": 0})
+    assert m.t_ns is None and m.count is None and m.unit == "inference" and m.trial == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"v": 2}, "v must be 1"),
+        ({"v": True}, "v must be 1"),
+        ({"run": ""}, "run must be"),
+        ({"run": "a" * 129}, "run must be"),
+        ({"run": "has space"}, "run must be"),
+        ({"phase": 3}, "phase must be"),
+        ({"event": "start"}, "event must be"),
+        ({"seq": -1}, "seq must be"),
+        ({"seq": 1.5}, "seq must be an integer"),
+        ({"seq": None}, "seq must be an integer"),
+        ({"t_ns": "now"}, "t_ns must be an integer"),
+        ({"count": -3}, "count must be"),
+        ({"count": True}, "count must be an integer"),
+        ({"trial": -1}, "trial must be"),
+        ({"unit": ""}, "unit must be"),
+        ({"meta": [1]}, "meta must be a JSON object"),
+        ({"meta": {"k": {"nested": 1}}}, "meta['k'] must be"),
+        ({"cout": 5}, "unknown key(s) cout"),
+    ],
+)
+def test_invalid_markers_are_rejected_with_a_reason(change: dict[str, Any], reason: str) -> None:
+    with pytest.raises(MarkerError, match=None) as info:
+        parse_marker(GOOD | change)
+    assert reason in str(info.value)
+
+
+def test_missing_seq_and_count_on_begin() -> None:
+    no_seq = {k: v for k, v in GOOD.items() if k != "seq"}
+    with pytest.raises(MarkerError, match="seq is required"):
+        parse_marker(no_seq)
+    with pytest.raises(MarkerError, match="count belongs on the end marker"):
+        parse_marker(GOOD | {"event": "begin"})
+
+
+def test_non_json_and_non_object() -> None:
+    with pytest.raises(MarkerError, match="not UTF-8 JSON"):
+        decode_marker(b"\xff{")
+    with pytest.raises(MarkerError, match="not UTF-8 JSON"):
+        decode_marker("{'single': 'quotes'}")
+    with pytest.raises(MarkerError, match="must be a JSON object"):
+        decode_marker("[1, 2]")
+
+
+def test_error_message_and_topics() -> None:
+    body = error_message("bad", b"x" * 2000)
+    assert body["error"] == "bad" and len(body["message"]) == 512
+    assert markers_topic("edge-01") == "powerd/v1/markers/edge-01"
