@@ -90,7 +90,11 @@ class Marks:
 
 
 class Progress:
-    """A progress line on stderr: refreshed in place on a terminal, now and then on a pipe."""
+    """A progress line on stderr: refreshed in place on a terminal, now and then on a pipe.
+
+    Energy so far is accumulated tick by tick over the new samples only, so the cost per tick stays
+    flat however long CMD runs (and older samples may leave the timeline's ring meanwhile).
+    """
 
     def __init__(self, timeline: Timeline, run: str, quiet: bool) -> None:
         self.timeline, self.run = timeline, run
@@ -98,28 +102,34 @@ class Progress:
         self.quiet = quiet
         self.every_s = PROGRESS_TTY_S if self.tty else PROGRESS_PIPE_S
         self.next_s = time.monotonic() + self.every_s
+        self.phase_begin_ns = 0
+        self.upto_ns = 0
+        self.energy_j = 0.0
 
-    def energy_so_far(self, t_begin_ns: int, now_ns: int) -> tuple[float, float]:
+    def _advance(self, t_begin_ns: int, now_ns: int) -> None:
+        if t_begin_ns != self.phase_begin_ns:
+            self.phase_begin_ns, self.upto_ns, self.energy_j = t_begin_ns, t_begin_ns, 0.0
+        if now_ns <= self.upto_ns:
+            return
         chans = self.timeline.channels
-        if now_ns <= t_begin_ns:
-            return 0.0, 0.0
-        w = Window(t_begin_ns, now_ns)
+        w = Window(self.upto_ns, now_ns)
         figs = {
-            c: integrate(*self.timeline.window(c, t_begin_ns, now_ns), w, ch)
+            c: integrate(*self.timeline.window(c, w.t_begin_ns, now_ns), w, ch)
             for c, ch in chans.items()
         }
-        primary = choose_primary(figs, chans)
-        energy = sum(figs[c].energy_j or 0.0 for c in primary)
-        return energy, energy / w.duration_s
+        self.energy_j += sum(figs[c].energy_j or 0.0 for c in choose_primary(figs, chans))
+        self.upto_ns = now_ns
 
     def tick(self, phase: str, t_begin_ns: int, now_ns: int, force: bool = False) -> None:
         if self.quiet or (not force and time.monotonic() < self.next_s):
             return
         self.next_s = time.monotonic() + self.every_s
-        energy, mean = self.energy_so_far(t_begin_ns, now_ns)
+        self._advance(t_begin_ns, now_ns)
+        elapsed_s = (now_ns - t_begin_ns) / 1e9
+        mean_w = self.energy_j / elapsed_s if elapsed_s > 0 else 0.0
         text = (
-            f"powerd: {self.run} {phase} {(now_ns - t_begin_ns) / 1e9:7.1f} s  "
-            f"{energy:10.3f} J  mean {mean:8.3f} W"
+            f"powerd: {self.run} {phase} {elapsed_s:7.1f} s  "
+            f"{self.energy_j:10.3f} J  mean {mean_w:8.3f} W"
         )
         sys.stderr.write(("\r" + text) if self.tty else (text + "\n"))
         sys.stderr.flush()

@@ -59,6 +59,7 @@ def write_reports(store: Store, result: dict[str, Any], out_dir: Path) -> list[P
     _atomic_write(paths[0], json.dumps(result, indent=1) + "\n")
     write_csv(paths[1], samples, units)
     traces = {c: power_trace(t, v, channels[c]) for c, (t, v) in samples.items() if c in channels}
-    html = render_html(result, traces, units, generated_by=f"powerd {__version__}")
+    legend = {c: "W" if u == "W" else "W, rate of the J counter" for c, u in units.items()}
+    html = render_html(result, traces, legend, generated_by=f"powerd {__version__}")
     _atomic_write(paths[2], html)
     return paths

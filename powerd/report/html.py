@@ -328,7 +328,8 @@ def _results_table(phases: list[dict[str, Any]]) -> str:
     rows = []
     for p in phases:
         unit = p.get("unit")
-        count = fmt(p.get("count")) + (f" {_e(unit)}" if unit not in (None, "") else "")
+        has_count = p.get("count") is not None and unit not in (None, "")
+        count = fmt(p.get("count")) + (f" {_e(unit)}" if has_count else "")
         rows.append(
             f'<tr class="phase-row"><td>{_e(p.get("phase"))}{_meta(p.get("meta"))}</td>'
             f"{_num_td(p.get('trial'))}{_num_td(p.get('duration_s'))}"
