@@ -66,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the embedded store (powerd.db) lives "
         "(default: $POWERD_STATE_DIR, else $XDG_STATE_HOME/powerd, else ~/.local/state/powerd)",
     )
+    parser.add_argument(
+        "--sysfs-root",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="read sysfs/procfs under DIR instead of / (for captured trees; "
+        "also $POWERD_SYSFS_ROOT)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     m = sub.add_parser(
@@ -243,6 +251,10 @@ def cmd_probes(_args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.sysfs_root is not None:
+        from probes.sysfs import ENV
+
+        os.environ[ENV] = str(args.sysfs_root)
     try:
         if args.command == "measure":
             from powerd.measure import cmd_measure

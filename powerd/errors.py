@@ -14,3 +14,7 @@ class SpecError(PowerdError):
 
 class MarkerError(PowerdError):
     """A marker that is not valid per contract 1, or does not fit the phase state."""
+
+
+class ProbeUnavailable(PowerdError):
+    """A probe that is valid but cannot run on this host (absent, no permission, broken)."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 
 from agent.wire import NAME_RE, Marker
-from powerd.errors import PowerdError, SpecError
+from powerd.errors import PowerdError, ProbeUnavailable, SpecError
 from powerd.integrate import Window, integrate
 from powerd.phases import PhaseTracker, stamp
 from powerd.report.files import write_reports
@@ -55,7 +55,17 @@ def _validate(args: argparse.Namespace) -> list[Probe]:
         raise SpecError("--count must be >= 0")
     if args.idle < 0:
         raise SpecError("--idle must be >= 0 seconds")
-    probes = [open_probe(spec) for spec in args.probe]
+    probes: list[Probe] = []
+    unavailable: list[str] = []
+    for spec in args.probe:
+        try:
+            probes.append(open_probe(spec))
+        except ProbeUnavailable as err:
+            unavailable.append(str(err))
+    if not probes:
+        raise ProbeUnavailable("nothing can be measured: " + "; ".join(unavailable))
+    for reason in unavailable:
+        print(f"powerd: warning: {reason} (measuring with the other probes)", file=sys.stderr)
     ids = [ch.id for p in probes for ch in p.channels()]
     dupes = sorted({c for c in ids if ids.count(c) > 1})
     if dupes:

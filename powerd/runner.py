@@ -65,6 +65,9 @@ class Sampler:
             health.last_error = f"{type(err).__name__}: {err}"
             return
         health.reads += 1
+        for problem in probe.problems():
+            health.errors += 1
+            health.last_error = problem
         for block in blocks:
             health.samples += len(block)
             self.timeline.append(block)

@@ -27,7 +27,15 @@ class Probe(Protocol):
     def channels(self) -> list[Channel]: ...
 
     def read(self, now_utc_ns: int) -> list[Block]:
-        """Samples taken since the previous call, stamped on this host's UTC timeline."""
+        """Samples taken since the previous call, stamped on this host's UTC timeline.
+
+        A failure of one channel must not lose the others: the probe returns what it could read
+        and reports the rest through ``problems()``. Raising means the whole probe failed this time.
+        """
+        ...
+
+    def problems(self) -> list[str]:
+        """Channel-level problems since the previous call ("nvml:1:power: GPU is lost"), drained."""
         ...
 
     def close(self) -> None: ...

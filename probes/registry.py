@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
-from powerd.errors import SpecError
+from powerd.errors import ProbeUnavailable, SpecError
 from probes.base import Probe, ProbeFamily, split_spec
 
 GROUP = "powerd.probes"
@@ -45,5 +45,5 @@ def open_probe(spec: str) -> Probe:
     fam = fams[name]
     avail = fam.available()
     if not avail.ok:
-        raise SpecError(f"probe {name!r} is not usable here: {avail.reason}")
+        raise ProbeUnavailable(f"probe {name!r} is not usable here: {avail.reason}")
     return fam.open(args)

@@ -59,6 +59,9 @@ class SimProbe:
         self._next_k = last_k + 1
         return [self.samples(np.arange(first_k, last_k + 1, dtype=np.int64))]
 
+    def problems(self) -> list[str]:
+        return []
+
     def close(self) -> None:
         return None
 

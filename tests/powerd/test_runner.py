@@ -40,6 +40,9 @@ class FlakyProbe:
             raise OSError("device reports not ready")
         return [Block.of(self.channel.id, [now_utc_ns], [1.0])]
 
+    def problems(self) -> list[str]:
+        return []
+
     def close(self) -> None:
         return None
 
