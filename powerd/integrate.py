@@ -30,7 +30,7 @@ from powerd.block import F64, I64
 from powerd.channel import Channel
 
 GAP_FACTOR = 3.0
-CHUNK = 1 << 16
+CHUNK = 1 << 14
 NOISE_MAX_DIFFS = 1 << 16
 Z95 = 1.96
 
@@ -75,72 +75,116 @@ def _no_data(method: Literal["trapezoid", "counter"]) -> ChannelEnergy:
     return ChannelEnergy(None, None, None, 0, 0.0, None, method, ("no_data",))
 
 
-def _nodes(t: I64, v: F64, w: Window) -> tuple[I64, F64, int, int]:
-    """Node arrays [a, inner samples..., b] with values linearly interpolated (held past the data).
-
-    Also returns the index range of the inner samples in ``t``.
-    """
-    a, b = w.t_begin_ns, w.t_end_ns
-    i0 = int(np.searchsorted(t, a, "right"))
-    i1 = int(np.searchsorted(t, b, "left"))
-    rel = (t - a).astype(np.float64)  # relative: float64 of an absolute UTC ns is 256 ns coarse
-    edge_v = np.interp(np.array([0.0, float(b - a)]), rel, v)
-    tt = np.empty(i1 - i0 + 2, np.int64)
-    vv = np.empty(i1 - i0 + 2, np.float64)
-    tt[0], tt[-1] = a, b
-    vv[0], vv[-1] = edge_v
-    tt[1:-1] = t[i0:i1]
-    vv[1:-1] = v[i0:i1]
-    return tt, vv, i0, i1
+def _value_at(t: I64, v: F64, x: int) -> float:
+    """``v`` linearly interpolated at ``x`` (held beyond the first and last sample)."""
+    i = int(np.searchsorted(t, x, "right"))
+    if i == 0:
+        return float(v[0])
+    if i == t.size or t[i - 1] == x:
+        return float(v[i - 1])
+    t0, t1 = int(t[i - 1]), int(t[i])
+    return float(v[i - 1] + (v[i] - v[i - 1]) * ((x - t0) / (t1 - t0)))
 
 
-def _uncovered_ns(t: I64, tt: I64, i0: int, i1: int, threshold_ns: float) -> float:
-    """Time in the window that lies inside a real gap (or past the data) longer than threshold.
+@dataclass(frozen=True)
+class _Edges:
+    """Where a window sits in a sample series: inner samples t[i0:i1] lie strictly inside it."""
 
-    Each node interval is judged by the real sample interval that encloses it: a window edge that
-    falls inside a short sampling interval is covered; one inside a long gap, or further than the
-    threshold beyond the first or last sample, is not.
+    i0: int
+    i1: int
+    va: float
+    vb: float
+
+
+def _edges(t: I64, v: F64, w: Window) -> _Edges:
+    i0 = int(np.searchsorted(t, w.t_begin_ns, "right"))
+    i1 = int(np.searchsorted(t, w.t_end_ns, "left"))
+    return _Edges(i0, i1, _value_at(t, v, w.t_begin_ns), _value_at(t, v, w.t_end_ns))
+
+
+def _edge_uncovered_ns(t: I64, w: Window, e: _Edges, threshold_ns: float) -> float:
+    """Uncovered time in the first and last node intervals (the pieces at the window edges).
+
+    Each piece is judged by the real sample interval that encloses it: an edge inside a short
+    sampling interval is covered; one inside a long gap, or further than the threshold beyond the
+    first or last sample, is not. Inner intervals are judged by their own length elsewhere.
     """
     n = t.size
-    a, b = int(tt[0]), int(tt[-1])
-    dt = np.diff(tt)
-    enclosing = dt.astype(np.float64)
+    a, b = w.t_begin_ns, w.t_end_ns
 
     def span(i_left: int, i_right: int) -> float:
         left = int(t[i_left]) if i_left >= 0 else a
         right = int(t[i_right]) if i_right < n else b
         return float(right - left)
 
-    enclosing[0] = span(i0 - 1, i0)
-    enclosing[-1] = span(i1 - 1, i1)
-    return float(dt[enclosing > threshold_ns].sum())
+    if e.i1 <= e.i0:
+        return float(b - a) if span(e.i0 - 1, e.i0) > threshold_ns else 0.0
+    first = float(t[e.i0] - a) if span(e.i0 - 1, e.i0) > threshold_ns else 0.0
+    last = float(b - t[e.i1 - 1]) if span(e.i1 - 1, e.i1) > threshold_ns else 0.0
+    return first + last
 
 
 def _noise_sigma(v: F64) -> float:
-    """Robust std of white noise on samples, from successive differences (MAD, ≤ 65536 of them)."""
+    """Robust std of white noise on samples, from successive differences (MAD of ≤ 2^16 of them)."""
     if v.size < 3:
         return 0.0
-    stride = max(1, (v.size - 1) // NOISE_MAX_DIFFS)
-    d = np.diff(v[::stride]) if stride > 1 else np.diff(v)
-    med = np.median(d)
-    mad = float(np.median(np.abs(d - med)))
-    return 1.4826 * mad / math.sqrt(2.0)
+    stride = -(-(v.size - 1) // NOISE_MAX_DIFFS)
+    d = np.diff(v[::stride])
+    med = _median(d)
+    return 1.4826 * _median(np.abs(d - med)) / math.sqrt(2.0)
 
 
-def _trapezoid_sums(tt: I64, vv: F64) -> tuple[float, float, float, float]:
-    """Σ dt·v_left, Σ dt·v_right, Σ (Δv·dt)², Σ dt² over the node sequence (ns units), chunked."""
-    left = right = disc2 = dt2 = 0.0
-    n = tt.size
-    for s in range(0, n - 1, CHUNK):
-        e = min(n, s + CHUNK + 1)
-        dt = np.diff(tt[s:e]).astype(np.float64)
-        vs = vv[s:e]
-        left += float(np.dot(dt, vs[:-1]))
-        right += float(np.dot(dt, vs[1:]))
-        x = np.diff(vs) * dt
-        disc2 += float(np.dot(x, x))
-        dt2 += float(np.dot(dt, dt))
-    return left, right, disc2, dt2
+def _median(x: F64) -> float:
+    """Median by partition (no full sort); the upper median for even sizes is close enough here."""
+    k = x.size // 2
+    return float(np.partition(x, k)[k])
+
+
+@dataclass
+class _Sums:
+    """Running sums over node intervals (ns and W units), accumulated chunk by chunk."""
+
+    left: float = 0.0
+    right: float = 0.0
+    disc2: float = 0.0
+    dt2: float = 0.0
+    gap_ns: float = 0.0
+    vmax: float = -math.inf
+    vmin: float = math.inf
+
+    def add(self, dt: F64, v0: F64, v1: F64, threshold_ns: float) -> None:
+        self.left += float(np.dot(dt, v0))
+        self.right += float(np.dot(dt, v1))
+        x = (v1 - v0) * dt
+        self.disc2 += float(np.dot(x, x))
+        self.dt2 += float(np.dot(dt, dt))
+        long = dt > threshold_ns
+        if bool(long.any()):
+            self.gap_ns += float(dt[long].sum())
+        if v1.size:
+            self.vmax = max(self.vmax, float(v1.max()))
+            self.vmin = min(self.vmin, float(v1.min()))
+
+
+def _power_sums(t: I64, p: F64, w: Window, e: _Edges, threshold_ns: float) -> _Sums:
+    """Trapezoid sums over [a, inner samples..., b] without copying the inner samples."""
+    sums = _Sums(vmax=max(e.va, e.vb), vmin=min(e.va, e.vb))
+    one = np.empty(1, np.float64)
+
+    def edge(t0: int, t1: int, v0: float, v1: float) -> None:
+        one[0] = float(t1 - t0)
+        sums.add(one, np.array([v0]), np.array([v1]), math.inf)
+
+    if e.i1 <= e.i0:
+        edge(w.t_begin_ns, w.t_end_ns, e.va, e.vb)
+        return sums
+    edge(w.t_begin_ns, int(t[e.i0]), e.va, float(p[e.i0]))
+    for s in range(e.i0, e.i1 - 1, CHUNK):
+        stop = min(e.i1, s + CHUNK + 1)
+        dt = np.diff(t[s:stop]).astype(np.float64)
+        sums.add(dt, p[s : stop - 1], p[s + 1 : stop], threshold_ns)
+    edge(int(t[e.i1 - 1]), w.t_end_ns, float(p[e.i1 - 1]), e.vb)
+    return sums
 
 
 def _rss(terms: dict[str, float]) -> float:
@@ -168,29 +212,28 @@ def integrate_power(t: I64, p: F64, w: Window, ch: Channel) -> ChannelEnergy:
     """Trapezoid energy of power samples ``p`` (W) at ``t`` (ns) over window ``w``."""
     if t.size == 0:
         return _no_data("trapezoid")
-    tt, vv, i0, i1 = _nodes(t, p, w)
-    left, right, disc2, dt2 = _trapezoid_sums(tt, vv)
-    energy_j = (left + right) / 2e9
-    duration_s = w.duration_s
+    e = _edges(t, p, w)
     threshold_ns = GAP_FACTOR * ch.nominal_period_s * 1e9
-    uncovered_ns = _uncovered_ns(t, tt, i0, i1, threshold_ns)
+    sums = _power_sums(t, p, w, e, threshold_ns)
+    uncovered_ns = sums.gap_ns + _edge_uncovered_ns(t, w, e, threshold_ns)
     coverage = max(0.0, 1.0 - uncovered_ns / (w.t_end_ns - w.t_begin_ns))
     if coverage == 0.0:
         return _no_data("trapezoid")
+    energy_j = (sums.left + sums.right) / 2e9
+    duration_s = w.duration_s
     mean_w = energy_j / duration_s
-    vmax, vmin = float(vv.max()), float(vv.min())
     terms = {
         "instrument": ch.accuracy.power_bound_w(mean_w) * duration_s,
-        "discretisation": math.sqrt(disc2) / math.sqrt(3.0) / 1e9,
-        "noise": Z95 * _noise_sigma(p[i0:i1]) * math.sqrt(dt2) / 1e9,
-        "timing": _edge_terms(ch, w, float(vv[0]), float(vv[-1])),
-        "gap": (vmax - vmin) / 2.0 * uncovered_ns / 1e9 * (2.0 / math.sqrt(3.0)),
+        "discretisation": math.sqrt(sums.disc2) / math.sqrt(3.0) / 1e9,
+        "noise": Z95 * _noise_sigma(p[e.i0 : e.i1]) * math.sqrt(sums.dt2) / 1e9,
+        "timing": _edge_terms(ch, w, e.va, e.vb),
+        "gap": (sums.vmax - sums.vmin) / 2.0 * uncovered_ns / 1e9 * (2.0 / math.sqrt(3.0)),
     }
     return ChannelEnergy(
         energy_j=energy_j,
         mean_power_w=mean_w,
-        peak_power_w=vmax,
-        samples=i1 - i0,
+        peak_power_w=sums.vmax,
+        samples=e.i1 - e.i0,
         coverage=coverage,
         uncertainty_j=_rss(terms),
         method="trapezoid",
@@ -250,43 +293,84 @@ def _edge_split_j(t: I64, cum: F64, x: int) -> float:
     return float(min(f, 1.0 - f) * (cum[i] - cum[i - 1]))
 
 
+def _rate_at(t: I64, cum: F64, x: int) -> float:
+    """Mean power (W) of the sample interval holding ``x`` (the nearest one past the data)."""
+    if t.size < 2:
+        return 0.0
+    i = min(max(int(np.searchsorted(t, x, "right")), 1), t.size - 1)
+    return float((cum[i] - cum[i - 1]) / ((t[i] - t[i - 1]) / 1e9))
+
+
+def _has_drop(c: F64) -> bool:
+    return any(bool((np.diff(c[s : s + CHUNK + 1]) < 0).any()) for s in range(0, c.size, CHUNK))
+
+
+def _interval_stats(t: I64, cum: F64, threshold_ns: float, inner: slice) -> tuple[float, float]:
+    """Peak interval power (W) over all intervals, and gap time (ns) between inner samples."""
+    peak_w = -math.inf
+    for s in range(0, t.size - 1, CHUNK):
+        e = min(t.size, s + CHUNK + 1)
+        rate = np.diff(cum[s:e]) / np.diff(t[s:e]).astype(np.float64)
+        peak_w = max(peak_w, float(rate.max()) * 1e9)
+    ti = t[inner]
+    gap_ns = 0.0
+    for s in range(0, ti.size - 1, CHUNK):
+        dt = np.diff(ti[s : s + CHUNK + 1])
+        long = dt > threshold_ns
+        if bool(long.any()):
+            gap_ns += float(dt[long].sum())
+    return peak_w, gap_ns
+
+
 def integrate_counter(t: I64, c: F64, w: Window, ch: Channel) -> ChannelEnergy:
-    """Energy from cumulative counter readings ``c`` (J) at ``t`` (ns) over window ``w``."""
+    """Energy from cumulative counter readings ``c`` (J) at ``t`` (ns) over window ``w``.
+
+    Only the window's samples and one neighbour on each side are looked at; the counter is
+    unwrapped only when that slice holds a drop.
+    """
     if t.size == 0:
         return _no_data("counter")
-    un = unwrap_counter(t, c, ch.wrap_j)
-    tt, cc, i0, i1 = _nodes(t, un.cumulative_j, w)
-    energy_j = float(cc[-1] - cc[0])
-    duration_s = w.duration_s
+    i0 = int(np.searchsorted(t, w.t_begin_ns, "right"))
+    i1 = int(np.searchsorted(t, w.t_end_ns, "left"))
+    lo, hi = max(0, i0 - 1), min(t.size, i1 + 1)
+    ts, cs = t[lo:hi], c[lo:hi]
+    resets = np.zeros(0)
+    if _has_drop(cs):
+        un = unwrap_counter(ts, cs, ch.wrap_j)
+        cum, resets = un.cumulative_j, un.reset_estimate_j
+    else:
+        cum = cs
+    e = _edges(ts, cum, w)
     threshold_ns = GAP_FACTOR * ch.nominal_period_s * 1e9
-    uncovered_ns = _uncovered_ns(t, tt, i0, i1, threshold_ns)
+    peak_w, inner_gap_ns = _interval_stats(ts, cum, threshold_ns, slice(e.i0, e.i1))
+    uncovered_ns = inner_gap_ns + _edge_uncovered_ns(ts, w, e, threshold_ns)
     coverage = max(0.0, 1.0 - uncovered_ns / (w.t_end_ns - w.t_begin_ns))
     if coverage == 0.0:
         return _no_data("counter")
-    rates_w = np.diff(cc) / (np.diff(tt).astype(np.float64) / 1e9)
-    peak_w = float(rates_w.max()) if rates_w.size else energy_j / duration_s
-    lo = max(0, i0 - 1)
-    hi = min(t.size - 1, i1)
-    in_window_resets = un.reset_estimate_j[lo:hi]
+    energy_j = e.vb - e.va
+    duration_s = w.duration_s
     mean_w = energy_j / duration_s
+    if not math.isfinite(peak_w):
+        peak_w = mean_w
     terms = {
         "instrument": ch.accuracy.power_bound_w(mean_w) * duration_s + ch.accuracy.resolution_j,
         "discretisation": math.hypot(
-            _edge_split_j(t, un.cumulative_j, w.t_begin_ns),
-            _edge_split_j(t, un.cumulative_j, w.t_end_ns),
+            _edge_split_j(ts, cum, w.t_begin_ns), _edge_split_j(ts, cum, w.t_end_ns)
         ),
-        "timing": _edge_terms(ch, w, float(rates_w[0]), float(rates_w[-1])),
+        "timing": _edge_terms(
+            ch, w, _rate_at(ts, cum, w.t_begin_ns), _rate_at(ts, cum, w.t_end_ns)
+        ),
         "gap": peak_w / 2.0 * uncovered_ns / 1e9 * (2.0 / math.sqrt(3.0)),
-        "reset": float(np.abs(in_window_resets).sum()),
+        "reset": float(np.abs(resets).sum()),
     }
     flags = _common_flags(w, ch, coverage)
-    if bool((in_window_resets != 0).any()):
+    if bool((resets != 0).any()):
         flags.append("counter_reset")
     return ChannelEnergy(
         energy_j=energy_j,
         mean_power_w=mean_w,
         peak_power_w=peak_w,
-        samples=i1 - i0,
+        samples=e.i1 - e.i0,
         coverage=coverage,
         uncertainty_j=_rss(terms),
         method="counter",
