@@ -161,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     mk.add_argument("action", choices=["apply"])
     mk.add_argument("file", nargs="?", default="-", metavar="FILE", help="JSON lines; - is stdin")
     mk.add_argument("--source", default="cli", help="sender id of these markers (default: cli)")
+    from powerd.simcmd import add_parser as add_sim_parser
+
+    add_sim_parser(sub)
     sub.add_parser(
         "runs",
         help="list the runs in the store",
@@ -264,6 +267,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_report(args)
         if args.command == "markers":
             return cmd_markers(args)
+        if args.command == "sim":
+            from powerd.simcmd import cmd_sim
+
+            return cmd_sim(args)
+        if args.command == "sim":
+            from powerd.simcmd import cmd_sim
+
+            return cmd_sim(args)
         if args.command == "runs":
             return cmd_runs(args)
         return cmd_probes(args)

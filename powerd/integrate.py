@@ -68,6 +68,7 @@ class ChannelEnergy:
     method: Literal["trapezoid", "counter"]
     flags: tuple[str, ...] = ()
     terms_j: dict[str, float] = field(default_factory=dict)
+    gap_s: float = 0.0
 
 
 def _no_data(method: Literal["trapezoid", "counter"]) -> ChannelEnergy:
@@ -239,6 +240,7 @@ def integrate_power(t: I64, p: F64, w: Window, ch: Channel) -> ChannelEnergy:
         method="trapezoid",
         flags=tuple(_common_flags(w, ch, coverage)),
         terms_j=terms,
+        gap_s=uncovered_ns / 1e9,
     )
 
 
@@ -376,6 +378,7 @@ def integrate_counter(t: I64, c: F64, w: Window, ch: Channel) -> ChannelEnergy:
         method="counter",
         flags=tuple(flags),
         terms_j=terms,
+        gap_s=uncovered_ns / 1e9,
     )
 
 

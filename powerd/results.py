@@ -7,8 +7,8 @@ measure the same thing only the best one counts (energy counter over polled powe
 then uncertainty), so two views of one quantity are never summed.
 
 Additions to contract 2 (keys only added, ``v`` stays 1): each channel entry carries ``flags``,
-``primary`` and, where a counter and a power channel measure the same thing,
-``counter_to_power_ratio``;
+``primary``, ``gap_s`` (time inside gaps) and, where a counter and a power channel measure the
+same thing, ``counter_to_power_ratio``;
 the top level carries ``trials``: per phase name repeated in more than one trial, the median and
 spread of its figures.
 """
@@ -118,6 +118,7 @@ def _channel_entry(
         "method": f.method,
         "flags": list(f.flags),
         "primary": primary,
+        "gap_s": f.gap_s,
     }
     if ratio is not None:
         entry["counter_to_power_ratio"] = ratio

@@ -47,6 +47,10 @@ class Sampler:
                 self.timeline.add_channel(ch)
                 self.store.put_channel(ch)
         self.health = [ProbeHealth() for _ in self.probes]
+        for probe in self.probes:
+            start = getattr(probe, "start", None)
+            if callable(start):
+                start(self.anchor.utc_ns)
         self._thread = threading.Thread(target=self._run, name="powerd-sampler", daemon=True)
         self._thread.start()
 

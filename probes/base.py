@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,6 +40,13 @@ class Probe(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class StreamingProbe(Probe, Protocol):
+    """A probe with its own reader thread (serial meters, streaming CLIs). The sampler calls
+    ``start(clock)`` once before polling; ``clock()`` gives the host's UTC ns for stamping."""
+
+    def start(self, clock: Callable[[], int]) -> None: ...
 
 
 class ProbeFamily(Protocol):
