@@ -80,6 +80,7 @@ def test_gap_marks_incomplete_with_coverage_and_adds_uncertainty() -> None:
     gap_ns = 600 * MS - 99 * MS
     assert "incomplete" in r.flags
     assert r.coverage == pytest.approx(1 - gap_ns / (680 * MS))
+    assert r.gap_s == pytest.approx(gap_ns / 1e9)
     assert r.terms_j["gap"] > 0
     full = integrate_power(grid(700), np.full(700, 2.0), Window(T0 + MS, T0 + 690 * MS), power_ch())
     assert full.coverage == 1.0 and full.terms_j["gap"] == 0
