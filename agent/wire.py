@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
 
 from powerd.errors import MarkerError
 
@@ -160,3 +164,163 @@ def error_message(reason: str, payload: bytes | str, limit: int = 512) -> dict[s
     """The body for ``powerd/v1/errors/<source>``: the reason and the input (or its start)."""
     text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
     return {"error": reason, "message": text[:limit]}
+
+
+# --- topics beyond markers, errors and results -----------------------------------------------
+
+
+def blocks_topic(agent: str) -> str:
+    """Sample blocks from an agent (binary, QoS 1)."""
+    return f"{TOPIC_ROOT}/blocks/{agent}"
+
+
+def channels_topic(agent: str) -> str:
+    """An agent's channel metadata (JSON list, retained)."""
+    return f"{TOPIC_ROOT}/channels/{agent}"
+
+
+def status_topic(agent: str) -> str:
+    """An agent's status (JSON, retained; the MQTT last will sets it offline)."""
+    return f"{TOPIC_ROOT}/status/{agent}"
+
+
+def daemon_topic(daemon: str) -> str:
+    """A daemon's presence (JSON status, retained; last will offline). Agents send their backlog
+    only while some daemon is online, so a broker restart that lost subscriptions loses no data."""
+    return f"{TOPIC_ROOT}/daemons/{daemon}"
+
+
+def clock_request_topic(agent: str) -> str:
+    return f"{TOPIC_ROOT}/clock/{agent}/request"
+
+
+def clock_reply_topic(agent: str) -> str:
+    return f"{TOPIC_ROOT}/clock/{agent}/reply"
+
+
+def topic_tail(topic: str, kind: str) -> str | None:
+    """The ``<source>`` of ``powerd/v1/<kind>/<source>``; None for a topic of another kind."""
+    prefix = f"{TOPIC_ROOT}/{kind}/"
+    if not topic.startswith(prefix):
+        return None
+    tail = topic[len(prefix) :]
+    return tail if SOURCE_RE.match(tail) else None
+
+
+# --- sample blocks: compact binary -------------------------------------------------------------
+
+BLOCK_MAGIC = b"PB"
+BLOCK_VERSION = 1
+_HEAD = struct.Struct("<2sBBQIH")  # magic, version, flags, boot_ns, seq, channel id length
+_COUNT = struct.Struct("<Iq")  # n samples, first t_ns
+FLAG_T_DELTA_I32 = 1
+
+
+class WireError(ValueError):
+    """A message that does not decode."""
+
+
+@dataclass(frozen=True)
+class BlockMessage:
+    """A sample block as sent by an agent: ``boot_ns`` + ``seq`` identify it for de-duplication."""
+
+    boot_ns: int
+    seq: int
+    channel: str
+    t_ns: npt.NDArray[np.int64]
+    value: npt.NDArray[np.float64]
+
+
+def encode_block(
+    boot_ns: int,
+    seq: int,
+    channel: str,
+    t_ns: npt.NDArray[np.int64],
+    value: npt.NDArray[np.float64],
+) -> bytes:
+    """Header, then times as int32 deltas when they fit (else int64), then float64 values."""
+    cid = channel.encode("utf-8")
+    n = int(t_ns.size)
+    if n == 0:
+        raise WireError("an empty block is not sent")
+    deltas = np.diff(t_ns)
+    small = n < 2 or bool((deltas >= 0).all() and (deltas < 2**31).all())
+    flags = FLAG_T_DELTA_I32 if small else 0
+    times = deltas.astype("<i4").tobytes() if small else t_ns.astype("<i8").tobytes()
+    return b"".join(
+        [
+            _HEAD.pack(BLOCK_MAGIC, BLOCK_VERSION, flags, boot_ns, seq, len(cid)),
+            cid,
+            _COUNT.pack(n, int(t_ns[0])),
+            times,
+            value.astype("<f8").tobytes(),
+        ]
+    )
+
+
+def decode_block(payload: bytes) -> BlockMessage:
+    """Inverse of ``encode_block``; WireError on anything malformed."""
+    try:
+        magic, version, flags, boot_ns, seq, clen = _HEAD.unpack_from(payload, 0)
+        if magic != BLOCK_MAGIC or version != BLOCK_VERSION:
+            raise WireError("not a powerd v1 block")
+        off = _HEAD.size
+        channel = payload[off : off + clen].decode("utf-8")
+        off += clen
+        n, t0 = _COUNT.unpack_from(payload, off)
+        off += _COUNT.size
+        if n == 0:
+            raise WireError("empty block")
+        if flags & FLAG_T_DELTA_I32:
+            deltas = np.frombuffer(payload, "<i4", n - 1, off).astype(np.int64)
+            t = np.empty(n, np.int64)
+            t[0] = t0
+            np.cumsum(deltas, out=t[1:])
+            t[1:] += t0
+            off += (n - 1) * 4
+        else:
+            t = np.frombuffer(payload, "<i8", n, off).astype(np.int64)
+            off += n * 8
+        if len(payload) != off + n * 8:
+            raise WireError("block length does not match its header")
+        v = np.frombuffer(payload, "<f8", n, off).astype(np.float64)
+    except (struct.error, ValueError, UnicodeDecodeError) as err:
+        if isinstance(err, WireError):
+            raise
+        raise WireError(f"malformed block: {err}") from None
+    return BlockMessage(boot_ns, seq, channel, t, v)
+
+
+# --- clock exchange and status (JSON) ----------------------------------------------------------
+
+
+def clock_request(req_id: int, t1_ns: int) -> bytes:
+    return json.dumps({"v": VERSION, "id": req_id, "t1_ns": t1_ns}).encode()
+
+
+def clock_reply(request: bytes, t2_ns: int, t3_ns: int) -> bytes:
+    """The agent's answer: the request's id and t1, its receive (t2) and send (t3) stamps."""
+    req = json.loads(request)
+    if not isinstance(req, dict) or not isinstance(req.get("id"), int):
+        raise WireError("clock request without an integer id")
+    return json.dumps(
+        {"v": VERSION, "id": req["id"], "t1_ns": req["t1_ns"], "t2_ns": t2_ns, "t3_ns": t3_ns}
+    ).encode()
+
+
+def parse_clock_reply(payload: bytes) -> tuple[int, int, int, int]:
+    """(id, t1, t2, t3) of a clock reply; WireError if malformed."""
+    try:
+        obj = json.loads(payload)
+        out = (obj["id"], obj["t1_ns"], obj["t2_ns"], obj["t3_ns"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise WireError(f"malformed clock reply: {err}") from None
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in out):
+        raise WireError("clock reply fields must be integers")
+    return out
+
+
+def status(agent: str, state: str, t_ns: int, version: str) -> bytes:
+    return json.dumps(
+        {"v": VERSION, "agent": agent, "state": state, "t_ns": t_ns, "version": version}
+    ).encode()

@@ -6,6 +6,7 @@ Errors a user can act on print one line (``powerd: error: ...``) and exit 2, nev
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import time
@@ -17,6 +18,11 @@ from powerd import __version__
 from powerd.errors import PowerdError
 
 EXIT_USAGE = 2
+MODULE_COMMANDS = {
+    "run": "powerd.serve",
+    "mark": "powerd.markcmd",
+    "sim": "powerd.simcmd",
+}
 
 
 def default_state_dir() -> Path:
@@ -161,9 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     mk.add_argument("action", choices=["apply"])
     mk.add_argument("file", nargs="?", default="-", metavar="FILE", help="JSON lines; - is stdin")
     mk.add_argument("--source", default="cli", help="sender id of these markers (default: cli)")
-    from powerd.simcmd import add_parser as add_sim_parser
-
-    add_sim_parser(sub)
+    for module_name in MODULE_COMMANDS.values():
+        importlib.import_module(module_name).add_parser(sub)
     sub.add_parser(
         "runs",
         help="list the runs in the store",
@@ -267,14 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_report(args)
         if args.command == "markers":
             return cmd_markers(args)
-        if args.command == "sim":
-            from powerd.simcmd import cmd_sim
-
-            return cmd_sim(args)
-        if args.command == "sim":
-            from powerd.simcmd import cmd_sim
-
-            return cmd_sim(args)
+        if args.command in MODULE_COMMANDS:
+            module = importlib.import_module(MODULE_COMMANDS[args.command])
+            return int(module.run_command(args))
         if args.command == "runs":
             return cmd_runs(args)
         return cmd_probes(args)

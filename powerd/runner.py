@@ -11,8 +11,10 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from powerd.store import Store
+from powerd.block import Block
+from powerd.channel import Channel
 from powerd.timebase import TimeAnchor
 from powerd.timeline import Timeline
 from probes.base import Probe
@@ -31,12 +33,25 @@ class ProbeHealth:
     last_error: str = ""
 
 
+class BlockSink(Protocol):
+    """Where sampled blocks go: the daemon's Store, or the agent's publisher."""
+
+    def put_channel(self, ch: Channel) -> None: ...
+
+    def append(self, block: Block) -> None: ...
+
+    def flush(self) -> int: ...
+
+    def put_clock_step(self, mono_ns: int, utc_ns: int, step_ns: int) -> None: ...
+
+
 @dataclass
 class Sampler:
     probes: list[Probe]
     timeline: Timeline
-    store: Store
+    store: BlockSink
     anchor: TimeAnchor
+    flush_interval_s: float = FLUSH_INTERVAL_S
     health: list[ProbeHealth] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -81,7 +96,7 @@ class Sampler:
         mono = time.monotonic
         now = mono()
         due = [now] * len(self.probes)
-        next_flush = now + FLUSH_INTERVAL_S
+        next_flush = now + self.flush_interval_s
         next_anchor = now + ANCHOR_CHECK_S
         while not self._stop.is_set():
             now = mono()
@@ -96,7 +111,7 @@ class Sampler:
                 next_anchor = now + ANCHOR_CHECK_S
             if now >= next_flush:
                 self.store.flush()
-                next_flush = now + FLUSH_INTERVAL_S
+                next_flush = now + self.flush_interval_s
             wait = min([*due, next_flush, next_anchor]) - mono()
             if wait > 0:
                 self._stop.wait(wait)

@@ -87,7 +87,7 @@ def _schedule(items: list[str]) -> list[tuple[float, float]]:
     return sorted(out)
 
 
-def cmd_sim(args: argparse.Namespace) -> int:
+def run_command(args: argparse.Namespace) -> int:
     waveform = parse_spec(args.waveform).waveform
     options: dict[str, str] = {}
     for opt in args.option:

@@ -6,6 +6,8 @@ recent windows without a store round-trip. Older samples fall off the ring; the 
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from powerd.block import F64, I64, Block
@@ -75,6 +77,12 @@ class Ring:
         """Copies of the held samples in time order."""
         return self.window(np.iinfo(np.int64).min, np.iinfo(np.int64).max)
 
+    def arrays_tail(self, n: int) -> tuple[I64, F64]:
+        """Copies of the last ``n`` samples (fewer if fewer are held)."""
+        k = min(n, self._size)
+        idx = (self._start + self._size - k + np.arange(k)) % self.capacity
+        return self._t[idx], self._v[idx]
+
     def latest(self) -> tuple[int, float] | None:
         if self._size == 0:
             return None
@@ -96,27 +104,41 @@ class Ring:
 
 
 class Timeline:
-    """Channels and their rings; the in-memory meeting point of probes and windows."""
+    """Channels and their rings; the in-memory meeting point of probes and windows.
+
+    Thread-safe: the sampler appends from its thread while the daemon reads windows from its own.
+    """
 
     def __init__(self, capacity_per_channel: int = 1 << 20) -> None:
         self.capacity_per_channel = capacity_per_channel
         self.channels: dict[str, Channel] = {}
         self.rings: dict[str, Ring] = {}
+        self._lock = threading.Lock()
 
-    def add_channel(self, channel: Channel) -> None:
-        if channel.id in self.channels and self.channels[channel.id] != channel:
-            raise ValueError(f"channel {channel.id} registered twice with different metadata")
-        self.channels[channel.id] = channel
-        self.rings.setdefault(channel.id, Ring(self.capacity_per_channel))
+    def add_channel(self, channel: Channel, replace: bool = False) -> None:
+        """Register a channel; metadata may change only with ``replace`` (an agent re-announces)."""
+        with self._lock:
+            known = self.channels.get(channel.id)
+            if known is not None and known != channel and not replace:
+                raise ValueError(f"channel {channel.id} registered twice with different metadata")
+            self.channels[channel.id] = channel
+            self.rings.setdefault(channel.id, Ring(self.capacity_per_channel))
 
     def append(self, block: Block) -> None:
         if block.channel not in self.rings:
             raise KeyError(f"unknown channel {block.channel}")
         clean = block.finite()
-        self.rings[block.channel].append(clean.t_ns, clean.value)
+        with self._lock:
+            self.rings[block.channel].append(clean.t_ns, clean.value)
 
     def window(self, channel: str, t_begin_ns: int, t_end_ns: int) -> tuple[I64, F64]:
-        return self.rings[channel].window(t_begin_ns, t_end_ns)
+        with self._lock:
+            return self.rings[channel].window(t_begin_ns, t_end_ns)
 
     def latest(self, channel: str) -> tuple[int, float] | None:
-        return self.rings[channel].latest()
+        with self._lock:
+            return self.rings[channel].latest()
+
+    def tail(self, channel: str, n: int) -> tuple[I64, F64]:
+        with self._lock:
+            return self.rings[channel].arrays_tail(n)

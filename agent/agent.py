@@ -1,0 +1,268 @@
+"""``powerd-agent``: runs on the device under test; samples local probes and publishes them.
+
+- Samples its probes with powerd's sampler, stamping on this host's clock (the daemon measures
+  this clock's offset and moves everything onto its own).
+- Every block and marker goes through the on-disk spool first and is deleted once the broker
+  acknowledged it (QoS 1): a broker restart or a network cut loses nothing, the backlog is
+  replayed in order. Blocks carry (boot, seq) so the daemon drops resent duplicates.
+- Answers the daemon's clock requests at once, stamping receipt (t2) and reply (t3).
+- Relays markers from local harnesses (``POST /v1/markers`` on loopback), stamping ``t_ns`` with
+  this host's clock when the harness gave none, under the agent's own source id and sequence.
+- Announces itself retained as online, with an MQTT last will that says offline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from agent import wire
+from agent.mqttconf import MqttSettings
+from agent.spool import Spool
+from powerd import __version__
+from powerd.block import F64, I64, Block, concat
+from powerd.channel import Channel
+from powerd.errors import MarkerError, PowerdError, ProbeUnavailable
+from powerd.runner import Sampler
+from powerd.timebase import TimeAnchor
+from powerd.timeline import Timeline
+from probes.base import Probe
+from probes.registry import open_probe
+
+MAX_BLOCK_SAMPLES = 1 << 16
+PUBLISH_BATCH = 256
+SAMPLER_FLUSH_S = 0.05
+BACKOFF_FIRST_S = 0.2
+BACKOFF_MAX_S = 5.0
+
+
+def _log(text: str) -> None:
+    print(f"powerd-agent: {text}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    id: str
+    probes: tuple[str, ...]
+    mqtt: MqttSettings
+    spool_dir: Path
+    spool_max_bytes: int = 256 << 20
+    http_bind: str = "127.0.0.1"
+    http_port: int | None = 8090
+
+
+class Outbox:
+    """The sampler's sink on the agent: blocks become spooled MQTT messages."""
+
+    def __init__(self, agent_id: str, spool: Spool, boot_ns: int) -> None:
+        self.agent_id, self.spool, self.boot_ns = agent_id, spool, boot_ns
+        self.channels: dict[str, Channel] = {}
+        self.seq = 0
+        self._pending: dict[str, tuple[list[I64], list[F64]]] = {}
+
+    def put_channel(self, ch: Channel) -> None:
+        self.channels[ch.id] = ch
+
+    def channels_message(self) -> bytes:
+        return json.dumps([ch.to_json() for ch in self.channels.values()]).encode()
+
+    def append(self, block: Block) -> None:
+        ts, vs = self._pending.setdefault(block.channel, ([], []))
+        ts.append(block.t_ns)
+        vs.append(block.value)
+
+    def flush(self) -> int:
+        pending, self._pending = self._pending, {}
+        items: list[tuple[str, bytes, int, bool]] = []
+        topic = wire.blocks_topic(self.agent_id)
+        total = 0
+        for channel, (ts, vs) in pending.items():
+            t, v = concat(ts, vs)
+            for s in range(0, t.size, MAX_BLOCK_SAMPLES):
+                self.seq += 1
+                payload = wire.encode_block(
+                    self.boot_ns,
+                    self.seq,
+                    channel,
+                    t[s : s + MAX_BLOCK_SAMPLES],
+                    v[s : s + MAX_BLOCK_SAMPLES],
+                )
+                items.append((topic, payload, 1, False))
+                total += min(MAX_BLOCK_SAMPLES, t.size - s)
+        self.spool.put_many(items)
+        return total
+
+    def put_clock_step(self, mono_ns: int, utc_ns: int, step_ns: int) -> None:
+        _log(f"wall clock stepped by {step_ns / 1e9:+.6f} s; re-anchored")
+
+
+@dataclass
+class Agent:
+    cfg: AgentConfig
+    anchor: TimeAnchor = field(default_factory=TimeAnchor)
+    spool: Spool = field(init=False)
+    outbox: Outbox = field(init=False)
+    sampler: Sampler = field(init=False)
+    http_url: str | None = None
+    _daemons: set[str] = field(default_factory=set)
+    _daemon_online: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.spool = Spool(self.cfg.spool_dir / "spool.db", self.cfg.spool_max_bytes)
+        self.outbox = Outbox(self.cfg.id, self.spool, self.anchor.utc_ns())
+        probes: list[Probe] = []
+        for spec in self.cfg.probes:
+            try:
+                probes.append(open_probe(spec))
+            except ProbeUnavailable as err:
+                _log(f"warning: {err}")
+        if not probes:
+            raise PowerdError("no probe can be sampled on this host; see `powerd probes`")
+        self.sampler = Sampler(
+            probes, Timeline(4096), self.outbox, self.anchor, flush_interval_s=SAMPLER_FLUSH_S
+        )
+
+    # local markers ------------------------------------------------------------------------------
+
+    def relay_marker(self, obj: Any) -> dict[str, Any]:
+        """Validate a harness's marker, stamp it on this host's clock, queue it under our id."""
+        marker = wire.parse_marker(obj)
+        now = self.anchor.utc_ns()
+        seq = self.spool.next_counter("marker_seq")
+        body = {**marker.to_json(), "seq": seq, "t_ns": marker.t_ns or now}
+        self.spool.put_many(
+            [(wire.markers_topic(self.cfg.id), json.dumps(body).encode(), 1, False)]
+        )
+        return {"queued": True, "seq": seq, "t_ns": body["t_ns"]}
+
+    async def _http(self) -> Any:
+        from aiohttp import web
+
+        async def post_marker(request: web.Request) -> web.Response:
+            try:
+                obj = await request.json()
+                return web.json_response(self.relay_marker(obj), status=202)
+            except (ValueError, MarkerError) as err:
+                return web.json_response({"error": str(err)}, status=400)
+
+        app = web.Application(client_max_size=64 * 1024)
+        app.router.add_post("/v1/markers", post_marker)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.cfg.http_bind, self.cfg.http_port or 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        self.http_url = f"http://{self.cfg.http_bind}:{port}"
+        _log(f"markers from local harnesses: POST {self.http_url}/v1/markers")
+        return runner
+
+    # MQTT ---------------------------------------------------------------------------------------
+
+    def _note_daemon(self, daemon: str, payload: bytes) -> None:
+        try:
+            state = json.loads(payload).get("state") if payload else "offline"
+        except (ValueError, AttributeError):
+            state = "offline"
+        if state == "online":
+            self._daemons.add(daemon)
+        else:
+            self._daemons.discard(daemon)
+        if self._daemons:
+            self._daemon_online.set()
+        else:
+            self._daemon_online.clear()
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        """Publish the spool in order while a daemon is listening; delete what the broker acked."""
+        while True:
+            await self._daemon_online.wait()
+            batch = await asyncio.to_thread(self.spool.peek, PUBLISH_BATCH)
+            if not batch:
+                await asyncio.sleep(SAMPLER_FLUSH_S / 2)
+                continue
+            for msg in batch:
+                await client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
+                await asyncio.to_thread(self.spool.ack, msg)
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        """Clock requests (answered at once) and daemons' presence."""
+        async for message in client.messages:
+            t2 = self.anchor.utc_ns()
+            payload = message.payload if isinstance(message.payload, bytes) else b""
+            daemon = wire.topic_tail(str(message.topic), "daemons")
+            if daemon is not None:
+                self._note_daemon(daemon, payload)
+                continue
+            try:
+                reply = wire.clock_reply(payload, t2, self.anchor.utc_ns())
+            except (wire.WireError, ValueError, KeyError):
+                continue
+            await client.publish(wire.clock_reply_topic(self.cfg.id), reply)
+
+    async def _session(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+        status = wire.status(self.cfg.id, "online", self.anchor.utc_ns(), __version__)
+        await client.publish(wire.status_topic(self.cfg.id), status, qos=1, retain=True)
+        await client.publish(
+            wire.channels_topic(self.cfg.id), self.outbox.channels_message(), qos=1, retain=True
+        )
+        self._daemons.clear()
+        self._daemon_online.clear()
+        await client.subscribe(wire.clock_request_topic(self.cfg.id), qos=0)
+        await client.subscribe(f"{wire.TOPIC_ROOT}/daemons/+", qos=1)
+        tasks = [
+            asyncio.create_task(c)
+            for c in (self._drain(client), self._receive(client), stop.wait())
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            exc = None if task.cancelled() else task.exception()
+            if exc is not None:
+                raise exc
+        offline = wire.status(self.cfg.id, "offline", self.anchor.utc_ns(), __version__)
+        await client.publish(wire.status_topic(self.cfg.id), offline, qos=1, retain=True)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.sampler.start()
+        runner = await self._http() if self.cfg.http_port is not None else None
+        will = aiomqtt.Will(
+            wire.status_topic(self.cfg.id),
+            wire.status(self.cfg.id, "offline", 0, __version__),
+            qos=1,
+            retain=True,
+        )
+        client = self.cfg.mqtt.client(identifier=f"powerd-agent-{self.cfg.id}", will=will)
+        backoff_s = BACKOFF_FIRST_S
+        try:
+            while not stop.is_set():
+                try:
+                    async with client:
+                        _log(f"connected to {self.cfg.mqtt.describe()} as {self.cfg.id}")
+                        backoff_s = BACKOFF_FIRST_S
+                        await self._session(client, stop)
+                except aiomqtt.MqttError as err:
+                    if stop.is_set():
+                        break
+                    _log(
+                        f"MQTT {self.cfg.mqtt.describe()}: {err}; spooling "
+                        f"({len(self.spool)} queued), retrying in {backoff_s:.1f} s"
+                    )
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), backoff_s)
+                    backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
+        finally:
+            self.sampler.stop()
+            if runner is not None:
+                await runner.cleanup()
+            self.spool.close()

@@ -1,0 +1,115 @@
+"""MQTT connection settings shared by the daemon and the agent: broker, credentials, TLS.
+
+Secrets are read from files named in the config (``password_file``), never from the config text,
+and never logged: ``describe()`` names the broker and the user only.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from powerd.errors import PowerdError
+
+KEYS = {
+    "host",
+    "port",
+    "username",
+    "password_file",
+    "tls_ca",
+    "tls_cert",
+    "tls_key",
+    "tls_insecure",
+    "client_id",
+    "keepalive_s",
+}
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str | None = None
+    password_file: Path | None = None
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_insecure: bool = False
+    client_id: str | None = None
+    keepalive_s: int = 30
+
+    @classmethod
+    def from_table(cls, table: dict[str, Any]) -> MqttSettings:
+        unknown = set(table) - KEYS
+        if unknown:
+            raise PowerdError(
+                f"[mqtt]: unknown key(s) {', '.join(sorted(unknown))}; "
+                f"allowed: {', '.join(sorted(KEYS))}"
+            )
+
+        def path(key: str) -> Path | None:
+            return Path(table[key]) if table.get(key) else None
+
+        try:
+            return cls(
+                host=str(table.get("host", "127.0.0.1")),
+                port=int(table.get("port", 1883)),
+                username=table.get("username"),
+                password_file=path("password_file"),
+                tls_ca=path("tls_ca"),
+                tls_cert=path("tls_cert"),
+                tls_key=path("tls_key"),
+                tls_insecure=bool(table.get("tls_insecure", False)),
+                client_id=table.get("client_id"),
+                keepalive_s=int(table.get("keepalive_s", 30)),
+            )
+        except (TypeError, ValueError) as err:
+            raise PowerdError(f"[mqtt]: {err}") from None
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_ca is not None or self.tls_cert is not None
+
+    def password(self) -> str | None:
+        if self.password_file is None:
+            return None
+        try:
+            return self.password_file.read_text(encoding="utf-8").strip()
+        except OSError as err:
+            raise PowerdError(
+                f"cannot read MQTT password file {self.password_file}: {err.strerror}"
+            ) from None
+
+    def describe(self) -> str:
+        user = f"{self.username}@" if self.username else ""
+        return f"mqtt{'s' if self.tls else ''}://{user}{self.host}:{self.port}"
+
+    def client(self, identifier: str, will: aiomqtt.Will | None = None) -> aiomqtt.Client:
+        tls_context = None
+        if self.tls:
+            tls_context = ssl.create_default_context(
+                cafile=str(self.tls_ca) if self.tls_ca else None
+            )
+            if self.tls_cert is not None:
+                tls_context.load_cert_chain(
+                    str(self.tls_cert), str(self.tls_key) if self.tls_key else None
+                )
+            if self.tls_insecure:
+                tls_context.check_hostname = False
+        return aiomqtt.Client(
+            self.host,
+            self.port,
+            username=self.username,
+            password=self.password(),
+            identifier=self.client_id or identifier,
+            will=will,
+            keepalive=self.keepalive_s,
+            tls_context=tls_context,
+            tls_insecure=self.tls_insecure if self.tls else None,
+            clean_session=False,
+            timeout=10,
+        )

@@ -1,0 +1,146 @@
+"""The daemon's TOML configuration (``powerd run --config FILE``), checked up front.
+
+Every table and key is known; a typo is an error naming the allowed keys, not a silent default.
+
+    [daemon]
+    state_dir = "/var/lib/powerd"      # the store (powerd.db); default: powerd's state dir
+    probes = ["wt300:/dev/ttyUSB0"]    # probes sampled by the daemon itself (may be empty)
+    idle_power_w = 12.5                # optional known idle power
+    primary = ["wt300:..."]            # optional explicit primary channels
+    result_grace_s = 2.0               # how long a closed phase waits for late agent samples
+    clock_interval_s = 1.0             # clock exchanges with each agent
+
+    [mqtt]                             # omit to run without MQTT
+    host = "127.0.0.1"
+    port = 1883
+    username = "powerd"
+    password_file = "/etc/powerd/mqtt-password"
+    tls_ca = "/etc/powerd/ca.pem"      # any tls_* enables TLS
+
+    [http]
+    bind = "127.0.0.1"                 # anything else requires token_file
+    port = 8089
+    token_file = "/etc/powerd/api-token"
+
+    [retention]
+    max_age_days = 30
+    max_gb = 4
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.mqttconf import MqttSettings
+from powerd.errors import PowerdError
+from powerd.store import Retention
+
+TABLES = {
+    "daemon": {
+        "state_dir",
+        "probes",
+        "idle_power_w",
+        "primary",
+        "result_grace_s",
+        "clock_interval_s",
+    },
+    "mqtt": None,
+    "http": {"bind", "port", "token_file"},
+    "retention": {"max_age_days", "max_gb"},
+}
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    bind: str = "127.0.0.1"
+    port: int = 8089
+    token_file: Path | None = None
+
+    def token(self) -> str | None:
+        if self.token_file is None:
+            if self.bind not in LOOPBACK:
+                raise PowerdError(
+                    f"[http] bind = {self.bind!r} is not loopback: set token_file so the API "
+                    "requires a bearer token"
+                )
+            return None
+        try:
+            token = self.token_file.read_text(encoding="utf-8").strip()
+        except OSError as err:
+            raise PowerdError(
+                f"cannot read API token file {self.token_file}: {err.strerror}"
+            ) from None
+        if len(token) < 16:
+            raise PowerdError(f"API token in {self.token_file} is shorter than 16 characters")
+        return token
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    state_dir: Path | None = None
+    probes: tuple[str, ...] = ()
+    idle_power_w: float | None = None
+    primary: tuple[str, ...] = ()
+    result_grace_s: float = 2.0
+    clock_interval_s: float = 1.0
+    mqtt: MqttSettings | None = None
+    http: HttpSettings = field(default_factory=HttpSettings)
+    retention: Retention = field(default_factory=Retention)
+
+
+def _check(table: str, values: dict[str, Any]) -> None:
+    allowed = TABLES[table]
+    if allowed is None:
+        return
+    unknown = set(values) - allowed
+    if unknown:
+        raise PowerdError(
+            f"[{table}]: unknown key(s) {', '.join(sorted(unknown))}; "
+            f"allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def load(path: Path) -> DaemonConfig:
+    """Read and check a config file; errors name the file and what to fix."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise PowerdError(f"cannot read config {path}: {err.strerror}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise PowerdError(f"config {path} is not valid TOML: {err}") from None
+    unknown = set(data) - set(TABLES)
+    if unknown:
+        raise PowerdError(
+            f"config {path}: unknown table(s) {', '.join(sorted(unknown))}; "
+            f"allowed: {', '.join(TABLES)}"
+        )
+    for table, values in data.items():
+        _check(table, values)
+    d = data.get("daemon", {})
+    r = data.get("retention", {})
+    h = data.get("http", {})
+    try:
+        return DaemonConfig(
+            state_dir=Path(d["state_dir"]) if "state_dir" in d else None,
+            probes=tuple(d.get("probes", ())),
+            idle_power_w=d.get("idle_power_w"),
+            primary=tuple(d.get("primary", ())),
+            result_grace_s=float(d.get("result_grace_s", 2.0)),
+            clock_interval_s=float(d.get("clock_interval_s", 1.0)),
+            mqtt=MqttSettings.from_table(data["mqtt"]) if "mqtt" in data else None,
+            http=HttpSettings(
+                bind=str(h.get("bind", "127.0.0.1")),
+                port=int(h.get("port", 8089)),
+                token_file=Path(h["token_file"]) if "token_file" in h else None,
+            ),
+            retention=Retention(
+                max_age_s=float(r.get("max_age_days", 30)) * 86400,
+                max_bytes=int(float(r.get("max_gb", 4)) * 1e9),
+            ),
+        )
+    except (TypeError, ValueError) as err:
+        raise PowerdError(f"config {path}: {err}") from None

@@ -1,0 +1,304 @@
+"""The daemon's core, independent of transport: markers, agent blocks, clock offsets, results.
+
+MQTT (``mqtt_link``), the HTTP API (``api``) and ``powerd measure`` all feed this one object, so
+every marker goes through the same validation, stamping, store and phase state machine whatever
+way it came in. It is thread-safe (one lock), because the HTTP server, the MQTT loop and the
+sampler may run on different threads.
+
+Results are not computed the instant a phase closes: the samples that cover its end may still be
+on their way from an agent. A closed phase's run becomes due once every channel with data in the
+run has a sample at or after the phase's end, or after ``result_grace_s`` at the latest.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from agent import wire
+from powerd.block import Block
+from powerd.channel import Channel
+from powerd.clocksync import Exchange, OffsetEstimator
+from powerd.errors import MarkerError
+from powerd.phases import Phase, PhaseTracker, StampedMarker, stamp
+from powerd.runs import compute_run
+from powerd.store import Store
+from powerd.timeline import Timeline
+
+SEEN_BLOCKS = 1 << 16
+HELD_MAX = 1 << 14
+MIN_EXCHANGES = 3
+CLOCK_PENDING = 256
+
+
+@dataclass(frozen=True)
+class MarkerOutcome:
+    """What became of a marker: applied (maybe closing a phase), a repeat, or rejected."""
+
+    applied: bool
+    repeat: bool = False
+    error: str | None = None
+    phase: Phase | None = None
+    stamped: StampedMarker | None = None
+    held: bool = False
+
+
+@dataclass
+class Daemon:
+    store: Store
+    timeline: Timeline
+    clock: Callable[[], int]
+    idle_power_w: float | None = None
+    primary: tuple[str, ...] = ()
+    result_grace_s: float = 2.0
+    tracker: PhaseTracker = field(default_factory=PhaseTracker)
+    offsets: dict[str, OffsetEstimator] = field(default_factory=dict)
+    counts: Counter[str] = field(default_factory=Counter)
+    rejected_by_source: Counter[str] = field(default_factory=Counter)
+    agents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _pending: dict[str, int] = field(default_factory=dict)
+    _pending_since: dict[str, int] = field(default_factory=dict)
+    _seen_blocks: OrderedDict[tuple[str, int, int], None] = field(default_factory=OrderedDict)
+    _held: dict[str, list[tuple[str, Any, int]]] = field(default_factory=dict)
+    _clock_sent: OrderedDict[tuple[str, int], int] = field(default_factory=OrderedDict)
+    _next_clock_id: int = 0
+    last_error: str = ""
+    result_listeners: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def __post_init__(self) -> None:
+        for sm in self.store.markers():
+            try:
+                self.tracker.feed(sm)
+            except MarkerError:
+                continue
+        for ch in self.store.channels().values():
+            self.timeline.add_channel(ch)
+
+    # markers ----------------------------------------------------------------------------------
+
+    def submit_marker(
+        self, source: str, payload: bytes | str | dict[str, Any], received_ns: int | None = None
+    ) -> MarkerOutcome:
+        """Validate, stamp (moving an agent's stamp onto our clock), store, apply."""
+        received = self.clock() if received_ns is None else received_ns
+        with self._lock:
+            try:
+                if not wire.SOURCE_RE.match(source):
+                    raise MarkerError(f"bad source id {source!r}")
+                if source in self.agents and self._hold(source, "marker", payload, received):
+                    return MarkerOutcome(False, held=True)
+                marker = (
+                    wire.parse_marker(payload)
+                    if isinstance(payload, dict)
+                    else wire.decode_marker(payload)
+                )
+                offset_ns, unc_ns = self._offset_for(source, marker.t_ns)
+                sm = stamp(source, marker, received, offset_ns, unc_ns)
+                if not self.tracker.check(sm):
+                    self.counts["markers_repeated"] += 1
+                    return MarkerOutcome(False, repeat=True, stamped=sm)
+                self.store.put_marker(sm)
+                phase = self.tracker.feed(sm)
+            except MarkerError as err:
+                self.counts["markers_rejected"] += 1
+                self.rejected_by_source[source] += 1
+                return MarkerOutcome(False, error=str(err))
+            self.counts["markers_applied"] += 1
+            if phase is not None:
+                self._pending[phase.run] = max(self._pending.get(phase.run, 0), phase.t_end_ns)
+                self._pending_since.setdefault(phase.run, received)
+            return MarkerOutcome(True, phase=phase, stamped=sm)
+
+    def _offset_for(self, source: str, t_ns: int | None) -> tuple[int, int]:
+        est = self.offsets.get(source)
+        if est is None or t_ns is None:
+            return 0, 0
+        off = est.estimate(t_ns)
+        return (0, 0) if off is None else (off.offset_ns, off.uncertainty_ns)
+
+    # agents: channels, blocks, clock ----------------------------------------------------------
+
+    def accept_status(self, agent: str, payload: bytes) -> None:
+        try:
+            obj = json.loads(payload)
+        except ValueError:
+            self.counts["status_malformed"] += 1
+            return
+        with self._lock:
+            self.agents[agent] = obj if isinstance(obj, dict) else {}
+            self.offsets.setdefault(agent, OffsetEstimator())
+
+    def accept_channels(self, agent: str, payload: bytes) -> None:
+        """An agent's channel list: ids are prefixed with the agent id."""
+        try:
+            items = json.loads(payload)
+            chans = [Channel.from_json(obj) for obj in items]
+        except (ValueError, TypeError, KeyError) as err:
+            self.counts["channels_malformed"] += 1
+            self.last_error = f"channels from {agent}: {type(err).__name__}: {err}"
+            return
+        with self._lock:
+            for ch in chans:
+                cid = ch.id if ch.id.startswith(f"{agent}/") else f"{agent}/{ch.id}"
+                full = Channel.from_json({**ch.to_json(), "id": cid})
+                self.timeline.add_channel(full, replace=True)
+                self.store.put_channel(full)
+
+    def accept_block(self, agent: str, payload: bytes) -> bool:
+        """A sample block from an agent, moved onto our clock; False if malformed or a repeat."""
+        try:
+            msg = wire.decode_block(payload)
+        except wire.WireError:
+            self.counts["blocks_malformed"] += 1
+            return False
+        cid = msg.channel if msg.channel.startswith(f"{agent}/") else f"{agent}/{msg.channel}"
+        key = (agent, msg.boot_ns, msg.seq)
+        with self._lock:
+            if self._hold(agent, "block", payload, self.clock()):
+                return True
+            if key in self._seen_blocks:
+                self.counts["blocks_repeated"] += 1
+                return False
+            if cid not in self.timeline.channels:
+                self.counts["blocks_unknown_channel"] += 1
+                return False
+            self._seen_blocks[key] = None
+            if len(self._seen_blocks) > SEEN_BLOCKS:
+                self._seen_blocks.popitem(last=False)
+            offset_ns, unc_ns = self._offset_for(agent, int(msg.t_ns[-1]))
+            self._track_stamp_uncertainty(cid, unc_ns)
+            block = Block(cid, msg.t_ns + np.int64(offset_ns), msg.value)
+            self.timeline.append(block)
+            self.store.append(block)
+            self.counts["blocks_accepted"] += 1
+            self.counts["samples_accepted"] += len(block)
+            return True
+
+    def _track_stamp_uncertainty(self, cid: str, offset_uncertainty_ns: int) -> None:
+        """An agent channel's stamps are as uncertain as the agent's clock offset: keep the
+        channel's ``stamp_uncertainty_s`` at the uncertainty its latest block was moved with."""
+        ch = self.timeline.channels[cid]
+        unc_s = offset_uncertainty_ns / 1e9
+        if abs(ch.stamp_uncertainty_s - unc_s) <= 0.1 * max(ch.stamp_uncertainty_s, unc_s):
+            return
+        updated = Channel.from_json({**ch.to_json(), "stamp_uncertainty_s": unc_s})
+        self.timeline.add_channel(updated, replace=True)
+        self.store.put_channel(updated)
+
+    def clock_request(self, agent: str) -> bytes:
+        """A request to publish to the agent now; t1 is taken here."""
+        with self._lock:
+            self._next_clock_id += 1
+            req_id = self._next_clock_id
+            t1 = self.clock()
+            self._clock_sent[(agent, req_id)] = t1
+            if len(self._clock_sent) > CLOCK_PENDING:
+                self._clock_sent.popitem(last=False)
+            return wire.clock_request(req_id, t1)
+
+    def accept_clock_reply(self, agent: str, payload: bytes, t4_ns: int | None = None) -> bool:
+        t4 = self.clock() if t4_ns is None else t4_ns
+        try:
+            req_id, t1, t2, t3 = wire.parse_clock_reply(payload)
+        except wire.WireError:
+            self.counts["clock_malformed"] += 1
+            return False
+        with self._lock:
+            sent = self._clock_sent.pop((agent, req_id), None)
+            if sent is None or sent != t1:
+                self.counts["clock_unmatched"] += 1
+                return False
+            ok = self.offsets.setdefault(agent, OffsetEstimator()).add(Exchange(t1, t2, t3, t4))
+            self._release(agent)
+            return ok
+
+    def _hold(self, agent: str, kind: str, payload: Any, received_ns: int) -> bool:
+        """Keep an agent's stamped data until its clock offset is known (True if held): applying
+        it earlier would misplace it by the whole offset, seconds on an unsynchronised host."""
+        est = self.offsets.get(agent)
+        if est is not None and len(est.exchanges) >= MIN_EXCHANGES and not self._held.get(agent):
+            return False
+        held = self._held.setdefault(agent, [])
+        held.append((kind, payload, received_ns))
+        if len(held) > HELD_MAX:
+            held.pop(0)
+            self.counts["held_dropped"] += 1
+        return True
+
+    def _release(self, agent: str) -> None:
+        est = self.offsets.get(agent)
+        if est is None or len(est.exchanges) < MIN_EXCHANGES:
+            return
+        for kind, payload, received_ns in self._held.pop(agent, []):
+            if kind == "block":
+                self.accept_block(agent, payload)
+            else:
+                self.submit_marker(agent, payload, received_ns)
+
+    # results ----------------------------------------------------------------------------------
+
+    def due_results(self) -> list[dict[str, Any]]:
+        """Compute the runs whose closed phases are now covered by data (or waited long enough)."""
+        now = self.clock()
+        out = []
+        with self._lock:
+            for run, t_end in list(self._pending.items()):
+                waited = now - self._pending_since[run] >= self.result_grace_s * 1e9
+                if not (waited or self._covered(run, t_end)):
+                    continue
+                del self._pending[run], self._pending_since[run]
+                self.store.flush()
+                result = compute_run(self.store, run, self.idle_power_w, self.primary)
+                self.store.put_result(result, now)
+                self.counts["results"] += 1
+                out.append(result)
+        for result in out:
+            for listener in self.result_listeners:
+                listener(result)
+        return out
+
+    def _covered(self, run: str, t_end_ns: int) -> bool:
+        latest = [self.timeline.latest(c) for c in self.timeline.channels]
+        have = [x for x in latest if x is not None]
+        return bool(have) and all(t >= t_end_ns for t, _ in have)
+
+    def run_result(self, run: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self.store.result(run)
+
+    def channels_latest(self) -> dict[str, dict[str, Any]]:
+        """Latest power per channel: the last sample of a power channel, a counter's last rate."""
+        out: dict[str, dict[str, Any]] = {}
+        with self._lock:
+            for cid, ch in self.timeline.channels.items():
+                if ch.kind == "power":
+                    last = self.timeline.latest(cid)
+                    if last is not None:
+                        out[cid] = {"t_ns": last[0], "power_w": last[1], "kind": ch.kind}
+                    continue
+                t, v = self.timeline.tail(cid, 2)
+                if t.size == 2 and t[1] > t[0]:
+                    rate = (v[1] - v[0]) / ((t[1] - t[0]) / 1e9)
+                    out[cid] = {"t_ns": int(t[1]), "power_w": float(rate), "kind": ch.kind}
+        return out
+
+    def offsets_json(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        with self._lock:
+            for agent, est in self.offsets.items():
+                off = est.estimate(self.clock())
+                if off is not None:
+                    out[agent] = {
+                        "offset_ns": off.offset_ns,
+                        "uncertainty_ns": off.uncertainty_ns,
+                        "drift_ppm": off.drift_ppm,
+                        "exchanges": off.exchanges,
+                    }
+        return out

@@ -1,0 +1,120 @@
+"""``powerd run``: the long-running daemon — local probes, MQTT, the HTTP API, one store.
+
+Everything meets in one ``Daemon``: the sampler thread feeds local probes into the timeline and
+store, MQTT brings markers and agents' blocks, the HTTP API takes markers and serves results.
+SIGTERM or SIGINT stops it cleanly (the store is flushed; nothing committed is lost on a kill).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from pathlib import Path
+
+from powerd.config import DaemonConfig, load
+from powerd.daemon import Daemon
+from powerd.errors import PowerdError, ProbeUnavailable
+from powerd.runner import Sampler
+from powerd.store import Store
+from powerd.timebase import TimeAnchor
+from powerd.timeline import Timeline
+from probes.base import Probe
+from probes.registry import open_probe
+
+FLUSH_S = 1.0
+PRUNE_S = 600.0
+RESULT_POLL_S = 0.05
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run the daemon (MQTT markers and agents, HTTP API, local probes)",
+        description=__doc__,
+        epilog="The configuration file is TOML; see powerd/config.py or the README "
+        "('Running the daemon') for every key.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", type=Path, required=True, metavar="FILE", help="TOML config")
+
+
+def _log(text: str) -> None:
+    print(f"powerd: {text}", file=sys.stderr, flush=True)
+
+
+def _open_probes(specs: tuple[str, ...]) -> list[Probe]:
+    probes: list[Probe] = []
+    for spec in specs:
+        try:
+            probes.append(open_probe(spec))
+        except ProbeUnavailable as err:
+            _log(f"warning: {err}")
+    return probes
+
+
+async def housekeeping(daemon: Daemon, store: Store) -> None:
+    """Compute results as they fall due, flush agents' samples, prune old ones."""
+    next_flush = time.monotonic() + FLUSH_S
+    next_prune = time.monotonic() + PRUNE_S
+    while True:
+        await asyncio.sleep(RESULT_POLL_S)
+        await asyncio.to_thread(daemon.due_results)
+        if time.monotonic() >= next_flush:
+            await asyncio.to_thread(store.flush)
+            next_flush = time.monotonic() + FLUSH_S
+        if time.monotonic() >= next_prune:
+            await asyncio.to_thread(store.prune, daemon.clock())
+            next_prune = time.monotonic() + PRUNE_S
+
+
+async def serve(cfg: DaemonConfig, state_dir: Path) -> None:
+    from powerd.api import make_app, start_api
+
+    token = cfg.http.token()
+    store = Store(state_dir / "powerd.db", cfg.retention)
+    anchor = TimeAnchor()
+    timeline = Timeline()
+    daemon = Daemon(
+        store, timeline, anchor.utc_ns, cfg.idle_power_w, cfg.primary, cfg.result_grace_s
+    )
+    sampler = Sampler(_open_probes(cfg.probes), timeline, store, anchor)
+    sampler.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner, url = await start_api(make_app(daemon, token), cfg.http.bind, cfg.http.port)
+    _log(f"store {store.path}; HTTP API {url}")
+    tasks = [asyncio.create_task(housekeeping(daemon, store))]
+    if cfg.mqtt is not None:
+        from powerd.mqtt_link import run_mqtt
+
+        tasks.append(asyncio.create_task(run_mqtt(daemon, cfg.mqtt, cfg.clock_interval_s, stop)))
+    try:
+        await stop.wait()
+    finally:
+        _log("stopping")
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await runner.cleanup()
+        sampler.stop()
+        store.close()
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from powerd.cli import default_state_dir
+
+    cfg = load(args.config)
+    state_dir = cfg.state_dir or args.state_dir or default_state_dir()
+    try:
+        asyncio.run(serve(cfg, state_dir))
+    except OSError as err:
+        raise PowerdError(f"cannot serve: {err}") from None
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    return 0
