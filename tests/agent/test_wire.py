@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from agent.wire import decode_marker, error_message, markers_topic, parse_marker
+from agent.wire import (
+    WireError,
+    decode_block,
+    decode_marker,
+    encode_block,
+    error_message,
+    markers_topic,
+    parse_marker,
+)
 from powerd.errors import MarkerError
 
 GOOD: dict[str, Any] = {
@@ -94,3 +106,34 @@ def test_error_message_and_topics() -> None:
     body = error_message("bad", b"x" * 2000)
     assert body["error"] == "bad" and len(body["message"]) == 512
     assert markers_topic("edge-01") == "powerd/v1/markers/edge-01"
+
+
+# --- blocks -------------------------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(0, 2**40), min_size=1, max_size=200),
+    st.integers(0, 2**62),
+    st.integers(0, 2**32 - 1),
+)
+def test_block_round_trip(steps: list[int], t0: int, seq: int) -> None:
+    t = (t0 + np.cumsum(np.array(steps, np.int64))).astype(np.int64)
+    v = np.linspace(-5, 5, t.size)
+    msg = decode_block(encode_block(7, seq, "edge/sim:x", t, v))
+    assert (msg.boot_ns, msg.seq, msg.channel) == (7, seq, "edge/sim:x")
+    assert np.array_equal(msg.t_ns, t) and np.array_equal(msg.value, v)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_garbage_blocks_raise_wire_error_only(data: bytes) -> None:
+    with contextlib.suppress(WireError):
+        decode_block(data)
+
+
+def test_truncated_block_is_rejected() -> None:
+    t = np.arange(10, dtype=np.int64)
+    payload = encode_block(1, 1, "a:b", t, t.astype(np.float64))
+    with pytest.raises(WireError):
+        decode_block(payload[:-3])
