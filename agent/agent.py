@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,9 @@ from probes.base import Probe
 from probes.registry import open_probe
 
 MAX_BLOCK_SAMPLES = 1 << 16
-PUBLISH_BATCH = 256
-SAMPLER_FLUSH_S = 0.05
+MAX_MESSAGE_BYTES = 1 << 20
+PUBLISH_BATCH = 64
+SAMPLER_FLUSH_S = 0.1
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 5.0
 
@@ -66,6 +68,7 @@ class Outbox:
         self.channels: dict[str, Channel] = {}
         self.seq = 0
         self._pending: dict[str, tuple[list[I64], list[F64]]] = {}
+        self.on_spooled: Callable[[], None] | None = None
 
     def put_channel(self, ch: Channel) -> None:
         self.channels[ch.id] = ch
@@ -79,24 +82,34 @@ class Outbox:
         vs.append(block.value)
 
     def flush(self) -> int:
+        """Spool everything sampled since the last flush as one message (split when large)."""
         pending, self._pending = self._pending, {}
-        items: list[tuple[str, bytes, int, bool]] = []
         topic = wire.blocks_topic(self.agent_id)
-        total = 0
+        parts: list[bytes] = []
+        size = total = 0
+        items: list[tuple[str, bytes, int, bool]] = []
         for channel, (ts, vs) in pending.items():
             t, v = concat(ts, vs)
             for s in range(0, t.size, MAX_BLOCK_SAMPLES):
                 self.seq += 1
-                payload = wire.encode_block(
+                part = wire.encode_block(
                     self.boot_ns,
                     self.seq,
                     channel,
                     t[s : s + MAX_BLOCK_SAMPLES],
                     v[s : s + MAX_BLOCK_SAMPLES],
                 )
-                items.append((topic, payload, 1, False))
+                parts.append(part)
+                size += len(part)
                 total += min(MAX_BLOCK_SAMPLES, t.size - s)
+                if size >= MAX_MESSAGE_BYTES:
+                    items.append((topic, b"".join(parts), 1, False))
+                    parts, size = [], 0
+        if parts:
+            items.append((topic, b"".join(parts), 1, False))
         self.spool.put_many(items)
+        if items and self.on_spooled is not None:
+            self.on_spooled()
         return total
 
     def put_clock_step(self, mono_ns: int, utc_ns: int, step_ns: int) -> None:
@@ -140,6 +153,8 @@ class Agent:
         self.spool.put_many(
             [(wire.markers_topic(self.cfg.id), json.dumps(body).encode(), 1, False)]
         )
+        if self.outbox.on_spooled is not None:
+            self.outbox.on_spooled()
         return {"queued": True, "seq": seq, "t_ns": body["t_ns"]}
 
     async def _http(self) -> Any:
@@ -180,16 +195,25 @@ class Agent:
             self._daemon_online.clear()
 
     async def _drain(self, client: aiomqtt.Client) -> None:
-        """Publish the spool in order while a daemon is listening; delete what the broker acked."""
+        """Publish the spool in order while a daemon is listening; delete what the broker acked.
+
+        Woken when the sampler spools something (no polling); acks are deleted per batch."""
+        loop = asyncio.get_running_loop()
+        spooled = asyncio.Event()
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(spooled.set)
+
+        self.outbox.on_spooled = wake
+        spooled.set()
         while True:
             await self._daemon_online.wait()
-            batch = await asyncio.to_thread(self.spool.peek, PUBLISH_BATCH)
-            if not batch:
-                await asyncio.sleep(SAMPLER_FLUSH_S / 2)
-                continue
-            for msg in batch:
-                await client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
-                await asyncio.to_thread(self.spool.ack, msg)
+            await spooled.wait()
+            spooled.clear()
+            while batch := self.spool.peek(PUBLISH_BATCH):
+                for msg in batch:
+                    await client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
+                self.spool.ack_many(batch)
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         """Clock requests (answered at once) and daemons' presence."""

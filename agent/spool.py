@@ -73,11 +73,14 @@ class Spool:
             ).fetchall()
         return [Message(i, t, bytes(p), q, bool(r)) for i, t, p, q, r in rows]
 
-    def ack(self, message: Message) -> None:
+    def ack_many(self, messages: list[Message]) -> None:
+        """Delete messages the broker acknowledged, in one transaction."""
         with self._lock:
-            cur = self._db.execute("DELETE FROM outbox WHERE id=?", (message.id,))
-            if cur.rowcount:
-                self._bytes -= len(message.payload)
+            self._db.execute("BEGIN IMMEDIATE")
+            for m in messages:
+                if self._db.execute("DELETE FROM outbox WHERE id=?", (m.id,)).rowcount:
+                    self._bytes -= len(m.payload)
+            self._db.execute("COMMIT")
 
     def __len__(self) -> int:
         with self._lock:

@@ -258,13 +258,32 @@ def encode_block(
     )
 
 
+def decode_blocks(payload: bytes) -> list[BlockMessage]:
+    """A message may hold several blocks back to back (one per channel of one flush)."""
+    out: list[BlockMessage] = []
+    off = 0
+    while off < len(payload):
+        msg, off = _decode_one(payload, off)
+        out.append(msg)
+    if not out:
+        raise WireError("empty blocks message")
+    return out
+
+
 def decode_block(payload: bytes) -> BlockMessage:
-    """Inverse of ``encode_block``; WireError on anything malformed."""
+    """Inverse of ``encode_block`` for a message of exactly one block; WireError if malformed."""
+    msg, end = _decode_one(payload, 0)
+    if end != len(payload):
+        raise WireError("block length does not match its header")
+    return msg
+
+
+def _decode_one(payload: bytes, start: int) -> tuple[BlockMessage, int]:
     try:
-        magic, version, flags, boot_ns, seq, clen = _HEAD.unpack_from(payload, 0)
+        magic, version, flags, boot_ns, seq, clen = _HEAD.unpack_from(payload, start)
         if magic != BLOCK_MAGIC or version != BLOCK_VERSION:
             raise WireError("not a powerd v1 block")
-        off = _HEAD.size
+        off = start + _HEAD.size
         channel = payload[off : off + clen].decode("utf-8")
         off += clen
         n, t0 = _COUNT.unpack_from(payload, off)
@@ -281,14 +300,13 @@ def decode_block(payload: bytes) -> BlockMessage:
         else:
             t = np.frombuffer(payload, "<i8", n, off).astype(np.int64)
             off += n * 8
-        if len(payload) != off + n * 8:
-            raise WireError("block length does not match its header")
         v = np.frombuffer(payload, "<f8", n, off).astype(np.float64)
+        off += n * 8
     except (struct.error, ValueError, UnicodeDecodeError) as err:
         if isinstance(err, WireError):
             raise
         raise WireError(f"malformed block: {err}") from None
-    return BlockMessage(boot_ns, seq, channel, t, v)
+    return BlockMessage(boot_ns, seq, channel, t, v), off
 
 
 # --- clock exchange and status (JSON) ----------------------------------------------------------

@@ -70,6 +70,7 @@ class Daemon:
     _next_clock_id: int = 0
     last_error: str = ""
     result_listeners: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    pending_listeners: list[Callable[[], None]] = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
@@ -84,9 +85,16 @@ class Daemon:
     # markers ----------------------------------------------------------------------------------
 
     def submit_marker(
-        self, source: str, payload: bytes | str | dict[str, Any], received_ns: int | None = None
+        self,
+        source: str,
+        payload: bytes | str | dict[str, Any],
+        received_ns: int | None = None,
+        uncertainty_ns: int = 0,
     ) -> MarkerOutcome:
-        """Validate, stamp (moving an agent's stamp onto our clock), store, apply."""
+        """Validate, stamp (moving an agent's stamp onto our clock), store, apply.
+
+        ``uncertainty_ns`` is the sender's own uncertainty of its stamp (e.g. ``powerd measure``
+        bracketing a process start); an agent's clock-offset uncertainty is added to it."""
         received = self.clock() if received_ns is None else received_ns
         with self._lock:
             try:
@@ -100,7 +108,7 @@ class Daemon:
                     else wire.decode_marker(payload)
                 )
                 offset_ns, unc_ns = self._offset_for(source, marker.t_ns)
-                sm = stamp(source, marker, received, offset_ns, unc_ns)
+                sm = stamp(source, marker, received, offset_ns, unc_ns + uncertainty_ns)
                 if not self.tracker.check(sm):
                     self.counts["markers_repeated"] += 1
                     return MarkerOutcome(False, repeat=True, stamped=sm)
@@ -114,6 +122,8 @@ class Daemon:
             if phase is not None:
                 self._pending[phase.run] = max(self._pending.get(phase.run, 0), phase.t_end_ns)
                 self._pending_since.setdefault(phase.run, received)
+                for wake in self.pending_listeners:
+                    wake()
             return MarkerOutcome(True, phase=phase, stamped=sm)
 
     def _offset_for(self, source: str, t_ns: int | None) -> tuple[int, int]:
@@ -152,34 +162,40 @@ class Daemon:
                 self.store.put_channel(full)
 
     def accept_block(self, agent: str, payload: bytes) -> bool:
-        """A sample block from an agent, moved onto our clock; False if malformed or a repeat."""
+        """A message of sample blocks from an agent, moved onto our clock.
+
+        False if malformed; blocks already seen (a QoS 1 resend) are skipped and counted."""
         try:
-            msg = wire.decode_block(payload)
+            messages = wire.decode_blocks(payload)
         except wire.WireError:
             self.counts["blocks_malformed"] += 1
             return False
-        cid = msg.channel if msg.channel.startswith(f"{agent}/") else f"{agent}/{msg.channel}"
-        key = (agent, msg.boot_ns, msg.seq)
         with self._lock:
             if self._hold(agent, "block", payload, self.clock()):
                 return True
-            if key in self._seen_blocks:
-                self.counts["blocks_repeated"] += 1
-                return False
-            if cid not in self.timeline.channels:
-                self.counts["blocks_unknown_channel"] += 1
-                return False
-            self._seen_blocks[key] = None
-            if len(self._seen_blocks) > SEEN_BLOCKS:
-                self._seen_blocks.popitem(last=False)
-            offset_ns, unc_ns = self._offset_for(agent, int(msg.t_ns[-1]))
-            self._track_stamp_uncertainty(cid, unc_ns)
-            block = Block(cid, msg.t_ns + np.int64(offset_ns), msg.value)
-            self.timeline.append(block)
-            self.store.append(block)
-            self.counts["blocks_accepted"] += 1
-            self.counts["samples_accepted"] += len(block)
+            for msg in messages:
+                self._apply_block(agent, msg)
             return True
+
+    def _apply_block(self, agent: str, msg: wire.BlockMessage) -> None:
+        cid = msg.channel if msg.channel.startswith(f"{agent}/") else f"{agent}/{msg.channel}"
+        key = (agent, msg.boot_ns, msg.seq)
+        if key in self._seen_blocks:
+            self.counts["blocks_repeated"] += 1
+            return
+        if cid not in self.timeline.channels:
+            self.counts["blocks_unknown_channel"] += 1
+            return
+        self._seen_blocks[key] = None
+        if len(self._seen_blocks) > SEEN_BLOCKS:
+            self._seen_blocks.popitem(last=False)
+        offset_ns, unc_ns = self._offset_for(agent, int(msg.t_ns[-1]))
+        self._track_stamp_uncertainty(cid, unc_ns)
+        block = Block(cid, msg.t_ns + np.int64(offset_ns), msg.value)
+        self.timeline.append(block)
+        self.store.append(block)
+        self.counts["blocks_accepted"] += 1
+        self.counts["samples_accepted"] += len(block)
 
     def _track_stamp_uncertainty(self, cid: str, offset_uncertainty_ns: int) -> None:
         """An agent channel's stamps are as uncertain as the agent's clock offset: keep the
@@ -243,6 +259,10 @@ class Daemon:
                 self.submit_marker(agent, payload, received_ns)
 
     # results ----------------------------------------------------------------------------------
+
+    def has_pending(self) -> bool:
+        """Whether some closed phase still waits for its result."""
+        return bool(self._pending)
 
     def due_results(self) -> list[dict[str, Any]]:
         """Compute the runs whose closed phases are now covered by data (or waited long enough)."""

@@ -27,7 +27,8 @@ from probes.registry import open_probe
 
 FLUSH_S = 1.0
 PRUNE_S = 600.0
-RESULT_POLL_S = 0.05
+RESULT_POLL_S = 1.0
+PENDING_POLL_S = 0.002
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -57,12 +58,26 @@ def _open_probes(specs: tuple[str, ...]) -> list[Probe]:
 
 
 async def housekeeping(daemon: Daemon, store: Store) -> None:
-    """Compute results as they fall due, flush agents' samples, prune old ones."""
+    """Compute results as they fall due, flush agents' samples, prune old ones.
+
+    A closing phase wakes this loop at once; while results are pending it checks every 2 ms
+    whether the data covers them, so a result follows its end marker within milliseconds."""
+    loop = asyncio.get_running_loop()
+    woken = asyncio.Event()
+
+    def wake() -> None:
+        loop.call_soon_threadsafe(woken.set)
+
+    daemon.pending_listeners.append(wake)
     next_flush = time.monotonic() + FLUSH_S
     next_prune = time.monotonic() + PRUNE_S
     while True:
-        await asyncio.sleep(RESULT_POLL_S)
-        await asyncio.to_thread(daemon.due_results)
+        timeout = PENDING_POLL_S if daemon.has_pending() else RESULT_POLL_S
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(woken.wait(), timeout)
+        woken.clear()
+        if daemon.has_pending():
+            await asyncio.to_thread(daemon.due_results)
         if time.monotonic() >= next_flush:
             await asyncio.to_thread(store.flush)
             next_flush = time.monotonic() + FLUSH_S

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -81,31 +82,51 @@ def running_daemon(tmp_path: Path, broker: Mosquitto) -> Iterator[Daemon]:
 
 
 @contextmanager
-def running_agent(tmp_path: Path, broker: Mosquitto, agent_id: str,
-                  fake_offset_s: float | None = None) -> Iterator[str]:
+def running_agent(
+    tmp_path: Path, broker: Mosquitto, agent_id: str, fake_offset_s: float | None = None
+) -> Iterator[str]:
     """``powerd-agent`` in a subprocess (under faketime when an offset is given); yields its
     local marker URL."""
     port = free_port()
-    cmd = [sys.executable, "-m", "agent", "--id", agent_id, "--probe",
-           f"sim:{SQUARE},rate={RATE_HZ}", "--mqtt", f"127.0.0.1:{broker.port}",
-           "--spool-dir", str(tmp_path / f"spool-{agent_id}"), "--http-port", str(port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "agent",
+        "--id",
+        agent_id,
+        "--probe",
+        f"sim:{SQUARE},rate={RATE_HZ}",
+        "--mqtt",
+        f"127.0.0.1:{broker.port}",
+        "--spool-dir",
+        str(tmp_path / f"spool-{agent_id}"),
+        "--http-port",
+        str(port),
+    ]
     env = dict(os.environ)
     if fake_offset_s is not None:
         cmd = [require_tool("faketime"), "-f", f"{fake_offset_s:+.3f}s", *cmd]
         env["FAKETIME_DONT_FAKE_MONOTONIC"] = "1"
     log = (tmp_path / f"agent-{agent_id}.log").open("wb")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        proc.wait(15)
+        os.killpg(proc.pid, signal.SIGTERM)  # faketime runs the agent as its child
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
         log.close()
 
 
 def post(url: str, marker: dict[str, Any]) -> dict[str, Any]:
-    req = urllib.request.Request(f"{url}/v1/markers", json.dumps(marker).encode(),
-                                 {"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{url}/v1/markers", json.dumps(marker).encode(), {"Content-Type": "application/json"}
+    )
     for _ in range(200):
         try:
             with urllib.request.urlopen(req, timeout=5) as resp:
@@ -126,8 +147,23 @@ def subscribe(port: int, topic: str) -> tuple[paho.Client, list[tuple[str, bytes
 
 
 def pub(port: int, topic: str, payload: str) -> None:
-    subprocess.run([require_tool("mosquitto_pub"), "-h", "127.0.0.1", "-p", str(port), "-q", "1",
-                    "-t", topic, "-m", payload], check=True, timeout=10)
+    subprocess.run(
+        [
+            require_tool("mosquitto_pub"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-q",
+            "1",
+            "-t",
+            topic,
+            "-m",
+            payload,
+        ],
+        check=True,
+        timeout=10,
+    )
 
 
 def truth_j(result_phase: dict[str, Any]) -> float:
@@ -141,19 +177,26 @@ def test_agent_with_a_clock_seconds_off_lines_up_within_1_ms(
     tmp_path: Path, broker: Mosquitto
 ) -> None:
     results, got = subscribe(broker.port, "powerd/v1/results/#")
-    with running_daemon(tmp_path, broker) as daemon, running_agent(
-        tmp_path, broker, "edge-1", fake_offset_s=3.5
-    ) as url:
-        wait_for(lambda: (o := daemon.offsets.get("edge-1")) and len(o.exchanges) >= 10,
-                 what="clock exchanges")
+    with (
+        running_daemon(tmp_path, broker) as daemon,
+        running_agent(tmp_path, broker, "edge-1", fake_offset_s=3.5) as url,
+    ):
+        wait_for(
+            lambda: (o := daemon.offsets.get("edge-1")) and len(o.exchanges) >= 10,
+            what="clock exchanges",
+        )
         before = time.time_ns()
         post(url, {"v": 1, "run": "skew", "phase": "inference", "event": "begin", "seq": 1})
         after = time.time_ns()
         time.sleep(1.2)
-        post(url, {"v": 1, "run": "skew", "phase": "inference", "event": "end", "seq": 2,
-                   "count": 40})
-        msg = wait_for(lambda: [m for t, m in got if t == "powerd/v1/results/skew"],
-                       what="result on the broker")
+        post(
+            url,
+            {"v": 1, "run": "skew", "phase": "inference", "event": "end", "seq": 2, "count": 40},
+        )
+        msg = wait_for(
+            lambda: [m for t, m in got if t == "powerd/v1/results/skew"],
+            what="result on the broker",
+        )
     results.loop_stop()
     result = json.loads(msg[-1])
     (phase,) = result["phases"]
@@ -181,8 +224,11 @@ def test_markers_from_mosquitto_pub_and_invalid_ones(tmp_path: Path, broker: Mos
         wait_for(lambda: daemon.run_result("pub1"), what="result")
         markers_before = len(daemon.store.markers())
         pub(broker.port, "powerd/v1/markers/harness-a", "{not json")
-        pub(broker.port, "powerd/v1/markers/harness-a",
-            json.dumps(begin | {"event": "end", "seq": 12, "phase": "never-begun"}))
+        pub(
+            broker.port,
+            "powerd/v1/markers/harness-a",
+            json.dumps(begin | {"event": "end", "seq": 12, "phase": "never-begun"}),
+        )
         wait_for(lambda: len(got_errors) >= 2, what="two errors")
         assert len(daemon.store.markers()) == markers_before
         assert daemon.rejected_by_source["harness-a"] == 2
@@ -202,9 +248,10 @@ def test_markers_from_mosquitto_pub_and_invalid_ones(tmp_path: Path, broker: Mos
 
 
 def test_broker_stopped_mid_run_loses_nothing(tmp_path: Path, broker: Mosquitto) -> None:
-    with running_daemon(tmp_path, broker) as daemon, running_agent(
-        tmp_path, broker, "edge-3"
-    ) as url:
+    with (
+        running_daemon(tmp_path, broker) as daemon,
+        running_agent(tmp_path, broker, "edge-3") as url,
+    ):
         wait_for(lambda: "edge-3/sim:square" in daemon.timeline.channels, what="agent channels")
         wait_for(lambda: daemon.timeline.latest("edge-3/sim:square"), what="agent samples")
         post(url, {"v": 1, "run": "outage", "phase": "run", "event": "begin", "seq": 1})
@@ -213,8 +260,7 @@ def test_broker_stopped_mid_run_loses_nothing(tmp_path: Path, broker: Mosquitto)
         time.sleep(1.5)
         broker.start()
         time.sleep(0.5)
-        post(url, {"v": 1, "run": "outage", "phase": "run", "event": "end", "seq": 2,
-                   "count": 1})
+        post(url, {"v": 1, "run": "outage", "phase": "run", "event": "end", "seq": 2, "count": 1})
         wait_for(lambda: daemon.run_result("outage"), what="result after the outage")
         result = daemon.run_result("outage")
         assert result is not None
