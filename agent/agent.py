@@ -33,14 +33,13 @@ from powerd.channel import Channel
 from powerd.errors import MarkerError, PowerdError, ProbeUnavailable
 from powerd.runner import Sampler
 from powerd.timebase import TimeAnchor
-from powerd.timeline import Timeline
 from probes.base import Probe
 from probes.registry import open_probe
 
 MAX_BLOCK_SAMPLES = 1 << 16
 MAX_MESSAGE_BYTES = 1 << 20
 PUBLISH_BATCH = 64
-SAMPLER_FLUSH_S = 0.1
+SAMPLER_FLUSH_S = 0.25
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 5.0
 
@@ -139,7 +138,7 @@ class Agent:
         if not probes:
             raise PowerdError("no probe can be sampled on this host; see `powerd probes`")
         self.sampler = Sampler(
-            probes, Timeline(4096), self.outbox, self.anchor, flush_interval_s=SAMPLER_FLUSH_S
+            probes, None, self.outbox, self.anchor, flush_interval_s=SAMPLER_FLUSH_S
         )
 
     # local markers ------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ and never logged: ``describe()`` names the broker and the user only.
 
 from __future__ import annotations
 
+import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,4 +113,6 @@ class MqttSettings:
             tls_insecure=self.tls_insecure if self.tls else None,
             clean_session=False,
             timeout=10,
+            # small messages (markers, results, clock exchanges) must not wait for Nagle
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )

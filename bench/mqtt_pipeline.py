@@ -62,7 +62,7 @@ def broker(tmp: Path) -> Iterator[int]:
     conf = tmp / f"mosquitto-{port}.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        "max_queued_messages 100000\n"
+        "max_queued_messages 100000\nset_tcp_nodelay true\n"
     )
     proc = subprocess.Popen(
         [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

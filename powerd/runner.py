@@ -48,7 +48,7 @@ class BlockSink(Protocol):
 @dataclass
 class Sampler:
     probes: list[Probe]
-    timeline: Timeline
+    timeline: Timeline | None
     store: BlockSink
     anchor: TimeAnchor
     flush_interval_s: float = FLUSH_INTERVAL_S
@@ -59,7 +59,8 @@ class Sampler:
     def start(self) -> None:
         for probe in self.probes:
             for ch in probe.channels():
-                self.timeline.add_channel(ch)
+                if self.timeline is not None:
+                    self.timeline.add_channel(ch)
                 self.store.put_channel(ch)
         self.health = [ProbeHealth() for _ in self.probes]
         for probe in self.probes:
@@ -89,7 +90,8 @@ class Sampler:
             health.last_error = problem
         for block in blocks:
             health.samples += len(block)
-            self.timeline.append(block)
+            if self.timeline is not None:
+                self.timeline.append(block)
             self.store.append(block)
 
     def _run(self) -> None:
