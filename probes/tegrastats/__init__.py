@@ -1,0 +1,273 @@
+"""The ``tegrastats`` probe: Jetson power rails from NVIDIA's ``tegrastats`` utility, a fallback.
+
+Prefer the ``jetson`` probe (direct sysfs reads, no subprocess). This one is for hosts where the
+INA3221 files cannot be read but ``tegrastats`` runs. It starts ``tegrastats --interval <ms>``
+ONCE and reads its output as a stream on a thread (never a process per sample); each line is
+stamped when it arrives (``time.monotonic_ns``, mapped onto the caller's UTC timeline at the next
+``read``), parsed by the pure ``parse.parse_line``, and the first (instantaneous) value of each
+rail is a power sample in W. Rails follow the Jetson total/part rules (``probes/jetson/rails.py``)
+and share their ``measures`` with the ``jetson`` probe's channels.
+
+If tegrastats exits, it is restarted with exponential backoff (0.5 s doubling to 30 s); the exit
+and the length of the gap are reported through ``problems()``. The channels are the rails of the
+first line, so ``open`` waits for it (``timeout``).
+
+Spec: ``tegrastats[:interval=SECONDS,path=EXECUTABLE,timeout=SECONDS]`` (default 0.1 s, the
+``tegrastats`` found on PATH or in /usr/bin, 10 s).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from powerd.block import Block
+from powerd.channel import Accuracy, Channel
+from powerd.errors import ProbeUnavailable, SpecError
+from probes.base import Availability, parse_kv
+from probes.hwmon.chips import READING_FRAC, clean
+from probes.hwmon.poll import interval_arg
+from probes.jetson.rails import rail_roles, skip_rail
+from probes.tegrastats.parse import parse_line
+
+DEFAULT_INTERVAL_S = 0.1
+DEFAULT_TIMEOUT_S = 10.0
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 30.0
+STOP_WAIT_S = 2.0
+QUEUE_MAX_LINES = 100_000
+FALLBACK_PATHS = ("/usr/bin/tegrastats", "/usr/sbin/tegrastats")
+
+
+def find_tegrastats(path: str | None = None) -> str | None:
+    if path:
+        return path if os.access(path, os.X_OK) else None
+    found = shutil.which("tegrastats")
+    if found:
+        return found
+    return next((p for p in FALLBACK_PATHS if os.access(p, os.X_OK)), None)
+
+
+@dataclass
+class Arrived:
+    mono_ns: int
+    text: str
+
+
+class Stream:
+    """tegrastats running on a thread: lines with their arrival time, restarts, problems."""
+
+    def __init__(self, exe: str, interval_ms: int) -> None:
+        self.argv = [exe, "--interval", str(interval_ms)]
+        self.lines: collections.deque[Arrived] = collections.deque(maxlen=QUEUE_MAX_LINES)
+        self.problems: collections.deque[str] = collections.deque(maxlen=1000)
+        self.first_line = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[str] | None = None
+        self._thread = threading.Thread(target=self._run, name="powerd-tegrastats", daemon=True)
+        self.starts = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _spawn(self) -> subprocess.Popen[str] | None:
+        try:
+            proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                bufsize=1,
+                errors="replace",
+            )
+        except OSError as err:
+            self.problems.append(f"tegrastats: cannot start {self.argv[0]}: {err.strerror or err}")
+            return None
+        with self._lock:
+            self._proc = proc
+        self.starts += 1
+        return proc
+
+    def _run(self) -> None:
+        backoff = BACKOFF_FIRST_S
+        gap_since_ns: int | None = None
+        while not self._stop.is_set():
+            proc = self._spawn()
+            if proc is not None and proc.stdout is not None:
+                for text in proc.stdout:
+                    now = time.monotonic_ns()
+                    if gap_since_ns is not None:
+                        gap_s = (now - gap_since_ns) / 1e9
+                        self.problems.append(f"tegrastats: restarted; no samples for {gap_s:.1f} s")
+                        gap_since_ns = None
+                    backoff = BACKOFF_FIRST_S
+                    self.lines.append(Arrived(now, text))
+                    self.first_line.set()
+                rc = proc.wait()
+                if self._stop.is_set():
+                    return
+                self.problems.append(
+                    f"tegrastats: exited with status {rc}; restarting in {backoff:g} s"
+                )
+            if gap_since_ns is None:
+                gap_since_ns = time.monotonic_ns()
+            if self._stop.wait(backoff):
+                return
+            backoff = min(BACKOFF_MAX_S, backoff * 2)
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(STOP_WAIT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._thread.join(STOP_WAIT_S)
+        if proc is not None and proc.stdout is not None:
+            proc.stdout.close()
+
+    def drain(self) -> list[Arrived]:
+        out: list[Arrived] = []
+        while self.lines:
+            out.append(self.lines.popleft())
+        return out
+
+
+def _channels(rails: list[str], interval_s: float) -> dict[str, Channel]:
+    roles = rail_roles(rails)
+    out: dict[str, Channel] = {}
+    for name in rails:
+        role = roles[name]
+        out[name] = Channel(
+            id=f"tegrastats:{clean(name)}",
+            kind="power",
+            source_class=role.source_class,
+            nominal_period_s=interval_s,
+            accuracy=Accuracy(reading_frac=READING_FRAC["ina3221"]),
+            measures=role.measures,
+            description=f"INA3221 rail {name} via tegrastats ({role.note})",
+            stamp_uncertainty_s=interval_s,
+        )
+    return out
+
+
+class TegrastatsProbe:
+    """Turns the stream's lines into one Block per rail per read."""
+
+    def __init__(self, stream: Stream, interval_s: float, timeout_s: float) -> None:
+        self.stream = stream
+        self.poll_interval_s = max(0.05, min(1.0, interval_s))
+        self._problems: list[str] = []
+        self._last_t: dict[str, int] = {}
+        stream.start()
+        pending: list[Arrived] = []
+        rails: list[str] = []
+        deadline = time.monotonic() + timeout_s
+        while not rails and time.monotonic() < deadline:
+            stream.first_line.wait(min(0.05, max(0.0, deadline - time.monotonic())))
+            for a in stream.drain():
+                pending.append(a)
+                if not rails:
+                    rails = [r for r in parse_line(a.text).rails if not skip_rail(r)]
+        if not rails:
+            stream.stop()
+            seen = "no output" if not pending else f"last line {pending[-1].text.strip()[:80]!r}"
+            raise ProbeUnavailable(
+                f"probe 'tegrastats' is not usable here: no power rails from "
+                f"{' '.join(stream.argv)} within {timeout_s:g} s ({seen})"
+            )
+        self._by_rail = _channels(rails, interval_s)
+        self._pending = pending
+        self._unknown: set[str] = set()
+
+    def channels(self) -> list[Channel]:
+        return list(self._by_rail.values())
+
+    def read(self, now_utc_ns: int) -> list[Block]:
+        arrived = self._pending + self.stream.drain()
+        self._pending = []
+        mono_now = time.monotonic_ns()
+        t: dict[str, list[int]] = {r: [] for r in self._by_rail}
+        v: dict[str, list[float]] = {r: [] for r in self._by_rail}
+        for a in arrived:
+            line = parse_line(a.text)
+            if not line.rails:
+                text = a.text.strip()
+                if text:
+                    self._problems.append(f"tegrastats: line without power rails: {text[:120]!r}")
+                continue
+            t_ns = now_utc_ns - (mono_now - a.mono_ns)
+            for name in self._by_rail:
+                rail = line.rails.get(name)
+                if rail is None:
+                    self._problems.append(f"{self._by_rail[name].id}: missing from a line")
+                    continue
+                if (t[name] and t_ns <= t[name][-1]) or t_ns <= self._last_t.get(name, -1):
+                    continue
+                t[name].append(t_ns)
+                v[name].append(rail.power_w)
+            for name in line.rails:
+                if name not in self._by_rail and not skip_rail(name) and name not in self._unknown:
+                    self._unknown.add(name)
+                    self._problems.append(f"tegrastats: rail {name} appeared after start; ignored")
+        blocks: list[Block] = []
+        for name, ch in self._by_rail.items():
+            if t[name]:
+                self._last_t[name] = t[name][-1]
+                blocks.append(
+                    Block(ch.id, np.array(t[name], np.int64), np.array(v[name], np.float64))
+                )
+        return blocks
+
+    def problems(self) -> list[str]:
+        out = self._problems
+        while self.stream.problems:
+            out.append(self.stream.problems.popleft())
+        self._problems = []
+        return out
+
+    def close(self) -> None:
+        self.stream.stop()
+
+
+class TegrastatsFamily:
+    name = "tegrastats"
+    summary = "Jetson power rails from the tegrastats utility (fallback for the jetson probe)"
+
+    def available(self) -> Availability:
+        exe = find_tegrastats()
+        if exe is None:
+            return Availability(False, "tegrastats not found on PATH or in /usr/bin (not a Jetson)")
+        return Availability(True, f"{exe}")
+
+    def open(self, args: str) -> TegrastatsProbe:
+        kv = parse_kv(args, {"interval", "path", "timeout"})
+        interval_s = interval_arg(kv.get("interval"), DEFAULT_INTERVAL_S, 0.01, 60.0)
+        try:
+            timeout_s = float(kv.get("timeout", DEFAULT_TIMEOUT_S))
+        except ValueError:
+            raise SpecError(f"timeout={kv['timeout']!r}: expected seconds") from None
+        exe = find_tegrastats(kv.get("path"))
+        if exe is None:
+            where = kv.get("path") or "PATH or /usr/bin"
+            raise ProbeUnavailable(
+                f"probe 'tegrastats' is not usable here: no tegrastats at {where}"
+            )
+        stream = Stream(exe, max(1, round(interval_s * 1000)))
+        return TegrastatsProbe(stream, interval_s, max(timeout_s, 3 * interval_s))
+
+
+family = TegrastatsFamily()

@@ -1,0 +1,193 @@
+"""tegrastats: the pure line parser on captured lines, and the probe end to end against a fake
+``tegrastats`` (a script written into tmp and put first on PATH) that prints captured lines at
+the requested interval and can die.
+
+Captures are ``testdata/<device>-<jetpack/l4t>.txt`` with ``.json`` beside them giving, per line,
+the leading timestamp and each rail's instantaneous power in W. A new format is a new pair.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from powerd.errors import ProbeUnavailable
+from probes.tegrastats import TegrastatsProbe, family
+from probes.tegrastats.parse import parse_line
+
+TESTDATA = Path(__file__).parent / "testdata"
+CAPTURES = sorted(TESTDATA.glob("*.txt"))
+DEADLINE_S = 20.0
+
+
+@pytest.mark.parametrize("capture", CAPTURES, ids=[p.stem for p in CAPTURES])
+def test_parser_on_captured_lines(capture: Path) -> None:
+    lines = capture.read_text().splitlines()
+    want = json.loads(capture.with_suffix(".json").read_text())["lines"]
+    assert len(lines) == len(want)
+    for line, exp in zip(lines, want, strict=True):
+        got = parse_line(line)
+        assert {k: r.power_w for k, r in got.rails.items()} == pytest.approx(exp["power_w"])
+        assert list(got.rails) == list(exp["power_w"])  # line order
+        stamp = exp["local_time"]
+        assert got.local_time == (None if stamp is None else dt.datetime.fromisoformat(stamp))
+
+
+def test_parser_keeps_the_values_after_the_first_and_never_takes_memory_for_a_rail() -> None:
+    got = parse_line(
+        "RAM 2149/3964MB SWAP 0/1982MB IRAM 0/252kB(lfb 252kB) A_B 7/8 X 9mW/10mW/11mW"
+    )
+    assert list(got.rails) == ["A_B", "X"]
+    assert got.rails["A_B"].power_w == 0.007 and got.rails["A_B"].others_w == (0.008,)
+    assert got.rails["X"].others_w == (0.010, 0.011)
+
+
+# --- the probe against a fake tegrastats
+
+FAKE = """#!{python}
+import os, sys, time
+args = sys.argv[1:]
+interval_s = int(args[args.index("--interval") + 1]) / 1000 if "--interval" in args else 1.0
+with open(os.environ["FAKE_TEGRASTATS_LOG"], "a") as log:
+    log.write(" ".join(args) + "\\n")
+lines = open(os.environ["FAKE_TEGRASTATS_LINES"]).read().splitlines()
+die_after = int(os.environ.get("FAKE_TEGRASTATS_DIE_AFTER", "0"))
+marker = os.environ["FAKE_TEGRASTATS_LOG"] + ".died"
+dying = die_after > 0 and not os.path.exists(marker)
+n = 0
+while True:
+    print(lines[n % len(lines)], flush=True)
+    n += 1
+    if dying and n >= die_after:
+        open(marker, "w").close()
+        sys.exit(3)
+    time.sleep(interval_s)
+"""
+
+ORIN_NX = [
+    "VDD_IN 5000mW/5000mW VDD_CPU_GPU_CV 1000mW/1000mW VDD_SOC 1500mW/1500mW",
+    "VDD_IN 5100mW/5050mW VDD_CPU_GPU_CV 1100mW/1050mW VDD_SOC 1500mW/1500mW",
+    "VDD_IN 5200mW/5100mW VDD_CPU_GPU_CV 1200mW/1100mW VDD_SOC 1500mW/1500mW",
+]
+
+
+@pytest.fixture
+def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fake tegrastats first on PATH; returns its log (one line of arguments per start)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    exe = bin_dir / "tegrastats"
+    exe.write_text(FAKE.format(python=sys.executable))
+    exe.chmod(0o755)
+    lines = tmp_path / "lines.txt"
+    lines.write_text("\n".join(ORIN_NX) + "\n")
+    log = tmp_path / "starts.log"
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("FAKE_TEGRASTATS_LINES", str(lines))
+    monkeypatch.setenv("FAKE_TEGRASTATS_LOG", str(log))
+    return log
+
+
+def collect(probe: TegrastatsProbe, until: Any) -> tuple[dict[str, list[float]], list[str]]:
+    """Read every 20 ms until ``until(values, problems)`` holds (or fail after a deadline)."""
+    values: dict[str, list[float]] = {}
+    problems: list[str] = []
+    deadline = time.monotonic() + DEADLINE_S
+    last_t: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        for b in probe.read(time.time_ns()):
+            assert (b.t_ns[1:] > b.t_ns[:-1]).all()
+            assert b.t_first_ns > last_t.get(b.channel, 0)
+            last_t[b.channel] = b.t_last_ns
+            values.setdefault(b.channel, []).extend(b.value.tolist())
+        problems.extend(probe.problems())
+        if until(values, problems):
+            return values, problems
+        time.sleep(0.02)
+    pytest.fail(f"condition not reached: {values}, {problems}")
+
+
+def test_streams_one_process_and_gives_each_line_once(fake: Path) -> None:
+    assert family.available().ok
+    probe = family.open("interval=0.05")
+    try:
+        chans = {c.id: c for c in probe.channels()}
+        assert sorted(chans) == [
+            "tegrastats:VDD_CPU_GPU_CV",
+            "tegrastats:VDD_IN",
+            "tegrastats:VDD_SOC",
+        ]
+        assert chans["tegrastats:VDD_IN"].source_class == "telemetry"
+        assert chans["tegrastats:VDD_SOC"].source_class == "estimate"
+        assert chans["tegrastats:VDD_IN"].measures == "jetson-rail:VDD_IN"
+        values, problems = collect(probe, lambda v, p: len(v.get("tegrastats:VDD_IN", [])) >= 7)
+        assert problems == []
+        got = values["tegrastats:VDD_IN"]
+        assert got[:7] == [5.0, 5.1, 5.2, 5.0, 5.1, 5.2, 5.0]  # every line once, in order
+        assert values["tegrastats:VDD_CPU_GPU_CV"][:3] == [1.0, 1.1, 1.2]
+    finally:
+        probe.close()
+    assert fake.read_text().splitlines() == ["--interval 50"]  # started once, never per sample
+
+
+def test_restarts_a_dying_tegrastats_and_reports_the_gap(
+    fake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_TEGRASTATS_DIE_AFTER", "4")
+    probe = family.open("interval=0.05")
+    try:
+        values, problems = collect(
+            probe,
+            lambda v, p: (
+                any("restarted" in x for x in p) and len(v.get("tegrastats:VDD_IN", [])) >= 8
+            ),
+        )
+    finally:
+        probe.close()
+    assert any("exited with status 3; restarting in 0.5 s" in p for p in problems), problems
+    (gap,) = [p for p in problems if "restarted" in p]
+    assert "no samples for" in gap
+    assert values["tegrastats:VDD_IN"][:5] == [5.0, 5.1, 5.2, 5.0, 5.0]
+    assert fake.read_text().splitlines() == ["--interval 50", "--interval 50"]
+
+
+def test_output_without_rails_makes_it_unavailable_not_a_hang(
+    fake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = tmp_path / "norails.txt"
+    lines.write_text("RAM 1738/3956MB (lfb 172x4MB) CPU [7%@1224] EMC_FREQ 0% GR3D_FREQ 0%\n")
+    monkeypatch.setenv("FAKE_TEGRASTATS_LINES", str(lines))
+    with pytest.raises(ProbeUnavailable, match=r"no power rails from .*tegrastats --interval 50"):
+        family.open("interval=0.05,timeout=1")
+
+
+def test_missing_tegrastats_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    if os.access("/usr/bin/tegrastats", os.X_OK):
+        pytest.skip("this host has a real tegrastats")
+    avail = family.available()
+    assert not avail.ok and not avail.broken and "not found" in avail.reason
+
+
+def test_measure_with_the_fake_tegrastats(fake: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [sys.executable, "-m", "powerd", "measure", "--probe", "tegrastats:interval=0.05",
+         "--run", "t1", "--quiet", "--out", str(out), "--", "sleep", "1"],
+        env={**os.environ, "POWERD_STATE_DIR": str(tmp_path / "state")},
+        text=True, capture_output=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    (phase,) = json.loads((out / "t1.json").read_text())["phases"]
+    chans = phase["channels"]
+    assert chans["tegrastats:VDD_IN"]["primary"] is True
+    assert chans["tegrastats:VDD_SOC"]["primary"] is False  # a part of VDD_IN, never added
+    assert 4.9 <= phase["energy_j"] / phase["duration_s"] <= 5.3  # lines cycle 5.0, 5.1, 5.2 W
