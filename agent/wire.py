@@ -9,6 +9,7 @@ typo in a harness shows up as an error on ``powerd/v1/errors/<source>`` instead 
 from __future__ import annotations
 
 import json
+import math
 import re
 import struct
 from dataclasses import dataclass, field
@@ -105,6 +106,8 @@ def _meta(value: Any) -> dict[str, Any]:
             raise MarkerError(f"meta key {k!r} must be 1-128 characters of A-Za-z0-9_.:-")
         if not (v is None or isinstance(v, str | int | float | bool)):
             raise MarkerError(f"meta[{k!r}] must be a string, number, boolean or null")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise MarkerError(f"meta[{k!r}] must be a finite number")
         if isinstance(v, str) and len(v) > META_MAX_STR:
             raise MarkerError(f"meta[{k!r}] is longer than {META_MAX_STR} characters")
     return dict(value)
@@ -150,12 +153,16 @@ def parse_marker(obj: Any) -> Marker:
     )
 
 
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def decode_marker(payload: bytes | str) -> Marker:
     """Parse a UTF-8 JSON message into a Marker; decoding errors are MarkerErrors too."""
     try:
         text = payload.decode("utf-8") if isinstance(payload, bytes) else payload
-        obj = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        obj = json.loads(text, parse_constant=_no_constant)
+    except ValueError as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise MarkerError(f"not UTF-8 JSON: {err}") from None
     return parse_marker(obj)
 

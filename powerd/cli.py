@@ -54,6 +54,9 @@ Examples:
   powerd measure --probe sim:square,high=10,low=2,period=0.1,duty=0.5 --idle 1 \\
       --run demo --count 1000 --unit token --out reports -- python3 infer.py
 
+While CMD runs, powerd serves its HTTP API on 127.0.0.1 and passes POWERD_URL and POWERD_RUN
+in CMD's environment, so the workload can mark its own phases (agent/client.py, `powerd mark`).
+
 The command's exit code is powerd's exit code; powerd's own errors exit 2.
 """
 

@@ -62,7 +62,7 @@ class Daemon:
     counts: Counter[str] = field(default_factory=Counter)
     rejected_by_source: Counter[str] = field(default_factory=Counter)
     agents: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _pending: dict[str, int] = field(default_factory=dict)
+    _pending: dict[str, tuple[int, int]] = field(default_factory=dict)
     _pending_since: dict[str, int] = field(default_factory=dict)
     _seen_blocks: OrderedDict[tuple[str, int, int], None] = field(default_factory=OrderedDict)
     _held: dict[str, list[tuple[str, Any, int]]] = field(default_factory=dict)
@@ -87,7 +87,7 @@ class Daemon:
     def submit_marker(
         self,
         source: str,
-        payload: bytes | str | dict[str, Any],
+        payload: bytes | str | Any,
         received_ns: int | None = None,
         uncertainty_ns: int = 0,
     ) -> MarkerOutcome:
@@ -103,9 +103,9 @@ class Daemon:
                 if source in self.agents and self._hold(source, "marker", payload, received):
                     return MarkerOutcome(False, held=True)
                 marker = (
-                    wire.parse_marker(payload)
-                    if isinstance(payload, dict)
-                    else wire.decode_marker(payload)
+                    wire.decode_marker(payload)
+                    if isinstance(payload, bytes | str)
+                    else wire.parse_marker(payload)
                 )
                 offset_ns, unc_ns = self._offset_for(source, marker.t_ns)
                 sm = stamp(source, marker, received, offset_ns, unc_ns + uncertainty_ns)
@@ -120,7 +120,8 @@ class Daemon:
                 return MarkerOutcome(False, error=str(err))
             self.counts["markers_applied"] += 1
             if phase is not None:
-                self._pending[phase.run] = max(self._pending.get(phase.run, 0), phase.t_end_ns)
+                begin, end = self._pending.get(phase.run, (phase.t_begin_ns, phase.t_end_ns))
+                self._pending[phase.run] = (min(begin, phase.t_begin_ns), max(end, phase.t_end_ns))
                 self._pending_since.setdefault(phase.run, received)
                 for wake in self.pending_listeners:
                     wake()
@@ -269,9 +270,9 @@ class Daemon:
         now = self.clock()
         out = []
         with self._lock:
-            for run, t_end in list(self._pending.items()):
+            for run, (t_begin, t_end) in list(self._pending.items()):
                 waited = now - self._pending_since[run] >= self.result_grace_s * 1e9
-                if not (waited or self._covered(run, t_end)):
+                if not (waited or self._covered(t_begin, t_end)):
                     continue
                 del self._pending[run], self._pending_since[run]
                 self.store.flush()
@@ -284,10 +285,12 @@ class Daemon:
                 listener(result)
         return out
 
-    def _covered(self, run: str, t_end_ns: int) -> bool:
-        latest = [self.timeline.latest(c) for c in self.timeline.channels]
-        have = [x for x in latest if x is not None]
-        return bool(have) and all(t >= t_end_ns for t, _ in have)
+    def _covered(self, t_begin_ns: int, t_end_ns: int) -> bool:
+        """Every channel that was sampling during the run has a sample at or after its end
+        (channels silent since before the run, e.g. an agent long gone, are not waited for)."""
+        latest = [self.timeline.latest(c) for c in list(self.timeline.channels)]
+        live = [t for t, _ in (x for x in latest if x is not None) if t >= t_begin_ns]
+        return bool(live) and all(t >= t_end_ns for t in live)
 
     def run_result(self, run: str) -> dict[str, Any] | None:
         with self._lock:

@@ -324,11 +324,24 @@ def _interval_stats(t: I64, cum: F64, threshold_ns: float, inner: slice) -> tupl
     return peak_w, gap_ns
 
 
+def _beyond_data(t: I64, cum: F64, w: Window) -> tuple[int, float]:
+    """Time of the window before the first or after the last reading, and the mean power of the
+    readings, with which a counter is extrapolated there (holding it would claim 0 W)."""
+    extrap_ns = max(0, min(int(t[0]), w.t_end_ns) - w.t_begin_ns)
+    extrap_ns += max(0, w.t_end_ns - max(int(t[-1]), w.t_begin_ns))
+    span_ns = int(t[-1] - t[0])
+    rate_w = float(cum[-1] - cum[0]) / (span_ns / 1e9) if span_ns > 0 else 0.0
+    return extrap_ns, rate_w
+
+
 def integrate_counter(t: I64, c: F64, w: Window, ch: Channel) -> ChannelEnergy:
     """Energy from cumulative counter readings ``c`` (J) at ``t`` (ns) over window ``w``.
 
     Only the window's samples and one neighbour on each side are looked at; the counter is
-    unwrapped only when that slice holds a drop.
+    unwrapped only when that slice holds a drop. Across a gap between readings the counter's
+    difference is still the energy (the hardware kept counting), so a gap costs coverage but no
+    energy; beyond the last reading (a device lost mid-window) the counter is extrapolated at the
+    readings' mean power, and that time counts fully at peak power in the uncertainty.
     """
     if t.size == 0:
         return _no_data("counter")
@@ -349,7 +362,8 @@ def integrate_counter(t: I64, c: F64, w: Window, ch: Channel) -> ChannelEnergy:
     coverage = max(0.0, 1.0 - uncovered_ns / (w.t_end_ns - w.t_begin_ns))
     if coverage == 0.0:
         return _no_data("counter")
-    energy_j = e.vb - e.va
+    extrap_ns, data_rate_w = _beyond_data(ts, cum, w)
+    energy_j = e.vb - e.va + data_rate_w * extrap_ns / 1e9
     duration_s = w.duration_s
     mean_w = energy_j / duration_s
     if not math.isfinite(peak_w):
@@ -362,7 +376,7 @@ def integrate_counter(t: I64, c: F64, w: Window, ch: Channel) -> ChannelEnergy:
         "timing": _edge_terms(
             ch, w, _rate_at(ts, cum, w.t_begin_ns), _rate_at(ts, cum, w.t_end_ns)
         ),
-        "gap": peak_w / 2.0 * uncovered_ns / 1e9 * (2.0 / math.sqrt(3.0)),
+        "gap": max(peak_w, mean_w) * extrap_ns / 1e9,
         "reset": float(np.abs(resets).sum()),
     }
     flags = _common_flags(w, ch, coverage)

@@ -167,6 +167,8 @@ def _describe(client: PowerdClient, event: str, phase: str, answer: dict[str, An
     what = f"{event} of phase {phase!r} (run {client.run!r}, source {client.source})"
     if client.transport == "mqtt":
         return f"published {what} to mqtt://{client.mqtt_host}:{client.mqtt_port}"
+    if answer.get("held"):
+        return f"{what}: held until the agent's clock offset is known"
     if answer.get("repeat"):
         return f"{what}: a repeat, ignored"
     closed = answer.get("phase")

@@ -4,11 +4,20 @@ Edge times are bracketed: the begin of ``run`` lies between the clock reads just
 ``Popen`` (which returns once the child has exec'd), the end between the last poll that saw CMD
 running and the poll that saw it exit. Each edge is stamped at its bracket's midpoint with half the
 bracket as its uncertainty, which then enters the timing term of the energy uncertainty.
+
+The workload can mark its own phases (prefill, decode, …) inside ``run``: measure serves the HTTP
+API on a free loopback port while CMD runs and passes ``POWERD_URL`` and ``POWERD_RUN`` in CMD's
+environment, which ``agent.client.PowerdClient()`` picks up. Measure's own ``idle``/``run`` markers
+and the workload's go through one ``Daemon`` (one validation, one phase state machine, one store),
+so the report holds every phase of the run. A marker the workload sends for another run id is
+accepted and stored (the run id is the workload's choice) but is not part of this run's report;
+``powerd report OTHER`` computes it. The API stops when CMD exits.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import subprocess
@@ -18,9 +27,10 @@ from pathlib import Path
 from types import FrameType
 
 from agent.wire import NAME_RE, Marker
+from powerd.api import ApiThread, make_app
+from powerd.daemon import Daemon
 from powerd.errors import PowerdError, ProbeUnavailable, SpecError
 from powerd.integrate import Window, integrate
-from powerd.phases import PhaseTracker, stamp
 from powerd.report.files import write_reports
 from powerd.report.table import format_table
 from powerd.results import choose_primary
@@ -33,6 +43,8 @@ from probes.base import Probe
 from probes.registry import open_probe
 
 SOURCE = "powerd-measure"
+URL_ENV = "POWERD_URL"
+RUN_ENV = "POWERD_RUN"
 EXIT_POLL_S = 0.001
 PROGRESS_TTY_S = 0.5
 PROGRESS_PIPE_S = 30.0
@@ -76,11 +88,15 @@ def _validate(args: argparse.Namespace) -> list[Probe]:
 
 
 class Marks:
-    """Stamps and applies this command's markers through the one phase state machine."""
+    """Stamps this command's own edges and applies them through the daemon.
 
-    def __init__(self, store: Store, run: str) -> None:
-        self.store, self.run = store, run
-        self.tracker = PhaseTracker()
+    The daemon is the same one that takes the workload's markers over HTTP, so both meet in one
+    phase state machine. A marker the daemon refuses (e.g. the workload already ended phase ``run``
+    itself) is reported as a warning: the rest of the run is still worth its report.
+    """
+
+    def __init__(self, daemon: Daemon, run: str) -> None:
+        self.daemon, self.run = daemon, run
 
     def mark(
         self,
@@ -93,10 +109,14 @@ class Marks:
     ) -> None:
         t_ns = (lo_ns + hi_ns) // 2
         marker = Marker(self.run, phase, event, seq=t_ns, t_ns=t_ns, count=count, unit=unit)  # type: ignore[arg-type]
-        sm = stamp(SOURCE, marker, hi_ns, 0, (hi_ns - lo_ns + 1) // 2)
-        self.tracker.check(sm)
-        self.store.put_marker(sm)
-        self.tracker.feed(sm)
+        outcome = self.daemon.submit_marker(
+            SOURCE, marker.to_json(), received_ns=hi_ns, uncertainty_ns=(hi_ns - lo_ns + 1) // 2
+        )
+        if outcome.error is not None:
+            print(
+                f"powerd: warning: {event} of phase {phase!r} not applied: {outcome.error}",
+                file=sys.stderr,
+            )
 
 
 class Progress:
@@ -189,6 +209,7 @@ def _run_cmd(
     progress: Progress,
     count: int | None,
     unit: str,
+    env: dict[str, str],
 ) -> int:
     """Run CMD between bracketed begin/end marks; return its exit code (128+N if killed by N)."""
     interrupts = 0
@@ -201,7 +222,7 @@ def _run_cmd(
 
     lo = anchor.utc_ns()
     try:
-        proc = subprocess.Popen(cmd)
+        proc = subprocess.Popen(cmd, env=env)
     except OSError as err:
         raise PowerdError(f"cannot run {cmd[0]!r}: {err.strerror or err}") from None
     hi = anchor.utc_ns()
@@ -240,24 +261,41 @@ def cmd_measure(args: argparse.Namespace) -> int:
         anchor = TimeAnchor()
         timeline = Timeline()
         sampler = Sampler(probes, timeline, store, anchor)
-        marks = Marks(store, args.run)
+        # Daemon() registers every channel the store has ever seen on its timeline (what the
+        # long-running daemon wants after a restart); measure's waits and progress must see only
+        # this command's probes, so the daemon loads into a scratch timeline and then reads the
+        # sampler's.
+        daemon = Daemon(store, Timeline(capacity_per_channel=2), anchor.utc_ns)
+        daemon.timeline = timeline
+        marks = Marks(daemon, args.run)
         progress = Progress(timeline, args.run, args.quiet)
         sampler.start()
         try:
-            _wait_first_samples(timeline, probes)
-            if args.idle > 0:
-                _idle(marks, anchor, args.idle, progress)
-            rc = _run_cmd(args.cmd, marks, anchor, progress, args.count, args.unit)
+            api = ApiThread(make_app(daemon, None), "127.0.0.1", 0)
+            try:
+                env = {**os.environ, URL_ENV: api.url, RUN_ENV: args.run}
+                _wait_first_samples(timeline, probes)
+                if args.idle > 0:
+                    _idle(marks, anchor, args.idle, progress)
+                rc = _run_cmd(args.cmd, marks, anchor, progress, args.count, args.unit, env)
+            finally:
+                api.stop()
             _wait_trailing_samples(timeline, probes, anchor.utc_ns())
         finally:
             sampler.stop()
             for p in probes:
                 p.close()
         for h, p in zip(sampler.health, probes, strict=True):
+            names = ",".join(c.id for c in p.channels())
             if h.errors:
-                names = ",".join(c.id for c in p.channels())
                 print(
                     f"powerd: warning: {names}: {h.errors} failed reads, last: {h.last_error}",
+                    file=sys.stderr,
+                )
+            if h.problems:
+                print(
+                    f"powerd: note: {names}: {h.problems} problem(s) reported, last: "
+                    f"{h.last_problem}",
                     file=sys.stderr,
                 )
         result = compute_run(store, args.run, args.idle_power, tuple(args.primary))

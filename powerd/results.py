@@ -191,14 +191,14 @@ def phase_result(
     }
 
 
-def _spread(values: list[float]) -> dict[str, float]:
+def _spread(values: list[float]) -> dict[str, float | None]:
     med = statistics.median(values)
     lo, hi = min(values), max(values)
     return {
         "median": med,
         "min": lo,
         "max": hi,
-        "rel_spread": (hi - lo) / abs(med) if med else math.inf,
+        "rel_spread": (hi - lo) / abs(med) if med else None,
     }
 
 

@@ -31,6 +31,8 @@ class ProbeHealth:
     samples: int = 0
     errors: int = 0
     last_error: str = ""
+    problems: int = 0
+    last_problem: str = ""
 
 
 class BlockSink(Protocol):
@@ -86,8 +88,8 @@ class Sampler:
             return
         health.reads += 1
         for problem in probe.problems():
-            health.errors += 1
-            health.last_error = problem
+            health.problems += 1
+            health.last_problem = problem
         for block in blocks:
             health.samples += len(block)
             if self.timeline is not None:

@@ -45,8 +45,9 @@ class Mosquitto:
         self.log = self.conf.with_suffix(".log")
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)],
-                                     stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [self.exe, "-c", str(self.conf)], stdout=self.log.open("ab"), stderr=subprocess.STDOUT
+        )
         wait_port(self.port)
 
     def stop(self, kill: bool = False) -> None:

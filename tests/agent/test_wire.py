@@ -137,3 +137,12 @@ def test_truncated_block_is_rejected() -> None:
     payload = encode_block(1, 1, "a:b", t, t.astype(np.float64))
     with pytest.raises(WireError):
         decode_block(payload[:-3])
+
+
+def test_non_finite_numbers_are_not_json() -> None:
+    with pytest.raises(MarkerError, match="NaN is not valid JSON"):
+        decode_marker(
+            '{"v": 1, "run": "r", "phase": "p", "event": "begin", "seq": 1, "meta": {"x": NaN}}'
+        )
+    with pytest.raises(MarkerError, match="finite"):
+        parse_marker(GOOD | {"meta": {"x": float("inf")}})

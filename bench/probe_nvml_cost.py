@@ -1,0 +1,173 @@
+"""CPU cost of sampling NVML: the powerd sampler reading 8 GPUs at the learned rate, on one core.
+
+The GPUs are the tests' fake ``libnvidia-ml.so.1`` (``tests/probes/nvml/fake_nvml.c``), built here
+with gcc and loaded through the real nvidia-ml-py by ``LD_LIBRARY_PATH`` in a child process. The
+child opens ``nvml`` (learning each counter's update period, 100 ms in the scenario), then runs the
+real ``Sampler`` (timeline, SQLite store, flushes) for the duration. Cost is the child's process
+CPU time (user + sys, ``resource.getrusage``) over the sampling period only, as % of one core;
+an empty sampler over the same period is measured too, so the probe's own share is visible.
+The fake's calls cost well under a microsecond, so this is powerd's and the binding's cost, not
+the driver's (a real driver call can be slower).
+Goal: <= 1 % of one core for 8 GPUs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import benchlib
+
+NAME = "probe_nvml_cost"
+GOAL_PCT = 1.0
+GPUS = 8
+FAKE_C = benchlib.ROOT / "tests" / "probes" / "nvml" / "fake_nvml.c"
+
+
+def cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def child(spec: str, duration_s: float, state_dir: Path) -> dict[str, Any]:
+    """Run in the child: open the probe (if any), sample for ``duration_s``, report CPU time."""
+    from powerd.runner import Sampler
+    from powerd.store import Store
+    from powerd.timebase import TimeAnchor
+    from powerd.timeline import Timeline
+    from probes.base import Probe
+    from probes.registry import open_probe
+
+    probes: list[Probe] = []
+    open_cpu = open_wall = 0.0
+    if spec:
+        c0, w0 = cpu_s(), time.monotonic()
+        probes.append(open_probe(spec))
+        open_cpu, open_wall = cpu_s() - c0, time.monotonic() - w0
+    with Store(state_dir / "powerd.db") as store:
+        sampler = Sampler(probes, Timeline(), store, TimeAnchor())
+        c0, w0 = cpu_s(), time.monotonic()
+        sampler.start()
+        time.sleep(duration_s)
+        sampler.stop()
+        cpu, wall = cpu_s() - c0, time.monotonic() - w0
+    for p in probes:
+        p.close()
+    health = sampler.health
+    return {
+        "spec": spec or "(no probe)",
+        "open_cpu_s": open_cpu,
+        "open_wall_s": open_wall,
+        "poll_interval_s": probes[0].poll_interval_s if probes else None,
+        "channels": len(probes[0].channels()) if probes else 0,
+        "cpu_s": cpu,
+        "wall_s": wall,
+        "core_pct": 100.0 * cpu / wall,
+        "reads": sum(h.reads for h in health),
+        "samples": sum(h.samples for h in health),
+        "errors": sum(h.errors for h in health),
+    }
+
+
+def scenario(path: Path) -> None:
+    """8 GPUs of different square waves, instant field supported, 100 ms counter updates."""
+    lines = [f"gpus={GPUS}", "energy_update_ms=100"]
+    for i in range(GPUS):
+        lines += [
+            f"gpu{i}.high_w={250 + 10 * i}",
+            f"gpu{i}.low_w={80 + 5 * i}",
+            f"gpu{i}.period_ns={(i + 1) * 100_000_000}",
+            f"gpu{i}.high_ns={(i + 1) * 50_000_000}",
+        ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def run_child(spec: str, duration_s: float, lib_dir: Path, config: Path, work: Path) -> Any:
+    state = Path(tempfile.mkdtemp(prefix="state-", dir=work))
+    env = {**os.environ, "LD_LIBRARY_PATH": str(lib_dir), "FAKE_NVML_CONFIG": str(config)}
+    cmd = [sys.executable, __file__, "--child", spec, str(duration_s), str(state)]
+    r = subprocess.run(cmd, env=env, cwd=benchlib.ROOT, capture_output=True, text=True, check=True)
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        spec, duration, state = sys.argv[2], float(sys.argv[3]), Path(sys.argv[4])
+        print(json.dumps(child(spec, duration, state)))
+        return 0
+    p = benchlib.parser(__doc__.splitlines()[0] if __doc__ else NAME)
+    p.add_argument("--seconds", type=float, default=20.0, help="sampling time per run")
+    args = p.parse_args()
+    setup = benchlib.single_core(args.cpu)
+    duration = 3.0 if args.quick else args.seconds
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        print("gcc is needed to build the fake libnvidia-ml.so.1", file=sys.stderr)
+        return 2
+    result = benchlib.envelope(NAME, args.quick, setup)
+    with tempfile.TemporaryDirectory(prefix="powerd-bench-nvml-") as tmp:
+        work = Path(tmp)
+        build = [gcc, "-O2", "-shared", "-fPIC", "-Wl,-soname,libnvidia-ml.so.1"]
+        lib = work / "libnvidia-ml.so.1"
+        subprocess.run([*build, "-o", str(lib), str(FAKE_C)], check=True)
+        config = work / "scenario"
+        scenario(config)
+        runs = [
+            run_child("", duration, work, config, work),
+            run_child("nvml", duration, work, config, work),
+        ]
+    empty, nvml = runs
+    probe_pct = nvml["core_pct"] - empty["core_pct"]
+    met = nvml["core_pct"] <= GOAL_PCT
+    rows = [
+        [
+            r["spec"],
+            r["channels"],
+            f"{r['poll_interval_s'] * 1e3:.1f}" if r["poll_interval_s"] else "-",
+            f"{r['wall_s']:.1f}",
+            r["reads"],
+            r["samples"],
+            f"{r['cpu_s'] * 1e3:.0f}",
+            f"{r['core_pct']:.2f}",
+        ]
+        for r in runs
+    ]
+    header = ["sampler", "channels", "poll ms", "wall s", "reads", "samples", "CPU ms", "% core"]
+    print(benchlib.md_table(header, rows))
+    per_read_us = 1e6 * (nvml["cpu_s"] - empty["cpu_s"] * nvml["wall_s"] / empty["wall_s"])
+    per_read_us /= max(nvml["reads"], 1)
+    print(
+        f"\n{GPUS} GPUs: {nvml['core_pct']:.2f} % of one core in total, "
+        f"{probe_pct:.2f} % above an empty sampler ({per_read_us:.0f} us CPU per read of all "
+        f"{GPUS} GPUs); goal <= {GOAL_PCT:g} %: {'met' if met else 'NOT met'}"
+    )
+    print(
+        f"open (incl. learning the update period): {nvml['open_wall_s']:.2f} s wall, "
+        f"{nvml['open_cpu_s'] * 1e3:.0f} ms CPU"
+    )
+    result.update(
+        gpus=GPUS,
+        goal_core_pct=GOAL_PCT,
+        runs=runs,
+        nvml_core_pct=nvml["core_pct"],
+        probe_over_empty_core_pct=probe_pct,
+        cpu_us_per_read=per_read_us,
+        goal_met=met,
+    )
+    path = benchlib.write_result(NAME, args.quick, args.out, result)
+    print(
+        f"wrote {path.relative_to(benchlib.ROOT) if path.is_relative_to(benchlib.ROOT) else path}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

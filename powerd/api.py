@@ -1,0 +1,347 @@
+"""The HTTP sidecar API (aiohttp) over a Daemon: markers in; results, live power and health out.
+
+Routes (described exactly in ``powerd/openapi.json``, served at ``GET /v1/openapi.json``):
+
+- ``POST /v1/markers?source=S``: one contract-1 marker as JSON; 202 applied (or held, when S is
+  an agent whose clock offset is not known yet), 200 a repeat of (source, seq), 400 a body that is
+  not JSON or a bad source id, 422 a marker that is invalid or does not fit the phases (an end
+  without a begin, …), 413 a body over ``MAX_BODY_BYTES``.
+- ``GET /v1/runs/{run}``: the stored contract-2 result; 404 with the reason when there is none.
+- ``GET /v1/channels``: latest power per channel.
+- ``GET /healthz``: counts and agent clock offsets (no token needed, for probes and load balancers).
+- ``GET /metrics``: Prometheus text, names from ``powerd.metrics``.
+
+Every error is ``{"error": "<reason>"}``, unknown routes included, so a harness can show the reason.
+With a token every route except ``/healthz`` needs ``Authorization: Bearer <token>`` (compared in
+constant time, never logged, never echoed). Binding to anything but loopback without a token is
+refused here too, not only by the config check.
+
+The server runs inside the daemon's asyncio loop (``start_api``) or, for the synchronous
+``powerd measure``, on its own loop in a thread (``ApiThread``). Calls into the Daemon that touch
+the store run in a worker thread so a slow disk never stalls the loop (MQTT shares it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import math
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from agent.wire import NAME_RE, SOURCE_RE
+from powerd import __version__
+from powerd.config import LOOPBACK
+from powerd.daemon import Daemon, MarkerOutcome
+from powerd.errors import PowerdError
+from powerd.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from powerd.metrics import registry_for, render
+from powerd.phases import Phase, StampedMarker
+
+MAX_BODY_BYTES = 64 * 1024
+DEFAULT_SOURCE = "http"
+OPENAPI_PATH = Path(__file__).with_name("openapi.json")
+UNAUTHENTICATED = frozenset({"/healthz"})
+SHUTDOWN_TIMEOUT_S = 5.0
+START_TIMEOUT_S = 10.0
+
+DAEMON_KEY = web.AppKey("daemon", Daemon)
+TOKEN_KEY: web.AppKey[bytes | None] = web.AppKey("token")
+OPENAPI_KEY: web.AppKey[bytes] = web.AppKey("openapi")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+# --- JSON helpers ------------------------------------------------------------------------------
+
+
+def _finite(obj: Any) -> Any:
+    """Non-finite floats as null: ``NaN``/``Infinity`` are not JSON and break strict parsers."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    body = json.dumps(_finite(data), allow_nan=False, separators=(",", ":"))
+    return web.Response(text=body, status=status, content_type="application/json", headers=headers)
+
+
+def _error(status: int, reason: str, headers: dict[str, str] | None = None) -> web.Response:
+    return _json({"error": reason}, status, headers)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _stamped_json(sm: StampedMarker) -> dict[str, Any]:
+    m = sm.marker
+    return {
+        "source": sm.source,
+        "run": m.run,
+        "phase": m.phase,
+        "event": m.event,
+        "seq": m.seq,
+        "trial": m.trial,
+        "t_ns": sm.t_ns,
+        "received_ns": sm.received_ns,
+        "timing": sm.timing.to_json(),
+    }
+
+
+def _phase_json(p: Phase) -> dict[str, Any]:
+    return {
+        "run": p.run,
+        "phase": p.phase,
+        "trial": p.trial,
+        "t_begin_ns": p.t_begin_ns,
+        "t_end_ns": p.t_end_ns,
+        "duration_s": (p.t_end_ns - p.t_begin_ns) / 1e9,
+        "count": p.count,
+        "unit": p.unit,
+        "meta": p.meta,
+    }
+
+
+# --- authentication and errors -----------------------------------------------------------------
+
+
+def _authorized(request: web.Request, token: bytes) -> bool:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode("utf-8", "replace"), token)
+
+
+@web.middleware
+async def _auth_and_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bearer check first, then every aiohttp HTTP error turned into ``{"error": ...}``."""
+    token = request.app[TOKEN_KEY]
+    if (
+        token is not None
+        and request.path not in UNAUTHENTICATED
+        and not _authorized(request, token)
+    ):
+        return _error(
+            401,
+            "missing or wrong bearer token: send the header Authorization: Bearer <token>",
+            {"WWW-Authenticate": 'Bearer realm="powerd"'},
+        )
+    try:
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        return _error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return _error(exc.status, f"{exc.reason}: {request.method} {request.path}", headers)
+
+
+# --- routes ------------------------------------------------------------------------------------
+
+
+async def post_marker(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON_KEY]
+    source = request.query.get("source", DEFAULT_SOURCE)
+    if not SOURCE_RE.match(source):
+        return _error(400, f"source {source!r} must be 1-128 characters of A-Za-z0-9_.:-")
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        return _error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
+    body = await request.read()
+    received_ns = daemon.clock()
+    try:
+        obj = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as err:
+        return _error(400, f"body is not UTF-8 JSON: {err}")
+    # A JSON value that is not an object goes in as the raw body: the daemon rejects and counts it.
+    payload: bytes | dict[str, Any] = obj if isinstance(obj, dict) else body
+    outcome: MarkerOutcome = await asyncio.to_thread(
+        daemon.submit_marker, source, payload, received_ns
+    )
+    if outcome.error is not None:
+        return _error(422, outcome.error)
+    data = {
+        "applied": outcome.applied,
+        "repeat": outcome.repeat,
+        "held": outcome.held,
+        "marker": None if outcome.stamped is None else _stamped_json(outcome.stamped),
+        "phase": None if outcome.phase is None else _phase_json(outcome.phase),
+    }
+    return _json(data, 200 if outcome.repeat else 202)
+
+
+async def get_run(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON_KEY]
+    run = request.match_info["run"]
+    if not NAME_RE.match(run):
+        return _error(400, f"run id {run!r} must be 1-128 characters of A-Za-z0-9_.:-")
+    result = await asyncio.to_thread(daemon.run_result, run)
+    if result is not None:
+        return _json(result)
+    known = await asyncio.to_thread(daemon.store.markers, run)
+    if known:
+        reason = (
+            f"run {run!r} has no result yet: a phase is still open, or its result waits for "
+            "the samples that cover its end"
+        )
+    else:
+        reason = f"no run {run!r}: no marker of it has reached this powerd"
+    return _error(404, reason)
+
+
+async def get_channels(request: web.Request) -> web.Response:
+    return _json({"channels": request.app[DAEMON_KEY].channels_latest()})
+
+
+async def get_health(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON_KEY]
+    return _json(
+        {
+            "status": "ok",
+            "version": __version__,
+            "counts": dict(daemon.counts),
+            "rejected_by_source": dict(daemon.rejected_by_source),
+            "offsets": daemon.offsets_json(),
+        }
+    )
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[OPENAPI_KEY], content_type="application/json")
+
+
+def make_app(daemon: Daemon, token: str | None) -> web.Application:
+    """The API over ``daemon``; with ``token`` every route but /healthz needs it as a bearer."""
+    if token is not None and not token:
+        raise PowerdError("the API token is empty")
+    app = web.Application(middlewares=[_auth_and_errors], client_max_size=MAX_BODY_BYTES)
+    app[DAEMON_KEY] = daemon
+    app[TOKEN_KEY] = None if token is None else token.encode("utf-8")
+    app[OPENAPI_KEY] = OPENAPI_PATH.read_bytes()
+    registry = registry_for(daemon)
+
+    async def get_metrics(_request: web.Request) -> web.Response:
+        body = await asyncio.to_thread(render, registry)
+        return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    app.router.add_post("/v1/markers", post_marker)
+    app.router.add_get("/v1/runs/{run}", get_run)
+    app.router.add_get("/v1/channels", get_channels)
+    app.router.add_get("/v1/openapi.json", get_openapi)
+    app.router.add_get("/healthz", get_health)
+    app.router.add_get("/metrics", get_metrics)
+    return app
+
+
+# --- running it --------------------------------------------------------------------------------
+
+
+def check_bind(host: str, app: web.Application) -> None:
+    """Refuse to serve an API without a token anywhere but loopback."""
+    if app[TOKEN_KEY] is None and host not in LOOPBACK:
+        raise PowerdError(
+            f"refusing to serve the HTTP API on {host} without a bearer token: "
+            "bind to 127.0.0.1 or set [http] token_file"
+        )
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+async def start_api(
+    app: web.Application, host: str = "127.0.0.1", port: int = 0
+) -> tuple[web.AppRunner, str]:
+    """Serve ``app`` on the running loop (port 0: a free one); stop with ``runner.cleanup()``."""
+    check_bind(host, app)
+    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as err:
+        await runner.cleanup()
+        raise PowerdError(
+            f"cannot serve the HTTP API on {host}:{port}: {err.strerror or err}"
+        ) from None
+    bound_port = int(runner.addresses[0][1])
+    return runner, _url(host, bound_port)
+
+
+class ApiThread:
+    """The API on its own event loop in a daemon thread, for synchronous code.
+
+    ``ApiThread(app)`` returns once the server listens (or raises why it could not); ``.url`` is
+    its base URL; ``.stop()`` (or leaving a ``with`` block) shuts it down, waiting a bounded time.
+    """
+
+    def __init__(
+        self,
+        app: web.Application,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        start_timeout_s: float = START_TIMEOUT_S,
+    ) -> None:
+        check_bind(host, app)
+        self.url = ""
+        self._app, self._host, self._port = app, host, port
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._errors: list[BaseException] = []
+        self._thread = threading.Thread(target=self._main, name="powerd-api", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(start_timeout_s):
+            self.stop()
+            raise PowerdError(f"the HTTP API did not start within {start_timeout_s:g} s")
+        if self._errors:
+            self._thread.join(start_timeout_s)
+            raise self._errors[0]
+
+    def _main(self) -> None:
+        loop = self._loop
+        asyncio.set_event_loop(loop)
+        try:
+            try:
+                runner, self.url = loop.run_until_complete(
+                    start_api(self._app, self._host, self._port)
+                )
+            except BaseException as err:
+                self._errors.append(err)
+                return
+            finally:
+                self._ready.set()
+            loop.run_forever()
+            loop.run_until_complete(runner.cleanup())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            loop.close()
+
+    def stop(self, timeout_s: float = SHUTDOWN_TIMEOUT_S + 5.0) -> None:
+        """Stop serving; idempotent."""
+        if self._thread.is_alive():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout_s)
+
+    def __enter__(self) -> ApiThread:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
