@@ -293,9 +293,9 @@ def cmd_measure(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
             if h.problems:
+                recent = "; ".join(h.recent_problems)
                 print(
-                    f"powerd: note: {names}: {h.problems} problem(s) reported, last: "
-                    f"{h.last_problem}",
+                    f"powerd: note: {names}: {h.problems} problem(s) reported; latest: {recent}",
                     file=sys.stderr,
                 )
         result = compute_run(store, args.run, args.idle_power, tuple(args.primary))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -32,7 +33,7 @@ class ProbeHealth:
     errors: int = 0
     last_error: str = ""
     problems: int = 0
-    last_problem: str = ""
+    recent_problems: deque[str] = field(default_factory=lambda: deque(maxlen=5))
 
 
 class BlockSink(Protocol):
@@ -89,7 +90,7 @@ class Sampler:
         health.reads += 1
         for problem in probe.problems():
             health.problems += 1
-            health.last_problem = problem
+            health.recent_problems.append(problem)
         for block in blocks:
             health.samples += len(block)
             if self.timeline is not None:

@@ -1,0 +1,247 @@
+"""The INA2xx logger probe: a serial session (transport) feeding the ``$PWR`` parser and the
+device clock, and the probe object the sampler polls.
+
+The session owns the port in the ``SerialReader`` thread: it reads whatever bytes arrived, stamps
+the read with the host clock, parses complete lines, maps device time to host time and hands the
+samples (with their device time) to the emitter. Rejected lines, lost lines and device resets are
+counted and reported at most once a second as one summary problem, so a noisy cable cannot flood
+the log. The parser, the device clock and the counters live in ``InaState``, which outlives a
+reconnect: a logger that kept running while its cable was out keeps its time anchor.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import serial
+
+from powerd.block import F64, I64, Block
+from powerd.channel import Channel
+from probes.ina2xx.protocol import Counts, LineParser, Parsed
+from probes.ina2xx.timing import ClockStats, DeviceClock
+from probes.serialport import Clock, Emit, SerialReader
+
+READ_TIMEOUT_S = 0.05
+REPORT_EVERY_NS = 1_000_000_000
+
+
+class SourceEmit(Emit):
+    """An ``Emit`` that also keeps each sample's source (device) time for the Blocks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._src_lock = threading.Lock()
+        self._blocks: list[Block] = []
+
+    def samples_with_source(self, channel: str, t_ns: I64, value: F64, source_t_ns: I64) -> None:
+        if t_ns.size == 0:
+            return
+        with self._src_lock:
+            self._blocks.append(Block(channel, t_ns, value, source_t_ns))
+
+    def drain(self) -> tuple[list[Block], list[str]]:
+        blocks, problems = super().drain()
+        with self._src_lock:
+            mine, self._blocks = self._blocks, []
+        by_channel: dict[str, list[Block]] = {}
+        for b in mine:
+            by_channel.setdefault(b.channel, []).append(b)
+        for ch, parts in by_channel.items():
+            src = [p.source_t_ns for p in parts if p.source_t_ns is not None]
+            blocks.append(
+                Block(
+                    ch,
+                    np.concatenate([p.t_ns for p in parts]),
+                    np.concatenate([p.value for p in parts]),
+                    np.concatenate(src) if len(src) == len(parts) else None,
+                )
+            )
+        return blocks, problems
+
+
+@dataclass
+class InaConfig:
+    """What the session needs from the spec."""
+
+    url: str
+    channel: str
+    baud: int
+    power_from_vi: bool
+    window_ns: int
+    period_ns: int
+
+
+@dataclass
+class InaState:
+    """Parser, device clock and counters of one logger; survives reconnects."""
+
+    cfg: InaConfig
+    parser: LineParser = field(default_factory=LineParser)
+    clock: DeviceClock = field(init=False)
+    counts: Counts = field(default_factory=Counts)
+    lines: int = 0
+    banners: list[dict[str, str]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _reported: Counts = field(default_factory=Counts)
+    _reported_clock: ClockStats = field(default_factory=ClockStats)
+    _next_report_ns: int = 0
+    _window_warned: bool = False
+
+    def __post_init__(self) -> None:
+        self.clock = DeviceClock(self.cfg.window_ns)
+
+    def handle(self, data: bytes, arrival_ns: int, emit: Emit) -> None:
+        """Everything that happens to one read's bytes: parse, stamp, emit, report."""
+        parsed = self.parser.feed(data)
+        with self._lock:
+            self.counts.add(parsed.counts)
+            self.lines += len(parsed)
+        for info in parsed.info:
+            self._banner(info, emit)
+        for text in parsed.errors:
+            emit.problem(f"{self.cfg.channel}: logger reports an error: {text}")
+        if len(parsed):
+            value = self._power(parsed)
+            with self._lock:
+                out = self.clock.feed(parsed.seq, parsed.t_us, value, arrival_ns)
+            self._emit(out.t_ns, out.value, out.source_t_ns, emit)
+        self._report(arrival_ns, emit)
+
+    def flush(self, emit: Emit) -> None:
+        """Emit lines held for the clock's warm-up (the probe is closing)."""
+        with self._lock:
+            out = self.clock.flush()
+        self._emit(out.t_ns, out.value, out.source_t_ns, emit)
+
+    def stats(self) -> tuple[int, Counts, ClockStats]:
+        """Lines parsed, lines rejected by kind, and the clock's counts (a snapshot)."""
+        with self._lock:
+            c = Counts()
+            c.add(self.counts)
+            s = ClockStats(**vars(self.clock.stats))
+            return self.lines, c, s
+
+    def _power(self, parsed: Parsed) -> F64:
+        if self.cfg.power_from_vi:
+            return parsed.bus_v * parsed.current_a
+        return parsed.power_w
+
+    def _emit(self, t: I64, v: F64, src: I64, emit: Emit) -> None:
+        if isinstance(emit, SourceEmit):
+            emit.samples_with_source(self.cfg.channel, t, v, src)
+        else:
+            emit.samples(self.cfg.channel, t, v)
+
+    def _banner(self, info: dict[str, str], emit: Emit) -> None:
+        self.banners.append(info)
+        del self.banners[:-8]
+        win = info.get("win_us")
+        period = info.get("period_us")
+        if self._window_warned:
+            return
+        for name, text, want_ns in (
+            ("win_us", win, self.cfg.window_ns),
+            ("period_us", period, self.cfg.period_ns),
+        ):
+            if text is None or not text.isdigit():
+                continue
+            if abs(int(text) * 1000 - want_ns) > want_ns // 10:
+                self._window_warned = True
+                emit.problem(
+                    f"{self.cfg.channel}: the logger's banner says {name}={text} but the spec "
+                    f"assumes {want_ns // 1000} us: pass rate=... and window_us=... to match "
+                    "(samples are placed and gaps judged with the spec's values)"
+                )
+
+    def _report(self, now_ns: int, emit: Emit) -> None:
+        if now_ns < self._next_report_ns:
+            return
+        self._next_report_ns = now_ns + REPORT_EVERY_NS
+        with self._lock:
+            new = Counts(
+                self.counts.bad_checksum - self._reported.bad_checksum,
+                self.counts.garbled - self._reported.garbled,
+                self.counts.partial - self._reported.partial,
+            )
+            cs, rs = self.clock.stats, self._reported_clock
+            lost = cs.lost - rs.lost
+            resets = cs.resets - rs.resets
+            dup = cs.duplicates - rs.duplicates
+            self._reported = Counts()
+            self._reported.add(self.counts)
+            self._reported_clock = ClockStats(**vars(cs))
+        parts = []
+        if new.rejected:
+            parts.append(f"{new.rejected} lines rejected ({new.describe()})")
+        if lost:
+            parts.append(f"{lost} seq numbers missing (rejected or never received: gaps, not data)")
+        if dup:
+            parts.append(f"{dup} repeated lines dropped")
+        if resets:
+            parts.append(f"{resets} logger reset(s): device clock restarted, re-anchored")
+        if parts:
+            emit.problem(f"{self.cfg.channel}: " + "; ".join(parts))
+
+
+def make_session(
+    state: InaState,
+) -> Callable[[serial.Serial, Emit, Clock, threading.Event], None]:
+    """The reader-thread body: read bytes as they come, hand them to ``state``."""
+
+    def session(port: serial.Serial, emit: Emit, clock: Clock, stop: threading.Event) -> None:
+        port.timeout = READ_TIMEOUT_S
+        state.parser.reset()
+        while not stop.is_set():
+            data = port.read(max(1, port.in_waiting))
+            if data:
+                state.handle(data, clock(), emit)
+
+    return session
+
+
+class InaProbe:
+    """An INA2xx logger on a serial port; streams, so the sampler only drains it."""
+
+    poll_interval_s = 0.05
+
+    def __init__(self, cfg: InaConfig, channel: Channel) -> None:
+        self.cfg = cfg
+        self.channel = channel
+        self.state = InaState(cfg)
+        self.reader: SerialReader | None = None
+        self._problems: list[str] = []
+
+    def channels(self) -> list[Channel]:
+        return [self.channel]
+
+    def start(self, clock: Clock) -> None:
+        if self.reader is not None:
+            return
+        self.reader = SerialReader(
+            self.cfg.url,
+            make_session(self.state),
+            clock,
+            self.channel.id,
+            {"baudrate": self.cfg.baud, "timeout": READ_TIMEOUT_S},
+            emit=SourceEmit(),
+        )
+        self.reader.start()
+
+    def read(self, now_utc_ns: int) -> list[Block]:
+        if self.reader is None:
+            return []
+        blocks, problems = self.reader.drain()
+        self._problems.extend(problems)
+        return blocks
+
+    def problems(self) -> list[str]:
+        out, self._problems = self._problems, []
+        return out
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.stop()
+            self.state.flush(self.reader.emit)

@@ -1,0 +1,109 @@
+"""Helpers for end-to-end meter tests: ``powerd measure`` in a subprocess against a simulator
+served in-process on a pty, the result JSON and the stored samples (CSV) read back.
+
+Used by the ina2xx and scpi tests. Waits are bounded and conditions are polled, never timed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from probes.serialsim import PtySimulator
+
+
+@dataclass
+class Measured:
+    rc: int
+    stderr: str
+    stdout: str
+    result: dict[str, Any]
+    samples: dict[str, tuple[np.ndarray, np.ndarray]]  # channel → (t_ns, value)
+
+    def phase(self, name: str) -> dict[str, Any]:
+        found = [p for p in self.result["phases"] if p["phase"] == name]
+        assert found, f"no phase {name!r} in {self.result['phases']}"
+        return dict(found[0])
+
+
+def powerd(state: Path, *args: str, timeout_s: float = 180) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "POWERD_STATE_DIR": str(state)}
+    return subprocess.run(
+        [sys.executable, "-m", "powerd", *args],
+        env=env,
+        text=True,
+        capture_output=True,
+        check=False,
+        timeout=timeout_s,
+    )
+
+
+def read_csv(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    rows: dict[str, tuple[list[int], list[float]]] = {}
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            t, v = rows.setdefault(row["channel"], ([], []))
+            t.append(int(row["t_ns"]))
+            v.append(float(row["value"]))
+    return {c: (np.array(t, np.int64), np.array(v, np.float64)) for c, (t, v) in rows.items()}
+
+
+def measure(
+    tmp: Path,
+    spec: str,
+    run: str,
+    cmd: list[str],
+    idle_s: float = 0.0,
+    quiet: bool = True,
+    extra_probes: list[str] | None = None,
+) -> Measured:
+    out = tmp / "out"
+    args = ["measure", "--probe", spec, "--run", run, "--out", str(out)]
+    for other in extra_probes or []:
+        args += ["--probe", other]
+    if idle_s:
+        args += ["--idle", str(idle_s)]
+    if quiet:
+        args.append("--quiet")
+    r = powerd(tmp / "state", *args, "--", *cmd)
+    result_path = out / f"{run}.json"
+    result = json.loads(result_path.read_text()) if result_path.exists() else {"phases": []}
+    csv_path = out / f"{run}.csv"
+    samples = read_csv(csv_path) if csv_path.exists() else {}
+    return Measured(r.returncode, r.stderr, r.stdout, result, samples)
+
+
+def unplug_later(
+    sim: PtySimulator, link: Path, wait_for: Callable[[], bool], down_s: float
+) -> threading.Thread:
+    """In a thread: once ``wait_for()`` holds (bounded), pull the cable for ``down_s``, replug."""
+
+    def run() -> None:
+        deadline = time.monotonic() + 60
+        while not wait_for() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        sim.unplug()
+        time.sleep(down_s)
+        sim.replug()
+
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    return th
+
+
+def largest_gap(t_ns: np.ndarray) -> tuple[int, int]:
+    """Index of the sample before the largest interval, and that interval in ns."""
+    d = np.diff(t_ns)
+    i = int(np.argmax(d))
+    return i, int(d[i])
