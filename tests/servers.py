@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from agent.mqttconf import MqttSettings
+from powerd.daemon import Daemon
+from powerd.mqtt_link import run_mqtt
+from powerd.serve import housekeeping
+from powerd.store import Store
+from powerd.timebase import TimeAnchor
+from powerd.timeline import Timeline
 from tests.tools import require_tool
 
 START_TIMEOUT_S = 10.0
@@ -81,3 +91,43 @@ def mosquitto(tmp: Path, extra: str = "") -> Iterator[Mosquitto]:
         yield broker
     finally:
         broker.stop()
+
+
+def wait_for(cond: Callable[[], Any], timeout_s: float = 30.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+@contextmanager
+def running_daemon(
+    tmp_path: Path, broker: Mosquitto, mqtt: MqttSettings | None = None
+) -> Iterator[Daemon]:
+    """The daemon core with its MQTT link and housekeeping on an event loop in a thread."""
+    store = Store(tmp_path / "daemon" / "powerd.db")
+    daemon = Daemon(store, Timeline(), TimeAnchor().utc_ns, result_grace_s=5.0)
+    loop = asyncio.new_event_loop()
+    holder: dict[str, asyncio.Event] = {}
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        holder["stop"] = stop
+        keeper = asyncio.create_task(housekeeping(daemon, store))
+        try:
+            await run_mqtt(daemon, mqtt or MqttSettings(port=broker.port), 0.2, stop)
+        finally:
+            keeper.cancel()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    wait_for(lambda: "stop" in holder, what="daemon loop")
+    try:
+        yield daemon
+    finally:
+        loop.call_soon_threadsafe(holder["stop"].set)
+        thread.join(15)
+        store.close()

@@ -4,16 +4,14 @@ that is seconds off, and a broker stopped mid-run losing nothing."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,63 +20,18 @@ import numpy as np
 import paho.mqtt.client as paho
 import pytest
 
-from agent.mqttconf import MqttSettings
-from powerd.daemon import Daemon
-from powerd.mqtt_link import run_mqtt
-from powerd.serve import housekeeping
-from powerd.store import Store
-from powerd.timebase import TimeAnchor
-from powerd.timeline import Timeline
 from probes.sim.waveform import parse_spec
-from tests.servers import Mosquitto, free_port, mosquitto
+from tests.servers import Mosquitto, free_port, mosquitto, running_daemon, wait_for
 from tests.tools import require_tool
 
 SQUARE = "square,high=9,low=3,period=0.2,duty=0.5"
 RATE_HZ = 200
 
 
-def wait_for(cond: Callable[[], Any], timeout_s: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-
-
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Mosquitto]:
     with mosquitto(tmp_path) as b:
         yield b
-
-
-@contextmanager
-def running_daemon(tmp_path: Path, broker: Mosquitto) -> Iterator[Daemon]:
-    """The daemon core with its MQTT link and housekeeping on an event loop in a thread."""
-    store = Store(tmp_path / "daemon" / "powerd.db")
-    daemon = Daemon(store, Timeline(), TimeAnchor().utc_ns, result_grace_s=5.0)
-    loop = asyncio.new_event_loop()
-    holder: dict[str, asyncio.Event] = {}
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        holder["stop"] = stop
-        keeper = asyncio.create_task(housekeeping(daemon, store))
-        try:
-            await run_mqtt(daemon, MqttSettings(port=broker.port), 0.2, stop)
-        finally:
-            keeper.cancel()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-    thread.start()
-    wait_for(lambda: "stop" in holder, what="daemon loop")
-    try:
-        yield daemon
-    finally:
-        loop.call_soon_threadsafe(holder["stop"].set)
-        thread.join(15)
-        store.close()
 
 
 @contextmanager
