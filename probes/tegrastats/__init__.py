@@ -2,11 +2,12 @@
 
 Prefer the ``jetson`` probe (direct sysfs reads, no subprocess). This one is for hosts where the
 INA3221 files cannot be read but ``tegrastats`` runs. It starts ``tegrastats --interval <ms>``
-ONCE and reads its output as a stream on a thread (never a process per sample); each line is
-stamped when it arrives (``time.monotonic_ns``, mapped onto the caller's UTC timeline at the next
-``read``), parsed by the pure ``parse.parse_line``, and the first (instantaneous) value of each
-rail is a power sample in W. Rails follow the Jetson total/part rules (``probes/jetson/rails.py``)
-and share their ``measures`` with the ``jetson`` probe's channels.
+ONCE and reads its output as a stream on a thread (``probes.clistream.LineStream``, never a
+process per sample); each line is stamped when it arrives (``time.monotonic_ns``, mapped onto
+the caller's UTC timeline at the next ``read``), parsed by the pure ``parse.parse_line``, and
+the first (instantaneous) value of each rail is a power sample in W. Rails follow the Jetson
+total/part rules (``probes/jetson/rails.py``) and share their ``measures`` with the ``jetson``
+probe's channels.
 
 If tegrastats exits, it is restarted with exponential backoff (0.5 s doubling to 30 s); the exit
 and the length of the gap are reported through ``problems()``. The channels are the rails of the
@@ -18,13 +19,9 @@ Spec: ``tegrastats[:interval=SECONDS,path=EXECUTABLE,timeout=SECONDS]`` (default
 
 from __future__ import annotations
 
-import collections
 import os
 import shutil
-import subprocess
-import threading
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,6 +29,7 @@ from powerd.block import Block
 from powerd.channel import Accuracy, Channel
 from powerd.errors import ProbeUnavailable, SpecError
 from probes.base import Availability, parse_kv
+from probes.clistream import Arrived, LineStream, utc_of
 from probes.hwmon.chips import READING_FRAC, clean
 from probes.hwmon.poll import interval_arg
 from probes.jetson.rails import rail_roles, skip_rail
@@ -39,10 +37,6 @@ from probes.tegrastats.parse import parse_line
 
 DEFAULT_INTERVAL_S = 0.1
 DEFAULT_TIMEOUT_S = 10.0
-BACKOFF_FIRST_S = 0.5
-BACKOFF_MAX_S = 30.0
-STOP_WAIT_S = 2.0
-QUEUE_MAX_LINES = 100_000
 FALLBACK_PATHS = ("/usr/bin/tegrastats", "/usr/sbin/tegrastats")
 
 
@@ -55,95 +49,9 @@ def find_tegrastats(path: str | None = None) -> str | None:
     return next((p for p in FALLBACK_PATHS if os.access(p, os.X_OK)), None)
 
 
-@dataclass
-class Arrived:
-    mono_ns: int
-    text: str
-
-
-class Stream:
-    """tegrastats running on a thread: lines with their arrival time, restarts, problems."""
-
-    def __init__(self, exe: str, interval_ms: int) -> None:
-        self.argv = [exe, "--interval", str(interval_ms)]
-        self.lines: collections.deque[Arrived] = collections.deque(maxlen=QUEUE_MAX_LINES)
-        self.problems: collections.deque[str] = collections.deque(maxlen=1000)
-        self.first_line = threading.Event()
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._proc: subprocess.Popen[str] | None = None
-        self._thread = threading.Thread(target=self._run, name="powerd-tegrastats", daemon=True)
-        self.starts = 0
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _spawn(self) -> subprocess.Popen[str] | None:
-        try:
-            proc = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                bufsize=1,
-                errors="replace",
-            )
-        except OSError as err:
-            self.problems.append(f"tegrastats: cannot start {self.argv[0]}: {err.strerror or err}")
-            return None
-        with self._lock:
-            self._proc = proc
-        self.starts += 1
-        return proc
-
-    def _run(self) -> None:
-        backoff = BACKOFF_FIRST_S
-        gap_since_ns: int | None = None
-        while not self._stop.is_set():
-            proc = self._spawn()
-            if proc is not None and proc.stdout is not None:
-                for text in proc.stdout:
-                    now = time.monotonic_ns()
-                    if gap_since_ns is not None:
-                        gap_s = (now - gap_since_ns) / 1e9
-                        self.problems.append(f"tegrastats: restarted; no samples for {gap_s:.1f} s")
-                        gap_since_ns = None
-                    backoff = BACKOFF_FIRST_S
-                    self.lines.append(Arrived(now, text))
-                    self.first_line.set()
-                rc = proc.wait()
-                if self._stop.is_set():
-                    return
-                self.problems.append(
-                    f"tegrastats: exited with status {rc}; restarting in {backoff:g} s"
-                )
-            if gap_since_ns is None:
-                gap_since_ns = time.monotonic_ns()
-            if self._stop.wait(backoff):
-                return
-            backoff = min(BACKOFF_MAX_S, backoff * 2)
-
-    def stop(self) -> None:
-        self._stop.set()
-        with self._lock:
-            proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(STOP_WAIT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self._thread.join(STOP_WAIT_S)
-        if proc is not None and proc.stdout is not None:
-            proc.stdout.close()
-
-    def drain(self) -> list[Arrived]:
-        out: list[Arrived] = []
-        while self.lines:
-            out.append(self.lines.popleft())
-        return out
+def tegrastats_stream(exe: str, interval_ms: int) -> LineStream:
+    """tegrastats started once in its loop mode, read on a thread (``probes.clistream``)."""
+    return LineStream([exe, "--interval", str(interval_ms)], "tegrastats")
 
 
 def _channels(rails: list[str], interval_s: float) -> dict[str, Channel]:
@@ -167,7 +75,7 @@ def _channels(rails: list[str], interval_s: float) -> dict[str, Channel]:
 class TegrastatsProbe:
     """Turns the stream's lines into one Block per rail per read."""
 
-    def __init__(self, stream: Stream, interval_s: float, timeout_s: float) -> None:
+    def __init__(self, stream: LineStream, interval_s: float, timeout_s: float) -> None:
         self.stream = stream
         self.poll_interval_s = max(0.05, min(1.0, interval_s))
         self._problems: list[str] = []
@@ -209,7 +117,7 @@ class TegrastatsProbe:
                 if text:
                     self._problems.append(f"tegrastats: line without power rails: {text[:120]!r}")
                 continue
-            t_ns = now_utc_ns - (mono_now - a.mono_ns)
+            t_ns = utc_of(a.mono_ns, now_utc_ns, mono_now)
             for name in self._by_rail:
                 rail = line.rails.get(name)
                 if rail is None:
@@ -266,7 +174,7 @@ class TegrastatsFamily:
             raise ProbeUnavailable(
                 f"probe 'tegrastats' is not usable here: no tegrastats at {where}"
             )
-        stream = Stream(exe, max(1, round(interval_s * 1000)))
+        stream = tegrastats_stream(exe, max(1, round(interval_s * 1000)))
         return TegrastatsProbe(stream, interval_s, max(timeout_s, 3 * interval_s))
 
 
