@@ -11,14 +11,19 @@ kept; nothing is invented for the gap, so the integrator sees it and flags the p
 
 from __future__ import annotations
 
+import glob
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import serial
 
 from powerd.block import F64, I64, Block
+from powerd.channel import Channel
+
+if TYPE_CHECKING:
+    import serial
 
 Clock = Callable[[], int]
 BACKOFF_FIRST_S = 0.05
@@ -26,21 +31,22 @@ BACKOFF_MAX_S = 2.0
 
 
 class Emit:
-    """Collects samples per channel from the session thread; thread-safe, drained by the sampler."""
+    """Collects samples per channel from the session thread; thread-safe, drained by the sampler.
+
+    A meter with its own clock hands over its sample times as ``source_t_ns`` beside the host
+    stamps; they stay with the samples in the Blocks."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._t: dict[str, list[I64]] = {}
-        self._v: dict[str, list[F64]] = {}
+        self._parts: dict[str, list[tuple[I64, F64, I64 | None]]] = {}
         self._problems: list[str] = []
 
-    def samples(self, channel: str, t_ns: I64, value: F64) -> None:
+    def samples(self, channel: str, t_ns: I64, value: F64, source_t_ns: I64 | None = None) -> None:
         """Hand over samples of one channel (SI units, UTC ns on the host clock)."""
         if t_ns.size == 0:
             return
         with self._lock:
-            self._t.setdefault(channel, []).append(t_ns)
-            self._v.setdefault(channel, []).append(value)
+            self._parts.setdefault(channel, []).append((t_ns, value, source_t_ns))
 
     def sample(self, channel: str, t_ns: int, value: float) -> None:
         """One sample (for slow meters that answer one query at a time)."""
@@ -52,13 +58,23 @@ class Emit:
 
     def drain(self) -> tuple[list[Block], list[str]]:
         with self._lock:
-            t, v, problems = self._t, self._v, self._problems
-            self._t, self._v, self._problems = {}, {}, []
-        blocks = [Block(c, np.concatenate(t[c]), np.concatenate(v[c])) for c in t]
+            parts, problems = self._parts, self._problems
+            self._parts, self._problems = {}, []
+        blocks = []
+        for channel, chunks in parts.items():
+            sources = [s for _, _, s in chunks if s is not None]
+            blocks.append(
+                Block(
+                    channel,
+                    np.concatenate([t for t, _, _ in chunks]),
+                    np.concatenate([v for _, v, _ in chunks]),
+                    np.concatenate(sources) if len(sources) == len(chunks) else None,
+                )
+            )
         return blocks, problems
 
 
-Session = Callable[[serial.Serial, Emit, Clock, threading.Event], None]
+Session = Callable[["serial.Serial", Emit, Clock, threading.Event], None]
 
 
 @dataclass
@@ -97,6 +113,8 @@ class SerialReader:
         return self.emit.drain()
 
     def _run(self) -> None:
+        import serial  # pyserial is the `serial` extra: imported only when a meter is used
+
         backoff_s = BACKOFF_FIRST_S
         while not self._stop.is_set():
             try:
@@ -130,3 +148,55 @@ class SerialReader:
             gap.end_ns = self.clock()
             down_s = (gap.end_ns - gap.start_ns) / 1e9
             self.emit.problem(f"{self.name}: reconnected to {self.url} after {down_s:.3f} s")
+
+
+class SerialProbe:
+    """What every serial meter probe shares: channels, a SerialReader that the sampler starts
+    (``start(clock)``), and draining its samples and problems at each poll."""
+
+    poll_interval_s: float = 0.25
+
+    def __init__(
+        self,
+        channels: list[Channel],
+        name: str,
+        url: str,
+        session: Session,
+        open_kwargs: dict[str, object],
+        notes: tuple[str, ...] = (),
+    ) -> None:
+        self._channels = list(channels)
+        self.name, self.url, self.session, self.open_kwargs = name, url, session, open_kwargs
+        self.reader: SerialReader | None = None
+        self._problems: list[str] = list(notes)
+
+    def channels(self) -> list[Channel]:
+        return list(self._channels)
+
+    def start(self, clock: Clock) -> None:
+        if self.reader is None:
+            self.reader = SerialReader(self.url, self.session, clock, self.name, self.open_kwargs)
+            self.reader.start()
+
+    def read(self, now_utc_ns: int) -> list[Block]:
+        if self.reader is None:
+            return []
+        blocks, problems = self.reader.drain()
+        self._problems.extend(problems)
+        return blocks
+
+    def problems(self) -> list[str]:
+        out, self._problems = self._problems, []
+        return out
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.stop()
+
+
+PORT_GLOBS = ("/dev/ttyUSB*", "/dev/ttyACM*", "/dev/serial/by-id/*")
+
+
+def candidate_ports(globs: tuple[str, ...] = PORT_GLOBS) -> list[str]:
+    """Serial device paths present now."""
+    return sorted({p for pattern in globs for p in glob.glob(pattern)})

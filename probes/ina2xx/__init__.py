@@ -20,7 +20,6 @@ Example: ``ina2xx:/dev/ttyACM0,rate=1000,shunt=0.01,vbus=12``.
 
 from __future__ import annotations
 
-import glob
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from powerd.channel import Accuracy, Channel
 from powerd.errors import ProbeUnavailable, SpecError
 from probes.base import Availability, parse_kv
 from probes.ina2xx.probe import InaConfig, InaProbe
+from probes.serialport import candidate_ports as serial_ports
 
 DEFAULT_BAUD = 115200
 DEFAULT_RATE_HZ = 1000.0
@@ -147,7 +147,7 @@ def is_url(path: str) -> bool:
 
 
 def candidate_ports() -> list[str]:
-    return sorted({p for pattern in PORT_GLOBS for p in glob.glob(pattern)})
+    return serial_ports(PORT_GLOBS)
 
 
 class InaFamily:

@@ -15,51 +15,16 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import serial
 
-from powerd.block import F64, I64, Block
+from powerd.block import F64, I64
 from powerd.channel import Channel
 from probes.ina2xx.protocol import Counts, LineParser, Parsed
 from probes.ina2xx.timing import ClockStats, DeviceClock
-from probes.serialport import Clock, Emit, SerialReader
+from probes.serialport import Clock, Emit, SerialProbe
 
 READ_TIMEOUT_S = 0.05
 REPORT_EVERY_NS = 1_000_000_000
-
-
-class SourceEmit(Emit):
-    """An ``Emit`` that also keeps each sample's source (device) time for the Blocks."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._src_lock = threading.Lock()
-        self._blocks: list[Block] = []
-
-    def samples_with_source(self, channel: str, t_ns: I64, value: F64, source_t_ns: I64) -> None:
-        if t_ns.size == 0:
-            return
-        with self._src_lock:
-            self._blocks.append(Block(channel, t_ns, value, source_t_ns))
-
-    def drain(self) -> tuple[list[Block], list[str]]:
-        blocks, problems = super().drain()
-        with self._src_lock:
-            mine, self._blocks = self._blocks, []
-        by_channel: dict[str, list[Block]] = {}
-        for b in mine:
-            by_channel.setdefault(b.channel, []).append(b)
-        for ch, parts in by_channel.items():
-            src = [p.source_t_ns for p in parts if p.source_t_ns is not None]
-            blocks.append(
-                Block(
-                    ch,
-                    np.concatenate([p.t_ns for p in parts]),
-                    np.concatenate([p.value for p in parts]),
-                    np.concatenate(src) if len(src) == len(parts) else None,
-                )
-            )
-        return blocks, problems
 
 
 @dataclass
@@ -130,10 +95,7 @@ class InaState:
         return parsed.power_w
 
     def _emit(self, t: I64, v: F64, src: I64, emit: Emit) -> None:
-        if isinstance(emit, SourceEmit):
-            emit.samples_with_source(self.cfg.channel, t, v, src)
-        else:
-            emit.samples(self.cfg.channel, t, v)
+        emit.samples(self.cfg.channel, t, v, src)
 
     def _banner(self, info: dict[str, str], emit: Emit) -> None:
         self.banners.append(info)
@@ -202,7 +164,7 @@ def make_session(
     return session
 
 
-class InaProbe:
+class InaProbe(SerialProbe):
     """An INA2xx logger on a serial port; streams, so the sampler only drains it."""
 
     poll_interval_s = 0.05
@@ -211,37 +173,10 @@ class InaProbe:
         self.cfg = cfg
         self.channel = channel
         self.state = InaState(cfg)
-        self.reader: SerialReader | None = None
-        self._problems: list[str] = []
-
-    def channels(self) -> list[Channel]:
-        return [self.channel]
-
-    def start(self, clock: Clock) -> None:
-        if self.reader is not None:
-            return
-        self.reader = SerialReader(
-            self.cfg.url,
+        super().__init__(
+            [channel],
+            channel.id,
+            cfg.url,
             make_session(self.state),
-            clock,
-            self.channel.id,
-            {"baudrate": self.cfg.baud, "timeout": READ_TIMEOUT_S},
-            emit=SourceEmit(),
+            {"baudrate": cfg.baud, "timeout": READ_TIMEOUT_S},
         )
-        self.reader.start()
-
-    def read(self, now_utc_ns: int) -> list[Block]:
-        if self.reader is None:
-            return []
-        blocks, problems = self.reader.drain()
-        self._problems.extend(problems)
-        return blocks
-
-    def problems(self) -> list[str]:
-        out, self._problems = self._problems, []
-        return out
-
-    def close(self) -> None:
-        if self.reader is not None:
-            self.reader.stop()
-            self.state.flush(self.reader.emit)

@@ -25,19 +25,18 @@ Example: ``scpi:/dev/ttyUSB0,profile=siglent-spd,channel=1,rate=5``.
 
 from __future__ import annotations
 
-import glob
 import re
 from dataclasses import replace
 from pathlib import Path
 from typing import cast
 
-from powerd.block import Block
 from powerd.channel import Accuracy, Channel
 from powerd.errors import ProbeUnavailable, SpecError
 from probes.base import Availability, parse_kv
 from probes.scpi.profiles import PROFILES, Check, Mode, Profile
 from probes.scpi.session import ScpiConfig, ScpiStats, make_session
-from probes.serialport import Clock, SerialReader
+from probes.serialport import SerialProbe
+from probes.serialport import candidate_ports as serial_ports
 
 KEYS = {
     "profile",
@@ -179,10 +178,10 @@ def accuracy(profile: Profile, kv: dict[str, str]) -> Accuracy:
 
 
 def candidate_ports() -> list[str]:
-    return sorted({p for pattern in PORT_GLOBS for p in glob.glob(pattern)})
+    return serial_ports(PORT_GLOBS)
 
 
-class ScpiProbe:
+class ScpiProbe(SerialProbe):
     """One SCPI instrument output; its own thread polls, the sampler drains.
 
     The sampler drains every ``poll_interval_s``: a quarter second, or longer for instruments
@@ -191,43 +190,18 @@ class ScpiProbe:
     """
 
     def __init__(self, cfg: ScpiConfig, channel: Channel) -> None:
-        setup_s = cfg.profile.setup_gap_s * len(cfg.profile.setup)
-        self.poll_interval_s = max(0.25, (setup_s + 1.0) / 4)
         self.cfg = cfg
         self.channel = channel
         self.stats = ScpiStats()
-        self.reader: SerialReader | None = None
-        self._problems: list[str] = []
-
-    def channels(self) -> list[Channel]:
-        return [self.channel]
-
-    def start(self, clock: Clock) -> None:
-        if self.reader is not None:
-            return
-        self.reader = SerialReader(
-            self.cfg.url,
-            make_session(self.cfg, self.stats),
-            clock,
-            self.channel.id,
-            {"baudrate": self.cfg.baud, "timeout": 0.02},
+        super().__init__(
+            [channel],
+            channel.id,
+            cfg.url,
+            make_session(cfg, self.stats),
+            {"baudrate": cfg.baud, "timeout": 0.02},
         )
-        self.reader.start()
-
-    def read(self, now_utc_ns: int) -> list[Block]:
-        if self.reader is None:
-            return []
-        blocks, problems = self.reader.drain()
-        self._problems.extend(problems)
-        return blocks
-
-    def problems(self) -> list[str]:
-        out, self._problems = self._problems, []
-        return out
-
-    def close(self) -> None:
-        if self.reader is not None:
-            self.reader.stop()
+        setup_s = cfg.profile.setup_gap_s * len(cfg.profile.setup)
+        self.poll_interval_s = max(0.25, (setup_s + 1.0) / 4)
 
 
 class ScpiFamily:

@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import glob
 import importlib.util
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from powerd.block import Block
-from powerd.channel import Channel
 from probes.base import Availability
+from probes.serialport import SerialProbe
 
 if TYPE_CHECKING:
-    from probes.serialport import SerialReader
     from probes.wt300.session import MeterSession, Plan, Stats
 
 PATTERNS = (
@@ -36,54 +33,27 @@ PATTERNS = (
 POLL_INTERVAL_S = 0.1
 
 
-class Wt300Probe:
+class Wt300Probe(SerialProbe):
     """A WT300-series meter read by a SerialReader thread; ``read`` drains what it gathered."""
 
     def __init__(self, plan: Plan) -> None:
-        from probes.wt300.session import MeterSession
+        from probes.wt300.session import MeterSession, open_kwargs, port_url
 
         self.plan = plan
         self.session: MeterSession = MeterSession(plan)
+        super().__init__(
+            list(plan.channels),
+            plan.name,
+            port_url(plan.spec),
+            self.session,
+            open_kwargs(plan.spec),
+            plan.notes,
+        )
         self.poll_interval_s = min(POLL_INTERVAL_S, plan.spec.rate_s / 2)
-        self.reader: SerialReader | None = None
-        self._problems: list[str] = list(plan.notes)
 
     @property
     def stats(self) -> Stats:
         return self.session.stats
-
-    def channels(self) -> list[Channel]:
-        return list(self.plan.channels)
-
-    def start(self, clock: Callable[[], int]) -> None:
-        from probes.serialport import SerialReader
-        from probes.wt300.session import open_kwargs, port_url
-
-        if self.reader is not None:
-            return
-        self.reader = SerialReader(
-            port_url(self.plan.spec),
-            self.session,
-            clock,
-            self.plan.name,
-            open_kwargs(self.plan.spec),
-        )
-        self.reader.start()
-
-    def read(self, now_utc_ns: int) -> list[Block]:
-        if self.reader is None:
-            return []
-        blocks, problems = self.reader.drain()
-        self._problems.extend(problems)
-        return blocks
-
-    def problems(self) -> list[str]:
-        out, self._problems = self._problems, []
-        return out
-
-    def close(self) -> None:
-        if self.reader is not None:
-            self.reader.stop()
 
 
 class Wt300Family:
