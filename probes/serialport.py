@@ -155,6 +155,7 @@ class SerialProbe:
     (``start(clock)``), and draining its samples and problems at each poll."""
 
     poll_interval_s: float = 0.25
+    close_timeout_s: float = 5.0
 
     def __init__(
         self,
@@ -190,8 +191,9 @@ class SerialProbe:
         return out
 
     def close(self) -> None:
+        """Stop the reader thread (its last samples stay readable) and release the port."""
         if self.reader is not None:
-            self.reader.stop()
+            self.reader.stop(self.close_timeout_s)
 
 
 PORT_GLOBS = ("/dev/ttyUSB*", "/dev/ttyACM*", "/dev/serial/by-id/*")
