@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 import serial
 
 from probes.serialport import Emit, SerialReader
 from probes.serialsim import Faults, PtySimulator
+from probes.simulators import SIMULATORS
 
 
 class CounterMeter:
@@ -108,3 +112,41 @@ def test_faults_are_deterministic_and_do_what_they_say() -> None:
     assert len(Faults(partial=1.0).apply(random.Random(0), data, False)) < len(data)
     f = Faults(garble=0.5, drop=0.5, partial=0.5, seed=3)
     assert f.apply(random.Random(3), data, False) == f.apply(random.Random(3), data, False)
+
+
+@pytest.mark.parametrize("model", sorted(SIMULATORS))
+def test_every_simulator_serves_from_the_command_line(model: str, tmp_path: Path) -> None:
+    link = tmp_path / "dev"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "powerd",
+            "sim",
+            model,
+            "--link",
+            str(link),
+            "--duration",
+            "0.3",
+            "--waveform",
+            "square,high=4,low=1,period=0.2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    assert f"{model} at {link}" in r.stderr and not link.exists()
+
+
+def test_unknown_simulator_is_a_one_line_error(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "powerd", "sim", "nope", "--link", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 2 and "unknown simulator 'nope'" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
