@@ -22,6 +22,7 @@ MODULE_COMMANDS = {
     "run": "powerd.serve",
     "mark": "powerd.markcmd",
     "sim": "powerd.simcmd",
+    "grafana": "powerd.grafanacmd",
 }
 
 

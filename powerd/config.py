@@ -25,6 +25,24 @@ Every table and key is known; a typo is an error naming the allowed keys, not a 
     [retention]
     max_age_days = 30
     max_gb = 4
+
+    [sinks]                            # labels of every time series; see powerd/sinks/settings.py
+    host = "edge-01"                   # default: the host name
+    meta_labels = ["model", "batch"]   # phase meta keys that become labels (default ["model"])
+    recent_runs = 10                   # runs whose phase figures /metrics exports
+
+    [influx]                           # omit to write to no InfluxDB / VictoriaMetrics
+    url = "http://127.0.0.1:8428"
+    org = "lab"
+    bucket = "powerd"
+    token_file = "/etc/powerd/influx-token"
+    downsample_s = 1.0                 # 0 writes raw samples
+    buffer_dir = "/var/lib/powerd/influx-buffer"   # default: <state_dir>/influx-buffer
+    buffer_max_mb = 256
+    batch_size = 5000
+    flush_interval_s = 1.0
+    timeout_s = 10.0
+    health_interval_s = 10.0
 """
 
 from __future__ import annotations
@@ -36,6 +54,7 @@ from typing import Any
 
 from agent.mqttconf import MqttSettings
 from powerd.errors import PowerdError
+from powerd.sinks.settings import INFLUX_KEYS, SINKS_KEYS, InfluxSettings, SinkSettings
 from powerd.store import Retention
 
 TABLES = {
@@ -50,6 +69,8 @@ TABLES = {
     "mqtt": None,
     "http": {"bind", "port", "token_file"},
     "retention": {"max_age_days", "max_gb"},
+    "sinks": SINKS_KEYS,
+    "influx": INFLUX_KEYS,
 }
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
@@ -90,6 +111,8 @@ class DaemonConfig:
     mqtt: MqttSettings | None = None
     http: HttpSettings = field(default_factory=HttpSettings)
     retention: Retention = field(default_factory=Retention)
+    sinks: SinkSettings = field(default_factory=SinkSettings.default)
+    influx: InfluxSettings | None = None
 
 
 def _check(table: str, values: dict[str, Any]) -> None:
@@ -141,6 +164,10 @@ def load(path: Path) -> DaemonConfig:
                 max_age_s=float(r.get("max_age_days", 30)) * 86400,
                 max_bytes=int(float(r.get("max_gb", 4)) * 1e9),
             ),
+            sinks=SinkSettings.from_table(data.get("sinks", {})),
+            influx=InfluxSettings.from_table(data["influx"]) if "influx" in data else None,
         )
     except (TypeError, ValueError) as err:
+        raise PowerdError(f"config {path}: {err}") from None
+    except PowerdError as err:
         raise PowerdError(f"config {path}: {err}") from None

@@ -17,7 +17,7 @@ import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from powerd.phases import Phase, PhaseTracker, StampedMarker, stamp
 from powerd.runs import compute_run
 from powerd.store import Store
 from powerd.timeline import Timeline
+
+if TYPE_CHECKING:
+    from powerd.metrics import LiveSource
 
 SEEN_BLOCKS = 1 << 16
 HELD_MAX = 1 << 14
@@ -71,6 +74,10 @@ class Daemon:
     last_error: str = ""
     result_listeners: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
     pending_listeners: list[Callable[[], None]] = field(default_factory=list)
+    # Called with each accepted agent block (under the lock: must only enqueue, e.g. the sinks).
+    block_listeners: list[Callable[[Block], None]] = field(default_factory=list)
+    # The sink hub's live figures (energy totals, recent results, probe health) for /metrics.
+    live_metrics: LiveSource | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
@@ -195,6 +202,8 @@ class Daemon:
         block = Block(cid, msg.t_ns + np.int64(offset_ns), msg.value)
         self.timeline.append(block)
         self.store.append(block)
+        for listener in self.block_listeners:
+            listener(block)
         self.counts["blocks_accepted"] += 1
         self.counts["samples_accepted"] += len(block)
 

@@ -1,7 +1,9 @@
 """``powerd run``: the long-running daemon — local probes, MQTT, the HTTP API, one store.
 
 Everything meets in one ``Daemon``: the sampler thread feeds local probes into the timeline and
-store, MQTT brings markers and agents' blocks, the HTTP API takes markers and serves results.
+store, MQTT brings markers and agents' blocks, the HTTP API takes markers and serves results and
+``/metrics``. A sink hub (``powerd.sinks``) gets every block and result on its own thread, keeps
+the exporter's energy counters and feeds the optional InfluxDB / VictoriaMetrics sink.
 SIGTERM or SIGINT stops it cleanly (the store is flushed; nothing committed is lost on a kill).
 """
 
@@ -18,7 +20,8 @@ from pathlib import Path
 from powerd.config import DaemonConfig, load
 from powerd.daemon import Daemon
 from powerd.errors import PowerdError, ProbeUnavailable
-from powerd.runner import Sampler
+from powerd.runner import ProbeHealth, Sampler
+from powerd.sinks.hub import Sink, SinkHub, TeeSink
 from powerd.store import Store
 from powerd.timebase import TimeAnchor
 from powerd.timeline import Timeline
@@ -47,14 +50,24 @@ def _log(text: str) -> None:
     print(f"powerd: {text}", file=sys.stderr, flush=True)
 
 
-def _open_probes(specs: tuple[str, ...]) -> list[Probe]:
-    probes: list[Probe] = []
+def _open_probes(specs: tuple[str, ...]) -> list[tuple[str, Probe]]:
+    """The probes that opened, each with its spec (the ``probe`` label of its health series)."""
+    probes: list[tuple[str, Probe]] = []
     for spec in specs:
         try:
-            probes.append(open_probe(spec))
+            probes.append((spec, open_probe(spec)))
         except ProbeUnavailable as err:
             _log(f"warning: {err}")
     return probes
+
+
+def _sinks(cfg: DaemonConfig, state_dir: Path) -> list[Sink]:
+    if cfg.influx is None:
+        return []
+    from powerd.sinks.influx import InfluxSink
+
+    buffer_dir = cfg.influx.buffer_dir or state_dir / "influx-buffer"
+    return [InfluxSink(cfg.influx, cfg.sinks.labels, buffer_dir)]
 
 
 async def housekeeping(daemon: Daemon, store: Store) -> None:
@@ -96,7 +109,15 @@ async def serve(cfg: DaemonConfig, state_dir: Path) -> None:
     daemon = Daemon(
         store, timeline, anchor.utc_ns, cfg.idle_power_w, cfg.primary, cfg.result_grace_s
     )
-    sampler = Sampler(_open_probes(cfg.probes), timeline, store, anchor)
+    opened = _open_probes(cfg.probes)
+    hub = SinkHub(daemon, cfg.sinks.labels, _sinks(cfg, state_dir), cfg.sinks.recent_runs)
+    sampler = Sampler([p for _, p in opened], timeline, TeeSink(store, hub.on_block), anchor)
+
+    def probe_health() -> list[tuple[str, ProbeHealth]]:
+        return list(zip([spec for spec, _ in opened], sampler.health, strict=False))
+
+    hub.attach(probe_health)
+    hub.start()
     sampler.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -118,6 +139,7 @@ async def serve(cfg: DaemonConfig, state_dir: Path) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
         await runner.cleanup()
         sampler.stop()
+        await asyncio.to_thread(hub.stop)
         store.close()
 
 

@@ -20,6 +20,11 @@ if [ "$dev" = 1 ]; then
     command -v faketime >/dev/null || packages+=(faketime)
     command -v gcc >/dev/null || packages+=(gcc libc6-dev)
     command -v socat >/dev/null || packages+=(socat)
+    command -v ipmitool >/dev/null || packages+=(ipmitool)
+    command -v openssl >/dev/null || packages+=(openssl)
+    # the time-series stores the sink and exporter tests write to and scrape from
+    command -v victoria-metrics >/dev/null || packages+=(victoria-metrics)
+    command -v prometheus >/dev/null || packages+=(prometheus)
 fi
 if [ "${#packages[@]}" -gt 0 ]; then
     echo "setup: installing Debian packages: ${packages[*]}"

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import subprocess
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -131,3 +134,159 @@ def running_daemon(
         loop.call_soon_threadsafe(holder["stop"].set)
         thread.join(15)
         store.close()
+
+
+# --- time-series stores: VictoriaMetrics and Prometheus (Debian packages) ----------------------
+
+HTTP_TIMEOUT_S = 10.0
+
+
+def http_json(url: str, data: dict[str, str] | None = None) -> Any:
+    """GET (or POST a form) and decode the JSON reply."""
+    body = None if data is None else urllib.parse.urlencode(data).encode()
+    with urllib.request.urlopen(url, body, timeout=HTTP_TIMEOUT_S) as reply:
+        return json.loads(reply.read())
+
+
+def prom_query(base_url: str, query: str, time_s: float | None = None) -> list[dict[str, Any]]:
+    """The result vector of an instant PromQL/MetricsQL query (``/api/v1/query``)."""
+    form = {"query": query}
+    if time_s is not None:
+        form["time"] = f"{time_s:.3f}"
+    reply = http_json(f"{base_url}/api/v1/query", form)
+    if reply.get("status") != "success":
+        raise AssertionError(f"query {query!r} failed: {reply}")
+    return list(reply["data"]["result"])
+
+
+@dataclass
+class VictoriaMetrics:
+    """Debian's single-node VictoriaMetrics on a loopback port, its data in ``data``.
+
+    ``stop()``/``start()`` keep port and data, so a test can take the store away and bring it
+    back. ``-search.latencyOffset=0s`` and ``-search.disableCache`` make fresh and back-filled
+    samples queryable at once (the defaults hide the last 30 s and cache older windows);
+    deduplication stays off (the default), so a sample written twice is stored twice and a test
+    can count it."""
+
+    data: Path
+    port: int
+    exe: str
+    extra_args: tuple[str, ...] = ()
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = self.data.with_suffix(".log")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                self.exe,
+                f"-httpListenAddr=127.0.0.1:{self.port}",
+                f"-storageDataPath={self.data}",
+                "-retentionPeriod=1d",
+                "-search.latencyOffset=0s",
+                "-search.disableCache",
+                "-loggerLevel=WARN",
+                *self.extra_args,
+            ],
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        """Graceful stop (SIGTERM): VictoriaMetrics answers requests in flight, then flushes."""
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        self.proc.wait(HTTP_TIMEOUT_S)
+        self.proc = None
+
+    def force_flush(self) -> None:
+        with urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=HTTP_TIMEOUT_S):
+            pass
+
+    def query(self, query: str, time_s: float | None = None) -> list[dict[str, Any]]:
+        return prom_query(self.url, query, time_s)
+
+    def export(self, match: str) -> list[dict[str, Any]]:
+        """Every raw sample of the series matching ``match`` (``/api/v1/export``, JSON lines):
+        ``[{"metric": {...}, "values": [...], "timestamps": [ms, ...]}, ...]``."""
+        self.force_flush()
+        body = urllib.parse.urlencode({"match[]": match}).encode()
+        with urllib.request.urlopen(
+            f"{self.url}/api/v1/export", body, timeout=HTTP_TIMEOUT_S
+        ) as reply:
+            lines = reply.read().decode().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+@contextmanager
+def victoria_metrics(tmp: Path, *extra_args: str) -> Iterator[VictoriaMetrics]:
+    """A fresh VictoriaMetrics on a free loopback port, stopped afterwards."""
+    exe = require_tool("victoria-metrics")
+    port = free_port()
+    vm = VictoriaMetrics(tmp / f"vm-{port}", port, exe, tuple(extra_args))
+    vm.start()
+    try:
+        yield vm
+    finally:
+        vm.stop()
+
+
+@dataclass
+class Prometheus:
+    """Debian's Prometheus on a loopback port scraping ``targets`` (host:port) every second.
+
+    Its scrape manager applies a new config on a 5 s tick, so the first sample is queryable about
+    5.5 s after start: wait with ``wait_for``."""
+
+    port: int
+    url: str
+    proc: subprocess.Popen[bytes]
+
+    def query(self, query: str, time_s: float | None = None) -> list[dict[str, Any]]:
+        return prom_query(self.url, query, time_s)
+
+
+@contextmanager
+def prometheus(
+    tmp: Path, targets: list[str], metrics_path: str = "/metrics"
+) -> Iterator[Prometheus]:
+    exe = require_tool("prometheus")
+    port = free_port()
+    conf = tmp / f"prometheus-{port}.yml"
+    target_list = ", ".join(f"'{t}'" for t in targets)
+    conf.write_text(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+        "scrape_configs:\n  - job_name: powerd\n"
+        f"    metrics_path: {metrics_path}\n"
+        f"    static_configs:\n      - targets: [{target_list}]\n"
+    )
+    log = conf.with_suffix(".log")
+    proc = subprocess.Popen(
+        [
+            exe,
+            f"--config.file={conf}",
+            f"--storage.tsdb.path={tmp / f'prom-{port}'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_port(port)
+        yield Prometheus(port, f"http://127.0.0.1:{port}", proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(HTTP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(HTTP_TIMEOUT_S)

@@ -145,7 +145,12 @@ def test_channels_health_and_metrics_report_the_daemon_state(api: Api, daemon: D
         for fam in text_string_to_metric_families(reply.body.decode())
         for s in fam.samples
     }
-    assert samples[("powerd_power_watts", (("channel", CHANNEL),))] == POWER_W
+    power = {
+        dict(labels)["channel"]: v
+        for (n, labels), v in samples.items()
+        if n == "powerd_power_watts"
+    }
+    assert power[CHANNEL] == POWER_W
     assert samples[("powerd_markers_total", (("outcome", "applied"),))] == 1
     assert samples[("powerd_markers_total", (("outcome", "rejected"),))] == 1
     assert samples[("powerd_markers_total", (("outcome", "repeated"),))] == 0
