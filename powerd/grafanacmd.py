@@ -29,7 +29,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from powerd.errors import PowerdError
 
-DEFAULT_DASHBOARDS = Path(__file__).resolve().parents[1] / "grafana" / "dashboards"
+_CHECKOUT_DASHBOARDS = Path(__file__).resolve().parents[1] / "grafana" / "dashboards"
+_PACKAGED_DASHBOARDS = Path(__file__).resolve().parent / "grafana_dashboards"  # in the wheel
+DEFAULT_DASHBOARDS = _CHECKOUT_DASHBOARDS if _CHECKOUT_DASHBOARDS.is_dir() else _PACKAGED_DASHBOARDS
 DEFAULT_TIMEOUT_S = 10.0
 ANNOTATION_TAG = "powerd"  # the same tags as grafana/build.py's run dashboard queries
 NS_PER_MS = 1_000_000
@@ -70,7 +72,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         type=Path,
         default=DEFAULT_DASHBOARDS,
         metavar="DIR",
-        help="directory of dashboard JSON files (default: the checkout's grafana/dashboards)",
+        help="directory of dashboard JSON files (default: the ones shipped with powerd)",
     )
     push.add_argument(
         "--results",
