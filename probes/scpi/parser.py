@@ -19,6 +19,7 @@ from probes.scpi.profiles import Check, Mode, Profile
 
 MAX_REPLY_CHARS = 200
 HEADER_RE = re.compile(r"^[A-Z][A-Z0-9_:]*\s+")
+ESR_RE = re.compile(r"^\+?\d+$")
 ERROR_RE = re.compile(r"^\s*([+-]?\d+)\s*[, ]\s*\"?([^\"]*)\"?\s*$")
 REL_SLACK = 0.002
 
@@ -160,7 +161,7 @@ def parse_error(raw: bytes) -> tuple[int, str] | None:
     m = ERROR_RE.match(text)
     if m:
         return int(m.group(1)), m.group(2).strip()
-    if text.lstrip("+").isdigit():
+    if ESR_RE.match(text):
         return int(text), describe_esr(int(text))
     return None
 

@@ -101,3 +101,7 @@ def test_number_step_reads_the_last_digit() -> None:
     assert number_step("+5.000000E+00") == pytest.approx(1e-6)
     assert number_step("+500.00E-3") == pytest.approx(1e-5)
     assert number_step("12") == 1.0
+
+
+def test_doubled_sign_is_not_an_event_register() -> None:
+    assert parse_error(b"++0") is None
