@@ -176,6 +176,6 @@ def describe_esr(value: int) -> str:
 def parse_ready(raw: bytes, mask: int) -> bool | None:
     """A status register query (``:DSR?``): True if any ``mask`` bit is set; None if unreadable."""
     text = _decode(raw)
-    if not text or not text.lstrip("+").isdigit() or len(text) > 6:
+    if not text or not ESR_RE.match(text) or len(text) > 6:
         return None
     return bool(int(text) & mask)
