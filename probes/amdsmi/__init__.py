@@ -272,7 +272,7 @@ def parse_spec(args: str) -> AmdsmiSpec:
             if not lo <= secs[key] <= hi:
                 raise SpecError(f"amdsmi: {key} must be within [{lo:g}, {hi:g}] seconds")
         else:
-            sel.append(int(item) if item.isdigit() else item)
+            sel.append(int(item) if (item.isascii() and item.isdigit()) else item)
     if len(set(sel)) != len(sel):
         raise SpecError("amdsmi: a GPU is selected twice")
     return AmdsmiSpec(tuple(sel), secs["interval"], secs["stale"])

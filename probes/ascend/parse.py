@@ -80,9 +80,9 @@ def parse_list(raw: bytes) -> list[tuple[int, int]]:
     """``npu-smi info -l``: (NPU ID, Chip Count) per device; ValueError if none is listed."""
     devices: list[tuple[int, int]] = []
     for key, value in _pairs(decode(raw)):
-        if key == "NPU ID" and value.isdigit():
+        if key == "NPU ID" and (value.isascii() and value.isdigit()):
             devices.append((int(value), 1))
-        elif key == "Chip Count" and value.isdigit() and devices:
+        elif key == "Chip Count" and (value.isascii() and value.isdigit()) and devices:
             devices[-1] = (devices[-1][0], int(value))
     if not devices:
         raise ValueError("no 'NPU ID' in the output of npu-smi info -l")

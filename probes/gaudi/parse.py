@@ -48,7 +48,7 @@ def parse_line(line: str) -> Row | None:
     parts = [p.strip() for p in text.split(",")]
     if len(parts) != len(FIELDS):
         raise ValueError(f"expected {len(FIELDS)} fields, got {len(parts)}: {text[:120]!r}")
-    if not parts[0].isdigit():
+    if not (parts[0].isascii() and parts[0].isdigit()):
         raise ValueError(f"index is {parts[0]!r}: {text[:120]!r}")
     w, why = watts(parts[3])
     limit, _ = watts(parts[4])

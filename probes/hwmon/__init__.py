@@ -114,7 +114,7 @@ def list_chip(d: Path, hwmon: str) -> ChipListing | None:
         if a.startswith("power") and a.endswith("_average_interval"):
             idx = a[len("power") : -len("_average_interval")]
             s = _seconds(adir / a)
-            if idx.isdigit() and s is not None:
+            if (idx.isascii() and idx.isdigit()) and s is not None:
                 avg_interval[int(idx)] = s
     shunt: dict[int, int] = {}
     bus: dict[int, int] = {}

@@ -108,7 +108,7 @@ def parse_spec(args: str) -> InaSpec:
     if not 0 <= tol < 0.5:
         raise SpecError("ina2xx: shunt_tol is a fraction, e.g. 0.01 for a 1 % resistor")
     baud_text = kv.get("baud", str(DEFAULT_BAUD))
-    if not baud_text.isdigit() or int(baud_text) <= 0:
+    if not (baud_text.isascii() and baud_text.isdigit()) or int(baud_text) <= 0:
         raise SpecError(f"ina2xx: baud={baud_text!r} is not a positive integer")
     instance = kv.get("id", "0")
     if not INSTANCE_RE.match(instance):

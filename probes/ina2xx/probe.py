@@ -108,7 +108,7 @@ class InaState:
             ("win_us", win, self.cfg.window_ns),
             ("period_us", period, self.cfg.period_ns),
         ):
-            if text is None or not text.isdigit():
+            if text is None or not (text.isascii() and text.isdigit()):
                 continue
             if abs(int(text) * 1000 - want_ns) > want_ns // 10:
                 self._window_warned = True

@@ -76,7 +76,7 @@ def build_argv(exe: str, kv: dict[str, str]) -> list[str]:
             raise SpecError("ipmi: interface must be lanplus or lan")
         argv += ["-I", interface, "-H", host]
         if "port" in kv:
-            if not kv["port"].isdigit():
+            if not (kv["port"].isascii() and kv["port"].isdigit()):
                 raise SpecError(f"ipmi: port={kv['port']!r} is not a port number")
             argv += ["-p", kv["port"]]
         if "user" in kv:
@@ -87,7 +87,7 @@ def build_argv(exe: str, kv: dict[str, str]) -> list[str]:
                 raise SpecError(f"ipmi: password_file {pw!r} is not readable")
             argv += ["-f", pw]
         if "cipher" in kv:
-            if not kv["cipher"].isdigit():
+            if not (kv["cipher"].isascii() and kv["cipher"].isdigit()):
                 raise SpecError(f"ipmi: cipher={kv['cipher']!r} is not a cipher suite number")
             argv += ["-C", kv["cipher"]]
     else:

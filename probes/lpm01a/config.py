@@ -144,7 +144,7 @@ def parse_spec(args: str) -> LpmConfig:
     if not INSTANCE_RE.match(instance):
         raise SpecError(f"lpm01a: id={instance!r}: use letters, digits and _.:-")
     baud_text = kv.get("baud", str(DEFAULT_BAUD))
-    if not baud_text.isdigit() or int(baud_text) <= 0:
+    if not (baud_text.isascii() and baud_text.isdigit()) or int(baud_text) <= 0:
         raise SpecError(f"lpm01a: baud={baud_text!r} is not a positive integer")
     timeout_text = kv.get("timeout", str(DEFAULT_REPLY_TIMEOUT_S))
     try:

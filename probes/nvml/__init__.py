@@ -65,7 +65,7 @@ def parse_spec(args: str) -> NvmlSpec:
                 raise SpecError(f"nvml: learn={value!r} is not a number of seconds") from None
             if not 0 <= learn_s <= MAX_LEARN_S:
                 raise SpecError(f"nvml: learn must be within [0, {MAX_LEARN_S:g}] seconds")
-        elif item.isdigit():
+        elif item.isascii() and item.isdigit():
             gpus.append(int(item))
         elif item.startswith("GPU-"):
             gpus.append(item)
