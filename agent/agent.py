@@ -39,7 +39,7 @@ from probes.registry import open_probe
 MAX_BLOCK_SAMPLES = 1 << 16
 MAX_MESSAGE_BYTES = 1 << 20
 PUBLISH_BATCH = 64
-SAMPLER_FLUSH_S = 0.25
+PUBLISH_INTERVAL_S = 0.5
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 5.0
 
@@ -57,6 +57,7 @@ class AgentConfig:
     spool_max_bytes: int = 256 << 20
     http_bind: str = "127.0.0.1"
     http_port: int | None = 8090
+    publish_interval_s: float = PUBLISH_INTERVAL_S
 
 
 class Outbox:
@@ -138,7 +139,7 @@ class Agent:
         if not probes:
             raise PowerdError("no probe can be sampled on this host; see `powerd probes`")
         self.sampler = Sampler(
-            probes, None, self.outbox, self.anchor, flush_interval_s=SAMPLER_FLUSH_S
+            probes, None, self.outbox, self.anchor, flush_interval_s=self.cfg.publish_interval_s
         )
 
     # local markers ------------------------------------------------------------------------------

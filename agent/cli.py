@@ -9,6 +9,7 @@ Configure it with a TOML file (``--config``) or flags; flags win. The file:
     spool_max_mb = 256
     http_bind = "127.0.0.1"             # local marker endpoint for harnesses
     http_port = 8090                    # 0: any free port (--no-http disables it)
+    publish_interval_s = 0.5            # how often sampled blocks are sent
 
     [mqtt]                              # as for the daemon (host, port, username, tls_*)
     host = "broker.lab"
@@ -29,7 +30,15 @@ from agent.mqttconf import MqttSettings
 from agent.wire import SOURCE_RE
 from powerd.errors import PowerdError
 
-AGENT_KEYS = {"id", "probes", "spool_dir", "spool_max_mb", "http_bind", "http_port"}
+AGENT_KEYS = {
+    "id",
+    "probes",
+    "spool_dir",
+    "spool_max_mb",
+    "http_bind",
+    "http_port",
+    "publish_interval_s",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="local marker endpoint port on 127.0.0.1 (0: any free port)",
     )
     p.add_argument("--no-http", action="store_true", help="no local marker endpoint")
+    p.add_argument(
+        "--publish-interval",
+        type=float,
+        metavar="S",
+        help="how often sampled blocks are sent (default 0.5 s; lower: fresher results, more CPU)",
+    )
     return p
 
 
@@ -88,7 +103,7 @@ def _read(path: Path | None) -> dict[str, Any]:
 
 
 def config_from(args: argparse.Namespace) -> Any:
-    from agent.agent import AgentConfig
+    from agent.agent import PUBLISH_INTERVAL_S, AgentConfig
 
     data = _read(args.config)
     a = data.get("agent", {})
@@ -120,6 +135,9 @@ def config_from(args: argparse.Namespace) -> Any:
         spool_max_bytes=int(float(a.get("spool_max_mb", 256)) * (1 << 20)),
         http_bind=str(a.get("http_bind", "127.0.0.1")),
         http_port=port,
+        publish_interval_s=float(
+            args.publish_interval or a.get("publish_interval_s", PUBLISH_INTERVAL_S)
+        ),
     )
 
 
