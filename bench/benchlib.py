@@ -24,6 +24,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 QUICK_RESULTS_DIR = RESULTS_DIR / "quick"
+PLOTS_DIR = BENCH_DIR / "plots"
 
 THREAD_VARS = (
     "OMP_NUM_THREADS",
@@ -187,3 +188,42 @@ def envelope(name: str, quick: bool, setup: dict[str, Any]) -> dict[str, Any]:
         "single_core": setup,
         "load_before": load(),
     }
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot with the file-only Agg backend, or None when matplotlib is missing
+    (``pip install -e '.[bench]'``); a benchmark then writes its table without the plot."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+def plot_path(name: str, quick: bool) -> Path:
+    """Where a benchmark's PNG goes: bench/plots/<name>.png (quick runs: results/quick/plots/)."""
+    folder = QUICK_RESULTS_DIR / "plots" if quick else PLOTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{name}.png"
+
+
+def save_plot(fig: Any, name: str, quick: bool) -> str:
+    """Save ``fig`` and return its path relative to the repository root (for BENCHMARKS.md)."""
+    path = plot_path(name, quick)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.clf()
+    return str(path.relative_to(ROOT))
+
+
+def uptime() -> str:
+    """What `uptime` prints (load beside each figure, as the machine was shared)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["uptime"], capture_output=True, text=True, timeout=5, check=False)
+        return out.stdout.strip()
+    except OSError:
+        return "load average: " + ", ".join(f"{x:.2f}" for x in load())

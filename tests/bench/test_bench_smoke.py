@@ -3,24 +3,60 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "bench"
+sys.path.insert(0, str(BENCH))
+
+import run_all  # noqa: E402
 
 
 def test_run_all_quick_completes_and_writes_results() -> None:
     r = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run_all.py"), "--quick"],
+        [sys.executable, str(BENCH / "run_all.py"), "--quick"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
-    assert r.returncode == 0, r.stderr[-2000:]
-    quick = ROOT / "bench" / "results" / "quick"
-    for name in ("integrate", "ingest", "memory"):
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-2000:])
+    quick = BENCH / "results" / "quick"
+    summary = json.loads((quick / "run_all.json").read_text())
+    assert not summary["failed"]
+    expected = ["integrate", "ingest", "memory", "accuracy"]
+    if shutil.which("gcc"):
+        expected.append("peers")
+    if run_all.have("mosquitto"):
+        expected.append("machine_cost")
+        if run_all.have("faketime"):
+            expected.append("alignment")
+    for name in expected:
         data = json.loads((quick / f"{name}.json").read_text())
-        assert data, name
+        assert data["verdict"], name
+        assert "|" in data["markdown"], name
+    acc = json.loads((quick / "accuracy.json").read_text())
+    assert acc["in_process"] and acc["end_to_end"][0]["trials"]
+
+
+def test_sections_are_replaced_in_place_and_missing_ones_appended() -> None:
+    doc = "# B\n\nintro\n\n<!-- bench:a -->\nold\n<!-- /bench:a -->\n\nafter\n"
+    out = run_all.replace_section(doc, "a", "new")
+    assert "old" not in out and "<!-- bench:a -->\nnew\n<!-- /bench:a -->" in out
+    assert out.startswith("# B\n\nintro") and "after" in out
+    out = run_all.replace_section(out, "b", "more")
+    assert out.rstrip().endswith("<!-- /bench:b -->")
+
+
+def test_results_of_older_conventions_get_goal_verdict_and_table() -> None:
+    res = run_all.normalise(
+        {"goal_core_pct": 1.0, "goal_met": False},
+        "text\n| a | b |\n| --- | --- |\n| 1 | 2 |\nmore text\n",
+    )
+    assert res["goal"] == "<= 1 % of one core"
+    assert res["verdict"] == "not met"
+    assert res["markdown"] == "| a | b |\n| --- | --- |\n| 1 | 2 |"
