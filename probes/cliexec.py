@@ -14,6 +14,8 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from powerd.errors import SpecError
+
 DEFAULT_TIMEOUT_S = 5.0
 
 
@@ -63,3 +65,11 @@ def run_tool(
         tail = err[-1] if err else "no message"
         raise ToolError(f"{' '.join(argv)}: exit {proc.returncode}: {tail[:200]}")
     return ToolOutput(proc.stdout, before, after)
+
+
+def timeout_arg(kv: dict[str, str], default_s: float) -> float:
+    """The ``timeout=SECONDS`` of a probe spec (a tool that hangs is killed after it)."""
+    try:
+        return float(kv.get("timeout", default_s))
+    except ValueError:
+        raise SpecError(f"timeout={kv['timeout']!r}: expected seconds") from None

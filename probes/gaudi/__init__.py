@@ -18,9 +18,9 @@ from __future__ import annotations
 import time
 
 from powerd.channel import Accuracy, Channel
-from powerd.errors import ProbeUnavailable, SpecError
+from powerd.errors import ProbeUnavailable
 from probes.base import Availability, parse_kv
-from probes.cliexec import ToolError, find_tool, run_tool
+from probes.cliexec import ToolError, find_tool, run_tool, timeout_arg
 from probes.clistream import Arrived, LineStream, Parsed, StreamedProbe
 from probes.gaudi.parse import FIELDS, Row, parse_line
 from probes.hwmon.poll import interval_arg
@@ -88,10 +88,7 @@ class GaudiFamily:
     def open(self, args: str) -> StreamedProbe:
         kv = parse_kv(args, {"interval", "path", "timeout"})
         interval_s = interval_arg(kv.get("interval"), DEFAULT_INTERVAL_S, 0.01, 3600.0)
-        try:
-            timeout_s = float(kv.get("timeout", DEFAULT_TIMEOUT_S))
-        except ValueError:
-            raise SpecError(f"timeout={kv['timeout']!r}: expected seconds") from None
+        timeout_s = timeout_arg(kv, DEFAULT_TIMEOUT_S)
         exe = find_hlsmi(kv.get("path"))
         if exe is None:
             raise ProbeUnavailable(f"probe 'gaudi' is not usable here: no {kv.get('path') or TOOL}")

@@ -17,9 +17,9 @@ from __future__ import annotations
 import time
 
 from powerd.channel import Accuracy, Channel
-from powerd.errors import ProbeUnavailable, SpecError
+from powerd.errors import ProbeUnavailable
 from probes.base import Availability, parse_kv
-from probes.cliexec import ToolError, find_tool, run_tool
+from probes.cliexec import ToolError, find_tool, run_tool, timeout_arg
 from probes.clistream import PolledProbe, ToolPoller, Values
 from probes.hwmon.poll import interval_arg
 from probes.hyperaccel.parse import Lpu, parse_table
@@ -74,10 +74,7 @@ class HyperaccelFamily:
     def open(self, args: str) -> PolledProbe:
         kv = parse_kv(args, {"interval", "path", "timeout"})
         interval_s = interval_arg(kv.get("interval"), DEFAULT_INTERVAL_S, 0.05, 3600.0)
-        try:
-            timeout_s = float(kv.get("timeout", DEFAULT_TIMEOUT_S))
-        except ValueError:
-            raise SpecError(f"timeout={kv['timeout']!r}: expected seconds") from None
+        timeout_s = timeout_arg(kv, DEFAULT_TIMEOUT_S)
         exe = find_hyperdex(kv.get("path"))
         if exe is None:
             raise ProbeUnavailable(

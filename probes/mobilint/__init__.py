@@ -23,7 +23,7 @@ import time
 from powerd.channel import Accuracy, Channel
 from powerd.errors import ProbeUnavailable, SpecError
 from probes.base import Availability, parse_kv
-from probes.cliexec import ToolError, find_tool, run_tool
+from probes.cliexec import ToolError, find_tool, run_tool, timeout_arg
 from probes.clistream import (
     Arrived,
     Feeder,
@@ -168,10 +168,7 @@ class MobilintFamily:
         mode = kv.get("mode", "loop")
         if mode not in ("loop", "poll"):
             raise SpecError(f"mode={mode!r}: expected loop or poll")
-        try:
-            timeout_s = float(kv.get("timeout", DEFAULT_TIMEOUT_S))
-        except ValueError:
-            raise SpecError(f"timeout={kv['timeout']!r}: expected seconds") from None
+        timeout_s = timeout_arg(kv, DEFAULT_TIMEOUT_S)
         exe = find_mobilint(kv.get("path"))
         if exe is None:
             raise ProbeUnavailable(

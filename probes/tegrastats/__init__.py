@@ -27,8 +27,9 @@ import numpy as np
 
 from powerd.block import Block
 from powerd.channel import Accuracy, Channel
-from powerd.errors import ProbeUnavailable, SpecError
+from powerd.errors import ProbeUnavailable
 from probes.base import Availability, parse_kv
+from probes.cliexec import timeout_arg
 from probes.clistream import Arrived, LineStream, utc_of
 from probes.hwmon.chips import READING_FRAC, clean
 from probes.hwmon.poll import interval_arg
@@ -164,10 +165,7 @@ class TegrastatsFamily:
     def open(self, args: str) -> TegrastatsProbe:
         kv = parse_kv(args, {"interval", "path", "timeout"})
         interval_s = interval_arg(kv.get("interval"), DEFAULT_INTERVAL_S, 0.01, 60.0)
-        try:
-            timeout_s = float(kv.get("timeout", DEFAULT_TIMEOUT_S))
-        except ValueError:
-            raise SpecError(f"timeout={kv['timeout']!r}: expected seconds") from None
+        timeout_s = timeout_arg(kv, DEFAULT_TIMEOUT_S)
         exe = find_tegrastats(kv.get("path"))
         if exe is None:
             where = kv.get("path") or "PATH or /usr/bin"
