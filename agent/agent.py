@@ -30,11 +30,9 @@ from agent.spool import Spool
 from powerd import __version__
 from powerd.block import F64, I64, Block, concat
 from powerd.channel import Channel
-from powerd.errors import MarkerError, PowerdError, ProbeUnavailable
-from powerd.runner import Sampler
+from powerd.errors import MarkerError, PowerdError
+from powerd.runner import Sampler, open_probes
 from powerd.timebase import TimeAnchor
-from probes.base import Probe
-from probes.registry import open_probe
 
 MAX_BLOCK_SAMPLES = 1 << 16
 MAX_MESSAGE_BYTES = 1 << 20
@@ -71,7 +69,11 @@ class Outbox:
         self.on_spooled: Callable[[], None] | None = None
 
     def put_channel(self, ch: Channel) -> None:
+        new = ch.id not in self.channels
         self.channels[ch.id] = ch
+        if new:  # a probe that opened late: its channels reach the daemon before its blocks
+            topic = wire.channels_topic(self.agent_id)
+            self.spool.put_many([(topic, self.channels_message(), 1, True)])
 
     def channels_message(self) -> bytes:
         return json.dumps([ch.to_json() for ch in self.channels.values()]).encode()
@@ -130,16 +132,19 @@ class Agent:
     def __post_init__(self) -> None:
         self.spool = Spool(self.cfg.spool_dir / "spool.db", self.cfg.spool_max_bytes)
         self.outbox = Outbox(self.cfg.id, self.spool, self.anchor.utc_ns())
-        probes: list[Probe] = []
-        for spec in self.cfg.probes:
-            try:
-                probes.append(open_probe(spec))
-            except ProbeUnavailable as err:
-                _log(f"warning: {err}")
-        if not probes:
+        # a probe that does not open now is retried by the sampler for ever
+        opened, pending = open_probes(self.cfg.probes, _log)
+        if not opened and not pending:
             raise PowerdError("no probe can be sampled on this host; see `powerd probes`")
         self.sampler = Sampler(
-            probes, None, self.outbox, self.anchor, flush_interval_s=self.cfg.publish_interval_s
+            [p for _, p in opened],
+            None,
+            self.outbox,
+            self.anchor,
+            flush_interval_s=self.cfg.publish_interval_s,
+            names=[spec for spec, _ in opened],
+            pending=pending,
+            log=_log,
         )
 
     # local markers ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import signal
 import sys
 import time
@@ -19,14 +20,13 @@ from pathlib import Path
 
 from powerd.config import DaemonConfig, load
 from powerd.daemon import Daemon
-from powerd.errors import PowerdError, ProbeUnavailable
-from powerd.runner import ProbeHealth, Sampler
+from powerd.errors import PowerdError
+from powerd.runner import Opener, Sampler, open_probes
 from powerd.sinks.hub import Sink, SinkHub, TeeSink
 from powerd.store import Store
 from powerd.timebase import TimeAnchor
 from powerd.timeline import Timeline
 from probes.base import Probe
-from probes.registry import open_probe
 
 FLUSH_S = 1.0
 PRUNE_S = 600.0
@@ -50,15 +50,19 @@ def _log(text: str) -> None:
     print(f"powerd: {text}", file=sys.stderr, flush=True)
 
 
-def _open_probes(specs: tuple[str, ...]) -> list[tuple[str, Probe]]:
-    """The probes that opened, each with its spec (the ``probe`` label of its health series)."""
-    probes: list[tuple[str, Probe]] = []
-    for spec in specs:
-        try:
-            probes.append((spec, open_probe(spec)))
-        except ProbeUnavailable as err:
-            _log(f"warning: {err}")
-    return probes
+def _open_probes(
+    specs: tuple[str, ...],
+) -> tuple[list[tuple[str, Probe]], list[tuple[str, Opener, str]]]:
+    """The probes that opened (with their specs) and those the sampler will retry."""
+    return open_probes(specs, _log)
+
+
+def probe_status(daemon: Daemon, component: str, reason: str | None) -> None:
+    """The sampler's probe up/down transitions on the daemon's health (/healthz, /metrics)."""
+    if reason is None:
+        daemon.health.up(component)
+    else:
+        daemon.health.down(component, reason)
 
 
 def _sinks(cfg: DaemonConfig, state_dir: Path) -> list[Sink]:
@@ -109,14 +113,20 @@ async def serve(cfg: DaemonConfig, state_dir: Path) -> None:
     daemon = Daemon(
         store, timeline, anchor.utc_ns, cfg.idle_power_w, cfg.primary, cfg.result_grace_s
     )
-    opened = _open_probes(cfg.probes)
+    opened, pending = _open_probes(cfg.probes)
     hub = SinkHub(daemon, cfg.sinks.labels, _sinks(cfg, state_dir), cfg.sinks.recent_runs)
-    sampler = Sampler([p for _, p in opened], timeline, TeeSink(store, hub.on_block), anchor)
-
-    def probe_health() -> list[tuple[str, ProbeHealth]]:
-        return list(zip([spec for spec, _ in opened], sampler.health, strict=False))
-
-    hub.attach(probe_health)
+    sampler = Sampler(
+        [p for _, p in opened],
+        timeline,
+        TeeSink(store, hub.on_block),
+        anchor,
+        names=[spec for spec, _ in opened],
+        pending=pending,
+        on_status=functools.partial(probe_status, daemon),
+        put_gap=store.put_gap,
+        log=_log,
+    )
+    hub.attach(sampler.probe_health)
     hub.start()
     sampler.start()
     stop = asyncio.Event()

@@ -4,8 +4,11 @@ Meters stream at their own pace (a WT310 every update, an LPM01A at up to 100 kS
 probe cannot be read from the sampler's loop. ``SerialReader`` runs the meter's ``session`` in a
 thread; the session talks to the port and hands samples to ``emit`` in numpy blocks; ``drain()``
 gives the sampler everything gathered since the last call. When the port fails (cable pulled:
-the device path vanishes, reads raise), the reader records the gap, closes the port and reopens it
-with exponential backoff, then runs the session again. Samples gathered before the failure are
+the device path vanishes, reads raise), the reader records the gap, closes the port and tries to
+reopen it every ``REOPEN_POLL_S`` (a short fixed interval, at most the sample period, so sampling
+resumes within one sample period of the device answering again; an open attempt on a missing path
+is one failed syscall, so the cost is negligible), then runs the session again. A session that
+fails on an open port (the device answers garbage) is retried with capped exponential backoff. Samples gathered before the failure are
 kept; nothing is invented for the gap, so the integrator sees it and flags the phase.
 """
 
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
 Clock = Callable[[], int]
 BACKOFF_FIRST_S = 0.05
 BACKOFF_MAX_S = 2.0
+REOPEN_POLL_S = 0.02
 
 
 class Emit:
@@ -97,6 +101,8 @@ class SerialReader:
     emit: Emit = field(default_factory=Emit)
     gaps: list[Gap] = field(default_factory=list)
     connects: int = 0
+    reopen_poll_s: float = REOPEN_POLL_S
+    down_reason: str = ""
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -121,22 +127,30 @@ class SerialReader:
                 port = serial.serial_for_url(self.url, **self.open_kwargs)  # type: ignore[arg-type]
             except (serial.SerialException, OSError) as err:
                 self._note_down(f"{self.name}: cannot open {self.url}: {err}")
-                self._stop.wait(backoff_s)
-                backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
+                self._stop.wait(self.reopen_poll_s)  # unplugged: poll fast, not back off
                 continue
-            backoff_s = BACKOFF_FIRST_S
             self._note_up()
             try:
                 self.session(port, self.emit, self.clock, self._stop)
+                backoff_s = BACKOFF_FIRST_S
             except (serial.SerialException, OSError) as err:
                 self._note_down(f"{self.name}: lost {self.url}: {err}")
+                backoff_s = BACKOFF_FIRST_S
+                self._stop.wait(self.reopen_poll_s)
             except Exception as err:
+                # the port opened but the session failed (a device answering garbage): back off
                 self._note_down(f"{self.name}: session failed: {type(err).__name__}: {err}")
                 self._stop.wait(backoff_s)
+                backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
             finally:
                 port.close()
 
+    def outages(self) -> list[tuple[int, int | None, str]]:
+        """Every time the instrument was unreachable so far: (start_ns, end_ns or None, why)."""
+        return [(g.start_ns, g.end_ns, self.down_reason) for g in list(self.gaps)]
+
     def _note_down(self, text: str) -> None:
+        self.down_reason = text
         if not self.gaps or self.gaps[-1].end_ns is not None:
             self.gaps.append(Gap(self.clock()))
             self.emit.problem(text)
@@ -189,6 +203,11 @@ class SerialProbe:
     def problems(self) -> list[str]:
         out, self._problems = self._problems, []
         return out
+
+    def link_outages(self) -> list[tuple[int, int | None, str]]:
+        """The reader's outages (start_ns, end_ns or None while down, why), for the sampler's
+        health and exact gaps."""
+        return [] if self.reader is None else self.reader.outages()
 
     def close(self) -> None:
         """Stop the reader thread (its last samples stay readable) and release the port."""
