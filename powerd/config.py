@@ -9,6 +9,8 @@ Every table and key is known; a typo is an error naming the allowed keys, not a 
     primary = ["wt300:..."]            # optional explicit primary channels
     result_grace_s = 2.0               # how long a closed phase waits for late agent samples
     clock_interval_s = 1.0             # clock exchanges with each agent
+    max_marker_skew_s = 86400          # a live marker's t_ns further from receipt is rejected
+    max_phase_s = 604800               # a longer phase is rejected at its end marker
 
     [mqtt]                             # omit to run without MQTT
     host = "127.0.0.1"
@@ -54,6 +56,7 @@ from typing import Any
 
 from agent.mqttconf import MqttSettings
 from powerd.errors import PowerdError
+from powerd.phases import DEFAULT_MAX_MARKER_SKEW_S, DEFAULT_MAX_PHASE_S
 from powerd.sinks.settings import INFLUX_KEYS, SINKS_KEYS, InfluxSettings, SinkSettings
 from powerd.store import Retention
 
@@ -65,6 +68,8 @@ TABLES = {
         "primary",
         "result_grace_s",
         "clock_interval_s",
+        "max_marker_skew_s",
+        "max_phase_s",
     },
     "mqtt": None,
     "http": {"bind", "port", "token_file"},
@@ -108,6 +113,8 @@ class DaemonConfig:
     primary: tuple[str, ...] = ()
     result_grace_s: float = 2.0
     clock_interval_s: float = 1.0
+    max_marker_skew_s: float = DEFAULT_MAX_MARKER_SKEW_S
+    max_phase_s: float = DEFAULT_MAX_PHASE_S
     mqtt: MqttSettings | None = None
     http: HttpSettings = field(default_factory=HttpSettings)
     retention: Retention = field(default_factory=Retention)
@@ -125,6 +132,13 @@ def _check(table: str, values: dict[str, Any]) -> None:
             f"[{table}]: unknown key(s) {', '.join(sorted(unknown))}; "
             f"allowed: {', '.join(sorted(allowed))}"
         )
+
+
+def _positive(table: dict[str, Any], key: str, default: float) -> float:
+    value = float(table.get(key, default))
+    if not value > 0:
+        raise ValueError(f"[daemon] {key} must be > 0 s, got {value:g}")
+    return value
 
 
 def load(path: Path) -> DaemonConfig:
@@ -154,6 +168,8 @@ def load(path: Path) -> DaemonConfig:
             primary=tuple(d.get("primary", ())),
             result_grace_s=float(d.get("result_grace_s", 2.0)),
             clock_interval_s=float(d.get("clock_interval_s", 1.0)),
+            max_marker_skew_s=_positive(d, "max_marker_skew_s", DEFAULT_MAX_MARKER_SKEW_S),
+            max_phase_s=_positive(d, "max_phase_s", DEFAULT_MAX_PHASE_S),
             mqtt=MqttSettings.from_table(data["mqtt"]) if "mqtt" in data else None,
             http=HttpSettings(
                 bind=str(h.get("bind", "127.0.0.1")),

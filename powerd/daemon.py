@@ -26,7 +26,14 @@ from powerd.block import Block
 from powerd.channel import Channel
 from powerd.clocksync import Exchange, OffsetEstimator
 from powerd.errors import MarkerError
-from powerd.phases import Phase, PhaseTracker, StampedMarker, stamp
+from powerd.phases import (
+    DEFAULT_MAX_MARKER_SKEW_S,
+    DEFAULT_MAX_PHASE_S,
+    Phase,
+    PhaseTracker,
+    StampedMarker,
+    stamp,
+)
 from powerd.runs import compute_run
 from powerd.store import Store
 from powerd.timeline import Timeline
@@ -78,9 +85,13 @@ class Daemon:
     block_listeners: list[Callable[[Block], None]] = field(default_factory=list)
     # The sink hub's live figures (energy totals, recent results, probe health) for /metrics.
     live_metrics: LiveSource | None = None
+    # marker plausibility ([daemon] max_marker_skew_s, max_phase_s; see powerd.phases)
+    max_marker_skew_s: float = DEFAULT_MAX_MARKER_SKEW_S
+    max_phase_s: float = DEFAULT_MAX_PHASE_S
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
+        self.tracker.max_phase_ns = int(self.max_phase_s * 1e9)
         for sm in self.store.markers():
             try:
                 self.tracker.feed(sm)
@@ -115,7 +126,8 @@ class Daemon:
                     else wire.parse_marker(payload)
                 )
                 offset_ns, unc_ns = self._offset_for(source, marker.t_ns)
-                sm = stamp(source, marker, received, offset_ns, unc_ns + uncertainty_ns)
+                skew_ns = int(self.max_marker_skew_s * 1e9)
+                sm = stamp(source, marker, received, offset_ns, unc_ns + uncertainty_ns, skew_ns)
                 if not self.tracker.check(sm):
                     self.counts["markers_repeated"] += 1
                     return MarkerOutcome(False, repeat=True, stamped=sm)

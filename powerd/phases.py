@@ -4,6 +4,13 @@ Phases are keyed by (run, phase, trial): distinct phases may nest or overlap fre
 (source, seq) with the same content is ignored (QoS 1 redelivery); the same (source, seq) with other
 content, an ``end`` without a ``begin``, a second ``begin`` of an open phase, or an end before its
 begin is rejected with a reason, and a rejected marker changes nothing.
+
+Plausibility, whatever way a marker came in: a stamp plus the sender's clock offset that leaves
+int64 is rejected (SQLite and numpy hold int64 ns); a live marker whose stamp is further than
+``max_skew_ns`` from the daemon's receive time is rejected with a reason that names the likely
+unit mistake (seconds or milliseconds sent as nanoseconds); a phase longer than ``max_phase_ns``
+is rejected at its end marker (a begin at 0 and an end at 2**63-1 must not become 46 GJ).
+Importing stored historic markers (``powerd markers apply``) passes no skew window.
 """
 
 from __future__ import annotations
@@ -17,6 +24,13 @@ from powerd.errors import MarkerError
 
 TimingSource = Literal["marker", "receive-time"]
 SEEN_LIMIT = 1 << 16
+INT64_MAX = 2**63 - 1
+NS_PER_S = 1_000_000_000
+DEFAULT_MAX_MARKER_SKEW_S = 86_400.0
+DEFAULT_MAX_PHASE_S = 7 * 86_400.0
+DEFAULT_MAX_PHASE_NS = int(DEFAULT_MAX_PHASE_S * NS_PER_S)
+# what a stamp in another unit looks like: (unit, factor to ns)
+_UNIT_MISTAKES = (("seconds", 10**9), ("milliseconds", 10**6), ("microseconds", 10**3))
 
 
 @dataclass(frozen=True)
@@ -53,14 +67,43 @@ def stamp(
     received_ns: int,
     offset_ns: int = 0,
     uncertainty_ns: int = 0,
+    max_skew_ns: int | None = None,
 ) -> StampedMarker:
     """Place a marker on the daemon clock: its own ``t_ns`` plus the sender's clock offset, else
-    the receive time. ``uncertainty_ns`` is the 95 % half-width of the resulting edge time."""
+    the receive time. ``uncertainty_ns`` is the 95 % half-width of the resulting edge time.
+
+    MarkerError when the stamp leaves int64 after the offset, or (with ``max_skew_ns``, for live
+    markers) lies further than that from ``received_ns``."""
     if marker.t_ns is None:
         timing = Timing("receive-time", 0, uncertainty_ns)
         return StampedMarker(source, marker, received_ns, timing, received_ns)
+    t_ns = marker.t_ns + offset_ns
+    if not 0 <= t_ns <= INT64_MAX:
+        raise MarkerError(
+            f"t_ns {marker.t_ns} plus the sender's clock offset {offset_ns} ns is {t_ns}, "
+            "outside 0..2**63-1 ns"
+        )
+    if max_skew_ns is not None and abs(t_ns - received_ns) > max_skew_ns:
+        raise MarkerError(skew_reason(marker.t_ns, t_ns, received_ns, max_skew_ns))
     timing = Timing("marker", offset_ns, uncertainty_ns)
-    return StampedMarker(source, marker, marker.t_ns + offset_ns, timing, received_ns)
+    return StampedMarker(source, marker, t_ns, timing, received_ns)
+
+
+def skew_reason(t_ns: int, stamped_ns: int, received_ns: int, max_skew_ns: int) -> str:
+    """Why a stamp is implausible: a likely unit mistake by name, else how far off it is."""
+    for unit, factor in _UNIT_MISTAKES:
+        if abs(t_ns * factor - received_ns) <= max_skew_ns:
+            return (
+                f"t_ns {t_ns} looks like {unit} since the epoch; send nanoseconds "
+                f"(e.g. time.time_ns())"
+            )
+    off_s = (stamped_ns - received_ns) / NS_PER_S
+    where = "ahead of" if off_s > 0 else "behind"
+    return (
+        f"t_ns {t_ns} is {abs(off_s):.6g} s {where} the daemon's clock at receipt; at most "
+        f"{max_skew_ns / NS_PER_S:g} s is accepted ([daemon] max_marker_skew_s): check the "
+        "sender's clock and that t_ns is UTC nanoseconds"
+    )
 
 
 @dataclass(frozen=True)
@@ -97,6 +140,8 @@ class PhaseTracker:
 
     open: dict[PhaseKey, StampedMarker] = field(default_factory=dict)
     seen: OrderedDict[tuple[str, int], Marker] = field(default_factory=OrderedDict)
+    # the longest phase accepted, ns (None: any; the results of stored markers are rebuilt so)
+    max_phase_ns: int | None = DEFAULT_MAX_PHASE_NS
     duplicates: int = 0
     rejected: int = 0
 
@@ -138,6 +183,12 @@ class PhaseTracker:
             raise MarkerError(
                 f"end of {what} at {sm.t_ns} ns is not after its begin at {begin.t_ns} ns"
             )
+        if self.max_phase_ns is not None and sm.t_ns - begin.t_ns > self.max_phase_ns:
+            raise MarkerError(
+                f"end of {what} makes it {(sm.t_ns - begin.t_ns) / NS_PER_S:.6g} s long; at most "
+                f"{self.max_phase_ns / NS_PER_S:g} s is accepted ([daemon] max_phase_s): check "
+                "both markers' t_ns"
+            )
         return True
 
     def _apply(self, sm: StampedMarker) -> Phase | None:
@@ -173,7 +224,7 @@ class PhaseTracker:
 
 def replay(markers: list[StampedMarker]) -> tuple[list[Phase], list[tuple[StampedMarker, str]]]:
     """Rebuild phases from stored markers in their stored order; returns phases and rejects."""
-    tracker = PhaseTracker()
+    tracker = PhaseTracker(max_phase_ns=None)
     phases: list[Phase] = []
     rejects: list[tuple[StampedMarker, str]] = []
     for sm in markers:

@@ -111,7 +111,14 @@ async def serve(cfg: DaemonConfig, state_dir: Path) -> None:
     anchor = TimeAnchor()
     timeline = Timeline()
     daemon = Daemon(
-        store, timeline, anchor.utc_ns, cfg.idle_power_w, cfg.primary, cfg.result_grace_s
+        store,
+        timeline,
+        anchor.utc_ns,
+        cfg.idle_power_w,
+        cfg.primary,
+        cfg.result_grace_s,
+        max_marker_skew_s=cfg.max_marker_skew_s,
+        max_phase_s=cfg.max_phase_s,
     )
     opened, pending = _open_probes(cfg.probes)
     hub = SinkHub(daemon, cfg.sinks.labels, _sinks(cfg, state_dir), cfg.sinks.recent_runs)
