@@ -26,6 +26,7 @@ from powerd.block import Block
 from powerd.channel import Channel
 from powerd.clocksync import Exchange, OffsetEstimator
 from powerd.errors import MarkerError
+from powerd.health import Health
 from powerd.phases import Phase, PhaseTracker, StampedMarker, stamp
 from powerd.runs import compute_run
 from powerd.store import Store
@@ -78,6 +79,8 @@ class Daemon:
     block_listeners: list[Callable[[Block], None]] = field(default_factory=list)
     # The sink hub's live figures (energy totals, recent results, probe health) for /metrics.
     live_metrics: LiveSource | None = None
+    # What is down now and every problem counted: the source of /healthz and its metrics.
+    health: Health = field(default_factory=Health)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def __post_init__(self) -> None:

@@ -45,6 +45,8 @@ CREATE TABLE IF NOT EXISTS results(run TEXT PRIMARY KEY, computed_ns INTEGER NOT
     json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS clock_steps(mono_ns INTEGER NOT NULL, utc_ns INTEGER NOT NULL,
     step_ns INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS gaps(channel TEXT NOT NULL, t_begin_ns INTEGER NOT NULL,
+    t_end_ns INTEGER, reason TEXT NOT NULL, PRIMARY KEY(channel, t_begin_ns, reason));
 """
 
 
@@ -266,6 +268,42 @@ class Store:
             ).fetchall()
         return [r[0] for r in rows]
 
+    # gaps -------------------------------------------------------------------------------------
+
+    def put_gap(self, channel: str, t_begin_ns: int, t_end_ns: int | None, reason: str) -> None:
+        """Record (or extend) a known gap of ``channel``: data that could not be kept, and why.
+
+        Keyed by (channel, begin, reason), so a gap still open (``t_end_ns`` None) is closed by
+        putting it again with its end. Results flag every gap that overlaps a phase."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO gaps VALUES(?, ?, ?, ?) ON CONFLICT(channel, t_begin_ns, reason) "
+                "DO UPDATE SET t_end_ns=excluded.t_end_ns",
+                (channel, t_begin_ns, t_end_ns, reason),
+            )
+
+    def gaps(
+        self, channel: str, t_begin_ns: int, t_end_ns: int
+    ) -> list[tuple[int, int | None, str]]:
+        """Known gaps of ``channel`` overlapping [begin, end], oldest first (end None: open)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT t_begin_ns, t_end_ns, reason FROM gaps WHERE channel=? AND t_begin_ns<=? "
+                "AND (t_end_ns IS NULL OR t_end_ns>=?) ORDER BY t_begin_ns",
+                (channel, t_end_ns, t_begin_ns),
+            ).fetchall()
+        return [(int(a), None if b is None else int(b), str(r)) for a, b, r in rows]
+
+    def gap_channels(self, t_begin_ns: int, t_end_ns: int) -> list[str]:
+        """Channels with a recorded gap overlapping [begin, end]."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT DISTINCT channel FROM gaps WHERE t_begin_ns<=? "
+                "AND (t_end_ns IS NULL OR t_end_ns>=?) ORDER BY channel",
+                (t_end_ns, t_begin_ns),
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
     # retention --------------------------------------------------------------------------------
 
     def prune(self, now_ns: int) -> int:
@@ -277,6 +315,7 @@ class Store:
         cutoff = now_ns - int(self.retention.max_age_s * 1e9)
         with self._tx() as db:
             removed = db.execute("DELETE FROM blocks WHERE t_last_ns < ?", (cutoff,)).rowcount
+            db.execute("DELETE FROM gaps WHERE t_end_ns < ?", (cutoff,))
             total = int(db.execute("SELECT COALESCE(SUM(n), 0) FROM blocks").fetchone()[0]) * 16
             excess = total - self.retention.max_bytes
             if excess > 0:
