@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+from powerd.channel import LOCAL_DEVICE, Channel
 from powerd.errors import PowerdError
-from powerd.phases import replay
+from powerd.phases import Phase, replay
 from powerd.results import run_result
 from powerd.store import Store
 
@@ -40,6 +42,7 @@ def compute_run(
     t0 = min(p.t_begin_ns for p in phases)
     t1 = max(p.t_end_ns for p in phases)
     known_channels = store.channels()
+    phases = [replace(p, device=phase_devices(p, known_channels)) for p in phases]
     wanted = {*store.channels_with_data(t0, t1), *store.gap_channels(t0, t1)}
     channels = {c: known_channels[c] for c in sorted(wanted) if c in known_channels}
     result = run_result(run, phases, channels, store.samples, idle_power_w, primary)
@@ -48,6 +51,16 @@ def compute_run(
             entry["flags"].append("clock_step")
         flag_known_gaps(store, entry)
     return result
+
+
+def phase_devices(phase: Phase, channels: dict[str, Channel]) -> tuple[str, ...]:
+    """The devices a phase covers: those its begin marker named, else its source's own device
+    (an agent's id when the source is an agent, or a device that daemon probes are assigned
+    to), else the daemon's own unassigned channels (``local``)."""
+    if phase.device is not None:
+        return phase.device
+    known = {ch.device_id for ch in channels.values()}
+    return (phase.source,) if phase.source in known else (LOCAL_DEVICE,)
 
 
 def flag_known_gaps(store: Store, entry: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ from powerd.channel import Channel
 from powerd.errors import PowerdError
 from powerd.phases import StampedMarker, Timing
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 ENCODING = "le-i8-f8"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -37,9 +37,9 @@ CREATE TABLE IF NOT EXISTS blocks(
 CREATE INDEX IF NOT EXISTS blocks_by_first ON blocks(channel, t_first_ns);
 CREATE INDEX IF NOT EXISTS blocks_by_last ON blocks(channel, t_last_ns);
 CREATE TABLE IF NOT EXISTS markers(
-    id INTEGER PRIMARY KEY, source TEXT NOT NULL, seq INTEGER NOT NULL, run TEXT NOT NULL,
+    id INTEGER PRIMARY KEY, source TEXT NOT NULL, seq INTEGER, run TEXT NOT NULL,
     t_ns INTEGER NOT NULL, received_ns INTEGER NOT NULL, marker TEXT NOT NULL,
-    timing TEXT NOT NULL, UNIQUE(source, seq));
+    timing TEXT NOT NULL, UNIQUE(source, run, seq));
 CREATE INDEX IF NOT EXISTS markers_by_run ON markers(run);
 CREATE TABLE IF NOT EXISTS results(run TEXT PRIMARY KEY, computed_ns INTEGER NOT NULL,
     json TEXT NOT NULL);
@@ -78,10 +78,25 @@ class Store:
         version = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         if version is None:
             self._db.execute("INSERT INTO meta VALUES('schema', ?)", (str(SCHEMA_VERSION),))
+        elif int(version[0]) == 1:
+            self._migrate_1_to_2()
         elif int(version[0]) != SCHEMA_VERSION:
             raise PowerdError(
                 f"store {path} has schema {version[0]}, this powerd reads {SCHEMA_VERSION}"
             )
+
+    def _migrate_1_to_2(self) -> None:
+        """Schema 1 numbered markers per source for ever (UNIQUE(source, seq)); schema 2 counts
+        them per (source, run) and lets seq be absent. The table is rebuilt, ids kept in order."""
+        with self._tx() as db:
+            db.execute("ALTER TABLE markers RENAME TO markers_v1")
+            db.execute("DROP INDEX IF EXISTS markers_by_run")
+            for stmt in SCHEMA.split(";"):
+                if "markers" in stmt and stmt.strip():
+                    db.execute(stmt)
+            db.execute("INSERT INTO markers SELECT * FROM markers_v1")
+            db.execute("DROP TABLE markers_v1")
+            db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         with self._lock:
@@ -203,7 +218,7 @@ class Store:
     # markers ----------------------------------------------------------------------------------
 
     def put_marker(self, sm: StampedMarker) -> bool:
-        """Store a marker; False if (source, seq) is already stored (a repeat)."""
+        """Store a marker; False if (source, run, seq) is already stored (a repeat)."""
         with self._tx() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO markers"
