@@ -109,7 +109,12 @@ def link(doc: Any, key: str) -> str | None:
 def contained_by(chassis: Any) -> str | None:
     """The chassis this one sits in (``Links.ContainedBy``), if any."""
     links = chassis.get("Links") if isinstance(chassis, dict) else None
-    return link(links, "ContainedBy") if isinstance(links, dict) else None
+    if not isinstance(links, dict):
+        return None
+    up = links.get("ContainedBy")
+    if isinstance(up, list) and up:  # Intel's BMC sends a list of one link
+        links = {"ContainedBy": up[0]}
+    return link(links, "ContainedBy")
 
 
 @dataclass(frozen=True)
