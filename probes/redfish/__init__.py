@@ -9,12 +9,17 @@ number at open becomes a channel; then a poller thread GETs those resources ever
 Channels, ``redfish:<name>:<chassis>:<what>`` with ``what`` one of ``power`` (PowerControl[0]),
 ``power<i>``, ``env-power``, ``env-energy``, ``sensor-<SensorId>``:
 
-- every whole-chassis view (PowerControl[0], EnvironmentMetrics, a total Sensor) of one chassis
-  shares ``measures`` (``bmc:<host>``, or ``bmc:<host>:<chassis>`` when several chassis have
-  readings): they are alternatives, never summed, and an energy channel is preferred;
-- parts (a PSU's or CPU's sensor, PowerControl[1..], a chassis inside another one) measure
-  themselves and are ``estimate`` (reported, never added to the total); PSU input sensors are
-  ``telemetry`` only when their chassis has no total at all (their sum is then the input);
+- what a reading measures decides its role (``discover``): the chassis' own PowerControl[0] and
+  EnvironmentMetrics, and sensors that declare they measure the whole chassis (``PhysicalContext``
+  Chassis; a board or regulator *input* named "Sys Power", "Node", ...) are totals; they share
+  ``measures`` (``bmc:<host>``, or ``bmc:<host>:<chassis>`` when several chassis have a figure):
+  alternatives, never summed, an energy channel preferred. A sensor is never a total merely for
+  lacking a ``PhysicalContext`` (HPE Cray's CPU aggregates lack one);
+- parts (a CPU's, accelerator's or regulator output's sensor, PowerControl[1..], a chassis inside
+  another chassis that has a total) measure themselves and are ``estimate`` (reported, never
+  added); PSU/rectifier input sensors are ``telemetry`` only when their chassis has no total
+  (their sum is then the input); a sensor that says nothing about what it measures is the total
+  only when nothing else measures its chassis;
 - an energy counter sent with a step over 1 Wh (e.g. whole kWh) is ``estimate`` too: a 3.6 MJ
   step says nothing over a phase of minutes. Its step is the channel's ``resolution_j``.
 
