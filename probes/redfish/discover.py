@@ -57,11 +57,10 @@ class Target:
 
 @dataclass
 class Found:
-    """A reading found at open, with what it measures and why we think so."""
+    """A reading found at open, with what it measures (the why is in its description)."""
 
     target: Target
     role: Role
-    why: str
 
 
 @dataclass
@@ -112,8 +111,7 @@ def _from_power(w: Walk, uri: str, doc: object, t0: int) -> list[Found]:
         what = "power" if c.index == 0 else f"power{c.index}"
         desc = f"PowerControl[{c.index}] '{c.name}' PowerConsumedWatts (W)"
         tgt = w.target(uri, f"control:{c.index}", what, "power", c.value, desc, t0)
-        role: Role = "total" if c.index == 0 else "part"
-        out.append(Found(tgt, role, "PowerControl[0]" if c.index == 0 else "a power domain"))
+        out.append(Found(tgt, "total" if c.index == 0 else "part"))
     return out
 
 
@@ -134,7 +132,7 @@ def _from_environment(w: Walk, uri: str, doc: object, t0: int) -> list[Found]:
         desc = f"EnvironmentMetrics {name}"
         if kind == "energy":
             desc += f" (cumulative energy, step {value.step_si:g} J)"
-        out.append(Found(w.target(uri, what, what, kind, value, desc, t0), "total", "its own"))
+        out.append(Found(w.target(uri, what, what, kind, value, desc, t0), "total"))
         if source_uri:
             w.skip_uris.add(source_uri.rstrip("/"))
     return out
@@ -165,7 +163,7 @@ def _from_sensors(w: Walk, uri: str, doc: object, t0: int) -> list[Found]:
             s_uri, "sensor", f"sensor-{s.sensor_id}", s.kind, s.value, desc, t_ns,
             s.accuracy_frac or ASSUMED_FRAC, s.sensing_interval_s,
         )  # fmt: skip
-        out.append(Found(tgt, role, why))
+        out.append(Found(tgt, role))
     return out
 
 
