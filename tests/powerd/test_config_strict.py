@@ -116,7 +116,8 @@ def test_exact_values_are_read_and_ints_stand_for_numbers(tmp_path: Path) -> Non
         write(
             tmp_path,
             '[daemon]\nprobes = ["sim:constant,w=5"]\nidle_power_w = 12\nresult_grace_s = 0\n'
-            '[http]\nport = 18091\n[retention]\nmax_age_days = 1\nmax_gb = 0.5\n[mqtt]\nport = 1884\n'
+            "[http]\nport = 18091\n[retention]\nmax_age_days = 1\nmax_gb = 0.5\n"
+            "[mqtt]\nport = 1884\n"
             '[influx]\nurl = "https://vm:8428/"\ndownsample_s = 0\n',
         )
     )
@@ -193,7 +194,10 @@ def test_check_config_says_ok_and_starts_nothing(
         ('[http]\nbind = "0.0.0.0"', "is not loopback: set token_file"),
         ('[http]\ntoken_file = "{tmp}/none"', "cannot read API token file"),
         ('[mqtt]\npassword_file = "{tmp}/none"', "[mqtt] password_file {tmp}/none: no such file"),
-        ('[daemon]\nstate_dir = "{tmp}/file/db"', "[daemon] state_dir {tmp}/file/db: {tmp}/file is"),
+        (
+            '[daemon]\nstate_dir = "{tmp}/file/db"',
+            "[daemon] state_dir {tmp}/file/db: {tmp}/file is not a directory",
+        ),
         (
             '[influx]\nurl = "http://x"\ntoken_file = "{tmp}/none"',
             "[influx] token_file {tmp}/none: no such file",
