@@ -224,3 +224,17 @@ def test_a_missing_or_broken_file_is_one_line(
     path = write(tmp_path, "[http\n")
     code, _, err = run_cli(capsys, "run", "--config", str(path))
     assert code == 2 and f"config {path} is not valid TOML" in err and err.count("\n") == 1
+
+
+def test_the_readme_configs_validate(tmp_path: Path) -> None:
+    from agent import cli as agent_cli
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = [textwrap.dedent(b) for b in re.findall(r"```toml\n(.*?)\s*```", readme, re.S)]
+    assert len(blocks) >= 2
+    for block in blocks:
+        path = write(tmp_path, block)
+        if "[agent]" in block:
+            agent_cli.config_from(agent_cli.build_parser().parse_args(["--config", str(path)]))
+        else:
+            config.load(path)
