@@ -189,12 +189,34 @@ def _creatable(path: Path, what: str) -> None:
         raise PowerdError(f"{what} {path}: {here} is not writable")
 
 
+def _known_probes(specs: tuple[str, ...]) -> None:
+    """Each spec names a registered probe family and a valid ``device=`` (nothing is opened:
+    opening may touch hardware; whether a probe is usable here is ``powerd probes``' question)."""
+    from probes.base import split_spec
+    from probes.registry import families, split_device
+
+    known = families()
+    for i, spec in enumerate(specs):
+        try:
+            name, args = split_spec(spec)
+            split_device(args)
+            if name not in known:
+                raise PowerdError(
+                    f"unknown probe {name!r}; known: {', '.join(known) or 'none'} "
+                    "(see `powerd probes`)"
+                )
+        except PowerdError as err:
+            raise PowerdError(f"[daemon] probes[{i}] {spec!r}: {err}") from None
+
+
 def check(path: Path, default_state_dir: Path) -> DaemonConfig:
     """``powerd run --check-config``: the file, and what it names that can be checked without
-    starting anything (token, password and TLS files readable, state and buffer dirs creatable)."""
+    starting anything (probe families known, token, password and TLS files readable, state and
+    buffer dirs creatable)."""
     cfg = load(path)
     where = f"config {path}: "
     try:
+        _known_probes(cfg.probes)
         cfg.http.token()
         if cfg.mqtt is not None:
             for key in ("password_file", "tls_ca", "tls_cert", "tls_key"):

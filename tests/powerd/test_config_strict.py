@@ -181,7 +181,8 @@ def test_check_config_says_ok_and_starts_nothing(
     state = tmp_path / "not" / "yet"
     path = write(
         tmp_path,
-        f'[daemon]\nstate_dir = "{state}"\n[http]\nbind = "0.0.0.0"\ntoken_file = "{token}"\n',
+        f'[daemon]\nstate_dir = "{state}"\nprobes = ["sim:constant,w=5,device=edge-01"]\n'
+        f'[http]\nbind = "0.0.0.0"\ntoken_file = "{token}"\n',
     )
     assert run_cli(capsys, "run", "--check-config", str(path)) == (0, f"config {path}: ok\n", "")
     assert not state.exists()
@@ -191,6 +192,14 @@ def test_check_config_says_ok_and_starts_nothing(
     ("text", "expected"),
     [
         ('[http]\nport = "18091"', "[http] port: expected an integer from 1 to 65535"),
+        (
+            '[daemon]\nprobes = ["sim:constant", "nosuch:x"]',
+            "[daemon] probes[1] 'nosuch:x': unknown probe 'nosuch'; known: ",
+        ),
+        (
+            '[daemon]\nprobes = ["sim:constant,device=a b"]',
+            "[daemon] probes[0] 'sim:constant,device=a b': device='a b': a device id is",
+        ),
         ('[http]\nbind = "0.0.0.0"', "is not loopback: set token_file"),
         ('[http]\ntoken_file = "{tmp}/none"', "cannot read API token file"),
         ('[mqtt]\npassword_file = "{tmp}/none"', "[mqtt] password_file {tmp}/none: no such file"),
