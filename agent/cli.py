@@ -134,7 +134,7 @@ def _flags(
         if colon:
             broker["port"] = int(port) if port.isdigit() else port
         checked = convert(broker, MqttSettings, "", lambda steps: f"--mqtt {args.mqtt}")
-        mqtt = msgspec.structs.replace(mqtt, host=checked.host, port=checked.port)
+        mqtt = msgspec.structs.replace(mqtt, **{k: getattr(checked, k) for k in broker})
     return table, mqtt
 
 

@@ -59,6 +59,8 @@ def test_the_file_is_read_and_flags_win(tmp_path: Path) -> None:
     assert (flagged.publish_interval_s, flagged.spool_dir) == (0.25, Path("/t"))
     assert (flagged.mqtt.host, flagged.mqtt.port, flagged.mqtt.username) == ("other", 1999, "u")
     assert config(tmp_path, text, "--no-http").http_port is None
+    only_host = config(tmp_path, text, "--mqtt", "b2").mqtt
+    assert only_host == MqttSettings(host="b2", port=1884, username="u")
     plain = config(tmp_path, PROBES)
     assert (plain.http_port, plain.publish_interval_s) == (8090, PUBLISH_INTERVAL_S)
     assert plain.mqtt == MqttSettings()
@@ -129,3 +131,9 @@ def test_main_prints_one_line_and_exits_2(
         f"powerd-agent: error: config {path}: [mqtt] port: expected an integer from 1 to 65535, "
         "got 18090.5\n"
     )
+
+
+def test_mqtt_from_table_is_checked_the_same_way() -> None:
+    assert MqttSettings.from_table({"port": 1999}) == MqttSettings(port=1999)
+    with pytest.raises(PowerdError, match=r"^\[mqtt\] port: expected an integer from 1 to 65535"):
+        MqttSettings.from_table({"port": "1999"})
