@@ -181,8 +181,8 @@ def explain(err: msgspec.ValidationError, schema: type, data: Any, label: Label 
     steps = _steps(path)
     root = mi.type_info(schema)
     info, found = _walk(root, data, steps)
-    unknown = re.fullmatch(r"Object contains unknown field `(.*)`", message)
-    missing = re.fullmatch(r"Object missing required field `(.*)`", message)
+    unknown = re.fullmatch(r"Object contains unknown field `(.*)`", message, re.S)
+    missing = re.fullmatch(r"Object missing required field `(.*)`", message, re.S)
     if unknown:
         key = unknown.group(1)
         if not steps and label is table_key:
@@ -207,7 +207,8 @@ def convert(data: Any, schema: type[T], where: str, label: Label = table_key) ->
     try:
         return msgspec.convert(data, schema, dec_hook=_dec_hook)
     except msgspec.ValidationError as err:
-        raise PowerdError(f"{where}{explain(err, schema, data, label)}") from None
+        line = f"{where}{explain(err, schema, data, label)}"
+        raise PowerdError(line.replace("\n", "\\n")) from None  # one line, whatever a key holds
 
 
 def read_toml(path: Path) -> dict[str, Any]:
