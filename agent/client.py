@@ -84,13 +84,17 @@ class Phase:
         unit: str | None,
         trial: int | None,
         meta: dict[str, Any] | None,
+        device: str | list[str] | None = None,
     ) -> None:
         self.client, self.name = client, name
         self.count, self.unit, self.trial = count, unit, trial
         self.meta: dict[str, Any] = dict(meta or {})
+        self.device = device
 
     def __enter__(self) -> Phase:
-        self.client.mark("begin", self.name, trial=self.trial, meta=self.meta or None)
+        self.client.mark(
+            "begin", self.name, trial=self.trial, meta=self.meta or None, device=self.device
+        )
         return self
 
     def __exit__(
@@ -175,8 +179,12 @@ class PowerdClient:
         trial: int | None = None,
         meta: dict[str, Any] | None = None,
         t_ns: int | None = None,
+        device: str | list[str] | None = None,
     ) -> dict[str, Any]:
         """Send one marker, stamped now (or at ``t_ns``, UTC ns on this host's clock).
+
+        ``device`` (begin only) names the devices whose channels the phase covers (agent ids,
+        ``local``); by default the phase covers this source's own device.
 
         Returns the server's answer over HTTP, or the marker as published over MQTT. Raises
         PowerdClientError when the marker is invalid or powerd refuses it.
@@ -193,7 +201,13 @@ class PowerdClient:
             "t_ns": stamp_ns,
             "seq": seq,
         }
-        for key, value in (("count", count), ("unit", unit), ("trial", trial), ("meta", meta)):
+        for key, value in (
+            ("count", count),
+            ("unit", unit),
+            ("trial", trial),
+            ("meta", meta),
+            ("device", device),
+        ):
             if value is not None:
                 obj[key] = value
         try:
@@ -217,9 +231,10 @@ class PowerdClient:
         unit: str | None = None,
         trial: int | None = None,
         meta: dict[str, Any] | None = None,
+        device: str | list[str] | None = None,
     ) -> Phase:
         """``with client.phase("decode", trial=0) as ph: ...; ph.count = n``."""
-        return Phase(self, name, count, unit, trial, meta)
+        return Phase(self, name, count, unit, trial, meta, device)
 
     @property
     def rejections(self) -> list[str]:

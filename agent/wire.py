@@ -1,9 +1,11 @@
 """The one definition of powerd's wire contracts: topic names and phase-marker validation.
 
 Contract 1 (phase markers), one JSON object per message on ``powerd/v1/markers/<source>``:
-``v`` (1), ``run``, ``phase``, ``event`` (begin|end), ``t_ns`` (optional, sender's UTC ns), ``seq``,
-``count`` (end only), ``unit``, ``trial``, ``meta``. Anything else is rejected with a reason, so a
-typo in a harness shows up as an error on ``powerd/v1/errors/<source>`` instead of a silent default.
+``v`` (1), ``run``, ``phase``, ``event`` (begin|end), ``t_ns`` (optional, sender's UTC ns),
+``seq`` (optional, per source and run), ``count`` (end only), ``unit``, ``trial``, ``meta``,
+``device`` (begin only: the device ids whose channels the phase covers). Anything else is
+rejected with a reason, so a typo in a harness shows up as an error on
+``powerd/v1/errors/<source>`` instead of a silent default.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from powerd.channel import LOCAL_DEVICE
 from powerd.errors import MarkerError
 
 VERSION = 1
@@ -25,7 +28,8 @@ TOPIC_ROOT = "powerd/v1"
 NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 SOURCE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 UNITS = ("inference", "token", "query", "sample")
-KEYS = {"v", "run", "phase", "event", "t_ns", "seq", "count", "unit", "trial", "meta"}
+KEYS = {"v", "run", "phase", "event", "t_ns", "seq", "count", "unit", "trial", "meta", "device"}
+MAX_DEVICES = 64
 META_MAX_KEYS = 32
 META_MAX_STR = 256
 MAX_INT = 2**63 - 1
@@ -47,22 +51,27 @@ def results_topic(run: str) -> str:
 
 @dataclass(frozen=True)
 class Marker:
-    """A valid contract-1 marker. ``t_ns`` is on the sender's clock, None when it sent none."""
+    """A valid contract-1 marker. ``t_ns`` is on the sender's clock, None when it sent none;
+    ``seq`` None when the sender numbers nothing (then only an identical repeat is a repeat);
+    ``device`` None on a begin that names no device (the source's own device applies)."""
 
     run: str
     phase: str
     event: Event
-    seq: int
+    seq: int | None = None
     t_ns: int | None = None
     count: int | None = None
     unit: str = "inference"
     trial: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    device: tuple[str, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The marker as contract-1 JSON (keys that are unset are left out)."""
         out: dict[str, Any] = {"v": VERSION, "run": self.run, "phase": self.phase}
-        out |= {"event": self.event, "seq": self.seq}
+        out["event"] = self.event
+        if self.seq is not None:
+            out["seq"] = self.seq
         if self.t_ns is not None:
             out["t_ns"] = self.t_ns
         if self.count is not None:
@@ -73,6 +82,8 @@ class Marker:
             out["trial"] = self.trial
         if self.meta:
             out["meta"] = self.meta
+        if self.device is not None:
+            out["device"] = self.device[0] if len(self.device) == 1 else list(self.device)
         return out
 
 
@@ -113,6 +124,21 @@ def _meta(value: Any) -> dict[str, Any]:
     return dict(value)
 
 
+def _device(value: Any) -> tuple[str, ...]:
+    ids = [value] if isinstance(value, str) else value
+    if not isinstance(ids, list) or not ids or len(ids) > MAX_DEVICES:
+        raise MarkerError(
+            f"device must be a device id or a list of 1-{MAX_DEVICES} device ids, got {value!r}"
+        )
+    for d in ids:
+        if not isinstance(d, str) or not SOURCE_RE.match(d):
+            raise MarkerError(
+                f"device ids are agent ids or {LOCAL_DEVICE!r} (1-128 characters of "
+                f"A-Za-z0-9_.:-), got {d!r}"
+            )
+    return tuple(dict.fromkeys(ids))
+
+
 def parse_marker(obj: Any) -> Marker:
     """Validate a decoded JSON value as a contract-1 marker; MarkerError says what is wrong."""
     if not isinstance(obj, dict):
@@ -131,8 +157,6 @@ def parse_marker(obj: Any) -> Marker:
     if event not in ("begin", "end"):
         raise MarkerError(f'event must be "begin" or "end", got {event!r}')
     seq = _int(obj, "seq")
-    if seq is None:
-        raise MarkerError("seq is required: a per-source sequence number (integer >= 0)")
     count = _int(obj, "count")
     if count is not None and event != "end":
         raise MarkerError("count belongs on the end marker (units completed in the phase)")
@@ -140,6 +164,9 @@ def parse_marker(obj: Any) -> Marker:
     if not isinstance(unit, str) or not NAME_RE.match(unit):
         raise MarkerError(f"unit must be a name such as {', '.join(UNITS)}, got {unit!r}")
     trial = _int(obj, "trial")
+    device = _device(obj["device"]) if "device" in obj else None
+    if device is not None and event != "begin":
+        raise MarkerError("device belongs on the begin marker (the phase's scope is set there)")
     return Marker(
         run=run,
         phase=phase,
@@ -150,6 +177,7 @@ def parse_marker(obj: Any) -> Marker:
         unit=unit,
         trial=trial or 0,
         meta=_meta(obj["meta"]) if "meta" in obj else {},
+        device=device,
     )
 
 

@@ -208,9 +208,12 @@ async def get_channels(request: web.Request) -> web.Response:
 
 async def get_health(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON_KEY]
+    snap = daemon.health.snapshot()
     return _json(
         {
-            "status": "ok",
+            "status": snap["status"],
+            "down": snap["down"],
+            "problems": snap["problems"],
             "version": __version__,
             "counts": dict(daemon.counts),
             "rejected_by_source": dict(daemon.rejected_by_source),

@@ -3,6 +3,10 @@
 A channel is one quantity of one source, ``[<agent>/]<probe>:<instance>``. ``kind`` says whether
 values are power in W or a cumulative energy counter in J. ``measures`` names the physical thing
 measured (e.g. ``dut``, ``gpu0``): channels that share it are alternatives and are never summed.
+
+Every channel belongs to one *device*, the unit a phase's result covers: an agent's channels
+(``<agent>/...``) to that agent; the daemon's own channels to ``local``, unless their probe spec
+assigns them (``wt300:/dev/ttyUSB0,device=edge-01``: a bench meter measuring an agent's board).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ SourceClass = Literal["meter", "telemetry", "estimate"]
 
 CHANNEL_ID_RE = re.compile(r"^(?:[A-Za-z0-9_.-]+/)?[A-Za-z0-9_.-]+:[A-Za-z0-9_.:-]+$")
 SOURCE_CLASS_RANK: dict[str, int] = {"meter": 0, "telemetry": 1, "estimate": 2}
+LOCAL_DEVICE = "local"
+DEVICE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,7 @@ class Channel:
     description: str = ""
     wrap_j: float | None = None
     stamp_uncertainty_s: float = 0.0
+    device: str = ""
 
     def __post_init__(self) -> None:
         if not CHANNEL_ID_RE.match(self.id):
@@ -64,6 +71,16 @@ class Channel:
             raise ValueError(f"bad source class {self.source_class!r}")
         if not self.nominal_period_s > 0:
             raise ValueError("nominal_period_s must be > 0")
+        if self.device and not DEVICE_RE.match(self.device):
+            raise ValueError(f"bad device id {self.device!r}: 1-128 characters of A-Za-z0-9_.:-")
+
+    @property
+    def device_id(self) -> str:
+        """The device this channel belongs to: its agent, its assigned device, or ``local``."""
+        agent, sep, _ = self.id.partition("/")
+        if sep:
+            return agent
+        return self.device or LOCAL_DEVICE
 
     @property
     def unit(self) -> str:

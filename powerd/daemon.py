@@ -26,6 +26,7 @@ from powerd.block import Block
 from powerd.channel import Channel
 from powerd.clocksync import Exchange, OffsetEstimator
 from powerd.errors import MarkerError
+from powerd.health import Health
 from powerd.phases import (
     DEFAULT_MAX_MARKER_SKEW_S,
     DEFAULT_MAX_PHASE_S,
@@ -85,6 +86,8 @@ class Daemon:
     block_listeners: list[Callable[[Block], None]] = field(default_factory=list)
     # The sink hub's live figures (energy totals, recent results, probe health) for /metrics.
     live_metrics: LiveSource | None = None
+    # What is down now and every problem counted: the source of /healthz and its metrics.
+    health: Health = field(default_factory=Health)
     # marker plausibility ([daemon] max_marker_skew_s, max_phase_s; see powerd.phases)
     max_marker_skew_s: float = DEFAULT_MAX_MARKER_SKEW_S
     max_phase_s: float = DEFAULT_MAX_PHASE_S

@@ -62,6 +62,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--source", default=None, metavar="S", help="sender id (default: <hostname>-<pid>)"
     )
+    p.add_argument(
+        "--device",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="begin only: a device whose channels the phase covers (an agent id, or local for "
+        "the daemon's own probes); repeat for several, which are then summed (default: the "
+        "source's own device)",
+    )
     where = p.add_mutually_exclusive_group()
     where.add_argument(
         "--url", default=None, metavar="URL", help=f"powerd's HTTP API (default: ${URL_ENV})"
@@ -141,6 +150,8 @@ def run_command(args: argparse.Namespace) -> int:
     meta = parse_meta(args.meta)
     if args.count is not None and args.event != "end":
         raise PowerdError("--count goes with `powerd mark end` (units completed in the phase)")
+    if args.device and args.event != "begin":
+        raise PowerdError("--device goes with `powerd mark begin` (the phase's scope)")
     if args.mqtt is not None:
         host, port = parse_broker(args.mqtt)
         client = PowerdClient(
@@ -158,6 +169,7 @@ def run_command(args: argparse.Namespace) -> int:
             unit=args.unit,
             trial=args.trial,
             meta=meta or None,
+            device=args.device or None,
         )
     print(_describe(client, args.event, args.phase, answer))
     return 0

@@ -95,8 +95,8 @@ class Marks:
     itself) is reported as a warning: the rest of the run is still worth its report.
     """
 
-    def __init__(self, daemon: Daemon, run: str) -> None:
-        self.daemon, self.run = daemon, run
+    def __init__(self, daemon: Daemon, run: str, devices: tuple[str, ...] | None = None) -> None:
+        self.daemon, self.run, self.devices = daemon, run, devices
 
     def mark(
         self,
@@ -108,7 +108,8 @@ class Marks:
         unit: str = "inference",
     ) -> None:
         t_ns = (lo_ns + hi_ns) // 2
-        marker = Marker(self.run, phase, event, seq=t_ns, t_ns=t_ns, count=count, unit=unit)  # type: ignore[arg-type]
+        device = self.devices if event == "begin" else None
+        marker = Marker(self.run, phase, event, None, t_ns, count, unit, device=device)  # type: ignore[arg-type]
         outcome = self.daemon.submit_marker(
             SOURCE, marker.to_json(), received_ns=hi_ns, uncertainty_ns=(hi_ns - lo_ns + 1) // 2
         )
@@ -267,7 +268,9 @@ def cmd_measure(args: argparse.Namespace) -> int:
         # sampler's.
         daemon = Daemon(store, Timeline(capacity_per_channel=2), anchor.utc_ns)
         daemon.timeline = timeline
-        marks = Marks(daemon, args.run)
+        # this command's own phases cover every probe it samples, assigned to a device or not
+        devices = tuple(sorted({ch.device_id for p in probes for ch in p.channels()}))
+        marks = Marks(daemon, args.run, devices or None)
         progress = Progress(timeline, args.run, args.quiet)
         sampler.start()
         try:

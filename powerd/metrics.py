@@ -65,6 +65,10 @@ AGENT_CLOCK_UNCERTAINTY_SECONDS = "powerd_agent_clock_uncertainty_seconds"
 SINK_SAMPLES_TOTAL = "powerd_sink_samples_total"
 SINK_BUFFER_BYTES = "powerd_sink_buffer_bytes"
 SINK_BLOCKS_DROPPED_TOTAL = "powerd_sink_blocks_dropped_total"
+# exporter only: what is down right now and every problem counted (powerd.health)
+DEGRADED = "powerd_degraded"
+COMPONENT_UP = "powerd_component_up"
+PROBLEMS_TOTAL = "powerd_problems_total"
 
 
 @dataclass(frozen=True)
@@ -412,6 +416,31 @@ class DaemonCollector(Collector):
             uncertainty.add_metric([agent], est["uncertainty_ns"] / NS_PER_S)
         yield offset
         yield uncertainty
+        yield from self._health()
+
+    def _health(self) -> Iterator[Metric]:
+        snap = self.daemon.health.snapshot()
+        yield GaugeMetricFamily(
+            DEGRADED,
+            "1 while some component is down (the reasons are on /healthz), else 0",
+            value=1.0 if snap["down"] else 0.0,
+        )
+        up = GaugeMetricFamily(
+            COMPONENT_UP,
+            "0 for each component that is down now (MQTT ingestion, a probe, the store, ...)",
+            labels=["component"],
+        )
+        for component in sorted(snap["down"]):
+            up.add_metric([component], 0.0)
+        yield up
+        problems = CounterMetricFamily(
+            _strip_total(PROBLEMS_TOTAL),
+            "Problems counted by kind: malformed input, dropped data, failed writes, ...",
+            labels=["kind"],
+        )
+        for kind, n in sorted(snap["problems"].items()):
+            problems.add_metric([kind], n)
+        yield problems
 
 
 def registry_for(daemon: Daemon, live: LiveSource | None = None) -> CollectorRegistry:

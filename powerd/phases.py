@@ -1,9 +1,11 @@
 """Markers become phases here, and only here: a small state machine over contract-1 markers.
 
-Phases are keyed by (run, phase, trial): distinct phases may nest or overlap freely. A repeat of
-(source, seq) with the same content is ignored (QoS 1 redelivery); the same (source, seq) with other
-content, an ``end`` without a ``begin``, a second ``begin`` of an open phase, or an end before its
-begin is rejected with a reason, and a rejected marker changes nothing.
+Phases are keyed by (run, phase, trial): distinct phases may nest or overlap freely. Sequence
+numbers count per (source, run), so every run may start again at 1. A repeat of (source, run, seq)
+with the same content is ignored (QoS 1 redelivery), and so is an identical repeat of a marker that
+carries no ``seq``; the same (source, run, seq) with other content, an ``end`` without a ``begin``,
+a second ``begin`` of an open phase, or an end before its begin is rejected with a reason, and a
+rejected marker changes nothing.
 
 Plausibility, whatever way a marker came in: a stamp plus the sender's clock offset that leaves
 int64 is rejected (SQLite and numpy hold int64 ns); a live marker whose stamp is further than
@@ -15,6 +17,7 @@ Importing stored historic markers (``powerd markers apply``) passes no skew wind
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -120,6 +123,8 @@ class Phase:
     meta: dict[str, Any]
     begin: Timing
     end: Timing
+    device: tuple[str, ...] | None = None
+    source: str = ""
 
     @property
     def timing(self) -> Timing:
@@ -132,6 +137,14 @@ class Phase:
 
 
 PhaseKey = tuple[str, str, int]
+SeenKey = tuple[str, str, int | str]
+
+
+def seen_key(source: str, m: Marker) -> SeenKey:
+    """What makes a marker a repeat: (source, run, seq), or its whole content without a seq."""
+    if m.seq is not None:
+        return (source, m.run, m.seq)
+    return (source, m.run, json.dumps(m.to_json(), sort_keys=True))
 
 
 @dataclass
@@ -139,7 +152,7 @@ class PhaseTracker:
     """Feeds stamped markers, holds open phases, returns phases as they close."""
 
     open: dict[PhaseKey, StampedMarker] = field(default_factory=dict)
-    seen: OrderedDict[tuple[str, int], Marker] = field(default_factory=OrderedDict)
+    seen: OrderedDict[SeenKey, Marker] = field(default_factory=OrderedDict)
     # the longest phase accepted, ns (None: any; the results of stored markers are rebuilt so)
     max_phase_ns: int | None = DEFAULT_MAX_PHASE_NS
     duplicates: int = 0
@@ -159,14 +172,14 @@ class PhaseTracker:
     def check(self, sm: StampedMarker) -> bool:
         """Validate without applying: True if new, False if a repeat; MarkerError if unfit."""
         m = sm.marker
-        prior = self.seen.get((sm.source, m.seq))
+        prior = self.seen.get(seen_key(sm.source, m))
         if prior is not None:
             if prior == m:
                 return False
             raise MarkerError(
-                f"seq {m.seq} from source {sm.source!r} was already used for another marker; "
-                "sequence numbers must not be reused (a restarted sender must continue its "
-                "sequence or use a new source id)"
+                f"seq {m.seq} from source {sm.source!r} was already used in run {m.run!r} for "
+                "another marker; sequence numbers count per source and run and must not be "
+                "reused within a run (or leave seq out)"
             )
         key = (m.run, m.phase, m.trial)
         what = f"phase {m.phase!r} (run {m.run!r}, trial {m.trial})"
@@ -196,7 +209,7 @@ class PhaseTracker:
             self.duplicates += 1
             return None
         m = sm.marker
-        self._remember(sm.source, m)
+        self._remember(seen_key(sm.source, m), m)
         key = (m.run, m.phase, m.trial)
         if m.event == "begin":
             self.open[key] = sm
@@ -214,10 +227,12 @@ class PhaseTracker:
             meta=meta,
             begin=begin.timing,
             end=sm.timing,
+            device=begin.marker.device,
+            source=begin.source,
         )
 
-    def _remember(self, source: str, m: Marker) -> None:
-        self.seen[(source, m.seq)] = m
+    def _remember(self, key: SeenKey, m: Marker) -> None:
+        self.seen[key] = m
         if len(self.seen) > SEEN_LIMIT:
             self.seen.popitem(last=False)
 

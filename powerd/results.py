@@ -11,6 +11,9 @@ Additions to contract 2 (keys only added, ``v`` stays 1): each channel entry car
 same thing, ``counter_to_power_ratio``;
 the top level carries ``trials``: per phase name repeated in more than one trial, the median and
 spread of its figures.
+
+Scope: a phase whose ``device`` is set covers only the channels of those devices (``devices`` in
+its entry, ``device`` per channel); different devices are summed only when the marker named them.
 """
 
 from __future__ import annotations
@@ -40,22 +43,31 @@ def _num(x: float | None) -> float | None:
 def choose_primary(
     figures: dict[str, ChannelEnergy], channels: dict[str, Channel], explicit: Iterable[str] = ()
 ) -> list[str]:
-    """Channels whose sum is the phase's figure; see the module docstring for the rule."""
+    """Channels whose sum is the phase's figure; see the module docstring for the rule. Each
+    device is chosen for on its own (a meter on one board does not hide another board's
+    telemetry), and the devices' choices are summed."""
     explicit = [c for c in explicit if c in figures and figures[c].energy_j is not None]
     if explicit:
         return explicit
     with_data = [c for c, f in figures.items() if f.energy_j is not None]
-    if not with_data:
-        return []
+    by_device: dict[str, list[str]] = {}
+    for c in sorted(with_data):
+        by_device.setdefault(channels[c].device_id, []).append(c)
+    return sorted(c for cs in by_device.values() for c in _primary_of_device(cs, figures, channels))
+
+
+def _primary_of_device(
+    with_data: list[str], figures: dict[str, ChannelEnergy], channels: dict[str, Channel]
+) -> list[str]:
     best_rank = min(SOURCE_CLASS_RANK[channels[c].source_class] for c in with_data)
     best: dict[str, str] = {}
-    for c in sorted(with_data):
+    for c in with_data:
         if SOURCE_CLASS_RANK[channels[c].source_class] != best_rank:
             continue
         thing = channels[c].measured_thing
         if thing not in best or _better(c, best[thing], figures, channels):
             best[thing] = c
-    return sorted(best.values())
+    return list(best.values())
 
 
 def _better(
@@ -119,6 +131,7 @@ def _channel_entry(
         "flags": list(f.flags),
         "primary": primary,
         "gap_s": f.gap_s,
+        "device": ch.device_id,
     }
     if ratio is not None:
         entry["counter_to_power_ratio"] = ratio
@@ -132,7 +145,14 @@ def phase_result(
     idle_power_w: float | None = None,
     primary_channels: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """One entry of contract 2's ``phases`` list."""
+    """One entry of contract 2's ``phases`` list, over the channels of the phase's devices."""
+    if phase.device is not None:
+        channels = {c: ch for c, ch in channels.items() if ch.device_id in phase.device}
+    devices = (
+        list(phase.device)
+        if phase.device is not None
+        else sorted({ch.device_id for ch in channels.values()})
+    )
     w = Window(
         phase.t_begin_ns, phase.t_end_ns, phase.begin.uncertainty_ns, phase.end.uncertainty_ns
     )
@@ -182,6 +202,7 @@ def phase_result(
         "idle_power_w": _num(idle),
         "net_energy_j": _num(net),
         "flags": flags,
+        "devices": devices,
         "timing": timing.to_json(),
         "channels": {
             c: _channel_entry(channels[c], figures[c], c in primary, ratios.get(c))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+from powerd.channel import LOCAL_DEVICE, Channel
 from powerd.errors import PowerdError
-from powerd.phases import replay
+from powerd.phases import Phase, replay
 from powerd.results import run_result
 from powerd.store import Store
 
@@ -40,11 +42,50 @@ def compute_run(
     t0 = min(p.t_begin_ns for p in phases)
     t1 = max(p.t_end_ns for p in phases)
     known_channels = store.channels()
-    channels = {
-        c: known_channels[c] for c in store.channels_with_data(t0, t1) if c in known_channels
-    }
+    phases = [replace(p, device=phase_devices(p, known_channels)) for p in phases]
+    wanted = {*store.channels_with_data(t0, t1), *store.gap_channels(t0, t1)}
+    channels = {c: known_channels[c] for c in sorted(wanted) if c in known_channels}
     result = run_result(run, phases, channels, store.samples, idle_power_w, primary)
     for entry in result["phases"]:
         if store.clock_steps(entry["t_begin_ns"], entry["t_end_ns"]):
             entry["flags"].append("clock_step")
+        flag_known_gaps(store, entry)
     return result
+
+
+def phase_devices(phase: Phase, channels: dict[str, Channel]) -> tuple[str, ...]:
+    """The devices a phase covers: those its begin marker named, else its source's own device
+    (an agent's id when the source is an agent, or a device that daemon probes are assigned
+    to), else the daemon's own unassigned channels (``local``)."""
+    if phase.device is not None:
+        return phase.device
+    known = {ch.device_id for ch in channels.values()}
+    return (phase.source,) if phase.source in known else (LOCAL_DEVICE,)
+
+
+def flag_known_gaps(store: Store, entry: dict[str, Any]) -> None:
+    """Flag the recorded gaps (``Store.put_gap``) that overlap one phase entry of contract 2.
+
+    A channel gets each gap's reason in ``flags`` and the gaps, clipped to the phase, in
+    ``gaps``. The phase gets the reason when the gap touches what its figures rest on: a primary
+    channel, or a channel left with no figure (a meter down for the whole phase must not pass
+    as a telemetry-only figure without a word)."""
+    t0, t1 = entry["t_begin_ns"], entry["t_end_ns"]
+    for cid, ch_entry in entry["channels"].items():
+        found = store.gaps(cid, t0, t1)
+        if not found:
+            continue
+        ch_entry["gaps"] = [
+            {
+                "reason": reason,
+                "t_begin_ns": max(a, t0),
+                "t_end_ns": t1 if b is None else min(b, t1),
+            }
+            for a, b, reason in found
+        ]
+        touches_figure = ch_entry.get("primary") or ch_entry.get("energy_j") is None
+        for _, _, reason in found:
+            if reason not in ch_entry["flags"]:
+                ch_entry["flags"].append(reason)
+            if touches_figure and reason not in entry["flags"]:
+                entry["flags"].append(reason)

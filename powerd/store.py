@@ -25,7 +25,7 @@ from powerd.channel import Channel
 from powerd.errors import PowerdError
 from powerd.phases import StampedMarker, Timing
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 ENCODING = "le-i8-f8"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -37,14 +37,16 @@ CREATE TABLE IF NOT EXISTS blocks(
 CREATE INDEX IF NOT EXISTS blocks_by_first ON blocks(channel, t_first_ns);
 CREATE INDEX IF NOT EXISTS blocks_by_last ON blocks(channel, t_last_ns);
 CREATE TABLE IF NOT EXISTS markers(
-    id INTEGER PRIMARY KEY, source TEXT NOT NULL, seq INTEGER NOT NULL, run TEXT NOT NULL,
+    id INTEGER PRIMARY KEY, source TEXT NOT NULL, seq INTEGER, run TEXT NOT NULL,
     t_ns INTEGER NOT NULL, received_ns INTEGER NOT NULL, marker TEXT NOT NULL,
-    timing TEXT NOT NULL, UNIQUE(source, seq));
+    timing TEXT NOT NULL, UNIQUE(source, run, seq));
 CREATE INDEX IF NOT EXISTS markers_by_run ON markers(run);
 CREATE TABLE IF NOT EXISTS results(run TEXT PRIMARY KEY, computed_ns INTEGER NOT NULL,
     json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS clock_steps(mono_ns INTEGER NOT NULL, utc_ns INTEGER NOT NULL,
     step_ns INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS gaps(channel TEXT NOT NULL, t_begin_ns INTEGER NOT NULL,
+    t_end_ns INTEGER, reason TEXT NOT NULL, PRIMARY KEY(channel, t_begin_ns, reason));
 """
 
 
@@ -76,10 +78,25 @@ class Store:
         version = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         if version is None:
             self._db.execute("INSERT INTO meta VALUES('schema', ?)", (str(SCHEMA_VERSION),))
+        elif int(version[0]) == 1:
+            self._migrate_1_to_2()
         elif int(version[0]) != SCHEMA_VERSION:
             raise PowerdError(
                 f"store {path} has schema {version[0]}, this powerd reads {SCHEMA_VERSION}"
             )
+
+    def _migrate_1_to_2(self) -> None:
+        """Schema 1 numbered markers per source for ever (UNIQUE(source, seq)); schema 2 counts
+        them per (source, run) and lets seq be absent. The table is rebuilt, ids kept in order."""
+        with self._tx() as db:
+            db.execute("ALTER TABLE markers RENAME TO markers_v1")
+            db.execute("DROP INDEX IF EXISTS markers_by_run")
+            for stmt in SCHEMA.split(";"):
+                if "markers" in stmt and stmt.strip():
+                    db.execute(stmt)
+            db.execute("INSERT INTO markers SELECT * FROM markers_v1")
+            db.execute("DROP TABLE markers_v1")
+            db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         with self._lock:
@@ -201,7 +218,7 @@ class Store:
     # markers ----------------------------------------------------------------------------------
 
     def put_marker(self, sm: StampedMarker) -> bool:
-        """Store a marker; False if (source, seq) is already stored (a repeat)."""
+        """Store a marker; False if (source, run, seq) is already stored (a repeat)."""
         with self._tx() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO markers"
@@ -266,6 +283,42 @@ class Store:
             ).fetchall()
         return [r[0] for r in rows]
 
+    # gaps -------------------------------------------------------------------------------------
+
+    def put_gap(self, channel: str, t_begin_ns: int, t_end_ns: int | None, reason: str) -> None:
+        """Record (or extend) a known gap of ``channel``: data that could not be kept, and why.
+
+        Keyed by (channel, begin, reason), so a gap still open (``t_end_ns`` None) is closed by
+        putting it again with its end. Results flag every gap that overlaps a phase."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO gaps VALUES(?, ?, ?, ?) ON CONFLICT(channel, t_begin_ns, reason) "
+                "DO UPDATE SET t_end_ns=excluded.t_end_ns",
+                (channel, t_begin_ns, t_end_ns, reason),
+            )
+
+    def gaps(
+        self, channel: str, t_begin_ns: int, t_end_ns: int
+    ) -> list[tuple[int, int | None, str]]:
+        """Known gaps of ``channel`` overlapping [begin, end], oldest first (end None: open)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT t_begin_ns, t_end_ns, reason FROM gaps WHERE channel=? AND t_begin_ns<=? "
+                "AND (t_end_ns IS NULL OR t_end_ns>=?) ORDER BY t_begin_ns",
+                (channel, t_end_ns, t_begin_ns),
+            ).fetchall()
+        return [(int(a), None if b is None else int(b), str(r)) for a, b, r in rows]
+
+    def gap_channels(self, t_begin_ns: int, t_end_ns: int) -> list[str]:
+        """Channels with a recorded gap overlapping [begin, end]."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT DISTINCT channel FROM gaps WHERE t_begin_ns<=? "
+                "AND (t_end_ns IS NULL OR t_end_ns>=?) ORDER BY channel",
+                (t_end_ns, t_begin_ns),
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
     # retention --------------------------------------------------------------------------------
 
     def prune(self, now_ns: int) -> int:
@@ -277,6 +330,7 @@ class Store:
         cutoff = now_ns - int(self.retention.max_age_s * 1e9)
         with self._tx() as db:
             removed = db.execute("DELETE FROM blocks WHERE t_last_ns < ?", (cutoff,)).rowcount
+            db.execute("DELETE FROM gaps WHERE t_end_ns < ?", (cutoff,))
             total = int(db.execute("SELECT COALESCE(SUM(n), 0) FROM blocks").fetchone()[0]) * 16
             excess = total - self.retention.max_bytes
             if excess > 0:

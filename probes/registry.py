@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from importlib.metadata import entry_points
+from typing import Any, cast
 
+from powerd.channel import DEVICE_RE, Channel
 from powerd.errors import ProbeUnavailable, SpecError
 from probes.base import Probe, ProbeFamily, split_spec
 
@@ -33,9 +36,44 @@ def broken_families() -> dict[str, str]:
     return broken
 
 
+class AssignedProbe:
+    """A probe whose channels are assigned to a device (the spec's common ``device=`` key), so a
+    daemon-local meter can measure an agent's board. Everything else is the probe's own."""
+
+    def __init__(self, probe: Probe, device: str) -> None:
+        self._probe, self.device = probe, device
+
+    def channels(self) -> list[Channel]:
+        return [replace(ch, device=self.device) for ch in self._probe.channels()]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._probe, name)
+
+
+def split_device(args: str) -> tuple[str, str | None]:
+    """Take the common ``device=<id>`` key out of a probe's arguments."""
+    kept: list[str] = []
+    device: str | None = None
+    for item in args.split(","):
+        if item.startswith("device="):
+            device = item.removeprefix("device=")
+            if not DEVICE_RE.match(device):
+                raise SpecError(
+                    f"device={device!r}: a device id is an agent id (1-128 characters of "
+                    "A-Za-z0-9_.:-) or 'local'"
+                )
+        else:
+            kept.append(item)
+    return ",".join(kept), device
+
+
 def open_probe(spec: str) -> Probe:
-    """Open a probe from a spec such as ``sim:constant,w=5``; errors say what exists."""
+    """Open a probe from a spec such as ``sim:constant,w=5``; errors say what exists.
+
+    Every spec takes ``device=<id>`` besides its own keys: its channels then belong to that
+    device (an agent id) instead of the host that samples them."""
     name, args = split_spec(spec)
+    args, device = split_device(args)
     fams = families()
     if name not in fams:
         known = ", ".join(fams) or "none"
@@ -46,4 +84,5 @@ def open_probe(spec: str) -> Probe:
     avail = fam.available()
     if not avail.ok:
         raise ProbeUnavailable(f"probe {name!r} is not usable here: {avail.reason}")
-    return fam.open(args)
+    probe = fam.open(args)
+    return probe if device is None else cast(Probe, AssignedProbe(probe, device))

@@ -8,8 +8,9 @@ the device path vanishes, reads raise), the reader records the gap, closes the p
 reopen it every ``REOPEN_POLL_S`` (a short fixed interval, at most the sample period, so sampling
 resumes within one sample period of the device answering again; an open attempt on a missing path
 is one failed syscall, so the cost is negligible), then runs the session again. A session that
-fails on an open port (the device answers garbage) is retried with capped exponential backoff. Samples gathered before the failure are
-kept; nothing is invented for the gap, so the integrator sees it and flags the phase.
+fails on an open port (the device answers garbage) is retried with capped exponential backoff.
+Samples gathered before the failure are kept; nothing is invented for the gap, so the integrator
+sees it and flags the phase.
 """
 
 from __future__ import annotations

@@ -103,13 +103,22 @@ class PtySimulator:
         return self._master is not None
 
     def unplug(self) -> None:
-        """The cable is pulled: the path disappears and the open port dies under its reader."""
+        """The cable is pulled: the path disappears and the open port dies under its reader.
+
+        The link is removed only while it still points at our pty: whatever replaced it is left.
+        """
         with self._lock:
+            tty_path = os.ttyname(self._slave) if self._slave is not None else None
             for fd in (self._master, self._slave):
                 if fd is not None:
                     os.close(fd)
             self._master = self._slave = None
-            self.link.unlink(missing_ok=True)
+            try:
+                ours = tty_path is not None and os.readlink(self.link) == tty_path
+            except OSError:
+                ours = False  # gone, or not a symlink: nothing of ours to remove
+            if ours:
+                self.link.unlink(missing_ok=True)
 
     def replug(self) -> None:
         """The cable is back: a new port appears at the same path."""

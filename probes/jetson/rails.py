@@ -9,6 +9,9 @@ energymon's JetsonPowerRails.md and jetson-stats):
 
 - ``VDD_IN`` / ``POM_5V_IN`` is the module's input: the total. Every other module rail
   (``VDD_CPU_GPU_CV``, ``VDD_SOC``, ``POM_5V_GPU``, …) is a part of it.
+- Jetson Thor (JetPack 7): ``VIN`` (an INA238 on the carrier; jetson-stats reports it as the
+  total system input) is the total; ``VDD_GPU``, ``VDD_CPU_SOC_MSS`` and ``VIN_SYS_5V0`` are
+  parts of it.
 - ``VDD_MUX`` (TX1/TX2 developer kits) is the carrier board's input, in parallel with the
   module's; the carrier rails (``VDD_5V_IO_SYS``, ``VDD_3V3_SYS``, …) are its parts.
 - AGX Xavier and AGX Orin have no input rail: their rails are disjoint supplies, whose sum is
@@ -30,7 +33,7 @@ from dataclasses import dataclass
 
 from powerd.channel import SourceClass
 
-MODULE_TOTALS = frozenset({"VDD_IN", "POM_5V_IN"})
+MODULE_TOTALS = frozenset({"VDD_IN", "POM_5V_IN", "VIN"})
 CARRIER_TOTALS = frozenset({"VDD_MUX"})
 CARRIER_RAILS = frozenset(
     {

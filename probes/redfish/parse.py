@@ -8,7 +8,10 @@ Three places carry a chassis' power, all read by the probe:
   ``ResetMetrics``, so it is preferred);
 - ``Chassis/{id}/Sensors/{id}``: ``Reading`` with ``ReadingType`` ``Power`` (W),
   ``EnergyJoules`` (J), ``EnergykWh`` (kWh) or ``EnergyWh`` (Wh), plus ``Accuracy`` (percent of
-  reading), ``SensingInterval`` (ISO 8601 duration) and ``PhysicalContext``.
+  reading), ``SensingInterval`` (ISO 8601 duration), ``ReadingUnits`` (must agree with the
+  ``ReadingType``: a sensor in another unit is not read) and what it measures
+  (``PhysicalContext``, ``PhysicalSubContext``, ``Oem.ParentalContext``, ``Name``), from which
+  ``sensor_role`` decides whether it is the chassis' total, a supply input or a part.
 
 Units are converted here and nowhere else (kWh × 3.6e6, Wh × 3600). A ``null`` or missing
 reading is None with a reason, never 0. JSON numbers keep how many decimals they were sent with
@@ -22,12 +25,22 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 J_PER_KWH = 3.6e6
 J_PER_WH = 3600.0
 ENERGY_TYPES = {"EnergyJoules": 1.0, "EnergyWh": J_PER_WH, "EnergykWh": J_PER_KWH}
-TOTAL_WORDS = re.compile(r"total|system|sys[_ ]?power|chassis|node", re.IGNORECASE)
+UNITS = {"Power": "W", "EnergyJoules": "J", "EnergyWh": "W.h", "EnergykWh": "kW.h"}  # UCUM
+# A name saying "the whole thing" (a word, not inside "Subsystem"); matched on the Name.
+TOTAL_WORDS = re.compile(
+    r"(?<![a-z])(total|system|sys[_ ]?power|chassis|node|server|platform)(?![a-z])", re.IGNORECASE
+)
+PART_WORDS = re.compile(
+    r"(?<![a-z])(cpu|gpu|accel|mem|dimm|dram|fan|drive|disk|storage|nic|pcie|asic|vcore|soc)",
+    re.IGNORECASE,
+)
+SUPPLY_CONTEXTS = frozenset({"PowerSupply", "Rectifier"})  # their inputs add up to the input
+BOARD_CONTEXTS = frozenset({"SystemBoard", "PowerSubsystem", "VoltageRegulator"})
 
 
 class Num(float):
@@ -96,7 +109,12 @@ def link(doc: Any, key: str) -> str | None:
 def contained_by(chassis: Any) -> str | None:
     """The chassis this one sits in (``Links.ContainedBy``), if any."""
     links = chassis.get("Links") if isinstance(chassis, dict) else None
-    return link(links, "ContainedBy") if isinstance(links, dict) else None
+    if not isinstance(links, dict):
+        return None
+    up = links.get("ContainedBy")
+    if isinstance(up, list) and up:  # Intel's BMC sends a list of one link
+        links = {"ContainedBy": up[0]}
+    return link(links, "ContainedBy")
 
 
 @dataclass(frozen=True)
@@ -168,6 +186,8 @@ class SensorReading:
     physical_context: str | None
     accuracy_frac: float | None
     sensing_interval_s: float | None
+    sub_context: str | None = None  # PhysicalSubContext: Input, Output, ...
+    parent_context: str | None = None  # Oem.ParentalContext (HPE Cray): what it sits in
 
 
 _DURATION = re.compile(
@@ -201,9 +221,15 @@ def sensor(doc: Any) -> SensorReading:
         value = number(d.get("Reading"), ENERGY_TYPES[rtype])
     else:
         kind, value = None, Value(None, f"ReadingType {rtype or 'missing'}: not power or energy")
+    units = d.get("ReadingUnits")
+    if kind is not None and units is not None and units != UNITS[rtype]:
+        value = Value(None, f"ReadingUnits {units!r} disagrees with ReadingType {rtype}: not read")
     acc = d.get("Accuracy")
     accuracy = float(acc) / 100 if isinstance(acc, int | float) and acc >= 0 else None
     ctx = d.get("PhysicalContext")
+    sub = d.get("PhysicalSubContext")
+    oem = d.get("Oem")
+    parent = oem.get("ParentalContext") if isinstance(oem, dict) else None
     return SensorReading(
         sensor_id=str(d.get("Id") or ""),
         name=str(d.get("Name") or ""),
@@ -213,16 +239,44 @@ def sensor(doc: Any) -> SensorReading:
         physical_context=ctx if isinstance(ctx, str) else None,
         accuracy_frac=accuracy,
         sensing_interval_s=duration_s(d.get("SensingInterval")),
+        sub_context=sub if isinstance(sub, str) else None,
+        parent_context=parent if isinstance(parent, str) else None,
     )
 
 
-def is_total_sensor(s: SensorReading) -> bool:
-    """A whole-chassis figure (not a PSU, CPU or other part)."""
-    if s.physical_context in (None, "Chassis"):
-        return True
-    if s.physical_context == "PowerSupply":
-        return False
-    return bool(TOTAL_WORDS.search(s.sensor_id)) and s.physical_context in (
-        "SystemBoard",
-        "PowerSubsystem",
-    )
+Role = Literal["total", "supply", "part", "unknown"]
+
+
+def sensor_role(s: SensorReading) -> tuple[Role, str]:
+    """What a sensor measures, and why: ``total`` (the whole chassis), ``supply`` (a PSU's input;
+    their sum is the input), ``part`` (a CPU, a regulator output, ...) or ``unknown`` (nothing
+    says; the probe takes it for the total only when nothing else measures the chassis).
+
+    Decided by what the sensor declares, never by what it lacks: ``PhysicalContext`` Chassis is
+    the total; something that sits in a part (``Oem.ParentalContext`` other than Chassis, a part
+    context) is a part; a board, power-subsystem or regulator *input* named like the whole thing
+    ("Sys Power", "Node") is the total (HPE Cray's node input is a VoltageRegulator Input named
+    "Node"); a sensor without context is a part when its name or id names one (CPU, GPU, ...).
+    """
+    ctx, sub, parent = s.physical_context, s.sub_context, s.parent_context
+    named_total = bool(TOTAL_WORDS.search(s.name or s.sensor_id))
+    if ctx == "Chassis":
+        return "total", "PhysicalContext Chassis: the whole chassis"
+    if parent not in (None, "Chassis"):
+        return "part", f"inside a {parent}"
+    if ctx in SUPPLY_CONTEXTS:
+        if sub == "Output":
+            return "part", f"{ctx} output (the input is what the chassis draws)"
+        return "supply", f"{ctx} input: the supplies' sum is the chassis input"
+    if ctx in BOARD_CONTEXTS:
+        where = f"PhysicalContext {ctx}" + (f" {sub}" if sub else "")
+        if named_total and sub != "Output":
+            return "total", f"{where} named {s.name!r}: the chassis input"
+        return "part", where
+    if ctx is not None:
+        return "part", f"PhysicalContext {ctx}"
+    if PART_WORDS.search(f"{s.name} {s.sensor_id}"):
+        return "part", f"no PhysicalContext; its name {s.name!r} names a part"
+    if named_total:
+        return "total", f"no PhysicalContext; named {s.name!r}"
+    return "unknown", "no PhysicalContext and a name that says nothing"

@@ -9,6 +9,10 @@ the first (instantaneous) value of each rail is a power sample in W. Rails follo
 total/part rules (``probes/jetson/rails.py``) and share their ``measures`` with the ``jetson``
 probe's channels.
 
+A rail that reads negative (Jetson Thor's ``VDD_GPU -392mW`` at idle) is kept as read, never
+dropped or clamped, and flagged through ``problems()`` each time it turns negative: a negative
+power is a sensor or wiring problem (an offset larger than the reading, a reversed shunt).
+
 If tegrastats exits, it is restarted with exponential backoff (0.5 s doubling to 30 s); the exit
 and the length of the gap are reported through ``problems()``. The channels are the rails of the
 first line, so ``open`` waits for it (``timeout``).
@@ -101,6 +105,7 @@ class TegrastatsProbe:
         self._by_rail = _channels(rails, interval_s)
         self._pending = pending
         self._unknown: set[str] = set()
+        self._negative: set[str] = set()  # rails whose last reading was negative
 
     def channels(self) -> list[Channel]:
         return list(self._by_rail.values())
@@ -128,6 +133,7 @@ class TegrastatsProbe:
                     continue
                 t[name].append(t_ns)
                 v[name].append(rail.power_w)
+                self._flag_negative(name, rail.power_w)
             for name in line.rails:
                 if name not in self._by_rail and not skip_rail(name) and name not in self._unknown:
                     self._unknown.add(name)
@@ -140,6 +146,17 @@ class TegrastatsProbe:
                     Block(ch.id, np.array(t[name], np.int64), np.array(v[name], np.float64))
                 )
         return blocks
+
+    def _flag_negative(self, name: str, power_w: float) -> None:
+        """One problem each time a rail turns negative (kept as read, never clamped)."""
+        if power_w >= 0:
+            self._negative.discard(name)
+        elif name not in self._negative:
+            self._negative.add(name)
+            self._problems.append(
+                f"{self._by_rail[name].id}: rail {name} reads {power_w * 1e3:g} mW, a negative "
+                "power: a sensor or wiring problem (offset or reversed shunt); kept as read"
+            )
 
     def problems(self) -> list[str]:
         out = self._problems

@@ -7,6 +7,9 @@ The formats seen:
 - L4T 32 (JetPack 4): ``POM_5V_IN 2545/2547`` (no unit);
 - L4T 35/36 (JetPack 5/6): ``VDD_GPU_SOC 1995mW/1995mW``, sometimes mixed (``598mW/598``);
 - newer L4T: three values ``VDD_GPU_SOC 2792mW/2792mW/2792mW``;
+- Jetson Thor (JetPack 7, L4T 38): negative values where a rail's offset exceeds its reading
+  (``VDD_GPU -392mW/-392mW`` on an idle GPU). They are kept as read (the probe flags the rail:
+  a negative power is a sensor or wiring problem the user must see), never dropped;
 - any of them may be preceded by ``MM-DD-YYYY HH:MM:SS`` (local time, no zone).
 
 Only the first (instantaneous) value is used. ``RAM 2149/3964MB``, ``SWAP 0/1982MB`` and
@@ -22,7 +25,7 @@ from dataclasses import dataclass, field
 
 DATE_RE = re.compile(r"^\s*(\d{2})-(\d{2})-(\d{4}) (\d{2}):(\d{2}):(\d{2})\s+")
 RAIL_RE = re.compile(
-    r"(?<![\w@./%-])([A-Z][A-Z0-9_]*) (\d+)(?:mW)?/(\d+)(?:mW)?(?:/(\d+)(?:mW)?)?(?=\s|$)"
+    r"(?<![\w@./%-])([A-Z][A-Z0-9_]*) (-?\d+)(?:mW)?/(-?\d+)(?:mW)?(?:/(-?\d+)(?:mW)?)?(?=\s|$)"
 )
 
 

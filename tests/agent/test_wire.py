@@ -85,10 +85,20 @@ def test_invalid_markers_are_rejected_with_a_reason(change: dict[str, Any], reas
     assert reason in str(info.value)
 
 
-def test_missing_seq_and_count_on_begin() -> None:
+def test_seq_is_optional_and_count_and_device_belong_on_their_edge() -> None:
     no_seq = {k: v for k, v in GOOD.items() if k != "seq"}
-    with pytest.raises(MarkerError, match="seq is required"):
-        parse_marker(no_seq)
+    assert parse_marker(no_seq).seq is None
+    assert "seq" not in parse_marker(no_seq).to_json()
+    begin = {k: v for k, v in GOOD.items() if k != "count"} | {"event": "begin"}
+    assert parse_marker(begin | {"device": "edge-01"}).device == ("edge-01",)
+    two = parse_marker(begin | {"device": ["edge-01", "local", "edge-01"]})
+    assert two.device == ("edge-01", "local")
+    assert two.to_json()["device"] == ["edge-01", "local"]
+    for bad in ([], "", ["a b"], [1], {"x": 1}):
+        with pytest.raises(MarkerError, match="device"):
+            parse_marker(begin | {"device": bad})
+    with pytest.raises(MarkerError, match="device belongs on the begin"):
+        parse_marker(GOOD | {"device": "edge-01"})
     with pytest.raises(MarkerError, match="count belongs on the end marker"):
         parse_marker(GOOD | {"event": "begin"})
 

@@ -122,7 +122,8 @@ def test_a_known_run_reads_back_as_its_result_from_victoriametrics_and_prometheu
         for trial in (0, 1):
             d.post_marker(
                 {"run": "known", "phase": "infer", "event": "begin", "seq": next(seq),
-                 "trial": trial, "t_ns": time.time_ns(), "meta": meta}
+                 "trial": trial, "t_ns": time.time_ns(), "meta": meta,
+                 "device": ["local", "edge-1"]}
             )  # fmt: skip
             time.sleep(1.5)
             d.post_marker(
@@ -130,7 +131,8 @@ def test_a_known_run_reads_back_as_its_result_from_victoriametrics_and_prometheu
                  "trial": trial, "t_ns": time.time_ns(), "count": 300 + trial, "unit": "image"}
             )  # fmt: skip
         # receive-time markers: a phase with a quality flag
-        d.post_marker({"run": "known", "phase": "cool", "event": "begin", "seq": next(seq)})
+        d.post_marker({"run": "known", "phase": "cool", "event": "begin", "seq": next(seq),
+                       "device": ["local", "edge-1"]})  # fmt: skip
         time.sleep(1.0)
         d.post_marker({"run": "known", "phase": "cool", "event": "end", "seq": next(seq)})
         result = wait_result(d, "known", 3)

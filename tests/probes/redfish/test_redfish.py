@@ -34,6 +34,7 @@ import pytest
 
 from powerd.errors import ProbeUnavailable
 from probes.redfish import RedfishProbe, family
+from probes.redfish.parse import sensor, sensor_role
 from tests.probes.redfish.mockserver import MockRedfish
 from tests.tools import require_tool
 
@@ -259,3 +260,35 @@ def test_measure_against_the_mockup(mockup: Callable[..., MockRedfish], tmp_path
     (phase,) = json.loads((out / "r1.json").read_text())["phases"]
     assert phase["channels"]["redfish:bmc:System.Embedded.1:power"]["primary"] is True
     assert phase["energy_j"] / phase["duration_s"] == pytest.approx(212.0, rel=1e-6)
+
+
+EX235A_SENSORS = TESTDATA / "crayhpe-ex235a-node-input" / "mockup" / "Chassis" / "Node0" / "Sensors"
+
+
+@pytest.mark.parametrize(
+    ("doc", "role"),
+    [
+        (EX235A_SENSORS / "ChassisVoltageRegulator0InputEnergy", "total"),  # named "Node"
+        (EX235A_SENSORS / "CPU00SynthesizedEnergy", "part"),  # no context, inside a CPU
+        (EX235A_SENSORS / "ChassisVoltageRegulator0OutputPower", "part"),  # a regulator output
+        (EX235A_SENSORS / "ChassisVoltageRegulator2InputPower", "part"),  # "PDB INRUSH CPU"
+        ({"ReadingType": "Power", "Reading": 1, "PhysicalContext": "Rectifier",
+          "PhysicalSubContext": "Input"}, "supply"),
+        ({"ReadingType": "Power", "Reading": 1, "PhysicalContext": "PowerSupply",
+          "PhysicalSubContext": "Output"}, "part"),
+        ({"ReadingType": "Power", "Reading": 1, "Name": "CPU1 Power"}, "part"),
+        ({"ReadingType": "Power", "Reading": 1, "Name": "Power Consumption Monitor"}, "unknown"),
+        ({"ReadingType": "Power", "Reading": 1, "Name": "Subsystem Power"}, "unknown"),
+    ],
+)  # fmt: skip
+def test_a_sensor_role_comes_from_what_it_declares(doc: Path | dict[str, Any], role: str) -> None:
+    if isinstance(doc, Path):
+        doc = json.loads((doc / "index.json").read_text())
+    assert sensor_role(sensor(doc))[0] == role
+
+
+def test_a_sensor_in_units_that_disagree_with_its_type_is_not_read() -> None:
+    s = sensor({"ReadingType": "Power", "Reading": 7, "ReadingUnits": "J"})
+    assert s.kind == "power" and s.value.si is None and "ReadingUnits 'J'" in s.value.reason
+    ok = sensor({"ReadingType": "EnergykWh", "Reading": 2, "ReadingUnits": "kW.h"})
+    assert ok.value.si == 7.2e6

@@ -191,3 +191,26 @@ def test_measure_with_the_fake_tegrastats(fake: Path, tmp_path: Path) -> None:
     assert chans["tegrastats:VDD_IN"]["primary"] is True
     assert chans["tegrastats:VDD_SOC"]["primary"] is False  # a part of VDD_IN, never added
     assert 4.9 <= phase["energy_j"] / phase["duration_s"] <= 5.3  # lines cycle 5.0, 5.1, 5.2 W
+
+
+def test_a_negative_rail_is_kept_as_read_and_flagged(
+    fake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jetson Thor prints ``VDD_GPU -392mW/-392mW`` at idle: a reading, and a problem to see."""
+    thor = TESTDATA / "thor-jetpack7-l4t38-negative-rail.txt"
+    monkeypatch.setenv("FAKE_TEGRASTATS_LINES", str(thor))
+    probe = family.open("interval=0.05")
+    try:
+        chans = {c.id: c for c in probe.channels()}
+        assert chans["tegrastats:VIN"].source_class == "telemetry"  # Thor's input: the total
+        assert chans["tegrastats:VDD_GPU"].source_class == "estimate"  # a part of VIN
+        values, problems = collect(probe, lambda v, p: len(v.get("tegrastats:VDD_GPU", [])) >= 3)
+    finally:
+        probe.close()
+    assert values["tegrastats:VDD_GPU"][:3] == [-0.392, 1.208, -0.392]
+    negative = [p for p in problems if "negative" in p]
+    assert negative and all(p.startswith("tegrastats:VDD_GPU: rail VDD_GPU") for p in negative)
+    assert "sensor or wiring problem" in negative[0] and "-392 mW" in negative[0]
+    gpu = values["tegrastats:VDD_GPU"]
+    turns = sum(1 for i, w in enumerate(gpu) if w < 0 and (i == 0 or gpu[i - 1] >= 0))
+    assert len(negative) == turns  # once each time the rail turns negative, not once per line
