@@ -69,6 +69,8 @@ SINK_BLOCKS_DROPPED_TOTAL = "powerd_sink_blocks_dropped_total"
 DEGRADED = "powerd_degraded"
 COMPONENT_UP = "powerd_component_up"
 PROBLEMS_TOTAL = "powerd_problems_total"
+# exporter only: 1 while a local probe samples, 0 while it is retried or its link is down
+PROBE_UP = "powerd_probe_up"
 
 
 @dataclass(frozen=True)
@@ -346,6 +348,15 @@ class DaemonCollector(Collector):
             for spec, h in health:
                 family.add_metric([spec, labels.host], getattr(h, attr))
             yield family
+        up = GaugeMetricFamily(
+            PROBE_UP,
+            "1 while a local probe is open and sampling; 0 while it has not opened yet (retried "
+            "with backoff), its reads keep failing, or its link is down (a serial unplug)",
+            labels=PROBE_LABELS,
+        )
+        for spec, h in health:
+            up.add_metric([spec, labels.host], 1.0 if h.up else 0.0)
+        yield up
 
         points = CounterMetricFamily(
             _strip_total(SINK_SAMPLES_TOTAL),
