@@ -8,13 +8,22 @@ Routes (described exactly in ``powerd/openapi.json``, served at ``GET /v1/openap
   without a begin, …), 413 a body over ``MAX_BODY_BYTES``.
 - ``GET /v1/runs/{run}``: the stored contract-2 result; 404 with the reason when there is none.
 - ``GET /v1/channels``: latest power per channel.
-- ``GET /healthz``: counts and agent clock offsets (no token needed, for probes and load balancers).
+- ``GET /healthz``: ``{"status": "ok"|"degraded"}`` to anyone (for probes and load balancers);
+  with the token (or when the server has none, which it may only on loopback) also what is down
+  and why, counts and agent clock offsets.
 - ``GET /metrics``: Prometheus text, names from ``powerd.metrics``.
 
 Every error is ``{"error": "<reason>"}``, unknown routes included, so a harness can show the reason.
 With a token every route except ``/healthz`` needs ``Authorization: Bearer <token>`` (compared in
 constant time, never logged, never echoed). Binding to anything but loopback without a token is
 refused here too, not only by the config check.
+
+Hostile clients are bounded (``HttpLimits``, ``[http]`` in the config): a connection that has not
+sent a complete request head within ``header_timeout_s`` (or sits idle that long between
+requests) is closed, so slow-header clients cannot hold file descriptors; a body must arrive within
+``body_timeout_s`` (408); beyond ``max_connections`` open connections a new one gets a 503 and is
+closed at once. Every malformed body is a 4xx (deep JSON, invalid UTF-8, huge numbers, non-object
+JSON), never a 500.
 
 The server runs inside the daemon's asyncio loop (``start_api``) or, for the synchronous
 ``powerd measure``, on its own loop in a thread (``ApiThread``). Calls into the Daemon that touch
@@ -30,6 +39,7 @@ import json
 import math
 import threading
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -52,7 +62,23 @@ UNAUTHENTICATED = frozenset({"/healthz"})
 SHUTDOWN_TIMEOUT_S = 5.0
 START_TIMEOUT_S = 10.0
 
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+DEFAULT_BODY_TIMEOUT_S = 10.0
+DEFAULT_MAX_CONNECTIONS = 256
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """Bounds on what a client may hold: time to send a request head (and idle keep-alive), time
+    to send a body, and open connections in all."""
+
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+
+
 DAEMON_KEY = web.AppKey("daemon", Daemon)
+LIMITS_KEY = web.AppKey("limits", HttpLimits)
 TOKEN_KEY: web.AppKey[bytes | None] = web.AppKey("token")
 OPENAPI_KEY: web.AppKey[bytes] = web.AppKey("openapi")
 
@@ -160,12 +186,18 @@ async def post_marker(request: web.Request) -> web.Response:
         return _error(400, f"source {source!r} must be 1-128 characters of A-Za-z0-9_.:-")
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         return _error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
-    body = await request.read()
+    timeout_s = request.app[LIMITS_KEY].body_timeout_s
+    try:
+        body = await asyncio.wait_for(request.read(), timeout_s)
+    except TimeoutError:
+        return _error(408, f"request body not received within {timeout_s:g} s")
     received_ns = daemon.clock()
     try:
         obj = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError) as err:
         return _error(400, f"body is not UTF-8 JSON: {err}")
+    except RecursionError:
+        return _error(400, "body is not UTF-8 JSON: nested too deeply")
     # A JSON value that is not an object goes in as the raw body: the daemon rejects and counts it.
     payload: bytes | dict[str, Any] = obj if isinstance(obj, dict) else body
     outcome: MarkerOutcome = await asyncio.to_thread(
@@ -209,6 +241,9 @@ async def get_channels(request: web.Request) -> web.Response:
 async def get_health(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON_KEY]
     snap = daemon.health.snapshot()
+    token = request.app[TOKEN_KEY]
+    if token is not None and not _authorized(request, token):
+        return _json({"status": snap["status"]})  # the details may name hosts, ids and paths
     return _json(
         {
             "status": snap["status"],
@@ -226,12 +261,17 @@ async def get_openapi(request: web.Request) -> web.Response:
     return web.Response(body=request.app[OPENAPI_KEY], content_type="application/json")
 
 
-def make_app(daemon: Daemon, token: str | None) -> web.Application:
-    """The API over ``daemon``; with ``token`` every route but /healthz needs it as a bearer."""
+def make_app(
+    daemon: Daemon, token: str | None, limits: HttpLimits | None = None
+) -> web.Application:
+    """The API over ``daemon``; with ``token`` every route but /healthz needs it as a bearer
+    (and /healthz gives only its status without it). ``limits``: see ``HttpLimits``."""
+    limits = limits or HttpLimits()
     if token is not None and not token:
         raise PowerdError("the API token is empty")
     app = web.Application(middlewares=[_auth_and_errors], client_max_size=MAX_BODY_BYTES)
     app[DAEMON_KEY] = daemon
+    app[LIMITS_KEY] = limits
     app[TOKEN_KEY] = None if token is None else token.encode("utf-8")
     app[OPENAPI_KEY] = OPENAPI_PATH.read_bytes()
     registry = registry_for(daemon)
@@ -265,15 +305,69 @@ def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+class _Refuse(asyncio.Protocol):
+    """A connection over the cap: one 503 answer, then closed, whatever the client sends."""
+
+    BODY = json.dumps({"error": "too many open connections; retry later"}).encode()
+    HEAD = (
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(BODY)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+    ).encode()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(self.HEAD + self.BODY)
+        transport.close()
+
+
+class _CappedSite(web.TCPSite):
+    """A TCP site that refuses (503, closed) connections beyond ``max_connections``."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, limits: HttpLimits) -> None:
+        super().__init__(runner, host, port)
+        self._limits = limits
+        self.refused = 0
+
+    async def start(self) -> None:
+        self._runner._reg_site(self)
+        server = self._runner.server
+        assert server is not None
+        cap = self._limits.max_connections
+        daemon = self._runner.app[DAEMON_KEY] if isinstance(self._runner, web.AppRunner) else None
+
+        def factory() -> asyncio.Protocol:
+            if len(server.connections) < cap:
+                return server()
+            self.refused += 1
+            if daemon is not None:
+                daemon.health.problem(
+                    "http", "http_connections_refused", f"more than {cap} open connections"
+                )
+            return _Refuse()
+
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            factory, self._host, self._port, backlog=self._backlog, reuse_address=True
+        )
+
+
 async def start_api(
     app: web.Application, host: str = "127.0.0.1", port: int = 0
 ) -> tuple[web.AppRunner, str]:
-    """Serve ``app`` on the running loop (port 0: a free one); stop with ``runner.cleanup()``."""
+    """Serve ``app`` on the running loop (port 0: a free one); stop with ``runner.cleanup()``.
+
+    The app's ``HttpLimits`` bound header and idle time (aiohttp's keep-alive timer runs from
+    the connection's start until a complete request head arrived) and open connections."""
     check_bind(host, app)
-    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    limits = app[LIMITS_KEY]
+    runner = web.AppRunner(
+        app,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        keepalive_timeout=limits.header_timeout_s,
+    )
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        await _CappedSite(runner, host, port, limits).start()
     except OSError as err:
         await runner.cleanup()
         raise PowerdError(

@@ -32,6 +32,9 @@ lists every key (a test checks it against the schema, so keep both in step):
     bind = "127.0.0.1"                 # anything else requires token_file
     port = 8089                        # 1-65535
     token_file = "/etc/powerd/api-token"
+    header_timeout_s = 10.0            # a request head (or an idle keep-alive) must come sooner
+    body_timeout_s = 10.0              # a request body must arrive within this (else 408)
+    max_connections = 256              # open connections beyond this get a 503 and are closed
 
     [retention]
     max_age_days = 30                  # > 0
@@ -104,6 +107,9 @@ class HttpSettings(Table, frozen=True):
     bind: Name = "127.0.0.1"
     port: Port = 8089
     token_file: Path | None = None
+    header_timeout_s: Seconds = 10.0
+    body_timeout_s: Seconds = 10.0
+    max_connections: Port = 256  # an integer 1-65535, as a port
 
     def token(self) -> str | None:
         if self.token_file is None:

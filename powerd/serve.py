@@ -111,7 +111,7 @@ async def housekeeping(daemon: Daemon, store: Store) -> None:
 
 
 async def serve(cfg: DaemonConfig, state_dir: Path) -> None:
-    from powerd.api import make_app, start_api
+    from powerd.api import HttpLimits, make_app, start_api
 
     token = cfg.http.token()
     store = Store(state_dir / "powerd.db", cfg.retention)
@@ -147,7 +147,10 @@ async def serve(cfg: DaemonConfig, state_dir: Path) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner, url = await start_api(make_app(daemon, token), cfg.http.bind, cfg.http.port)
+    limits = HttpLimits(
+        cfg.http.header_timeout_s, cfg.http.body_timeout_s, cfg.http.max_connections
+    )
+    runner, url = await start_api(make_app(daemon, token, limits), cfg.http.bind, cfg.http.port)
     _log(f"store {store.path}; HTTP API {url}")
     tasks = [asyncio.create_task(housekeeping(daemon, store))]
     if cfg.mqtt is not None:
