@@ -65,6 +65,8 @@ START_TIMEOUT_S = 10.0
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 DEFAULT_BODY_TIMEOUT_S = 10.0
 DEFAULT_MAX_CONNECTIONS = 256
+# how long an unread body is still drained after an early answer (413, 408) before closing
+LINGER_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -190,7 +192,9 @@ async def post_marker(request: web.Request) -> web.Response:
     try:
         body = await asyncio.wait_for(request.read(), timeout_s)
     except TimeoutError:
-        return _error(408, f"request body not received within {timeout_s:g} s")
+        resp = _error(408, f"request body not received within {timeout_s:g} s")
+        resp.force_close()  # and the connection is closed after LINGER_S more
+        return resp
     received_ns = daemon.clock()
     try:
         obj = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
@@ -364,6 +368,7 @@ async def start_api(
         app,
         shutdown_timeout=SHUTDOWN_TIMEOUT_S,
         keepalive_timeout=limits.header_timeout_s,
+        lingering_time=LINGER_S,
     )
     await runner.setup()
     try:
