@@ -144,6 +144,7 @@ class Agent:
             flush_interval_s=self.cfg.publish_interval_s,
             names=[spec for spec, _ in opened],
             pending=pending,
+            on_status=lambda comp, why: _log(f"{comp} is down: {why}" if why else f"{comp} is up"),
             log=_log,
         )
 
