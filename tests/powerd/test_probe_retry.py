@@ -221,3 +221,72 @@ def test_daemon_started_before_its_meter_uses_it_and_flags_a_killed_meter(tmp_pa
         t, _ = store.samples(POWER, phase["t_begin_ns"], phase["t_end_ns"])
     i = int(np.searchsorted(t, gap["t_begin_ns"]))
     assert t[i] == gap["t_begin_ns"] and t[i + 1] == gap["t_end_ns"]
+
+
+class FileProbe:
+    """Power read from a file at every poll: removing the file makes every read fail (a real
+    OSError), as a sysfs attribute of a driver that went away would."""
+
+    poll_interval_s = 0.01
+
+    def __init__(self, path: Path) -> None:
+        from powerd.channel import Channel
+
+        self.path = path
+        self.channel = Channel(
+            id="file:0", kind="power", source_class="meter", nominal_period_s=0.01
+        )
+
+    def channels(self) -> list[Any]:
+        return [self.channel]
+
+    def read(self, now_utc_ns: int) -> list[Any]:
+        from powerd.block import Block
+
+        return [Block.of(self.channel.id, [now_utc_ns], [float(self.path.read_text())])]
+
+    def problems(self) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        return None
+
+
+def test_a_probe_whose_reads_keep_failing_is_down_and_its_gap_exact(tmp_path: Path) -> None:
+    source = tmp_path / "power"
+    source.write_text("3.5")
+    health = Health(log=lambda _: None)
+    with Store(tmp_path / "s.db") as store:
+        sampler = Sampler(
+            [FileProbe(source)],
+            Timeline(1 << 14),
+            store,
+            TimeAnchor(),
+            names=["file:0"],
+            on_status=_status_on(health),
+            put_gap=store.put_gap,
+        )
+        sampler.start()
+        try:
+            ((_, ph),) = sampler.probe_health()
+            wait_for(lambda: ph.samples >= 5)
+            assert not health.degraded
+            source.unlink()
+            wait_for(lambda: health.degraded)
+            down = health.snapshot()["down"]["probe:file:0"]
+            assert "3 reads in a row failed" in down and "FileNotFoundError" in down
+            wait_for(lambda: bool(store.gaps("file:0", 0, FAR_NS)))
+            assert store.gaps("file:0", 0, FAR_NS)[0][1] is None  # open while down
+            before = ph.samples
+            (tmp_path / "power.new").write_text("4.5")
+            (tmp_path / "power.new").rename(source)  # atomically: no read sees half of it
+            wait_for(lambda: not health.degraded and ph.samples >= before + 5)
+        finally:
+            sampler.stop()
+        t, v = store.samples("file:0", 0, FAR_NS)
+        ((begin, end, reason),) = store.gaps("file:0", 0, FAR_NS)
+    assert reason == GAP_REASON and end is not None
+    i = int(np.searchsorted(t, begin))
+    assert t[i] == begin and t[i + 1] == end
+    assert set(v[: i + 1].tolist()) == {3.5} and set(v[i + 1 :].tolist()) == {4.5}
+    assert ph.up and ph.errors >= 3
