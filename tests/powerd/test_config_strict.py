@@ -103,7 +103,8 @@ def test_unknown_tables_and_keys_are_errors_naming_the_allowed_ones(tmp_path: Pa
         "unknown table [htp]; allowed: [daemon], [mqtt], [http], [retention], [sinks], [influx]"
     )
     assert error_of(tmp_path, "[http]\nprot = 1") == (
-        "[http] prot: unknown key; allowed: bind, port, token_file"
+        "[http] prot: unknown key; allowed: bind, port, token_file, header_timeout_s, "
+        "body_timeout_s, max_connections"
     )
     assert error_of(tmp_path, "[mqtt]\npasword_file = 'x'").startswith(
         "[mqtt] pasword_file: unknown key; allowed: host, port, username, password_file,"
