@@ -290,3 +290,43 @@ def test_a_probe_whose_reads_keep_failing_is_down_and_its_gap_exact(tmp_path: Pa
     assert t[i] == begin and t[i + 1] == end
     assert set(v[: i + 1].tolist()) == {3.5} and set(v[i + 1 :].tolist()) == {4.5}
     assert ph.up and ph.errors >= 3
+
+
+def test_an_agent_probe_absent_at_start_comes_up_and_its_channels_are_announced(
+    tmp_path: Path,
+) -> None:
+    from agent.agent import Agent, AgentConfig
+    from agent.mqttconf import MqttSettings
+
+    link = tmp_path / "wt310"
+    spec = f"wt300:{link},{SPEC}"
+    cfg = AgentConfig("edge-9", ("sim:constant,w=2", spec), MqttSettings(), tmp_path / "spool")
+    agent = Agent(cfg)
+    agent.sampler.retry_first_s = agent.sampler.retry_max_s = 0.05
+    agent.sampler.start()
+    sim = PtySimulator(make("wt310", WF, {"rate": "0.1"}), link)
+    try:
+        health = dict(agent.sampler.probe_health())
+        assert not health[spec].up and "cannot open" in health[spec].down_reason
+        assert POWER not in agent.outbox.channels
+        sim.start()
+        wait_for(lambda: health[spec].up and health[spec].samples >= 4)
+        assert POWER in agent.outbox.channels
+    finally:
+        agent.sampler.stop()
+        sim.stop()
+    topics = [(m.topic, m.payload) for m in agent.spool.peek(10_000)]
+    announced = [p for t, p in topics if t == "powerd/v1/channels/edge-9"]
+    assert announced and POWER in {ch["id"] for ch in json.loads(announced[-1])}
+    # its channels were announced before its first block, so the daemon knows them
+    from agent.wire import decode_blocks
+
+    first_block = next(
+        i
+        for i, (t, p) in enumerate(topics)
+        if t == "powerd/v1/blocks/edge-9" and any(b.channel == POWER for b in decode_blocks(p))
+    )
+    assert any(
+        t == "powerd/v1/channels/edge-9" and POWER in p.decode() for t, p in topics[:first_block]
+    )
+    agent.spool.close()
