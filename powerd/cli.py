@@ -258,13 +258,14 @@ def _store(state_dir: Path | None) -> Any:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from powerd.report.files import write_reports
+    from powerd.report.files import check_out_dir, write_reports
     from powerd.report.table import format_table
     from powerd.runs import compute_run
 
     path = (args.state_dir or default_state_dir()) / "powerd.db"
     if not path.exists():
         raise PowerdError(f"no store at {path}; measure something first or pass --state-dir")
+    check_out_dir(args.out)
     with _store(args.state_dir) as store:
         result = compute_run(store, args.run, args.idle_power, tuple(args.primary))
         store.put_result(result, time.time_ns())
@@ -294,13 +295,28 @@ def cmd_markers(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    """The runs table (oldest first, newest last) or, with --json, the same rows as JSON."""
+    import json
+
+    from powerd.runs import list_runs, runs_table
+
+    if args.limit is not None and args.limit < 1:
+        raise PowerdError("--limit must be >= 1")
     path = (args.state_dir or default_state_dir()) / "powerd.db"
     if not path.exists():
-        print(f"no store at {path}")
+        if args.json:
+            print("[]")
+        else:
+            print(f"no store at {path} (measure something first, or pass --state-dir)")
         return 0
     with _store(args.state_dir) as store:
-        for run in store.runs():
-            print(run)
+        rows = list(reversed(list_runs(store, args.limit)))
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    elif not rows:
+        print(f"no runs in {path}")
+    else:
+        print(runs_table(rows))
     return 0
 
 
