@@ -321,19 +321,26 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_probes(_args: argparse.Namespace) -> int:
-    from probes.registry import broken_families, families
+    from probes.registry import families, missing_extra, unloadable_families
 
     rows = [("probe", "status", "details")]
     for name, fam in families().items():
         try:
             avail = fam.available()
         except Exception as err:
-            rows.append((name, "broken", f"{type(err).__name__}: {err}"))
+            extra = missing_extra(err)
+            rows.append(
+                (name, "missing", extra)
+                if extra
+                else (name, "broken", f"{type(err).__name__}: {err}")
+            )
             continue
         status = "available" if avail.ok else ("broken" if avail.broken else "missing")
         rows.append((name, status, f"{fam.summary}; {avail.reason}"))
-    for name, problem in broken_families().items():
-        rows.append((name, "broken", f"cannot load: {problem}"))
+    for name, (problem, missing) in unloadable_families().items():
+        rows.append(
+            (name, "missing", problem) if missing else (name, "broken", f"cannot load: {problem}")
+        )
     width = [max(len(r[i]) for r in rows) for i in range(2)]
     for r in rows:
         print(f"{r[0]:<{width[0]}}  {r[1]:<{width[1]}}  {r[2]}")

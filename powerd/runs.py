@@ -150,7 +150,7 @@ def runs_table(rows: list[dict[str, Any]]) -> str:
     """The text table of ``powerd runs`` for summaries given oldest first."""
     from powerd.report.numbers import unc_text, value_text
 
-    head = ("started (UTC)", "run", "phases", "energy_j", "±U95_j", "j_per_unit", "flags")
+    head = ("started (UTC)", "run", "phases", "energy_j", "±U95_j", "j_per_unit ± U95", "flags")
     lines: list[tuple[str, ...]] = [head]
     for r in rows:
         per = "-"
