@@ -300,9 +300,9 @@ def run_result(
     idle_phases = [
         phase_result(p, channels, samples, None, primary) for p in ordered if p.phase == IDLE_PHASE
     ]
-    if idle_power_w is not None:
-        idle, idle_unc_w = idle_power_w, 0.0
-    else:
+    idle: float | None = idle_power_w
+    idle_unc_w = 0.0
+    if idle_power_w is None:
         idle = idle_from_phases(idle_phases)
         idle_unc_w = idle_uncertainty_from_phases(idle_phases)
     results = [
