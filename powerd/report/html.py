@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from powerd.report.numbers import decimals_for
+from powerd.report.numbers import decimals_for, value_text
 
 MAX_POINTS = 2000
 DASH = "—"
@@ -304,6 +304,16 @@ def _num_td(x: Any, sig: int = 4) -> str:
     return f'<td class="n">{fmt(x, sig)}</td>'
 
 
+def _mean_td(entry: dict[str, Any]) -> str:
+    """Mean power rounded to its own uncertainty (the energy's over the duration)."""
+    mean, unc, dur = (
+        _finite(entry.get(k)) for k in ("mean_power_w", "uncertainty_j", "duration_s")
+    )
+    if mean is None or unc is None or not dur:
+        return _num_td(entry.get("mean_power_w"))
+    return f'<td class="n">{value_text(mean, unc / dur, ",")}</td>'
+
+
 def _meta(meta: Any) -> str:
     if not isinstance(meta, dict) or not meta:
         return ""
@@ -336,7 +346,7 @@ def _results_table(phases: list[dict[str, Any]]) -> str:
             f"{_num_td(p.get('trial'))}{_num_td(p.get('duration_s'))}"
             f'<td class="n">{count}</td>'
             f'<td class="n energy">{fmt_pm(p.get("energy_j"), p.get("uncertainty_j"))}</td>'
-            f"{_num_td(p.get('mean_power_w'))}{_num_td(p.get('peak_power_w'))}"
+            f"{_mean_td(p)}{_num_td(p.get('peak_power_w'))}"
             f'<td class="n">{fmt_pm(p.get("j_per_unit"), p.get("j_per_unit_uncertainty"))}</td>'
             f"{_num_td(p.get('idle_power_w'))}"
             f'<td class="n">{fmt_pm(p.get("net_energy_j"), p.get("net_uncertainty_j"))}</td>'

@@ -85,6 +85,9 @@ def test_table_and_html_show_each_figure_with_its_uncertainty() -> None:
     page = render_html(res, {})
     assert fmt_pm(run["net_energy_j"], run["net_uncertainty_j"]) in page
     assert fmt_pm(per, per_unc) in page
+    mean_unc = run["uncertainty_j"] / run["duration_s"]
+    assert f'<td class="n">{value_text(run["mean_power_w"], mean_unc, ",")}</td>' in page
+    assert row["mean_w"] == value_text(run["mean_power_w"], mean_unc)
     assert "contract 2 (result v1)" in page and "result format" not in page
 
 
