@@ -134,8 +134,8 @@ class Progress:
     figures. A slice ends at the latest time every channel has a sample for, so no slice holds a
     value beyond the last sample (that edge would never be corrected): the figure covers the phase
     up to that time and its mean power is over that span. Before any slice is complete the line
-    shows "-" rather than 0. The line says "running" while CMD runs; the final figures are the
-    table's, printed when the run is computed from the store.
+    shows "-" rather than 0. The line says "running" while CMD runs; when CMD has ended it says so
+    and shows no figure: the final figures are the table's, computed from the store.
     """
 
     def __init__(self, timeline: Timeline, run: str, quiet: bool) -> None:
@@ -184,15 +184,18 @@ class Progress:
         if self.quiet or (not force and time.monotonic() < self.next_s):
             return
         self.next_s = time.monotonic() + self.every_s
-        self._advance(t_begin_ns, now_ns)
         elapsed_s = (now_ns - t_begin_ns) / 1e9
-        energy_j, mean_w = self.figures()
-        state = "ended, computing" if force else "running"
-        text = (
-            f"powerd: {self.run} {phase} ({state}) {elapsed_s:7.1f} s  "
-            f"so far {sig_text(energy_j):>9} J  mean {sig_text(mean_w):>9} W"
-        )
-        sys.stderr.write(("\r" + text) if self.tty else (text + "\n"))
+        if force:
+            # the final figures are the table's; a last "so far" figure would be a second number
+            text = f"powerd: {self.run} {phase} ended after {elapsed_s:.1f} s; computing the result"
+        else:
+            self._advance(t_begin_ns, now_ns)
+            energy_j, mean_w = self.figures()
+            text = (
+                f"powerd: {self.run} {phase} (running) {elapsed_s:7.1f} s  "
+                f"so far {sig_text(energy_j):>9} J  mean {sig_text(mean_w):>9} W"
+            )
+        sys.stderr.write(("\r" + text + "\x1b[K") if self.tty else (text + "\n"))
         sys.stderr.flush()
 
     def done(self) -> None:

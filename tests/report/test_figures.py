@@ -102,8 +102,9 @@ def test_progress_uses_the_tables_method(monkeypatch: pytest.MonkeyPatch) -> Non
     prog = Progress(timeline, "r", quiet=False)
     written: list[str] = []
     monkeypatch.setattr(sys.stderr, "write", written.append)
-    prog.tick("run", begin, begin, force=True)
-    assert "running" not in written[-1] and " - J" in written[-1], "no 0 before any data"
+    prog.next_s = 0.0
+    prog.tick("run", begin, begin)
+    assert "(running)" in written[-1] and " - J" in written[-1], "no 0 before any data"
     ticks = 0
     for lo, hi in ((0, 700), (700, 1400), (1400, 2100), (2100, 3001)):
         timeline.append(Block.of("m:1", t[lo:hi], p[lo:hi]))
@@ -116,3 +117,5 @@ def test_progress_uses_the_tables_method(monkeypatch: pytest.MonkeyPatch) -> Non
     whole = integrate(t, p, Window(begin, int(t[-1])), ch)
     assert energy_j == pytest.approx(whole.energy_j, rel=1e-9)
     assert mean_w == pytest.approx(whole.mean_power_w, rel=1e-9)
+    prog.tick("run", begin, int(t[-1]) + 5 * MS, force=True)
+    assert "ended after" in written[-1] and " J" not in written[-1], "no second final figure"
