@@ -252,9 +252,26 @@ def _add_global_options(parser: argparse.ArgumentParser, command: str | None) ->
 
 
 def _store(state_dir: Path | None) -> Any:
+    return open_store(state_dir or default_state_dir())
+
+
+def open_store(state_dir: Path) -> Any:
+    """The store in ``state_dir`` (created if missing); a directory or database that cannot be
+    used is one line (PowerdError) naming it, never a traceback."""
+    import sqlite3
+
     from powerd.store import Store
 
-    return Store((state_dir or default_state_dir()) / "powerd.db")
+    if state_dir.exists() and not state_dir.is_dir():
+        raise PowerdError(f"--state-dir {state_dir}: exists and is not a directory")
+    try:
+        return Store(state_dir / "powerd.db")
+    except (OSError, sqlite3.Error) as err:
+        why = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise PowerdError(
+            f"cannot use the store in {state_dir}: {why} (pass --state-dir DIR: a writable "
+            "directory)"
+        ) from None
 
 
 def cmd_report(args: argparse.Namespace) -> int:

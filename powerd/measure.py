@@ -39,7 +39,6 @@ from powerd.report.table import format_table
 from powerd.results import choose_primary
 from powerd.runner import Sampler
 from powerd.runs import compute_run
-from powerd.store import Store
 from powerd.timebase import TimeAnchor
 from powerd.timeline import Timeline
 from probes.base import Probe
@@ -282,12 +281,12 @@ def _run_cmd(
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    from powerd.cli import default_state_dir
+    from powerd.cli import default_state_dir, open_store
 
     check_out_dir(args.out)  # before any probe opens or CMD starts: a bad --out costs no run
     probes = _validate(args)
     state_dir: Path = args.state_dir or default_state_dir()
-    with Store(state_dir / "powerd.db") as store:
+    with open_store(state_dir) as store:
         if store.markers(args.run):
             raise SpecError(
                 f"run {args.run!r} already exists in {store.path}; choose another --run "

@@ -174,3 +174,9 @@ def runs_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(x, widths, strict=True)).rstrip() for x in lines
     )
+
+
+def recent_run_ids(store: Store, n: int = 10) -> list[str]:
+    """The ``n`` most recent run ids by time, oldest first (for "recent runs: ..." in errors;
+    ``Store.runs()`` is alphabetical)."""
+    return [row[0] for row in reversed(store.run_index(n))]

@@ -40,3 +40,13 @@ def test_runs_are_listed_newest_first_in_pages(api: Api, daemon: Daemon) -> None
     for bad in ("limit=0", "limit=x", "limit=1001", "before=nope", "before=12:bad%20id"):
         reply = api.call("GET", f"/v1/runs?{bad}")
         assert reply.status == 400 and reply.json()["error"], bad
+
+
+def test_recent_run_ids_are_by_time(daemon: Daemon, api: Api) -> None:
+    from powerd.runs import recent_run_ids
+
+    t0 = time.time_ns()
+    for i, run in enumerate(["z", "y", "x"]):
+        api.call("POST", "/v1/markers", marker(run, "begin", t0 + i * S))
+    assert recent_run_ids(daemon.store, 2) == ["y", "x"]
+    assert recent_run_ids(daemon.store) == ["z", "y", "x"]

@@ -169,3 +169,15 @@ def test_a_missing_extra_says_what_to_install() -> None:
         assert " missing " in rows[name] and "pip install 'powerd[serial]'" in rows[name], name
     assert "broken" not in r.stdout
     assert "probe 'scpi' is not usable here: pyserial is not installed" in r.stderr
+
+
+def test_an_unusable_state_dir_is_one_line_before_the_command_starts(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    started = tmp_path / "started"
+    for state in ("/proc/powerd-x", str(tmp_path / "a-file")):
+        r = measure(Path(state), "r1", tmp_path / "out", "touch", str(started))
+        assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
+        assert state in r.stderr and "Traceback" not in r.stderr
+        assert not started.exists()
+        m = powerd("markers", "apply", "--state-dir", state, stdin="{}")
+        assert m.returncode == 2 and len(m.stderr.splitlines()) == 1, m.stderr
