@@ -52,6 +52,8 @@ PROGRESS_TTY_S = 0.5
 PROGRESS_PIPE_S = 30.0
 TRAIL_TIMEOUT_S = 2.0
 EXIT_REPORT_FAILED = 2
+STALE_PERIODS = 20
+STALE_MIN_S = 2.0
 
 
 def _validate(args: argparse.Namespace) -> list[Probe]:
@@ -149,10 +151,17 @@ class Progress:
         self.last: dict[str, ChannelEnergy] = {}
 
     def _data_until_ns(self, now_ns: int) -> int:
-        latest = [self.timeline.latest(c) for c in self.timeline.channels]
-        if not latest or any(x is None for x in latest):
-            return self.upto_ns
-        return min(now_ns, *(x[0] for x in latest if x is not None))
+        """The latest time every live channel has data for; a channel silent for longer than
+        ``STALE_PERIODS`` periods (at least ``STALE_MIN_S``) does not hold the line back."""
+        ends: list[int] = []
+        for c, ch in self.timeline.channels.items():
+            latest = self.timeline.latest(c)
+            if latest is None:
+                return self.upto_ns
+            stale_ns = int(max(STALE_MIN_S, STALE_PERIODS * ch.nominal_period_s) * 1e9)
+            if latest[0] >= now_ns - stale_ns:
+                ends.append(latest[0])
+        return min(now_ns, *ends) if ends else self.upto_ns
 
     def _advance(self, t_begin_ns: int, now_ns: int) -> None:
         if t_begin_ns != self.phase_begin_ns:

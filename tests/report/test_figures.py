@@ -119,3 +119,22 @@ def test_progress_uses_the_tables_method(monkeypatch: pytest.MonkeyPatch) -> Non
     assert mean_w == pytest.approx(whole.mean_power_w, rel=1e-9)
     prog.tick("run", begin, int(t[-1]) + 5 * MS, force=True)
     assert "ended after" in written[-1] and " J" not in written[-1], "no second final figure"
+
+
+def test_progress_is_not_held_back_by_a_silent_channel(monkeypatch: pytest.MonkeyPatch) -> None:
+    timeline = Timeline()
+    for cid in ("m:live", "m:dead"):
+        timeline.add_channel(Channel(cid, "power", "meter", 1e-3))
+    t = T0 + np.arange(5001, dtype=np.int64) * MS
+    timeline.append(Block.of("m:live", t, np.full(t.size, 4.0)))
+    timeline.append(Block.of("m:dead", t[:10], np.full(10, 1.0)))  # then nothing for 5 s
+    prog = Progress(timeline, "r", quiet=False)
+    monkeypatch.setattr(sys.stderr, "write", lambda _text: None)
+    prog.next_s = 0.0
+    prog.tick("run", T0, int(t[-1]))
+    assert prog.upto_ns == t[-1]
+    energy_j, _ = prog.figures()
+    w = Window(T0, int(t[-1]))
+    chans = timeline.channels.items()
+    whole = [integrate(*timeline.window(c, T0, w.t_end_ns), w, ch) for c, ch in chans]
+    assert energy_j == pytest.approx(sum(f.energy_j or 0.0 for f in whole), rel=1e-9)
