@@ -109,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=Path("."),
         metavar="DIR",
-        help="directory for the report files (default: current directory)",
+        help="directory for the report files, created if missing and checked writable before "
+        "CMD starts (default: current directory)",
     )
     m.add_argument(
         "--idle",
