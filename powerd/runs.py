@@ -31,7 +31,7 @@ def compute_run(
     """Recompute contract 2 for ``run`` from its stored markers and samples."""
     markers = store.markers(run)
     if not markers:
-        known = ", ".join(store.runs()[-10:]) or "none"
+        known = ", ".join(recent_run_ids(store)) or "none"
         raise PowerdError(
             f"no run {run!r} in {store.path}; recent runs: {known} "
             "(use --state-dir to read another store)"

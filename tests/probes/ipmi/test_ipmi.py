@@ -178,7 +178,7 @@ def test_measure_with_the_fake_ipmitool(fake: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     r = subprocess.run(
         [sys.executable, "-m", "powerd", "measure", "--probe", "ipmi:interval=1",
-         "--run", "i1", "--quiet", "--out", str(out), "--", "sleep", "1"],
+         "--run", "i1", "--quiet", "--out", str(out), "--", "sleep", "3"],
         env={**os.environ, "POWERD_STATE_DIR": str(tmp_path / "state")},
         text=True, capture_output=True, check=False, timeout=120,
     )  # fmt: skip
