@@ -192,6 +192,8 @@ def decode_marker(payload: bytes | str) -> Marker:
         obj = json.loads(text, parse_constant=_no_constant)
     except ValueError as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise MarkerError(f"not UTF-8 JSON: {err}") from None
+    except RecursionError:
+        raise MarkerError("not UTF-8 JSON: nested too deeply") from None
     return parse_marker(obj)
 
 

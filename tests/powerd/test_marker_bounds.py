@@ -123,3 +123,11 @@ def test_config_keys(tmp_path: Path) -> None:
     cfg.write_text("[daemon]\nmax_phase_s = 0\n")
     with pytest.raises(PowerdError, match="max_phase_s"):
         load(cfg)
+
+
+def test_deep_json_is_a_rejected_marker_not_an_exception(store: Store) -> None:
+    d = _daemon(store)
+    for payload in (b"[" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000):
+        out = d.submit_marker("h", payload)
+        assert out.error is not None and "nested too deeply" in out.error
+    assert d.counts["markers_rejected"] == 2
