@@ -17,6 +17,7 @@ The store is flushed about once a second, so a crash loses at most that much buf
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import time
@@ -201,12 +202,19 @@ class Sampler:
             start(self.anchor.utc_ns)
 
     def _try_open(self, slot: _Slot, now_mono: float) -> None:
+        """One attempt to open (and start) a probe that is not open yet; any failure, a spec
+        the device turns out not to match included, is a reason to stay down and retry later."""
         assert slot.opener is not None
+        probe: Probe | None = None
         try:
             probe = slot.opener()
-        except SpecError:
-            raise
+            slot.probe, slot.channel_ids = probe, []
+            self._attach(slot)
         except Exception as err:
+            slot.probe = None
+            if probe is not None:
+                with contextlib.suppress(Exception):
+                    probe.close()
             why = f"cannot open: {type(err).__name__}: {err}"
             slot.health.opens_failed += 1
             slot.retry_s = min(slot.retry_s * 2, self.retry_max_s)
@@ -214,8 +222,7 @@ class Sampler:
             if why != slot.health.down_reason:
                 self._status(slot, why)
             return
-        slot.probe, slot.opener = probe, None
-        self._attach(slot)
+        slot.opener = None
         slot.outages[-1].end_ns = self.anchor.utc_ns()
         # channels are known now: each has a gap from the start until its first sample
         for cid in slot.channel_ids:
@@ -345,6 +352,18 @@ class Sampler:
         if self.on_status is not None:
             self.on_status(component(slot.spec), reason)
 
+    def _guarded(self, slot: _Slot, fn: Callable[..., None], *args: object) -> None:
+        """Run one probe's step; whatever it raises is counted and logged (once per kind of
+        error), never the end of the sampling thread that serves every probe."""
+        try:
+            fn(*args)
+        except Exception as err:
+            text = f"{type(err).__name__}: {err}"
+            slot.health.errors += 1
+            if self.log is not None and text != slot.health.last_error:
+                self.log(f"probe {slot.spec}: sampling step failed: {text}")
+            slot.health.last_error = text
+
     def _run(self) -> None:
         mono = time.monotonic
         now = mono()
@@ -356,10 +375,10 @@ class Sampler:
             for k, slot in enumerate(self._slots):
                 if slot.probe is None:
                     if now >= slot.next_open_mono:
-                        self._try_open(slot, now)
+                        self._guarded(slot, self._try_open, slot, now)
                     continue
                 if now >= due.setdefault(k, now):
-                    self._poll(slot)
+                    self._guarded(slot, self._poll, slot)
                     due[k] = max(due[k] + slot.probe.poll_interval_s, now)
             if now >= next_anchor:
                 step = self.anchor.check()
@@ -376,4 +395,4 @@ class Sampler:
                 self._stop.wait(wait)
         for slot in self._slots:
             if slot.probe is not None:
-                self._poll(slot)
+                self._guarded(slot, self._poll, slot)
