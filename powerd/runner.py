@@ -194,7 +194,7 @@ class Sampler:
         assert slot.probe is not None
         for ch in slot.probe.channels():
             if self.timeline is not None:
-                self.timeline.add_channel(ch)
+                self.timeline.add_channel(ch, replace=True)  # a restart may change its spec
             self.store.put_channel(ch)
             slot.channel_ids.append(ch.id)
         start = getattr(slot.probe, "start", None)
