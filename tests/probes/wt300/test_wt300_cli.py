@@ -89,6 +89,10 @@ def test_unplug_and_replug_mid_run_is_a_flagged_gap_and_loses_nothing_else(
     power, counter = p["channels"]["wt300:wt310:p1"], p["channels"]["wt300:wt310:e1"]
     assert "incomplete" in p["flags"]
     assert 1.2 <= power["gap_s"] <= 1.2 + 3.0, power
+    # the unplug is a recorded probe_down gap, from the last sample before to the first after
+    assert "probe_down" in p["flags"] and "probe_down" in power["flags"]
+    (gap,) = [g for g in power["gaps"] if g["reason"] == "probe_down"]
+    assert gap["t_begin_ns"] < unplug_ns and gap["t_end_ns"] > replug_ns
     truth = WF.energy_j(p["t_begin_ns"], p["t_end_ns"])
     assert within_uncertainty(power, truth) and within_uncertainty(counter, truth)
     assert abs(counter["energy_j"] / truth - 1) < 0.01  # the meter kept integrating
