@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from powerd.errors import PowerdError
 
@@ -27,6 +29,7 @@ KEYS = {
     "tls_insecure",
     "client_id",
     "keepalive_s",
+    "session_expiry_s",
 }
 
 
@@ -42,6 +45,9 @@ class MqttSettings:
     tls_insecure: bool = False
     client_id: str | None = None
     keepalive_s: int = 30
+    # How long the broker keeps a daemon's session (its subscriptions and queued QoS 1
+    # messages) after it disconnects; None: the daemon's default (a day).
+    session_expiry_s: int | None = None
 
     @classmethod
     def from_table(cls, table: dict[str, Any]) -> MqttSettings:
@@ -67,6 +73,9 @@ class MqttSettings:
                 tls_insecure=bool(table.get("tls_insecure", False)),
                 client_id=table.get("client_id"),
                 keepalive_s=int(table.get("keepalive_s", 30)),
+                session_expiry_s=(
+                    int(table["session_expiry_s"]) if "session_expiry_s" in table else None
+                ),
             )
         except (TypeError, ValueError) as err:
             raise PowerdError(f"[mqtt]: {err}") from None
@@ -89,7 +98,15 @@ class MqttSettings:
         user = f"{self.username}@" if self.username else ""
         return f"mqtt{'s' if self.tls else ''}://{user}{self.host}:{self.port}"
 
-    def client(self, identifier: str, will: aiomqtt.Will | None = None) -> aiomqtt.Client:
+    def client(
+        self,
+        identifier: str,
+        will: aiomqtt.Will | None = None,
+        session_expiry_s: int | None = None,
+    ) -> aiomqtt.Client:
+        """A client with a persistent session. With ``session_expiry_s`` it speaks MQTT v5
+        (clean start off, the broker keeps the session that long after a disconnect); without,
+        MQTT 3.1.1 with clean_session off (the broker's ``persistent_client_expiration``)."""
         tls_context = None
         if self.tls:
             tls_context = ssl.create_default_context(
@@ -101,6 +118,18 @@ class MqttSettings:
                 )
             if self.tls_insecure:
                 tls_context.check_hostname = False
+        v5: dict[str, Any] = {}
+        if session_expiry_s is not None:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = max(0, min(int(session_expiry_s), 0xFFFFFFFF))
+            v5 = {
+                "protocol": aiomqtt.ProtocolVersion.V5,
+                "clean_start": False,
+                "properties": props,
+                "clean_session": None,
+            }
+        else:
+            v5 = {"clean_session": False}
         return aiomqtt.Client(
             self.host,
             self.port,
@@ -111,8 +140,8 @@ class MqttSettings:
             keepalive=self.keepalive_s,
             tls_context=tls_context,
             tls_insecure=self.tls_insecure if self.tls else None,
-            clean_session=False,
             timeout=10,
             # small messages (markers, results, clock exchanges) must not wait for Nagle
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            **v5,
         )

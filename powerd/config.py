@@ -9,6 +9,10 @@ Every table and key is known; a typo is an error naming the allowed keys, not a 
     primary = ["wt300:..."]            # optional explicit primary channels
     result_grace_s = 2.0               # how long a closed phase waits for late agent samples
     clock_interval_s = 1.0             # clock exchanges with each agent
+    clock_rate_max_hz = 200.0          # clock requests to all agents together, at most
+    id = "lab-01"                      # this daemon's id (default: the host name): its MQTT
+                                       # client id powerd-<id> and presence topic; keep it
+                                       # stable so its persistent session resumes on restart
 
     [mqtt]                             # omit to run without MQTT
     host = "127.0.0.1"
@@ -16,6 +20,8 @@ Every table and key is known; a typo is an error naming the allowed keys, not a 
     username = "powerd"
     password_file = "/etc/powerd/mqtt-password"
     tls_ca = "/etc/powerd/ca.pem"      # any tls_* enables TLS
+    client_id = "powerd-lab-01"        # default: powerd-<[daemon] id>
+    session_expiry_s = 86400           # how long the broker queues for the daemon while away
 
     [http]
     bind = "127.0.0.1"                 # anything else requires token_file
@@ -53,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.mqttconf import MqttSettings
+from agent.wire import SOURCE_RE
 from powerd.errors import PowerdError
 from powerd.sinks.settings import INFLUX_KEYS, SINKS_KEYS, InfluxSettings, SinkSettings
 from powerd.store import Retention
@@ -65,6 +72,8 @@ TABLES = {
         "primary",
         "result_grace_s",
         "clock_interval_s",
+        "clock_rate_max_hz",
+        "id",
     },
     "mqtt": None,
     "http": {"bind", "port", "token_file"},
@@ -108,6 +117,8 @@ class DaemonConfig:
     primary: tuple[str, ...] = ()
     result_grace_s: float = 2.0
     clock_interval_s: float = 1.0
+    clock_rate_max_hz: float = 200.0
+    daemon_id: str | None = None
     mqtt: MqttSettings | None = None
     http: HttpSettings = field(default_factory=HttpSettings)
     retention: Retention = field(default_factory=Retention)
@@ -125,6 +136,12 @@ def _check(table: str, values: dict[str, Any]) -> None:
             f"[{table}]: unknown key(s) {', '.join(sorted(unknown))}; "
             f"allowed: {', '.join(sorted(allowed))}"
         )
+
+
+def _daemon_id(value: Any) -> str:
+    if not isinstance(value, str) or not SOURCE_RE.match(value):
+        raise PowerdError(f"[daemon] id must be 1-128 characters of A-Za-z0-9_.:-, got {value!r}")
+    return value
 
 
 def load(path: Path) -> DaemonConfig:
@@ -154,6 +171,8 @@ def load(path: Path) -> DaemonConfig:
             primary=tuple(d.get("primary", ())),
             result_grace_s=float(d.get("result_grace_s", 2.0)),
             clock_interval_s=float(d.get("clock_interval_s", 1.0)),
+            clock_rate_max_hz=float(d.get("clock_rate_max_hz", 200.0)),
+            daemon_id=_daemon_id(d["id"]) if "id" in d else None,
             mqtt=MqttSettings.from_table(data["mqtt"]) if "mqtt" in data else None,
             http=HttpSettings(
                 bind=str(h.get("bind", "127.0.0.1")),
