@@ -148,13 +148,14 @@ class Daemon:
             try:
                 if not wire.SOURCE_RE.match(source):
                     raise MarkerError(f"bad source id {source!r}")
-                if self._is_agent(source) and self._hold(source, "marker", payload, received):
-                    return MarkerOutcome(False, held=True)
                 marker = (
                     wire.decode_marker(payload)
                     if isinstance(payload, bytes | str)
                     else wire.parse_marker(payload)
                 )
+                # only a well-formed marker waits for its sender's clock offset
+                if self._is_agent(source) and self._hold(source, "marker", payload, received):
+                    return MarkerOutcome(False, held=True)
                 offset_ns, unc_ns = self._offset_for(source, marker.t_ns)
                 sm = stamp(source, marker, received, offset_ns, unc_ns + uncertainty_ns)
                 if not 0 <= sm.t_ns <= MAX_INT:
@@ -333,7 +334,10 @@ class Daemon:
             return False
         if self._offset_known(agent) and not self.held.held(agent):
             return False
-        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        if isinstance(payload, bytes):
+            data = payload
+        else:
+            data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
         cap = None
         if agent not in self.agents and agent not in self.known_agents:
             cap = UNKNOWN_HELD_PER_AGENT
