@@ -218,7 +218,11 @@ class Daemon:
         return True
 
     def accept_channels(self, agent: str, payload: bytes) -> None:
-        """An agent's channel list: ids are prefixed with the agent id."""
+        """An agent's channel list: ids are prefixed with the agent id. Only from an agent seen
+        with a valid status (unknown ids must not cost ring buffers and store rows)."""
+        if not self._is_agent(agent):
+            self._problem(agent, "channels_unknown_agent", "channels before any valid status")
+            return
         try:
             items = wire.decode_json(payload)
             if not isinstance(items, list):
