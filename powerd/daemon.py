@@ -44,6 +44,8 @@ CLOCK_PENDING = 256
 # and in all, so unknown ids cost (almost) nothing until they announce themselves properly.
 UNKNOWN_HELD_PER_AGENT = 256
 UNKNOWN_HELD_TOTAL = 1024
+# Distinct agent ids the daemon keeps state for (status, clock estimator); more are refused.
+MAX_AGENTS = 10_000
 MAX_INT = wire.MAX_INT
 
 
@@ -208,6 +210,8 @@ class Daemon:
             self._problem(agent, "status_malformed", str(err))
             return False
         reason = wire.status_problem(agent, obj)
+        if reason is None and agent not in self.agents and len(self.agents) >= MAX_AGENTS:
+            reason = f"{MAX_AGENTS} agents known already; a new id is refused"
         if reason is not None:
             self._problem(agent, "status_malformed", reason)
             return False

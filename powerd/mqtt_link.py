@@ -52,6 +52,7 @@ PUBLISH_TIMEOUT_S = 2.0
 SESSION_EXPIRY_S = 86400
 # Components that, when down, mean what the daemon receives may not be stored.
 INGEST_COMPONENTS = ("mqtt", "store")
+STORE_DOWN = "cannot commit received samples"
 
 
 def _log(text: str) -> None:
@@ -116,9 +117,10 @@ async def _commit_and_ack(
         for _, topic, payload in unacked:
             if (agent := wire.topic_tail(topic, "blocks")) is not None:
                 daemon.forget_blocks(agent, payload)
-        daemon.health.down("store", f"cannot commit received samples: {err}")
+        daemon.health.down("store", f"{STORE_DOWN}: {err}")
         raise
-    daemon.health.up("store")
+    if daemon.health.down_reasons().get("store", "").startswith(STORE_DOWN):
+        daemon.health.up("store")  # only what this module said is down
     for message, _, _ in unacked:
         _ack(client, message)
     unacked.clear()
