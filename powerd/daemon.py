@@ -76,6 +76,7 @@ class Daemon:
     agents: dict[str, dict[str, Any]] = field(default_factory=dict)
     _pending: dict[str, tuple[int, int]] = field(default_factory=dict)
     _pending_since: dict[str, int] = field(default_factory=dict)
+    _stored_in_run: dict[tuple[int, int], list[str]] = field(default_factory=dict)
     _seen_blocks: OrderedDict[tuple[str, int, int], None] = field(default_factory=OrderedDict)
     # Agents' messages waiting for their clock offset (durable; see powerd.held); default: a
     # file beside the store.
@@ -407,6 +408,7 @@ class Daemon:
                 if not (waited or self._covered(t_begin, t_end)):
                     continue
                 del self._pending[run], self._pending_since[run]
+                self._stored_in_run.pop((t_begin, t_end), None)
                 self.store.flush()
                 result = compute_run(self.store, run, self.idle_power_w, self.primary)
                 self.store.put_result(result, now)
@@ -422,7 +424,19 @@ class Daemon:
         (channels silent since before the run, e.g. an agent long gone, are not waited for)."""
         latest = [self.timeline.latest(c) for c in list(self.timeline.channels)]
         live = [t for t, _ in (x for x in latest if x is not None) if t >= t_begin_ns]
-        return bool(live) and all(t >= t_end_ns for t in live)
+        if not (live and all(t >= t_end_ns for t in live)):
+            return False
+        # After a restart the timeline starts empty: a channel with stored samples in the run
+        # (e.g. an agent whose backlog is still on its way) must reach the end too. Looked up
+        # once per pending window, not at every poll.
+        key = (t_begin_ns, t_end_ns)
+        if key not in self._stored_in_run:
+            self._stored_in_run[key] = self.store.channels_with_data(t_begin_ns, t_end_ns)
+        for cid in self._stored_in_run[key]:
+            last = self.timeline.latest(cid) if cid in self.timeline.channels else (t_end_ns, 0)
+            if last is None or last[0] < t_end_ns:
+                return False
+        return True
 
     def run_result(self, run: str) -> dict[str, Any] | None:
         with self._lock:

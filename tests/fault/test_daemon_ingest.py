@@ -22,7 +22,7 @@ import paho.mqtt.client as paho
 import pytest
 
 from probes.sim.waveform import parse_spec
-from tests.servers import Mosquitto, free_port, mosquitto, wait_for, wait_port
+from tests.servers import Mosquitto, free_port, mosquitto, running_daemon, wait_for, wait_port
 
 SIM = "constant,w=7,rate=200"
 CHANNEL = "sim:constant"
@@ -344,13 +344,14 @@ def running_agent(tmp: Path, broker_port: int, agent_id: str) -> Iterator[subpro
                 proc.wait(5)
 
 
-def test_agent_samples_survive_daemon_sigkills_mid_phase(
-    tmp_path: Path, broker: Mosquitto, daemon: DaemonProc
-) -> None:
+def test_agent_samples_survive_daemon_sigkills_mid_phase(tmp_path: Path, broker: Mosquitto) -> None:
     """The daemon acknowledges agents' blocks only once they are in its store: killed twice
     mid-phase (once while the agent drains its backlog), it ends with every sample of the
-    phase, and the energy within its uncertainty of the sim's truth."""
+    phase, and the energy within its uncertainty of the sim's truth. (The result waits for the
+    samples covering the phase's end: a grace long enough for the backlog on a loaded host.)"""
     cid = "edge-f/sim:square"
+    daemon = DaemonProc(tmp_path, broker.port, free_port(), result_grace_s=15.0)
+    daemon.start()
     with running_agent(tmp_path, broker.port, "edge-f"):
         wait_for(lambda: cid in daemon.get("/v1/channels")[1].get("channels", {}), 20, "samples")
         t0 = time.time_ns()
@@ -364,10 +365,43 @@ def test_agent_samples_survive_daemon_sigkills_mid_phase(
         daemon.start()
         time.sleep(0.5)
         send_marker(broker.port, marker("agent-kill", "p", "end", 2, time.time_ns(), count=9))
-        result = wait_for(lambda: daemon.result("agent-kill"), 20, "result")
+        try:
+            result = wait_for(lambda: daemon.result("agent-kill"), 20, "result")
+            assert daemon.health()["status"] == "ok"
+        finally:
+            daemon.stop()
     (ph,) = result["phases"]
     ch = ph["channels"][cid]
     assert ch["coverage"] == 1.0 and ch["flags"] == [], ch
     truth = parse_spec(AGENT_SIM).waveform.energy_j(ph["t_begin_ns"], ph["t_end_ns"])
     assert abs(ph["energy_j"] - truth) <= ph["uncertainty_j"], (ph, truth)
-    assert daemon.health()["status"] == "ok"
+
+
+def test_an_unexpected_error_in_the_mqtt_loop_is_logged_and_the_loop_restarts(
+    tmp_path: Path,
+) -> None:
+    """Not only lost connections: any exception in the loop marks ingestion down with the
+    reason (logged once), reconnects, and ingestion comes back."""
+    with mosquitto(tmp_path) as b, running_daemon(tmp_path, b) as daemon:
+        lines: list[str] = []
+        daemon.health.log = lines.append
+        wait_for(lambda: not daemon.health.is_down("mqtt"), 10, "connected")
+        calls: list[str] = []
+        real = daemon.clock_request
+
+        def flaky(agent: str) -> bytes:
+            calls.append(agent)
+            if len(calls) == 1:
+                raise RuntimeError("injected")
+            return real(agent)
+
+        daemon.clock_request = flaky  # type: ignore[method-assign]
+        online = json.dumps({"v": 1, "agent": "edge-x", "state": "online", "t_ns": 1})
+        publish(b.port, [("powerd/v1/status/edge-x", online)])
+        wait_for(lambda: len(calls) >= 2, 10, "clock requests after the restart")
+        wait_for(lambda: not daemon.health.is_down("mqtt"), 10, "ingesting again")
+        assert any("ingestion failed" in line and "injected" in line for line in lines), lines
+        t0 = time.time_ns()
+        send_marker(b.port, marker("after-error", "p", "begin", 1, t0))
+        send_marker(b.port, marker("after-error", "p", "end", 2, t0 + 1000))
+        wait_for(lambda: len(daemon.store.markers("after-error")) == 2, 10, "markers stored")
