@@ -142,8 +142,12 @@ async def _dispatch(client: aiomqtt.Client, daemon: Daemon, plan: ClockPlan) -> 
             raise  # the connection is gone: the unacknowledged message comes again
         except Exception as err:
             source, kind = _source_and_kind(topic)
-            daemon.health.problem(source, f"{kind}_failed", f"{type(err).__name__}: {err}")
+            reason = f"{type(err).__name__}: {err}"[:500]
+            daemon.health.problem(source, f"{kind}_failed", reason)
             daemon.counts[f"{kind}_failed"] += 1
+            if kind == "markers" and wire.SOURCE_RE.match(source):
+                body = json.dumps(wire.error_message(f"internal error: {reason}", payload))
+                await client.publish(wire.errors_topic(source), body, qos=1)
         if message.qos > 0:
             unacked.append((message, topic, payload))
         if unacked and (len(client.messages) == 0 or len(unacked) >= ACK_BATCH_MAX):

@@ -405,3 +405,40 @@ def test_an_unexpected_error_in_the_mqtt_loop_is_logged_and_the_loop_restarts(
         send_marker(b.port, marker("after-error", "p", "begin", 1, t0))
         send_marker(b.port, marker("after-error", "p", "end", 2, t0 + 1000))
         wait_for(lambda: len(daemon.store.markers("after-error")) == 2, 10, "markers stored")
+
+
+def test_a_marker_whose_handling_raises_is_answered_and_the_next_one_applies(
+    tmp_path: Path,
+) -> None:
+    with mosquitto(tmp_path) as b, running_daemon(tmp_path, b) as daemon:
+        wait_for(lambda: not daemon.health.is_down("mqtt"), 10, "connected")
+        errors: list[bytes] = []
+        sub = paho.Client(paho.CallbackAPIVersion.VERSION2)
+        sub.on_message = lambda _c, _u, msg: errors.append(bytes(msg.payload))
+        sub.connect("127.0.0.1", b.port)
+        sub.subscribe(f"powerd/v1/errors/{HARNESS}", qos=1)
+        sub.loop_start()
+        real = daemon.submit_marker
+        calls: list[str] = []
+
+        def flaky(source: str, payload: Any, received_ns: int | None = None) -> Any:
+            calls.append(source)
+            if len(calls) == 1:
+                raise ValueError("injected")
+            return real(source, payload, received_ns)
+
+        daemon.submit_marker = flaky  # type: ignore[method-assign,assignment]
+        try:
+            time.sleep(0.3)  # the subscription is in place
+            t0 = time.time_ns()
+            send_marker(b.port, marker("raise", "p", "begin", 1, t0))
+            send_marker(b.port, marker("raise", "q", "begin", 2, t0))
+            wait_for(lambda: errors, 10, "the error answer")
+            wait_for(lambda: len(daemon.store.markers("raise")) == 1, 10, "the next marker")
+        finally:
+            sub.loop_stop()
+            sub.disconnect()
+        body = json.loads(errors[0])
+        assert "internal error" in body["error"] and "injected" in body["error"]
+        assert daemon.health.problems["markers_failed"] == 1
+        assert not daemon.health.is_down("mqtt")
