@@ -396,10 +396,23 @@ def test_an_unexpected_error_in_the_mqtt_loop_is_logged_and_the_loop_restarts(
             return real(agent)
 
         daemon.clock_request = flaky  # type: ignore[method-assign]
-        online = json.dumps({"v": 1, "agent": "edge-x", "state": "online", "t_ns": 1})
-        publish(b.port, [("powerd/v1/status/edge-x", online)])
-        wait_for(lambda: len(calls) >= 2, 10, "clock requests after the restart")
-        wait_for(lambda: not daemon.health.is_down("mqtt"), 10, "ingesting again")
+        states: list[str] = []
+        sub = paho.Client(paho.CallbackAPIVersion.VERSION2)
+        sub.on_message = lambda _c, _u, msg: states.append(json.loads(msg.payload)["state"])
+        sub.connect("127.0.0.1", b.port)
+        sub.subscribe("powerd/v1/daemons/+", qos=1)
+        sub.loop_start()
+        try:
+            wait_for(lambda: states == ["online"], 10, "the retained presence")
+            online = json.dumps({"v": 1, "agent": "edge-x", "state": "online", "t_ns": 1})
+            publish(b.port, [("powerd/v1/status/edge-x", online)])
+            wait_for(lambda: len(calls) >= 2, 10, "clock requests after the restart")
+            wait_for(lambda: not daemon.health.is_down("mqtt"), 10, "ingesting again")
+            wait_for(lambda: states[-1] == "online" and len(states) >= 3, 10, "online again")
+        finally:
+            sub.loop_stop()
+            sub.disconnect()
+        assert states[1] == "degraded", states  # said before the loop went away
         assert any("ingestion failed" in line and "injected" in line for line in lines), lines
         t0 = time.time_ns()
         send_marker(b.port, marker("after-error", "p", "begin", 1, t0))
