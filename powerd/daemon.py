@@ -374,23 +374,23 @@ class Daemon:
         assert self.held is not None
         if not self._offset_known(agent) or not self.held.held(agent):
             return
-        rows = self.held.rows(agent)
-        self._releasing = agent
-        try:
-            for _, kind, received_ns, payload in rows:
-                try:
-                    if kind == "block":
-                        self.accept_block(agent, payload)
-                    else:
-                        outcome = self.submit_marker(agent, payload, received_ns)
-                        if outcome.error is not None:
-                            self._problem(agent, "held_marker_rejected", outcome.error)
-                except Exception as err:  # one bad held message must not block the rest
-                    self._problem(agent, "held_apply_failed", f"{type(err).__name__}: {err}")
-            self.store.flush()
-        finally:
-            self._releasing = None
-        self.held.delete(agent, rows)
+        while rows := self.held.rows(agent):  # a bounded batch at a time
+            self._releasing = agent
+            try:
+                for _, kind, received_ns, payload in rows:
+                    try:
+                        if kind == "block":
+                            self.accept_block(agent, payload)
+                        else:
+                            outcome = self.submit_marker(agent, payload, received_ns)
+                            if outcome.error is not None:
+                                self._problem(agent, "held_marker_rejected", outcome.error)
+                    except Exception as err:  # one bad held message must not block the rest
+                        self._problem(agent, "held_apply_failed", f"{type(err).__name__}: {err}")
+                self.store.flush()
+            finally:
+                self._releasing = None
+            self.held.delete(agent, rows)
 
     # results ----------------------------------------------------------------------------------
 

@@ -108,11 +108,12 @@ class HeldStore:
             self.count[agent] += 1
             self.nbytes[agent] += len(payload)
 
-    def rows(self, agent: str) -> list[HeldRow]:
+    def rows(self, agent: str, limit: int = 256) -> list[HeldRow]:
+        """The agent's oldest ``limit`` held messages, in arrival order."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, kind, received_ns, payload FROM held WHERE agent=? ORDER BY id",
-                (agent,),
+                "SELECT id, kind, received_ns, payload FROM held WHERE agent=? ORDER BY id LIMIT ?",
+                (agent, limit),
             ).fetchall()
         return [(int(i), str(k), int(r), bytes(p)) for i, k, r, p in rows]
 

@@ -155,3 +155,18 @@ def test_clock_requests_to_2000_silent_agents_back_off_and_respect_the_global_ra
     late = sum(sent_per_s[600:]) / 300
     assert late <= 2000 / BACKOFF_MAX_S * 1.5 + 2, late  # ~7/s: silent ids cost ~nothing
     assert 240 <= real_sent <= 360  # the answering agent keeps its 1 s interval (±10 % jitter)
+
+
+def test_a_large_hold_is_released_in_batches_and_in_order(tmp_path: Path) -> None:
+    clock = FakeClock()
+    d = make_daemon(tmp_path, clock)
+    d.accept_status("edge", status("edge"))
+    d.accept_channels("edge", channels("edge"))
+    for seq in range(600):  # more than one release batch
+        assert d.accept_block("edge", block(seq, NOW_NS + seq * 100_000_000))
+    assert d.held is not None and d.held.held("edge") == 600
+    sync(d, "edge", clock)
+    assert d.held.held("edge") == 0 and d.held.total() == 0
+    t, _ = d.store.samples("edge/sim:c", NOW_NS, NOW_NS + 600 * 100_000_000)
+    assert t.size == 6000 and bool((np.diff(t) > 0).all())
+    assert d.counts["blocks_accepted"] == 600
