@@ -7,7 +7,13 @@ sampler may run on different threads.
 
 Results are not computed the instant a phase closes: the samples that cover its end may still be
 on their way from an agent. A closed phase's run becomes due once every channel with data in the
-run has a sample at or after the phase's end, or after ``result_grace_s`` at the latest.
+run has a sample at or after the phase's end, or after ``result_grace_s`` at the latest. On start,
+runs whose stored markers close a phase the stored result does not cover are queued the same way.
+
+Agents: an id becomes known with a valid status (or, after a restart, from its stored channels);
+unknown ids get no channels, no clock requests and only a small durable hold. Stamped data from
+an agent whose clock offset is not yet known is held durably (``powerd.held``), bounded per agent
+and in total; every drop and every malformed message is counted in ``health``.
 """
 
 from __future__ import annotations

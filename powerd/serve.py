@@ -156,6 +156,8 @@ async def serve(cfg: DaemonConfig, state_dir: Path) -> None:
         sampler.stop()
         await asyncio.to_thread(hub.stop)
         store.close()
+        if daemon.held is not None:
+            daemon.held.close()
 
 
 def run_command(args: argparse.Namespace) -> int:
