@@ -104,11 +104,14 @@ class Daemon:
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
+        closed: dict[str, list[Phase]] = {}
         for sm in self.store.markers():
             try:
-                self.tracker.feed(sm)
+                phase = self.tracker.feed(sm)
             except MarkerError:
                 continue
+            if phase is not None:
+                closed.setdefault(phase.run, []).append(phase)
         for ch in self.store.channels().values():
             self.timeline.add_channel(ch)
             if "/" in ch.id:
@@ -116,19 +119,21 @@ class Daemon:
         if self.held is None:
             self.held = HeldStore(self.store.path.with_name(f"{self.store.path.stem}-held.db"))
         self.known_agents.update(self.held.agents())
-        self.recover_due()
+        self.recover_due(closed)
 
-    def recover_due(self) -> list[str]:
+    def recover_due(self, closed: dict[str, list[Phase]] | None = None) -> list[str]:
         """Queue every run whose stored markers close a phase but whose stored result does not
         cover all of them (e.g. the daemon was killed before computing it): they are computed
-        as they fall due, like any closing phase. Returns the runs queued."""
+        as they fall due, like any closing phase. ``closed``: the closed phases per run, if the
+        caller just replayed the stored markers. Returns the runs queued."""
+        if closed is None:
+            closed = {}
+            for phase in replay(self.store.markers())[0]:
+                closed.setdefault(phase.run, []).append(phase)
         queued = []
         now = self.clock()
         with self._lock:
-            for run in self.store.runs():
-                phases, _ = replay(self.store.markers(run))
-                if not phases:
-                    continue
+            for run, phases in closed.items():
                 result = self.store.result(run)
                 if result is not None and len(result.get("phases", [])) >= len(phases):
                     continue

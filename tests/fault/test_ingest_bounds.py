@@ -170,3 +170,21 @@ def test_a_large_hold_is_released_in_batches_and_in_order(tmp_path: Path) -> Non
     t, _ = d.store.samples("edge/sim:c", NOW_NS, NOW_NS + 600 * 100_000_000)
     assert t.size == 6000 and bool((np.diff(t) > 0).all())
     assert d.counts["blocks_accepted"] == 600
+
+
+def test_a_closed_phase_without_its_result_is_computed_by_the_next_daemon(tmp_path: Path) -> None:
+    clock = FakeClock()
+    d = make_daemon(tmp_path, clock)
+    for seq, event in ((1, "begin"), (2, "end")):
+        m = {"v": 1, "run": "r", "phase": "p", "event": event, "seq": seq}
+        assert d.submit_marker("harness", m, NOW_NS + seq * 10**9).applied
+    d.store.close()  # killed before the result was due
+    clock2 = FakeClock(NOW_NS + 3 * 10**9)
+    d2 = make_daemon(tmp_path, clock2)
+    assert d2.has_pending()
+    clock2.t_ns += int(d2.result_grace_s * 1e9)
+    (result,) = d2.due_results()
+    assert result["run"] == "r" and len(result["phases"]) == 1
+    d2.store.close()
+    d3 = make_daemon(tmp_path, FakeClock(NOW_NS + 10 * 10**9))
+    assert not d3.has_pending()  # its result is stored now: nothing due
