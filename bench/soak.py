@@ -33,6 +33,7 @@ separate processes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import shutil
@@ -72,6 +73,8 @@ HARNESS_SOURCE = "soak-harness"
 FAULT_KINDS = ("broker", "daemon", "agent", "meter")
 RESTART_SLACK_NS = 3_000_000_000  # a restarted producer's first sample may come this late
 SETTLE_S = 20.0
+MISPLACED_MS = 100.0  # a phase edge this far from when the harness sent it is misplaced
+CLOCK_STEPS_S = (-1.0, 0.0, 1.0)  # the agent's clock offset after a restart (multiples of 5 ms)
 
 
 def now_ns() -> int:
@@ -110,37 +113,61 @@ class MarkerHarness(threading.Thread):
         self.mqtt.connect_async("127.0.0.1", broker_port, keepalive=10)
         self.mqtt.loop_start()
 
-    def _via_agent(self, marker: dict[str, Any], log: PhaseLog) -> bool:
-        """POST to the agent's relay, retrying while it is down (bounded)."""
-        deadline = time.monotonic() + 30.0
+    def _via_agent(self, marker: dict[str, Any], log: PhaseLog) -> int | None:
+        """POST to the agent's relay, retrying while it is down (bounded); the harness's clock
+        just before the accepted attempt (the agent stamps the marker on receipt), else None."""
+        deadline = time.monotonic() + 60.0
+        last = "no attempt"
         while time.monotonic() < deadline:
+            t_ns = now_ns()
             try:
                 self.agent.post_marker(marker)
-                return True
+                return t_ns
             except (OSError, AssertionError) as err:
                 last = str(err)[:200]
             time.sleep(0.2)
         log.errors.append(f"agent relay: {last}")
-        return False
+        return None
 
-    def _via_mqtt(self, marker: dict[str, Any], log: PhaseLog) -> bool:
-        """Publish QoS 1 and wait (bounded) for the broker's acknowledgement."""
-        payload = json.dumps(marker)
-        deadline = time.monotonic() + 30.0
-        info = self.mqtt.publish(f"powerd/v1/markers/{HARNESS_SOURCE}", payload, qos=1)
+    def _via_mqtt(self, marker: dict[str, Any], log: PhaseLog) -> int | None:
+        """Publish QoS 1 until the broker acknowledges it (bounded); republished after a
+        reconnect (the daemon ignores a repeated (source, run, seq)). The marker's own t_ns."""
+        t_ns = now_ns()
+        payload = json.dumps(marker | {"t_ns": t_ns})
+        topic = f"powerd/v1/markers/{HARNESS_SOURCE}"
+        deadline = time.monotonic() + 60.0
         while time.monotonic() < deadline:
-            if info.is_published():
-                return True
-            if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
-                break
-            time.sleep(0.05)
-        log.errors.append(f"mqtt publish not acknowledged (rc {info.rc})")
-        return False
+            if not self.mqtt.is_connected():
+                time.sleep(0.1)
+                continue
+            info = self.mqtt.publish(topic, payload, qos=1)
+            while time.monotonic() < deadline and info.rc == paho.MQTT_ERR_SUCCESS:
+                with contextlib.suppress(RuntimeError, ValueError):
+                    if info.is_published():
+                        return t_ns
+                if not self.mqtt.is_connected():
+                    break
+                time.sleep(0.05)
+            time.sleep(0.1)
+        log.errors.append("mqtt publish never acknowledged by the broker")
+        return None
 
-    def _send(self, marker: dict[str, Any], log: PhaseLog) -> bool:
+    def _send(self, marker: dict[str, Any], log: PhaseLog) -> int | None:
         if log.route == "agent":
             return self._via_agent(marker, log)
-        return self._via_mqtt(marker | {"t_ns": now_ns()}, log)
+        return self._via_mqtt(marker, log)
+
+    def _phase(self, log: PhaseLog) -> None:
+        base = {"v": 1, "run": log.run, "phase": "work"}
+        t_begin = self._send(base | {"event": "begin", "seq": 1}, log)
+        log.begin_ok = t_begin is not None
+        log.t_begin_ns = t_begin or 0
+        if log.begin_ok:
+            time.sleep(self.rng.uniform(1.0, 4.0))
+            log.count = self.rng.randint(1, 1000)
+            t_end = self._send(base | {"event": "end", "seq": 2, "count": log.count}, log)
+            log.end_ok = t_end is not None
+            log.t_end_ns = t_end or 0
 
     def run(self) -> None:
         i = 0
@@ -148,15 +175,10 @@ class MarkerHarness(threading.Thread):
             route = "agent" if i % 2 == 0 else "mqtt"
             log = PhaseLog(run=f"soak-{route}-{i:05d}", route=route)
             self.phases.append(log)
-            base = {"v": 1, "run": log.run, "phase": "work"}
-            log.t_begin_ns = now_ns()
-            log.begin_ok = self._send(base | {"event": "begin", "seq": 1}, log)
-            if log.begin_ok:
-                time.sleep(self.rng.uniform(1.0, 4.0))
-                log.count = self.rng.randint(1, 1000)
-                log.t_end_ns = now_ns()
-                end = base | {"event": "end", "seq": 2, "count": log.count}
-                log.end_ok = self._send(end, log)
+            try:
+                self._phase(log)
+            except Exception as err:  # the harness must outlive anything; the log says what
+                log.errors.append(f"harness: {err!r}"[:300])
             time.sleep(self.rng.uniform(0.1, 0.5))
             i += 1
 
@@ -370,7 +392,26 @@ def marker_accounting(db: sqlite3.Connection, phases: list[PhaseLog]) -> dict[st
     }
 
 
-def result_accounting(db: sqlite3.Connection, phases: list[PhaseLog]) -> dict[str, Any]:
+def agent_truth_j(t_begin_ns: int, t_end_ns: int, offsets: list[tuple[int, float]]) -> float:
+    """The agent sim's energy over [begin, end] of true (daemon) time: the agent's clock ran
+    ``offset`` ahead from each restart on (libfaketime), so each piece is shifted by its own."""
+    total = 0.0
+    for i, (from_ns, off_s) in enumerate(offsets):
+        to_ns = offsets[i + 1][0] if i + 1 < len(offsets) else t_end_ns
+        a, b = max(t_begin_ns, from_ns), min(t_end_ns, to_ns)
+        if a < b:
+            off_ns = round(off_s * 1e9)
+            total += truth_energy_j(AGENT_SIM, a + off_ns, b + off_ns)
+    return total
+
+
+def offset_at(t_ns: int, offsets: list[tuple[int, float]]) -> float:
+    return next((off for from_ns, off in reversed(offsets) if from_ns <= t_ns), 0.0)
+
+
+def result_accounting(
+    db: sqlite3.Connection, phases: list[PhaseLog], offsets: list[tuple[int, float]]
+) -> dict[str, Any]:
     results = {
         str(run): json.loads(text) for run, text in db.execute("SELECT run, json FROM results")
     }
@@ -386,11 +427,18 @@ def result_accounting(db: sqlite3.Connection, phases: list[PhaseLog]) -> dict[st
             continue
         for ph in res.get("phases", []):
             tb, te = int(ph["t_begin_ns"]), int(ph["t_end_ns"])
+            clock_err_ms = None
             if p.route == "agent":
-                off = int(ph.get("timing", {}).get("offset_ns") or 0)
-                truth = truth_energy_j(AGENT_SIM, tb - off, te - off)
+                truth = agent_truth_j(tb, te, offsets)
+                # daemon time = agent time + offset_ns, so offset_ns should be -(true offset)
+                est = ph.get("timing", {}).get("offset_ns")
+                if est is not None:
+                    true_ns = round(offset_at(tb, offsets) * 1e9)
+                    clock_err_ms = (int(est) + true_ns) / 1e6
             else:
                 truth = float(meter_wf.energy_j(tb, te))
+            # the harness's clock at each edge (agent relay: just before the accepted POST)
+            edge_err_ms = max(abs(tb - p.t_begin_ns), abs(te - p.t_end_ns)) / 1e6
             energy, unc = ph.get("energy_j"), ph.get("uncertainty_j")
             err = None if energy is None else float(energy) - truth
             rows.append(
@@ -403,6 +451,8 @@ def result_accounting(db: sqlite3.Connection, phases: list[PhaseLog]) -> dict[st
                     "error_j": err,
                     "within": err is not None and unc is not None and abs(err) <= float(unc),
                     "flags": ph.get("flags", []),
+                    "edge_error_ms": edge_err_ms,
+                    "clock_error_ms": clock_err_ms,
                 }
             )
     judged = [r for r in rows if r["error_j"] is not None]
@@ -425,6 +475,12 @@ def result_accounting(db: sqlite3.Connection, phases: list[PhaseLog]) -> dict[st
         "outside_and_unflagged": len(outside_unflagged),
         "worst": worst,
         "flags_seen": sorted({f for r in rows for f in r["flags"]}),
+        "max_edge_error_ms": max((r["edge_error_ms"] for r in rows), default=None),
+        "misplaced_edges": sum(1 for r in rows if r["edge_error_ms"] > MISPLACED_MS),
+        "max_clock_error_ms": max(
+            (abs(r["clock_error_ms"]) for r in rows if r["clock_error_ms"] is not None),
+            default=None,
+        ),
         "outside": [r for r in judged if not r["within"]][:30],
     }
 
@@ -451,8 +507,11 @@ def rss_summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
 # --- the run --------------------------------------------------------------------------------------
 
 
-def soak(seconds: float, fault_every_s: float, seed: int, work: Path) -> dict[str, Any]:
+def soak(
+    seconds: float, fault_every_s: float, seed: int, work: Path, clock_steps: bool
+) -> dict[str, Any]:
     rng = random.Random(seed)
+    offsets: list[tuple[int, float]] = [(0, 0.0)]  # (from true ns, agent clock offset s)
     broker = make_broker(work / "broker", persistence=True)
     meter = MeterSimProc("meter", work, waveform=METER_WAVEFORM)
     broker.start()
@@ -481,15 +540,23 @@ def soak(seconds: float, fault_every_s: float, seed: int, work: Path) -> dict[st
         harness = MarkerHarness(agent, broker.port, random.Random(seed + 1))
         harness.start()
         end = time.monotonic() + seconds
+        quiet_s = min(10.0, seconds / 4)  # no fault this close to the end: let parts recover
         next_fault = time.monotonic() + min(10.0, fault_every_s) * rng.uniform(0.5, 1.5)
         while True:
             now = time.monotonic()
-            if next_fault >= end - 10.0 or now >= end:
+            if next_fault >= end - quiet_s or now >= end:
                 time.sleep(max(0.0, end - time.monotonic()))
                 break
             time.sleep(max(0.0, next_fault - now))
             kind = rng.choice(FAULT_KINDS)
+            new_off = offsets[-1][1]
+            if kind == "agent" and clock_steps:
+                new_off = rng.choice([o for o in CLOCK_STEPS_S if o != new_off])
+                agent.fake_offset_s = new_off or None
             entry = inject(kind, parts, rng.uniform(1.0, 5.0))
+            if kind == "agent" and clock_steps:
+                entry["agent_clock_offset_s"] = new_off
+                offsets.append((entry["restart_ns"], new_off))
             entry["t_s"] = round((entry["kill_ns"] - t_start) / 1e9, 1)
             print(
                 f"soak: {entry['t_s']:7.1f} s  {kind:<6} down {entry['down_s']} s: {entry['note']}",
@@ -535,7 +602,7 @@ def soak(seconds: float, fault_every_s: float, seed: int, work: Path) -> dict[st
             ],
         ]
         markers = marker_accounting(db, harness.phases)
-        results = result_accounting(db, harness.phases)
+        results = result_accounting(db, harness.phases, offsets)
     finally:
         db.close()
     for f in faults:
@@ -546,6 +613,7 @@ def soak(seconds: float, fault_every_s: float, seed: int, work: Path) -> dict[st
         "seconds": round((t_stop - t_start) / 1e9, 1),
         "fault_every_s": fault_every_s,
         "seed": seed,
+        "clock_steps": clock_steps,
         "setup_s": round((t_start - t0_wall) / 1e9, 1),
         "alive_at_end": alive,
         "samples": samples,
@@ -557,6 +625,10 @@ def soak(seconds: float, fault_every_s: float, seed: int, work: Path) -> dict[st
         "phases": len(harness.phases),
         "harness_errors": [e for p in harness.phases for e in p.errors][:30],
     }
+
+
+def fmt_ms(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3g} ms"
 
 
 def markdown(r: dict[str, Any]) -> str:
@@ -627,6 +699,11 @@ def markdown(r: dict[str, Any]) -> str:
                 ["worst error", worst_txt],
                 ["flags seen", ", ".join(res["flags_seen"]) or "none"],
                 [
+                    f"phase edges > {MISPLACED_MS:g} ms from the harness's clock (worst)",
+                    f"{res['misplaced_edges']} ({fmt_ms(res['max_edge_error_ms'])})",
+                ],
+                ["worst agent clock-offset error", fmt_ms(res["max_clock_error_ms"])],
+                [
                     "daemon RSS first / max / last",
                     f"{rss.get('first_mib', '-')} / {rss.get('max_mib', '-')} / "
                     f"{rss.get('last_mib', '-')} MiB",
@@ -648,7 +725,12 @@ def markdown(r: dict[str, Any]) -> str:
                     f["kind"],
                     f["down_s"],
                     f"{f['ready_s'] - f['t_s']:.1f}",
-                    f["note"],
+                    f["note"]
+                    + (
+                        f"; agent clock now {f['agent_clock_offset_s']:+g} s"
+                        if "agent_clock_offset_s" in f
+                        else ""
+                    ),
                 ]
                 for f in r["faults"]
             ],
@@ -686,6 +768,12 @@ def main() -> int:
     )
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--keep", action="store_true", help="keep the work dir (logs, store)")
+    p.add_argument(
+        "--no-clock-steps",
+        action="store_true",
+        help="restart the agent on the same clock (default: each restart steps its clock by "
+        "±1 s with libfaketime)",
+    )
     args = p.parse_args()
     seconds = args.seconds or (180.0 if args.quick else 3600.0)
     every = args.fault_every or (30.0 if args.quick else 90.0)
@@ -693,7 +781,7 @@ def main() -> int:
     data["uptime_before"] = benchlib.uptime()
     work = Path(tempfile.mkdtemp(prefix="powerd-soak-"))
     try:
-        r = soak(seconds, every, args.seed, work)
+        r = soak(seconds, every, args.seed, work, not args.no_clock_steps)
     finally:
         if args.keep:
             print(f"soak: work dir kept: {work}")

@@ -101,3 +101,27 @@ def test_agent_sigkilled_goes_offline_by_its_will_and_restarts_online(
     finally:
         client.loop_stop()
         client.disconnect()
+
+
+def test_agent_under_libfaketime_runs_on_a_shifted_clock(tmp_path: Path, broker: Mosquitto) -> None:
+    got: list[dict[str, object]] = []
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    client.on_message = lambda _c, _u, msg: got.append(json.loads(msg.payload))
+    client.connect("127.0.0.1", broker.port)
+    client.subscribe("powerd/v1/status/edge-f", qos=1)
+    client.loop_start()
+    agent = AgentProc(
+        "agent", tmp_path, agent_id="edge-f", mqtt_port=broker.port, fake_offset_s=7.0
+    )
+    try:
+        with agent:
+            agent.start()
+            online = wait_for(
+                lambda: [m for m in got if m["state"] == "online"], 15.0, "agent online"
+            )
+            shift_s = (int(str(online[-1]["t_ns"])) - time.time_ns()) / 1e9
+            assert 6.0 < shift_s < 7.5, shift_s
+            agent.wait_http()  # timed waits still work (monotonic clock not faked)
+    finally:
+        client.loop_stop()
+        client.disconnect()
