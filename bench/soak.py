@@ -2,14 +2,15 @@
 
 Real processes on loopback, as deployed (tests/faults.py): Debian's mosquitto with persistence,
 ``powerd run`` sampling a simulated Yokogawa WT310 (``powerd sim wt310``) on a pseudo-terminal,
-and ``powerd-agent`` sampling a ``sim`` source at 200 Hz. A harness thread keeps running phases
+and ``powerd-agent`` sampling a ``sim`` ramp at 200 Hz. A harness thread keeps running phases
 (begin, a few seconds, end with a count), alternately through the agent's local HTTP relay (its
 clock offset applies; the phase covers the agent's channel) and published directly on the broker
 with paho (source ``soak-harness``; the phase covers the daemon's meter). Meanwhile, at random
 (seeded) times, one of these faults: the broker SIGKILLed and restarted, the daemon SIGKILLed and
-restarted on its state dir, the agent SIGKILLed and restarted on its spool, the meter simulator
-killed (the cable pulled) and restarted (replugged). The daemon's RSS and /healthz are sampled
-every few seconds.
+restarted on its state dir, the agent SIGKILLed and restarted on its spool (by default with its
+clock stepped to -1, 0 or +1 s by libfaketime, as after an NTP correction or on another boot), the
+meter simulator killed (the cable pulled) and restarted (replugged); every kind once per round, in
+a random order. The daemon's RSS and /healthz are sampled every few seconds.
 
 At the end the daemon is stopped and its SQLite store read (read-only):
 
@@ -18,12 +19,15 @@ At the end the daemon is stopped and its SQLite store read (read-only):
   store covers it), ``producer down`` (it lies within a fault of the process that samples it:
   the agent for the agent channel, the meter or the daemon for the meter channels; unavoidable
   but should be flagged) or ``lost`` (nothing explains it). The meter's updates (every 0.1 s) are
-  counted the same way from the spacing of stored updates. Duplicates: a grid point stored twice.
+  counted the same way from the spacing of stored updates. Duplicates: a grid point stored twice
+  (or a sample moved onto another one by a wrong clock offset).
 - markers: every marker the harness handed over (the agent answered 2xx, or the broker
   acknowledged the QoS 1 publish) must be in the store; stored twice is a duplicate.
 - results: every phase whose two markers were handed over must have a result, within its stated
-  uncertainty of the waveform's exact energy (``truth_energy_j``; agent phases shifted by the
-  result's clock offset).
+  uncertainty of the waveform's exact energy over the result's window (``truth_energy_j``; for
+  the agent, on the clock it really had then). Each edge must lie where the harness sent it
+  (agent relay: within the HTTP round trip); the agent's estimated clock offset is compared with
+  the true one.
 
 ``--quick`` runs 3 minutes with a fault every ~30 s; the default an hour with one every ~90 s;
 ``--seconds`` and ``--fault-every`` override. Writes bench/results/soak.json (quick:
@@ -65,8 +69,10 @@ from tests.faults import (
 
 NAME = "soak"
 AGENT_ID = "soak-edge"
-AGENT_SIM = "sim:square,high=9,low=3,period=0.2,duty=0.5,rate=200"
-AGENT_CHANNEL = f"{AGENT_ID}/sim:square"
+# a slow ramp: a phase placed a second off has a visibly different true energy (a fast
+# periodic waveform would hide it)
+AGENT_SIM = "sim:ramp,low=3,high=9,period=7.3,rate=200"
+AGENT_CHANNEL = f"{AGENT_ID}/sim:ramp"
 METER_WAVEFORM = "square,high=40,low=10,period=4,duty=0.5"
 METER_RATE_S = 0.1
 HARNESS_SOURCE = "soak-harness"
@@ -542,13 +548,16 @@ def soak(
         end = time.monotonic() + seconds
         quiet_s = min(10.0, seconds / 4)  # no fault this close to the end: let parts recover
         next_fault = time.monotonic() + min(10.0, fault_every_s) * rng.uniform(0.5, 1.5)
+        pending: list[str] = []
         while True:
             now = time.monotonic()
             if next_fault >= end - quiet_s or now >= end:
                 time.sleep(max(0.0, end - time.monotonic()))
                 break
             time.sleep(max(0.0, next_fault - now))
-            kind = rng.choice(FAULT_KINDS)
+            if not pending:  # every kind once per round, in a random order
+                pending = rng.sample(FAULT_KINDS, len(FAULT_KINDS))
+            kind = pending.pop()
             new_off = offsets[-1][1]
             if kind == "agent" and clock_steps:
                 new_off = rng.choice([o for o in CLOCK_STEPS_S if o != new_off])

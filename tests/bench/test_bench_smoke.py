@@ -92,7 +92,7 @@ def test_soak_runs_a_short_faulted_run_and_accounts_for_everything(tmp_path: Pat
     assert res["faults"], "no fault was injected"
     assert all(f["kind"] in ("broker", "daemon", "agent", "meter") for f in res["faults"])
     channels = {s["channel"]: s for s in res["samples"]}
-    assert set(channels) == {"soak-edge/sim:square", "wt300:meter:p1", "wt300:meter:e1"}
+    assert set(channels) == {"soak-edge/sim:ramp", "wt300:meter:p1", "wt300:meter:e1"}
     for s in channels.values():
         assert s["expected"] > 0 and s["stored"] > 0
         assert s["missing"] == s["flagged"] + s["producer_down"] + s["lost"]
