@@ -632,6 +632,16 @@ def soak(
         "monitor": monitor.samples if monitor else [],
         "faults": faults,
         "phases": len(harness.phases),
+        "phase_log": [
+            {
+                "run": p.run,
+                "begin_ok": p.begin_ok,
+                "end_ok": p.end_ok,
+                "t_begin_s": round((p.t_begin_ns - t_start) / 1e9, 3) if p.begin_ok else None,
+                "t_end_s": round((p.t_end_ns - t_start) / 1e9, 3) if p.end_ok else None,
+            }
+            for p in harness.phases
+        ],
         "harness_errors": [e for p in harness.phases for e in p.errors][:30],
     }
 
