@@ -114,7 +114,7 @@ class MarkerHarness(threading.Thread):
         self.mqtt = paho.Client(
             paho.CallbackAPIVersion.VERSION2, client_id=HARNESS_SOURCE, clean_session=False
         )
-        self.mqtt.reconnect_delay_set(0.1, 1.0)
+        self.mqtt.reconnect_delay_set(1, 2)
         self.mqtt.max_queued_messages_set(0)
         self.mqtt.connect_async("127.0.0.1", broker_port, keepalive=10)
         self.mqtt.loop_start()
