@@ -1,6 +1,8 @@
 """The fault harness (tests/faults.py) drives real processes: a SIGKILLed daemon restarts on its
 store and serves what it had stored; a SIGKILLed agent's last will says offline and its restart
-announces it online again; the sim truth helpers agree with the waveform definition."""
+announces it online again (also under libfaketime); a killed and restarted meter simulator is
+an unplug and replug the daemon's probe recovers from; the sim truth helpers agree with the
+waveform definition."""
 
 from __future__ import annotations
 
@@ -15,8 +17,10 @@ import pytest
 from tests.faults import (
     AgentProc,
     DaemonProc,
+    MeterSimProc,
     expected_grid,
     find_exe,
+    http,
     make_broker,
     truth_energy_j,
 )
@@ -125,3 +129,25 @@ def test_agent_under_libfaketime_runs_on_a_shifted_clock(tmp_path: Path, broker:
     finally:
         client.loop_stop()
         client.disconnect()
+
+
+def test_meter_simulator_unplugged_and_replugged_feeds_the_daemon_again(tmp_path: Path) -> None:
+    meter = MeterSimProc("meter", tmp_path, waveform="constant,w=20")
+    daemon = DaemonProc("daemon", tmp_path, probes=(f"wt300:{meter.link},rate=0.1",))
+    with meter, daemon:
+        meter.start()
+        daemon.start()
+        daemon.wait_healthy()
+
+        def latest_ns() -> int:
+            channels = http("GET", f"{daemon.url}/v1/channels")[1]["channels"]
+            return int(channels.get("wt300:meter:p1", {}).get("t_ns", 0))
+
+        first = wait_for(latest_ns, 10.0, "meter updates")
+        meter.kill()  # the cable pulled: the link dangles and is removed
+        assert not meter.link.exists()
+        time.sleep(1.0)
+        unplugged = latest_ns()
+        meter.start()  # replugged on the same path
+        wait_for(lambda: latest_ns() > unplugged, 15.0, "meter updates after the replug")
+    assert unplugged >= first
