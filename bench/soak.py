@@ -759,6 +759,29 @@ def markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def rss_plot(r: dict[str, Any], quick: bool) -> str | None:
+    """Daemon (and agent) RSS over time with a line at each fault; None without matplotlib."""
+    plt = benchlib.pyplot()
+    points = [m for m in r["monitor"] if m["daemon_rss_kib"]]
+    if plt is None or not points:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    ax.plot(
+        [m["t_s"] for m in points], [m["daemon_rss_kib"] / 1024 for m in points], label="daemon"
+    )
+    agent = [m for m in r["monitor"] if m["agent_rss_kib"]]
+    ax.plot([m["t_s"] for m in agent], [m["agent_rss_kib"] / 1024 for m in agent], label="agent")
+    colours = {"broker": "tab:red", "daemon": "tab:purple", "agent": "tab:green", "meter": "k"}
+    for kind, colour in colours.items():
+        for i, f in enumerate(x for x in r["faults"] if x["kind"] == kind):
+            ax.axvline(
+                f["t_s"], color=colour, lw=0.8, ls=":", label=f"{kind} killed" if i == 0 else None
+            )
+    ax.set(xlabel="time (s)", ylabel="RSS (MiB)", title="RSS through the faults")
+    ax.legend(fontsize=7, ncol=3)
+    return str(benchlib.save_plot(fig, NAME, quick))
+
+
 def verdict(r: dict[str, Any]) -> str:
     lost = sum(s["lost"] for s in r["samples"])
     unflagged = sum(s["producer_down"] for s in r["samples"])
@@ -815,6 +838,9 @@ def main() -> int:
     )
     data["verdict"] = verdict(r)
     data["markdown"] = markdown(r)
+    plot = rss_plot(r, args.quick)
+    if plot is not None:
+        data["plot"] = plot
     path = benchlib.write_result(NAME, args.quick, args.out, data)
     print(data["markdown"])
     print(f"\nsoak: {data['verdict']}\nwrote {path}")
