@@ -57,6 +57,7 @@ import paho.mqtt.client as paho
 sys.path.insert(0, str(benchlib.ROOT))
 
 from tests.faults import (
+    FAKETIME_LIB,
     AgentProc,
     DaemonProc,
     MeterSimProc,
@@ -823,7 +824,11 @@ def main() -> int:
     data["uptime_before"] = benchlib.uptime()
     work = Path(tempfile.mkdtemp(prefix="powerd-soak-"))
     try:
-        r = soak(seconds, every, args.seed, work, not args.no_clock_steps)
+        clock_steps = not args.no_clock_steps
+        if clock_steps and not FAKETIME_LIB.exists():
+            print(f"soak: {FAKETIME_LIB} missing (Debian package faketime): no clock steps")
+            clock_steps = False
+        r = soak(seconds, every, args.seed, work, clock_steps)
     finally:
         if args.keep:
             print(f"soak: work dir kept: {work}")
