@@ -615,12 +615,16 @@ def soak(
         results = result_accounting(db, harness.phases, offsets)
     finally:
         db.close()
+    for s in samples:
+        for hole in s["lost_holes"]:
+            hole["t_s"] = round((hole["t_ns"] - t_start) / 1e9, 3)
     for f in faults:
         for key in ("kill_ns", "restart_ns", "ready_ns"):
             if key in f:
                 f[key.replace("_ns", "_s")] = round((f.pop(key) - t_start) / 1e9, 2)
     return {
         "seconds": round((t_stop - t_start) / 1e9, 1),
+        "t_start_ns": t_start,  # every *_s figure is relative to this (UTC ns)
         "fault_every_s": fault_every_s,
         "seed": seed,
         "clock_steps": clock_steps,
