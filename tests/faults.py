@@ -48,6 +48,7 @@ STOP_TIMEOUT_S = 10.0
 HTTP_TIMEOUT_S = 5.0
 FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 SBIN = ("/usr/sbin", "/usr/local/sbin", "/sbin")
+SHIPPED_BROKER_CONF = ROOT / "mosquitto" / "powerd.conf"  # the production broker settings
 
 
 # --- truth from the sim source -----------------------------------------------------------------
@@ -85,26 +86,34 @@ def find_exe(name: str) -> str | None:
     return None
 
 
-def make_broker(work: Path, persistence: bool = True, extra: str = "") -> Mosquitto:
+def make_broker(
+    work: Path, persistence: bool = True, extra: str = "", shipped: Path | None = None
+) -> Mosquitto:
     """Debian's mosquitto on a free loopback port, not started yet (``start()``).
 
-    With ``persistence`` its database lives in ``work`` and is written on every change
-    (``autosave_on_changes``), so a SIGKILL loses no queued message; ``extra`` is appended."""
+    With ``persistence`` it runs the broker settings powerd ships (``mosquitto/powerd.conf``:
+    persistence saved on every change, so a SIGKILL loses no queued message) when that file
+    exists, else the same settings written here; its database lives in ``work``. ``extra`` is
+    appended."""
     exe = find_exe("mosquitto")
     if exe is None:
         raise FileNotFoundError("mosquitto is not installed (Debian package mosquitto)")
     work.mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = work / f"mosquitto-{port}.conf"
-    persist = (
-        f"persistence true\npersistence_location {work}/\nautosave_interval 1\n"
-        "autosave_on_changes true\n"
-        if persistence
-        else "persistence false\n"
-    )
+    shipped = shipped or SHIPPED_BROKER_CONF
+    if not persistence:
+        settings = "persistence false\nmax_queued_messages 100000\n"
+    elif shipped.exists():
+        settings = f"{shipped.read_text()}\npersistence_location {work}/\n"
+    else:
+        settings = (
+            "persistence true\nautosave_on_changes true\nautosave_interval 1\n"
+            f"max_queued_messages 100000\npersistence_location {work}/\n"
+        )
     conf.write_text(
         f"per_listener_settings true\nlistener {port} 127.0.0.1\nallow_anonymous true\n"
-        f"max_queued_messages 100000\n{persist}{extra}"
+        f"{settings}{extra}"
     )
     return Mosquitto(conf, port, exe)
 
