@@ -1,9 +1,9 @@
 """Soak: the whole system for a long time with faults injected at random, checked against truth.
 
 Real processes on loopback, as deployed (tests/faults.py): Debian's mosquitto with persistence
-(the shipped mosquitto/powerd.conf when present),
-``powerd run`` sampling a simulated Yokogawa WT310 (``powerd sim wt310``) on a pseudo-terminal,
-and ``powerd-agent`` sampling a ``sim`` ramp at 200 Hz. A harness thread keeps running phases
+(the shipped mosquitto/powerd.conf when present), ``powerd run`` sampling a simulated Yokogawa
+WT310 (``powerd sim wt310``) on a pseudo-terminal, and ``powerd-agent`` sampling a ``sim`` ramp
+at 200 Hz. A harness thread keeps running phases
 (begin, a few seconds, end with a count), alternately through the agent's local HTTP relay (its
 clock offset applies; the phase covers the agent's channel) and published directly on the broker
 with paho (source ``soak-harness``; the phase covers the daemon's meter). Meanwhile, at random
