@@ -129,5 +129,5 @@ def test_deep_json_is_a_rejected_marker_not_an_exception(store: Store) -> None:
     d = _daemon(store)
     for payload in (b"[" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000):
         out = d.submit_marker("h", payload)
-        assert out.error is not None and "nested too deeply" in out.error
+        assert out.error is not None and "nested" in out.error
     assert d.counts["markers_rejected"] == 2
