@@ -39,6 +39,7 @@ SEEN_BLOCKS = 1 << 16
 HELD_MAX = 1 << 14
 MIN_EXCHANGES = 3
 CLOCK_PENDING = 256
+EPOCHS_KEPT = 8
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,14 @@ class Daemon:
     primary: tuple[str, ...] = ()
     result_grace_s: float = 2.0
     tracker: PhaseTracker = field(default_factory=PhaseTracker)
+    # Each agent's offset estimate for its CURRENT clock epoch (boot); older epochs' estimates
+    # are kept in _epochs only to place their backlog (see agent/epoch.py).
     offsets: dict[str, OffsetEstimator] = field(default_factory=dict)
+    _epochs: OrderedDict[tuple[str, int | None], OffsetEstimator] = field(
+        default_factory=OrderedDict
+    )
+    _boot_now: dict[str, int | None] = field(default_factory=dict)
+    _held_boots: Counter[tuple[str, int | None]] = field(default_factory=Counter)
     counts: Counter[str] = field(default_factory=Counter)
     rejected_by_source: Counter[str] = field(default_factory=Counter)
     agents: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -117,7 +125,7 @@ class Daemon:
                     if isinstance(payload, bytes | str)
                     else wire.parse_marker(payload)
                 )
-                offset_ns, unc_ns = self._offset_for(source, marker.t_ns)
+                offset_ns, unc_ns = self._offset_for(source, marker.t_ns, marker.boot_ns)
                 sm = stamp(source, marker, received, offset_ns, unc_ns + uncertainty_ns)
                 if not self.tracker.check(sm):
                     self.counts["markers_repeated"] += 1
@@ -137,24 +145,100 @@ class Daemon:
                     wake()
             return MarkerOutcome(True, phase=phase, stamped=sm)
 
-    def _offset_for(self, source: str, t_ns: int | None) -> tuple[int, int]:
-        est = self.offsets.get(source)
+    def _offset_for(
+        self, source: str, t_ns: int | None, boot_ns: int | None = None
+    ) -> tuple[int, int]:
+        """(offset, uncertainty) for a stamp of ``source``'s clock epoch ``boot_ns`` (None: its
+        current one), from that epoch's exchanges only; (0, 0) when it has none."""
+        est = self._estimator(source, boot_ns)
         if est is None or t_ns is None:
             return 0, 0
         off = est.estimate(t_ns)
         return (0, 0) if off is None else (off.offset_ns, off.uncertainty_ns)
 
+    def _estimator(self, agent: str, boot_ns: int | None) -> OffsetEstimator | None:
+        if boot_ns is None or boot_ns == self._boot_now.get(agent):
+            return self.offsets.get(agent)
+        return self._epochs.get((agent, boot_ns))
+
+    def _ready(self, agent: str, boot_ns: int | None) -> bool:
+        """Whether stamps of this clock epoch can be placed: its offset is known."""
+        est = self._estimator(agent, boot_ns)
+        return est is not None and len(est.exchanges) >= MIN_EXCHANGES
+
+    def _switch_boot(self, agent: str, boot_ns: int | None) -> None:
+        """``agent`` now stamps in epoch ``boot_ns`` (a restart or a clock step): its current
+        estimate starts from that epoch's own exchanges, never from the previous epoch's; the
+        previous one is kept (bounded) to place that epoch's backlog."""
+        if agent in self.offsets and self._boot_now.get(agent) == boot_ns:
+            return
+        est = self._epochs.get((agent, boot_ns))
+        if est is None:
+            est = self._epochs[(agent, boot_ns)] = OffsetEstimator()
+            mine = [k for k in self._epochs if k[0] == agent]
+            for old in mine[: max(0, len(mine) - EPOCHS_KEPT)]:
+                del self._epochs[old]
+            if agent in self.offsets:
+                self.counts["agent_clock_epochs"] += 1
+        self._boot_now[agent] = boot_ns
+        self.offsets[agent] = est
+
     # agents: channels, blocks, clock ----------------------------------------------------------
 
     def accept_status(self, agent: str, payload: bytes) -> None:
+        """An agent's retained status: its clock epoch (a new one starts a fresh offset estimate)
+        and its spool's state (full or failing: the agent is shown degraded)."""
         try:
             obj = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):
             self.counts["status_malformed"] += 1
             return
         with self._lock:
             self.agents[agent] = obj if isinstance(obj, dict) else {}
-            self.offsets.setdefault(agent, OffsetEstimator())
+            boot = wire.status_boot(obj)
+            if boot is not None or agent not in self.offsets:
+                self._switch_boot(agent, boot)
+            self._note_spool(agent, self.agents[agent].get("spool"))
+
+    def _note_spool(self, agent: str, spool: Any) -> None:
+        """An agent spool that is full or failing makes the agent a down component (healthz)."""
+        if not isinstance(spool, dict):
+            return
+        component = f"agent:{agent}:spool"
+        state = spool.get("state")
+        if state in ("full", "error"):
+            detail = str(spool.get("error") or "")[:200]
+            dropped = spool.get("dropped_blocks", 0)
+            self.health.down(
+                component, f"spool_{state}: {detail} (blocks dropped so far: {dropped})"
+            )
+        elif state == "ok":
+            self.health.up(component)
+
+    def accept_gaps(self, agent: str, payload: bytes) -> bool:
+        """Data an agent had to drop (its spool full or failing), each with its exact extent on
+        the agent's clock: recorded as ``agent_dropped`` gaps on our clock, so every result that
+        overlaps one is flagged. Held like blocks until that epoch's offset is known."""
+        try:
+            gaps = wire.decode_gaps(payload)
+        except wire.WireError as err:
+            self.counts["gaps_malformed"] += 1
+            self.health.problem(f"agent:{agent}", "gaps_malformed", str(err))
+            return False
+        with self._lock:
+            if self._hold(agent, "gaps", payload, self.clock()):
+                return True
+            for g in gaps:
+                cid = g.channel if g.channel.startswith(f"{agent}/") else f"{agent}/{g.channel}"
+                offset_ns, _ = self._offset_for(agent, g.t_last_ns, g.boot_ns)
+                self.store.put_gap(cid, g.t_first_ns + offset_ns, g.t_last_ns + offset_ns, g.reason)
+                self.counts["agent_dropped_samples"] += g.samples
+                self.health.problem(
+                    f"agent:{agent}",
+                    "agent_dropped",
+                    f"{g.samples} samples of {cid} dropped by the agent ({g.reason})",
+                )
+            return True
 
     def accept_channels(self, agent: str, payload: bytes) -> None:
         """An agent's channel list: ids are prefixed with the agent id."""
@@ -200,7 +284,7 @@ class Daemon:
         self._seen_blocks[key] = None
         if len(self._seen_blocks) > SEEN_BLOCKS:
             self._seen_blocks.popitem(last=False)
-        offset_ns, unc_ns = self._offset_for(agent, int(msg.t_ns[-1]))
+        offset_ns, unc_ns = self._offset_for(agent, int(msg.t_ns[-1]), msg.boot_ns)
         self._track_stamp_uncertainty(cid, unc_ns)
         block = Block(cid, msg.t_ns + np.int64(offset_ns), msg.value)
         self.timeline.append(block)
@@ -233,9 +317,11 @@ class Daemon:
             return wire.clock_request(req_id, t1)
 
     def accept_clock_reply(self, agent: str, payload: bytes, t4_ns: int | None = None) -> bool:
+        """One exchange, added to the estimate of the clock epoch the agent stamped it in; an
+        epoch never seen before (the agent restarted or its clock stepped) becomes current."""
         t4 = self.clock() if t4_ns is None else t4_ns
         try:
-            req_id, t1, t2, t3 = wire.parse_clock_reply(payload)
+            req_id, t1, t2, t3, boot = wire.parse_clock_reply_boot(payload)
         except wire.WireError:
             self.counts["clock_malformed"] += 1
             return False
@@ -244,30 +330,60 @@ class Daemon:
             if sent is None or sent != t1:
                 self.counts["clock_unmatched"] += 1
                 return False
-            ok = self.offsets.setdefault(agent, OffsetEstimator()).add(Exchange(t1, t2, t3, t4))
+            if agent not in self.offsets or (
+                boot is not None and (agent, boot) not in self._epochs
+            ):
+                self._switch_boot(agent, boot)
+            est = self._estimator(agent, boot)
+            if est is None:
+                self.counts["clock_unmatched"] += 1
+                return False
+            ok = est.add(Exchange(t1, t2, t3, t4))
             self._release(agent)
             return ok
 
+    def _held_boots_of(self, kind: str, payload: Any) -> list[int | None]:
+        """The clock epochs a held message's stamps belong to (None: the agent's current)."""
+        try:
+            if kind == "block":
+                return list({m.boot_ns for m in wire.decode_blocks(payload)})
+            if kind == "gaps":
+                return list({g.boot_ns for g in wire.decode_gaps(payload)})
+            obj = json.loads(payload) if isinstance(payload, bytes | str) else payload
+            boot = obj.get("boot_ns") if isinstance(obj, dict) else None
+            return [boot if isinstance(boot, int) and not isinstance(boot, bool) else None]
+        except (ValueError, RecursionError):
+            return [None]
+
     def _hold(self, agent: str, kind: str, payload: Any, received_ns: int) -> bool:
-        """Keep an agent's stamped data until its clock offset is known (True if held): applying
-        it earlier would misplace it by the whole offset, seconds on an unsynchronised host."""
-        est = self.offsets.get(agent)
-        if est is not None and len(est.exchanges) >= MIN_EXCHANGES and not self._held.get(agent):
+        """Keep an agent's stamped data until the offset of ITS clock epoch is known (True if
+        held): applying it earlier, or with another epoch's offset, would misplace it by the
+        whole offset or clock step. Data of one epoch keeps its order."""
+        boots = self._held_boots_of(kind, payload)
+        if all(self._ready(agent, b) and not self._held_boots[(agent, b)] for b in boots):
             return False
         held = self._held.setdefault(agent, [])
         held.append((kind, payload, received_ns))
+        self._held_boots[(agent, boots[0])] += 1
         if len(held) > HELD_MAX:
-            held.pop(0)
+            old_kind, old_payload, _ = held.pop(0)
+            self._held_boots[(agent, self._held_boots_of(old_kind, old_payload)[0])] -= 1
             self.counts["held_dropped"] += 1
         return True
 
     def _release(self, agent: str) -> None:
-        est = self.offsets.get(agent)
-        if est is None or len(est.exchanges) < MIN_EXCHANGES:
+        """Apply held data whose epoch's offset is now known (the rest is held again)."""
+        waiting = [b for (a, b), n in self._held_boots.items() if a == agent and n > 0]
+        if not any(self._ready(agent, b) for b in waiting):
             return
-        for kind, payload, received_ns in self._held.pop(agent, []):
+        held = self._held.pop(agent, [])
+        for key in [k for k in self._held_boots if k[0] == agent]:
+            del self._held_boots[key]
+        for kind, payload, received_ns in held:
             if kind == "block":
                 self.accept_block(agent, payload)
+            elif kind == "gaps":
+                self.accept_gaps(agent, payload)
             else:
                 self.submit_marker(agent, payload, received_ns)
 

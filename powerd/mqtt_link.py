@@ -52,6 +52,8 @@ async def _dispatch(client: aiomqtt.Client, daemon: Daemon, clock: Callable[[], 
             daemon.accept_channels(agent, payload)
         elif (agent := wire.topic_tail(topic, "status")) is not None:
             daemon.accept_status(agent, payload)
+        elif (agent := wire.topic_tail(topic, "gaps")) is not None:
+            daemon.accept_gaps(agent, payload)
         elif topic.startswith(f"{wire.TOPIC_ROOT}/clock/") and topic.endswith("/reply"):
             agent = topic.split("/")[3]
             daemon.accept_clock_reply(agent, payload, received_ns)
@@ -109,6 +111,7 @@ async def run_mqtt(
                         (f"{wire.TOPIC_ROOT}/blocks/+", 1),
                         (f"{wire.TOPIC_ROOT}/channels/+", 1),
                         (f"{wire.TOPIC_ROOT}/status/+", 1),
+                        (f"{wire.TOPIC_ROOT}/gaps/+", 1),
                         (f"{wire.TOPIC_ROOT}/clock/+/reply", 0),
                     ]
                 )
