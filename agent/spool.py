@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 MEMORY_MAX_BYTES = 32 << 20
 RETRY_S = 2.0
 ROW_OVERHEAD_BYTES = 64
+BOUND_CLEAR = 0.8
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ class Spool:
         self._used_bytes = 0
         self._page_bytes = 4096
         self._drop_logged = False
+        self._at_bound = False  # "full" because of spool_max_mb (cleared below BOUND_CLEAR)
         self.state = "ok"
         self.error = ""
         self.dropped = 0  # blocks messages dropped (kept for compatibility)
@@ -304,12 +306,14 @@ class Spool:
         self._checkpoint()
         self._measure()
         if dropped:
-            if self.state != "full":
+            if not self._at_bound:
+                self._at_bound = True
                 self.state, self.error = "full", f"spool_max_mb ({self.max_bytes} bytes) reached"
                 self._since_s = time.monotonic()
                 self._log(f"spool_full: {self.path}: {self.error}; dropping the oldest blocks")
                 self.changes += 1
-        else:
+        elif not self._at_bound or self._used_bytes < BOUND_CLEAR * self.max_bytes:
+            self._at_bound = False
             self._recovered()
 
     def _to_memory(self, items: list[Item]) -> None:
@@ -372,6 +376,9 @@ class Spool:
                 self._acked = set()
                 self._checkpoint()
                 self._measure()
+                if self._at_bound and self._used_bytes < BOUND_CLEAR * self.max_bytes:
+                    self._at_bound = False
+                    self._recovered()
             except (sqlite3.Error, OSError) as err:
                 self._rollback()
                 self._acked = disk
