@@ -29,7 +29,7 @@ from typing import Any
 import aiomqtt
 
 from agent import wire
-from agent.epoch import EpochAnchor
+from agent.epoch import EpochAnchor, host_boot_id
 from agent.mqttconf import MqttSettings
 from agent.spool import Spool
 from powerd import __version__
@@ -47,6 +47,7 @@ PUBLISH_INTERVAL_S = 0.5
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 5.0
 STATUS_CHECK_S = 0.5
+EPOCHS_REPORTED = 16
 
 
 def _log(text: str) -> None:
@@ -76,6 +77,7 @@ class Outbox:
         self.seq = 0
         self._pending: dict[str, tuple[list[I64], list[F64]]] = {}
         self.on_spooled: Callable[[], None] | None = None
+        self.on_epoch: Callable[[], None] | None = None
 
     def put_channel(self, ch: Channel) -> None:
         self.channels[ch.id] = ch
@@ -135,6 +137,8 @@ class Outbox:
         goes out under the old epoch id, the rest under the new one."""
         self.flush()
         self.boot_ns = self.anchor.boot_ns
+        if self.on_epoch is not None:
+            self.on_epoch()
         _log(
             f"wall clock stepped by {step_ns / 1e9:+.6f} s; re-anchored "
             f"(clock epoch {self.anchor.epoch}, boot_ns {self.boot_ns})"
@@ -159,6 +163,8 @@ class Agent:
             self.cfg.spool_dir / "spool.db", self.cfg.spool_max_bytes, agent=self.cfg.id
         )
         self.outbox = Outbox(self.cfg.id, self.spool, self.anchor)
+        self.outbox.on_epoch = self._remember_epoch
+        self._remember_epoch()
         probes: list[Probe] = []
         for spec in self.cfg.probes:
             try:
@@ -170,6 +176,31 @@ class Agent:
         self.sampler = Sampler(
             probes, None, self.outbox, self.anchor, flush_interval_s=self.cfg.publish_interval_s
         )
+
+    # clock epochs -------------------------------------------------------------------------------
+
+    def _remember_epoch(self) -> None:
+        """Keep this epoch's anchor with the host's boot id: after a restart, the daemon can
+        place the backlog of an epoch it never measured (see agent/epoch.py)."""
+        host = host_boot_id()
+        if host is None:
+            return
+        boot_ns, anchor_ns = self.anchor.info()
+        self.spool.put_meta(f"epoch:{boot_ns}", anchor_ns)
+        self.spool.put_meta(f"epoch_host:{boot_ns}", host)
+
+    def epochs(self) -> dict[str, int]:
+        """{boot_ns: anchor_ns} of this host boot's latest epochs (ours and earlier runs')."""
+        host = host_boot_id()
+        if host is None:
+            return {}
+        hosts = self.spool.meta("epoch_host:")
+        mine = sorted(
+            (int(k.split(":", 1)[1]), v)
+            for k, v in self.spool.meta("epoch:").items()
+            if hosts.get(f"epoch_host:{k.split(':', 1)[1]}") == host
+        )
+        return {str(b): a for b, a in mine[-EPOCHS_REPORTED:]}
 
     # local markers ------------------------------------------------------------------------------
 
@@ -272,6 +303,7 @@ class Agent:
             __version__,
             boot_ns=boot_ns,
             epoch=self.anchor.epoch,
+            epochs=self.epochs(),
             spool=self.spool.snapshot(),
         )
 

@@ -10,12 +10,20 @@ offset estimate per (agent, boot_ns) and holds an epoch's data until that estima
 
 ``stamp()`` returns (boot_ns, utc_ns) read under one lock, so a reply or marker never pairs an
 epoch id with a stamp of the next epoch while the sampler thread re-anchors.
+
+Data of an epoch whose offset the daemon never measured (the agent ran while the broker was down,
+then restarted) can still be placed: within one boot of the host, every epoch stamps
+``monotonic + anchor_ns`` on the same monotonic clock, so epoch e's offset is the current one plus
+``anchor_now - anchor_e``. The agent keeps each epoch's anchor (with the host's boot id) in its
+spool and reports them in its status as ``epochs``; ``epoch_link`` does that arithmetic.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from powerd.timebase import ClockStep, TimeAnchor
 
@@ -36,6 +44,11 @@ class EpochAnchor(TimeAnchor):
         with self._lock:
             return super().utc_ns(mono_ns)
 
+    def info(self) -> tuple[int, int]:
+        """(epoch id, anchor_ns): stamps of this epoch are ``monotonic + anchor_ns``."""
+        with self._lock:
+            return self.boot_ns, self.offset_ns
+
     def stamp(self) -> tuple[int, int]:
         """(epoch id, UTC ns now) of one epoch."""
         with self._lock:
@@ -50,3 +63,23 @@ class EpochAnchor(TimeAnchor):
                 self.boot_ns = new if new != self.boot_ns else new + 1
                 self.epoch += 1
             return step
+
+
+def host_boot_id(path: Path = Path("/proc/sys/kernel/random/boot_id")) -> int | None:
+    """The host's boot as an integer (epochs of one host boot share one monotonic clock)."""
+    try:
+        return int(path.read_text().strip().replace("-", ""), 16) % (1 << 63)
+    except (OSError, ValueError):
+        return None
+
+
+def epoch_link(epochs: Any, boot_now: int | None, boot_ns: int) -> int | None:
+    """What to add to the offset of epoch ``boot_now`` to get that of epoch ``boot_ns``, from an
+    agent's reported ``epochs`` ({boot_ns: anchor_ns} of one host boot); None if not both known."""
+    if not isinstance(epochs, dict) or boot_now is None:
+        return None
+    a_now, a_then = epochs.get(str(boot_now)), epochs.get(str(boot_ns))
+    if not all(isinstance(a, int) and not isinstance(a, bool) for a in (a_now, a_then)):
+        return None
+    assert isinstance(a_now, int) and isinstance(a_then, int)
+    return a_now - a_then

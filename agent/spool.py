@@ -89,6 +89,7 @@ class Spool:
         self._mem_id = 0
         self._acked: set[int] = set()
         self._counters: dict[str, int] = {}
+        self._meta: dict[str, int] = {}
         self._retry_at_s = 0.0
         self._since_s = 0.0
         self._used_bytes = 0
@@ -391,6 +392,36 @@ class Spool:
                 with contextlib.suppress(sqlite3.Error):
                     n += int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
             return n
+
+    def put_meta(self, key: str, value: int) -> None:
+        """Keep a small integer across restarts (best effort: a failing disk is already
+        reported, and the value is still served from memory)."""
+        with self._lock:
+            self._meta[key] = value
+            if self._db is None:
+                return
+            try:
+                self._db.execute(
+                    "INSERT INTO meta VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET "
+                    "value=excluded.value",
+                    (key, value),
+                )
+            except sqlite3.Error as err:
+                self._rollback()
+                self._fail("full" if _full(err) else "error", err)
+
+    def meta(self, prefix: str) -> dict[str, int]:
+        """The kept integers whose key starts with ``prefix``."""
+        with self._lock:
+            out = {k: v for k, v in self._meta.items() if k.startswith(prefix)}
+            if self._db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    rows = self._db.execute(
+                        "SELECT key, value FROM meta WHERE substr(key, 1, ?) = ?",
+                        (len(prefix), prefix),
+                    ).fetchall()
+                    out |= {str(k): int(v) for k, v in rows}
+            return out
 
     def next_counter(self, key: str) -> int:
         """A persistent counter (marker sequence numbers that survive restarts); kept in memory

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from agent import wire
+from agent.epoch import epoch_link
 from powerd.block import Block
 from powerd.channel import Channel
 from powerd.clocksync import Exchange, OffsetEstimator
@@ -40,6 +41,8 @@ HELD_MAX = 1 << 14
 MIN_EXCHANGES = 3
 CLOCK_PENDING = 256
 EPOCHS_KEPT = 8
+# An epoch placed through anchors (agent/epoch.py): the anchors' bracketed reads, with margin.
+LINK_UNCERTAINTY_NS = 20_000
 
 
 @dataclass(frozen=True)
@@ -151,10 +154,25 @@ class Daemon:
         """(offset, uncertainty) for a stamp of ``source``'s clock epoch ``boot_ns`` (None: its
         current one), from that epoch's exchanges only; (0, 0) when it has none."""
         est = self._estimator(source, boot_ns)
-        if est is None or t_ns is None:
+        if t_ns is None:
             return 0, 0
-        off = est.estimate(t_ns)
+        if boot_ns is not None and (est is None or len(est.exchanges) < MIN_EXCHANGES):
+            delta = self._link(source, boot_ns)
+            if delta is not None:
+                off = self.offsets[source].estimate(t_ns)
+                if off is not None:
+                    return off.offset_ns + delta, off.uncertainty_ns + LINK_UNCERTAINTY_NS
+        off = None if est is None else est.estimate(t_ns)
         return (0, 0) if off is None else (off.offset_ns, off.uncertainty_ns)
+
+    def _link(self, agent: str, boot_ns: int) -> int | None:
+        """For an epoch never measured: its offset relative to the current epoch's, from the
+        anchors the agent reports (same host boot); None unless the current one is known."""
+        now = self.offsets.get(agent)
+        if now is None or len(now.exchanges) < MIN_EXCHANGES:
+            return None
+        status = self.agents.get(agent) or {}
+        return epoch_link(status.get("epochs"), self._boot_now.get(agent), boot_ns)
 
     def _estimator(self, agent: str, boot_ns: int | None) -> OffsetEstimator | None:
         if boot_ns is None or boot_ns == self._boot_now.get(agent):
@@ -164,7 +182,9 @@ class Daemon:
     def _ready(self, agent: str, boot_ns: int | None) -> bool:
         """Whether stamps of this clock epoch can be placed: its offset is known."""
         est = self._estimator(agent, boot_ns)
-        return est is not None and len(est.exchanges) >= MIN_EXCHANGES
+        if est is not None and len(est.exchanges) >= MIN_EXCHANGES:
+            return True
+        return boot_ns is not None and self._link(agent, boot_ns) is not None
 
     def _switch_boot(self, agent: str, boot_ns: int | None) -> None:
         """``agent`` now stamps in epoch ``boot_ns`` (a restart or a clock step): its current

@@ -22,6 +22,7 @@ from powerd.store import Store
 from powerd.timeline import Timeline
 from tests.agent.agentproc import running_agent
 from tests.agent.test_mqtt_e2e import post, truth_j
+from tests.agent.test_spool_faults import spooled_blocks
 from tests.servers import Mosquitto, mosquitto, running_daemon, wait_for
 
 AGENT = "edge-b"
@@ -130,6 +131,25 @@ def test_a_clock_step_seen_in_the_replies_starts_a_new_estimate(daemon: Daemon) 
     assert sm.t_ns == 58 * SEC and sm.timing.offset_ns == -2 * SEC
 
 
+def test_an_epoch_never_measured_is_placed_through_the_reported_anchors(daemon: Daemon) -> None:
+    """Boot A ran while the broker was down (no exchange ever); boot B's status reports both
+    anchors (B's clock stepped +1 s), so A's backlog gets B's offset plus their difference."""
+    d = daemon
+    anchors = {str(BOOT_A): 7 * SEC, str(BOOT_B): 8 * SEC}
+    d.accept_status(AGENT, wire.status(AGENT, "online", 0, "t", boot_ns=BOOT_B, epochs=anchors))
+    d.accept_block(AGENT, block(BOOT_A, 1, 100 * SEC))
+    assert stored_t(d).size == 0
+    for _ in range(MIN_EXCHANGES):
+        exchange(d, BOOT_B, ahead_ns=4 * SEC, rtt_ns=200_000)
+    t = stored_t(d)
+    assert t.size == 10 and t[0] == 97 * SEC  # -4 s + (8 s - 7 s)
+    # without the anchors it would still be held, not placed with B's offset
+    d.accept_status(AGENT, wire.status(AGENT, "online", 0, "t", boot_ns=BOOT_B))
+    d.accept_block(AGENT, block(BOOT_A + 1, 1, 100 * SEC))
+    exchange(d, BOOT_B, ahead_ns=4 * SEC, rtt_ns=200_000)
+    assert stored_t(d).size == 10
+
+
 def test_epoch_anchor_starts_a_new_epoch_on_a_step() -> None:
     wall = [10 * SEC]
     mono = [SEC]
@@ -194,3 +214,43 @@ def test_agent_restarted_with_a_stepped_clock_is_placed_within_its_uncertainty(
     assert abs(phase["energy_j"] - truth_j(phase)) <= phase["uncertainty_j"]
     ch = phase["channels"][f"{agent_id}/sim:square"]
     assert ch["coverage"] == 1.0
+
+
+def test_backlog_of_an_unmeasured_boot_lands_at_its_true_time_after_a_stepped_restart(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    """The agent samples with the broker down from its start (its offset is never measured), is
+    SIGKILLed, restarted with its clock stepped by +1 s, and then the broker comes back."""
+    agent_id = "edge-unmeasured"
+    spool_dir = tmp_path / "spool"
+    cid = f"{agent_id}/sim:square"
+    with running_daemon(tmp_path, broker) as daemon:
+        broker.stop(kill=True)
+        t_start = time.time_ns()
+        with running_agent(tmp_path, broker, agent_id, kill=True, spool_dir=spool_dir):
+            db = spool_dir / "spool.db"
+            wait_for(lambda: db.exists() and len(spooled_blocks(db)) >= 5, what="a backlog")
+        backlog = spooled_blocks(spool_dir / "spool.db")
+        with running_agent(
+            tmp_path, broker, agent_id, fake_offset_s=1.0, kill=True, spool_dir=spool_dir
+        ):
+            time.sleep(0.3)
+            broker.start()
+            wait_for(
+                lambda: (o := daemon.offsets.get(agent_id)) is not None and len(o.exchanges) >= 5,
+                what="the new boot's exchanges",
+            )
+
+            def stored() -> int:
+                daemon.store.flush()
+                t, _ = daemon.store.samples(cid, t_start - 3 * SEC, t_start + 60 * SEC)
+                lo, hi = int(backlog[0].t_ns[0]), int(backlog[-1].t_ns[-1])
+                return int(np.count_nonzero((t >= lo - 2_000_000) & (t <= hi + 2_000_000)))
+
+            n = sum(int(b.t_ns.size) for b in backlog)
+            wait_for(lambda: stored() >= n, what="the backlog at its true time")
+            daemon.store.flush()
+            t, _ = daemon.store.samples(cid, t_start - 3 * SEC, t_start + 60 * SEC)
+    # nothing stored a second early (where the new boot's offset would have put it)
+    assert not np.any(t < int(backlog[0].t_ns[0]) - 2_000_000)
+    assert np.unique(t).size == t.size
