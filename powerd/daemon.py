@@ -216,7 +216,8 @@ class Daemon:
         with self._lock:
             self.agents[agent] = obj if isinstance(obj, dict) else {}
             boot = wire.status_boot(obj)
-            if boot is not None or agent not in self.offsets:
+            online = self.agents[agent].get("state") != "offline"  # a last will may be stale
+            if agent not in self.offsets or (boot is not None and online):
                 self._switch_boot(agent, boot)
             self._note_spool(agent, self.agents[agent].get("spool"))
 
@@ -228,10 +229,7 @@ class Daemon:
         state = spool.get("state")
         if state in ("full", "error"):
             detail = str(spool.get("error") or "")[:200]
-            dropped = spool.get("dropped_blocks", 0)
-            self.health.down(
-                component, f"spool_{state}: {detail} (blocks dropped so far: {dropped})"
-            )
+            self.health.down(component, f"spool_{state}: {detail}")
         elif state == "ok":
             self.health.up(component)
 
@@ -471,5 +469,6 @@ class Daemon:
                         "uncertainty_ns": off.uncertainty_ns,
                         "drift_ppm": off.drift_ppm,
                         "exchanges": off.exchanges,
+                        "boot_ns": self._boot_now.get(agent),
                     }
         return out
