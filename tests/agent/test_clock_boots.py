@@ -7,6 +7,7 @@ places its data and markers within the stated uncertainty of the truth."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -229,7 +230,14 @@ def test_backlog_of_an_unmeasured_boot_lands_at_its_true_time_after_a_stepped_re
         t_start = time.time_ns()
         with running_agent(tmp_path, broker, agent_id, kill=True, spool_dir=spool_dir):
             db = spool_dir / "spool.db"
-            wait_for(lambda: db.exists() and len(spooled_blocks(db)) >= 5, what="a backlog")
+
+            def backlog_so_far() -> int:
+                try:
+                    return len(spooled_blocks(db))
+                except sqlite3.OperationalError:  # the agent is still creating its spool
+                    return 0
+
+            wait_for(lambda: backlog_so_far() >= 5, what="a backlog")
         backlog = spooled_blocks(spool_dir / "spool.db")
         with running_agent(
             tmp_path, broker, agent_id, fake_offset_s=1.0, kill=True, spool_dir=spool_dir
