@@ -249,7 +249,12 @@ class Daemon:
             for g in gaps:
                 cid = g.channel if g.channel.startswith(f"{agent}/") else f"{agent}/{g.channel}"
                 offset_ns, _ = self._offset_for(agent, g.t_last_ns, g.boot_ns)
-                self.store.put_gap(cid, g.t_first_ns + offset_ns, g.t_last_ns + offset_ns, g.reason)
+                t0, t1 = g.t_first_ns + offset_ns, g.t_last_ns + offset_ns
+                if not (0 <= t0 <= t1 <= wire.MAX_INT):
+                    self.counts["gaps_malformed"] += 1
+                    self.health.problem(f"agent:{agent}", "gaps_malformed", "extent out of range")
+                    continue
+                self.store.put_gap(cid, t0, t1, g.reason)
                 self.counts["agent_dropped_samples"] += g.samples
                 self.health.problem(
                     f"agent:{agent}",

@@ -112,6 +112,21 @@ def test_a_full_disk_keeps_sampling_in_memory_and_recovers(tmp_path: Path) -> No
         spool.close()
 
 
+def test_an_agent_restarted_on_a_full_disk_starts_and_keeps_its_backlog(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "disk", "1m") as disk:
+        first = Spool(disk / "spool.db", 256 << 20, agent=AGENT, log=lambda _: None)
+        first.put_many([(TOPIC, block_msg(7, seq, seq * 10**9), 1, False) for seq in range(1, 9)])
+        fill(disk)  # and the process is killed: the spool is never closed
+        second = Spool(disk / "spool.db", 256 << 20, agent=AGENT, log=lambda _: None)
+        second.put_many([(TOPIC, block_msg(8, 1, 10**12), 1, False)])
+        assert second.state == "full"
+        assert second.next_counter("marker_seq") > 0
+        seqs = [(b.boot_ns, b.seq) for m in second.peek(100) for b in wire.decode_blocks(m.payload)]
+        assert seqs == [(7, s) for s in range(1, 9)] + [(8, 1)]
+        second.close()
+        first.close()
+
+
 def test_memory_queue_bound_drops_are_reported_too(tmp_path: Path) -> None:
     with tmpfs(tmp_path / "disk", "1m") as disk:
         spool = Spool(
