@@ -3,41 +3,68 @@
 Configure it with a TOML file (``--config``) or flags; flags win. The file:
 
     [agent]
-    id = "edge-01"                      # this host's source id (A-Za-z0-9_.:-)
+    id = "edge-01"                      # this host's source id (A-Za-z0-9_.:-); default: host name
     probes = ["nvml", "rapl"]
     spool_dir = "/var/lib/powerd-agent"
-    spool_max_mb = 256
+    spool_max_mb = 256                  # > 0
     http_bind = "127.0.0.1"             # local marker endpoint for harnesses
     http_port = 8090                    # 0: any free port (--no-http disables it)
-    publish_interval_s = 0.5            # how often sampled blocks are sent
+    publish_interval_s = 0.5            # how often sampled blocks are sent (> 0)
 
     [mqtt]                              # as for the daemon (host, port, username, tls_*)
     host = "broker.lab"
+
+Every key is checked (type, range, unknown keys) and so is every flag, one line per error.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import signal
 import socket
 import sys
-import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from agent.mqttconf import MqttSettings
 from agent.wire import SOURCE_RE
 from powerd.errors import PowerdError
+from powerd.schema import Name, Names, PortOrAny, Positive, Seconds, Table, convert, read_toml
 
-AGENT_KEYS = {
-    "id",
-    "probes",
-    "spool_dir",
-    "spool_max_mb",
-    "http_bind",
-    "http_port",
-    "publish_interval_s",
+AgentId = Annotated[
+    str,
+    msgspec.Meta(pattern=SOURCE_RE.pattern, description="1-128 characters of A-Za-z0-9_.:-"),
+]
+
+
+class AgentTable(Table, frozen=True):
+    """``[agent]``; a key named as an ``AgentConfig`` field is passed on as it is."""
+
+    id: AgentId | None = None
+    probes: Names = ()
+    spool_dir: Path | None = None
+    spool_max_mb: Positive = 256.0
+    http_bind: Name = "127.0.0.1"
+    http_port: PortOrAny = 8090
+    publish_interval_s: Seconds | None = None  # default: agent.agent.PUBLISH_INTERVAL_S
+
+
+class AgentFile(Table, frozen=True):
+    agent: AgentTable = msgspec.field(default_factory=AgentTable)
+    mqtt: MqttSettings = msgspec.field(default_factory=MqttSettings)
+
+
+# the flags that stand for [agent] keys; a flag given wins over the file
+FLAGS = {
+    "id": "--id",
+    "probes": "--probe",
+    "spool_dir": "--spool-dir",
+    "http_port": "--http-port",
+    "publish_interval_s": "--publish-interval",
 }
 
 
@@ -81,63 +108,58 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _read(path: Path | None) -> dict[str, Any]:
+def _read(path: Path | None) -> AgentFile:
     if path is None:
-        return {}
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise PowerdError(f"cannot read config {path}: {err.strerror}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise PowerdError(f"config {path} is not valid TOML: {err}") from None
-    unknown = set(data) - {"agent", "mqtt"}
-    if unknown:
-        raise PowerdError(f"config {path}: unknown table(s) {', '.join(sorted(unknown))}")
-    bad = set(data.get("agent", {})) - AGENT_KEYS
-    if bad:
-        raise PowerdError(
-            f"[agent]: unknown key(s) {', '.join(sorted(bad))}; "
-            f"allowed: {', '.join(sorted(AGENT_KEYS))}"
-        )
-    return data
+        return AgentFile()
+    return convert(read_toml(path), AgentFile, f"config {path}: ")
+
+
+def _flags(
+    args: argparse.Namespace, table: AgentTable, mqtt: MqttSettings
+) -> tuple[AgentTable, MqttSettings]:
+    """The file's tables with the flags given applied, each flag checked as its key is."""
+    given = {
+        "id": args.id,
+        "probes": args.probe,
+        "spool_dir": str(args.spool_dir) if args.spool_dir is not None else None,
+        "http_port": args.http_port,
+        "publish_interval_s": args.publish_interval,
+    }
+    given = {key: value for key, value in given.items() if value is not None}
+    flags = convert(given, AgentTable, "", lambda steps: FLAGS.get(str(steps[0]), str(steps[0])))
+    table = msgspec.structs.replace(table, **{key: getattr(flags, key) for key in given})
+    if args.mqtt:
+        host, colon, port = args.mqtt.rpartition(":")
+        broker: dict[str, Any] = {"host": host if colon else args.mqtt}
+        if colon:
+            broker["port"] = int(port) if port.isdigit() else port
+        checked = convert(broker, MqttSettings, "", lambda steps: f"--mqtt {args.mqtt}")
+        mqtt = msgspec.structs.replace(mqtt, **{k: getattr(checked, k) for k in broker})
+    return table, mqtt
 
 
 def config_from(args: argparse.Namespace) -> Any:
     from agent.agent import PUBLISH_INTERVAL_S, AgentConfig
 
-    data = _read(args.config)
-    a = data.get("agent", {})
-    mqtt = dict(data.get("mqtt", {}))
-    if args.mqtt:
-        host, _, port = args.mqtt.rpartition(":") if ":" in args.mqtt else (args.mqtt, "", "")
-        mqtt["host"] = host or args.mqtt
-        if port:
-            mqtt["port"] = int(port)
-    agent_id = args.id or a.get("id") or socket.gethostname().split(".")[0]
-    if not SOURCE_RE.match(agent_id):
-        raise PowerdError(f"agent id {agent_id!r}: use 1-128 characters of A-Za-z0-9_.:-")
-    probes = tuple(args.probe or a.get("probes", ()))
-    if not probes:
+    file = _read(args.config)
+    a, mqtt = _flags(args, file.agent, file.mqtt)
+    if not a.probes:
         raise PowerdError("no probes: pass --probe SPEC or set [agent] probes")
-    spool = args.spool_dir or Path(a.get("spool_dir", Path.home() / ".local/state/powerd-agent"))
-    port = (
-        None
-        if args.no_http
-        else args.http_port
-        if args.http_port is not None
-        else a.get("http_port", 8090)
-    )
+    agent_id = a.id or socket.gethostname().split(".")[0]
+    if not SOURCE_RE.match(agent_id):
+        raise PowerdError(f"agent id {agent_id!r}: use 1-128 characters of A-Za-z0-9_.:- (--id)")
+    names = {f.name for f in dataclasses.fields(AgentConfig)}
+    same = {k: v for k, v in msgspec.structs.asdict(a).items() if k in names and v is not None}
     return AgentConfig(
-        id=agent_id,
-        probes=probes,
-        mqtt=MqttSettings.from_table(mqtt),
-        spool_dir=Path(spool),
-        spool_max_bytes=int(float(a.get("spool_max_mb", 256)) * (1 << 20)),
-        http_bind=str(a.get("http_bind", "127.0.0.1")),
-        http_port=port,
-        publish_interval_s=float(
-            args.publish_interval or a.get("publish_interval_s", PUBLISH_INTERVAL_S)
-        ),
+        **{
+            **same,
+            "id": agent_id,
+            "mqtt": mqtt,
+            "spool_dir": a.spool_dir or Path.home() / ".local/state/powerd-agent",
+            "spool_max_bytes": int(a.spool_max_mb * (1 << 20)),
+            "http_port": None if args.no_http else a.http_port,
+            "publish_interval_s": a.publish_interval_s or PUBLISH_INTERVAL_S,
+        }
     )
 
 

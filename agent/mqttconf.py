@@ -8,68 +8,34 @@ from __future__ import annotations
 
 import socket
 import ssl
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import aiomqtt
+from msgspec import Meta
 
 from powerd.errors import PowerdError
-
-KEYS = {
-    "host",
-    "port",
-    "username",
-    "password_file",
-    "tls_ca",
-    "tls_cert",
-    "tls_key",
-    "tls_insecure",
-    "client_id",
-    "keepalive_s",
-}
+from powerd.schema import Name, Port, Table, convert, table_key
 
 
-@dataclass(frozen=True)
-class MqttSettings:
-    host: str = "127.0.0.1"
-    port: int = 1883
-    username: str | None = None
+class MqttSettings(Table, frozen=True):
+    """``[mqtt]``: the broker, its credentials (from files) and TLS; every key optional."""
+
+    host: Name = "127.0.0.1"
+    port: Port = 1883
+    username: Name | None = None
     password_file: Path | None = None
-    tls_ca: Path | None = None
+    tls_ca: Path | None = None  # any tls_* enables TLS
     tls_cert: Path | None = None
     tls_key: Path | None = None
-    tls_insecure: bool = False
-    client_id: str | None = None
-    keepalive_s: int = 30
+    tls_insecure: bool = False  # no host name check (a self-signed test broker)
+    client_id: Name | None = None  # default: the daemon's / agent's own
+    keepalive_s: Annotated[int, Meta(ge=1, le=65535)] = 30  # MQTT keep-alive, whole seconds
 
     @classmethod
     def from_table(cls, table: dict[str, Any]) -> MqttSettings:
-        unknown = set(table) - KEYS
-        if unknown:
-            raise PowerdError(
-                f"[mqtt]: unknown key(s) {', '.join(sorted(unknown))}; "
-                f"allowed: {', '.join(sorted(KEYS))}"
-            )
-
-        def path(key: str) -> Path | None:
-            return Path(table[key]) if table.get(key) else None
-
-        try:
-            return cls(
-                host=str(table.get("host", "127.0.0.1")),
-                port=int(table.get("port", 1883)),
-                username=table.get("username"),
-                password_file=path("password_file"),
-                tls_ca=path("tls_ca"),
-                tls_cert=path("tls_cert"),
-                tls_key=path("tls_key"),
-                tls_insecure=bool(table.get("tls_insecure", False)),
-                client_id=table.get("client_id"),
-                keepalive_s=int(table.get("keepalive_s", 30)),
-            )
-        except (TypeError, ValueError) as err:
-            raise PowerdError(f"[mqtt]: {err}") from None
+        """The ``[mqtt]`` table checked; errors read ``[mqtt] port: expected ...``."""
+        return convert(table, cls, "", lambda steps: table_key(["mqtt", *steps]))
 
     @property
     def tls(self) -> bool:

@@ -1,35 +1,44 @@
 """The daemon's TOML configuration (``powerd run --config FILE``), checked up front.
 
-Every table and key is known; a typo is an error naming the allowed keys, not a silent default.
+The schema is the ``Table`` structs below (``powerd.schema``, msgspec): every table and key is
+known, typed and ranged; a typo, a wrong type (``port = "8089"``) or a value out of range is one
+line naming the file, the table and the key, what is expected and what was found. ``powerd run
+--check-config FILE`` checks a file, and the files it names, without starting anything. This sample
+lists every key (a test checks it against the schema, so keep both in step):
 
     [daemon]
     state_dir = "/var/lib/powerd"      # the store (powerd.db); default: powerd's state dir
     probes = ["wt300:/dev/ttyUSB0"]    # probes sampled by the daemon itself (may be empty)
-    idle_power_w = 12.5                # optional known idle power
+    idle_power_w = 12.5                # optional known idle power, >= 0
     primary = ["wt300:..."]            # optional explicit primary channels
-    result_grace_s = 2.0               # how long a closed phase waits for late agent samples
-    clock_interval_s = 1.0             # clock exchanges with each agent
+    result_grace_s = 2.0               # wait for late agent samples after a phase (0: none)
+    clock_interval_s = 1.0             # clock exchanges with each agent (> 0)
 
     [mqtt]                             # omit to run without MQTT
     host = "127.0.0.1"
-    port = 1883
+    port = 1883                        # 1-65535
     username = "powerd"
     password_file = "/etc/powerd/mqtt-password"
     tls_ca = "/etc/powerd/ca.pem"      # any tls_* enables TLS
+    tls_cert = "/etc/powerd/client.pem"
+    tls_key = "/etc/powerd/client.key"
+    tls_insecure = false               # true: no broker host name check (test brokers only)
+    client_id = "powerd"               # default: powerd's own
+    keepalive_s = 30                   # MQTT keep-alive, 1-65535 s
 
     [http]
     bind = "127.0.0.1"                 # anything else requires token_file
-    port = 8089
+    port = 8089                        # 1-65535
     token_file = "/etc/powerd/api-token"
 
     [retention]
-    max_age_days = 30
-    max_gb = 4
+    max_age_days = 30                  # > 0
+    max_gb = 4                         # > 0
 
     [sinks]                            # labels of every time series; see powerd/sinks/settings.py
     host = "edge-01"                   # default: the host name
     meta_labels = ["model", "batch"]   # phase meta keys that become labels (default ["model"])
-    recent_runs = 10                   # runs whose phase figures /metrics exports
+    recent_runs = 10                   # runs whose phase figures /metrics exports (>= 1)
 
     [influx]                           # omit to write to no InfluxDB / VictoriaMetrics
     url = "http://127.0.0.1:8428"
@@ -38,47 +47,57 @@ Every table and key is known; a typo is an error naming the allowed keys, not a 
     token_file = "/etc/powerd/influx-token"
     downsample_s = 1.0                 # 0 writes raw samples
     buffer_dir = "/var/lib/powerd/influx-buffer"   # default: <state_dir>/influx-buffer
-    buffer_max_mb = 256
-    batch_size = 5000
-    flush_interval_s = 1.0
+    buffer_max_mb = 256                # > 0
+    batch_size = 5000                  # >= 1
+    flush_interval_s = 1.0             # durations: > 0, at most a day
     timeout_s = 10.0
     health_interval_s = 10.0
 """
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import dataclass, field
+import os
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from agent.mqttconf import MqttSettings
 from powerd.errors import PowerdError
-from powerd.sinks.settings import INFLUX_KEYS, SINKS_KEYS, InfluxSettings, SinkSettings
+from powerd.schema import (
+    Name,
+    Names,
+    NonNegative,
+    Port,
+    Positive,
+    Seconds,
+    SecondsOrOff,
+    Table,
+    convert,
+    read_toml,
+)
+from powerd.sinks.settings import InfluxSettings, SinkSettings, SinksTable
 from powerd.store import Retention
 
-TABLES = {
-    "daemon": {
-        "state_dir",
-        "probes",
-        "idle_power_w",
-        "primary",
-        "result_grace_s",
-        "clock_interval_s",
-    },
-    "mqtt": None,
-    "http": {"bind", "port", "token_file"},
-    "retention": {"max_age_days", "max_gb"},
-    "sinks": SINKS_KEYS,
-    "influx": INFLUX_KEYS,
-}
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
-@dataclass(frozen=True)
-class HttpSettings:
-    bind: str = "127.0.0.1"
-    port: int = 8089
+class DaemonTable(Table, frozen=True):
+    """``[daemon]``; ``DaemonConfig`` carries these same keys as attributes."""
+
+    state_dir: Path | None = None
+    probes: Names = ()
+    idle_power_w: NonNegative | None = None
+    primary: Names = ()
+    result_grace_s: SecondsOrOff = 2.0
+    clock_interval_s: Seconds = 1.0
+
+
+class HttpSettings(Table, frozen=True):
+    """``[http]``: the API's address and bearer token."""
+
+    bind: Name = "127.0.0.1"
+    port: Port = 8089
     token_file: Path | None = None
 
     def token(self) -> str | None:
@@ -100,74 +119,113 @@ class HttpSettings:
         return token
 
 
-@dataclass(frozen=True)
-class DaemonConfig:
-    state_dir: Path | None = None
-    probes: tuple[str, ...] = ()
-    idle_power_w: float | None = None
-    primary: tuple[str, ...] = ()
-    result_grace_s: float = 2.0
-    clock_interval_s: float = 1.0
+class RetentionTable(Table, frozen=True):
+    """``[retention]`` in the file's units (``Retention`` holds seconds and bytes)."""
+
+    max_age_days: Positive = 30.0
+    max_gb: Positive = 4.0
+
+
+class ConfigFile(Table, frozen=True):
+    """The whole file: its tables, each optional."""
+
+    daemon: DaemonTable = msgspec.field(default_factory=DaemonTable)
     mqtt: MqttSettings | None = None
-    http: HttpSettings = field(default_factory=HttpSettings)
-    retention: Retention = field(default_factory=Retention)
-    sinks: SinkSettings = field(default_factory=SinkSettings.default)
+    http: HttpSettings = msgspec.field(default_factory=HttpSettings)
+    retention: RetentionTable = msgspec.field(default_factory=RetentionTable)
+    sinks: SinksTable = msgspec.field(default_factory=SinksTable)
     influx: InfluxSettings | None = None
 
 
-def _check(table: str, values: dict[str, Any]) -> None:
-    allowed = TABLES[table]
-    if allowed is None:
-        return
-    unknown = set(values) - allowed
-    if unknown:
-        raise PowerdError(
-            f"[{table}]: unknown key(s) {', '.join(sorted(unknown))}; "
-            f"allowed: {', '.join(sorted(allowed))}"
-        )
+class DaemonConfig(DaemonTable, frozen=True):
+    """What ``powerd run`` uses: the ``[daemon]`` keys as attributes, the other tables as fields."""
+
+    mqtt: MqttSettings | None = None
+    http: HttpSettings = msgspec.field(default_factory=HttpSettings)
+    retention: Retention = msgspec.field(default_factory=Retention)
+    sinks: SinkSettings = msgspec.field(default_factory=SinkSettings.default)
+    influx: InfluxSettings | None = None
+
+
+def parse(data: dict[str, Any], where: str) -> DaemonConfig:
+    """A parsed file checked against the schema; errors start with ``where``."""
+    f = convert(data, ConfigFile, where)
+    try:
+        sinks = SinkSettings.of(f.sinks)
+    except PowerdError as err:
+        raise PowerdError(f"{where}{err}") from None
+    return DaemonConfig(
+        **msgspec.structs.asdict(f.daemon),
+        mqtt=f.mqtt,
+        http=f.http,
+        retention=Retention(
+            max_age_s=f.retention.max_age_days * 86400,
+            max_bytes=int(f.retention.max_gb * 1e9),
+        ),
+        sinks=sinks,
+        influx=f.influx,
+    )
 
 
 def load(path: Path) -> DaemonConfig:
-    """Read and check a config file; errors name the file and what to fix."""
+    """Read and check a config file; errors name the file, the table and the key."""
+    return parse(read_toml(path), f"config {path}: ")
+
+
+def _readable(path: Path | None, what: str) -> None:
+    if path is not None and not os.access(path, os.R_OK):
+        reason = "no such file" if not path.exists() else "not readable"
+        raise PowerdError(f"{what} {path}: {reason}")
+
+
+def _creatable(path: Path, what: str) -> None:
+    """``path`` is a writable directory, or could be made one (its nearest existing parent is)."""
+    here = path
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    if not here.is_dir():
+        raise PowerdError(f"{what} {path}: {here} is not a directory")
+    if not os.access(here, os.W_OK | os.X_OK):
+        raise PowerdError(f"{what} {path}: {here} is not writable")
+
+
+def _known_probes(specs: tuple[str, ...]) -> None:
+    """Each spec names a registered probe family and a valid ``device=`` (nothing is opened:
+    opening may touch hardware; whether a probe is usable here is ``powerd probes``' question)."""
+    from probes.base import split_spec
+    from probes.registry import families, split_device
+
+    known = families()
+    for i, spec in enumerate(specs):
+        try:
+            name, args = split_spec(spec)
+            split_device(args)
+            if name not in known:
+                raise PowerdError(
+                    f"unknown probe {name!r}; known: {', '.join(known) or 'none'} "
+                    "(see `powerd probes`)"
+                )
+        except PowerdError as err:
+            raise PowerdError(f"[daemon] probes[{i}] {spec!r}: {err}") from None
+
+
+def check(path: Path, default_state_dir: Path) -> DaemonConfig:
+    """``powerd run --check-config``: the file, and what it names that can be checked without
+    starting anything (probe families known, token, password and TLS files readable, state and
+    buffer dirs creatable)."""
+    cfg = load(path)
+    where = f"config {path}: "
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise PowerdError(f"cannot read config {path}: {err.strerror}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise PowerdError(f"config {path} is not valid TOML: {err}") from None
-    unknown = set(data) - set(TABLES)
-    if unknown:
-        raise PowerdError(
-            f"config {path}: unknown table(s) {', '.join(sorted(unknown))}; "
-            f"allowed: {', '.join(TABLES)}"
-        )
-    for table, values in data.items():
-        _check(table, values)
-    d = data.get("daemon", {})
-    r = data.get("retention", {})
-    h = data.get("http", {})
-    try:
-        return DaemonConfig(
-            state_dir=Path(d["state_dir"]) if "state_dir" in d else None,
-            probes=tuple(d.get("probes", ())),
-            idle_power_w=d.get("idle_power_w"),
-            primary=tuple(d.get("primary", ())),
-            result_grace_s=float(d.get("result_grace_s", 2.0)),
-            clock_interval_s=float(d.get("clock_interval_s", 1.0)),
-            mqtt=MqttSettings.from_table(data["mqtt"]) if "mqtt" in data else None,
-            http=HttpSettings(
-                bind=str(h.get("bind", "127.0.0.1")),
-                port=int(h.get("port", 8089)),
-                token_file=Path(h["token_file"]) if "token_file" in h else None,
-            ),
-            retention=Retention(
-                max_age_s=float(r.get("max_age_days", 30)) * 86400,
-                max_bytes=int(float(r.get("max_gb", 4)) * 1e9),
-            ),
-            sinks=SinkSettings.from_table(data.get("sinks", {})),
-            influx=InfluxSettings.from_table(data["influx"]) if "influx" in data else None,
-        )
-    except (TypeError, ValueError) as err:
-        raise PowerdError(f"config {path}: {err}") from None
+        _known_probes(cfg.probes)
+        cfg.http.token()
+        if cfg.mqtt is not None:
+            for key in ("password_file", "tls_ca", "tls_cert", "tls_key"):
+                _readable(getattr(cfg.mqtt, key), f"[mqtt] {key}")
+        state_dir = cfg.state_dir or default_state_dir
+        _creatable(state_dir, "[daemon] state_dir")
+        if cfg.influx is not None:
+            _readable(cfg.influx.token_file, "[influx] token_file")
+            _creatable(cfg.influx.buffer_dir or state_dir / "influx-buffer", "[influx] buffer_dir")
     except PowerdError as err:
-        raise PowerdError(f"config {path}: {err}") from None
+        raise PowerdError(f"{where}{err}") from None
+    return cfg

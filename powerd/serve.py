@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from powerd.config import DaemonConfig, load
+from powerd.config import DaemonConfig, check, load
 from powerd.daemon import Daemon
 from powerd.errors import PowerdError, ProbeUnavailable
 from powerd.runner import ProbeHealth, Sampler
@@ -43,7 +43,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "('Running the daemon') for every key.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", type=Path, required=True, metavar="FILE", help="TOML config")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--config", type=Path, metavar="FILE", help="TOML config")
+    which.add_argument(
+        "--check-config",
+        type=Path,
+        metavar="FILE",
+        help="check FILE (and the files and directories it names) and exit: 0 ok, 2 not",
+    )
 
 
 def _log(text: str) -> None:
@@ -146,6 +153,10 @@ async def serve(cfg: DaemonConfig, state_dir: Path) -> None:
 def run_command(args: argparse.Namespace) -> int:
     from powerd.cli import default_state_dir
 
+    if args.check_config is not None:
+        check(args.check_config, args.state_dir or default_state_dir())
+        print(f"config {args.check_config}: ok")
+        return 0
     cfg = load(args.config)
     state_dir = cfg.state_dir or args.state_dir or default_state_dir()
     try:

@@ -92,8 +92,8 @@ def test_config_reads_sinks_and_influx_tables(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "match"),
     [
-        ('[influx]\nurl = "http://x"\nbuckets = "b"\n', "unknown key.*buckets"),
-        ("[influx]\nbucket = 'b'\n", "needs url"),
+        ('[influx]\nurl = "http://x"\nbuckets = "b"\n', "buckets: unknown key"),
+        ("[influx]\nbucket = 'b'\n", "url: required"),
         ('[influx]\nurl = "x:8428"\n', "http://"),
         ('[influx]\nurl = "http://x"\ndownsample_s = -1\n', "downsample_s"),
         ("[sinks]\nmeta_labels = ['run']\n", "meta_labels"),
