@@ -243,11 +243,13 @@ class Spool:
             return
         with self._lock:
             if self._disk_due():
+                counts = (self.dropped, self.dropped_blocks, self.dropped_samples)
                 try:
                     self._write(items)
                     return
                 except (sqlite3.Error, OSError) as err:
-                    self._rollback()
+                    self._rollback()  # nothing was dropped after all
+                    self.dropped, self.dropped_blocks, self.dropped_samples = counts
                     self._fail("full" if _full(err) else "error", err)
             self._to_memory(items)
 
@@ -277,17 +279,28 @@ class Spool:
         db.execute("BEGIN IMMEDIATE")
         dropped: list[bytes] = []
         predicted = self._used_bytes + incoming + 4 * self._page_bytes
-        if predicted > self.max_bytes:
-            for rid, topic, payload in db.execute(
-                "SELECT id, topic, payload FROM outbox ORDER BY id"
-            ).fetchall():
+        last_id = -1
+        while predicted > self.max_bytes:  # oldest blocks first, a few rows at a time
+            chunk = db.execute(
+                "SELECT id, topic, payload FROM outbox WHERE id>? ORDER BY id LIMIT 16", (last_id,)
+            ).fetchall()
+            if not chunk:
+                break
+            for rid, topic, payload in chunk:
+                last_id = rid
                 if predicted <= self.max_bytes:
                     break
+                if rid in self._acked:  # delivered already: deleting it loses nothing
+                    db.execute("DELETE FROM outbox WHERE id=?", (rid,))
+                    self._acked.discard(rid)
+                    predicted -= len(payload) + ROW_OVERHEAD_BYTES
+                    continue
                 if not _is_block(topic):
                     continue
                 db.execute("DELETE FROM outbox WHERE id=?", (rid,))
                 predicted -= len(payload) + ROW_OVERHEAD_BYTES
                 dropped.append(bytes(payload))
+        if predicted > self.max_bytes:
             while predicted > self.max_bytes and rows:
                 i = next((k for k, r in enumerate(rows) if _is_block(r[0])), None)
                 if i is None:
