@@ -61,6 +61,7 @@ class AgentConfig:
     mqtt: MqttSettings
     spool_dir: Path
     spool_max_bytes: int = 256 << 20
+    spool_memory_bytes: int = 32 << 20
     http_bind: str = "127.0.0.1"
     http_port: int | None = 8090
     publish_interval_s: float = PUBLISH_INTERVAL_S
@@ -160,7 +161,10 @@ class Agent:
 
     def __post_init__(self) -> None:
         self.spool = Spool(
-            self.cfg.spool_dir / "spool.db", self.cfg.spool_max_bytes, agent=self.cfg.id
+            self.cfg.spool_dir / "spool.db",
+            self.cfg.spool_max_bytes,
+            agent=self.cfg.id,
+            memory_max_bytes=self.cfg.spool_memory_bytes,
         )
         self.outbox = Outbox(self.cfg.id, self.spool, self.anchor)
         self.outbox.on_epoch = self._remember_epoch
