@@ -324,6 +324,22 @@ def decode_blocks(payload: bytes) -> list[BlockMessage]:
     return out
 
 
+def block_boots(payload: bytes) -> set[int]:
+    """The clock epochs (``boot_ns``) of a blocks message, from the headers only (cheap)."""
+    boots: set[int] = set()
+    off = 0
+    try:
+        while off < len(payload):
+            _, _, flags, boot_ns, _, clen = _HEAD.unpack_from(payload, off)
+            off += _HEAD.size + clen
+            n, _ = _COUNT.unpack_from(payload, off)
+            off += _COUNT.size + ((n - 1) * 4 if flags & FLAG_T_DELTA_I32 else n * 8) + n * 8
+            boots.add(boot_ns)
+    except struct.error as err:
+        raise WireError(f"malformed block: {err}") from None
+    return boots
+
+
 def decode_block(payload: bytes) -> BlockMessage:
     """Inverse of ``encode_block`` for a message of exactly one block; WireError if malformed."""
     msg, end = _decode_one(payload, 0)

@@ -369,7 +369,7 @@ class Daemon:
         """The clock epochs a held message's stamps belong to (None: the agent's current)."""
         try:
             if kind == "block":
-                return list({m.boot_ns for m in wire.decode_blocks(payload)})
+                return list(wire.block_boots(payload))
             if kind == "gaps":
                 return list({g.boot_ns for g in wire.decode_gaps(payload)})
             obj = json.loads(payload) if isinstance(payload, bytes | str) else payload

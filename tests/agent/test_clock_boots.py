@@ -262,3 +262,12 @@ def test_backlog_of_an_unmeasured_boot_lands_at_its_true_time_after_a_stepped_re
     # nothing stored a second early (where the new boot's offset would have put it)
     assert not np.any(t < int(backlog[0].t_ns[0]) - 2_000_000)
     assert np.unique(t).size == t.size
+
+
+def test_block_boots_reads_the_epochs_from_the_headers() -> None:
+    a = wire.encode_block(5, 1, "x", np.arange(3, dtype=np.int64), np.ones(3))
+    b = wire.encode_block(9, 2, "yy", np.array([0, 2**40], dtype=np.int64), np.ones(2))
+    c = wire.encode_block(5, 3, "z", np.array([7], dtype=np.int64), np.ones(1))
+    assert wire.block_boots(a + b + c) == {5, 9}
+    with pytest.raises(wire.WireError):
+        wire.block_boots(a[:10])
