@@ -19,10 +19,15 @@ RATE_HZ = 200
 
 
 def write_config(
-    path: Path, agent_id: str, broker_port: int, spool_dir: Path, spool_max_mb: float = 256
+    path: Path,
+    agent_id: str,
+    broker_port: int,
+    spool_dir: Path,
+    spool_max_mb: float = 256,
+    rate_hz: int = RATE_HZ,
 ) -> Path:
     path.write_text(
-        f'[agent]\nid = "{agent_id}"\nprobes = ["sim:{SQUARE},rate={RATE_HZ}"]\n'
+        f'[agent]\nid = "{agent_id}"\nprobes = ["sim:{SQUARE},rate={rate_hz}"]\n'
         f'spool_dir = "{spool_dir}"\nspool_max_mb = {spool_max_mb}\nhttp_port = 0\n'
         f'publish_interval_s = 0.2\n\n[mqtt]\nhost = "127.0.0.1"\nport = {broker_port}\n'
     )

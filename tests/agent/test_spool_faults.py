@@ -15,16 +15,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import paho.mqtt.client as paho
 import pytest
 
 from agent import wire
 from agent.spool import Spool
 from tests.agent.agentproc import RATE_HZ, agent_process, running_agent, write_config
-from tests.agent.test_mqtt_e2e import post, truth_j
+from tests.agent.test_mqtt_e2e import post, subscribe, truth_j
 from tests.servers import Mosquitto, mosquitto, running_daemon, wait_for
 
 AGENT = "edge-sp"
 TOPIC = wire.blocks_topic(AGENT)
+FAST_HZ = 2000
 
 
 def block_msg(boot: int, seq: int, t0_ns: int, n: int = 500) -> bytes:
@@ -279,6 +281,18 @@ def test_spool_on_a_full_tmpfs_keeps_sampling_and_says_so(
     assert log.count("spool_full") == 1, log
 
 
+@contextlib.contextmanager
+def daemon_presence(port: int) -> Iterator[tuple[str, paho.Client]]:
+    """The running daemon's retained presence topic, and a client to publish on it."""
+    client, got = subscribe(port, f"{wire.TOPIC_ROOT}/daemons/+")
+    try:
+        (topic, _), *_ = wait_for(lambda: got, what="the daemon's presence")
+        yield topic, client
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
 def test_drops_at_the_bound_are_flagged_exactly_in_the_result(
     tmp_path: Path, broker: Mosquitto
 ) -> None:
@@ -286,7 +300,12 @@ def test_drops_at_the_bound_are_flagged_exactly_in_the_result(
     cid = f"{agent_id}/sim:square"
     with running_daemon(tmp_path, broker) as daemon:
         conf = write_config(
-            tmp_path / "a.toml", agent_id, broker.port, tmp_path / "spool", spool_max_mb=0.1
+            tmp_path / "a.toml",
+            agent_id,
+            broker.port,
+            tmp_path / "spool",
+            spool_max_mb=0.1,
+            rate_hz=FAST_HZ,
         )
         with agent_process(conf, tmp_path / "agent.log") as (_, url):
             wait_for(
@@ -295,9 +314,12 @@ def test_drops_at_the_bound_are_flagged_exactly_in_the_result(
             )
             post(url, {"v": 1, "run": "bound", "phase": "p", "event": "begin"})
             time.sleep(0.3)
-            broker.stop(kill=True)
-            time.sleep(8.0)  # ~2.4 kB/s of samples against a 100 kB bound
-            broker.start()
+            # the daemon "goes away" (its retained presence says offline): the agent spools;
+            # the broker stays up, so nothing it already acknowledged can be lost there
+            with daemon_presence(broker.port) as (topic, client):
+                client.publish(topic, json.dumps({"state": "offline"}), qos=1, retain=True)
+                time.sleep(5.0)  # ~24 kB/s of samples against a 100 kB bound
+                client.publish(topic, json.dumps({"state": "online"}), qos=1, retain=True)
             wait_for(lambda: daemon.counts["agent_dropped_samples"] > 0, what="gap report")
             post(url, {"v": 1, "run": "bound", "phase": "p", "event": "end", "count": 1})
             result = wait_for(lambda: daemon.run_result("bound"), what="result")
@@ -309,7 +331,7 @@ def test_drops_at_the_bound_are_flagged_exactly_in_the_result(
     assert "agent_dropped" in ch["flags"] and "agent_dropped" in phase["flags"]
     assert gaps and all(r == "agent_dropped" for _, _, r in gaps)
     # stored samples and the flagged gaps tile the phase: nothing missing that is not flagged
-    step = 1_000_000_000 // RATE_HZ
+    step = 1_000_000_000 // FAST_HZ
     merged: list[list[int]] = []  # successive drops are reported one after another
     for g0, g1, _ in gaps:
         assert g1 is not None
