@@ -94,6 +94,9 @@ class Spool:
         self._since_s = 0.0
         self._used_bytes = 0
         self._page_bytes = 4096
+        # ids are never reused (SQLite would reuse a deleted maximum): an acknowledgement for
+        # a message dropped at the bound must never delete a newer one that took its id
+        self._next_id = 1
         self._drop_logged = False
         self._at_bound = False  # "full" because of spool_max_mb (cleared below BOUND_CLEAR)
         self.state = "ok"
@@ -146,6 +149,8 @@ class Spool:
         except sqlite3.Error:
             db.close()
             raise
+        top = db.execute("SELECT COALESCE(MAX(id), 0) FROM outbox").fetchone()[0]
+        self._next_id = max(self._next_id, int(top) + 1)
         self._db = db
         self._measure()
 
@@ -310,9 +315,11 @@ class Spool:
         report = self._dropped(dropped, "spool_max_mb reached") if dropped else None
         if report is not None:
             rows.append(report)
+        first = self._next_id
+        self._next_id += len(rows)
         db.executemany(
-            "INSERT INTO outbox(topic, payload, qos, retain) VALUES(?, ?, ?, ?)",
-            [(t, p, q, int(r)) for t, p, q, r in rows],
+            "INSERT INTO outbox(id, topic, payload, qos, retain) VALUES(?, ?, ?, ?, ?)",
+            [(first + k, t, p, q, int(r)) for k, (t, p, q, r) in enumerate(rows)],
         )
         db.execute("COMMIT")
         self._mem.clear()

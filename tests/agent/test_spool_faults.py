@@ -91,6 +91,26 @@ def test_size_bound_counts_the_wal_and_reports_every_drop(tmp_path: Path) -> Non
     spool.close()
 
 
+@pytest.mark.parametrize("bound", [100_000, 110_000])
+def test_an_ack_for_a_message_dropped_at_the_bound_never_deletes_a_newer_one(
+    tmp_path: Path, bound: int
+) -> None:
+    """The publisher acks what it peeked; meanwhile the bound dropped it and a newer message
+    was written. SQLite would give the newer one the freed id, and the ack would delete it."""
+    spool = Spool(tmp_path / "spool.db", bound, agent=AGENT, log=lambda _: None)
+    lost = []
+    for seq in range(1, 30):
+        in_flight = spool.peek(1000)
+        spool.put_many([(TOPIC, block_msg(7, seq, seq * 10**9, n=2000), 1, False)])
+        queued = [wire.decode_block(m.payload).seq for m in spool.peek(1000) if m.topic == TOPIC]
+        spool.ack_many(in_flight)
+        left = [wire.decode_block(m.payload).seq for m in spool.peek(1000) if m.topic == TOPIC]
+        if seq in queued and seq not in left:
+            lost.append(seq)
+    assert spool.dropped_blocks > 0 and lost == []
+    spool.close()
+
+
 def test_a_full_disk_keeps_sampling_in_memory_and_recovers(tmp_path: Path) -> None:
     logged: list[str] = []
     with tmpfs(tmp_path / "disk", "1m") as disk:
