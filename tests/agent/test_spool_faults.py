@@ -291,6 +291,14 @@ def test_spool_on_a_full_tmpfs_keeps_sampling_and_says_so(
     (phase,) = result["phases"]
     step = 1_000_000_000 // RATE_HZ
     inside = t[t <= phase["t_end_ns"]]
+    holes = np.flatnonzero(np.diff(inside) > 1.5 * step)
+    where = [(int(inside[i]) - phase["t_begin_ns"], int(inside[i + 1] - inside[i])) for i in holes]
+    print(
+        "holes (ns after begin, width):",
+        where,
+        "phase ns:",
+        phase["t_end_ns"] - phase["t_begin_ns"],
+    )
     assert int(np.diff(inside).max()) < 1.5 * step, "sampling stopped on the full disk"
     assert np.unique(t).size == t.size
     ch = phase["channels"][cid]
