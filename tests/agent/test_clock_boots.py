@@ -6,8 +6,10 @@ places its data and markers within the stated uncertainty of the truth."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -271,3 +273,61 @@ def test_block_boots_reads_the_epochs_from_the_headers() -> None:
     assert wire.block_boots(a + b + c) == {5, 9}
     with pytest.raises(wire.WireError):
         wire.block_boots(a[:10])
+
+
+def test_a_wall_clock_step_while_running_starts_a_new_epoch(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    """The agent (in-process, its wall clock injected) sees its clock step by +1 s mid-run: a new
+    epoch, a new estimate, and a phase after the step lands where it happened."""
+    from agent.agent import Agent, AgentConfig
+    from agent.mqttconf import MqttSettings
+    from tests.agent.agentproc import RATE_HZ, SQUARE
+
+    shift_ns = [0]
+    anchor = EpochAnchor(wall=lambda: time.time_ns() + shift_ns[0])
+    cfg = AgentConfig(
+        id="edge-inproc",
+        probes=(f"sim:{SQUARE},rate={RATE_HZ}",),
+        mqtt=MqttSettings(port=broker.port),
+        spool_dir=tmp_path / "spool",
+        http_port=None,
+        publish_interval_s=0.2,
+    )
+    with running_daemon(tmp_path, broker) as daemon:
+        agent = Agent(cfg, anchor=anchor)
+        loop = asyncio.new_event_loop()
+        stop = asyncio.Event()
+        thread = threading.Thread(target=loop.run_until_complete, args=(agent.run(stop),))
+        thread.start()
+        try:
+            wait_for(
+                lambda: (o := daemon.offsets.get(cfg.id)) and len(o.exchanges) >= 5,
+                what="exchanges before the step",
+            )
+            boot0 = daemon.agents[cfg.id]["boot_ns"]
+            shift_ns[0] = SEC  # the wall clock steps
+            wait_for(lambda: anchor.epoch == 1, what="the agent to see the step")
+            wait_for(
+                lambda: (
+                    daemon.agents[cfg.id].get("boot_ns") not in (None, boot0)
+                    and len(daemon.offsets[cfg.id].exchanges) >= 5
+                ),
+                what="the new epoch's exchanges",
+            )
+            before = time.time_ns()
+            agent.relay_marker({"v": 1, "run": "stepped", "phase": "p", "event": "begin"})
+            after = time.time_ns()
+            time.sleep(1.0)
+            agent.relay_marker({"v": 1, "run": "stepped", "phase": "p", "event": "end", "count": 1})
+            result = wait_for(lambda: daemon.run_result("stepped"), what="result")
+        finally:
+            loop.call_soon_threadsafe(stop.set)
+            thread.join(15)
+            loop.close()
+    (phase,) = result["phases"]
+    unc = phase["timing"]["uncertainty_ns"]
+    assert unc < 200_000_000
+    assert abs(phase["timing"]["offset_ns"] + SEC) <= unc + 10_000_000
+    assert before - unc <= phase["t_begin_ns"] <= after + unc
+    assert abs(phase["energy_j"] - truth_j(phase)) <= phase["uncertainty_j"]
