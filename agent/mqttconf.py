@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 import aiomqtt
 from msgspec import Meta
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from powerd.errors import PowerdError
 from powerd.schema import Name, Port, Table, convert, table_key
@@ -31,6 +33,9 @@ class MqttSettings(Table, frozen=True):
     tls_insecure: bool = False  # no host name check (a self-signed test broker)
     client_id: Name | None = None  # default: the daemon's / agent's own
     keepalive_s: Annotated[int, Meta(ge=1, le=65535)] = 30  # MQTT keep-alive, whole seconds
+    # How long the broker keeps the daemon's session (its subscriptions and queued QoS 1
+    # messages) after it disconnects, MQTT v5; None: the daemon's default (a day).
+    session_expiry_s: Annotated[int, Meta(ge=0, le=0xFFFFFFFF)] | None = None
 
     @classmethod
     def from_table(cls, table: dict[str, Any]) -> MqttSettings:
@@ -55,7 +60,15 @@ class MqttSettings(Table, frozen=True):
         user = f"{self.username}@" if self.username else ""
         return f"mqtt{'s' if self.tls else ''}://{user}{self.host}:{self.port}"
 
-    def client(self, identifier: str, will: aiomqtt.Will | None = None) -> aiomqtt.Client:
+    def client(
+        self,
+        identifier: str,
+        will: aiomqtt.Will | None = None,
+        session_expiry_s: int | None = None,
+    ) -> aiomqtt.Client:
+        """A client with a persistent session. With ``session_expiry_s`` it speaks MQTT v5
+        (clean start off, the broker keeps the session that long after a disconnect); without,
+        MQTT 3.1.1 with clean_session off (the broker's ``persistent_client_expiration``)."""
         tls_context = None
         if self.tls:
             tls_context = ssl.create_default_context(
@@ -67,6 +80,16 @@ class MqttSettings(Table, frozen=True):
                 )
             if self.tls_insecure:
                 tls_context.check_hostname = False
+        v5: dict[str, Any] = {"clean_session": False}
+        if session_expiry_s is not None:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = max(0, min(int(session_expiry_s), 0xFFFFFFFF))
+            v5 = {
+                "protocol": aiomqtt.ProtocolVersion.V5,
+                "clean_start": False,
+                "properties": props,
+                "clean_session": None,
+            }
         return aiomqtt.Client(
             self.host,
             self.port,
@@ -77,8 +100,8 @@ class MqttSettings(Table, frozen=True):
             keepalive=self.keepalive_s,
             tls_context=tls_context,
             tls_insecure=self.tls_insecure if self.tls else None,
-            clean_session=False,
             timeout=10,
             # small messages (markers, results, clock exchanges) must not wait for Nagle
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            **v5,
         )

@@ -207,11 +207,46 @@ def _no_constant(name: str) -> None:
 def decode_marker(payload: bytes | str) -> Marker:
     """Parse a UTF-8 JSON message into a Marker; decoding errors are MarkerErrors too."""
     try:
-        text = payload.decode("utf-8") if isinstance(payload, bytes) else payload
-        obj = json.loads(text, parse_constant=_no_constant)
-    except ValueError as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        obj = decode_json(payload)
+    except ValueError as err:
         raise MarkerError(f"not UTF-8 JSON: {err}") from None
     return parse_marker(obj)
+
+
+JSON_MAX_DEPTH = 64
+
+
+def decode_json(payload: bytes | str) -> Any:
+    """Decode one UTF-8 JSON message from the network; ValueError for anything unfit: bad
+    UTF-8 or JSON, NaN/Infinity, or nesting deeper than ``JSON_MAX_DEPTH`` (which would
+    otherwise end in a RecursionError that no caller expects)."""
+    text = payload.decode("utf-8") if isinstance(payload, bytes) else payload
+    depth = 0
+    if text.count("[") + text.count("{") > JSON_MAX_DEPTH:
+        # a cheap bound on nesting before the recursive decoder sees it (strings ignored)
+        deepest = 0
+        in_str = esc = False
+        for ch in text:
+            if in_str:
+                if esc:
+                    esc = False
+                elif ch == "\\":
+                    esc = True
+                elif ch == '"':
+                    in_str = False
+            elif ch == '"':
+                in_str = True
+            elif ch in "[{":
+                depth += 1
+                deepest = max(deepest, depth)
+                if deepest > JSON_MAX_DEPTH:
+                    raise ValueError(f"JSON nested deeper than {JSON_MAX_DEPTH} levels")
+            elif ch in "]}":
+                depth -= 1
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def error_message(reason: str, payload: bytes | str, limit: int = 512) -> dict[str, str]:
@@ -417,13 +452,15 @@ def parse_clock_reply(payload: bytes) -> tuple[int, int, int, int]:
 def parse_clock_reply_boot(payload: bytes) -> tuple[int, int, int, int, int | None]:
     """(id, t1, t2, t3, boot_ns) of a clock reply; boot_ns None from an agent that sends none."""
     try:
-        obj = json.loads(payload)
+        obj = decode_json(payload)
         out = (obj["id"], obj["t1_ns"], obj["t2_ns"], obj["t3_ns"])
         boot = obj.get("boot_ns")
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
         raise WireError(f"malformed clock reply: {err}") from None
     if not all(isinstance(x, int) and not isinstance(x, bool) for x in out):
         raise WireError("clock reply fields must be integers")
+    if not all(0 <= x <= MAX_INT for x in out):
+        raise WireError("clock reply fields must be integers in 0..2^63-1")
     return (*out, _boot(boot))
 
 
@@ -434,6 +471,24 @@ def _boot(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
         raise WireError(f"boot_ns must be an integer in [0, 2^64), got {value!r}")
     return value
+
+
+STATE_RE = re.compile(r"^[a-z_]{1,32}$")
+
+
+def status_problem(agent: str, obj: Any) -> str | None:
+    """Why a decoded status message from ``agent`` is not a valid status (None if it is): a
+    JSON object with ``v`` 1, ``agent`` equal to the topic's id and a ``state`` name."""
+    if not isinstance(obj, dict):
+        return "a status must be a JSON object"
+    if obj.get("v") != VERSION or isinstance(obj.get("v"), bool):
+        return f"status v must be {VERSION}, got {obj.get('v')!r}"[:200]
+    if obj.get("agent") != agent:
+        return f"status agent must be the topic's id {agent!r}, got {obj.get('agent')!r}"[:200]
+    state = obj.get("state")
+    if not isinstance(state, str) or not STATE_RE.match(state):
+        return f"status state must be a name such as online, got {state!r}"[:200]
+    return None
 
 
 def status(agent: str, state: str, t_ns: int, version: str, **extra: Any) -> bytes:
@@ -490,7 +545,7 @@ def encode_gaps(gaps: list[DroppedBlock]) -> bytes:
 def decode_gaps(payload: bytes) -> list[DroppedBlock]:
     """The dropped extents of a gaps message; WireError if malformed."""
     try:
-        obj = json.loads(payload)
+        obj = decode_json(payload)
         items = obj["gaps"]
         if not isinstance(items, list):
             raise TypeError("gaps must be a list")

@@ -12,7 +12,8 @@ section is left as it was. A benchmark that fails is reported and its section le
 goes on and exits 1 at the end.
 
 ``--quick`` runs the smoke sizes (results and plots under bench/results/quick/) and leaves
-BENCHMARKS.md alone. ``--only NAME`` (repeatable) runs a subset.
+BENCHMARKS.md alone. ``--only NAME`` (repeatable) runs a subset. The benchmarks in ``ON_REQUEST``
+(the hour-long ``soak``) run only when named: ``--only soak``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ BENCHMARKS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("lpm01a_stream", "lpm01a_stream.py", ()),
     ("sink_throughput", "sink_throughput.py", ("victoria-metrics",)),
 )
+# Run only when named with --only (too long for the default run: the soak takes an hour).
+ON_REQUEST: tuple[tuple[str, str, tuple[str, ...]], ...] = (("soak", "soak.py", ("mosquitto",)),)
+ON_REQUEST_NAMES = {name for name, _, _ in ON_REQUEST}
 DOC = benchlib.ROOT / "BENCHMARKS.md"
 SBIN = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 
@@ -246,8 +250,8 @@ def main() -> int:
     skipped: dict[str, str] = {}
     failed: dict[str, int] = {}
     results_dir = benchlib.QUICK_RESULTS_DIR if args.quick else benchlib.RESULTS_DIR
-    for name, script, needs in BENCHMARKS:
-        if args.only and name not in args.only:
+    for name, script, needs in BENCHMARKS + ON_REQUEST:
+        if (args.only or name in ON_REQUEST_NAMES) and name not in args.only:
             continue
         if not (benchlib.BENCH_DIR / script).exists():
             skipped[name] = f"bench/{script} is missing"
@@ -289,11 +293,11 @@ def main() -> int:
                 doc, "machine", machine_body(results, elapsed, cmd, skipped, failed)
             )
         latest = {}  # the summary: this run's figures, else the last full run's
-        for name, _script, _needs in BENCHMARKS:
+        for name, _script, _needs in BENCHMARKS + ON_REQUEST:
             path = results_dir / f"{name}.json"
             if name in results:
                 latest[name] = results[name]
-            elif args.only and path.exists():
+            elif (args.only or name in ON_REQUEST_NAMES) and path.exists():
                 latest[name] = normalise(json.loads(path.read_text()), "")
         doc = replace_section(doc, "summary", summary_body(latest, {} if args.only else skipped))
         for name, res in results.items():

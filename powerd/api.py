@@ -6,6 +6,8 @@ Routes (described exactly in ``powerd/openapi.json``, served at ``GET /v1/openap
   an agent whose clock offset is not known yet), 200 a repeat of (source, seq), 400 a body that is
   not JSON or a bad source id, 422 a marker that is invalid or does not fit the phases (an end
   without a begin, …), 413 a body over ``MAX_BODY_BYTES``.
+- ``GET /v1/runs?limit=N&before=CURSOR``: run summaries newest first, a page at a time
+  (``next`` is the cursor of the following page, null on the last).
 - ``GET /v1/runs/{run}``: the stored contract-2 result; 404 with the reason when there is none.
 - ``GET /v1/channels``: latest power per channel.
 - ``GET /healthz``: counts and agent clock offsets (no token needed, for probes and load balancers).
@@ -183,6 +185,37 @@ async def post_marker(request: web.Request) -> web.Response:
     return _json(data, 200 if outcome.repeat else 202)
 
 
+RUNS_PAGE_DEFAULT = 50
+RUNS_PAGE_MAX = 1000
+
+
+def _runs_cursor(text: str) -> tuple[int, str] | None:
+    """``<first_t_ns>:<run>`` as given in a page's ``next``; None if malformed."""
+    t_text, sep, run = text.partition(":")
+    if not sep or not t_text.lstrip("-").isdigit() or not NAME_RE.match(run):
+        return None
+    return int(t_text), run
+
+
+async def get_runs(request: web.Request) -> web.Response:
+    from powerd.runs import list_runs
+
+    limit_text = request.query.get("limit", str(RUNS_PAGE_DEFAULT))
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= RUNS_PAGE_MAX:
+        return _error(400, f"limit must be an integer from 1 to {RUNS_PAGE_MAX}")
+    limit = int(limit_text)
+    before = None
+    if "before" in request.query:
+        before = _runs_cursor(request.query["before"])
+        if before is None:
+            return _error(400, "before must be a cursor from a page's next (<t_ns>:<run>)")
+    store = request.app[DAEMON_KEY].store
+    rows = await asyncio.to_thread(list_runs, store, limit + 1, before)
+    page, more = rows[:limit], len(rows) > limit
+    nxt = f"{page[-1]['t_first_ns']}:{page[-1]['run']}" if more else None
+    return _json({"runs": page, "next": nxt})
+
+
 async def get_run(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON_KEY]
     run = request.match_info["run"]
@@ -241,6 +274,7 @@ def make_app(daemon: Daemon, token: str | None) -> web.Application:
         return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     app.router.add_post("/v1/markers", post_marker)
+    app.router.add_get("/v1/runs", get_runs)
     app.router.add_get("/v1/runs/{run}", get_run)
     app.router.add_get("/v1/channels", get_channels)
     app.router.add_get("/v1/openapi.json", get_openapi)

@@ -66,24 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="powerd",
         description="Measure the energy of a workload, phase by phase, with an honest "
-        "95 %% uncertainty: joules per inference (or token, query, sample).",
+        "95 % uncertainty: joules per inference (or token, query, sample). "
+        "Global options (--state-dir, --sysfs-root) go before or after COMMAND.",
+        epilog="`powerd COMMAND --help` describes each command and its options.",
     )
     parser.add_argument("--version", action="version", version=f"powerd {__version__}")
-    parser.add_argument(
-        "--state-dir",
-        type=Path,
-        default=None,
-        help="where the embedded store (powerd.db) lives "
-        "(default: $POWERD_STATE_DIR, else $XDG_STATE_HOME/powerd, else ~/.local/state/powerd)",
-    )
-    parser.add_argument(
-        "--sysfs-root",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="read sysfs/procfs under DIR instead of / (for captured trees; "
-        "also $POWERD_SYSFS_ROOT)",
-    )
+    _add_global_options(parser, None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     m = sub.add_parser(
@@ -121,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=Path("."),
         metavar="DIR",
-        help="directory for the report files (default: current directory)",
+        help="directory for the report files, created if missing and checked writable before "
+        "CMD starts (default: current directory)",
     )
     m.add_argument(
         "--idle",
@@ -155,52 +144,146 @@ def build_parser() -> argparse.ArgumentParser:
         description="Recompute RUN from the embedded store alone (markers and samples) and "
         "write <run>.json, <run>.csv and <run>.html.",
     )
-    r.add_argument("run", metavar="RUN")
-    r.add_argument("--out", type=Path, default=Path("."), metavar="DIR")
-    r.add_argument("--idle-power", type=float, default=None, metavar="W")
-    r.add_argument("--primary", action="append", default=[], metavar="CHANNEL")
+    r.add_argument("run", metavar="RUN", help="run id, as given to --run or in the markers")
+    r.add_argument(
+        "--out",
+        type=Path,
+        default=Path("."),
+        metavar="DIR",
+        help="directory for the report files, created if missing (default: current directory)",
+    )
+    r.add_argument(
+        "--idle-power",
+        type=float,
+        default=None,
+        metavar="W",
+        help="known idle power for net energy, instead of the run's own idle phase",
+    )
+    r.add_argument(
+        "--primary",
+        action="append",
+        default=[],
+        metavar="CHANNEL",
+        help="channel(s) whose sum is the headline figure (repeat for several; "
+        "default: chosen per rules)",
+    )
 
     mk = sub.add_parser(
         "markers",
         help="apply phase markers (contract-1 JSON lines) to the store",
+        description="Work with phase markers in the embedded store.",
+    )
+    mk_sub = mk.add_subparsers(dest="action", metavar="ACTION", required=True)
+    ap = mk_sub.add_parser(
+        "apply",
+        help="apply markers from a file of JSON lines (or stdin) to the store",
         description="Apply phase markers from a file of JSON lines (one contract-1 marker per "
         "line) or stdin to the store, all or nothing: if any line is invalid or does not fit the "
         "phases (an end without a begin, a zero-length phase), none is applied and each bad line "
         "is named. Markers without t_ns are stamped with the time of this command.",
     )
-    mk.add_argument("action", choices=["apply"])
-    mk.add_argument("file", nargs="?", default="-", metavar="FILE", help="JSON lines; - is stdin")
-    mk.add_argument("--source", default="cli", help="sender id of these markers (default: cli)")
+    ap.add_argument("file", nargs="?", default="-", metavar="FILE", help="JSON lines; - is stdin")
+    ap.add_argument(
+        "--source",
+        default="cli",
+        metavar="S",
+        help="sender id of these markers (default: cli)",
+    )
     for module_name in MODULE_COMMANDS.values():
         importlib.import_module(module_name).add_parser(sub)
-    sub.add_parser(
+    rs = sub.add_parser(
         "runs",
         help="list the runs in the store",
-        description="List the runs held in the embedded store.",
+        description="List the runs held in the embedded store, oldest first (newest last): "
+        "start time (UTC), phases, energy of the headline phase, J per unit and flags, from "
+        "each run's latest stored result (runs without one are listed with '-').",
+    )
+    rs.add_argument(
+        "--json", action="store_true", help="print a JSON list of the same rows instead"
+    )
+    rs.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="only the N most recent runs (default: all)",
     )
     sub.add_parser(
         "probes",
         help="list the probes this host has, and why others are missing",
-        description="List every registered probe: available here, missing (and why), "
-        "or present but broken.",
+        description="List every registered probe: available here, missing (and why, with "
+        "what to install), or present but broken.",
     )
+    _add_global_options_below(sub)
     return parser
 
 
+def _add_global_options_below(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    for name, command in sub.choices.items():
+        _add_global_options(command, name)
+        for action in command._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _add_global_options_below(action)
+
+
+def _add_global_options(parser: argparse.ArgumentParser, command: str | None) -> None:
+    """``--state-dir`` and ``--sysfs-root``, on the top-level parser and again on each command,
+    so they may come before or after the command's name. On a command the default is SUPPRESS:
+    the value given before the command then stays unless the option is repeated after it."""
+    default = None if command is None else argparse.SUPPRESS
+    taken = {o for a in parser._actions for o in a.option_strings}
+    if "--state-dir" not in taken:
+        parser.add_argument(
+            "--state-dir",
+            type=Path,
+            default=default,
+            metavar="DIR",
+            help="where the embedded store (powerd.db) lives (default: $POWERD_STATE_DIR, "
+            "else $XDG_STATE_HOME/powerd, else ~/.local/state/powerd)",
+        )
+    if "--sysfs-root" not in taken:
+        parser.add_argument(
+            "--sysfs-root",
+            type=Path,
+            default=default,
+            metavar="DIR",
+            help="read sysfs/procfs under DIR instead of / (for captured trees; "
+            "also $POWERD_SYSFS_ROOT)",
+        )
+
+
 def _store(state_dir: Path | None) -> Any:
+    return open_store(state_dir or default_state_dir())
+
+
+def open_store(state_dir: Path) -> Any:
+    """The store in ``state_dir`` (created if missing); a directory or database that cannot be
+    used is one line (PowerdError) naming it, never a traceback."""
+    import sqlite3
+
     from powerd.store import Store
 
-    return Store((state_dir or default_state_dir()) / "powerd.db")
+    if state_dir.exists() and not state_dir.is_dir():
+        raise PowerdError(f"--state-dir {state_dir}: exists and is not a directory")
+    try:
+        return Store(state_dir / "powerd.db")
+    except (OSError, sqlite3.Error) as err:
+        why = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise PowerdError(
+            f"cannot use the store in {state_dir}: {why} (pass --state-dir DIR: a writable "
+            "directory)"
+        ) from None
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from powerd.report.files import write_reports
+    from powerd.report.files import check_out_dir, write_reports
     from powerd.report.table import format_table
     from powerd.runs import compute_run
 
     path = (args.state_dir or default_state_dir()) / "powerd.db"
     if not path.exists():
         raise PowerdError(f"no store at {path}; measure something first or pass --state-dir")
+    check_out_dir(args.out)
     with _store(args.state_dir) as store:
         result = compute_run(store, args.run, args.idle_power, tuple(args.primary))
         store.put_result(result, time.time_ns())
@@ -230,30 +313,52 @@ def cmd_markers(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    """The runs table (oldest first, newest last) or, with --json, the same rows as JSON."""
+    import json
+
+    from powerd.runs import list_runs, runs_table
+
+    if args.limit is not None and args.limit < 1:
+        raise PowerdError("--limit must be >= 1")
     path = (args.state_dir or default_state_dir()) / "powerd.db"
     if not path.exists():
-        print(f"no store at {path}")
+        if args.json:
+            print("[]")
+        else:
+            print(f"no store at {path} (measure something first, or pass --state-dir)")
         return 0
     with _store(args.state_dir) as store:
-        for run in store.runs():
-            print(run)
+        rows = list(reversed(list_runs(store, args.limit)))
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    elif not rows:
+        print(f"no runs in {path}")
+    else:
+        print(runs_table(rows))
     return 0
 
 
 def cmd_probes(_args: argparse.Namespace) -> int:
-    from probes.registry import broken_families, families
+    from probes.registry import families, missing_extra, unloadable_families
 
     rows = [("probe", "status", "details")]
     for name, fam in families().items():
         try:
             avail = fam.available()
         except Exception as err:
-            rows.append((name, "broken", f"{type(err).__name__}: {err}"))
+            extra = missing_extra(err)
+            rows.append(
+                (name, "missing", extra)
+                if extra
+                else (name, "broken", f"{type(err).__name__}: {err}")
+            )
             continue
         status = "available" if avail.ok else ("broken" if avail.broken else "missing")
         rows.append((name, status, f"{fam.summary}; {avail.reason}"))
-    for name, problem in broken_families().items():
-        rows.append((name, "broken", f"cannot load: {problem}"))
+    for name, (problem, missing) in unloadable_families().items():
+        rows.append(
+            (name, "missing", problem) if missing else (name, "broken", f"cannot load: {problem}")
+        )
     width = [max(len(r[i]) for r in rows) for i in range(2)]
     for r in rows:
         print(f"{r[0]:<{width[0]}}  {r[1]:<{width[1]}}  {r[2]}")

@@ -13,6 +13,10 @@ lists every key (a test checks it against the schema, so keep both in step):
     primary = ["wt300:..."]            # optional explicit primary channels
     result_grace_s = 2.0               # wait for late agent samples after a phase (0: none)
     clock_interval_s = 1.0             # clock exchanges with each agent (> 0)
+    clock_rate_max_hz = 200.0          # clock requests to all agents together, at most
+    id = "lab-01"                      # this daemon's id (default: the host name): MQTT client
+                                       # id powerd-<id>, presence topic powerd/v1/daemons/<id>;
+                                       # keep it stable: its persistent session resumes with it
 
     [mqtt]                             # omit to run without MQTT
     host = "127.0.0.1"
@@ -23,8 +27,9 @@ lists every key (a test checks it against the schema, so keep both in step):
     tls_cert = "/etc/powerd/client.pem"
     tls_key = "/etc/powerd/client.key"
     tls_insecure = false               # true: no broker host name check (test brokers only)
-    client_id = "powerd"               # default: powerd's own
+    client_id = "powerd"               # default: powerd-<[daemon] id>
     keepalive_s = 30                   # MQTT keep-alive, 1-65535 s
+    session_expiry_s = 86400           # how long the broker queues for the daemon while away
 
     [http]
     bind = "127.0.0.1"                 # anything else requires token_file
@@ -58,7 +63,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -82,6 +87,11 @@ from powerd.store import Retention
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
+DaemonId = Annotated[
+    str, msgspec.Meta(description="1-128 of A-Za-z0-9_.:-", pattern=r"^[A-Za-z0-9_.:-]{1,128}$")
+]
+
+
 class DaemonTable(Table, frozen=True):
     """``[daemon]``; ``DaemonConfig`` carries these same keys as attributes."""
 
@@ -91,6 +101,8 @@ class DaemonTable(Table, frozen=True):
     primary: Names = ()
     result_grace_s: SecondsOrOff = 2.0
     clock_interval_s: Seconds = 1.0
+    clock_rate_max_hz: Positive = 200.0
+    id: DaemonId | None = None
 
 
 class HttpSettings(Table, frozen=True):

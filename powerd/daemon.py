@@ -7,11 +7,18 @@ sampler may run on different threads.
 
 Results are not computed the instant a phase closes: the samples that cover its end may still be
 on their way from an agent. A closed phase's run becomes due once every channel with data in the
-run has a sample at or after the phase's end, or after ``result_grace_s`` at the latest.
+run has a sample at or after the phase's end, or after ``result_grace_s`` at the latest. On start,
+runs whose stored markers close a phase the stored result does not cover are queued the same way.
+
+Agents: an id becomes known with a valid status (or, after a restart, from its stored channels);
+unknown ids get no channels, no clock requests and only a small durable hold. Stamped data from
+an agent whose clock offset is not yet known is held durably (``powerd.held``), bounded per agent
+and in total; every drop and every malformed message is counted in ``health``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections import Counter, OrderedDict
@@ -28,7 +35,8 @@ from powerd.channel import Channel
 from powerd.clocksync import Exchange, OffsetEstimator
 from powerd.errors import MarkerError
 from powerd.health import Health
-from powerd.phases import Phase, PhaseTracker, StampedMarker, stamp
+from powerd.held import HeldStore
+from powerd.phases import Phase, PhaseTracker, StampedMarker, replay, stamp
 from powerd.runs import compute_run
 from powerd.store import Store
 from powerd.timeline import Timeline
@@ -37,9 +45,16 @@ if TYPE_CHECKING:
     from powerd.metrics import LiveSource
 
 SEEN_BLOCKS = 1 << 16
-HELD_MAX = 1 << 14
 MIN_EXCHANGES = 3
 CLOCK_PENDING = 256
+# Messages from agent ids never seen with a valid status: held (durably) only this many per id
+# and in all, so unknown ids cost (almost) nothing until they announce themselves properly.
+UNKNOWN_HELD_PER_AGENT = 256
+UNKNOWN_HELD_TOTAL = 1024
+# Distinct agent ids the daemon keeps state for (status, clock estimator); more are refused.
+MAX_AGENTS = 10_000
+MAX_INT = wire.MAX_INT
+# Clock epochs (agent restarts, clock steps; see agent/epoch.py) whose estimate is kept per agent.
 EPOCHS_KEPT = 8
 # An epoch placed through anchors (agent/epoch.py): the anchors' bracketed reads, with margin.
 LINK_UNCERTAINTY_NS = 20_000
@@ -73,14 +88,22 @@ class Daemon:
         default_factory=OrderedDict
     )
     _boot_now: dict[str, int | None] = field(default_factory=dict)
-    _held_boots: Counter[tuple[str, int | None]] = field(default_factory=Counter)
+    # Held messages of epochs whose offset is not known yet, left held by the last release, and
+    # what the release saw (so an unchanged situation is not re-examined at every exchange).
+    _unready: dict[str, tuple[Any, int, set[int | None]]] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
     rejected_by_source: Counter[str] = field(default_factory=Counter)
     agents: dict[str, dict[str, Any]] = field(default_factory=dict)
     _pending: dict[str, tuple[int, int]] = field(default_factory=dict)
     _pending_since: dict[str, int] = field(default_factory=dict)
+    _stored_in_run: dict[tuple[int, int], list[str]] = field(default_factory=dict)
     _seen_blocks: OrderedDict[tuple[str, int, int], None] = field(default_factory=OrderedDict)
-    _held: dict[str, list[tuple[str, Any, int]]] = field(default_factory=dict)
+    # Agents' messages waiting for their clock offset (durable; see powerd.held); default: a
+    # file beside the store.
+    held: HeldStore | None = None
+    # Agent ids seen with a valid status (now or, via their stored channels, before a restart).
+    known_agents: set[str] = field(default_factory=set)
+    _releasing: str | None = None
     _clock_sent: OrderedDict[tuple[str, int], int] = field(default_factory=OrderedDict)
     _next_clock_id: int = 0
     last_error: str = ""
@@ -95,13 +118,45 @@ class Daemon:
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
+        closed: dict[str, list[Phase]] = {}
         for sm in self.store.markers():
             try:
-                self.tracker.feed(sm)
+                phase = self.tracker.feed(sm)
             except MarkerError:
                 continue
+            if phase is not None:
+                closed.setdefault(phase.run, []).append(phase)
         for ch in self.store.channels().values():
             self.timeline.add_channel(ch)
+            if "/" in ch.id:
+                self.known_agents.add(ch.id.split("/", 1)[0])
+        if self.held is None:
+            self.held = HeldStore(self.store.path.with_name(f"{self.store.path.stem}-held.db"))
+        self.known_agents.update(self.held.agents())
+        self.recover_due(closed)
+
+    def recover_due(self, closed: dict[str, list[Phase]] | None = None) -> list[str]:
+        """Queue every run whose stored markers close a phase but whose stored result does not
+        cover all of them (e.g. the daemon was killed before computing it): they are computed
+        as they fall due, like any closing phase. ``closed``: the closed phases per run, if the
+        caller just replayed the stored markers. Returns the runs queued."""
+        if closed is None:
+            closed = {}
+            for phase in replay(self.store.markers())[0]:
+                closed.setdefault(phase.run, []).append(phase)
+        queued = []
+        now = self.clock()
+        with self._lock:
+            for run, phases in closed.items():
+                result = self.store.result(run)
+                if result is not None and len(result.get("phases", [])) >= len(phases):
+                    continue
+                begin = min(p.t_begin_ns for p in phases)
+                end = max(p.t_end_ns for p in phases)
+                self._pending[run] = (begin, end)
+                self._pending_since.setdefault(run, now)
+                queued.append(run)
+        return queued
 
     # markers ----------------------------------------------------------------------------------
 
@@ -121,15 +176,21 @@ class Daemon:
             try:
                 if not wire.SOURCE_RE.match(source):
                     raise MarkerError(f"bad source id {source!r}")
-                if source in self.agents and self._hold(source, "marker", payload, received):
-                    return MarkerOutcome(False, held=True)
                 marker = (
                     wire.decode_marker(payload)
                     if isinstance(payload, bytes | str)
                     else wire.parse_marker(payload)
                 )
+                # only a well-formed marker waits for its sender's clock offset
+                if self._is_agent(source) and self._hold(source, "marker", payload, received):
+                    return MarkerOutcome(False, held=True)
                 offset_ns, unc_ns = self._offset_for(source, marker.t_ns, marker.boot_ns)
                 sm = stamp(source, marker, received, offset_ns, unc_ns + uncertainty_ns)
+                if not 0 <= sm.t_ns <= MAX_INT:
+                    raise MarkerError(
+                        f"t_ns {marker.t_ns} is out of range once moved onto the daemon's clock "
+                        f"by the sender's clock offset ({offset_ns} ns)"
+                    )
                 if not self.tracker.check(sm):
                     self.counts["markers_repeated"] += 1
                     return MarkerOutcome(False, repeat=True, stamped=sm)
@@ -168,8 +229,7 @@ class Daemon:
     def _link(self, agent: str, boot_ns: int) -> int | None:
         """For an epoch never measured: its offset relative to the current epoch's, from the
         anchors the agent reports (same host boot); None unless the current one is known."""
-        now = self.offsets.get(agent)
-        if now is None or len(now.exchanges) < MIN_EXCHANGES:
+        if not self._offset_known(agent):
             return None
         status = self.agents.get(agent) or {}
         return epoch_link(status.get("epochs"), self._boot_now.get(agent), boot_ns)
@@ -205,21 +265,38 @@ class Daemon:
 
     # agents: channels, blocks, clock ----------------------------------------------------------
 
-    def accept_status(self, agent: str, payload: bytes) -> None:
-        """An agent's retained status: its clock epoch (a new one starts a fresh offset estimate)
-        and its spool's state (full or failing: the agent is shown degraded)."""
+    def _is_agent(self, source: str) -> bool:
+        return source in self.agents or source in self.known_agents
+
+    def _problem(self, source: str, kind: str, message: str) -> None:
+        """One bad message or failed operation: counted here and in health (logged once)."""
+        self.counts[kind] += 1
+        self.last_error = f"{kind} from {source}: {message}"
+        self.health.problem(source, kind, message)
+
+    def accept_status(self, agent: str, payload: bytes) -> bool:
+        """An agent's status; only a valid one (a JSON object with ``v`` 1, ``agent`` equal to
+        the topic's id, a ``state`` name) makes the id a known agent. False if invalid."""
         try:
-            obj = json.loads(payload)
-        except (ValueError, RecursionError):
-            self.counts["status_malformed"] += 1
-            return
+            obj = wire.decode_json(payload)
+        except ValueError as err:
+            self._problem(agent, "status_malformed", str(err))
+            return False
+        reason = wire.status_problem(agent, obj)
+        if reason is None and agent not in self.agents and len(self.agents) >= MAX_AGENTS:
+            reason = f"{MAX_AGENTS} agents known already; a new id is refused"
+        if reason is not None:
+            self._problem(agent, "status_malformed", reason)
+            return False
         with self._lock:
-            self.agents[agent] = obj if isinstance(obj, dict) else {}
+            self.agents[agent] = obj
+            self.known_agents.add(agent)
+            # a new clock epoch starts a fresh estimate; a last will (offline) may be stale
             boot = wire.status_boot(obj)
-            online = self.agents[agent].get("state") != "offline"  # a last will may be stale
-            if agent not in self.offsets or (boot is not None and online):
+            if agent not in self.offsets or (boot is not None and obj["state"] != "offline"):
                 self._switch_boot(agent, boot)
-            self._note_spool(agent, self.agents[agent].get("spool"))
+            self._note_spool(agent, obj.get("spool"))
+        return True
 
     def _note_spool(self, agent: str, spool: Any) -> None:
         """An agent spool that is full or failing makes the agent a down component (healthz)."""
@@ -237,11 +314,13 @@ class Daemon:
         """Data an agent had to drop (its spool full or failing), each with its exact extent on
         the agent's clock: recorded as ``agent_dropped`` gaps on our clock, so every result that
         overlaps one is flagged. Held like blocks until that epoch's offset is known."""
+        if not self._is_agent(agent):
+            self._problem(agent, "gaps_unknown_agent", "gaps before any valid status")
+            return False
         try:
             gaps = wire.decode_gaps(payload)
         except wire.WireError as err:
-            self.counts["gaps_malformed"] += 1
-            self.health.problem(f"agent:{agent}", "gaps_malformed", str(err))
+            self._problem(agent, "gaps_malformed", str(err))
             return False
         with self._lock:
             if self._hold(agent, "gaps", payload, self.clock()):
@@ -250,9 +329,8 @@ class Daemon:
                 cid = g.channel if g.channel.startswith(f"{agent}/") else f"{agent}/{g.channel}"
                 offset_ns, _ = self._offset_for(agent, g.t_last_ns, g.boot_ns)
                 t0, t1 = g.t_first_ns + offset_ns, g.t_last_ns + offset_ns
-                if not (0 <= t0 <= t1 <= wire.MAX_INT):
-                    self.counts["gaps_malformed"] += 1
-                    self.health.problem(f"agent:{agent}", "gaps_malformed", "extent out of range")
+                if not (0 <= t0 <= t1 <= MAX_INT):
+                    self._problem(agent, "gaps_malformed", "extent out of range after offset")
                     continue
                 self.store.put_gap(cid, t0, t1, g.reason)
                 self.counts["agent_dropped_samples"] += g.samples
@@ -264,13 +342,18 @@ class Daemon:
             return True
 
     def accept_channels(self, agent: str, payload: bytes) -> None:
-        """An agent's channel list: ids are prefixed with the agent id."""
+        """An agent's channel list: ids are prefixed with the agent id. Only from an agent seen
+        with a valid status (unknown ids must not cost ring buffers and store rows)."""
+        if not self._is_agent(agent):
+            self._problem(agent, "channels_unknown_agent", "channels before any valid status")
+            return
         try:
-            items = json.loads(payload)
+            items = wire.decode_json(payload)
+            if not isinstance(items, list):
+                raise ValueError("a channel list must be a JSON array")
             chans = [Channel.from_json(obj) for obj in items]
-        except (ValueError, TypeError, KeyError) as err:
-            self.counts["channels_malformed"] += 1
-            self.last_error = f"channels from {agent}: {type(err).__name__}: {err}"
+        except (ValueError, TypeError, KeyError, AttributeError) as err:
+            self._problem(agent, "channels_malformed", f"{type(err).__name__}: {err}")
             return
         with self._lock:
             for ch in chans:
@@ -285,8 +368,8 @@ class Daemon:
         False if malformed; blocks already seen (a QoS 1 resend) are skipped and counted."""
         try:
             messages = wire.decode_blocks(payload)
-        except wire.WireError:
-            self.counts["blocks_malformed"] += 1
+        except wire.WireError as err:
+            self._problem(agent, "blocks_malformed", str(err))
             return False
         with self._lock:
             if self._hold(agent, "block", payload, self.clock()):
@@ -294,6 +377,13 @@ class Daemon:
             for msg in messages:
                 self._apply_block(agent, msg)
             return True
+
+    def forget_blocks(self, agent: str, payload: bytes) -> None:
+        """Unmark a message's blocks as seen (their samples were never committed), so that the
+        broker's redelivery of it is applied rather than skipped as a repeat."""
+        with contextlib.suppress(wire.WireError), self._lock:
+            for msg in wire.decode_blocks(payload):
+                self._seen_blocks.pop((agent, msg.boot_ns, msg.seq), None)
 
     def _apply_block(self, agent: str, msg: wire.BlockMessage) -> None:
         cid = msg.channel if msg.channel.startswith(f"{agent}/") else f"{agent}/{msg.channel}"
@@ -308,6 +398,9 @@ class Daemon:
         if len(self._seen_blocks) > SEEN_BLOCKS:
             self._seen_blocks.popitem(last=False)
         offset_ns, unc_ns = self._offset_for(agent, int(msg.t_ns[-1]), msg.boot_ns)
+        if int(msg.t_ns.min()) + offset_ns < 0 or int(msg.t_ns.max()) + offset_ns > MAX_INT:
+            self._problem(agent, "blocks_rejected", "sample times out of range after offset")
+            return
         self._track_stamp_uncertainty(cid, unc_ns)
         block = Block(cid, msg.t_ns + np.int64(offset_ns), msg.value)
         self.timeline.append(block)
@@ -345,8 +438,8 @@ class Daemon:
         t4 = self.clock() if t4_ns is None else t4_ns
         try:
             req_id, t1, t2, t3, boot = wire.parse_clock_reply_boot(payload)
-        except wire.WireError:
-            self.counts["clock_malformed"] += 1
+        except wire.WireError as err:
+            self._problem(agent, "clock_malformed", str(err))
             return False
         with self._lock:
             sent = self._clock_sent.pop((agent, req_id), None)
@@ -365,50 +458,112 @@ class Daemon:
             self._release(agent)
             return ok
 
-    def _held_boots_of(self, kind: str, payload: Any) -> list[int | None]:
-        """The clock epochs a held message's stamps belong to (None: the agent's current)."""
+    def _boots_of(self, kind: str, payload: Any) -> set[int | None]:
+        """The clock epochs a message's stamps belong to (None: the agent's current one)."""
         try:
             if kind == "block":
-                return list(wire.block_boots(payload))
+                return set(wire.block_boots(payload))
             if kind == "gaps":
-                return list({g.boot_ns for g in wire.decode_gaps(payload)})
-            obj = json.loads(payload) if isinstance(payload, bytes | str) else payload
+                return {g.boot_ns for g in wire.decode_gaps(payload)}
+            obj = wire.decode_json(payload) if isinstance(payload, bytes | str) else payload
             boot = obj.get("boot_ns") if isinstance(obj, dict) else None
-            return [boot if isinstance(boot, int) and not isinstance(boot, bool) else None]
-        except (ValueError, RecursionError):
-            return [None]
+            return {boot if isinstance(boot, int) and not isinstance(boot, bool) else None}
+        except ValueError:
+            return {None}
+
+    def _offset_known(self, agent: str) -> bool:
+        est = self.offsets.get(agent)
+        return est is not None and len(est.exchanges) >= MIN_EXCHANGES
 
     def _hold(self, agent: str, kind: str, payload: Any, received_ns: int) -> bool:
-        """Keep an agent's stamped data until the offset of ITS clock epoch is known (True if
-        held): applying it earlier, or with another epoch's offset, would misplace it by the
-        whole offset or clock step. Data of one epoch keeps its order."""
-        boots = self._held_boots_of(kind, payload)
-        if all(self._ready(agent, b) and not self._held_boots[(agent, b)] for b in boots):
+        """Keep an agent's stamped data until its clock offset is known (True if held or
+        refused): applying it earlier would misplace it by the whole offset, seconds on an
+        unsynchronised host. Held messages are committed to ``self.held`` before this returns
+        (the caller may acknowledge them); what the bounds refuse is counted and reported."""
+        assert self.held is not None
+        if agent == self._releasing:
             return False
-        held = self._held.setdefault(agent, [])
-        held.append((kind, payload, received_ns))
-        self._held_boots[(agent, boots[0])] += 1
-        if len(held) > HELD_MAX:
-            old_kind, old_payload, _ = held.pop(0)
-            self._held_boots[(agent, self._held_boots_of(old_kind, old_payload)[0])] -= 1
-            self.counts["held_dropped"] += 1
+        boots = self._boots_of(kind, payload)
+        if all(self._ready(agent, b) for b in boots):
+            # order is kept within an epoch: what is held for other, unmeasured epochs only
+            # (left by the last release) does not hold this back
+            _, left, unready = self._unready.get(agent, (None, 0, set()))
+            if self.held.held(agent) <= left and not boots & unready:
+                return False
+        if isinstance(payload, bytes):
+            data = payload
+        else:
+            data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
+        cap = None
+        if agent not in self.agents and agent not in self.known_agents:
+            cap = UNKNOWN_HELD_PER_AGENT
+            unknown = sum(self.held.count[a] for a in self.held.agents() if not self._is_agent(a))
+            if unknown >= UNKNOWN_HELD_TOTAL:
+                self._problem(
+                    agent,
+                    "held_dropped",
+                    f"{kind} from an agent never seen with a valid status dropped: "
+                    f"{UNKNOWN_HELD_TOTAL} such messages held already",
+                )
+                return True
+        refusal = self.held.refusal(agent, len(data), cap)
+        if refusal is not None:
+            why = f"{kind} dropped before its clock offset was known: {refusal}"
+            self._problem(agent, "held_dropped", why)
+            return True
+        self.held.put(agent, kind, data, received_ns)
+        self.counts["held"] += 1
         return True
 
     def _release(self, agent: str) -> None:
-        """Apply held data whose epoch's offset is now known (the rest is held again)."""
-        waiting = [b for (a, b), n in self._held_boots.items() if a == agent and n > 0]
-        if not any(self._ready(agent, b) for b in waiting):
+        """Apply an agent's held messages in arrival order once their epoch's offset is known;
+        forget them only after the store committed what they became. Messages of an epoch still
+        unknown are held again (after the others), and the same situation is not re-examined."""
+        assert self.held is not None
+        n = self.held.held(agent)
+        if not self._offset_known(agent) or not n:
             return
-        held = self._held.pop(agent, [])
-        for key in [k for k in self._held_boots if k[0] == agent]:
-            del self._held_boots[key]
-        for kind, payload, received_ns in held:
-            if kind == "block":
-                self.accept_block(agent, payload)
-            elif kind == "gaps":
-                self.accept_gaps(agent, payload)
-            else:
-                self.submit_marker(agent, payload, received_ns)
+        status = self.agents.get(agent) or {}
+        epochs = status.get("epochs")
+        seen = (
+            self._boot_now.get(agent),
+            tuple(sorted(epochs)) if isinstance(epochs, dict) else (),
+        )
+        last = self._unready.get(agent)
+        if last is not None and last[0] == seen and last[1] >= n:
+            return
+        unready: set[int | None] = set()
+        left = 0
+        while n > 0 and (rows := self.held.rows(agent, min(256, n))):  # bounded batches
+            n -= len(rows)
+            self._releasing = agent
+            try:
+                for _, kind, received_ns, payload in rows:
+                    boots = self._boots_of(kind, payload)
+                    if not all(self._ready(agent, b) for b in boots):
+                        self.held.put(agent, kind, payload, received_ns)
+                        unready |= boots
+                        left += 1
+                        continue
+                    try:
+                        if kind == "block":
+                            self.accept_block(agent, payload)
+                        elif kind == "gaps":
+                            self.accept_gaps(agent, payload)
+                        else:
+                            outcome = self.submit_marker(agent, payload, received_ns)
+                            if outcome.error is not None:
+                                self._problem(agent, "held_marker_rejected", outcome.error)
+                    except Exception as err:  # one bad held message must not block the rest
+                        self._problem(agent, "held_apply_failed", f"{type(err).__name__}: {err}")
+                self.store.flush()
+            finally:
+                self._releasing = None
+            self.held.delete(agent, rows)
+        if left:
+            self._unready[agent] = (seen, left, unready)
+        else:
+            self._unready.pop(agent, None)
 
     # results ----------------------------------------------------------------------------------
 
@@ -426,6 +581,7 @@ class Daemon:
                 if not (waited or self._covered(t_begin, t_end)):
                     continue
                 del self._pending[run], self._pending_since[run]
+                self._stored_in_run.pop((t_begin, t_end), None)
                 self.store.flush()
                 result = compute_run(self.store, run, self.idle_power_w, self.primary)
                 self.store.put_result(result, now)
@@ -441,7 +597,19 @@ class Daemon:
         (channels silent since before the run, e.g. an agent long gone, are not waited for)."""
         latest = [self.timeline.latest(c) for c in list(self.timeline.channels)]
         live = [t for t, _ in (x for x in latest if x is not None) if t >= t_begin_ns]
-        return bool(live) and all(t >= t_end_ns for t in live)
+        if not (live and all(t >= t_end_ns for t in live)):
+            return False
+        # After a restart the timeline starts empty: a channel with stored samples in the run
+        # (e.g. an agent whose backlog is still on its way) must reach the end too. Looked up
+        # once per pending window, not at every poll.
+        key = (t_begin_ns, t_end_ns)
+        if key not in self._stored_in_run:
+            self._stored_in_run[key] = self.store.channels_with_data(t_begin_ns, t_end_ns)
+        for cid in self._stored_in_run[key]:
+            last = self.timeline.latest(cid) if cid in self.timeline.channels else (t_end_ns, 0)
+            if last is None or last[0] < t_end_ns:
+                return False
+        return True
 
     def run_result(self, run: str) -> dict[str, Any] | None:
         with self._lock:

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from powerd.errors import PowerdError
+from powerd.report.numbers import pm_text, value_text
 
 _CHECKOUT_DASHBOARDS = Path(__file__).resolve().parents[1] / "grafana" / "dashboards"
 _PACKAGED_DASHBOARDS = Path(__file__).resolve().parent / "grafana_dashboards"  # in the wheel
@@ -140,10 +141,6 @@ class PhaseAnnotation:
     text: str
 
 
-def _fmt(value: Any, unit: str) -> str:
-    return f"{value:.6g} {unit}" if isinstance(value, int | float) else "n/a"
-
-
 def phase_annotations(result: Any, source: Path) -> list[PhaseAnnotation]:
     """One region annotation per phase of a contract-2 result."""
     if not isinstance(result, dict) or not isinstance(result.get("phases"), list):
@@ -157,9 +154,14 @@ def phase_annotations(result: Any, source: Path) -> list[PhaseAnnotation]:
         except (KeyError, TypeError, ValueError):
             raise PowerdError(f"{source}: a phase lacks phase/trial/t_begin_ns/t_end_ns") from None
         energy, unc, jpu = p.get("energy_j"), p.get("uncertainty_j"), p.get("j_per_unit")
-        text = f"{name} (trial {trial}): {_fmt(energy, 'J')} ± {_fmt(unc, 'J')}"
+        # rounded where the uncertainty says, as in the table and the HTML report
+        text = f"{name} (trial {trial}): " + (
+            f"{pm_text(energy, unc)} J" if isinstance(energy, int | float) else "n/a"
+        )
         if isinstance(jpu, int | float) and math.isfinite(jpu):
-            text += f", {jpu:.6g} J/{p.get('unit') or 'unit'}"
+            jpu_unc = p.get("j_per_unit_uncertainty")  # absent in results before it was added
+            per = value_text(jpu, None) if jpu_unc is None else pm_text(jpu, jpu_unc)
+            text += f", {per} J/{p.get('unit') or 'unit'}"
         if p.get("flags"):
             text += f"; flags: {', '.join(map(str, p['flags']))}"
         tags = (ANNOTATION_TAG, f"run:{run}", f"phase:{name}", f"trial:{trial}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -146,8 +147,23 @@ def _token(path: Path | None) -> str | None:
     return token
 
 
+def _check_defaults(args: argparse.Namespace) -> None:
+    """Say which option is missing in the command line's words (the client's own messages name
+    its keyword arguments, ``run=...``, which a shell user cannot pass)."""
+    if not (args.run or os.environ.get(RUN_ENV)):
+        raise PowerdError(
+            f"no run id: pass --run ID or set {RUN_ENV} (powerd measure sets it for its command)"
+        )
+    if args.mqtt is None and not (args.url or os.environ.get(URL_ENV)):
+        raise PowerdError(
+            "no powerd URL: pass --url URL (e.g. --url http://127.0.0.1:8089), "
+            f"--mqtt HOST[:PORT], or set {URL_ENV} (powerd measure sets it for its command)"
+        )
+
+
 def run_command(args: argparse.Namespace) -> int:
     meta = parse_meta(args.meta)
+    _check_defaults(args)
     if args.count is not None and args.event != "end":
         raise PowerdError("--count goes with `powerd mark end` (units completed in the phase)")
     if args.device and args.event != "begin":

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
@@ -30,13 +32,13 @@ from agent.wire import NAME_RE, Marker
 from powerd.api import ApiThread, make_app
 from powerd.daemon import Daemon
 from powerd.errors import PowerdError, ProbeUnavailable, SpecError
-from powerd.integrate import Window, integrate
-from powerd.report.files import write_reports
+from powerd.integrate import ChannelEnergy, Window, integrate
+from powerd.report.files import ReportWriteError, check_out_dir, write_reports
+from powerd.report.numbers import sig_text
 from powerd.report.table import format_table
 from powerd.results import choose_primary
 from powerd.runner import Sampler
 from powerd.runs import compute_run
-from powerd.store import Store
 from powerd.timebase import TimeAnchor
 from powerd.timeline import Timeline
 from probes.base import Probe
@@ -49,6 +51,9 @@ EXIT_POLL_S = 0.001
 PROGRESS_TTY_S = 0.5
 PROGRESS_PIPE_S = 30.0
 TRAIL_TIMEOUT_S = 2.0
+EXIT_REPORT_FAILED = 2
+STALE_PERIODS = 20
+STALE_MIN_S = 2.0
 
 
 def _validate(args: argparse.Namespace) -> list[Probe]:
@@ -123,8 +128,15 @@ class Marks:
 class Progress:
     """A progress line on stderr: refreshed in place on a terminal, now and then on a pipe.
 
-    Energy so far is accumulated tick by tick over the new samples only, so the cost per tick stays
-    flat however long CMD runs (and older samples may leave the timeline's ring meanwhile).
+    It uses the final table's method: each channel is integrated on its own (the same trapezoid or
+    counter difference as the result), accumulated slice by slice over the new samples only, so the
+    cost per tick stays flat however long CMD runs (older samples may leave the timeline's ring
+    meanwhile); the primary channels are then chosen by the result's rule from those cumulative
+    figures. A slice ends at the latest time every channel has a sample for, so no slice holds a
+    value beyond the last sample (that edge would never be corrected): the figure covers the phase
+    up to that time and its mean power is over that span. Before any slice is complete the line
+    shows "-" rather than 0. The line says "running" while CMD runs; when CMD has ended it says so
+    and shows no figure: the final figures are the table's, computed from the store.
     """
 
     def __init__(self, timeline: Timeline, run: str, quiet: bool) -> None:
@@ -135,34 +147,63 @@ class Progress:
         self.next_s = time.monotonic() + self.every_s
         self.phase_begin_ns = 0
         self.upto_ns = 0
-        self.energy_j = 0.0
+        self.per_channel_j: dict[str, float] = {}
+        self.last: dict[str, ChannelEnergy] = {}
+
+    def _data_until_ns(self, now_ns: int) -> int:
+        """The latest time every live channel has data for; a channel silent for longer than
+        ``STALE_PERIODS`` periods (at least ``STALE_MIN_S``) does not hold the line back."""
+        ends: list[int] = []
+        for c, ch in self.timeline.channels.items():
+            latest = self.timeline.latest(c)
+            if latest is None:
+                return self.upto_ns
+            stale_ns = int(max(STALE_MIN_S, STALE_PERIODS * ch.nominal_period_s) * 1e9)
+            if latest[0] >= now_ns - stale_ns:
+                ends.append(latest[0])
+        return min(now_ns, *ends) if ends else self.upto_ns
 
     def _advance(self, t_begin_ns: int, now_ns: int) -> None:
         if t_begin_ns != self.phase_begin_ns:
-            self.phase_begin_ns, self.upto_ns, self.energy_j = t_begin_ns, t_begin_ns, 0.0
-        if now_ns <= self.upto_ns:
+            self.phase_begin_ns, self.upto_ns = t_begin_ns, t_begin_ns
+            self.per_channel_j, self.last = {}, {}
+        until_ns = self._data_until_ns(now_ns)
+        if until_ns <= self.upto_ns:
             return
-        chans = self.timeline.channels
-        w = Window(self.upto_ns, now_ns)
-        figs = {
-            c: integrate(*self.timeline.window(c, w.t_begin_ns, now_ns), w, ch)
-            for c, ch in chans.items()
-        }
-        self.energy_j += sum(figs[c].energy_j or 0.0 for c in choose_primary(figs, chans))
-        self.upto_ns = now_ns
+        w = Window(self.upto_ns, until_ns)
+        for c, ch in self.timeline.channels.items():
+            fig = integrate(*self.timeline.window(c, w.t_begin_ns, until_ns), w, ch)
+            if fig.energy_j is not None:
+                self.per_channel_j[c] = self.per_channel_j.get(c, 0.0) + fig.energy_j
+                self.last[c] = fig
+        self.upto_ns = until_ns
+
+    def figures(self) -> tuple[float | None, float | None]:
+        """Energy so far (J) and mean power over the integrated span (W); None before data."""
+        span_s = (self.upto_ns - self.phase_begin_ns) / 1e9
+        if span_s <= 0 or not self.per_channel_j:
+            return None, None
+        cumulative = {c: replace(self.last[c], energy_j=e) for c, e in self.per_channel_j.items()}
+        primary = choose_primary(cumulative, self.timeline.channels)
+        energy_j = sum(self.per_channel_j[c] for c in primary)
+        return energy_j, energy_j / span_s
 
     def tick(self, phase: str, t_begin_ns: int, now_ns: int, force: bool = False) -> None:
         if self.quiet or (not force and time.monotonic() < self.next_s):
             return
         self.next_s = time.monotonic() + self.every_s
-        self._advance(t_begin_ns, now_ns)
         elapsed_s = (now_ns - t_begin_ns) / 1e9
-        mean_w = self.energy_j / elapsed_s if elapsed_s > 0 else 0.0
-        text = (
-            f"powerd: {self.run} {phase} {elapsed_s:7.1f} s  "
-            f"{self.energy_j:10.3f} J  mean {mean_w:8.3f} W"
-        )
-        sys.stderr.write(("\r" + text) if self.tty else (text + "\n"))
+        if force:
+            # the final figures are the table's; a last "so far" figure would be a second number
+            text = f"powerd: {self.run} {phase} ended after {elapsed_s:.1f} s; computing the result"
+        else:
+            self._advance(t_begin_ns, now_ns)
+            energy_j, mean_w = self.figures()
+            text = (
+                f"powerd: {self.run} {phase} (running) {elapsed_s:7.1f} s  "
+                f"so far {sig_text(energy_j):>9} J  mean {sig_text(mean_w):>9} W"
+            )
+        sys.stderr.write(("\r" + text + "\x1b[K") if self.tty else (text + "\n"))
         sys.stderr.flush()
 
     def done(self) -> None:
@@ -249,11 +290,12 @@ def _run_cmd(
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    from powerd.cli import default_state_dir
+    from powerd.cli import default_state_dir, open_store
 
+    check_out_dir(args.out)  # before any probe opens or CMD starts: a bad --out costs no run
     probes = _validate(args)
     state_dir: Path = args.state_dir or default_state_dir()
-    with Store(state_dir / "powerd.db") as store:
+    with open_store(state_dir) as store:
         if store.markers(args.run):
             raise SpecError(
                 f"run {args.run!r} already exists in {store.path}; choose another --run "
@@ -303,7 +345,20 @@ def cmd_measure(args: argparse.Namespace) -> int:
                 )
         result = compute_run(store, args.run, args.idle_power, tuple(args.primary))
         store.put_result(result, anchor.utc_ns())
-        paths = write_reports(store, result, args.out)
-    print(format_table(result))
+        print(format_table(result))
+        try:
+            paths = write_reports(store, result, args.out)
+        except ReportWriteError as err:
+            print(f"powerd: error: {err}; {rewrite_hint(args)}", file=sys.stderr)
+            return EXIT_REPORT_FAILED
     print("reports: " + " ".join(str(p) for p in paths))
     return rc
+
+
+def rewrite_hint(args: argparse.Namespace) -> str:
+    """How to write a stored run's report again, as one command."""
+    state = f" --state-dir {shlex.quote(str(args.state_dir))}" if args.state_dir else ""
+    return (
+        f"the result is in the store; write it again with "
+        f"`powerd{state} report {args.run} --out DIR`"
+    )

@@ -2,10 +2,27 @@
 
 Markers from any ``powerd/v1/markers/<source>``; invalid ones are answered on
 ``powerd/v1/errors/<source>``. Agents' blocks, channel lists, status and clock replies go to the
-Daemon; clock requests go out to every known agent each ``clock_interval_s``; results are
-published retained on ``powerd/v1/results/<run>`` as they become due. aiomqtt does not reconnect
-by itself, so the loop does, with backoff; the session is persistent (clean_session off), so QoS 1
-messages sent while the daemon was away are delivered when it comes back.
+Daemon; clock requests go out to agents whose status is online (``powerd.clockplan``: per-agent
+interval, a global rate, backoff for agents that never answer); results are published retained on
+``powerd/v1/results/<run>`` as they become due.
+
+Nothing is lost and nothing is silent:
+
+- Every message is handled on its own: one that raises is counted (``health.problem``), logged
+  once per source and kind, answered on the errors topic if it was a marker, and acknowledged
+  (it would fail again on every redelivery); the next message is handled as usual.
+- QoS 1 messages are acknowledged by hand, and only once what they carried is committed to the
+  store (markers are committed as they are stored; agents' samples at a flush; held messages in
+  ``powerd.held``). Flushes are grouped: all messages already received are handled, then one
+  flush, then their acknowledgements — one commit per burst, not per message.
+- The session is persistent under a stable client id (``powerd-<daemon id>``, MQTT v5 with clean
+  start off and a session expiry), so QoS 1 messages sent while the daemon was down are delivered
+  when it comes back, and so are those it had received but not acknowledged when it was killed.
+- The loop is supervised: any exception (not only a lost connection) is logged once, ingestion
+  is marked down (``/healthz`` degraded with the reason) and the loop reconnects with backoff.
+  The daemon's retained presence on ``powerd/v1/daemons/<id>`` is "online" only while it ingests
+  (else "degraded" when it can still say so, and its last will says "offline" if it dies), and
+  agents send their spool only to an online daemon, so they keep it meanwhile.
 """
 
 from __future__ import annotations
@@ -13,10 +30,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
+import re
 import socket
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import aiomqtt
@@ -24,47 +40,130 @@ import aiomqtt
 from agent import wire
 from agent.mqttconf import MqttSettings
 from powerd import __version__
+from powerd.clockplan import ClockPlan
 from powerd.daemon import Daemon
 
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 5.0
+ACK_BATCH_MAX = 512
+PRESENCE_POLL_S = 1.0
+CLOCK_POLL_MAX_S = 0.1
+PUBLISH_TIMEOUT_S = 2.0
+SESSION_EXPIRY_S = 86400
+# Components that, when down, mean what the daemon receives may not be stored.
+INGEST_COMPONENTS = ("mqtt", "store")
+STORE_DOWN = "cannot commit received samples"
 
 
 def _log(text: str) -> None:
     print(f"powerd: {text}", file=sys.stderr, flush=True)
 
 
-async def _dispatch(client: aiomqtt.Client, daemon: Daemon, clock: Callable[[], int]) -> None:
+def default_daemon_id() -> str:
+    """The host name, as a topic-safe id."""
+    return re.sub(r"[^A-Za-z0-9_.:-]", "-", socket.gethostname())[:100] or "powerd"
+
+
+def _source_and_kind(topic: str) -> tuple[str, str]:
+    """Who sent a message and what kind it is, for counting problems."""
+    parts = topic.split("/")
+    if len(parts) >= 4 and parts[2] in ("markers", "blocks", "channels", "status", "gaps"):
+        return parts[3][:128], parts[2]
+    if len(parts) >= 4 and parts[2] == "clock":
+        return parts[3][:128], "clock"
+    return topic[:128], "unknown"
+
+
+async def _handle(
+    client: aiomqtt.Client, daemon: Daemon, plan: ClockPlan, topic: str, payload: bytes, rx: int
+) -> None:
+    if (source := wire.topic_tail(topic, "markers")) is not None:
+        outcome = daemon.submit_marker(source, payload, rx)
+        if outcome.error is not None:
+            daemon.health.problem(source, "marker_rejected", outcome.error)
+            body = json.dumps(wire.error_message(outcome.error, payload))
+            await client.publish(wire.errors_topic(source), body, qos=1)
+    elif (agent := wire.topic_tail(topic, "blocks")) is not None:
+        daemon.accept_block(agent, payload)
+    elif (agent := wire.topic_tail(topic, "channels")) is not None:
+        daemon.accept_channels(agent, payload)
+    elif (agent := wire.topic_tail(topic, "status")) is not None:
+        if daemon.accept_status(agent, payload) and daemon.agents[agent].get("state") == "online":
+            plan.online(agent)
+        else:
+            plan.offline(agent)
+    elif (agent := wire.topic_tail(topic, "gaps")) is not None:
+        daemon.accept_gaps(agent, payload)
+    elif topic.startswith(f"{wire.TOPIC_ROOT}/clock/") and topic.endswith("/reply"):
+        agent = topic.split("/")[3]
+        if daemon.accept_clock_reply(agent, payload, rx):
+            plan.answered(agent)
+    else:
+        daemon.health.problem(topic[:128], "topic_unexpected", "a message on no known topic")
+
+
+def _ack(client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+    """PUBACK now. aiomqtt 2.x has no manual-ack API of its own; paho's is used underneath."""
+    client._client.ack(message.mid, message.qos)
+
+
+async def _commit_and_ack(
+    client: aiomqtt.Client, daemon: Daemon, unacked: list[tuple[aiomqtt.Message, str, bytes]]
+) -> None:
+    """Make every handled message durable (one store flush), then acknowledge them all."""
+    try:
+        await asyncio.to_thread(daemon.store.flush)
+    except Exception as err:
+        # The samples of these messages were not written: let their redelivery (after the
+        # reconnect this raise causes) apply them again instead of skipping them as repeats.
+        for _, topic, payload in unacked:
+            if (agent := wire.topic_tail(topic, "blocks")) is not None:
+                daemon.forget_blocks(agent, payload)
+        daemon.health.down("store", f"{STORE_DOWN}: {err}")
+        raise
+    if daemon.health.down_reasons().get("store", "").startswith(STORE_DOWN):
+        daemon.health.up("store")  # only what this module said is down
+    for message, _, _ in unacked:
+        _ack(client, message)
+    unacked.clear()
+
+
+async def _dispatch(client: aiomqtt.Client, daemon: Daemon, plan: ClockPlan) -> None:
+    unacked: list[tuple[aiomqtt.Message, str, bytes]] = []
     async for message in client.messages:
-        received_ns = clock()
+        received_ns = daemon.clock()
         topic = str(message.topic)
         payload = (
-            message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+            message.payload
+            if isinstance(message.payload, bytes)
+            else str(message.payload or "").encode()
         )
-        if (source := wire.topic_tail(topic, "markers")) is not None:
-            outcome = daemon.submit_marker(source, payload, received_ns)
-            if outcome.error is not None:
-                body = json.dumps(wire.error_message(outcome.error, payload))
+        try:
+            await _handle(client, daemon, plan, topic, payload, received_ns)
+        except aiomqtt.MqttError:
+            raise  # the connection is gone: the unacknowledged message comes again
+        except Exception as err:
+            source, kind = _source_and_kind(topic)
+            reason = f"{type(err).__name__}: {err}"[:500]
+            daemon.health.problem(source, f"{kind}_failed", reason)
+            daemon.counts[f"{kind}_failed"] += 1
+            if kind == "markers" and wire.SOURCE_RE.match(source):
+                body = json.dumps(wire.error_message(f"internal error: {reason}", payload))
                 await client.publish(wire.errors_topic(source), body, qos=1)
-        elif (agent := wire.topic_tail(topic, "blocks")) is not None:
-            daemon.accept_block(agent, payload)
-        elif (agent := wire.topic_tail(topic, "channels")) is not None:
-            daemon.accept_channels(agent, payload)
-        elif (agent := wire.topic_tail(topic, "status")) is not None:
-            daemon.accept_status(agent, payload)
-        elif (agent := wire.topic_tail(topic, "gaps")) is not None:
-            daemon.accept_gaps(agent, payload)
-        elif topic.startswith(f"{wire.TOPIC_ROOT}/clock/") and topic.endswith("/reply"):
-            agent = topic.split("/")[3]
-            daemon.accept_clock_reply(agent, payload, received_ns)
+        if message.qos > 0:
+            unacked.append((message, topic, payload))
+        if unacked and (len(client.messages) == 0 or len(unacked) >= ACK_BATCH_MAX):
+            await _commit_and_ack(client, daemon, unacked)
 
 
-async def _clock_requests(client: aiomqtt.Client, daemon: Daemon, interval_s: float) -> None:
+async def _clock_requests(client: aiomqtt.Client, daemon: Daemon, plan: ClockPlan) -> None:
     while True:
-        for agent, status in list(daemon.agents.items()):
-            if status.get("state") == "online":
-                await client.publish(wire.clock_request_topic(agent), daemon.clock_request(agent))
-        await asyncio.sleep(interval_s)
+        for agent in plan.take():
+            if daemon.agents.get(agent, {}).get("state") != "online":
+                plan.offline(agent)
+                continue
+            await client.publish(wire.clock_request_topic(agent), daemon.clock_request(agent))
+        await asyncio.sleep(min(plan.next_in_s(), CLOCK_POLL_MAX_S))
 
 
 async def _results(client: aiomqtt.Client, queue: asyncio.Queue[dict[str, Any]]) -> None:
@@ -80,47 +179,95 @@ async def _results(client: aiomqtt.Client, queue: asyncio.Queue[dict[str, Any]])
             raise
 
 
-async def run_mqtt(
-    daemon: Daemon, settings: MqttSettings, clock_interval_s: float, stop: asyncio.Event
+def _state(daemon: Daemon) -> str:
+    down = daemon.health.down_reasons()
+    return "degraded" if any(c in down for c in INGEST_COMPONENTS) else "online"
+
+
+async def _presence(client: aiomqtt.Client, daemon: Daemon, daemon_id: str) -> None:
+    """Keep the retained presence in step with whether the daemon can store what it gets."""
+    published = ""
+    while True:
+        state = _state(daemon)
+        if state != published:
+            body = wire.status(daemon_id, state, daemon.clock(), __version__)
+            await client.publish(wire.daemon_topic(daemon_id), body, qos=1, retain=True)
+            published = state
+        await asyncio.sleep(PRESENCE_POLL_S)
+
+
+async def _publish_state(
+    client: aiomqtt.Client, daemon: Daemon, daemon_id: str, state: str
 ) -> None:
-    """Serve MQTT until ``stop`` is set, reconnecting whenever the broker goes away."""
-    daemon_id = f"powerd-{socket.gethostname()}-{os.getpid()}"
+    """Best effort (the connection may be what failed): bounded, never raises."""
+    body = wire.status(daemon_id, state, daemon.clock(), __version__)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(
+            client.publish(wire.daemon_topic(daemon_id), body, qos=1, retain=True),
+            PUBLISH_TIMEOUT_S,
+        )
+
+
+async def run_mqtt(
+    daemon: Daemon,
+    settings: MqttSettings,
+    clock_interval_s: float,
+    stop: asyncio.Event,
+    daemon_id: str | None = None,
+    clock_rate_max_hz: float = 200.0,
+) -> None:
+    """Serve MQTT until ``stop`` is set, reconnecting whenever the broker goes away or anything
+    in the loop fails. ``daemon_id`` (default: the host name) names the retained presence topic
+    and the client id ``powerd-<id>`` (``[mqtt] client_id`` overrides), which must be stable
+    across restarts for the persistent session to be resumed."""
+    daemon_id = daemon_id or default_daemon_id()
     will = aiomqtt.Will(
         wire.daemon_topic(daemon_id),
         wire.status(daemon_id, "offline", 0, __version__),
         qos=1,
         retain=True,
     )
-    client = settings.client(identifier=settings.client_id or daemon_id, will=will)
+    expiry_s = settings.session_expiry_s
+    client = settings.client(
+        identifier=f"powerd-{daemon_id}",
+        will=will,
+        session_expiry_s=SESSION_EXPIRY_S if expiry_s is None else expiry_s,
+    )
+    client._client.manual_ack_set(True)  # see _ack
     loop = asyncio.get_running_loop()
     results: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    plan = ClockPlan(clock_interval_s, clock_rate_max_hz)
 
     def on_result(result: dict[str, Any]) -> None:
         loop.call_soon_threadsafe(results.put_nowait, result)
 
     daemon.result_listeners.append(on_result)
+    daemon.health.down("mqtt", f"not yet connected to {settings.describe()}")
     backoff_s = BACKOFF_FIRST_S
     while not stop.is_set():
         try:
             async with client:
-                _log(f"connected to {settings.describe()}")
-                backoff_s = BACKOFF_FIRST_S
+                _log(f"connected to {settings.describe()} as {client.identifier}")
                 await client.subscribe(
                     [
+                        (f"{wire.TOPIC_ROOT}/status/+", 1),
+                        (f"{wire.TOPIC_ROOT}/channels/+", 1),
                         (f"{wire.TOPIC_ROOT}/markers/+", 1),
                         (f"{wire.TOPIC_ROOT}/blocks/+", 1),
-                        (f"{wire.TOPIC_ROOT}/channels/+", 1),
-                        (f"{wire.TOPIC_ROOT}/status/+", 1),
                         (f"{wire.TOPIC_ROOT}/gaps/+", 1),
                         (f"{wire.TOPIC_ROOT}/clock/+/reply", 0),
                     ]
                 )
-                online = wire.status(daemon_id, "online", daemon.clock(), __version__)
-                await client.publish(wire.daemon_topic(daemon_id), online, qos=1, retain=True)
+                daemon.health.up("mqtt")
+                backoff_s = BACKOFF_FIRST_S
+                for agent, status in list(daemon.agents.items()):
+                    if status.get("state") == "online":
+                        plan.online(agent)
                 tasks = [
-                    asyncio.create_task(_dispatch(client, daemon, daemon.clock)),
-                    asyncio.create_task(_clock_requests(client, daemon, clock_interval_s)),
+                    asyncio.create_task(_dispatch(client, daemon, plan)),
+                    asyncio.create_task(_clock_requests(client, daemon, plan)),
                     asyncio.create_task(_results(client, results)),
+                    asyncio.create_task(_presence(client, daemon, daemon_id)),
                     asyncio.create_task(stop.wait()),
                 ]
                 try:
@@ -132,14 +279,23 @@ async def run_mqtt(
                 for task in done:
                     exc = None if task.cancelled() else task.exception()
                     if exc is not None:
+                        if not isinstance(exc, aiomqtt.MqttError):
+                            # still connected: say so before going away (no will on a clean
+                            # disconnect)
+                            daemon.health.down("mqtt", f"ingestion failed: {exc!r}"[:300])
+                            await _publish_state(client, daemon, daemon_id, "degraded")
                         raise exc
                 if stop.is_set():
-                    offline = wire.status(daemon_id, "offline", daemon.clock(), __version__)
-                    await client.publish(wire.daemon_topic(daemon_id), offline, qos=1, retain=True)
-        except aiomqtt.MqttError as err:
+                    await _publish_state(client, daemon, daemon_id, "offline")
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
             if stop.is_set():
                 break
-            _log(f"MQTT {settings.describe()}: {err}; retrying in {backoff_s:.1f} s")
+            what = str(err) if isinstance(err, aiomqtt.MqttError) else repr(err)
+            # logged by health once per distinct reason, not at every retry
+            daemon.health.down("mqtt", f"{settings.describe()}: {what}"[:300])
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), backoff_s)
             backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
+    daemon.health.down("mqtt", "stopped")

@@ -10,7 +10,17 @@ Additions to contract 2 (keys only added, ``v`` stays 1): each channel entry car
 ``primary``, ``gap_s`` (time inside gaps) and, where a counter and a power channel measure the
 same thing, ``counter_to_power_ratio``;
 the top level carries ``trials``: per phase name repeated in more than one trial, the median and
-spread of its figures.
+spread of its figures. Per phase, ``net_uncertainty_j`` and ``j_per_unit_uncertainty`` give the
+95 % uncertainty of ``net_energy_j`` and ``j_per_unit`` (null when the figure is null).
+
+Uncertainty model of the derived figures. ``net_energy_j = energy_j - P_idle * T`` with ``T`` the
+phase's duration. The gross uncertainty ``uncertainty_j`` (U_gross) and the idle power's
+uncertainty U_idle_w are independent, so ``net_uncertainty_j = sqrt(U_gross**2 + (U_idle_w *
+T)**2)``. U_idle_w is 0 for a configured ``idle_power_w`` (a figure the user asserts); measured
+from the run's ``idle`` phase it is that phase's ``uncertainty_j / duration_s``, and with several
+idle phases (whose median is used) the largest of theirs, which bounds the median's. The
+uncertainty of ``T`` itself is already in U_gross's timing term and is not counted again.
+``j_per_unit_uncertainty = uncertainty_j / count`` (the count is exact).
 
 Scope: a phase whose ``device`` is set covers only the channels of those devices (``devices`` in
 its entry, ``device`` per channel); different devices are summed only when the marker named them.
@@ -144,8 +154,12 @@ def phase_result(
     samples: SampleSource,
     idle_power_w: float | None = None,
     primary_channels: Iterable[str] = (),
+    idle_uncertainty_w: float = 0.0,
 ) -> dict[str, Any]:
-    """One entry of contract 2's ``phases`` list, over the channels of the phase's devices."""
+    """One entry of contract 2's ``phases`` list, over the channels of the phase's devices.
+
+    ``idle_uncertainty_w`` is the 95 % uncertainty of ``idle_power_w`` (0 for a configured one);
+    see the module docstring for how it enters ``net_uncertainty_j``."""
     if phase.device is not None:
         channels = {c: ch for c, ch in channels.items() if ch.device_id in phase.device}
     devices = (
@@ -185,6 +199,9 @@ def phase_result(
     is_idle = phase.phase == IDLE_PHASE
     idle = None if is_idle else idle_power_w
     net = None if idle is None or energy is None else energy - idle * duration_s
+    net_unc = (
+        None if net is None or unc is None else math.hypot(unc, idle_uncertainty_w * duration_s)
+    )
     return {
         "phase": phase.phase,
         "trial": phase.trial,
@@ -201,6 +218,8 @@ def phase_result(
         "units_per_j": _num(count / energy) if energy and count is not None else None,
         "idle_power_w": _num(idle),
         "net_energy_j": _num(net),
+        "net_uncertainty_j": _num(net_unc),
+        "j_per_unit_uncertainty": _num(unc / count) if unc is not None and count else None,
         "flags": flags,
         "devices": devices,
         "timing": timing.to_json(),
@@ -251,6 +270,20 @@ def idle_from_phases(phases: list[dict[str, Any]]) -> float | None:
     return statistics.median(vals) if vals else None
 
 
+def idle_uncertainty_from_phases(phases: list[dict[str, Any]]) -> float:
+    """95 % uncertainty of ``idle_from_phases``: the largest power uncertainty
+    (``uncertainty_j / duration_s``) among the ``idle`` phases with a figure."""
+    vals = [
+        p["uncertainty_j"] / p["duration_s"]
+        for p in phases
+        if p["phase"] == IDLE_PHASE
+        and p["mean_power_w"] is not None
+        and p["uncertainty_j"] is not None
+        and p["duration_s"] > 0
+    ]
+    return max(vals, default=0.0)
+
+
 def run_result(
     run: str,
     phases: list[Phase],
@@ -267,9 +300,15 @@ def run_result(
     idle_phases = [
         phase_result(p, channels, samples, None, primary) for p in ordered if p.phase == IDLE_PHASE
     ]
-    idle = idle_power_w if idle_power_w is not None else idle_from_phases(idle_phases)
+    idle: float | None = idle_power_w
+    idle_unc_w = 0.0
+    if idle_power_w is None:
+        idle = idle_from_phases(idle_phases)
+        idle_unc_w = idle_uncertainty_from_phases(idle_phases)
     results = [
-        phase_result(p, channels, samples, idle, primary) if p.phase != IDLE_PHASE else None
+        phase_result(p, channels, samples, idle, primary, idle_unc_w)
+        if p.phase != IDLE_PHASE
+        else None
         for p in ordered
     ]
     idle_iter = iter(idle_phases)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from powerd.channel import LOCAL_DEVICE, Channel
@@ -29,7 +31,7 @@ def compute_run(
     """Recompute contract 2 for ``run`` from its stored markers and samples."""
     markers = store.markers(run)
     if not markers:
-        known = ", ".join(store.runs()[-10:]) or "none"
+        known = ", ".join(recent_run_ids(store)) or "none"
         raise PowerdError(
             f"no run {run!r} in {store.path}; recent runs: {known} "
             "(use --state-dir to read another store)"
@@ -89,3 +91,92 @@ def flag_known_gaps(store: Store, entry: dict[str, Any]) -> None:
                 ch_entry["flags"].append(reason)
             if touches_figure and reason not in entry["flags"]:
                 entry["flags"].append(reason)
+
+
+HEADLINE_PHASE = "run"
+
+
+def headline_phase(result: dict[str, Any]) -> dict[str, Any] | None:
+    """The phase a run is summed up by: ``run`` (what ``powerd measure`` marks around CMD), else
+    the longest non-idle phase. Phases nest (a workload's prefill inside ``run``), so a run's
+    phases are never added up."""
+    phases = [p for p in result.get("phases") or [] if p.get("phase") != "idle"]
+    named = [p for p in phases if p.get("phase") == HEADLINE_PHASE]
+    pool = named or phases
+    return max(pool, key=lambda p: p.get("duration_s") or 0.0) if pool else None
+
+
+def run_summary(
+    run: str, first_t_ns: int, last_t_ns: int, markers: int, result_json: str | None
+) -> dict[str, Any]:
+    """One row of ``powerd runs`` and ``GET /v1/runs``: when, what phases, the headline phase's
+    energy ± U95 and J per unit ± U95, and every phase's flags (null figures before a result)."""
+    result = None if result_json is None else json.loads(result_json)
+    phases = [] if result is None else result.get("phases") or []
+    head = None if result is None else headline_phase(result)
+    flags: list[str] = []
+    for p in phases:
+        flags.extend(f for f in p.get("flags") or [] if f not in flags)
+
+    def fig(key: str) -> Any:
+        return None if head is None else head.get(key)
+
+    return {
+        "run": run,
+        "t_first_ns": first_t_ns,
+        "t_last_ns": last_t_ns,
+        "started": datetime.fromtimestamp(first_t_ns / 1e9, UTC).isoformat(timespec="seconds"),
+        "markers": markers,
+        "has_result": result is not None,
+        "phases": sorted({p["phase"] for p in phases}),
+        "headline_phase": fig("phase"),
+        "energy_j": fig("energy_j"),
+        "uncertainty_j": fig("uncertainty_j"),
+        "j_per_unit": fig("j_per_unit"),
+        "j_per_unit_uncertainty": fig("j_per_unit_uncertainty"),
+        "unit": fig("unit"),
+        "flags": flags,
+    }
+
+
+def list_runs(
+    store: Store, limit: int | None = None, before: tuple[int, str] | None = None
+) -> list[dict[str, Any]]:
+    """Run summaries newest first (see ``Store.run_index`` for paging)."""
+    return [run_summary(*row) for row in store.run_index(limit, before)]
+
+
+def runs_table(rows: list[dict[str, Any]]) -> str:
+    """The text table of ``powerd runs`` for summaries given oldest first."""
+    from powerd.report.numbers import unc_text, value_text
+
+    head = ("started (UTC)", "run", "phases", "energy_j", "±U95_j", "j_per_unit ± U95", "flags")
+    lines: list[tuple[str, ...]] = [head]
+    for r in rows:
+        per = "-"
+        if r["j_per_unit"] is not None:
+            per = (
+                f"{value_text(r['j_per_unit'], r['j_per_unit_uncertainty'])}"
+                f" ± {unc_text(r['j_per_unit_uncertainty'])}/{r['unit']}"
+            )
+        lines.append(
+            (
+                r["started"].replace("+00:00", "Z"),
+                r["run"],
+                ",".join(r["phases"]) or ("-" if r["has_result"] else "(no result)"),
+                value_text(r["energy_j"], r["uncertainty_j"]),
+                unc_text(r["uncertainty_j"]),
+                per,
+                ",".join(r["flags"]) or "-",
+            )
+        )
+    widths = [max(len(x[i]) for x in lines) for i in range(len(head))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(x, widths, strict=True)).rstrip() for x in lines
+    )
+
+
+def recent_run_ids(store: Store, n: int = 10) -> list[str]:
+    """The ``n`` most recent run ids by time, oldest first (for "recent runs: ..." in errors;
+    ``Store.runs()`` is alphabetical)."""
+    return [row[0] for row in reversed(store.run_index(n))]

@@ -136,7 +136,15 @@ async def serve(cfg: DaemonConfig, state_dir: Path) -> None:
     if cfg.mqtt is not None:
         from powerd.mqtt_link import run_mqtt
 
-        tasks.append(asyncio.create_task(run_mqtt(daemon, cfg.mqtt, cfg.clock_interval_s, stop)))
+        mqtt = run_mqtt(
+            daemon,
+            cfg.mqtt,
+            cfg.clock_interval_s,
+            stop,
+            daemon_id=cfg.id,
+            clock_rate_max_hz=cfg.clock_rate_max_hz,
+        )
+        tasks.append(asyncio.create_task(mqtt))
     try:
         await stop.wait()
     finally:
@@ -148,6 +156,8 @@ async def serve(cfg: DaemonConfig, state_dir: Path) -> None:
         sampler.stop()
         await asyncio.to_thread(hub.stop)
         store.close()
+        if daemon.held is not None:
+            daemon.held.close()
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -255,6 +255,28 @@ class Store:
             rows = self._db.execute("SELECT DISTINCT run FROM markers ORDER BY run").fetchall()
         return [r[0] for r in rows]
 
+    def run_index(
+        self, limit: int | None = None, before: tuple[int, str] | None = None
+    ) -> list[tuple[str, int, int, int, str | None]]:
+        """Runs newest first by their first marker's time: ``(run, first_t_ns, last_t_ns,
+        markers, stored result JSON or None)``; ``before`` = (first_t_ns, run) of the previous
+        page's last row, ``limit`` the page size (None: all)."""
+        sql = (
+            "SELECT m.run, MIN(m.t_ns) AS t0, MAX(m.t_ns), COUNT(*), r.json FROM markers m "
+            "LEFT JOIN results r ON r.run = m.run GROUP BY m.run"
+        )
+        args: list[Any] = []
+        if before is not None:
+            sql += " HAVING t0 < ? OR (t0 = ? AND m.run < ?)"
+            args += [before[0], before[0], before[1]]
+        sql += " ORDER BY t0 DESC, m.run DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
     # results and clock steps ------------------------------------------------------------------
 
     def put_result(self, result: dict[str, Any], computed_ns: int) -> None:

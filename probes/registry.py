@@ -11,6 +11,26 @@ from powerd.errors import ProbeUnavailable, SpecError
 from probes.base import Probe, ProbeFamily, split_spec
 
 GROUP = "powerd.probes"
+# an optional dependency's import name -> (its distribution, the powerd extra that installs it)
+EXTRAS = {
+    "serial": ("pyserial", "serial"),
+    "serial_asyncio_fast": ("pyserial-asyncio-fast", "serial"),
+    "pynvml": ("nvidia-ml-py", "nvml"),
+    "influxdb_client": ("influxdb-client", "influx"),
+    "grafana_client": ("grafana-client", "grafana"),
+}
+
+
+def missing_extra(err: BaseException) -> str | None:
+    """What to install when ``err`` is a missing optional dependency, e.g. ``pyserial is not
+    installed: pip install 'powerd[serial]'``; None for any other error."""
+    if not isinstance(err, ModuleNotFoundError) or not err.name:
+        return None
+    found = EXTRAS.get(err.name.partition(".")[0])
+    if found is None:
+        return None
+    dist, extra = found
+    return f"{dist} is not installed: pip install 'powerd[{extra}]'"
 
 
 def families() -> dict[str, ProbeFamily]:
@@ -26,14 +46,22 @@ def families() -> dict[str, ProbeFamily]:
 
 
 def broken_families() -> dict[str, str]:
-    """Families whose entry point fails to load, with the error."""
-    broken: dict[str, str] = {}
+    """Families whose entry point fails to load, with the error (or, for a missing optional
+    dependency, what to install)."""
+    return {name: reason for name, (reason, _) in unloadable_families().items()}
+
+
+def unloadable_families() -> dict[str, tuple[str, bool]]:
+    """Families whose entry point fails to load: ``(reason, missing)``, where ``missing`` means
+    an optional dependency is not installed and the reason says which extra to install."""
+    out: dict[str, tuple[str, bool]] = {}
     for ep in entry_points(group=GROUP):
         try:
             ep.load()
         except Exception as err:
-            broken[ep.name] = f"{type(err).__name__}: {err}"
-    return broken
+            extra = missing_extra(err)
+            out[ep.name] = (extra, True) if extra else (f"{type(err).__name__}: {err}", False)
+    return out
 
 
 class AssignedProbe:
@@ -76,6 +104,9 @@ def open_probe(spec: str) -> Probe:
     args, device = split_device(args)
     fams = families()
     if name not in fams:
+        unloadable = unloadable_families()
+        if name in unloadable:
+            raise ProbeUnavailable(f"probe {name!r} is not usable here: {unloadable[name][0]}")
         known = ", ".join(fams) or "none"
         raise SpecError(
             f"unknown probe {name!r} in {spec!r}; known probes: {known} (see `powerd probes`)"

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Quickstart: set up, then measure a simulated 10 W / 2 W square wave around `sleep 3`,
 # with a 1 s idle baseline first, and print joules per inference. No server, no hardware.
+# Also installs the `serial` extra (pyserial), which the README's examples use: the serial
+# meters (`powerd probes`), their simulators (`powerd sim`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+.venv/bin/python -m pip install -q -e '.[serial]'
 run="demo-$(date +%Y%m%d-%H%M%S)"
 exec .venv/bin/powerd measure \
     --probe sim:square,high=10,low=2,period=0.1,duty=0.5 \

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import threading
@@ -79,15 +80,34 @@ class Mosquitto:
         self.start()
 
 
+SHIPPED_MOSQUITTO_CONF = Path(__file__).resolve().parent.parent / "mosquitto" / "powerd.conf"
+
+
 @contextmanager
-def mosquitto(tmp: Path, extra: str = "") -> Iterator[Mosquitto]:
+def mosquitto(tmp: Path, extra: str = "", production: bool = False) -> Iterator[Mosquitto]:
+    """A broker on a free loopback port. ``production``: with the shipped mosquitto/powerd.conf
+    (persistence on, saved after every change) included as in /etc/mosquitto/conf.d, its state
+    in ``tmp``, so a SIGKILLed broker restarts with what it had."""
     exe = require_tool("mosquitto")
     port = free_port()
     conf = tmp / f"mosquitto-{port}.conf"
-    conf.write_text(
-        f"per_listener_settings true\nlistener {port} 127.0.0.1\n"
-        f"allow_anonymous true\npersistence false\n{extra}"
-    )
+    if production:
+        conf_d = tmp / f"mosquitto-{port}.d"
+        conf_d.mkdir()
+        (conf_d / "powerd.conf").write_text(SHIPPED_MOSQUITTO_CONF.read_text())
+        state = tmp / f"mosquitto-{port}-state"
+        state.mkdir()
+        # as root, mosquitto drops to user "mosquitto", who cannot write in a private tmp dir
+        user = "user root\n" if os.geteuid() == 0 else ""
+        conf.write_text(
+            f"per_listener_settings true\nlistener {port} 127.0.0.1\nallow_anonymous true\n"
+            f"{user}persistence_location {state}/\ninclude_dir {conf_d}\n{extra}"
+        )
+    else:
+        conf.write_text(
+            f"per_listener_settings true\nlistener {port} 127.0.0.1\n"
+            f"allow_anonymous true\npersistence false\n{extra}"
+        )
     broker = Mosquitto(conf, port, exe)
     broker.start()
     try:

@@ -1,19 +1,51 @@
-"""Write a run's report files: ``<run>.json``, ``<run>.csv`` and ``<run>.html``."""
+"""Write a run's report files: ``<run>.json``, ``<run>.csv`` and ``<run>.html``.
+
+An output directory is checked before anything is measured (``check_out_dir``: it can be created,
+is a directory and takes a new file), so a bad ``--out`` never costs a run; a write that still
+fails raises ``ReportWriteError`` (one line, no traceback) and the caller says how to write the
+report again from the store.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from powerd import __version__
 from powerd.block import F64, I64
+from powerd.errors import PowerdError
 from powerd.integrate import power_trace
 from powerd.report.html import render_html
 from powerd.store import Store
 
 CSV_CHUNK = 1 << 16
+
+
+class ReportWriteError(PowerdError):
+    """The report files could not be written (the result itself is safe in the store)."""
+
+
+def _why(err: OSError) -> str:
+    return err.strerror or str(err)
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Make sure ``out_dir`` exists (creating it), is a directory and takes a new file; raises
+    ``ReportWriteError`` with one line saying what is wrong."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ReportWriteError(f"--out {out_dir}: exists and is not a directory")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ReportWriteError(f"--out {out_dir}: cannot create it: {_why(err)}") from None
+    try:
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".powerd-check-"):
+            pass
+    except OSError as err:
+        raise ReportWriteError(f"--out {out_dir}: cannot write in it: {_why(err)}") from None
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -49,8 +81,17 @@ def write_csv(path: Path, samples: dict[str, tuple[I64, F64]], units: dict[str, 
 
 
 def write_reports(store: Store, result: dict[str, Any], out_dir: Path) -> list[Path]:
-    """Write the three report files for ``result`` into ``out_dir``; returns their paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write the three report files for ``result`` into ``out_dir``; returns their paths.
+    Raises ``ReportWriteError`` (one line) when the directory or a file cannot be written."""
+    check_out_dir(out_dir)
+    try:
+        return _write_all(store, result, out_dir)
+    except OSError as err:
+        where = err.filename or out_dir
+        raise ReportWriteError(f"cannot write {where}: {_why(err)}") from None
+
+
+def _write_all(store: Store, result: dict[str, Any], out_dir: Path) -> list[Path]:
     run = result["run"]
     channels = store.channels()
     samples = run_samples(store, result)

@@ -1,48 +1,60 @@
-"""The short text table printed after a measurement or a report."""
+"""The short text table printed after a measurement or a report.
+
+Every figure with an uncertainty is rounded where its uncertainty says (``report.numbers``): two
+significant digits of the 95 % uncertainty, the value to the same decimal place. The uncertainty
+columns are headed ``±U95_<unit>`` (an absolute 95 % interval, not a percentage).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from powerd.report.numbers import sig_text, unc_text, value_text
 
-def _fmt(x: float | None, digits: int = 4) -> str:
-    if x is None:
-        return "-"
-    if x == 0:
-        return "0"
-    return f"{x:.{digits}g}" if abs(x) < 1e5 else f"{x:.4e}"
+HEAD = (
+    "phase",
+    "trial",
+    "duration_s",
+    "energy_j",
+    "±U95_j",
+    "mean_w",
+    "j_per_unit",
+    "±U95_j/unit",
+    "net_j",
+    "±U95_net_j",
+    "flags",
+)
+
+
+def _row(p: dict[str, Any]) -> tuple[str, ...]:
+    unc = p["uncertainty_j"]
+    dur = p["duration_s"]
+    mean_unc = unc / dur if unc is not None and dur else None
+    per_unc = p.get("j_per_unit_uncertainty")
+    net_unc = p.get("net_uncertainty_j")
+    per = "-"
+    if p["j_per_unit"] is not None:
+        per = f"{value_text(p['j_per_unit'], per_unc)}/{p['unit']}"
+    return (
+        p["phase"],
+        str(p["trial"]),
+        sig_text(dur, 5),
+        value_text(p["energy_j"], unc),
+        unc_text(unc),
+        value_text(p["mean_power_w"], mean_unc),
+        per,
+        unc_text(per_unc) if p["j_per_unit"] is not None else "-",
+        value_text(p["net_energy_j"], net_unc),
+        unc_text(net_unc) if p["net_energy_j"] is not None else "-",
+        ",".join(p["flags"]) or "-",
+    )
 
 
 def format_table(result: dict[str, Any]) -> str:
-    """One row per phase: duration, energy ± 95 % uncertainty, mean power, J per unit, flags."""
-    head = (
-        "phase",
-        "trial",
-        "duration_s",
-        "energy_j",
-        "±95%_j",
-        "mean_w",
-        "j_per_unit",
-        "net_j",
-        "flags",
-    )
-    rows = [head]
-    for p in result["phases"]:
-        per = f"{_fmt(p['j_per_unit'])}/{p['unit']}" if p["j_per_unit"] is not None else "-"
-        rows.append(
-            (
-                p["phase"],
-                str(p["trial"]),
-                _fmt(p["duration_s"], 5),
-                _fmt(p["energy_j"], 6),
-                _fmt(p["uncertainty_j"], 2),
-                _fmt(p["mean_power_w"]),
-                per,
-                _fmt(p["net_energy_j"], 6),
-                ",".join(p["flags"]) or "-",
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    """One row per phase: duration, energy ± U95, mean power, J per unit ± U95, net energy ± U95
+    and flags."""
+    rows = [HEAD, *(_row(p) for p in result["phases"])]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(HEAD))]
     lines = [f"run {result['run']}"]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)

@@ -170,7 +170,8 @@ def test_markers_from_mosquitto_pub_and_invalid_ones(tmp_path: Path, broker: Mos
         wait_for(lambda: daemon.timeline.latest("edge-2/sim:square"), what="agent samples")
         t0 = time.time_ns()
         begin = {"v": 1, "run": "pub1", "phase": "run", "event": "begin", "t_ns": t0, "seq": 10}
-        pub(broker.port, "powerd/v1/markers/harness-a", json.dumps(begin))
+        # a harness that is no device names the agent whose board it measures
+        pub(broker.port, "powerd/v1/markers/harness-a", json.dumps(begin | {"device": "edge-2"}))
         time.sleep(0.6)
         end = begin | {"event": "end", "t_ns": time.time_ns(), "seq": 11, "count": 3}
         pub(broker.port, "powerd/v1/markers/harness-a", json.dumps(end))

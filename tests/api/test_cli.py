@@ -84,8 +84,8 @@ def test_measure_lets_the_workload_mark_its_phases(tmp_path: Path) -> None:
     assert run["timing"]["uncertainty_ns"] > 0, "measure's bracketed edges keep their uncertainty"
     assert prefill["energy_j"] + decode["energy_j"] <= run["energy_j"]
     # The marker for another run id was accepted and stored, outside this run's report.
-    runs = powerd("runs", state=tmp_path / "st")
-    assert runs.stdout.split() == ["other-run", "wl"]
+    runs = powerd("runs", "--json", state=tmp_path / "st")
+    assert sorted(r["run"] for r in json.loads(runs.stdout)) == ["other-run", "wl"]
 
 
 def test_powerd_mark_sends_markers_over_http(

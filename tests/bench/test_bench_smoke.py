@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench"
 sys.path.insert(0, str(BENCH))
@@ -60,3 +62,40 @@ def test_results_of_older_conventions_get_goal_verdict_and_table() -> None:
     assert res["goal"] == "<= 1 % of one core"
     assert res["verdict"] == "not met"
     assert res["markdown"] == "| a | b |\n| --- | --- |\n| 1 | 2 |"
+
+
+def test_soak_runs_a_short_faulted_run_and_accounts_for_everything(tmp_path: Path) -> None:
+    if not run_all.have("mosquitto"):
+        pytest.skip("mosquitto is not installed")
+    out = tmp_path / "soak.json"
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "soak.py"),
+            "--quick",
+            "--seconds",
+            "12",
+            "--fault-every",
+            "4",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-2000:])
+    data = json.loads(out.read_text())
+    res = data["result"]
+    assert res["faults"], "no fault was injected"
+    assert all(f["kind"] in ("broker", "daemon", "agent", "meter") for f in res["faults"])
+    channels = {s["channel"]: s for s in res["samples"]}
+    assert set(channels) == {"soak-edge/sim:ramp", "wt300:meter:p1", "wt300:meter:e1"}
+    for s in channels.values():
+        assert s["expected"] > 0 and s["stored"] > 0
+        assert s["missing"] == s["flagged"] + s["producer_down"] + s["lost"]
+    assert res["markers"]["sent"] > 0 and res["results"]["results"] > 0
+    assert res["monitor"] and res["rss"]["max_mib"] > 0
+    assert data["verdict"] and "| samples |" in data["markdown"]

@@ -130,7 +130,7 @@ def test_results_become_phase_annotations_once(tmp_path: Path, token_file: Path)
         assert infer["time"] == 1_700_000_002_500
         assert infer["timeEnd"] == 1_700_000_007_500
         assert set(infer["tags"]) == {"powerd", "run:bench-7", "phase:infer", "trial:0"}
-        assert "60 J ± 0.4 J" in infer["text"] and "0.2 J/token" in infer["text"]
+        assert "60.00 ± 0.40 J" in infer["text"] and "0.2 J/token" in infer["text"]
         assert "receive_time" in infer["text"]
         run_board = checked_in()["powerd-run"]
         phases = next(a for a in run_board["annotations"]["list"] if a["name"] == "Phases")
