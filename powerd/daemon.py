@@ -235,7 +235,9 @@ class Daemon:
         return epoch_link(status.get("epochs"), self._boot_now.get(agent), boot_ns)
 
     def _estimator(self, agent: str, boot_ns: int | None) -> OffsetEstimator | None:
-        if boot_ns is None or boot_ns == self._boot_now.get(agent):
+        now = self._boot_now.get(agent)
+        # an agent that reports no epoch (older than agent/epoch.py) has one estimate for all
+        if boot_ns is None or boot_ns == now or now is None:
             return self.offsets.get(agent)
         return self._epochs.get((agent, boot_ns))
 
