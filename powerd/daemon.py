@@ -14,6 +14,13 @@ Agents: an id becomes known with a valid status (or, after a restart, from its s
 unknown ids get no channels, no clock requests and only a small durable hold. Stamped data from
 an agent whose clock offset is not yet known is held durably (``powerd.held``), bounded per agent
 and in total; every drop and every malformed message is counted in ``health``.
+
+Clock epochs: an agent's offset belongs to one epoch of its clock (``boot_ns``: a process start
+or a wall-clock step, see agent/epoch.py). Each epoch has its own estimate; a new one never
+inherits the previous one's exchanges, and its data is held until its own offset is known (or,
+for an epoch never measured, derived from the anchors the agent reports). Data an agent had to
+drop (its spool full or failing) arrives on ``powerd/v1/gaps/<agent>`` and is recorded as an
+``agent_dropped`` gap with its exact extent.
 """
 
 from __future__ import annotations
