@@ -8,7 +8,11 @@
 - Answers the daemon's clock requests at once, stamping receipt (t2) and reply (t3).
 - Relays markers from local harnesses (``POST /v1/markers`` on loopback), stamping ``t_ns`` with
   this host's clock when the harness gave none, under the agent's own source id and sequence.
-- Announces itself retained as online, with an MQTT last will that says offline.
+- Announces itself retained as online, with an MQTT last will that says offline; the status
+  also carries the clock epoch (``boot_ns``, ``epoch``: see agent/epoch.py) and the spool's state
+  (``spool``: ok, full or error, with the blocks dropped so far), republished when they change.
+- Every stamp carries its clock epoch (blocks, clock replies, relayed markers), so the daemon
+  never places data of a restarted or stepped clock with the previous epoch's offset.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 import aiomqtt
 
 from agent import wire
+from agent.epoch import EpochAnchor, host_boot_id
 from agent.mqttconf import MqttSettings
 from agent.spool import Spool
 from powerd import __version__
@@ -32,7 +37,6 @@ from powerd.block import F64, I64, Block, concat
 from powerd.channel import Channel
 from powerd.errors import MarkerError, PowerdError
 from powerd.runner import Sampler, open_probes
-from powerd.timebase import TimeAnchor
 
 MAX_BLOCK_SAMPLES = 1 << 16
 MAX_MESSAGE_BYTES = 1 << 20
@@ -40,6 +44,8 @@ PUBLISH_BATCH = 64
 PUBLISH_INTERVAL_S = 0.5
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 5.0
+STATUS_CHECK_S = 0.5
+EPOCHS_REPORTED = 16
 
 
 def _log(text: str) -> None:
@@ -53,6 +59,7 @@ class AgentConfig:
     mqtt: MqttSettings
     spool_dir: Path
     spool_max_bytes: int = 256 << 20
+    spool_memory_bytes: int = 32 << 20
     http_bind: str = "127.0.0.1"
     http_port: int | None = 8090
     publish_interval_s: float = PUBLISH_INTERVAL_S
@@ -61,12 +68,15 @@ class AgentConfig:
 class Outbox:
     """The sampler's sink on the agent: blocks become spooled MQTT messages."""
 
-    def __init__(self, agent_id: str, spool: Spool, boot_ns: int) -> None:
-        self.agent_id, self.spool, self.boot_ns = agent_id, spool, boot_ns
+    def __init__(self, agent_id: str, spool: Spool, anchor: EpochAnchor) -> None:
+        self.agent_id, self.spool, self.anchor = agent_id, spool, anchor
+        self.boot_ns = anchor.boot_ns
+        self.flush_errors = 0
         self.channels: dict[str, Channel] = {}
         self.seq = 0
         self._pending: dict[str, tuple[list[I64], list[F64]]] = {}
         self.on_spooled: Callable[[], None] | None = None
+        self.on_epoch: Callable[[], None] | None = None
 
     def put_channel(self, ch: Channel) -> None:
         new = ch.id not in self.channels
@@ -84,6 +94,17 @@ class Outbox:
         vs.append(block.value)
 
     def flush(self) -> int:
+        """Spool everything sampled since the last flush; never raises (the sampler must go on:
+        the spool keeps what the disk refuses in memory and reports what it drops)."""
+        try:
+            return self._flush()
+        except Exception as err:
+            self.flush_errors += 1
+            if self.flush_errors == 1:
+                _log(f"error: spooling a flush failed: {type(err).__name__}: {err} (counted)")
+            return 0
+
+    def _flush(self) -> int:
         """Spool everything sampled since the last flush as one message (split when large)."""
         pending, self._pending = self._pending, {}
         topic = wire.blocks_topic(self.agent_id)
@@ -115,13 +136,24 @@ class Outbox:
         return total
 
     def put_clock_step(self, mono_ns: int, utc_ns: int, step_ns: int) -> None:
-        _log(f"wall clock stepped by {step_ns / 1e9:+.6f} s; re-anchored")
+        """The anchor re-anchored on a wall-clock step (a new epoch): what was sampled before
+        goes out under the old epoch id, the rest under the new one."""
+        self.flush()
+        self.boot_ns = self.anchor.boot_ns
+        if self.on_epoch is not None:
+            self.on_epoch()
+        _log(
+            f"wall clock stepped by {step_ns / 1e9:+.6f} s; re-anchored "
+            f"(clock epoch {self.anchor.epoch}, boot_ns {self.boot_ns})"
+        )
+        if self.on_spooled is not None:
+            self.on_spooled()
 
 
 @dataclass
 class Agent:
     cfg: AgentConfig
-    anchor: TimeAnchor = field(default_factory=TimeAnchor)
+    anchor: EpochAnchor = field(default_factory=EpochAnchor)
     spool: Spool = field(init=False)
     outbox: Outbox = field(init=False)
     sampler: Sampler = field(init=False)
@@ -130,8 +162,15 @@ class Agent:
     _daemon_online: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
-        self.spool = Spool(self.cfg.spool_dir / "spool.db", self.cfg.spool_max_bytes)
-        self.outbox = Outbox(self.cfg.id, self.spool, self.anchor.utc_ns())
+        self.spool = Spool(
+            self.cfg.spool_dir / "spool.db",
+            self.cfg.spool_max_bytes,
+            agent=self.cfg.id,
+            memory_max_bytes=self.cfg.spool_memory_bytes,
+        )
+        self.outbox = Outbox(self.cfg.id, self.spool, self.anchor)
+        self.outbox.on_epoch = self._remember_epoch
+        self._remember_epoch()
         # a probe that does not open now is retried by the sampler for ever
         opened, pending = open_probes(self.cfg.probes, _log)
         if not opened and not pending:
@@ -148,14 +187,39 @@ class Agent:
             log=_log,
         )
 
+    # clock epochs -------------------------------------------------------------------------------
+
+    def _remember_epoch(self) -> None:
+        """Keep this epoch's anchor with the host's boot id: after a restart, the daemon can
+        place the backlog of an epoch it never measured (see agent/epoch.py)."""
+        host = host_boot_id()
+        if host is None:
+            return
+        boot_ns, anchor_ns = self.anchor.info()
+        self.spool.put_meta(f"epoch:{boot_ns}", anchor_ns)
+        self.spool.put_meta(f"epoch_host:{boot_ns}", host)
+
+    def epochs(self) -> dict[str, int]:
+        """{boot_ns: anchor_ns} of this host boot's latest epochs (ours and earlier runs')."""
+        host = host_boot_id()
+        if host is None:
+            return {}
+        hosts = self.spool.meta("epoch_host:")
+        mine = sorted(
+            (int(k.split(":", 1)[1]), v)
+            for k, v in self.spool.meta("epoch:").items()
+            if hosts.get(f"epoch_host:{k.split(':', 1)[1]}") == host
+        )
+        return {str(b): a for b, a in mine[-EPOCHS_REPORTED:]}
+
     # local markers ------------------------------------------------------------------------------
 
     def relay_marker(self, obj: Any) -> dict[str, Any]:
         """Validate a harness's marker, stamp it on this host's clock, queue it under our id."""
         marker = wire.parse_marker(obj)
-        now = self.anchor.utc_ns()
+        boot_ns, now = self.anchor.stamp()
         seq = self.spool.next_counter("marker_seq")
-        body = {**marker.to_json(), "seq": seq, "t_ns": marker.t_ns or now}
+        body = {**marker.to_json(), "seq": seq, "t_ns": marker.t_ns or now, "boot_ns": boot_ns}
         self.spool.put_many(
             [(wire.markers_topic(self.cfg.id), json.dumps(body).encode(), 1, False)]
         )
@@ -224,20 +288,49 @@ class Agent:
     async def _receive(self, client: aiomqtt.Client) -> None:
         """Clock requests (answered at once) and daemons' presence."""
         async for message in client.messages:
-            t2 = self.anchor.utc_ns()
+            boot2, t2 = self.anchor.stamp()
             payload = message.payload if isinstance(message.payload, bytes) else b""
             daemon = wire.topic_tail(str(message.topic), "daemons")
             if daemon is not None:
                 self._note_daemon(daemon, payload)
                 continue
+            boot3, t3 = self.anchor.stamp()
+            if boot3 != boot2:
+                continue  # re-anchored between the two stamps: not one epoch
             try:
-                reply = wire.clock_reply(payload, t2, self.anchor.utc_ns())
-            except (wire.WireError, ValueError, KeyError):
+                reply = wire.clock_reply(payload, t2, t3, boot3, self.anchor.epoch)
+            except (wire.WireError, ValueError, KeyError, TypeError, RecursionError):
                 continue
             await client.publish(wire.clock_reply_topic(self.cfg.id), reply)
 
+    def status(self, state: str) -> bytes:
+        """Our status: presence, clock epoch and spool state (see the module docstring)."""
+        boot_ns, now = self.anchor.stamp()
+        return wire.status(
+            self.cfg.id,
+            state,
+            now,
+            __version__,
+            boot_ns=boot_ns,
+            epoch=self.anchor.epoch,
+            epochs=self.epochs(),
+            spool=self.spool.snapshot(),
+        )
+
+    async def _status_updates(self, client: aiomqtt.Client) -> None:
+        """Republish the retained status when the clock epoch or the spool's state changes."""
+        seen = (self.anchor.boot_ns, self.spool.changes)
+        while True:
+            await asyncio.sleep(STATUS_CHECK_S)
+            now = (self.anchor.boot_ns, self.spool.changes)
+            if now != seen:
+                seen = now
+                await client.publish(
+                    wire.status_topic(self.cfg.id), self.status("online"), qos=1, retain=True
+                )
+
     async def _session(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
-        status = wire.status(self.cfg.id, "online", self.anchor.utc_ns(), __version__)
+        status = self.status("online")
         await client.publish(wire.status_topic(self.cfg.id), status, qos=1, retain=True)
         await client.publish(
             wire.channels_topic(self.cfg.id), self.outbox.channels_message(), qos=1, retain=True
@@ -248,7 +341,12 @@ class Agent:
         await client.subscribe(f"{wire.TOPIC_ROOT}/daemons/+", qos=1)
         tasks = [
             asyncio.create_task(c)
-            for c in (self._drain(client), self._receive(client), stop.wait())
+            for c in (
+                self._drain(client),
+                self._receive(client),
+                self._status_updates(client),
+                stop.wait(),
+            )
         ]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -260,7 +358,7 @@ class Agent:
             exc = None if task.cancelled() else task.exception()
             if exc is not None:
                 raise exc
-        offline = wire.status(self.cfg.id, "offline", self.anchor.utc_ns(), __version__)
+        offline = self.status("offline")
         await client.publish(wire.status_topic(self.cfg.id), offline, qos=1, retain=True)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -268,7 +366,7 @@ class Agent:
         runner = await self._http() if self.cfg.http_port is not None else None
         will = aiomqtt.Will(
             wire.status_topic(self.cfg.id),
-            wire.status(self.cfg.id, "offline", 0, __version__),
+            wire.status(self.cfg.id, "offline", 0, __version__, boot_ns=self.anchor.boot_ns),
             qos=1,
             retain=True,
         )

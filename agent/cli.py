@@ -6,7 +6,8 @@ Configure it with a TOML file (``--config``) or flags; flags win. The file:
     id = "edge-01"                      # this host's source id (A-Za-z0-9_.:-); default: host name
     probes = ["nvml", "rapl"]
     spool_dir = "/var/lib/powerd-agent"
-    spool_max_mb = 256                  # > 0
+    spool_max_mb = 256                  # > 0; counts SQLite's WAL too
+    spool_memory_mb = 32                # > 0; kept in memory while the spool's disk fails
     http_bind = "127.0.0.1"             # local marker endpoint for harnesses
     http_port = 8090                    # 0: any free port (--no-http disables it)
     publish_interval_s = 0.5            # how often sampled blocks are sent (> 0)
@@ -48,6 +49,7 @@ class AgentTable(Table, frozen=True):
     probes: Names = ()
     spool_dir: Path | None = None
     spool_max_mb: Positive = 256.0
+    spool_memory_mb: Positive = 32.0
     http_bind: Name = "127.0.0.1"
     http_port: PortOrAny = 8090
     publish_interval_s: Seconds | None = None  # default: agent.agent.PUBLISH_INTERVAL_S
@@ -157,6 +159,7 @@ def config_from(args: argparse.Namespace) -> Any:
             "mqtt": mqtt,
             "spool_dir": a.spool_dir or Path.home() / ".local/state/powerd-agent",
             "spool_max_bytes": int(a.spool_max_mb * (1 << 20)),
+            "spool_memory_bytes": int(a.spool_memory_mb * (1 << 20)),
             "http_port": None if args.no_http else a.http_port,
             "publish_interval_s": a.publish_interval_s or PUBLISH_INTERVAL_S,
         }

@@ -3,7 +3,8 @@
 Contract 1 (phase markers), one JSON object per message on ``powerd/v1/markers/<source>``:
 ``v`` (1), ``run``, ``phase``, ``event`` (begin|end), ``t_ns`` (optional, sender's UTC ns),
 ``seq`` (optional, per source and run), ``count`` (end only), ``unit``, ``trial``, ``meta``,
-``device`` (begin only: the device ids whose channels the phase covers). Anything else is
+``device`` (begin only: the device ids whose channels the phase covers), ``boot_ns`` (set by an
+agent relaying a marker: the clock epoch of its ``t_ns``). Anything else is
 rejected with a reason, so a typo in a harness shows up as an error on
 ``powerd/v1/errors/<source>`` instead of a silent default.
 """
@@ -28,7 +29,20 @@ TOPIC_ROOT = "powerd/v1"
 NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 SOURCE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 UNITS = ("inference", "token", "query", "sample")
-KEYS = {"v", "run", "phase", "event", "t_ns", "seq", "count", "unit", "trial", "meta", "device"}
+KEYS = {
+    "v",
+    "run",
+    "phase",
+    "event",
+    "t_ns",
+    "seq",
+    "count",
+    "unit",
+    "trial",
+    "meta",
+    "device",
+    "boot_ns",
+}
 MAX_DEVICES = 64
 META_MAX_KEYS = 32
 META_MAX_STR = 256
@@ -65,6 +79,8 @@ class Marker:
     trial: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
     device: tuple[str, ...] | None = None
+    # Set by an agent relaying a marker: the clock epoch its t_ns was stamped in (agent/epoch.py).
+    boot_ns: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The marker as contract-1 JSON (keys that are unset are left out)."""
@@ -84,6 +100,8 @@ class Marker:
             out["meta"] = self.meta
         if self.device is not None:
             out["device"] = self.device[0] if len(self.device) == 1 else list(self.device)
+        if self.boot_ns is not None:
+            out["boot_ns"] = self.boot_ns
         return out
 
 
@@ -178,6 +196,7 @@ def parse_marker(obj: Any) -> Marker:
         trial=trial or 0,
         meta=_meta(obj["meta"]) if "meta" in obj else {},
         device=device,
+        boot_ns=_int(obj, "boot_ns"),
     )
 
 
@@ -342,6 +361,22 @@ def decode_blocks(payload: bytes) -> list[BlockMessage]:
     return out
 
 
+def block_boots(payload: bytes) -> set[int]:
+    """The clock epochs (``boot_ns``) of a blocks message, from the headers only (cheap)."""
+    boots: set[int] = set()
+    off = 0
+    try:
+        while off < len(payload):
+            _, _, flags, boot_ns, _, clen = _HEAD.unpack_from(payload, off)
+            off += _HEAD.size + clen
+            n, _ = _COUNT.unpack_from(payload, off)
+            off += _COUNT.size + ((n - 1) * 4 if flags & FLAG_T_DELTA_I32 else n * 8) + n * 8
+            boots.add(boot_ns)
+    except struct.error as err:
+        raise WireError(f"malformed block: {err}") from None
+    return boots
+
+
 def decode_block(payload: bytes) -> BlockMessage:
     """Inverse of ``encode_block`` for a message of exactly one block; WireError if malformed."""
     msg, end = _decode_one(payload, 0)
@@ -388,28 +423,56 @@ def clock_request(req_id: int, t1_ns: int) -> bytes:
     return json.dumps({"v": VERSION, "id": req_id, "t1_ns": t1_ns}).encode()
 
 
-def clock_reply(request: bytes, t2_ns: int, t3_ns: int) -> bytes:
-    """The agent's answer: the request's id and t1, its receive (t2) and send (t3) stamps."""
+def clock_reply(
+    request: bytes, t2_ns: int, t3_ns: int, boot_ns: int | None = None, epoch: int | None = None
+) -> bytes:
+    """The agent's answer: the request's id and t1, its receive (t2) and send (t3) stamps, and
+    the clock epoch (``boot_ns``, ``epoch``) both stamps belong to (see agent/epoch.py)."""
     req = json.loads(request)
     if not isinstance(req, dict) or not isinstance(req.get("id"), int):
         raise WireError("clock request without an integer id")
-    return json.dumps(
-        {"v": VERSION, "id": req["id"], "t1_ns": req["t1_ns"], "t2_ns": t2_ns, "t3_ns": t3_ns}
-    ).encode()
+    out: dict[str, Any] = {
+        "v": VERSION,
+        "id": req["id"],
+        "t1_ns": req["t1_ns"],
+        "t2_ns": t2_ns,
+        "t3_ns": t3_ns,
+    }
+    if boot_ns is not None:
+        out["boot_ns"] = boot_ns
+    if epoch is not None:
+        out["epoch"] = epoch
+    return json.dumps(out).encode()
 
 
 def parse_clock_reply(payload: bytes) -> tuple[int, int, int, int]:
     """(id, t1, t2, t3) of a clock reply; WireError if malformed."""
+    req_id, t1, t2, t3, _ = parse_clock_reply_boot(payload)
+    return req_id, t1, t2, t3
+
+
+def parse_clock_reply_boot(payload: bytes) -> tuple[int, int, int, int, int | None]:
+    """(id, t1, t2, t3, boot_ns) of a clock reply; boot_ns None from an agent that sends none."""
     try:
         obj = decode_json(payload)
         out = (obj["id"], obj["t1_ns"], obj["t2_ns"], obj["t3_ns"])
-    except (ValueError, KeyError, TypeError, IndexError) as err:
+        boot = obj.get("boot_ns")
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
         raise WireError(f"malformed clock reply: {err}") from None
     if not all(isinstance(x, int) and not isinstance(x, bool) for x in out):
         raise WireError("clock reply fields must be integers")
     if not all(0 <= x <= MAX_INT for x in out):
         raise WireError("clock reply fields must be integers in 0..2^63-1")
-    return out
+    return (*out, _boot(boot))
+
+
+def _boot(value: Any) -> int | None:
+    """A clock-epoch id (``boot_ns``) as sent: a u64 integer, or None when absent."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
+        raise WireError(f"boot_ns must be an integer in [0, 2^64), got {value!r}")
+    return value
 
 
 STATE_RE = re.compile(r"^[a-z_]{1,32}$")
@@ -430,7 +493,76 @@ def status_problem(agent: str, obj: Any) -> str | None:
     return None
 
 
-def status(agent: str, state: str, t_ns: int, version: str) -> bytes:
-    return json.dumps(
-        {"v": VERSION, "agent": agent, "state": state, "t_ns": t_ns, "version": version}
-    ).encode()
+def status(agent: str, state: str, t_ns: int, version: str, **extra: Any) -> bytes:
+    """An agent's or daemon's presence. Agents add ``boot_ns`` and ``epoch`` (their clock epoch,
+    see agent/epoch.py) and ``spool`` (``{"state": "ok|full|error", "dropped_blocks": n, ...}``)."""
+    body = {"v": VERSION, "agent": agent, "state": state, "t_ns": t_ns, "version": version}
+    return json.dumps(body | extra).encode()
+
+
+def status_boot(obj: Any) -> int | None:
+    """The clock epoch an agent's decoded status announces (None: none, or malformed)."""
+    if not isinstance(obj, dict):
+        return None
+    try:
+        return _boot(obj.get("boot_ns"))
+    except WireError:
+        return None
+
+
+# --- dropped data: what an agent could not keep (exact extent, on its own clock) ---------------
+
+
+def gaps_topic(agent: str) -> str:
+    """Data an agent had to drop (spool full or failing): JSON, QoS 1, spooled like blocks."""
+    return f"{TOPIC_ROOT}/gaps/{agent}"
+
+
+@dataclass(frozen=True)
+class DroppedBlock:
+    """Samples an agent dropped: its channel, clock epoch and first and last stamp (its clock)."""
+
+    channel: str
+    boot_ns: int
+    t_first_ns: int
+    t_last_ns: int
+    samples: int
+    reason: str = "agent_dropped"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "channel": self.channel,
+            "boot_ns": self.boot_ns,
+            "t_first_ns": self.t_first_ns,
+            "t_last_ns": self.t_last_ns,
+            "samples": self.samples,
+            "reason": self.reason,
+        }
+
+
+def encode_gaps(gaps: list[DroppedBlock]) -> bytes:
+    return json.dumps({"v": VERSION, "gaps": [g.to_json() for g in gaps]}).encode()
+
+
+def decode_gaps(payload: bytes) -> list[DroppedBlock]:
+    """The dropped extents of a gaps message; WireError if malformed."""
+    try:
+        obj = decode_json(payload)
+        items = obj["gaps"]
+        if not isinstance(items, list):
+            raise TypeError("gaps must be a list")
+        out = []
+        for g in items:
+            channel = g["channel"]
+            if not isinstance(channel, str) or not NAME_RE.match(channel.replace("/", "_")):
+                raise ValueError(f"bad channel {channel!r}")
+            nums = (g["boot_ns"], g["t_first_ns"], g["t_last_ns"], g.get("samples", 0))
+            if not all(isinstance(x, int) and not isinstance(x, bool) for x in nums):
+                raise TypeError("gap fields must be integers")
+            boot, t0, t1, n = nums
+            if not (0 <= boot < 2**64 and -MAX_INT <= t0 <= t1 <= MAX_INT and n >= 0):
+                raise ValueError("gap extent out of range")
+            out.append(DroppedBlock(channel, boot, t0, t1, n))
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
+        raise WireError(f"malformed gaps message: {err}") from None
+    return out

@@ -14,6 +14,13 @@ Agents: an id becomes known with a valid status (or, after a restart, from its s
 unknown ids get no channels, no clock requests and only a small durable hold. Stamped data from
 an agent whose clock offset is not yet known is held durably (``powerd.held``), bounded per agent
 and in total; every drop and every malformed message is counted in ``health``.
+
+Clock epochs: an agent's offset belongs to one epoch of its clock (``boot_ns``: a process start
+or a wall-clock step, see agent/epoch.py). Each epoch has its own estimate; a new one never
+inherits the previous one's exchanges, and its data is held until its own offset is known (or,
+for an epoch never measured, derived from the anchors the agent reports). Data an agent had to
+drop (its spool full or failing) arrives on ``powerd/v1/gaps/<agent>`` and is recorded as an
+``agent_dropped`` gap with its exact extent.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from agent import wire
+from agent.epoch import epoch_link
 from powerd.block import Block
 from powerd.channel import Channel
 from powerd.clocksync import Exchange, OffsetEstimator
@@ -61,6 +69,10 @@ UNKNOWN_HELD_TOTAL = 1024
 # Distinct agent ids the daemon keeps state for (status, clock estimator); more are refused.
 MAX_AGENTS = 10_000
 MAX_INT = wire.MAX_INT
+# Clock epochs (agent restarts, clock steps; see agent/epoch.py) whose estimate is kept per agent.
+EPOCHS_KEPT = 8
+# An epoch placed through anchors (agent/epoch.py): the anchors' bracketed reads, with margin.
+LINK_UNCERTAINTY_NS = 20_000
 
 
 @dataclass(frozen=True)
@@ -84,7 +96,16 @@ class Daemon:
     primary: tuple[str, ...] = ()
     result_grace_s: float = 2.0
     tracker: PhaseTracker = field(default_factory=PhaseTracker)
+    # Each agent's offset estimate for its CURRENT clock epoch (boot); older epochs' estimates
+    # are kept in _epochs only to place their backlog (see agent/epoch.py).
     offsets: dict[str, OffsetEstimator] = field(default_factory=dict)
+    _epochs: OrderedDict[tuple[str, int | None], OffsetEstimator] = field(
+        default_factory=OrderedDict
+    )
+    _boot_now: dict[str, int | None] = field(default_factory=dict)
+    # Held messages of epochs whose offset is not known yet, left held by the last release, and
+    # what the release saw (so an unchanged situation is not re-examined at every exchange).
+    _unready: dict[str, tuple[Any, int, set[int | None]]] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
     rejected_by_source: Counter[str] = field(default_factory=Counter)
     agents: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -182,7 +203,7 @@ class Daemon:
                 # only a well-formed marker waits for its sender's clock offset
                 if self._is_agent(source) and self._hold(source, "marker", payload, received):
                     return MarkerOutcome(False, held=True)
-                offset_ns, unc_ns = self._offset_for(source, marker.t_ns)
+                offset_ns, unc_ns = self._offset_for(source, marker.t_ns, marker.boot_ns)
                 skew_ns = int(self.max_marker_skew_s * 1e9)
                 sm = stamp(source, marker, received, offset_ns, unc_ns + uncertainty_ns, skew_ns)
                 if not 0 <= sm.t_ns <= MAX_INT:
@@ -208,12 +229,61 @@ class Daemon:
                     wake()
             return MarkerOutcome(True, phase=phase, stamped=sm)
 
-    def _offset_for(self, source: str, t_ns: int | None) -> tuple[int, int]:
-        est = self.offsets.get(source)
-        if est is None or t_ns is None:
+    def _offset_for(
+        self, source: str, t_ns: int | None, boot_ns: int | None = None
+    ) -> tuple[int, int]:
+        """(offset, uncertainty) for a stamp of ``source``'s clock epoch ``boot_ns`` (None: its
+        current one), from that epoch's exchanges only; (0, 0) when it has none."""
+        est = self._estimator(source, boot_ns)
+        if t_ns is None:
             return 0, 0
-        off = est.estimate(t_ns)
+        if boot_ns is not None and (est is None or len(est.exchanges) < MIN_EXCHANGES):
+            delta = self._link(source, boot_ns)
+            if delta is not None:
+                off = self.offsets[source].estimate(t_ns)
+                if off is not None:
+                    return off.offset_ns + delta, off.uncertainty_ns + LINK_UNCERTAINTY_NS
+        off = None if est is None else est.estimate(t_ns)
         return (0, 0) if off is None else (off.offset_ns, off.uncertainty_ns)
+
+    def _link(self, agent: str, boot_ns: int) -> int | None:
+        """For an epoch never measured: its offset relative to the current epoch's, from the
+        anchors the agent reports (same host boot); None unless the current one is known."""
+        if not self._offset_known(agent):
+            return None
+        status = self.agents.get(agent) or {}
+        return epoch_link(status.get("epochs"), self._boot_now.get(agent), boot_ns)
+
+    def _estimator(self, agent: str, boot_ns: int | None) -> OffsetEstimator | None:
+        now = self._boot_now.get(agent)
+        # an agent that reports no epoch (older than agent/epoch.py) has one estimate for all
+        if boot_ns is None or boot_ns == now or now is None:
+            return self.offsets.get(agent)
+        return self._epochs.get((agent, boot_ns))
+
+    def _ready(self, agent: str, boot_ns: int | None) -> bool:
+        """Whether stamps of this clock epoch can be placed: its offset is known."""
+        est = self._estimator(agent, boot_ns)
+        if est is not None and len(est.exchanges) >= MIN_EXCHANGES:
+            return True
+        return boot_ns is not None and self._link(agent, boot_ns) is not None
+
+    def _switch_boot(self, agent: str, boot_ns: int | None) -> None:
+        """``agent`` now stamps in epoch ``boot_ns`` (a restart or a clock step): its current
+        estimate starts from that epoch's own exchanges, never from the previous epoch's; the
+        previous one is kept (bounded) to place that epoch's backlog."""
+        if agent in self.offsets and self._boot_now.get(agent) == boot_ns:
+            return
+        est = self._epochs.get((agent, boot_ns))
+        if est is None:
+            est = self._epochs[(agent, boot_ns)] = OffsetEstimator()
+            mine = [k for k in self._epochs if k[0] == agent]
+            for old in mine[: max(0, len(mine) - EPOCHS_KEPT)]:
+                del self._epochs[old]
+            if agent in self.offsets:
+                self.counts["agent_clock_epochs"] += 1
+        self._boot_now[agent] = boot_ns
+        self.offsets[agent] = est
 
     # agents: channels, blocks, clock ----------------------------------------------------------
 
@@ -243,8 +313,55 @@ class Daemon:
         with self._lock:
             self.agents[agent] = obj
             self.known_agents.add(agent)
-            self.offsets.setdefault(agent, OffsetEstimator())
+            # a new clock epoch starts a fresh estimate; a last will (offline) may be stale
+            boot = wire.status_boot(obj)
+            if agent not in self.offsets or (boot is not None and obj["state"] != "offline"):
+                self._switch_boot(agent, boot)
+            self._note_spool(agent, obj.get("spool"))
         return True
+
+    def _note_spool(self, agent: str, spool: Any) -> None:
+        """An agent spool that is full or failing makes the agent a down component (healthz)."""
+        if not isinstance(spool, dict):
+            return
+        component = f"agent:{agent}:spool"
+        state = spool.get("state")
+        if state in ("full", "error"):
+            detail = str(spool.get("error") or "")[:200]
+            self.health.down(component, f"spool_{state}: {detail}")
+        elif state == "ok":
+            self.health.up(component)
+
+    def accept_gaps(self, agent: str, payload: bytes) -> bool:
+        """Data an agent had to drop (its spool full or failing), each with its exact extent on
+        the agent's clock: recorded as ``agent_dropped`` gaps on our clock, so every result that
+        overlaps one is flagged. Held like blocks until that epoch's offset is known."""
+        if not self._is_agent(agent):
+            self._problem(agent, "gaps_unknown_agent", "gaps before any valid status")
+            return False
+        try:
+            gaps = wire.decode_gaps(payload)
+        except wire.WireError as err:
+            self._problem(agent, "gaps_malformed", str(err))
+            return False
+        with self._lock:
+            if self._hold(agent, "gaps", payload, self.clock()):
+                return True
+            for g in gaps:
+                cid = g.channel if g.channel.startswith(f"{agent}/") else f"{agent}/{g.channel}"
+                offset_ns, _ = self._offset_for(agent, g.t_last_ns, g.boot_ns)
+                t0, t1 = g.t_first_ns + offset_ns, g.t_last_ns + offset_ns
+                if not (0 <= t0 <= t1 <= MAX_INT):
+                    self._problem(agent, "gaps_malformed", "extent out of range after offset")
+                    continue
+                self.store.put_gap(cid, t0, t1, g.reason)
+                self.counts["agent_dropped_samples"] += g.samples
+                self.health.problem(
+                    f"agent:{agent}",
+                    "agent_dropped",
+                    f"{g.samples} samples of {cid} dropped by the agent ({g.reason})",
+                )
+            return True
 
     def accept_channels(self, agent: str, payload: bytes) -> None:
         """An agent's channel list: ids are prefixed with the agent id. Only from an agent seen
@@ -302,7 +419,7 @@ class Daemon:
         self._seen_blocks[key] = None
         if len(self._seen_blocks) > SEEN_BLOCKS:
             self._seen_blocks.popitem(last=False)
-        offset_ns, unc_ns = self._offset_for(agent, int(msg.t_ns[-1]))
+        offset_ns, unc_ns = self._offset_for(agent, int(msg.t_ns[-1]), msg.boot_ns)
         if int(msg.t_ns.min()) + offset_ns < 0 or int(msg.t_ns.max()) + offset_ns > MAX_INT:
             self._problem(agent, "blocks_rejected", "sample times out of range after offset")
             return
@@ -338,9 +455,11 @@ class Daemon:
             return wire.clock_request(req_id, t1)
 
     def accept_clock_reply(self, agent: str, payload: bytes, t4_ns: int | None = None) -> bool:
+        """One exchange, added to the estimate of the clock epoch the agent stamped it in; an
+        epoch never seen before (the agent restarted or its clock stepped) becomes current."""
         t4 = self.clock() if t4_ns is None else t4_ns
         try:
-            req_id, t1, t2, t3 = wire.parse_clock_reply(payload)
+            req_id, t1, t2, t3, boot = wire.parse_clock_reply_boot(payload)
         except wire.WireError as err:
             self._problem(agent, "clock_malformed", str(err))
             return False
@@ -349,9 +468,30 @@ class Daemon:
             if sent is None or sent != t1:
                 self.counts["clock_unmatched"] += 1
                 return False
-            ok = self.offsets.setdefault(agent, OffsetEstimator()).add(Exchange(t1, t2, t3, t4))
+            if agent not in self.offsets or (
+                boot is not None and (agent, boot) not in self._epochs
+            ):
+                self._switch_boot(agent, boot)
+            est = self._estimator(agent, boot)
+            if est is None:
+                self.counts["clock_unmatched"] += 1
+                return False
+            ok = est.add(Exchange(t1, t2, t3, t4))
             self._release(agent)
             return ok
+
+    def _boots_of(self, kind: str, payload: Any) -> set[int | None]:
+        """The clock epochs a message's stamps belong to (None: the agent's current one)."""
+        try:
+            if kind == "block":
+                return set(wire.block_boots(payload))
+            if kind == "gaps":
+                return {g.boot_ns for g in wire.decode_gaps(payload)}
+            obj = wire.decode_json(payload) if isinstance(payload, bytes | str) else payload
+            boot = obj.get("boot_ns") if isinstance(obj, dict) else None
+            return {boot if isinstance(boot, int) and not isinstance(boot, bool) else None}
+        except ValueError:
+            return {None}
 
     def _offset_known(self, agent: str) -> bool:
         est = self.offsets.get(agent)
@@ -365,8 +505,13 @@ class Daemon:
         assert self.held is not None
         if agent == self._releasing:
             return False
-        if self._offset_known(agent) and not self.held.held(agent):
-            return False
+        boots = self._boots_of(kind, payload)
+        if all(self._ready(agent, b) for b in boots):
+            # order is kept within an epoch: what is held for other, unmeasured epochs only
+            # (left by the last release) does not hold this back
+            _, left, unready = self._unready.get(agent, (None, 0, set()))
+            if self.held.held(agent) <= left and not boots & unready:
+                return False
         if isinstance(payload, bytes):
             data = payload
         else:
@@ -393,18 +538,40 @@ class Daemon:
         return True
 
     def _release(self, agent: str) -> None:
-        """Apply an agent's held messages in arrival order once its offset is known; forget them
-        only after the store committed what they became."""
+        """Apply an agent's held messages in arrival order once their epoch's offset is known;
+        forget them only after the store committed what they became. Messages of an epoch still
+        unknown are held again (after the others), and the same situation is not re-examined."""
         assert self.held is not None
-        if not self._offset_known(agent) or not self.held.held(agent):
+        n = self.held.held(agent)
+        if not self._offset_known(agent) or not n:
             return
-        while rows := self.held.rows(agent):  # a bounded batch at a time
+        status = self.agents.get(agent) or {}
+        epochs = status.get("epochs")
+        seen = (
+            self._boot_now.get(agent),
+            tuple(sorted(epochs)) if isinstance(epochs, dict) else (),
+        )
+        last = self._unready.get(agent)
+        if last is not None and last[0] == seen and last[1] >= n:
+            return
+        unready: set[int | None] = set()
+        left = 0
+        while n > 0 and (rows := self.held.rows(agent, min(256, n))):  # bounded batches
+            n -= len(rows)
             self._releasing = agent
             try:
                 for _, kind, received_ns, payload in rows:
+                    boots = self._boots_of(kind, payload)
+                    if not all(self._ready(agent, b) for b in boots):
+                        self.held.put(agent, kind, payload, received_ns)
+                        unready |= boots
+                        left += 1
+                        continue
                     try:
                         if kind == "block":
                             self.accept_block(agent, payload)
+                        elif kind == "gaps":
+                            self.accept_gaps(agent, payload)
                         else:
                             outcome = self.submit_marker(agent, payload, received_ns)
                             if outcome.error is not None:
@@ -415,6 +582,10 @@ class Daemon:
             finally:
                 self._releasing = None
             self.held.delete(agent, rows)
+        if left:
+            self._unready[agent] = (seen, left, unready)
+        else:
+            self._unready.pop(agent, None)
 
     # results ----------------------------------------------------------------------------------
 
@@ -493,5 +664,6 @@ class Daemon:
                         "uncertainty_ns": off.uncertainty_ns,
                         "drift_ppm": off.drift_ppm,
                         "exchanges": off.exchanges,
+                        "boot_ns": self._boot_now.get(agent),
                     }
         return out

@@ -67,7 +67,7 @@ def default_daemon_id() -> str:
 def _source_and_kind(topic: str) -> tuple[str, str]:
     """Who sent a message and what kind it is, for counting problems."""
     parts = topic.split("/")
-    if len(parts) >= 4 and parts[2] in ("markers", "blocks", "channels", "status"):
+    if len(parts) >= 4 and parts[2] in ("markers", "blocks", "channels", "status", "gaps"):
         return parts[3][:128], parts[2]
     if len(parts) >= 4 and parts[2] == "clock":
         return parts[3][:128], "clock"
@@ -92,6 +92,8 @@ async def _handle(
             plan.online(agent)
         else:
             plan.offline(agent)
+    elif (agent := wire.topic_tail(topic, "gaps")) is not None:
+        daemon.accept_gaps(agent, payload)
     elif topic.startswith(f"{wire.TOPIC_ROOT}/clock/") and topic.endswith("/reply"):
         agent = topic.split("/")[3]
         if daemon.accept_clock_reply(agent, payload, rx):
@@ -252,6 +254,7 @@ async def run_mqtt(
                         (f"{wire.TOPIC_ROOT}/channels/+", 1),
                         (f"{wire.TOPIC_ROOT}/markers/+", 1),
                         (f"{wire.TOPIC_ROOT}/blocks/+", 1),
+                        (f"{wire.TOPIC_ROOT}/gaps/+", 1),
                         (f"{wire.TOPIC_ROOT}/clock/+/reply", 0),
                     ]
                 )

@@ -9,7 +9,8 @@ What is written (names and labels from ``powerd.metrics``; VictoriaMetrics names
   (energy ÷ time) and the channel's cumulative energy at its last sample; with ``downsample_s = 0``
   every sample (a counter channel: its rate over each interval) and the energy at each block's end.
 - ``powerd_phase`` per phase of each result, stamped at the phase's end: the primary figures, and
-  one ``flag`` point per quality flag. A recomputed result writes only phases whose figures changed.
+  one ``flag`` point per quality flag. A recomputed result writes only phases whose figures
+  changed, 1 ns later per revision, so the newest figures are the latest point in every store.
 - ``powerd_probe`` per local probe every ``health_interval_s``: reads, errors and problems.
 
 Delivery: the hub's thread formats points and appends batches (``batch_size`` lines, at least every
@@ -251,7 +252,9 @@ class InfluxSink:
         self._pending: list[str] = []
         self._last_spill_ns: int | None = None
         self._next_health_ns = 0
-        self._written_phases: OrderedDict[tuple[str, str, int], list[str]] = OrderedDict()
+        self._written_phases: OrderedDict[tuple[str, str, int], tuple[list[str], int]] = (
+            OrderedDict()
+        )
         self.written = 0
         self.rejected = 0
         self._down = False
@@ -302,34 +305,43 @@ class InfluxSink:
 
     def on_result(self, result: dict[str, Any]) -> None:
         run = str(result["run"])
-        measurement = INFLUX[PHASE_FLAG].measurement
         for entry in result["phases"]:
-            t_end = int(entry["t_end_ns"])
-            fields = {
-                INFLUX[name].field: float(entry[key])
-                for name, key in PHASE_FIGURES.items()
-                if entry.get(key) is not None
-            }
-            lines = [
-                line(
-                    series_prefix(measurement, phase_labels(run, entry, self.labels)), fields, t_end
-                )
-            ]
-            for flag in dict.fromkeys(entry.get("flags") or ()):
-                tags = flag_labels(run, entry, str(flag), self.labels.host)
-                lines.append(
-                    line(series_prefix(measurement, tags), {INFLUX[PHASE_FLAG].field: 1.0}, t_end)
-                )
-            new = [x for x in lines if x is not None]
             key = (run, str(entry["phase"]), int(entry["trial"]))
-            if self._written_phases.get(key) == new:
+            t_end = int(entry["t_end_ns"])
+            first = self._phase_lines(run, entry, t_end)
+            prior = self._written_phases.get(key)
+            if prior is not None and prior[0] == first:
                 continue  # a recomputation that changed nothing: not written twice
-            self._written_phases[key] = new
+            # A changed recomputation is stamped 1 ns later per revision: InfluxDB would overwrite
+            # a point at the same time, but VictoriaMetrics keeps the larger of two values at one
+            # timestamp, so the newest figures must be the latest point to be the ones shown.
+            revision = 0 if prior is None else prior[1] + 1
+            self._written_phases[key] = (first, revision)
             self._written_phases.move_to_end(key)
             while len(self._written_phases) > WRITTEN_PHASES_MAX:
                 self._written_phases.popitem(last=False)
-            self._pending.extend(new)
+            self._pending.extend(
+                first if revision == 0 else self._phase_lines(run, entry, t_end + revision)
+            )
         self._spill()  # results are few and wanted soon: no waiting for the interval
+
+    def _phase_lines(self, run: str, entry: dict[str, Any], t_ns: int) -> list[str]:
+        """The figure point and one point per flag of one phase, stamped ``t_ns``."""
+        measurement = INFLUX[PHASE_FLAG].measurement
+        fields = {
+            INFLUX[name].field: float(entry[key])
+            for name, key in PHASE_FIGURES.items()
+            if entry.get(key) is not None
+        }
+        lines = [
+            line(series_prefix(measurement, phase_labels(run, entry, self.labels)), fields, t_ns)
+        ]
+        for flag in dict.fromkeys(entry.get("flags") or ()):
+            tags = flag_labels(run, entry, str(flag), self.labels.host)
+            lines.append(
+                line(series_prefix(measurement, tags), {INFLUX[PHASE_FLAG].field: 1.0}, t_ns)
+            )
+        return [x for x in lines if x is not None]
 
     def tick(self, now_ns: int, health: list[tuple[str, ProbeHealth]]) -> None:
         if health and now_ns >= self._next_health_ns:

@@ -1,0 +1,89 @@
+"""A real ``powerd-agent`` subprocess for fault tests: started from a TOML config (optionally
+under libfaketime), stopped with SIGTERM or killed with SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.servers import Mosquitto, free_port
+from tests.tools import require_tool
+
+SQUARE = "square,high=9,low=3,period=0.2,duty=0.5"
+RATE_HZ = 200
+
+
+def write_config(
+    path: Path,
+    agent_id: str,
+    broker_port: int,
+    spool_dir: Path,
+    spool_max_mb: float = 256,
+    rate_hz: int = RATE_HZ,
+) -> Path:
+    path.write_text(
+        f'[agent]\nid = "{agent_id}"\nprobes = ["sim:{SQUARE},rate={rate_hz}"]\n'
+        f'spool_dir = "{spool_dir}"\nspool_max_mb = {spool_max_mb}\nhttp_port = 0\n'
+        f'publish_interval_s = 0.2\n\n[mqtt]\nhost = "127.0.0.1"\nport = {broker_port}\n'
+    )
+    return path
+
+
+@contextmanager
+def agent_process(
+    config: Path,
+    log: Path,
+    fake_offset_s: float | None = None,
+    http_port: int | None = None,
+    kill: bool = False,
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``python -m agent --config FILE``; yields the process and its marker URL. Leaving the block
+    SIGKILLs it (``kill``) or stops it with SIGTERM."""
+    port = http_port or free_port()
+    cmd = [sys.executable, "-m", "agent", "--config", str(config), "--http-port", str(port)]
+    env = dict(os.environ)
+    if fake_offset_s is not None:
+        cmd = [require_tool("faketime"), "-f", f"{fake_offset_s:+.3f}s", *cmd]
+        env["FAKETIME_DONT_FAKE_MONOTONIC"] = "1"
+    out = log.open("ab")
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        yield proc, f"http://127.0.0.1:{port}"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        out.close()
+
+
+@contextmanager
+def running_agent(
+    tmp_path: Path,
+    broker: Mosquitto,
+    agent_id: str,
+    fake_offset_s: float | None = None,
+    kill: bool = False,
+    spool_dir: Path | None = None,
+    spool_max_mb: float = 256,
+) -> Iterator[str]:
+    """An agent sampling the square waveform; yields its marker URL."""
+    spool = spool_dir or tmp_path / f"spool-{agent_id}"
+    conf = write_config(
+        tmp_path / f"agent-{agent_id}.toml", agent_id, broker.port, spool, spool_max_mb
+    )
+    with agent_process(conf, tmp_path / f"agent-{agent_id}.log", fake_offset_s, kill=kill) as (
+        _,
+        url,
+    ):
+        yield url
