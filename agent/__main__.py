@@ -1,7 +1,7 @@
-"""``python -m agent`` runs powerd-agent."""
+"""``python -m powerd.agent`` runs powerd-agent."""
 
 import sys
 
-from agent.cli import main
+from powerd.agent.cli import main
 
 sys.exit(main())

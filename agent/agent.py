@@ -28,11 +28,11 @@ from typing import Any
 
 import aiomqtt
 
-from agent import wire
-from agent.epoch import EpochAnchor, host_boot_id
-from agent.mqttconf import MqttSettings
-from agent.spool import Spool
 from powerd import __version__
+from powerd.agent import wire
+from powerd.agent.epoch import EpochAnchor, host_boot_id
+from powerd.agent.mqttconf import MqttSettings
+from powerd.agent.spool import Spool
 from powerd.block import F64, I64, Block, concat
 from powerd.channel import Channel
 from powerd.errors import MarkerError, PowerdError

@@ -31,8 +31,8 @@ from typing import Annotated, Any
 
 import msgspec
 
-from agent.mqttconf import MqttSettings
-from agent.wire import SOURCE_RE
+from powerd.agent.mqttconf import MqttSettings
+from powerd.agent.wire import SOURCE_RE
 from powerd.errors import PowerdError
 from powerd.schema import Name, Names, PortOrAny, Positive, Seconds, Table, convert, read_toml
 
@@ -52,7 +52,7 @@ class AgentTable(Table, frozen=True):
     spool_memory_mb: Positive = 32.0
     http_bind: Name = "127.0.0.1"
     http_port: PortOrAny = 8090
-    publish_interval_s: Seconds | None = None  # default: agent.agent.PUBLISH_INTERVAL_S
+    publish_interval_s: Seconds | None = None  # default: powerd.agent.agent.PUBLISH_INTERVAL_S
 
 
 class AgentFile(Table, frozen=True):
@@ -141,7 +141,7 @@ def _flags(
 
 
 def config_from(args: argparse.Namespace) -> Any:
-    from agent.agent import PUBLISH_INTERVAL_S, AgentConfig
+    from powerd.agent.agent import PUBLISH_INTERVAL_S, AgentConfig
 
     file = _read(args.config)
     a, mqtt = _flags(args, file.agent, file.mqtt)
@@ -167,7 +167,7 @@ def config_from(args: argparse.Namespace) -> Any:
 
 
 async def _main(cfg: Any) -> None:
-    from agent.agent import Agent
+    from powerd.agent.agent import Agent
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent import wire
+from powerd.agent import wire
 from powerd.errors import PowerdError
 
 SCHEMA = """

@@ -14,7 +14,7 @@ Two parts, both against the exact energy of a ``probes/sim`` waveform (``Wavefor
   a new realisation per window, its exact energy summed piece by piece.
 - **end to end**: ``powerd measure`` reading a meter simulator (``powerd sim ina2xx`` at 1 kHz,
   ``powerd sim wt310`` at 10 Hz) over a pseudo-terminal, with a workload that marks phases of
-  random length through the HTTP API (``agent.client``); each phase's truth is the waveform's
+  random length through the HTTP API (``powerd.client``); each phase's truth is the waveform's
   energy over the phase's ``t_begin_ns``/``t_end_ns``. The uncertainty terms are recomputed from
   the run's store with the same code (``integrate`` on the stored samples and marker windows).
 
@@ -41,7 +41,7 @@ import numpy as np
 
 from powerd.channel import Channel
 from powerd.integrate import Window, integrate
-from probes.sim.waveform import SimSpec, gaussian_noise, parse_spec
+from powerd.probes.sim.waveform import SimSpec, gaussian_noise, parse_spec
 
 NAME = "accuracy"
 GOAL_ERR = 0.1  # %, on phases >= 10 sample periods
@@ -98,7 +98,7 @@ METERS = {
 }
 WORKLOAD = r"""
 import random, sys, time
-from agent.client import PowerdClient
+from powerd.client import PowerdClient
 lo, hi, n, seed = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 rng = random.Random(seed)
 client = PowerdClient()

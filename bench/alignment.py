@@ -5,7 +5,7 @@ bench/mqtt_pipeline.py); ``powerd-agent`` started under ``faketime -f <offset>``
 the process's wall clock by exactly that offset; ``FAKETIME_DONT_FAKE_MONOTONIC=1`` leaves the
 monotonic clock, whose epoch is arbitrary anyway, alone), sampling ``sim:constant`` at 100 Hz and
 relaying markers from a local harness, which runs under the same ``faketime`` (it is on the
-agent's host) and marks phases through the agent's HTTP endpoint with ``agent.client``, each
+agent's host) and marks phases through the agent's HTTP endpoint with ``powerd.client``, each
 marker stamped ``t_ns`` on its (shifted) clock at the edge. The daemon estimates the agent's
 offset by NTP-style exchanges and moves the markers onto its own clock.
 
@@ -42,7 +42,7 @@ GOAL_MS = 1.0
 OFFSETS_S = (5.0, -3.5)
 HARNESS = r"""
 import json, random, select, sys, time
-from agent.client import PowerdClient
+from powerd.client import PowerdClient
 # select, not time.sleep: under libfaketime with FAKETIME_DONT_FAKE_MONOTONIC=1, Python's sleep
 # (clock_nanosleep on an absolute monotonic deadline) fails with EINVAL
 url, seed = sys.argv[1], int(sys.argv[2])
@@ -136,7 +136,7 @@ def run_offset(tmp: Path, offset_s: float, n: int, seed: int) -> dict[str, Any]:
                 *fake,
                 sys.executable,
                 "-m",
-                "agent",
+                "powerd.agent",
                 "--id",
                 agent_id,
                 "--mqtt",

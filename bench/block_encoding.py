@@ -17,7 +17,7 @@ from typing import Any
 import benchlib
 import numpy as np
 
-from agent.wire import decode_block, encode_block
+from powerd.agent.wire import decode_block, encode_block
 
 NAME = "block_encoding"
 SIZES = (10, 100, 1000, 10_000)

@@ -45,9 +45,9 @@ def sim_main(link: str, stop: Any, report: str, avoid_cpu: int) -> None:
         others = set(os.sched_getaffinity(0)) - {avoid_cpu}
         if others:
             os.sched_setaffinity(0, others)
-    from probes.lpm01a.sim import make
-    from probes.serialsim import PtySimulator
-    from probes.sim.waveform import parse_spec
+    from powerd.probes.lpm01a.sim import make
+    from powerd.probes.serialsim import PtySimulator
+    from powerd.probes.sim.waveform import parse_spec
 
     model = make("lpm01a", parse_spec(WAVEFORM).waveform, {})
     sim = PtySimulator(model, Path(link)).start()
@@ -83,11 +83,11 @@ def stored_samples(db: Path, channel: str) -> int:
 
 
 def run(seconds: float, cpu: int) -> dict[str, Any]:
+    from powerd.probes.lpm01a import family
     from powerd.runner import Sampler
     from powerd.store import Store
     from powerd.timebase import TimeAnchor
     from powerd.timeline import Timeline
-    from probes.lpm01a import family
 
     tmp = Path(tempfile.mkdtemp(prefix="powerd-bench-lpm01a-"))
     link = tmp / "lpm01a"

@@ -35,15 +35,15 @@ import numpy as np
 import paho.mqtt.client as paho
 import psutil
 
-from agent.mqttconf import MqttSettings
+from powerd.agent.mqttconf import MqttSettings
+from powerd.commands.serve import housekeeping
 from powerd.daemon import Daemon
 from powerd.mqtt_link import run_mqtt
+from powerd.probes.registry import open_probe
 from powerd.runner import Sampler
-from powerd.serve import housekeeping
 from powerd.store import Store
 from powerd.timebase import TimeAnchor
 from powerd.timeline import Timeline
-from probes.registry import open_probe
 
 NAME = "mqtt_pipeline"
 
@@ -116,7 +116,7 @@ def agent_proc(tmp: Path, port: int, agent_id: str, probes: list[str]) -> subpro
     cmd = [
         sys.executable,
         "-m",
-        "agent",
+        "powerd.agent",
         "--id",
         agent_id,
         "--mqtt",

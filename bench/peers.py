@@ -33,7 +33,7 @@ from typing import Any
 import benchlib
 import numpy as np
 
-from probes.sim.waveform import parse_spec
+from powerd.probes.sim.waveform import parse_spec
 
 NAME = "peers"
 WAVE = "square,high=300,low=80,period=0.35,duty=0.4"

@@ -142,12 +142,12 @@ def cpu(who: int) -> float:
 
 def child(spec: str, duration_s: float, state_dir: Path) -> dict[str, Any]:
     """In the child: open ``spec`` (none if empty), sample for ``duration_s``, report CPU."""
+    from powerd.probes.base import Probe
+    from powerd.probes.registry import open_probe
     from powerd.runner import Sampler
     from powerd.store import Store
     from powerd.timebase import TimeAnchor
     from powerd.timeline import Timeline
-    from probes.base import Probe
-    from probes.registry import open_probe
 
     probes: list[Probe] = [open_probe(spec)] if spec else []
     with Store(state_dir / "powerd.db") as store:

@@ -39,12 +39,12 @@ def cpu_s() -> float:
 
 def child(spec: str, duration_s: float, state_dir: Path) -> dict[str, Any]:
     """Run in the child: open the probe (if any), sample for ``duration_s``, report CPU time."""
+    from powerd.probes.base import Probe
+    from powerd.probes.registry import open_probe
     from powerd.runner import Sampler
     from powerd.store import Store
     from powerd.timebase import TimeAnchor
     from powerd.timeline import Timeline
-    from probes.base import Probe
-    from probes.registry import open_probe
 
     probes: list[Probe] = []
     open_cpu = open_wall = 0.0

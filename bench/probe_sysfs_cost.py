@@ -92,12 +92,12 @@ def write_tree(root: Path) -> None:
 
 def child(specs: str, duration_s: float, state_dir: Path) -> dict[str, Any]:
     """Run in the child: open the probes (if any), sample for ``duration_s``, report CPU time."""
+    from powerd.probes.base import Probe
+    from powerd.probes.registry import open_probe
     from powerd.runner import Sampler
     from powerd.store import Store
     from powerd.timebase import TimeAnchor
     from powerd.timeline import Timeline
-    from probes.base import Probe
-    from probes.registry import open_probe
 
     probes: list[Probe] = [open_probe(s) for s in specs.split(";") if s]
     with Store(state_dir / "powerd.db") as store:

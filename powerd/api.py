@@ -48,13 +48,13 @@ from typing import Any
 
 from aiohttp import web
 
-from agent.wire import NAME_RE, SOURCE_RE
 from powerd import __version__
+from powerd.agent.wire import NAME_RE, SOURCE_RE
 from powerd.config import LOOPBACK
 from powerd.daemon import Daemon, MarkerOutcome
 from powerd.errors import PowerdError
-from powerd.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from powerd.metrics import registry_for, render
+from powerd.exporter import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from powerd.exporter import registry_for, render
 from powerd.phases import Phase, StampedMarker
 
 MAX_BODY_BYTES = 64 * 1024

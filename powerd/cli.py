@@ -12,30 +12,23 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from powerd import __version__
+from powerd.commands.runs import cmd_runs
 from powerd.errors import PowerdError
+from powerd.paths import default_state_dir, open_state_store
 
 EXIT_USAGE = 2
 MODULE_COMMANDS = {
-    "run": "powerd.serve",
-    "mark": "powerd.markcmd",
-    "sim": "powerd.simcmd",
-    "grafana": "powerd.grafanacmd",
+    "run": "powerd.commands.serve",
+    "mark": "powerd.commands.mark",
+    "sim": "powerd.commands.sim",
+    "grafana": "powerd.commands.grafana",
 }
 
 
-def default_state_dir() -> Path:
-    """``$POWERD_STATE_DIR``, else ``$XDG_STATE_HOME/powerd``, else ``~/.local/state/powerd``."""
-    if os.environ.get("POWERD_STATE_DIR"):
-        return Path(os.environ["POWERD_STATE_DIR"])
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "powerd"
-
-
 def _sim_help() -> str:
-    from probes.sim import waveform
+    from powerd.probes.sim import waveform
 
     doc = waveform.__doc__ or ""
     return doc[doc.index("Spec") :].strip()
@@ -56,7 +49,7 @@ Examples:
       --run demo --count 1000 --unit token --out reports -- python3 infer.py
 
 While CMD runs, powerd serves its HTTP API on 127.0.0.1 and passes POWERD_URL and POWERD_RUN
-in CMD's environment, so the workload can mark its own phases (agent/client.py, `powerd mark`).
+in CMD's environment, so the workload can mark its own phases (powerd/client.py, `powerd mark`).
 
 The command's exit code is powerd's exit code; powerd's own errors exit 2.
 """
@@ -252,29 +245,6 @@ def _add_global_options(parser: argparse.ArgumentParser, command: str | None) ->
         )
 
 
-def _store(state_dir: Path | None) -> Any:
-    return open_store(state_dir or default_state_dir())
-
-
-def open_store(state_dir: Path) -> Any:
-    """The store in ``state_dir`` (created if missing); a directory or database that cannot be
-    used is one line (PowerdError) naming it, never a traceback."""
-    import sqlite3
-
-    from powerd.store import Store
-
-    if state_dir.exists() and not state_dir.is_dir():
-        raise PowerdError(f"--state-dir {state_dir}: exists and is not a directory")
-    try:
-        return Store(state_dir / "powerd.db")
-    except (OSError, sqlite3.Error) as err:
-        why = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
-        raise PowerdError(
-            f"cannot use the store in {state_dir}: {why} (pass --state-dir DIR: a writable "
-            "directory)"
-        ) from None
-
-
 def cmd_report(args: argparse.Namespace) -> int:
     from powerd.report.files import check_out_dir, write_reports
     from powerd.report.table import format_table
@@ -284,7 +254,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not path.exists():
         raise PowerdError(f"no store at {path}; measure something first or pass --state-dir")
     check_out_dir(args.out)
-    with _store(args.state_dir) as store:
+    with open_state_store(args.state_dir) as store:
         result = compute_run(store, args.run, args.idle_power, tuple(args.primary))
         store.put_result(result, time.time_ns())
         paths = write_reports(store, result, args.out)
@@ -294,8 +264,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_markers(args: argparse.Namespace) -> int:
-    from agent.wire import SOURCE_RE
-    from powerd.marker_import import apply_lines
+    from powerd.agent.wire import SOURCE_RE
+    from powerd.commands.marker_import import apply_lines
 
     if not SOURCE_RE.match(args.source):
         raise PowerdError(f"--source {args.source!r}: use 1-128 characters of A-Za-z0-9_.:-")
@@ -303,7 +273,7 @@ def cmd_markers(args: argparse.Namespace) -> int:
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise PowerdError(f"cannot read markers from {args.file}: {err}") from None
-    with _store(args.state_dir) as store:
+    with open_state_store(args.state_dir) as store:
         rep = apply_lines(store, args.source, text.splitlines(), time.time_ns())
     print(
         f"applied {rep.applied} marker(s), {rep.repeats} repeat(s) ignored, "
@@ -312,34 +282,8 @@ def cmd_markers(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_runs(args: argparse.Namespace) -> int:
-    """The runs table (oldest first, newest last) or, with --json, the same rows as JSON."""
-    import json
-
-    from powerd.runs import list_runs, runs_table
-
-    if args.limit is not None and args.limit < 1:
-        raise PowerdError("--limit must be >= 1")
-    path = (args.state_dir or default_state_dir()) / "powerd.db"
-    if not path.exists():
-        if args.json:
-            print("[]")
-        else:
-            print(f"no store at {path} (measure something first, or pass --state-dir)")
-        return 0
-    with _store(args.state_dir) as store:
-        rows = list(reversed(list_runs(store, args.limit)))
-    if args.json:
-        print(json.dumps(rows, indent=1))
-    elif not rows:
-        print(f"no runs in {path}")
-    else:
-        print(runs_table(rows))
-    return 0
-
-
 def cmd_probes(_args: argparse.Namespace) -> int:
-    from probes.registry import families, missing_extra, unloadable_families
+    from powerd.probes.registry import families, missing_extra, unloadable_families
 
     rows = [("probe", "status", "details")]
     for name, fam in families().items():
@@ -369,12 +313,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.sysfs_root is not None:
-        from probes.sysfs import ENV
+        from powerd.probes.sysfs import ENV
 
         os.environ[ENV] = str(args.sysfs_root)
     try:
         if args.command == "measure":
-            from powerd.measure import cmd_measure
+            from powerd.commands.measure import cmd_measure
 
             return cmd_measure(args)
         if args.command == "report":

@@ -72,7 +72,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from agent.mqttconf import MqttSettings
+from powerd.agent.mqttconf import MqttSettings
 from powerd.errors import PowerdError
 from powerd.phases import DEFAULT_MAX_MARKER_SKEW_S, DEFAULT_MAX_PHASE_S
 from powerd.schema import (
@@ -215,8 +215,8 @@ def _creatable(path: Path, what: str) -> None:
 def _known_probes(specs: tuple[str, ...]) -> None:
     """Each spec names a registered probe family and a valid ``device=`` (nothing is opened:
     opening may touch hardware; whether a probe is usable here is ``powerd probes``' question)."""
-    from probes.base import split_spec
-    from probes.registry import families, split_device
+    from powerd.probes.base import split_spec
+    from powerd.probes.registry import families, split_device
 
     known = families()
     for i, spec in enumerate(specs):

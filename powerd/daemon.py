@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agent import wire
-from agent.epoch import epoch_link
+from powerd.agent import wire
+from powerd.agent.epoch import epoch_link
 from powerd.block import Block
 from powerd.channel import Channel
 from powerd.clocksync import Exchange, OffsetEstimator

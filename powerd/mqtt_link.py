@@ -37,9 +37,9 @@ from typing import Any
 
 import aiomqtt
 
-from agent import wire
-from agent.mqttconf import MqttSettings
 from powerd import __version__
+from powerd.agent import wire
+from powerd.agent.mqttconf import MqttSettings
 from powerd.clockplan import ClockPlan
 from powerd.daemon import Daemon
 

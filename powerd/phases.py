@@ -22,7 +22,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from agent.wire import Marker
+from powerd.agent.wire import Marker
 from powerd.errors import MarkerError
 
 TimingSource = Literal["marker", "receive-time"]

@@ -29,9 +29,9 @@ from typing import Protocol
 from powerd.block import Block
 from powerd.channel import Channel
 from powerd.errors import SpecError
+from powerd.probes.base import Probe
 from powerd.timebase import TimeAnchor
 from powerd.timeline import Timeline
-from probes.base import Probe
 
 FLUSH_INTERVAL_S = 1.0
 ANCHOR_CHECK_S = 1.0
@@ -80,7 +80,7 @@ def open_probes(
     their health series), and those that did not (spec, opener, why) for the sampler to retry
     for ever. A spec that cannot be understood (``SpecError``) stops the start: retrying
     cannot fix it."""
-    from probes.registry import open_probe
+    from powerd.probes.registry import open_probe
 
     opened: list[tuple[str, Probe]] = []
     pending: list[tuple[str, Opener, str]] = []

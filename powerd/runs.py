@@ -146,36 +146,6 @@ def list_runs(
     return [run_summary(*row) for row in store.run_index(limit, before)]
 
 
-def runs_table(rows: list[dict[str, Any]]) -> str:
-    """The text table of ``powerd runs`` for summaries given oldest first."""
-    from powerd.report.numbers import unc_text, value_text
-
-    head = ("started (UTC)", "run", "phases", "energy_j", "±U95_j", "j_per_unit ± U95", "flags")
-    lines: list[tuple[str, ...]] = [head]
-    for r in rows:
-        per = "-"
-        if r["j_per_unit"] is not None:
-            per = (
-                f"{value_text(r['j_per_unit'], r['j_per_unit_uncertainty'])}"
-                f" ± {unc_text(r['j_per_unit_uncertainty'])}/{r['unit']}"
-            )
-        lines.append(
-            (
-                r["started"].replace("+00:00", "Z"),
-                r["run"],
-                ",".join(r["phases"]) or ("-" if r["has_result"] else "(no result)"),
-                value_text(r["energy_j"], r["uncertainty_j"]),
-                unc_text(r["uncertainty_j"]),
-                per,
-                ",".join(r["flags"]) or "-",
-            )
-        )
-    widths = [max(len(x[i]) for x in lines) for i in range(len(head))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(x, widths, strict=True)).rstrip() for x in lines
-    )
-
-
 def recent_run_ids(store: Store, n: int = 10) -> list[str]:
     """The ``n`` most recent run ids by time, oldest first (for "recent runs: ..." in errors;
     ``Store.runs()`` is alphabetical)."""

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.wire import parse_marker
+from powerd.agent.wire import parse_marker
 from powerd.block import F64, I64, Block, concat
 from powerd.channel import Channel
 from powerd.errors import PowerdError

@@ -44,7 +44,7 @@ import numpy as np
 
 from powerd.block import Block
 from powerd.channel import Channel
-from probes.cliexec import DEFAULT_TIMEOUT_S, ToolError, run_tool
+from powerd.probes.cliexec import DEFAULT_TIMEOUT_S, ToolError, run_tool
 
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0

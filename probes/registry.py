@@ -8,7 +8,7 @@ from typing import Any, cast
 
 from powerd.channel import DEVICE_RE, Channel
 from powerd.errors import ProbeUnavailable, SpecError
-from probes.base import Probe, ProbeFamily, split_spec
+from powerd.probes.base import Probe, ProbeFamily, split_spec
 
 GROUP = "powerd.probes"
 # an optional dependency's import name -> (its distribution, the powerd extra that installs it)

@@ -10,19 +10,22 @@ from importlib import import_module
 from typing import Protocol
 
 from powerd.errors import SpecError
-from probes.serialsim import MeterModel
-from probes.sim.waveform import Waveform
+from powerd.probes.serialsim import MeterModel
+from powerd.probes.sim.waveform import Waveform
 
 SIMULATORS: dict[str, tuple[str, str]] = {
-    "wt310": ("probes.wt300.sim", "Yokogawa WT310/WT310E (RS-232 or USBTMC)"),
-    "wt330": ("probes.wt300.sim", "Yokogawa WT330/WT330E, three elements"),
-    "lpm01a": ("probes.lpm01a.sim", "ST X-NUCLEO-LPM01A PowerShield (ASCII and binary)"),
-    "ina2xx": ("probes.ina2xx.sim", "INA226 logger, $PWR line format"),
-    "rigol-dp800": ("probes.scpi.sim", "Rigol DP8xx bench supply (SCPI)"),
-    "siglent-spd": ("probes.scpi.sim", "Siglent SPD bench supply (SCPI; silent on bad queries)"),
-    "keysight-n6700": ("probes.scpi.sim", "Keysight N67xx power system (SCPI)"),
-    "hioki-pw3335": ("probes.scpi.sim", "HIOKI PW333x power meter (SCPI)"),
-    "tek-pa1000": ("probes.scpi.sim", "Tektronix PA1000 power analyser"),
+    "wt310": ("powerd.probes.wt300.sim", "Yokogawa WT310/WT310E (RS-232 or USBTMC)"),
+    "wt330": ("powerd.probes.wt300.sim", "Yokogawa WT330/WT330E, three elements"),
+    "lpm01a": ("powerd.probes.lpm01a.sim", "ST X-NUCLEO-LPM01A PowerShield (ASCII and binary)"),
+    "ina2xx": ("powerd.probes.ina2xx.sim", "INA226 logger, $PWR line format"),
+    "rigol-dp800": ("powerd.probes.scpi.sim", "Rigol DP8xx bench supply (SCPI)"),
+    "siglent-spd": (
+        "powerd.probes.scpi.sim",
+        "Siglent SPD bench supply (SCPI; silent on bad queries)",
+    ),
+    "keysight-n6700": ("powerd.probes.scpi.sim", "Keysight N67xx power system (SCPI)"),
+    "hioki-pw3335": ("powerd.probes.scpi.sim", "HIOKI PW333x power meter (SCPI)"),
+    "tek-pa1000": ("powerd.probes.scpi.sim", "Tektronix PA1000 power analyser"),
 }
 
 

@@ -5,7 +5,7 @@ Every part runs as it is deployed, as its own process on loopback:
 - ``DaemonProc``: ``python -m powerd --state-dir DIR run --config FILE`` with an HTTP port, the
   broker in ``[mqtt]`` and optional local probes; wait for ``/healthz``, read ``/v1/runs/<run>``,
   post markers, its RSS from ``/proc``; a restart keeps the state dir (and so the store).
-- ``AgentProc``: ``python -m agent`` with sim probes, its own spool dir and marker endpoint,
+- ``AgentProc``: ``python -m powerd.agent`` with sim probes, its own spool dir and marker endpoint,
   optionally under libfaketime (LD_PRELOAD, so the pid is the agent's own and a SIGKILL hits it).
 - ``MeterSimProc``: ``python -m powerd sim MODEL --link PATH``: a killed simulator is a pulled
   cable (the link dangles), a restarted one a replug on the same path.
@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from probes.sim.waveform import SimSpec, parse_spec
+from powerd.probes.sim.waveform import SimSpec, parse_spec
 from tests.servers import Mosquitto, free_port, wait_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -342,7 +342,8 @@ class DaemonProc(Proc):
 
 @dataclass
 class AgentProc(Proc):
-    """``powerd-agent`` (``python -m agent``) with sim probes, a spool dir and a marker endpoint.
+    """``powerd-agent`` (``python -m powerd.agent``) with sim probes, a spool dir and a marker
+    endpoint.
 
     ``fake_offset_s`` runs it under libfaketime with its UTC clock that far off (the monotonic
     clock stays real, or Python's timed waits hang); change it between restarts to step it."""
@@ -362,7 +363,7 @@ class AgentProc(Proc):
         return f"http://127.0.0.1:{self.http_port}"
 
     def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "agent", "--id", self.agent_id]
+        cmd = [sys.executable, "-m", "powerd.agent", "--id", self.agent_id]
         for probe in self.probes:
             cmd += ["--probe", probe]
         return [

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.mqttconf import MqttSettings
+from powerd.agent.mqttconf import MqttSettings
+from powerd.commands.serve import housekeeping
 from powerd.daemon import Daemon
 from powerd.mqtt_link import run_mqtt
-from powerd.serve import housekeeping
 from powerd.store import Store
 from powerd.timebase import TimeAnchor
 from powerd.timeline import Timeline

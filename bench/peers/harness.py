@@ -89,11 +89,11 @@ class Powerd:
     def __init__(self) -> None:
         from pathlib import Path
 
+        from powerd.probes.registry import open_probe
         from powerd.runner import Sampler
         from powerd.store import Store
         from powerd.timebase import TimeAnchor
         from powerd.timeline import Timeline
-        from probes.registry import open_probe
 
         self.probe = open_probe("nvml:0")
         self.tmp = tempfile.mkdtemp(prefix="powerd-peers-")

@@ -1,8 +1,8 @@
 """A sink's on-disk buffer: an ordered FIFO of write batches in SQLite, bounded in bytes.
 
-Modelled on the agent's outbox (``agent.spool``): every batch is written here first and deleted
-only once the store acknowledged it, so a store that is down (or a daemon restart) loses nothing
-and the backlog is replayed in order. At the bound the oldest batches go first; that loss is
+Modelled on the agent's outbox (``powerd.agent.spool``): every batch is written here first and
+deleted only once the store acknowledged it, so a store that is down (or a daemon restart) loses
+nothing and the backlog is replayed in order. At the bound the oldest batches go first; that loss is
 counted in samples (``points`` of a batch: its field values), for
 ``powerd_sink_samples_total{outcome="dropped"}``.
 """

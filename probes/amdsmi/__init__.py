@@ -29,14 +29,14 @@ from dataclasses import dataclass, field
 from powerd.block import Block
 from powerd.channel import Accuracy, Channel
 from powerd.errors import ProbeUnavailable, SpecError
-from probes.amdsmi.readings import INSTANT_KEYS, choose_power_key, energy, power_w
-from probes.amdsmi.transport import (
+from powerd.probes.amdsmi.readings import INSTANT_KEYS, choose_power_key, energy, power_w
+from powerd.probes.amdsmi.transport import (
     STATUS_NOT_SUPPORTED,
     Amdsmi,
     AmdsmiError,
     BindingMissing,
 )
-from probes.base import Availability
+from powerd.probes.base import Availability
 
 DEFAULT_INTERVAL_S = 0.1
 ASSUMED_FRAC = 0.05  # AMD publishes no accuracy for socket power or the energy counter

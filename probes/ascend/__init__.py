@@ -25,11 +25,11 @@ import time
 from powerd.block import Block
 from powerd.channel import Accuracy, Channel
 from powerd.errors import ProbeUnavailable, SpecError
-from probes.ascend.parse import READING_LABELS, PowerInfo, parse_list, parse_power
-from probes.base import Availability, parse_kv
-from probes.cliexec import ToolError, find_tool, run_tool
-from probes.clistream import PolledProbe, ToolPoller, Values
-from probes.hwmon.poll import interval_arg
+from powerd.probes.ascend.parse import READING_LABELS, PowerInfo, parse_list, parse_power
+from powerd.probes.base import Availability, parse_kv
+from powerd.probes.cliexec import ToolError, find_tool, run_tool
+from powerd.probes.clistream import PolledProbe, ToolPoller, Values
+from powerd.probes.hwmon.poll import interval_arg
 
 TOOL = "npu-smi"
 EXTRA_PATHS = ("/usr/local/bin/npu-smi", "/usr/local/sbin/npu-smi", "/usr/bin/npu-smi")

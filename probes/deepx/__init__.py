@@ -12,8 +12,8 @@ reason.
 from __future__ import annotations
 
 from powerd.errors import ProbeUnavailable
-from probes.base import Availability, Probe
-from probes.cliexec import find_tool
+from powerd.probes.base import Availability, Probe
+from powerd.probes.cliexec import find_tool
 
 TOOL = "dxrt-cli"
 EXTRA_PATHS = ("/usr/local/bin/dxrt-cli", "/usr/bin/dxrt-cli")

@@ -7,7 +7,7 @@ Source, in order (``source=auto``):
    (a sysfs read in the library, well under a millisecond);
 2. the ``furiosa-smi`` CLI: ``furiosa-smi info --format json`` (RNGD), or ``info --output
    json`` if the first form is refused (older Warboy tools, per the notes; not verified), run
-   once per poll on a thread of its own (``probes.ipmi.poller``), bounded by ``timeout``.
+   once per poll on a thread of its own (``powerd.probes.ipmi.poller``), bounded by ``timeout``.
 
 Channels are ``furiosa:<dev_name>`` (``furiosa:npu0``), power in W, ``measures`` the device's
 UUID (``npu:<uuid>``), so the binding and the CLI never add up one card twice. A device whose
@@ -30,9 +30,9 @@ import numpy as np
 from powerd.block import Block
 from powerd.channel import Accuracy, Channel
 from powerd.errors import ProbeUnavailable, SpecError
-from probes.base import Availability
-from probes.cliexec import ToolError, find_tool, run_tool
-from probes.furiosa.binding import (
+from powerd.probes.base import Availability
+from powerd.probes.cliexec import ToolError, find_tool, run_tool
+from powerd.probes.furiosa.binding import (
     NAMES,
     BindingError,
     BindingMissing,
@@ -40,8 +40,8 @@ from probes.furiosa.binding import (
     open_binding,
     read_power,
 )
-from probes.furiosa.parse import CliDevice, binding_power, parse_info_json
-from probes.ipmi.poller import Poller
+from powerd.probes.furiosa.parse import CliDevice, binding_power, parse_info_json
+from powerd.probes.ipmi.poller import Poller
 
 BINDING_INTERVAL_S = 0.5
 CLI_INTERVAL_S = 1.0

@@ -19,11 +19,11 @@ import time
 
 from powerd.channel import Accuracy, Channel
 from powerd.errors import ProbeUnavailable
-from probes.base import Availability, parse_kv
-from probes.cliexec import ToolError, find_tool, run_tool, timeout_arg
-from probes.clistream import Arrived, LineStream, Parsed, StreamedProbe
-from probes.gaudi.parse import FIELDS, Row, parse_line
-from probes.hwmon.poll import interval_arg
+from powerd.probes.base import Availability, parse_kv
+from powerd.probes.cliexec import ToolError, find_tool, run_tool, timeout_arg
+from powerd.probes.clistream import Arrived, LineStream, Parsed, StreamedProbe
+from powerd.probes.gaudi.parse import FIELDS, Row, parse_line
+from powerd.probes.hwmon.poll import interval_arg
 
 TOOL = "hl-smi"
 EXTRA_PATHS = ("/usr/bin/hl-smi", "/usr/local/bin/hl-smi", "/opt/habanalabs/bin/hl-smi")

@@ -20,11 +20,11 @@ from pathlib import Path
 
 from powerd.channel import Channel, SourceClass
 from powerd.errors import ProbeUnavailable, SpecError
-from probes import sysfs
-from probes.base import Availability, parse_kv
-from probes.hwmon.chips import ATTR_RE, ChipListing, SensorPlan, chip_ids, plan_chip
-from probes.hwmon.poll import Source, SysfsProbe, interval_arg
-from probes.hwmon.units import (
+from powerd.probes import sysfs
+from powerd.probes.base import Availability, parse_kv
+from powerd.probes.hwmon.chips import ATTR_RE, ChipListing, SensorPlan, chip_ids, plan_chip
+from powerd.probes.hwmon.poll import Source, SysfsProbe, interval_arg
+from powerd.probes.hwmon.units import (
     microjoules_to_j,
     microwatts_to_w,
     milliseconds_to_s,

@@ -128,7 +128,9 @@ def chip_ids(chips: list[ChipListing]) -> dict[str, str]:
 
 def _rails(chip: ChipListing, power_keys: set[str]) -> list[tuple[int, int, str]]:
     """(in index, curr index, key) of the voltage × current pairs to read."""
-    from probes.jetson.rails import skip_rail  # here: probes.jetson imports this package
+    from powerd.probes.jetson.rails import (
+        skip_rail,  # here: powerd.probes.jetson imports this package
+    )
 
     ins = set(_indices(chip.attrs, "in", "input"))
     allowed = INDEX_PAIRS.get(chip.name)
@@ -188,7 +190,10 @@ def plan_chip(
     chip: ChipListing, chip_id: str, source_class: SourceClass | None
 ) -> list[SensorPlan]:
     """Channels of one chip. ``source_class`` overrides the default (``telemetry``)."""
-    from probes.jetson.rails import rail_roles, skip_rail  # here: probes.jetson imports us
+    from powerd.probes.jetson.rails import (  # here: powerd.probes.jetson imports us
+        rail_roles,
+        skip_rail,
+    )
 
     labels = chip.labels
     p_in = _indices(chip.attrs, "power", "input")

@@ -2,9 +2,9 @@
 
 A probe is a list of :class:`Source`: one channel, the sysfs files it needs, and a pure converter
 from their text to an SI value (``probes/hwmon/units.py``). Each ``read`` reads every source's
-files through ``probes.sysfs`` (the one configurable root) and stamps all of them with the read
-time. One source failing (file gone, permission, "N/A", garbage) becomes that channel's problem;
-the others are still returned.
+files through ``powerd.probes.sysfs`` (the one configurable root) and stamps all of them with the
+read time. One source failing (file gone, permission, "N/A", garbage) becomes that channel's
+problem; the others are still returned.
 
 A power sensor that refreshes slower than we poll returns the same value several times. A repeat
 younger than the sensor's refresh period (``Source.hold_s``) is stale and dropped rather than
@@ -22,7 +22,7 @@ import numpy as np
 from powerd.block import Block
 from powerd.channel import Channel
 from powerd.errors import SpecError
-from probes import sysfs
+from powerd.probes import sysfs
 
 Convert = Callable[[Sequence[str]], float]
 

@@ -18,11 +18,11 @@ import time
 
 from powerd.channel import Accuracy, Channel
 from powerd.errors import ProbeUnavailable
-from probes.base import Availability, parse_kv
-from probes.cliexec import ToolError, find_tool, run_tool, timeout_arg
-from probes.clistream import PolledProbe, ToolPoller, Values
-from probes.hwmon.poll import interval_arg
-from probes.hyperaccel.parse import Lpu, parse_table
+from powerd.probes.base import Availability, parse_kv
+from powerd.probes.cliexec import ToolError, find_tool, run_tool, timeout_arg
+from powerd.probes.clistream import PolledProbe, ToolPoller, Values
+from powerd.probes.hwmon.poll import interval_arg
+from powerd.probes.hyperaccel.parse import Lpu, parse_table
 
 TOOL = "hyperdex-smi"
 EXTRA_PATHS = ("/opt/hyperdex/hrt/bin/hyperdex-smi", "/opt/hyperdex/bin/hyperdex-smi")

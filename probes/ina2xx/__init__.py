@@ -26,9 +26,9 @@ from pathlib import Path
 
 from powerd.channel import Accuracy, Channel
 from powerd.errors import ProbeUnavailable, SpecError
-from probes.base import Availability, parse_kv
-from probes.ina2xx.probe import InaConfig, InaProbe
-from probes.serialport import candidate_ports as serial_ports
+from powerd.probes.base import Availability, parse_kv
+from powerd.probes.ina2xx.probe import InaConfig, InaProbe
+from powerd.probes.serialport import candidate_ports as serial_ports
 
 DEFAULT_BAUD = 115200
 DEFAULT_RATE_HZ = 1000.0

@@ -19,9 +19,9 @@ import serial
 
 from powerd.block import F64, I64
 from powerd.channel import Channel
-from probes.ina2xx.protocol import Counts, LineParser, Parsed
-from probes.ina2xx.timing import ClockStats, DeviceClock
-from probes.serialport import Clock, Emit, SerialProbe
+from powerd.probes.ina2xx.protocol import Counts, LineParser, Parsed
+from powerd.probes.ina2xx.timing import ClockStats, DeviceClock
+from powerd.probes.serialport import Clock, Emit, SerialProbe
 
 READ_TIMEOUT_S = 0.05
 REPORT_EVERY_NS = 1_000_000_000

@@ -20,9 +20,9 @@ default 0), ``unplug`` (``keep``/``reset``, default keep), ``banner_s`` (default
 from __future__ import annotations
 
 from powerd.errors import SpecError
-from probes.ina2xx.protocol import U32, format_line, pwr_line
-from probes.serialsim import MeterModel
-from probes.sim.waveform import Waveform
+from powerd.probes.ina2xx.protocol import U32, format_line, pwr_line
+from powerd.probes.serialsim import MeterModel
+from powerd.probes.sim.waveform import Waveform
 
 STALL_S = 1.0
 BUS_LSB_MV = 1.25

@@ -30,10 +30,10 @@ import numpy as np
 from powerd.block import Block
 from powerd.channel import Accuracy, Channel
 from powerd.errors import ProbeUnavailable, SpecError
-from probes.base import Availability, parse_kv
-from probes.cliexec import ToolError, find_tool, run_tool
-from probes.ipmi.parse import judge
-from probes.ipmi.poller import Poller
+from powerd.probes.base import Availability, parse_kv
+from powerd.probes.cliexec import ToolError, find_tool, run_tool
+from powerd.probes.ipmi.parse import judge
+from powerd.probes.ipmi.poller import Poller
 
 FALLBACK_PATHS = ("/usr/bin/ipmitool", "/usr/sbin/ipmitool", "/usr/local/bin/ipmitool")
 LOCAL_DEVICES = ("/dev/ipmi0", "/dev/ipmi/0", "/dev/ipmidev/0")

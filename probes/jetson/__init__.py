@@ -18,14 +18,14 @@ from pathlib import Path
 
 from powerd.channel import Accuracy, Channel
 from powerd.errors import ProbeUnavailable
-from probes import sysfs
-from probes.base import Availability, parse_kv
-from probes.hwmon import list_chip
-from probes.hwmon.chips import READING_FRAC, ChipListing, ina_accuracy
-from probes.hwmon.poll import Source, SysfsProbe, interval_arg
-from probes.hwmon.units import milliwatts_to_w, rail_power_w
-from probes.jetson.layout import RAIL_NAME_RE, RailFiles, hwmon_rails, iio_rails, rail_ids
-from probes.jetson.rails import rail_roles
+from powerd.probes import sysfs
+from powerd.probes.base import Availability, parse_kv
+from powerd.probes.hwmon import list_chip
+from powerd.probes.hwmon.chips import READING_FRAC, ChipListing, ina_accuracy
+from powerd.probes.hwmon.poll import Source, SysfsProbe, interval_arg
+from powerd.probes.hwmon.units import milliwatts_to_w, rail_power_w
+from powerd.probes.jetson.layout import RAIL_NAME_RE, RailFiles, hwmon_rails, iio_rails, rail_ids
+from powerd.probes.jetson.rails import rail_roles
 
 I2C_DEVICES = "/sys/bus/i2c/devices"
 DEFAULT_INTERVAL_S = 0.1

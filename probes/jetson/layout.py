@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from probes.hwmon.chips import ChipListing, clean
-from probes.hwmon.units import milliwatts_to_w, parse_int
-from probes.jetson.rails import skip_rail
+from powerd.probes.hwmon.chips import ChipListing, clean
+from powerd.probes.hwmon.units import milliwatts_to_w, parse_int
+from powerd.probes.jetson.rails import skip_rail
 
 RAIL_NAME_RE = re.compile(r"^rail_name_(\d+)$")
 HWMON_CHANNELS = (1, 2, 3)

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 from powerd.channel import Accuracy, Channel
 from powerd.errors import ProbeUnavailable
-from probes.base import Availability
-from probes.lpm01a.config import LpmConfig, parse_spec, path_exists
-from probes.lpm01a.probe import LpmProbe
-from probes.serialport import candidate_ports as serial_ports
+from powerd.probes.base import Availability
+from powerd.probes.lpm01a.config import LpmConfig, parse_spec, path_exists
+from powerd.probes.lpm01a.probe import LpmProbe
+from powerd.probes.serialport import candidate_ports as serial_ports
 
 PORT_GLOBS = ("/dev/serial/by-id/*STMicroelectronics*", "/dev/ttyACM*")
 # UM2243 §9 and §10: static and dynamic modes both measure current "with an accuracy of better

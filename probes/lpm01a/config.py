@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from powerd.errors import SpecError
-from probes.base import parse_kv
+from powerd.probes.base import parse_kv
 
 DEFAULT_BAUD = 3_686_400
 RATES_HZ = (

@@ -4,9 +4,9 @@ hands over what it gathered. Nothing here touches the port."""
 from __future__ import annotations
 
 from powerd.channel import Channel
-from probes.lpm01a.config import LpmConfig
-from probes.lpm01a.session import LpmState
-from probes.serialport import SerialProbe
+from powerd.probes.lpm01a.config import LpmConfig
+from powerd.probes.lpm01a.session import LpmState
+from powerd.probes.serialport import SerialProbe
 
 CLOSE_TIMEOUT_S = 8.0
 

@@ -24,9 +24,9 @@ import numpy as np
 import serial
 
 from powerd.block import F64, I64
-from probes.lpm01a.clock import SampleClock
-from probes.lpm01a.config import VOLT_REPLY_TIMEOUT_S, LpmConfig, setup_commands
-from probes.lpm01a.parse import (
+from powerd.probes.lpm01a.clock import SampleClock
+from powerd.probes.lpm01a.config import VOLT_REPLY_TIMEOUT_S, LpmConfig, setup_commands
+from powerd.probes.lpm01a.parse import (
     MAX_PLAUSIBLE_A,
     AsciiDecoder,
     BinaryDecoder,
@@ -34,7 +34,7 @@ from probes.lpm01a.parse import (
     Event,
     classify_line,
 )
-from probes.serialport import Clock, Emit
+from powerd.probes.serialport import Clock, Emit
 
 READ_TIMEOUT_S = 0.05
 QUIET_WAIT_S = 0.1

@@ -34,8 +34,8 @@ import numpy as np
 
 from powerd.block import F64, I64
 from powerd.errors import SpecError
-from probes.lpm01a.config import RATES_HZ
-from probes.sim.waveform import Waveform
+from powerd.probes.lpm01a.config import RATES_HZ
+from powerd.probes.sim.waveform import Waveform
 
 POWER_LOSS_S = 1.0
 FLOOR_A = 1e-9

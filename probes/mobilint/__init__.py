@@ -22,9 +22,9 @@ import time
 
 from powerd.channel import Accuracy, Channel
 from powerd.errors import ProbeUnavailable, SpecError
-from probes.base import Availability, parse_kv
-from probes.cliexec import ToolError, find_tool, run_tool, timeout_arg
-from probes.clistream import (
+from powerd.probes.base import Availability, parse_kv
+from powerd.probes.cliexec import ToolError, find_tool, run_tool, timeout_arg
+from powerd.probes.clistream import (
     Arrived,
     Feeder,
     LineStream,
@@ -34,8 +34,8 @@ from probes.clistream import (
     ToolPoller,
     Values,
 )
-from probes.hwmon.poll import interval_arg
-from probes.mobilint.parse import Chip, RailRole, is_record_start, parse_status, rail_roles
+from powerd.probes.hwmon.poll import interval_arg
+from powerd.probes.mobilint.parse import Chip, RailRole, is_record_start, parse_status, rail_roles
 
 TOOL = "mobilint-cli"
 EXTRA_PATHS = ("/usr/bin/mobilint-cli", "/usr/local/bin/mobilint-cli")

@@ -25,10 +25,10 @@ import contextlib
 from dataclasses import dataclass
 
 from powerd.errors import ProbeUnavailable, SpecError
-from probes.base import Availability
-from probes.nvml.probe import Gpu, NvmlProbe, survey
-from probes.nvml.readings import NVML_ERROR_LIBRARY_NOT_FOUND
-from probes.nvml.transport import BindingMissing, Nvml, NvmlError
+from powerd.probes.base import Availability
+from powerd.probes.nvml.probe import Gpu, NvmlProbe, survey
+from powerd.probes.nvml.readings import NVML_ERROR_LIBRARY_NOT_FOUND
+from powerd.probes.nvml.transport import BindingMissing, Nvml, NvmlError
 
 LIBRARY_MISSING = "NVML library libnvidia-ml.so.1 not found: no NVIDIA driver on this host"
 BINDING_MISSING = (

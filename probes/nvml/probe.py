@@ -29,7 +29,7 @@ import numpy as np
 
 from powerd.block import Block
 from powerd.channel import Accuracy, Channel
-from probes.nvml.readings import (
+from powerd.probes.nvml.readings import (
     ARCH_NAMES,
     FI_DEV_POWER_INSTANT,
     NVML_ERROR_GPU_IS_LOST,
@@ -41,7 +41,7 @@ from probes.nvml.readings import (
     power_usage_averaged,
     power_w,
 )
-from probes.nvml.transport import Handle, Nvml, NvmlError
+from powerd.probes.nvml.transport import Handle, Nvml, NvmlError
 
 DEFAULT_PERIOD_NS = 100_000_000  # the counter's usual update period, if it cannot be learned
 POLL_FRACTION = 0.48  # of the update period: just under half, so reads slide over the update grid

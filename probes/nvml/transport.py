@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from probes.nvml.readings import (
+from powerd.probes.nvml.readings import (
     NVML_ERROR_LIBRARY_NOT_FOUND,
     VALUE_TYPE_DOUBLE,
     VALUE_TYPE_SIGNED_INT,

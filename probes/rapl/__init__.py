@@ -22,11 +22,11 @@ from pathlib import Path
 
 from powerd.channel import Channel
 from powerd.errors import ProbeUnavailable
-from probes import sysfs
-from probes.base import Availability, parse_kv
-from probes.hwmon.poll import Source, SysfsProbe, bool_arg, describe_oserror, interval_arg
-from probes.hwmon.units import microjoules_to_j, parse_int
-from probes.rapl.zones import (
+from powerd.probes import sysfs
+from powerd.probes.base import Availability, parse_kv
+from powerd.probes.hwmon.poll import Source, SysfsProbe, bool_arg, describe_oserror, interval_arg
+from powerd.probes.hwmon.units import microjoules_to_j, parse_int
+from powerd.probes.rapl.zones import (
     COUNTER_UPDATE_S,
     Zone,
     ZonePlan,

@@ -21,11 +21,11 @@ import time
 
 from powerd.channel import Accuracy, Channel
 from powerd.errors import ProbeUnavailable
-from probes.base import Availability, parse_kv
-from probes.cliexec import ToolError, find_tool, run_tool, timeout_arg
-from probes.clistream import PolledProbe, ToolPoller, Values
-from probes.hwmon.poll import interval_arg
-from probes.rbln.parse import Card, group_cards, parse_status
+from powerd.probes.base import Availability, parse_kv
+from powerd.probes.cliexec import ToolError, find_tool, run_tool, timeout_arg
+from powerd.probes.clistream import PolledProbe, ToolPoller, Values
+from powerd.probes.hwmon.poll import interval_arg
+from powerd.probes.rbln.parse import Card, group_cards, parse_status
 
 TOOLS = ("rbln-smi", "rbln-stat")
 EXTRA_DIRS = ("/usr/bin", "/usr/local/bin")

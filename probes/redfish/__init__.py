@@ -42,12 +42,12 @@ import numpy as np
 from powerd.block import Block
 from powerd.channel import Channel
 from powerd.errors import ProbeUnavailable
-from probes.base import Availability
-from probes.ipmi.poller import Poller
-from probes.redfish.discover import Target, discover
-from probes.redfish.parse import Value, environment, power_controls, sensor
-from probes.redfish.spec import RedfishSpec, parse_spec
-from probes.redfish.transport import Client, RedfishError
+from powerd.probes.base import Availability
+from powerd.probes.ipmi.poller import Poller
+from powerd.probes.redfish.discover import Target, discover
+from powerd.probes.redfish.parse import Value, environment, power_controls, sensor
+from powerd.probes.redfish.spec import RedfishSpec, parse_spec
+from powerd.probes.redfish.transport import Client, RedfishError
 
 __all__ = ["RedfishFamily", "RedfishProbe", "RedfishSpec", "Target", "family", "parse_spec"]
 

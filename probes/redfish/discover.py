@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 
 from powerd.channel import Accuracy, Channel, SourceClass
 from powerd.errors import ProbeUnavailable
-from probes.redfish.parse import (
+from powerd.probes.redfish.parse import (
     Role,
     Value,
     contained_by,
@@ -36,8 +36,8 @@ from probes.redfish.parse import (
     sensor,
     sensor_role,
 )
-from probes.redfish.spec import RedfishSpec, clean_id
-from probes.redfish.transport import Client, RedfishError
+from powerd.probes.redfish.spec import RedfishSpec, clean_id
+from powerd.probes.redfish.transport import Client, RedfishError
 
 MAX_SENSORS = 400
 ASSUMED_FRAC = 0.05  # Redfish documents no accuracy for PowerControl/EnvironmentMetrics

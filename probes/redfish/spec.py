@@ -8,7 +8,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 from powerd.errors import SpecError
-from probes.base import parse_kv
+from powerd.probes.base import parse_kv
 
 DEFAULT_INTERVAL_S = 2.0
 MIN_INTERVAL_S = 0.5

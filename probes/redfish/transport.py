@@ -18,7 +18,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from probes.redfish.parse import loads
+from powerd.probes.redfish.parse import loads
 
 MAX_BODY = 4 * 1024 * 1024
 CHUNK = 65536

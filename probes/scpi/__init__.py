@@ -32,11 +32,11 @@ from typing import cast
 
 from powerd.channel import Accuracy, Channel
 from powerd.errors import ProbeUnavailable, SpecError
-from probes.base import Availability, parse_kv
-from probes.scpi.profiles import PROFILES, Check, Mode, Profile
-from probes.scpi.session import ScpiConfig, ScpiStats, make_session
-from probes.serialport import SerialProbe
-from probes.serialport import candidate_ports as serial_ports
+from powerd.probes.base import Availability, parse_kv
+from powerd.probes.scpi.profiles import PROFILES, Check, Mode, Profile
+from powerd.probes.scpi.session import ScpiConfig, ScpiStats, make_session
+from powerd.probes.serialport import SerialProbe
+from powerd.probes.serialport import candidate_ports as serial_ports
 
 KEYS = {
     "profile",

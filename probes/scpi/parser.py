@@ -15,7 +15,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from probes.scpi.profiles import Check, Mode, Profile
+from powerd.probes.scpi.profiles import Check, Mode, Profile
 
 MAX_REPLY_CHARS = 200
 HEADER_RE = re.compile(r"^[A-Z][A-Z0-9_:]*\s+")

@@ -29,9 +29,16 @@ from dataclasses import dataclass, field
 
 import serial
 
-from probes.scpi.parser import Reading, Reject, parse_error, parse_idn, parse_reading, parse_ready
-from probes.scpi.profiles import Mode, Profile
-from probes.serialport import Clock, Emit
+from powerd.probes.scpi.parser import (
+    Reading,
+    Reject,
+    parse_error,
+    parse_idn,
+    parse_reading,
+    parse_ready,
+)
+from powerd.probes.scpi.profiles import Mode, Profile
+from powerd.probes.serialport import Clock, Emit
 
 PORT_TIMEOUT_S = 0.02
 DEAD_AFTER = 2

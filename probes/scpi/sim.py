@@ -29,8 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from powerd.errors import SpecError
-from probes.serialsim import MeterModel
-from probes.sim.waveform import Waveform
+from powerd.probes.serialsim import MeterModel
+from powerd.probes.sim.waveform import Waveform
 
 Handler = Callable[[str, int], str | None]
 OPTIONS = {"volts", "update", "azero", "delay"}

@@ -10,8 +10,8 @@ import numpy as np
 
 from powerd.block import Block
 from powerd.channel import Accuracy, Channel
-from probes.base import Availability
-from probes.sim.waveform import SimSpec, gaussian_noise, parse_spec
+from powerd.probes.base import Availability
+from powerd.probes.sim.waveform import SimSpec, gaussian_noise, parse_spec
 
 POLL_MIN_S = 0.01
 POLL_MAX_S = 0.1

@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from powerd.block import F64, I64
 from powerd.errors import SpecError
-from probes.base import parse_kv
+from powerd.probes.base import parse_kv
 
 SHAPES: dict[str, dict[str, float]] = {
     "constant": {"w": 5.0},

@@ -2,7 +2,7 @@
 
 Prefer the ``jetson`` probe (direct sysfs reads, no subprocess). This one is for hosts where the
 INA3221 files cannot be read but ``tegrastats`` runs. It starts ``tegrastats --interval <ms>``
-ONCE and reads its output as a stream on a thread (``probes.clistream.LineStream``, never a
+ONCE and reads its output as a stream on a thread (``powerd.probes.clistream.LineStream``, never a
 process per sample); each line is stamped when it arrives (``time.monotonic_ns``, mapped onto
 the caller's UTC timeline at the next ``read``), parsed by the pure ``parse.parse_line``, and
 the first (instantaneous) value of each rail is a power sample in W. Rails follow the Jetson
@@ -32,13 +32,13 @@ import numpy as np
 from powerd.block import Block
 from powerd.channel import Accuracy, Channel
 from powerd.errors import ProbeUnavailable
-from probes.base import Availability, parse_kv
-from probes.cliexec import timeout_arg
-from probes.clistream import Arrived, LineStream, utc_of
-from probes.hwmon.chips import READING_FRAC, clean
-from probes.hwmon.poll import interval_arg
-from probes.jetson.rails import rail_roles, skip_rail
-from probes.tegrastats.parse import parse_line
+from powerd.probes.base import Availability, parse_kv
+from powerd.probes.cliexec import timeout_arg
+from powerd.probes.clistream import Arrived, LineStream, utc_of
+from powerd.probes.hwmon.chips import READING_FRAC, clean
+from powerd.probes.hwmon.poll import interval_arg
+from powerd.probes.jetson.rails import rail_roles, skip_rail
+from powerd.probes.tegrastats.parse import parse_line
 
 DEFAULT_INTERVAL_S = 0.1
 DEFAULT_TIMEOUT_S = 10.0
@@ -55,7 +55,7 @@ def find_tegrastats(path: str | None = None) -> str | None:
 
 
 def tegrastats_stream(exe: str, interval_ms: int) -> LineStream:
-    """tegrastats started once in its loop mode, read on a thread (``probes.clistream``)."""
+    """tegrastats started once in its loop mode, read on a thread (``powerd.probes.clistream``)."""
     return LineStream([exe, "--interval", str(interval_ms)], "tegrastats")
 
 

@@ -16,11 +16,11 @@ import glob
 import importlib.util
 from typing import TYPE_CHECKING
 
-from probes.base import Availability
-from probes.serialport import SerialProbe
+from powerd.probes.base import Availability
+from powerd.probes.serialport import SerialProbe
 
 if TYPE_CHECKING:
-    from probes.wt300.session import MeterSession, Plan, Stats
+    from powerd.probes.wt300.session import MeterSession, Plan, Stats
 
 PATTERNS = (
     "/dev/usbtmc*",
@@ -37,7 +37,7 @@ class Wt300Probe(SerialProbe):
     """A WT300-series meter read by a SerialReader thread; ``read`` drains what it gathered."""
 
     def __init__(self, plan: Plan) -> None:
-        from probes.wt300.session import MeterSession, open_kwargs, port_url
+        from powerd.probes.wt300.session import MeterSession, open_kwargs, port_url
 
         self.plan = plan
         self.session: MeterSession = MeterSession(plan)
@@ -80,8 +80,8 @@ class Wt300Family:
         return Availability(True, f"serial/USBTMC device paths: {shown} (pass wt300:<path>)")
 
     def open(self, args: str) -> Wt300Probe:
-        from probes.wt300.session import discover, plan
-        from probes.wt300.spec import parse_spec
+        from powerd.probes.wt300.session import discover, plan
+        from powerd.probes.wt300.spec import parse_spec
 
         spec = parse_spec(args)
         return Wt300Probe(plan(spec, discover(spec)))

@@ -4,8 +4,8 @@ Linux's ``usbtmc`` driver exposes an instrument as a character device: one ``wri
 whole USBTMC message, one ``read`` returns one whole reply (blocking up to the driver's timeout,
 set here from the port timeout with ``USBTMC_IOCTL_SET_TIMEOUT``). This module is a pyserial URL
 handler (pyserial looks up ``protocol_<scheme>`` in ``serial.protocol_handler_packages``; the
-probe registers ``probes.wt300``), so the reader thread, reconnect with backoff and gap records of
-``probes.serialport`` apply to USBTMC meters unchanged.
+probe registers ``powerd.probes.wt300``), so the reader thread, reconnect with backoff and gap
+records of ``powerd.probes.serialport`` apply to USBTMC meters unchanged.
 
 When the path is not a usbtmc device (the driver's CLEAR ioctl fails) the port treats it as a
 stand-in, such as a simulator's pseudo-terminal, and keeps the message semantics: a read returns at

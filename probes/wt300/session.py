@@ -36,14 +36,14 @@ import serial
 
 from powerd.channel import Accuracy, Channel
 from powerd.errors import ProbeUnavailable, SpecError
-from probes.serialport import Emit
-from probes.wt300 import parser
-from probes.wt300.link import Link, Port, Reply
-from probes.wt300.models import ModelSpec, lookup, rate_command_arg, smallest_range
-from probes.wt300.parser import Item, Layout
-from probes.wt300.protocol_wt300tmc import url_for
-from probes.wt300.spec import Wt300Spec
-from probes.wt300.timing import UpdateClock
+from powerd.probes.serialport import Emit
+from powerd.probes.wt300 import parser
+from powerd.probes.wt300.link import Link, Port, Reply
+from powerd.probes.wt300.models import ModelSpec, lookup, rate_command_arg, smallest_range
+from powerd.probes.wt300.parser import Item, Layout
+from powerd.probes.wt300.protocol_wt300tmc import url_for
+from powerd.probes.wt300.spec import Wt300Spec
+from powerd.probes.wt300.timing import UpdateClock
 
 Clock = Callable[[], int]
 MAX_ITEMS = 10
@@ -58,8 +58,8 @@ ERROR_DRAIN_MAX = 16
 REPEAT_S = 10.0
 PROBLEM_LOG = 200
 
-if "probes.wt300" not in serial.protocol_handler_packages:
-    serial.protocol_handler_packages.append("probes.wt300")
+if "powerd.probes.wt300" not in serial.protocol_handler_packages:
+    serial.protocol_handler_packages.append("powerd.probes.wt300")
 
 
 class MeterSilent(serial.SerialException):

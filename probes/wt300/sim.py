@@ -35,8 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from powerd.errors import SpecError
-from probes.sim.waveform import Waveform
-from probes.wt300.models import MODELS, ModelSpec, lookup
+from powerd.probes.sim.waveform import Waveform
+from powerd.probes.wt300.models import MODELS, ModelSpec, lookup
 
 TICK_S = 0.002
 MAX_CATCH_UP_UPDATES = 100_000

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from powerd.errors import SpecError
-from probes.base import parse_kv
-from probes.wt300.models import MODELS, RATES_E_S, lookup
+from powerd.probes.base import parse_kv
+from powerd.probes.wt300.models import MODELS, RATES_E_S, lookup
 
 KEYS = {
     "rate",

@@ -42,10 +42,10 @@ def agent_process(
     http_port: int | None = None,
     kill: bool = False,
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """``python -m agent --config FILE``; yields the process and its marker URL. Leaving the block
-    SIGKILLs it (``kill``) or stops it with SIGTERM."""
+    """``python -m powerd.agent --config FILE``; yields the process and its marker URL. Leaving the
+    block SIGKILLs it (``kill``) or stops it with SIGTERM."""
     port = http_port or free_port()
-    cmd = [sys.executable, "-m", "agent", "--config", str(config), "--http-port", str(port)]
+    cmd = [sys.executable, "-m", "powerd.agent", "--config", str(config), "--http-port", str(port)]
     env = dict(os.environ)
     if fake_offset_s is not None:
         cmd = [require_tool("faketime"), "-f", f"{fake_offset_s:+.3f}s", *cmd]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import cli
-from agent.agent import PUBLISH_INTERVAL_S, AgentConfig
-from agent.mqttconf import MqttSettings
+from powerd.agent import cli
+from powerd.agent.agent import PUBLISH_INTERVAL_S, AgentConfig
+from powerd.agent.mqttconf import MqttSettings
 from powerd.errors import PowerdError
 from tests.powerd.test_config_strict import fields, sample
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent import wire
-from agent.epoch import EpochAnchor
+from powerd.agent import wire
+from powerd.agent.epoch import EpochAnchor
 from powerd.channel import Channel
 from powerd.daemon import MIN_EXCHANGES, Daemon
 from powerd.store import Store
@@ -281,8 +281,8 @@ def test_a_wall_clock_step_while_running_starts_a_new_epoch(
 ) -> None:
     """The agent (in-process, its wall clock injected) sees its clock step by +1 s mid-run: a new
     epoch, a new estimate, and a phase after the step lands where it happened."""
-    from agent.agent import Agent, AgentConfig
-    from agent.mqttconf import MqttSettings
+    from powerd.agent.agent import Agent, AgentConfig
+    from powerd.agent.mqttconf import MqttSettings
     from tests.agent.agentproc import RATE_HZ, SQUARE
 
     shift_ns = [0]

@@ -20,7 +20,7 @@ import numpy as np
 import paho.mqtt.client as paho
 import pytest
 
-from probes.sim.waveform import parse_spec
+from powerd.probes.sim.waveform import parse_spec
 from tests.servers import Mosquitto, free_port, mosquitto, running_daemon, wait_for
 from tests.tools import require_tool
 
@@ -44,7 +44,7 @@ def running_agent(
     cmd = [
         sys.executable,
         "-m",
-        "agent",
+        "powerd.agent",
         "--id",
         agent_id,
         "--probe",

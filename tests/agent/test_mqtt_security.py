@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.mqttconf import MqttSettings
+from powerd.agent.mqttconf import MqttSettings
 from tests.servers import Mosquitto, free_port, running_daemon, wait_for, wait_port
 from tests.tools import require_tool
 
@@ -123,7 +123,7 @@ def test_daemon_and_agent_over_tls_with_a_password(
     log = tmp_path / "agent.log"
     with running_daemon(tmp_path, secure_broker, mqtt) as daemon, log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "--config", str(agent_conf)],
+            [sys.executable, "-m", "powerd.agent", "--config", str(agent_conf)],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -153,7 +153,7 @@ def test_wrong_password_is_refused_and_never_logged(
         f'tls_ca = "{tmp_path / "ca.pem"}"\n'
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "--config", str(agent_conf)],
+        [sys.executable, "-m", "powerd.agent", "--config", str(agent_conf)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -172,7 +172,7 @@ def test_missing_password_file_is_a_one_line_error(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "agent",
+            "powerd.agent",
             "--id",
             "x",
             "--probe",

@@ -70,7 +70,7 @@ port = {http_port}
 
 
 def agent_cmd(tmp: Path, broker: Mosquitto, agent: str, watts: float, http_port: int) -> list[str]:
-    return [sys.executable, "-m", "agent", "--id", agent,
+    return [sys.executable, "-m", "powerd.agent", "--id", agent,
             "--probe", f"sim:constant,w={watts},rate=100,class=telemetry",
             "--mqtt", f"127.0.0.1:{broker.port}", "--spool-dir", str(tmp / f"spool-{agent}"),
             "--http-port", str(http_port)]  # fmt: skip

@@ -18,8 +18,8 @@ import numpy as np
 import paho.mqtt.client as paho
 import pytest
 
-from agent import wire
-from agent.spool import Spool
+from powerd.agent import wire
+from powerd.agent.spool import Spool
 from tests.agent.agentproc import RATE_HZ, agent_process, running_agent, write_config
 from tests.agent.test_mqtt_e2e import post, subscribe, truth_j
 from tests.servers import Mosquitto, mosquitto, running_daemon, wait_for
@@ -171,7 +171,7 @@ def test_memory_queue_bound_drops_are_reported_too(tmp_path: Path) -> None:
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "agent", *args],
+        [sys.executable, "-m", "powerd.agent", *args],
         check=False,
         capture_output=True,
         text=True,

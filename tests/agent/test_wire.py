@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.wire import (
+from powerd.agent.wire import (
     WireError,
     decode_block,
     decode_marker,

@@ -19,7 +19,7 @@ from tests.api.helpers import Api, Broker, component
 
 WORKLOAD = """
 import os, time
-from agent.client import PowerdClient
+from powerd.client import PowerdClient
 print("url", os.environ["POWERD_URL"], "run", os.environ["POWERD_RUN"])
 client = PowerdClient()
 with client.phase("prefill", meta={"model": "tiny"}):

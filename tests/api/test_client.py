@@ -1,4 +1,4 @@
-"""The harness client (agent.client) against a real API server and a real mosquitto broker."""
+"""The harness client (powerd.client) against a real API server and a real mosquitto broker."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent import wire
-from agent.client import PowerdClient, PowerdClientError, default_source
+from powerd.agent import wire
+from powerd.client import PowerdClient, PowerdClientError, default_source
 from powerd.daemon import Daemon
 from tests.api.helpers import TIMEOUT_S, Api, Broker, component, free_port
 

@@ -21,7 +21,7 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 
-from probes.sim.waveform import parse_spec
+from powerd.probes.sim.waveform import parse_spec
 from tests.servers import Mosquitto, free_port, mosquitto, running_daemon, wait_for, wait_port
 
 SIM = "constant,w=7,rate=200"
@@ -319,7 +319,7 @@ def running_agent(tmp: Path, broker_port: int, agent_id: str) -> Iterator[subpro
     cmd = [
         sys.executable,
         "-m",
-        "agent",
+        "powerd.agent",
         "--id",
         agent_id,
         "--probe",

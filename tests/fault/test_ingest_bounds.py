@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent import wire
+from powerd.agent import wire
 from powerd.channel import Channel
 from powerd.clockplan import BACKOFF_MAX_S, ClockPlan
 from powerd.daemon import MIN_EXCHANGES, UNKNOWN_HELD_PER_AGENT, UNKNOWN_HELD_TOTAL, Daemon

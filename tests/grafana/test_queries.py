@@ -151,7 +151,8 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stores]:
         daemon = f"http://127.0.0.1:{http_port}"
         stack.enter_context(
             process(
-                [sys.executable, "-m", "agent", "--id", AGENT, "--probe", AGENT_PROBE, "--mqtt",
+                [sys.executable, "-m", "powerd.agent", "--id", AGENT, "--probe", AGENT_PROBE,
+                 "--mqtt",
                  f"127.0.0.1:{broker.port}", "--spool-dir", str(tmp / "spool"), "--no-http"],
                 tmp / "agent.log",
             )

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from probes.sim.waveform import parse_spec
+from powerd.probes.sim.waveform import parse_spec
 
 SQUARE = "square,high=10,low=2,period=0.1,duty=0.5"
 

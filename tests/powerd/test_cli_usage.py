@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from powerd.cli import build_parser
-from probes.registry import missing_extra
+from powerd.probes.registry import missing_extra
 
 CONST = "sim:constant,w=5"
 

@@ -237,7 +237,7 @@ def test_a_missing_or_broken_file_is_one_line(
 
 
 def test_the_readme_configs_validate(tmp_path: Path) -> None:
-    from agent import cli as agent_cli
+    from powerd.agent import cli as agent_cli
 
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     blocks = [textwrap.dedent(b) for b in re.findall(r"```toml\n(.*?)\s*```", readme, re.S)]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.wire import Marker
+from powerd.agent.wire import Marker
 from powerd.block import Block
 from powerd.channel import Channel
 from powerd.phases import stamp

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.wire import Marker
+from powerd.agent.wire import Marker
+from powerd.commands.marker_import import apply_lines
 from powerd.config import load
 from powerd.daemon import Daemon
 from powerd.errors import MarkerError, PowerdError
-from powerd.marker_import import apply_lines
 from powerd.phases import INT64_MAX, PhaseTracker, stamp
 from powerd.store import Store
 from powerd.timeline import Timeline

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from agent.wire import Marker
+from powerd.agent.wire import Marker
 from powerd.errors import MarkerError
 from powerd.phases import PhaseTracker, StampedMarker, replay, stamp
 

@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 
 from powerd.health import Health
+from powerd.probes.serialsim import PtySimulator
+from powerd.probes.wt300.sim import make
 from powerd.runner import GAP_REASON, Sampler, component, open_probes
 from powerd.store import Store
 from powerd.timebase import TimeAnchor
 from powerd.timeline import Timeline
-from probes.serialsim import PtySimulator
-from probes.wt300.sim import make
 from tests.probes.wt300.helpers import WF, truth_power_w, update_of, wait_for
 
 SPEC = "rate=0.1,vrange=15,irange=5"
@@ -295,8 +295,8 @@ def test_a_probe_whose_reads_keep_failing_is_down_and_its_gap_exact(tmp_path: Pa
 def test_an_agent_probe_absent_at_start_comes_up_and_its_channels_are_announced(
     tmp_path: Path,
 ) -> None:
-    from agent.agent import Agent, AgentConfig
-    from agent.mqttconf import MqttSettings
+    from powerd.agent.agent import Agent, AgentConfig
+    from powerd.agent.mqttconf import MqttSettings
 
     link = tmp_path / "wt310"
     spec = f"wt300:{link},{SPEC}"
@@ -319,7 +319,7 @@ def test_an_agent_probe_absent_at_start_comes_up_and_its_channels_are_announced(
     announced = [p for t, p in topics if t == "powerd/v1/channels/edge-9"]
     assert announced and POWER in {ch["id"] for ch in json.loads(announced[-1])}
     # its channels were announced before its first block, so the daemon knows them
-    from agent.wire import decode_blocks
+    from powerd.agent.wire import decode_blocks
 
     first_block = next(
         i

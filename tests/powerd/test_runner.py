@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from agent.wire import Marker
+from powerd.agent.wire import Marker
 from powerd.block import Block
 from powerd.channel import Channel
 from powerd.phases import stamp
+from powerd.probes.registry import open_probe
 from powerd.runner import Sampler
 from powerd.runs import compute_run
 from powerd.store import Store
 from powerd.timebase import TimeAnchor
 from powerd.timeline import Timeline
-from probes.registry import open_probe
 
 
 class FlakyProbe:

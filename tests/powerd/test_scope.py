@@ -10,15 +10,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agent.wire import parse_marker
+from powerd.agent.wire import parse_marker
 from powerd.block import Block
 from powerd.channel import Channel
 from powerd.daemon import Daemon
 from powerd.phases import stamp
+from powerd.probes.registry import open_probe
 from powerd.runs import compute_run
 from powerd.store import Store
 from powerd.timeline import Timeline
-from probes.registry import open_probe
 
 T0 = 1_800_000_000_000_000_000
 S = 1_000_000_000

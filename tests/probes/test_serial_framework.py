@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import serial
 
-from probes.serialport import Emit, SerialReader
-from probes.serialsim import Faults, PtySimulator
-from probes.simulators import SIMULATORS
+from powerd.probes.serialport import Emit, SerialReader
+from powerd.probes.serialsim import Faults, PtySimulator
+from powerd.probes.simulators import SIMULATORS
 
 
 class CounterMeter:

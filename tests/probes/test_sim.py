@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from powerd.errors import SpecError
 from powerd.integrate import Window, integrate
-from probes.registry import open_probe
-from probes.sim import SimProbe
-from probes.sim.waveform import parse_spec
+from powerd.probes.registry import open_probe
+from powerd.probes.sim import SimProbe
+from powerd.probes.sim.waveform import parse_spec
 
 T0 = 1_800_000_000_000_000_000
 

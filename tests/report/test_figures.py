@@ -11,8 +11,8 @@ import pytest
 
 from powerd.block import F64, I64, Block
 from powerd.channel import Accuracy, Channel
+from powerd.commands.measure import Progress
 from powerd.integrate import Window, integrate
-from powerd.measure import Progress
 from powerd.phases import Phase, Timing
 from powerd.report.html import fmt_pm, render_html
 from powerd.report.numbers import decimals_for, pm_text, unc_text, value_text

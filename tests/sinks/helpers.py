@@ -103,7 +103,7 @@ def powerd_agent(tmp: Path, agent_id: str, probe: str, mqtt_port: int) -> Iterat
         [
             sys.executable,
             "-m",
-            "agent",
+            "powerd.agent",
             "--id",
             agent_id,
             "--probe",

@@ -13,7 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from powerd.block import Block
 from powerd.channel import Channel
 from powerd.daemon import Daemon
-from powerd.metrics import CHANNEL_LABELS, LabelConfig, registry_for, render
+from powerd.exporter import registry_for, render
+from powerd.metrics import CHANNEL_LABELS, LabelConfig
 from powerd.runner import ProbeHealth
 from powerd.sinks.hub import SinkHub
 from powerd.store import Store

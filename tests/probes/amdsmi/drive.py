@@ -10,7 +10,7 @@ import sys
 import time
 from dataclasses import asdict
 
-from probes.registry import families
+from powerd.probes.registry import families
 
 family = families()[sys.argv[1]]
 spec, reads, sleep_s = sys.argv[2], int(sys.argv[3]), float(sys.argv[4])

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from probes.amdsmi.readings import choose_power_key, energy, power_w
+from powerd.probes.amdsmi.readings import choose_power_key, energy, power_w
 
 HERE = Path(__file__).parent
 TESTDATA = HERE / "testdata"
@@ -118,7 +118,7 @@ def test_energy_conversion_both_key_names() -> None:
 def test_missing_binding_is_missing(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     r = subprocess.run(
-        [sys.executable, "-c", "from probes.amdsmi import family; a = family.available(); "
+        [sys.executable, "-c", "from powerd.probes.amdsmi import family; a = family.available(); "
          "print(a.ok, a.broken, a.reason)"],
         env=env, capture_output=True, text=True, timeout=60, check=True, cwd=tmp_path,
     )  # fmt: skip

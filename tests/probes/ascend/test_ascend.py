@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from powerd.errors import ProbeUnavailable
-from probes.ascend import family
-from probes.ascend.parse import parse_list, parse_power
+from powerd.probes.ascend import family
+from powerd.probes.ascend.parse import parse_list, parse_power
 from tests.probes.clistream import faketool
 
 TESTDATA = Path(__file__).parent / "testdata"

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from probes.clistream import Arrived, LineStream, Polled, Series, ToolPoller, utc_of
+from powerd.probes.clistream import Arrived, LineStream, Polled, Series, ToolPoller, utc_of
 from tests.probes.clistream import faketool
 
 DEADLINE_S = 20.0

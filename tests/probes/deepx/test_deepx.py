@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from powerd.errors import ProbeUnavailable
-from probes.deepx import family
-from probes.registry import open_probe
+from powerd.probes.deepx import family
+from powerd.probes.registry import open_probe
 from tests.probes.clistream import faketool
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from probes.furiosa.parse import cli_power, parse_info_json
+from powerd.probes.furiosa.parse import cli_power, parse_info_json
 
 HERE = Path(__file__).parent
 TESTDATA = HERE / "testdata"
@@ -136,7 +136,7 @@ def test_a_cli_that_hangs_after_open_gives_problems_not_a_hang(tmp_path: Path) -
     want = {"module": None, "cli": "json:info.json"}
     script = (
         "import json, os, pathlib, time\n"
-        "from probes.furiosa import family\n"
+        "from powerd.probes.furiosa import family\n"
         "p = family.open('interval=0.2,timeout=0.5')\n"
         "state = pathlib.Path(os.environ['FAKE_FURIOSA_CLI'])\n"
         "(state / 'mode').write_text('hang')\n"

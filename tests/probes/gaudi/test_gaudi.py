@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from powerd.errors import ProbeUnavailable
-from probes.gaudi import family
-from probes.gaudi.parse import parse_line
+from powerd.probes.gaudi import family
+from powerd.probes.gaudi.parse import parse_line
 from tests.probes.clistream import faketool
 
 TESTDATA = Path(__file__).parent / "testdata"

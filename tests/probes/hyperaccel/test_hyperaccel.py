@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from powerd.errors import ProbeUnavailable
-from probes.hyperaccel import family, lpu_channel, readings
-from probes.hyperaccel.parse import parse_table
+from powerd.probes.hyperaccel import family, lpu_channel, readings
+from powerd.probes.hyperaccel.parse import parse_table
 from tests.probes.clistream import faketool
 
 TESTDATA = Path(__file__).parent / "testdata"

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from probes.serialsim import PtySimulator
+from powerd.probes.serialsim import PtySimulator
 
 
 @dataclass

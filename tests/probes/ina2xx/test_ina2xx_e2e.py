@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from probes.ina2xx import family
-from probes.ina2xx.probe import InaProbe
-from probes.ina2xx.sim import make
-from probes.serialsim import Faults, PtySimulator
-from probes.sim.waveform import Waveform, parse_spec
+from powerd.probes.ina2xx import family
+from powerd.probes.ina2xx.probe import InaProbe
+from powerd.probes.ina2xx.sim import make
+from powerd.probes.serialsim import Faults, PtySimulator
+from powerd.probes.sim.waveform import Waveform, parse_spec
 from tests.probes.ina2xx.runmeasure import largest_gap, measure, unplug_later
 
 CHANNEL = "ina2xx:0"

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from probes.ina2xx.protocol import (
+from powerd.probes.ina2xx.protocol import (
     LineParser,
     checksum,
     format_line,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from probes.ina2xx.timing import U32, WARMUP_NS, DeviceClock
+from powerd.probes.ina2xx.timing import U32, WARMUP_NS, DeviceClock
 
 PERIOD_NS = 1_000_000
 T0 = 1_763_000_000_000_000_000

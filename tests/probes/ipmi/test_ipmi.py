@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pytest
 
-import probes.ipmi as ipmi_module
+import powerd.probes.ipmi as ipmi_module
 from powerd.errors import ProbeUnavailable
-from probes.ipmi import IpmiProbe, family
-from probes.ipmi.parse import judge, parse_reading
+from powerd.probes.ipmi import IpmiProbe, family
+from powerd.probes.ipmi.parse import judge, parse_reading
 
 TESTDATA = Path(__file__).parent / "testdata"
 CASES = sorted(p for p in TESTDATA.iterdir() if (p / "case.json").is_file())

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from powerd.errors import ProbeUnavailable, SpecError
-from probes.lpm01a import family, make_channel
-from probes.lpm01a.clock import SampleClock
-from probes.lpm01a.config import parse_spec, rate_word, setup_commands
+from powerd.probes.lpm01a import family, make_channel
+from powerd.probes.lpm01a.clock import SampleClock
+from powerd.probes.lpm01a.config import parse_spec, rate_word, setup_commands
 
 
 def test_defaults_are_the_on_board_energy_at_1_khz_in_ascii() -> None:

@@ -24,11 +24,11 @@ import serial
 
 from powerd.block import Block
 from powerd.integrate import Window, integrate
-from probes.lpm01a import family
-from probes.lpm01a.probe import LpmProbe
-from probes.lpm01a.sim import PowerShieldSim, make
-from probes.serialsim import Faults, PtySimulator
-from probes.sim.waveform import Waveform, parse_spec
+from powerd.probes.lpm01a import family
+from powerd.probes.lpm01a.probe import LpmProbe
+from powerd.probes.lpm01a.sim import PowerShieldSim, make
+from powerd.probes.serialsim import Faults, PtySimulator
+from powerd.probes.sim.waveform import Waveform, parse_spec
 
 SQUARE = "square,high=0.1,low=0.02,period=0.2,duty=0.5"  # 30 mA / 6 mA at 3.3 V
 RAMP = "ramp,low=0.02,high=0.1,period=30"  # slow: the truth at a stamp is sharp

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from probes.lpm01a.parse import (
+from powerd.probes.lpm01a.parse import (
     MAX_PLAUSIBLE_A,
     AsciiDecoder,
     BinaryDecoder,
@@ -26,7 +26,7 @@ from probes.lpm01a.parse import (
     classify_line,
     parse_timestamp_line,
 )
-from probes.lpm01a.sim import ascii_token, encode_binary, timestamp_frame
+from powerd.probes.lpm01a.sim import ascii_token, encode_binary, timestamp_frame
 
 TESTDATA = Path(__file__).parent / "testdata"
 CASES = sorted(p for p in TESTDATA.iterdir() if p.is_dir())

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from powerd.errors import SpecError
-from probes.lpm01a.parse import AsciiDecoder, BinaryDecoder
-from probes.lpm01a.sim import (
+from powerd.probes.lpm01a.parse import AsciiDecoder, BinaryDecoder
+from powerd.probes.lpm01a.sim import (
     POWER_LOSS_S,
     PowerShieldSim,
     ascii_token,
@@ -15,7 +15,7 @@ from probes.lpm01a.sim import (
     make,
     parse_number,
 )
-from probes.sim.waveform import parse_spec
+from powerd.probes.sim.waveform import parse_spec
 
 T0 = 1_700_000_000_000_000_000
 MS = 1_000_000

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from powerd.errors import ProbeUnavailable
-from probes.mobilint import channel_id, family, rail_channel, values_of
-from probes.mobilint.parse import parse_status, rail_roles
+from powerd.probes.mobilint import channel_id, family, rail_channel, values_of
+from powerd.probes.mobilint.parse import parse_status, rail_roles
 from tests.probes.clistream import faketool
 
 TESTDATA = Path(__file__).parent / "testdata"

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from powerd.errors import PowerdError
-from probes.nvml import family
+from powerd.probes.nvml import family
 
 
 def main() -> int:

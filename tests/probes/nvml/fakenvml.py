@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from probes.sim.waveform import Waveform, parse_spec
+from powerd.probes.sim.waveform import Waveform, parse_spec
 
 HERE = Path(__file__).resolve().parent
 FAKE_C = HERE / "fake_nvml.c"

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from probes.nvml.probe import POLL_FRACTION
+from powerd.probes.nvml.probe import POLL_FRACTION
 from tests.probes.nvml.fakenvml import DRIVE, ROOT, FakeGpu, fake_env, write_config
 
 SLOW = "square,high=280,low=220,period=2,duty=0.5"
@@ -227,7 +227,7 @@ def run_python(code: str, env: dict[str, str]) -> str:
 
 
 def test_importing_the_family_does_not_import_pynvml(fake_lib: Path) -> None:
-    code = "import sys, probes.nvml; print('pynvml' in sys.modules)"
+    code = "import sys, powerd.probes.nvml; print('pynvml' in sys.modules)"
     assert run_python(code, fake_env(fake_lib, None)) == "False"
 
 
@@ -236,7 +236,7 @@ def test_without_the_binding_available_says_how_to_install(fake_lib: Path, tmp_p
     # Hides an installed nvidia-ml-py the way an absent one looks: the import fails.
     code = (
         "import sys; sys.modules['pynvml'] = None\n"
-        "from probes.nvml import family\n"
+        "from powerd.probes.nvml import family\n"
         "a = family.available(); print(a.ok, a.broken, a.reason, sep='|')"
     )
     ok, broken, reason = run_python(code, fake_env(fake_lib, cfg)).split("|")

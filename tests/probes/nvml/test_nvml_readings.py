@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from powerd.errors import SpecError
-from probes.nvml import NvmlSpec, parse_spec
-from probes.nvml.readings import (
+from powerd.probes.nvml import NvmlSpec, parse_spec
+from powerd.probes.nvml.readings import (
     ARCH_AMPERE,
     ARCH_UNKNOWN,
     ARCH_VOLTA,

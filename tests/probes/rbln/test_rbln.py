@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from powerd.errors import ProbeUnavailable
-from probes.clistream import PolledProbe
-from probes.rbln import CardReadings, card_channel, family
-from probes.rbln.parse import card_power_w, group_cards, parse_status
+from powerd.probes.clistream import PolledProbe
+from powerd.probes.rbln import CardReadings, card_channel, family
+from powerd.probes.rbln.parse import card_power_w, group_cards, parse_status
 from tests.probes.clistream import faketool
 
 TESTDATA = Path(__file__).parent / "testdata"

@@ -33,8 +33,8 @@ from typing import Any
 import pytest
 
 from powerd.errors import ProbeUnavailable
-from probes.redfish import RedfishProbe, family
-from probes.redfish.parse import sensor, sensor_role
+from powerd.probes.redfish import RedfishProbe, family
+from powerd.probes.redfish.parse import sensor, sensor_role
 from tests.probes.redfish.mockserver import MockRedfish
 from tests.tools import require_tool
 

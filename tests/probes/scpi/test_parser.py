@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from probes.scpi.parser import (
+from powerd.probes.scpi.parser import (
     Reading,
     Reject,
     number_step,
@@ -23,7 +23,7 @@ from probes.scpi.parser import (
     parse_reading,
     parse_ready,
 )
-from probes.scpi.profiles import PROFILES
+from powerd.probes.scpi.profiles import PROFILES
 
 TESTDATA = Path(__file__).parent / "testdata"
 CASES = sorted(p for p in TESTDATA.iterdir() if p.is_dir())

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from probes.scpi import ScpiProbe, family
-from probes.scpi.sim import make
-from probes.serialsim import Faults, PtySimulator
-from probes.sim.waveform import parse_spec
+from powerd.probes.scpi import ScpiProbe, family
+from powerd.probes.scpi.sim import make
+from powerd.probes.serialsim import Faults, PtySimulator
+from powerd.probes.sim.waveform import parse_spec
 from tests.probes.ina2xx.runmeasure import largest_gap, measure, unplug_later
 
 RAMP = "ramp,low=2,high=8,period=60"

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from probes.scpi.profiles import HIOKI_RE, KEYSIGHT_RE
-from probes.scpi.sim import ScpiInstrument, header_regex, hioki_nr3, make
-from probes.sim.waveform import parse_spec
+from powerd.probes.scpi.profiles import HIOKI_RE, KEYSIGHT_RE
+from powerd.probes.scpi.sim import ScpiInstrument, header_regex, hioki_nr3, make
+from powerd.probes.sim.waveform import parse_spec
 
 T0 = 1_763_000_000_000_000_000
 WF = parse_spec("constant,w=6").waveform

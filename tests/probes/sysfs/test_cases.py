@@ -33,8 +33,8 @@ from powerd.block import Block
 from powerd.channel import Channel
 from powerd.errors import ProbeUnavailable
 from powerd.integrate import Window, integrate
-from probes import sysfs
-from probes.registry import families, open_probe
+from powerd.probes import sysfs
+from powerd.probes.registry import families, open_probe
 
 TESTDATA = Path(__file__).parent / "testdata"
 CASES = sorted(p for p in TESTDATA.iterdir() if (p / "case.json").is_file())

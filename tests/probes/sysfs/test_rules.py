@@ -7,18 +7,18 @@ import pytest
 
 from powerd.channel import Channel
 from powerd.integrate import ChannelEnergy
-from powerd.results import choose_primary
-from probes.hwmon.chips import ChipListing, plan_chip
-from probes.hwmon.units import (
+from powerd.probes.hwmon.chips import ChipListing, plan_chip
+from powerd.probes.hwmon.units import (
     microjoules_to_j,
     microwatts_to_w,
     milliseconds_to_s,
     parse_int,
     rail_power_w,
 )
-from probes.jetson.layout import iio_files, parse_iio_rail
-from probes.jetson.rails import rail_roles, skip_rail
-from probes.rapl.zones import Zone, plan_zones, vendor_of
+from powerd.probes.jetson.layout import iio_files, parse_iio_rail
+from powerd.probes.jetson.rails import rail_roles, skip_rail
+from powerd.probes.rapl.zones import Zone, plan_zones, vendor_of
+from powerd.results import choose_primary
 
 
 @pytest.mark.parametrize("text", ["", "N/A", "n/a", "NaN", "12 mW", "0x10", "1.5", "garbage"])

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from powerd.errors import ProbeUnavailable
-from probes.tegrastats import TegrastatsProbe, family
-from probes.tegrastats.parse import parse_line
+from powerd.probes.tegrastats import TegrastatsProbe, family
+from powerd.probes.tegrastats.parse import parse_line
 
 TESTDATA = Path(__file__).parent / "testdata"
 CAPTURES = sorted(TESTDATA.glob("*.txt"))

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from powerd.block import Block
-from probes.serialsim import Faults, PtySimulator
-from probes.sim.waveform import Waveform, parse_spec
-from probes.wt300 import Wt300Probe, family
-from probes.wt300.sim import Wt300Sim, make
+from powerd.probes.serialsim import Faults, PtySimulator
+from powerd.probes.sim.waveform import Waveform, parse_spec
+from powerd.probes.wt300 import Wt300Probe, family
+from powerd.probes.wt300.sim import Wt300Sim, make
 
 T_NS = 100_000_000
 SQUARE = "square,high=40,low=5,period=1.3,duty=0.5"

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from probes.serialsim import PtySimulator
-from probes.wt300.sim import make
+from powerd.probes.serialsim import PtySimulator
+from powerd.probes.wt300.sim import make
 from tests.probes.wt300.helpers import T_NS, WF, truth_power_w, update_of, wait_for
 
 SPEC = "rate=0.1,vrange=15,irange=5"

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from probes.wt300 import parser
-from probes.wt300.parser import BadFrame, Frame, Item, Layout
+from powerd.probes.wt300 import parser
+from powerd.probes.wt300.parser import BadFrame, Frame, Item, Layout
 
 CASES = sorted(p for p in (Path(__file__).parent / "testdata").iterdir() if p.is_dir())
 OTHER_PARSERS: dict[str, Callable[[bytes], object]] = {

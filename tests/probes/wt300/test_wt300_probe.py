@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from powerd.errors import ProbeUnavailable, SpecError
-from probes.serialsim import Faults
-from probes.sim.waveform import parse_spec
-from probes.wt300 import family
-from probes.wt300.spec import parse_spec as parse_wt300
+from powerd.probes.serialsim import Faults
+from powerd.probes.sim.waveform import parse_spec
+from powerd.probes.wt300 import family
+from powerd.probes.wt300.spec import parse_spec as parse_wt300
 from tests.probes.wt300.helpers import T_NS, WF, bench, truth_power_w, update_of, wait_for
 
 STAMP_TOLERANCE_NS = 40_000_000

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from powerd.errors import SpecError
-from probes.sim.waveform import parse_spec
-from probes.wt300.sim import Wt300Sim, make
+from powerd.probes.sim.waveform import parse_spec
+from powerd.probes.wt300.sim import Wt300Sim, make
 
 T = 100_000_000
 T0 = 1_800_000_000 * 1_000_000_000  # a round UTC time in ns, on the update grid

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from probes.wt300.timing import UpdateClock
+from powerd.probes.wt300.timing import UpdateClock
 
 T = 100_000_000
 T0 = 1_700_000_000_000_000_000

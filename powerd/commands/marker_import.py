@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from agent.wire import decode_marker
+from powerd.agent.wire import decode_marker
 from powerd.errors import MarkerError, PowerdError
 from powerd.phases import PhaseTracker, StampedMarker, stamp
 from powerd.store import Store

@@ -30,8 +30,8 @@ from urllib.parse import urlsplit, urlunsplit
 from powerd.errors import PowerdError
 from powerd.report.numbers import pm_text, value_text
 
-_CHECKOUT_DASHBOARDS = Path(__file__).resolve().parents[1] / "grafana" / "dashboards"
-_PACKAGED_DASHBOARDS = Path(__file__).resolve().parent / "grafana_dashboards"  # in the wheel
+_CHECKOUT_DASHBOARDS = Path(__file__).resolve().parents[2] / "grafana" / "dashboards"
+_PACKAGED_DASHBOARDS = Path(__file__).resolve().parents[1] / "grafana_dashboards"  # in the wheel
 DEFAULT_DASHBOARDS = _CHECKOUT_DASHBOARDS if _CHECKOUT_DASHBOARDS.is_dir() else _PACKAGED_DASHBOARDS
 DEFAULT_TIMEOUT_S = 10.0
 ANNOTATION_TAG = "powerd"  # the same tags as grafana/build.py's run dashboard queries

@@ -7,7 +7,7 @@ bracket as its uncertainty, which then enters the timing term of the energy unce
 
 The workload can mark its own phases (prefill, decode, …) inside ``run``: measure serves the HTTP
 API on a free loopback port while CMD runs and passes ``POWERD_URL`` and ``POWERD_RUN`` in CMD's
-environment, which ``agent.client.PowerdClient()`` picks up. Measure's own ``idle``/``run`` markers
+environment, which ``powerd.client.PowerdClient()`` picks up. Measure's own ``idle``/``run`` markers
 and the workload's go through one ``Daemon`` (one validation, one phase state machine, one store),
 so the report holds every phase of the run. A marker the workload sends for another run id is
 accepted and stored (the run id is the workload's choice) but is not part of this run's report;
@@ -28,11 +28,13 @@ from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
-from agent.wire import NAME_RE, Marker
+from powerd.agent.wire import NAME_RE, Marker
 from powerd.api import ApiThread, make_app
 from powerd.daemon import Daemon
 from powerd.errors import PowerdError, ProbeUnavailable, SpecError
 from powerd.integrate import ChannelEnergy, Window, integrate
+from powerd.probes.base import Probe
+from powerd.probes.registry import open_probe
 from powerd.report.files import ReportWriteError, check_out_dir, write_reports
 from powerd.report.numbers import sig_text
 from powerd.report.table import format_table
@@ -41,8 +43,6 @@ from powerd.runner import Sampler
 from powerd.runs import compute_run
 from powerd.timebase import TimeAnchor
 from powerd.timeline import Timeline
-from probes.base import Probe
-from probes.registry import open_probe
 
 SOURCE = "powerd-measure"
 URL_ENV = "POWERD_URL"
@@ -290,7 +290,7 @@ def _run_cmd(
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    from powerd.cli import default_state_dir, open_store
+    from powerd.paths import default_state_dir, open_store
 
     check_out_dir(args.out)  # before any probe opens or CMD starts: a bad --out costs no run
     probes = _validate(args)

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from agent.client import DEFAULT_MQTT_PORT, RUN_ENV, URL_ENV, PowerdClient
+from powerd.client import DEFAULT_MQTT_PORT, RUN_ENV, URL_ENV, PowerdClient
 from powerd.errors import PowerdError
 
 EPILOG = f"""\

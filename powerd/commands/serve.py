@@ -21,12 +21,12 @@ from pathlib import Path
 from powerd.config import DaemonConfig, check, load
 from powerd.daemon import Daemon
 from powerd.errors import PowerdError
+from powerd.probes.base import Probe
 from powerd.runner import Opener, Sampler, open_probes
 from powerd.sinks.hub import Sink, SinkHub, TeeSink
 from powerd.store import Store
 from powerd.timebase import TimeAnchor
 from powerd.timeline import Timeline
-from probes.base import Probe
 
 FLUSH_S = 1.0
 PRUNE_S = 600.0
@@ -181,7 +181,7 @@ async def serve(cfg: DaemonConfig, state_dir: Path) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from powerd.cli import default_state_dir
+    from powerd.paths import default_state_dir
 
     if args.check_config is not None:
         check(args.check_config, args.state_dir or default_state_dir())

@@ -24,10 +24,10 @@ from pathlib import Path
 from types import FrameType
 
 from powerd.errors import SpecError
-from probes.base import parse_kv
-from probes.serialsim import Faults, PtySimulator
-from probes.sim.waveform import parse_spec
-from probes.simulators import SIMULATORS, make
+from powerd.probes.base import parse_kv
+from powerd.probes.serialsim import Faults, PtySimulator
+from powerd.probes.sim.waveform import parse_spec
+from powerd.probes.simulators import SIMULATORS, make
 
 PTY_TARGET = re.compile(r"^/dev/(pts/\d+|ttys\d+|ttyp[0-9a-f])$")  # what os.ttyname gives a pty
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)

@@ -1,6 +1,6 @@
 """The harness client: mark a workload's phases so powerd can give energy per phase.
 
-    from agent.client import PowerdClient
+    from powerd.client import PowerdClient
 
     client = PowerdClient()                 # POWERD_URL / POWERD_RUN, as set by `powerd measure`
     with client.phase("prefill", meta={"model": "llama-8b"}):
@@ -40,7 +40,7 @@ import urllib.request
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
-from agent import wire
+from powerd.agent import wire
 from powerd.errors import MarkerError, PowerdError
 
 if TYPE_CHECKING:
