@@ -160,6 +160,9 @@ class Agent:
     http_url: str | None = None
     _daemons: set[str] = field(default_factory=set)
     _daemon_online: asyncio.Event = field(default_factory=asyncio.Event)
+    # probe component ("probe:<spec>") -> why it is down; in the status as ``probes_down``
+    probes_down: dict[str, str] = field(default_factory=dict)
+    status_changes: int = 0
 
     def __post_init__(self) -> None:
         self.spool = Spool(
@@ -183,9 +186,33 @@ class Agent:
             flush_interval_s=self.cfg.publish_interval_s,
             names=[spec for spec, _ in opened],
             pending=pending,
-            on_status=lambda comp, why: _log(f"{comp} is down: {why}" if why else f"{comp} is up"),
+            on_status=self._probe_status,
+            put_gap=self._probe_gap,
             log=_log,
         )
+
+    # probes that are down -----------------------------------------------------------------------
+
+    def _probe_status(self, component: str, reason: str | None) -> None:
+        """A probe went down or came back: logged, and in our status so the daemon shows it."""
+        if reason is None:
+            if self.probes_down.pop(component, None) is not None:
+                _log(f"{component} is up")
+                self.status_changes += 1
+        elif self.probes_down.get(component) != reason:
+            self.probes_down[component] = reason
+            _log(f"{component} is down: {reason}")
+            self.status_changes += 1
+
+    def _probe_gap(self, channel: str, t_begin_ns: int, t_end_ns: int | None, reason: str) -> None:
+        """A probe's outage, once it is over, goes to the daemon with its exact extent (our clock)
+        on the gaps topic, so results that overlap it are flagged ``probe_down``."""
+        if t_end_ns is None:
+            return
+        gap = wire.DroppedBlock(channel, self.anchor.boot_ns, t_begin_ns, t_end_ns, 0, reason)
+        self.spool.put_many([(wire.gaps_topic(self.cfg.id), wire.encode_gaps([gap]), 1, False)])
+        if self.outbox.on_spooled is not None:
+            self.outbox.on_spooled()
 
     # clock epochs -------------------------------------------------------------------------------
 
@@ -315,14 +342,15 @@ class Agent:
             epoch=self.anchor.epoch,
             epochs=self.epochs(),
             spool=self.spool.snapshot(),
+            probes_down=dict(self.probes_down),
         )
 
     async def _status_updates(self, client: aiomqtt.Client) -> None:
         """Republish the retained status when the clock epoch or the spool's state changes."""
-        seen = (self.anchor.boot_ns, self.spool.changes)
+        seen = (self.anchor.boot_ns, self.spool.changes, self.status_changes)
         while True:
             await asyncio.sleep(STATUS_CHECK_S)
-            now = (self.anchor.boot_ns, self.spool.changes)
+            now = (self.anchor.boot_ns, self.spool.changes, self.status_changes)
             if now != seen:
                 seen = now
                 await client.publish(

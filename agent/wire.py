@@ -540,6 +540,9 @@ class DroppedBlock:
         }
 
 
+GAP_REASONS = ("agent_dropped", "probe_down")
+
+
 def encode_gaps(gaps: list[DroppedBlock]) -> bytes:
     return json.dumps({"v": VERSION, "gaps": [g.to_json() for g in gaps]}).encode()
 
@@ -562,7 +565,10 @@ def decode_gaps(payload: bytes) -> list[DroppedBlock]:
             boot, t0, t1, n = nums
             if not (0 <= boot < 2**64 and -MAX_INT <= t0 <= t1 <= MAX_INT and n >= 0):
                 raise ValueError("gap extent out of range")
-            out.append(DroppedBlock(channel, boot, t0, t1, n))
+            reason = g.get("reason", "agent_dropped")
+            if reason not in GAP_REASONS:
+                raise ValueError(f"gap reason must be one of {', '.join(GAP_REASONS)}")
+            out.append(DroppedBlock(channel, boot, t0, t1, n, reason))
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
         raise WireError(f"malformed gaps message: {err}") from None
     return out

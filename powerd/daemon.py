@@ -313,7 +313,23 @@ class Daemon:
             if agent not in self.offsets or (boot is not None and obj["state"] != "offline"):
                 self._switch_boot(agent, boot)
             self._note_spool(agent, obj.get("spool"))
+            self._note_probes(agent, obj.get("probes_down"), obj["state"])
         return True
+
+    def _note_probes(self, agent: str, down: Any, state: str) -> None:
+        """An agent's probes that are down (its status' ``probes_down``) are down components
+        here too, ``agent:<id>:probe:<spec>``, until the agent says they are back."""
+        prefix = f"agent:{agent}:"
+        now = (
+            {f"{prefix}{k}"[:300]: str(v)[:200] for k, v in list(down.items())[:64]}
+            if isinstance(down, dict) and state != "offline"
+            else {}
+        )
+        for component in self.health.down_reasons():
+            if component.startswith(f"{prefix}probe:") and component not in now:
+                self.health.up(component)
+        for component, reason in now.items():
+            self.health.down(component, reason)
 
     def _note_spool(self, agent: str, spool: Any) -> None:
         """An agent spool that is full or failing makes the agent a down component (healthz)."""
@@ -328,9 +344,10 @@ class Daemon:
             self.health.up(component)
 
     def accept_gaps(self, agent: str, payload: bytes) -> bool:
-        """Data an agent had to drop (its spool full or failing), each with its exact extent on
-        the agent's clock: recorded as ``agent_dropped`` gaps on our clock, so every result that
-        overlaps one is flagged. Held like blocks until that epoch's offset is known."""
+        """Data an agent had to drop (its spool full or failing) or could not sample (a probe
+        down), each with its exact extent on the agent's clock: recorded as ``agent_dropped`` or
+        ``probe_down`` gaps on our clock, so every result that overlaps one is flagged. Held
+        like blocks until that epoch's offset is known."""
         if not self._is_agent(agent):
             self._problem(agent, "gaps_unknown_agent", "gaps before any valid status")
             return False
@@ -350,6 +367,11 @@ class Daemon:
                     self._problem(agent, "gaps_malformed", "extent out of range after offset")
                     continue
                 self.store.put_gap(cid, t0, t1, g.reason)
+                if g.reason == "probe_down":
+                    self.health.problem(
+                        f"agent:{agent}", "agent_probe_down", f"{cid} had no data: probe down"
+                    )
+                    continue
                 self.counts["agent_dropped_samples"] += g.samples
                 self.health.problem(
                     f"agent:{agent}",
