@@ -306,6 +306,9 @@ class Daemon:
             self._problem(agent, "status_malformed", reason)
             return False
         with self._lock:
+            was_online = (self.agents.get(agent) or {}).get("state") == "online"
+            if was_online and obj["state"] == "offline":
+                self._open_agent_gaps(agent)
             self.agents[agent] = obj
             self.known_agents.add(agent)
             # a new clock epoch starts a fresh estimate; a last will (offline) may be stale
@@ -315,6 +318,16 @@ class Daemon:
             self._note_spool(agent, obj.get("spool"))
             self._note_probes(agent, obj.get("probes_down"), obj["state"])
         return True
+
+    def _open_agent_gaps(self, agent: str) -> None:
+        """An agent went offline (its last will, or a clean stop): its channels' data may stop
+        here. Each gets an open ``agent_down`` gap from its newest sample; it ends where the
+        agent's data resumes (``Store.gaps``), and one no longer than a few sample periods (a
+        backlog that continues right after) is no gap (``runs.flag_known_gaps``)."""
+        for cid in [c for c in self.timeline.channels if c.startswith(f"{agent}/")]:
+            latest = self.timeline.latest(cid)
+            if latest is not None:
+                self.store.put_gap(cid, int(latest[0]), None, "agent_down")
 
     def _note_probes(self, agent: str, down: Any, state: str) -> None:
         """An agent's probes that are down (its status' ``probes_down``) are down components

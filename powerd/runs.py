@@ -9,6 +9,7 @@ from typing import Any
 
 from powerd.channel import LOCAL_DEVICE, Channel
 from powerd.errors import PowerdError
+from powerd.integrate import GAP_FACTOR
 from powerd.phases import Phase, replay
 from powerd.results import run_result
 from powerd.store import Store
@@ -51,7 +52,7 @@ def compute_run(
     for entry in result["phases"]:
         if store.clock_steps(entry["t_begin_ns"], entry["t_end_ns"]):
             entry["flags"].append("clock_step")
-        flag_known_gaps(store, entry)
+        flag_known_gaps(store, entry, channels)
     return result
 
 
@@ -65,7 +66,9 @@ def phase_devices(phase: Phase, channels: dict[str, Channel]) -> tuple[str, ...]
     return (phase.source,) if phase.source in known else (LOCAL_DEVICE,)
 
 
-def flag_known_gaps(store: Store, entry: dict[str, Any]) -> None:
+def flag_known_gaps(
+    store: Store, entry: dict[str, Any], channels: dict[str, Channel] | None = None
+) -> None:
     """Flag the recorded gaps (``Store.put_gap``) that overlap one phase entry of contract 2.
 
     A channel gets each gap's reason in ``flags`` and the gaps, clipped to the phase, in
@@ -75,6 +78,11 @@ def flag_known_gaps(store: Store, entry: dict[str, Any]) -> None:
     t0, t1 = entry["t_begin_ns"], entry["t_end_ns"]
     for cid, ch_entry in entry["channels"].items():
         found = store.gaps(cid, t0, t1)
+        ch = (channels or {}).get(cid)
+        if ch is not None:
+            # no longer than the coverage rule's threshold: data continued, so it is no gap
+            shortest_ns = GAP_FACTOR * ch.nominal_period_s * 1e9
+            found = [g for g in found if g[1] is None or g[1] - g[0] > shortest_ns]
         if not found:
             continue
         ch_entry["gaps"] = [

@@ -322,14 +322,38 @@ class Store:
     def gaps(
         self, channel: str, t_begin_ns: int, t_end_ns: int
     ) -> list[tuple[int, int | None, str]]:
-        """Known gaps of ``channel`` overlapping [begin, end], oldest first (end None: open)."""
+        """Known gaps of ``channel`` overlapping [begin, end], oldest first.
+
+        A gap left open (its producer never said it was over: a daemon killed while a probe
+        was down, an agent gone by its last will) ends where the channel's data resumes, the
+        first stored block after its begin; with no data since, it is still open (None)."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT t_begin_ns, t_end_ns, reason FROM gaps WHERE channel=? AND t_begin_ns<=? "
                 "AND (t_end_ns IS NULL OR t_end_ns>=?) ORDER BY t_begin_ns",
                 (channel, t_end_ns, t_begin_ns),
             ).fetchall()
-        return [(int(a), None if b is None else int(b), str(r)) for a, b, r in rows]
+            out: list[tuple[int, int | None, str]] = []
+            for a, b, r in rows:
+                end = b if b is not None else self._resumed_ns(channel, int(a))
+                if end is None or end >= t_begin_ns:
+                    out.append((int(a), None if end is None else int(end), str(r)))
+        return out
+
+    def last_sample_ns(self, channel: str) -> int | None:
+        """The time of the channel's newest stored sample (None: nothing stored)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT MAX(t_last_ns) FROM blocks WHERE channel=?", (channel,)
+            ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def _resumed_ns(self, channel: str, after_ns: int) -> int | None:
+        row = self._db.execute(
+            "SELECT MIN(t_first_ns) FROM blocks WHERE channel=? AND t_first_ns>?",
+            (channel, after_ns),
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
 
     def gap_channels(self, t_begin_ns: int, t_end_ns: int) -> list[str]:
         """Channels with a recorded gap overlapping [begin, end]."""
@@ -339,7 +363,7 @@ class Store:
                 "AND (t_end_ns IS NULL OR t_end_ns>=?) ORDER BY channel",
                 (t_end_ns, t_begin_ns),
             ).fetchall()
-        return [str(r[0]) for r in rows]
+        return [str(c) for (c,) in rows if self.gaps(str(c), t_begin_ns, t_end_ns)]
 
     # retention --------------------------------------------------------------------------------
 

@@ -52,15 +52,25 @@ class Sink(Protocol):
 
 
 class TeeSink:
-    """The sampler's BlockSink: the store, plus the hub for every sampled block."""
+    """The sampler's BlockSink: the store, plus the hub for every sampled block.
+
+    The first block of each channel in this process closes the daemon's own downtime: when the
+    store holds older samples of the channel (a restart, a kill), the time between the newest
+    of them and this block is recorded as a ``daemon_down`` gap, since nothing sampled it."""
 
     def __init__(self, store: Store, on_block: Callable[[Block], None]) -> None:
         self.store, self.on_block = store, on_block
+        self._seen: set[str] = set()
 
     def put_channel(self, ch: Channel) -> None:
         self.store.put_channel(ch)
 
     def append(self, block: Block) -> None:
+        if block.channel not in self._seen and len(block):
+            self._seen.add(block.channel)
+            last_ns = self.store.last_sample_ns(block.channel)
+            if last_ns is not None and last_ns < int(block.t_ns[0]):
+                self.store.put_gap(block.channel, last_ns, int(block.t_ns[0]), "daemon_down")
         self.store.append(block)
         self.on_block(block)
 
