@@ -10,7 +10,8 @@ What is written (names and labels from ``powerd.metrics``; VictoriaMetrics names
   every sample (a counter channel: its rate over each interval) and the energy at each block's end.
 - ``powerd_phase`` per phase of each result, stamped at the phase's end: the primary figures, and
   one ``flag`` point per quality flag. A recomputed result writes only phases whose figures
-  changed, 1 ns later per revision, so the newest figures are the latest point in every store.
+  changed, 1 ms later per revision, so the newest figures are the latest point in every store
+  (VictoriaMetrics keeps milliseconds).
 - ``powerd_probe`` per local probe every ``health_interval_s``: reads, errors and problems.
 
 Delivery: the hub's thread formats points and appends batches (``batch_size`` lines, at least every
@@ -228,6 +229,10 @@ class InfluxWriter:
         self.client.close()  # type: ignore[no-untyped-call]
 
 
+# a recomputed phase's points move this much later per revision (VictoriaMetrics stores ms)
+REVISION_STEP_NS = 1_000_000
+
+
 class InfluxSink:
     """Formats the hub's data as line protocol and delivers it in order through a disk buffer."""
 
@@ -312,7 +317,7 @@ class InfluxSink:
             prior = self._written_phases.get(key)
             if prior is not None and prior[0] == first:
                 continue  # a recomputation that changed nothing: not written twice
-            # A changed recomputation is stamped 1 ns later per revision: InfluxDB would overwrite
+            # A changed recomputation is stamped 1 ms later per revision: InfluxDB would overwrite
             # a point at the same time, but VictoriaMetrics keeps the larger of two values at one
             # timestamp, so the newest figures must be the latest point to be the ones shown.
             revision = 0 if prior is None else prior[1] + 1
@@ -321,7 +326,9 @@ class InfluxSink:
             while len(self._written_phases) > WRITTEN_PHASES_MAX:
                 self._written_phases.popitem(last=False)
             self._pending.extend(
-                first if revision == 0 else self._phase_lines(run, entry, t_end + revision)
+                first
+                if revision == 0
+                else self._phase_lines(run, entry, t_end + revision * REVISION_STEP_NS)
             )
         self._spill()  # results are few and wanted soon: no waiting for the interval
 

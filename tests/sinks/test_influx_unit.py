@@ -202,8 +202,9 @@ def test_an_unchanged_recomputed_result_is_not_written_again(tmp_path: Path) -> 
         f"powerd_phase,host=host\\ a,model=m,phase=infer,run=r,trial=0,unit=inference "
         f"energy_joules=10.0,joules_per_unit=0.1 {T0}",
         f"powerd_phase,flag=incomplete,host=host\\ a,phase=infer,run=r,trial=0 flag=1.0 {T0}",
-        # the changed recomputation is the later point: 1 ns per revision
+        # the changed recomputation is the later point: 1 ms per revision
         f"powerd_phase,host=host\\ a,model=m,phase=infer,run=r,trial=0,unit=inference "
-        f"energy_joules=11.0,joules_per_unit=0.1 {T0 + 1}",
-        f"powerd_phase,flag=incomplete,host=host\\ a,phase=infer,run=r,trial=0 flag=1.0 {T0 + 1}",
+        f"energy_joules=11.0,joules_per_unit=0.1 {T0 + 1_000_000}",
+        f"powerd_phase,flag=incomplete,host=host\\ a,phase=infer,run=r,trial=0 "
+        f"flag=1.0 {T0 + 1_000_000}",
     ]
