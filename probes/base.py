@@ -68,6 +68,21 @@ def split_spec(spec: str) -> tuple[str, str]:
     return name, args
 
 
+def seconds_arg(
+    probe: str, kv: dict[str, str], key: str, default: float, lo: float, hi: float
+) -> float:
+    """A duration key of a probe spec (``interval=``, ``timeout=``), within [lo, hi] seconds."""
+    if key not in kv:
+        return default
+    try:
+        value = float(kv[key])
+    except ValueError:
+        raise SpecError(f"{probe}: {key}={kv[key]!r} is not a number of seconds") from None
+    if not lo <= value <= hi:
+        raise SpecError(f"{probe}: {key} must be within [{lo:g}, {hi:g}] seconds")
+    return value
+
+
 def parse_kv(text: str, allowed: set[str]) -> dict[str, str]:
     """Parse ``k=v,k=v``; unknown keys are an error naming the allowed ones."""
     out: dict[str, str] = {}

@@ -30,7 +30,7 @@ import numpy as np
 from powerd.block import Block
 from powerd.channel import Accuracy, Channel
 from powerd.errors import ProbeUnavailable, SpecError
-from powerd.probes.base import Availability, parse_kv
+from powerd.probes.base import Availability, parse_kv, seconds_arg
 from powerd.probes.cliexec import ToolError, find_tool, run_tool
 from powerd.probes.ipmi.parse import judge
 from powerd.probes.ipmi.poller import Poller
@@ -47,18 +47,6 @@ KEYS = {
     "host", "user", "password_file", "interface", "port", "cipher",
     "interval", "timeout", "path", "name", "measures",
 }  # fmt: skip
-
-
-def _seconds(kv: dict[str, str], key: str, default: float, lo: float, hi: float) -> float:
-    if key not in kv:
-        return default
-    try:
-        value = float(kv[key])
-    except ValueError:
-        raise SpecError(f"ipmi: {key}={kv[key]!r} is not a number of seconds") from None
-    if not lo <= value <= hi:
-        raise SpecError(f"ipmi: {key} must be within [{lo:g}, {hi:g}] seconds")
-    return value
 
 
 def clean_id(text: str) -> str:
@@ -163,8 +151,8 @@ class IpmiFamily:
 
     def open(self, args: str) -> IpmiProbe:
         kv = parse_kv(args, KEYS)
-        interval_s = _seconds(kv, "interval", DEFAULT_INTERVAL_S, MIN_INTERVAL_S, 3600.0)
-        timeout_s = _seconds(kv, "timeout", DEFAULT_TIMEOUT_S, 0.5, 120.0)
+        interval_s = seconds_arg("ipmi", kv, "interval", DEFAULT_INTERVAL_S, MIN_INTERVAL_S, 3600.0)
+        timeout_s = seconds_arg("ipmi", kv, "timeout", DEFAULT_TIMEOUT_S, 0.5, 120.0)
         path = kv.get("path")
         exe = path if path and os.access(path, os.X_OK) else find_tool("ipmitool", FALLBACK_PATHS)
         if exe is None:

@@ -8,7 +8,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 from powerd.errors import SpecError
-from powerd.probes.base import parse_kv
+from powerd.probes.base import parse_kv, seconds_arg
 
 DEFAULT_INTERVAL_S = 2.0
 MIN_INTERVAL_S = 0.5
@@ -39,18 +39,6 @@ class RedfishSpec:
     measures: str | None
 
 
-def _seconds(kv: dict[str, str], key: str, default: float, lo: float, hi: float) -> float:
-    if key not in kv:
-        return default
-    try:
-        value = float(kv[key])
-    except ValueError:
-        raise SpecError(f"redfish: {key}={kv[key]!r} is not a number of seconds") from None
-    if not lo <= value <= hi:
-        raise SpecError(f"redfish: {key} must be within [{lo:g}, {hi:g}] seconds")
-    return value
-
-
 def parse_spec(args: str) -> RedfishSpec:
     kv = parse_kv(args, KEYS)
     if ("host" in kv) == ("url" in kv):
@@ -75,8 +63,10 @@ def parse_spec(args: str) -> RedfishSpec:
         ca=kv.get("ca"),
         insecure=kv.get("insecure") == "1",
         chassis=tuple(filter(None, kv.get("chassis", "").split("+"))),
-        interval_s=_seconds(kv, "interval", DEFAULT_INTERVAL_S, MIN_INTERVAL_S, 3600.0),
-        timeout_s=_seconds(kv, "timeout", DEFAULT_TIMEOUT_S, 0.2, 120.0),
+        interval_s=seconds_arg(
+            "redfish", kv, "interval", DEFAULT_INTERVAL_S, MIN_INTERVAL_S, 3600.0
+        ),
+        timeout_s=seconds_arg("redfish", kv, "timeout", DEFAULT_TIMEOUT_S, 0.2, 120.0),
         sensors=kv.get("sensors", "1") == "1",
         name=clean_id(kv.get("name") or parts.hostname),
         measures=kv.get("measures"),
