@@ -4,9 +4,11 @@
 decide the channels and their accuracy). ``MeterSession`` is what ``SerialReader`` runs in its
 thread on every (re)connect: it configures the meter and then loops, once per update:
 
-1. ``:STAT:EESR?`` reads and clears the extended event register;
-2. every few seconds, ``:STAT:ERR?`` and the ranges (meter errors and auto-range moves become
-   problems);
+1. every few seconds, ``:STAT:ERR?`` and the ranges (meter errors and auto-range moves become
+   problems); this comes before the clear, because an update ending while these are asked (a
+   lost reply costs ``IMMEDIATE_S``) would latch UPD and ``:COMM:WAIT`` would then return a
+   later update's values than the one the clear brackets;
+2. ``:STAT:EESR?`` reads and clears the extended event register;
 3. ``:COMM:WAIT 1`` holds the meter's command processing until EESR bit 0 (UPD, made to latch on
    its falling edge by ``:STAT:FILT1 FALL``), i.e. until the next update is complete, and
    ``:NUM:NORM:VAL?`` then returns that update's values.
@@ -501,6 +503,10 @@ class MeterSession:
         while not stop.is_set():
             if silent >= MAX_SILENT:
                 raise MeterSilent(f"{silent} queries in a row got no reply")
+            if time.monotonic() >= next_poll:
+                next_poll = time.monotonic() + POLL_EVERY_S
+                self._drain_errors(link, emit, "while reading")
+                self._check_ranges(link, emit)
             t_send = link.clock()
             eesr = link.query(":STAT:EESR?", IMMEDIATE_S, REST_S)
             if eesr is None or not eesr.complete or parser.parse_int(eesr.data) is None:
@@ -509,10 +515,6 @@ class MeterSession:
                 link.flush()
                 continue
             cleared = (t_send, eesr.t_ns)
-            if time.monotonic() >= next_poll:
-                next_poll = time.monotonic() + POLL_EVERY_S
-                self._drain_errors(link, emit, "while reading")
-                self._check_ranges(link, emit)
             link.send(":COMM:WAIT 1", ":NUM:NORM:VAL?")
             reply = link.read_reply(wait_s, rest_s)
             if reply is None:

@@ -98,6 +98,19 @@ def test_garbled_dropped_partial_and_lost_replies_are_counted_never_used(tmp_pat
     assert any("no reply" in p or "no update" in p for p in b.got.problems)
 
 
+def test_lost_status_replies_never_shift_values_onto_another_update(tmp_path: Path) -> None:
+    # a lost :STAT:ERR? or range reply costs 0.5 s; updates ending meanwhile must not be
+    # attributed to the update the EESR clear bracketed
+    with bench(tmp_path, faults=Faults(no_reply=0.15, seed=0)) as b:
+        probe = b.open(",vrange=15,irange=5")
+        stats = probe.session.stats
+        wait_for(
+            lambda: b.pull().n("wt300:wt310:p1") >= 60 and stats.timeouts >= 3, timeout_s=60
+        )
+    check_power_samples(*b.got.arrays("wt300:wt310:p1"))
+    assert stats.skipped_updates > 0
+
+
 def test_meter_errors_are_reported_as_problems(tmp_path: Path) -> None:
     with bench(tmp_path) as b:
         b.open(",vrange=15,irange=5")
