@@ -104,9 +104,7 @@ def test_lost_status_replies_never_shift_values_onto_another_update(tmp_path: Pa
     with bench(tmp_path, faults=Faults(no_reply=0.15, seed=0)) as b:
         probe = b.open(",vrange=15,irange=5")
         stats = probe.session.stats
-        wait_for(
-            lambda: b.pull().n("wt300:wt310:p1") >= 60 and stats.timeouts >= 3, timeout_s=60
-        )
+        wait_for(lambda: b.pull().n("wt300:wt310:p1") >= 60 and stats.timeouts >= 3, timeout_s=60)
     check_power_samples(*b.got.arrays("wt300:wt310:p1"))
     assert stats.skipped_updates > 0
 
