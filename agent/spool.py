@@ -88,6 +88,8 @@ class Spool:
         self._mem_bytes = 0
         self._mem_id = 0
         self._acked: set[int] = set()
+        # markers sent and waiting for the daemon's confirmation: id -> monotonic time sent
+        self._awaiting: dict[int, float] = {}
         self._counters: dict[str, int] = {}
         self._meta: dict[str, int] = {}
         self._retry_at_s = 0.0
@@ -366,21 +368,46 @@ class Spool:
                 try:
                     rows = self._db.execute(
                         "SELECT id, topic, payload, qos, retain FROM outbox ORDER BY id LIMIT ?",
-                        (limit + len(self._acked),),
+                        (limit + len(self._acked) + len(self._awaiting),),
                     ).fetchall()
                     out = [
                         Message(i, t, bytes(p), q, bool(r))
                         for i, t, p, q, r in rows
-                        if i not in self._acked
+                        if i not in self._acked and i not in self._awaiting
                     ][:limit]
                 except sqlite3.Error as err:
                     self._fail("error", err)
-            out += list(self._mem)[: max(0, limit - len(out))]
+            mem = [m for m in self._mem if m.id not in self._awaiting]
+            out += mem[: max(0, limit - len(out))]
             return out
+
+    def await_confirmation(self, messages: list[Message]) -> None:
+        """Keep these (sent) messages, but out of ``peek``, until ``ack_many`` (the daemon
+        confirmed them) or ``release_unconfirmed`` (time to send them again)."""
+        now = time.monotonic()
+        with self._lock:
+            for m in messages:
+                self._awaiting[m.id] = now
+
+    def release_unconfirmed(self, older_than_s: float = 0.0) -> int:
+        """Make messages unconfirmed for ``older_than_s`` visible to ``peek`` again; how many."""
+        now = time.monotonic()
+        with self._lock:
+            due = [i for i, sent in self._awaiting.items() if now - sent >= older_than_s]
+            for i in due:
+                del self._awaiting[i]
+            return len(due)
+
+    @property
+    def unconfirmed(self) -> int:
+        with self._lock:
+            return len(self._awaiting)
 
     def ack_many(self, messages: list[Message]) -> None:
         """Forget messages the broker acknowledged (a failed delete is retried, never resent)."""
         with self._lock:
+            for m in messages:
+                self._awaiting.pop(m.id, None)
             gone = {m.id for m in messages if m.id < 0}
             if gone:
                 kept = [m for m in self._mem if m.id not in gone]

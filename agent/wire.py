@@ -59,6 +59,33 @@ def errors_topic(source: str) -> str:
     return f"{TOPIC_ROOT}/errors/{source}"
 
 
+def acks_topic(source: str) -> str:
+    """The daemon's confirmations to ``source``: each marker with a ``seq`` that it has made
+    durable (stored, held for the sender's clock, or a repeat of one stored), QoS 1. A sender
+    keeps a marker until this confirmation, since a broker's own acknowledgement is given before
+    the broker has saved the message and so does not survive a broker crash."""
+    return f"{TOPIC_ROOT}/acks/{source}"
+
+
+def ack_message(run: str, seq: int, state: str) -> dict[str, Any]:
+    """The body on ``powerd/v1/acks/<source>``: ``state`` is stored, held or repeat."""
+    return {"v": VERSION, "run": run, "seq": seq, "state": state}
+
+
+def parse_ack(payload: bytes) -> tuple[str, int] | None:
+    """(run, seq) of a confirmation, or None for anything else."""
+    try:
+        obj = json.loads(payload)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(obj, dict):
+        return None
+    run, seq = obj.get("run"), obj.get("seq")
+    if not isinstance(run, str) or not isinstance(seq, int) or isinstance(seq, bool):
+        return None
+    return run, seq
+
+
 def results_topic(run: str) -> str:
     return f"{TOPIC_ROOT}/results/{run}"
 
