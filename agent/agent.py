@@ -4,10 +4,11 @@
   this clock's offset and moves everything onto its own).
 - Every block and marker goes through the on-disk spool first and is deleted once the broker
   acknowledged it (QoS 1): a broker restart or a network cut loses nothing, the backlog is
-  replayed in order. Blocks carry (boot, seq) so the daemon drops resent duplicates. A marker
-  is kept further, until the daemon confirms it stored it (``powerd/v1/acks/<agent>``), and is
-  sent again every ``RESEND_S`` until then: a broker acknowledges before it saves, so a broker
-  SIGKILL can lose what it acknowledged; the daemon ignores a repeated (source, run, seq).
+  replayed in order. Blocks carry (boot, seq) so the daemon drops resent duplicates. Blocks and
+  markers are kept further, until the daemon confirms it stored them (``powerd/v1/acks/<agent>``):
+  a broker acknowledges before it saves, so a broker SIGKILL can lose what it acknowledged.
+  Unconfirmed ones are sent again on every reconnect, markers also every ``RESEND_S``; the
+  daemon ignores a repeated (boot, seq) or (source, run, seq) and confirms it again.
 - Answers the daemon's clock requests at once, stamping receipt (t2) and reply (t3).
 - Relays markers from local harnesses (``POST /v1/markers`` on loopback), stamping ``t_ns`` with
   this host's clock when the harness gave none, under the agent's own source id and sequence.
@@ -169,10 +170,17 @@ class Agent:
     status_changes: int = 0
     # (run, seq) of each relayed marker sent and not yet confirmed -> its spooled copies
     _unconfirmed: dict[tuple[str, int], list[Message]] = field(default_factory=dict)
+    # blocks messages sent and not yet confirmed: spool id -> (message, blocks unconfirmed)
+    _waiting_blocks: dict[int, tuple[Message, set[tuple[int, int]]]] = field(default_factory=dict)
+    _block_message: dict[tuple[int, int], int] = field(default_factory=dict)
 
     @property
     def _markers_topic(self) -> str:
         return wire.markers_topic(self.cfg.id)
+
+    @property
+    def _blocks_topic(self) -> str:
+        return wire.blocks_topic(self.cfg.id)
 
     def __post_init__(self) -> None:
         self.spool = Spool(
@@ -320,25 +328,55 @@ class Agent:
             while batch := self.spool.peek(PUBLISH_BATCH):
                 for msg in batch:
                     await client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
-                markers = [m for m in batch if m.topic == self._markers_topic]
-                self.spool.ack_many([m for m in batch if m.topic != self._markers_topic])
-                self._await_confirmation(markers)
+                self._await_confirmation(batch)
 
-    def _await_confirmation(self, markers: list[Message]) -> None:
-        """Markers stay spooled until the daemon confirms it stored them (a broker acknowledges
-        before it saves, so its acknowledgement does not survive a broker crash)."""
-        for m in markers:
-            key = wire.parse_ack(m.payload)
-            if key is None:  # not ours to confirm (cannot happen: relay_marker wrote it)
-                self.spool.ack_many([m])
-                continue
-            self._unconfirmed.setdefault(key, []).append(m)
-        self.spool.await_confirmation(markers)
+    def _await_confirmation(self, batch: list[Message]) -> None:
+        """Markers and blocks stay spooled until the daemon confirms it stored them (a broker
+        acknowledges before it saves, so its acknowledgement does not survive a broker crash);
+        anything else (status, gap reports) is done once the broker has it."""
+        markers: list[Message] = []
+        blocks: list[Message] = []
+        done: list[Message] = []
+        for m in batch:
+            if m.topic == self._markers_topic and (key := wire.parse_ack(m.payload)):
+                self._unconfirmed.setdefault(key, []).append(m)
+                markers.append(m)
+            elif m.topic == self._blocks_topic:
+                try:
+                    keys = wire.block_keys(m.payload)
+                except wire.WireError:
+                    keys = []
+                if not keys:
+                    done.append(m)
+                    continue
+                self._waiting_blocks[m.id] = (m, set(keys))
+                for k in keys:
+                    self._block_message[k] = m.id
+                blocks.append(m)
+            else:
+                done.append(m)
+        self.spool.ack_many(done)
+        self.spool.await_confirmation(markers, timed=True)
+        self.spool.await_confirmation(blocks)
 
     def _confirmed(self, payload: bytes) -> None:
         key = wire.parse_ack(payload)
-        if key is not None and (sent := self._unconfirmed.pop(key, None)):
-            self.spool.ack_many(sent)
+        if key is not None:
+            if sent := self._unconfirmed.pop(key, None):
+                self.spool.ack_many(sent)
+            return
+        stored: list[Message] = []
+        for k in wire.parse_block_acks(payload):
+            mid = self._block_message.pop(k, None)
+            if mid is None or mid not in self._waiting_blocks:
+                continue
+            message, left = self._waiting_blocks[mid]
+            left.discard(k)
+            if not left:
+                del self._waiting_blocks[mid]
+                stored.append(message)
+        if stored:
+            self.spool.ack_many(stored)
 
     async def _resend_unconfirmed(self) -> None:
         """Send again the markers the daemon has not confirmed within ``RESEND_S``."""
@@ -408,6 +446,8 @@ class Agent:
         await client.subscribe(wire.acks_topic(self.cfg.id), qos=1)
         self.spool.release_unconfirmed()  # a new session: what was in flight may be lost
         self._unconfirmed.clear()
+        self._waiting_blocks.clear()
+        self._block_message.clear()
         tasks = [
             asyncio.create_task(c)
             for c in (

@@ -88,8 +88,9 @@ class Spool:
         self._mem_bytes = 0
         self._mem_id = 0
         self._acked: set[int] = set()
-        # markers sent and waiting for the daemon's confirmation: id -> monotonic time sent
-        self._awaiting: dict[int, float] = {}
+        # sent and waiting for the daemon's confirmation: id -> (monotonic time sent, resent
+        # on a timer too, not only on reconnect)
+        self._awaiting: dict[int, tuple[float, bool]] = {}
         self._counters: dict[str, int] = {}
         self._meta: dict[str, int] = {}
         self._retry_at_s = 0.0
@@ -381,19 +382,25 @@ class Spool:
             out += mem[: max(0, limit - len(out))]
             return out
 
-    def await_confirmation(self, messages: list[Message]) -> None:
+    def await_confirmation(self, messages: list[Message], timed: bool = False) -> None:
         """Keep these (sent) messages, but out of ``peek``, until ``ack_many`` (the daemon
-        confirmed them) or ``release_unconfirmed`` (time to send them again)."""
+        confirmed them) or ``release_unconfirmed`` (time to send them again; ``timed``: also
+        when they are merely old, not only on a reconnect)."""
         now = time.monotonic()
         with self._lock:
             for m in messages:
-                self._awaiting[m.id] = now
+                self._awaiting[m.id] = (now, timed)
 
-    def release_unconfirmed(self, older_than_s: float = 0.0) -> int:
-        """Make messages unconfirmed for ``older_than_s`` visible to ``peek`` again; how many."""
+    def release_unconfirmed(self, older_than_s: float | None = None) -> int:
+        """Make unconfirmed messages visible to ``peek`` again: all of them (None, after a
+        reconnect), or the timed ones sent at least ``older_than_s`` ago. How many."""
         now = time.monotonic()
         with self._lock:
-            due = [i for i, sent in self._awaiting.items() if now - sent >= older_than_s]
+            due = [
+                i
+                for i, (sent, timed) in self._awaiting.items()
+                if older_than_s is None or (timed and now - sent >= older_than_s)
+            ]
             for i in due:
                 del self._awaiting[i]
             return len(due)

@@ -19,7 +19,9 @@ Nothing is lost and nothing is silent:
   sender already deleted. Each marker with a ``seq`` is therefore confirmed end to end once it is
   committed: ``{"v": 1, "run", "seq", "state"}`` on ``powerd/v1/acks/<source>``. Senders
   (``powerd.client``, ``powerd mark``, the agent) keep a marker and send it again until then; a
-  repeat is recognised by (source, run, seq) and confirmed again.
+  repeat is recognised by (source, run, seq) and confirmed again. An agent's blocks are
+  confirmed the same way, one ``{"v": 1, "blocks": [[boot_ns, seq], ...]}`` per agent per
+  commit; the agent keeps them until then and sends the unconfirmed ones again on reconnect.
 - The session is persistent under a stable client id (``powerd-<daemon id>``, MQTT v5 with clean
   start off and a session expiry), so QoS 1 messages sent while the daemon was down are delivered
   when it comes back, and so are those it had received but not acknowledged when it was killed.
@@ -104,7 +106,9 @@ async def _handle(
             return None
         return _confirmation(source, payload, outcome)
     elif (agent := wire.topic_tail(topic, "blocks")) is not None:
-        daemon.accept_block(agent, payload)
+        if daemon.accept_block(agent, payload):
+            keys = [list(k) for k in wire.block_keys(payload)]
+            return wire.acks_topic(agent), {"v": wire.VERSION, "blocks": keys}
     elif (agent := wire.topic_tail(topic, "channels")) is not None:
         daemon.accept_channels(agent, payload)
     elif (agent := wire.topic_tail(topic, "status")) is not None:
@@ -151,10 +155,18 @@ async def _commit_and_ack(
     for message, _, _ in unacked:
         _ack(client, message)
     unacked.clear()
+    blocks: dict[str, list[list[int]]] = {}
     for topic, body in confirmations or ():
+        if "blocks" in body:  # one confirmation per agent per commit, however many messages
+            blocks.setdefault(topic, []).extend(body["blocks"])
+            continue
         await client.publish(topic, json.dumps(body), qos=1)
+        daemon.counts["markers_confirmed"] += 1
+    for topic, keys in blocks.items():
+        body = {"v": wire.VERSION, "blocks": keys}
+        await client.publish(topic, json.dumps(body, separators=(",", ":")), qos=1)
+        daemon.counts["blocks_confirmed"] += len(keys)
     if confirmations:
-        daemon.counts["markers_confirmed"] += len(confirmations)
         confirmations.clear()
 
 
