@@ -155,6 +155,11 @@ class Outbox:
             self.on_spooled()
 
 
+def _marker_key(m: Message) -> tuple[str, int] | None:
+    """(run, seq) of a relayed marker in the spool."""
+    return wire.parse_ack(m.payload)
+
+
 @dataclass
 class Agent:
     cfg: AgentConfig
@@ -326,21 +331,30 @@ class Agent:
             await spooled.wait()
             spooled.clear()
             while batch := self.spool.peek(PUBLISH_BATCH):
+                markers, blocks, done = self._expect_confirmation(batch)
                 for msg in batch:
                     await client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
-                self._await_confirmation(batch)
+                self.spool.ack_many(done)
+                # a confirmation that came while publishing has deleted its message already
+                self.spool.await_confirmation(
+                    [m for key, m in markers if m in self._unconfirmed.get(key, [])], timed=True
+                )
+                self.spool.await_confirmation([m for m in blocks if m.id in self._waiting_blocks])
 
-    def _await_confirmation(self, batch: list[Message]) -> None:
-        """Markers and blocks stay spooled until the daemon confirms it stored them (a broker
-        acknowledges before it saves, so its acknowledgement does not survive a broker crash);
-        anything else (status, gap reports) is done once the broker has it."""
-        markers: list[Message] = []
+    def _expect_confirmation(
+        self, batch: list[Message]
+    ) -> tuple[list[tuple[tuple[str, int], Message]], list[Message], list[Message]]:
+        """Before publishing: which messages wait for the daemon's confirmation (markers,
+        blocks) and which are done once the broker has them (status, gap reports). Markers and
+        blocks stay spooled until the daemon confirms it stored them: a broker acknowledges
+        before it saves, so its acknowledgement does not survive a broker crash."""
+        markers: list[tuple[tuple[str, int], Message]] = []
         blocks: list[Message] = []
         done: list[Message] = []
         for m in batch:
-            if m.topic == self._markers_topic and (key := wire.parse_ack(m.payload)):
+            if m.topic == self._markers_topic and (key := _marker_key(m)):
                 self._unconfirmed.setdefault(key, []).append(m)
-                markers.append(m)
+                markers.append((key, m))
             elif m.topic == self._blocks_topic:
                 try:
                     keys = wire.block_keys(m.payload)
@@ -355,9 +369,7 @@ class Agent:
                 blocks.append(m)
             else:
                 done.append(m)
-        self.spool.ack_many(done)
-        self.spool.await_confirmation(markers, timed=True)
-        self.spool.await_confirmation(blocks)
+        return markers, blocks, done
 
     def _confirmed(self, payload: bytes) -> None:
         key = wire.parse_ack(payload)

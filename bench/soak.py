@@ -441,10 +441,12 @@ def result_accounting(
             clock_err_ms = None
             if p.route == "agent":
                 truth = agent_truth_j(tb, te, offsets)
-                # daemon time = agent time + offset_ns, so offset_ns should be -(true offset)
+                # daemon time = agent time + offset_ns, so offset_ns should be -(true offset);
+                # the phase's timing carries its end marker's offset (a phase across an agent
+                # restart has another at its begin)
                 est = ph.get("timing", {}).get("offset_ns")
                 if est is not None:
-                    true_ns = round(offset_at(tb, offsets) * 1e9)
+                    true_ns = round(offset_at(te, offsets) * 1e9)
                     clock_err_ms = (int(est) + true_ns) / 1e6
             else:
                 truth = float(meter_wf.energy_j(tb, te))

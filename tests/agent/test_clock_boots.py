@@ -270,23 +270,32 @@ def test_backlog_of_an_unmeasured_boot_lands_at_its_true_time_after_a_stepped_re
         ):
             time.sleep(0.3)
             broker.start()
-            wait_for(
-                lambda: (o := daemon.offsets.get(agent_id)) is not None and len(o.exchanges) >= 5,
-                what="the new boot's exchanges",
-            )
+            # the backlog is placed with the first estimate of the new boot, as uncertain as
+            # its first exchanges (milliseconds on a loaded host): that is its tolerance
+            stated_ns = [2_000_000]
+
+            def estimated() -> bool:
+                o = daemon.offsets_json().get(agent_id)
+                if o is not None:
+                    stated_ns.append(int(o["uncertainty_ns"]))
+                return o is not None and o["exchanges"] >= 5
+
+            wait_for(estimated, what="the new boot's exchanges")
+            tol_ns = max(stated_ns)
 
             def stored() -> int:
                 daemon.store.flush()
                 t, _ = daemon.store.samples(cid, t_start - 3 * SEC, t_start + 60 * SEC)
                 lo, hi = int(backlog[0].t_ns[0]), int(backlog[-1].t_ns[-1])
-                return int(np.count_nonzero((t >= lo - 2_000_000) & (t <= hi + 2_000_000)))
+                return int(np.count_nonzero((t >= lo - tol_ns) & (t <= hi + tol_ns)))
 
             n = sum(int(b.t_ns.size) for b in backlog)
             wait_for(lambda: stored() >= n, what="the backlog at its true time")
             daemon.store.flush()
             t, _ = daemon.store.samples(cid, t_start - 3 * SEC, t_start + 60 * SEC)
     # nothing stored a second early (where the new boot's offset would have put it)
-    assert not np.any(t < int(backlog[0].t_ns[0]) - 2_000_000)
+    assert tol_ns < 100_000_000, tol_ns
+    assert not np.any(t < int(backlog[0].t_ns[0]) - tol_ns)
     assert np.unique(t).size == t.size
 
 
