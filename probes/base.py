@@ -9,7 +9,7 @@ from typing import Literal, Protocol, runtime_checkable
 import numpy as np
 
 from powerd.block import Block
-from powerd.channel import Channel
+from powerd.channel import Accuracy, Channel
 from powerd.errors import SpecError
 
 
@@ -109,6 +109,29 @@ class ElectricalProbe(Protocol):
 
     def read_electrical(self) -> dict[str, ElectricalBlock]:
         """Readings since the previous call, keyed by power channel id; drained."""
+        ...
+
+
+@dataclass(frozen=True)
+class AccuracyChange:
+    """A channel's accuracy from ``t_ns`` (host UTC) on: a meter's range moved (``set_range``, or
+    auto ranging). ``t_ns`` is placed so that every sample measured on the larger range is
+    covered by the larger bound (a move up counts from before it could have happened, a move down
+    from after it surely had)."""
+
+    channel: str
+    t_ns: int
+    accuracy: Accuracy
+
+
+@runtime_checkable
+class AccuracyTracking(Protocol):
+    """A probe whose channels' accuracy can change while it runs; ``channels()`` gives the
+    accuracy in effect now, and the runner stores every change in the store's accuracy history
+    (results then use, per phase, the accuracy in effect for the samples they integrate)."""
+
+    def accuracy_changes(self) -> list[AccuracyChange]:
+        """Changes since the previous call, oldest first; drained."""
         ...
 
 
