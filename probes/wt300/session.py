@@ -578,6 +578,14 @@ class MeterSession:
             "ranges moved",
         )
 
+    def start_accuracy(self, t_ns: int) -> None:
+        """Record the accuracy in effect when reading starts, as the history's first entry."""
+        with self.lock:
+            self._acc_last_ns = max(self._acc_last_ns, t_ns)
+            self._acc_changes.extend(
+                AccuracyChange(cid, t_ns, acc) for cid, acc in self.accuracy_now.items()
+            )
+
     def take_accuracy_changes(self) -> list[AccuracyChange]:
         with self.lock:
             out, self._acc_changes = self._acc_changes, []

@@ -137,7 +137,9 @@ def test_auto_range_moves_are_reported(tmp_path: Path) -> None:
         wait_for(lambda: probe.session.stats.markers >= 1)  # no data while switching
         # the accuracy follows the range the meter reads back, from before the move
         changes = probe.accuracy_changes()
-        assert changes and changes[0].accuracy.range_w > 15 * 0.1
+        assert changes[0].accuracy.range_w == pytest.approx(15 * 0.1)  # at open
+        assert changes[-1].accuracy.range_w > 15 * 0.1
+        assert [c.t_ns for c in changes] == sorted(c.t_ns for c in changes)
         v_now, i_now = probe.active_ranges()
         assert v_now is not None and i_now is not None
         acc = {c.id: c.accuracy for c in probe.channels()}["wt300:wt310:p1"]

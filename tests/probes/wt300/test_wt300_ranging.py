@@ -29,6 +29,8 @@ def test_set_range_moves_the_meter_and_the_declared_accuracy(tmp_path: Path) -> 
         probe = b.open(",vrange=15,irange=5")
         assert isinstance(probe, RangedProbe)
         wait_for(lambda: b.pull().n(P1) >= 3 and probe.active_ranges() == (15.0, 5.0))
+        initial = probe.accuracy_changes()  # the history starts with the accuracy at open
+        assert {c.channel: c.accuracy.range_w for c in initial} == {P1: 75.0, E1: 75.0}
         assert probe.accuracy_changes() == []  # the fixed ranges are those declared at open
         before_ns = time.time_ns()
         # 100 V needs the 150 V range; 7 A the 10 A range (the smallest that holds it)
@@ -60,6 +62,7 @@ def test_auto_minus_one_and_above_the_largest_range(tmp_path: Path) -> None:
     with bench(tmp_path) as b:
         probe = b.open(",vrange=15,irange=5")
         wait_for(lambda: b.pull().n(P1) >= 2 and probe.active_ranges() == (15.0, 5.0))
+        assert len(probe.accuracy_changes()) == 2  # the accuracy at open
         with pytest.raises(SpecError, match="above the WT310's largest A range 20 A"):
             probe.set_range("A", 25.0)
         with pytest.raises(SpecError, match="largest V range 600 V"):
@@ -81,6 +84,7 @@ def test_a_refused_range_is_reported_and_not_claimed(tmp_path: Path) -> None:
     with bench(tmp_path, integ_ranges="refuse") as b:
         probe = b.open(",vrange=15,irange=5")  # the integrator runs: this meter refuses ranges
         wait_for(lambda: b.pull().n(P1) >= 2 and probe.active_ranges() == (15.0, 5.0))
+        assert len(probe.accuracy_changes()) == 2  # the accuracy at open
         reply = probe.set_range("V", 100.0)
         assert reply == "V range not set: the meter refused 150 V (keeps 15 V)"
         assert b.model.vrange_v == 15.0
