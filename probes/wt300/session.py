@@ -555,14 +555,15 @@ class MeterSession:
         self, emit: Emit, ranges: tuple[float, float], t_from_ns: int, t_now_ns: int
     ) -> None:
         """The accuracy follows the power range V × A from when it took effect: a larger
-        range from before it could have been switched (one interval before ``t_from_ns``, so an
-        update straddling the switch is covered), a smaller one from after it surely was (one
-        interval after ``t_now_ns``)."""
+        range from before it could have been switched (half an interval before ``t_from_ns``:
+        an update straddling the switch has its P stamped at its midpoint, its WH at its end), a
+        smaller one from after it surely was (one interval after ``t_now_ns``, when the last
+        update measured partly on the larger range has ended)."""
         new_w = ranges[0] * ranges[1]
         if abs(new_w - self.range_w) <= 1e-9 * max(new_w, self.range_w):
             return
         up = new_w > self.range_w
-        t_eff = t_from_ns - self.plan.interval_ns if up else t_now_ns + self.plan.interval_ns
+        t_eff = t_from_ns - self.plan.interval_ns // 2 if up else t_now_ns + self.plan.interval_ns
         with self.lock:
             t_eff = max(t_eff, self._acc_last_ns)
             self._acc_last_ns = t_eff

@@ -15,11 +15,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from powerd.agent.wire import Marker
 from powerd.errors import SpecError
+from powerd.phases import stamp
 from powerd.probes.base import ElectricalBlock, ElectricalProbe, RangedProbe
 from powerd.probes.sim.waveform import parse_spec
+from powerd.probes.wt300 import family
 from powerd.probes.wt300.session import make_layout
-from tests.probes.wt300.helpers import bench, truth_power_w, update_of, wait_for
+from powerd.runner import Sampler
+from powerd.runs import compute_run
+from powerd.store import Store
+from powerd.timebase import TimeAnchor
+from powerd.timeline import Timeline
+from tests.probes.wt300.helpers import T_NS, bench, truth_power_w, update_of, wait_for
 
 P1, E1 = "wt300:wt310:p1", "wt300:wt310:e1"
 
@@ -36,6 +44,7 @@ def test_set_range_moves_the_meter_and_the_declared_accuracy(tmp_path: Path) -> 
         # 100 V needs the 150 V range; 7 A the 10 A range (the smallest that holds it)
         assert probe.set_range("V", 100.0) == "V range 150 V"
         assert probe.set_range("A", 7.0) == "A range 10 A"
+        after_ns = time.time_ns()
         assert (b.model.vrange_v, b.model.vauto) == (150.0, False)
         assert (b.model.irange_a, b.model.iauto) == (10.0, False)
         assert probe.active_ranges() == (150.0, 10.0)
@@ -47,8 +56,8 @@ def test_set_range_moves_the_meter_and_the_declared_accuracy(tmp_path: Path) -> 
         assert {c.channel for c in changes} == {P1, E1}
         last = {c.channel: c for c in changes}
         assert last[P1].accuracy.range_w == pytest.approx(1500.0)
-        # a move up counts from before the command was sent (no sample on it escapes)
-        assert min(c.t_ns for c in changes) < before_ns
+        # a move up counts from half an update before the command went out, during the call
+        assert before_ns - T_NS // 2 < min(c.t_ns for c in changes) < after_ns
         assert probe.accuracy_changes() == []  # drained
         # values after the switch stay exact (the update during the switch reads NAN)
         n0 = b.got.n(P1)
@@ -129,3 +138,54 @@ def test_vi_layout_respects_the_meters_ten_items() -> None:
     assert sum(layout.copies) <= 10 and notes
     with pytest.raises(SpecError, match="the meter takes 10"):
         make_layout((1, 2, 3), False, 1, True)
+
+
+def test_a_run_through_the_sampler_uses_the_range_in_effect_per_phase(tmp_path: Path) -> None:
+    """SR mid-run, as power-dev does between ranging and testing: the phase before uses the
+    75 W range, the one after the 1500 W range, one spanning both the larger, flagged."""
+    steady = parse_spec("constant,w=40").waveform  # so the instrument term dominates U
+    with bench(tmp_path, waveform=steady) as b, Store(tmp_path / "s.db") as store:
+        probe = b.probe = family.open(f"{b.link},rate=0.1,vrange=15,irange=5")
+        sampler = Sampler(
+            [probe], Timeline(1 << 12), store, TimeAnchor(), put_accuracy=store.put_accuracy
+        )
+        seq = iter(range(100))
+
+        def mark(phase: str, event: str) -> None:
+            now = time.time_ns()
+            m = Marker("r", phase, event, next(seq), t_ns=now)  # type: ignore[arg-type]
+            store.put_marker(stamp("h", m, now))
+
+        def samples_after(n: int) -> None:
+            target = sampler.health[0].samples + n
+            wait_for(lambda: sampler.health[0].samples >= target)
+
+        sampler.start()
+        try:
+            samples_after(4)
+            mark("span", "begin")
+            mark("ranging", "begin")
+            samples_after(10)
+            mark("ranging", "end")
+            samples_after(2)  # as power-dev: Stop, RL, Uncertainty, Watts, then SR
+            assert probe.set_range("V", 100.0) == "V range 150 V"
+            assert probe.set_range("A", 7.0) == "A range 10 A"
+            mark("testing", "begin")
+            samples_after(10)
+            mark("testing", "end")
+            mark("span", "end")
+            samples_after(4)
+        finally:
+            sampler.stop()
+        res = compute_run(store, "r")
+    by = {p["phase"]: p for p in res["phases"]}
+    for phase, range_w in (("ranging", 75.0), ("testing", 1500.0), ("span", 1500.0)):
+        for cid in (P1, E1):
+            assert by[phase]["channels"][cid]["accuracy_range_w"] == pytest.approx(range_w)
+    assert "range_changed" in by["span"]["flags"]
+    assert "range_changed" not in by["ranging"]["flags"] + by["testing"]["flags"]
+    # the power channel's uncertainty per second holds the range term of the range in effect:
+    # 0.2 % of 1500 W = 3 W after the change, far below that before it (0.2 % of 75 W)
+    u = {k: by[k]["channels"][P1]["uncertainty_j"] / by[k]["duration_s"] for k in by}
+    assert u["testing"] >= 0.002 * 1500 and u["span"] >= 0.002 * 1500
+    assert u["ranging"] < 0.002 * 1500
