@@ -507,7 +507,8 @@ class MeterSession:
         rate = parser.parse_rate(data) if data is not None else None
         if rate is None or abs(rate - spec.rate_s) > 1e-6:
             self._problem(emit, f"update interval reads {rate} s, asked for {spec.rate_s} s")
-        self._check_ranges(link, emit, t_configure_ns)
+        # on a reconnect the ranges may have moved since the last check before the link went
+        self._check_ranges(link, emit, min(self._range_check_ns or t_configure_ns, t_configure_ns))
         self._check_bandwidth(emit)
 
     def _check_bandwidth(self, emit: Emit) -> None:
@@ -723,7 +724,7 @@ class MeterSession:
             if value.marker is not None:
                 self.stats.markers += 1
                 self._problem(emit, f"{item.command_arg} reads {value.marker}: not used")
-                if value.marker == "no data":
+                if value.marker == "no data" and item.function == "P":
                     self._recheck = True  # range switching: read the ranges back now
                 if item.function in VI_FUNCTIONS:
                     vi.setdefault(item.element, {})[item.function] = math.nan
