@@ -85,13 +85,16 @@ class Ranging:
 
     def set(self, quantity: str, value: float | None) -> str:
         """Apply SR (raises SpecError from the probe when the value is above its largest
-        range); returns what was done, for the log."""
-        self.requested[quantity] = value
+        range); returns what was done, for the log. A value <= 0 (power-dev's ``-1`` when its
+        ranging log had no V/A) keeps the current setting."""
+        keep = value is not None and value <= 0
+        if not keep:
+            self.requested[quantity] = value
         if not self.real:
             what = "auto" if value is None else f"{value:g}"
             return f"range {quantity} {what}: no ranges on this probe (no-op)"
         done = self.set_range(quantity, value)  # type: ignore[misc]
-        return f"range {quantity} set: {done}"
+        return f"range {quantity}: {done}"
 
     def range_w(self, channel: Channel) -> float:
         """The power range the accuracy's range term applies to: V range × A range when the

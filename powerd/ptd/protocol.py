@@ -14,6 +14,7 @@ statistics. Every sample is echoed on stdout, as PTDaemon does, and one whose un
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -195,9 +196,8 @@ class Face:
                 value = float(text)
             except ValueError:
                 return f"Error: range {text!r} is not a number or Auto"
-            if value <= 0:
-                # power-dev sends SR,x,-1 when its ranging log had no V/A: keep auto ranging
-                value = None
+            if not math.isfinite(value):
+                return f"Error: range {text!r} is not a number or Auto"
         done = self.ranging.set(q, value)
         self.out.line(done)
         return RANGE_CHANGED.format(q=q)
