@@ -145,7 +145,8 @@ def test_ranging_real_and_noop() -> None:
     assert r.real and r.rr_reply() == "Ranges,1,20,1,600"
     r.set("V", 150.0)
     r.set("A", 0.5)
-    assert r.rr_reply() == "Ranges,0,0.5,0,150" and r.range_w(ch) == 75.0
+    assert r.rr_reply() == "Ranges,0,0.5,0,150" and r.range_w(ch) == 99.0
+    assert r.range_w(Channel("w:p1", "power", "meter", 0.1)) == 75.0  # no range_w: V x A
     r.set("A", -1.0)  # power-dev's -1: kept, still fixed
     assert r.rr_reply() == "Ranges,0,0.5,0,150"
     with pytest.raises(SpecError):
