@@ -128,6 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--quiet", action="store_true", help="no progress line while CMD runs")
     m.add_argument(
+        "--loadgen-log",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="once CMD exits, apply the phase of the MLPerf LoadGen log CMD wrote under DIR "
+        "(as `powerd markers loadgen`): MLPerf's figures beside powerd's",
+    )
+    m.add_argument(
+        "--loadgen-phase",
+        default="loadgen",
+        metavar="NAME",
+        help="name of that phase (default: loadgen)",
+    )
+    m.add_argument(
         "cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS]", help="the workload to run"
     )
 

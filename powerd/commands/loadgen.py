@@ -16,9 +16,12 @@ from pathlib import Path
 
 from powerd.agent.wire import NAME_RE
 from powerd.commands.marker_import import apply_lines
+from powerd.daemon import Daemon
 from powerd.errors import PowerdError
 from powerd.mlperf.loadgen import LoadgenRun, edge_uncertainty_ns, read_loadgen
 from powerd.paths import open_state_store
+
+SOURCE = "loadgen"
 
 
 def marker_lines(
@@ -59,3 +62,31 @@ def cmd_markers_loadgen(args: argparse.Namespace) -> int:
         f"{rep.repeats} repeat(s) ignored; `powerd report {args.run}` gives the figures"
     )
     return 0
+
+
+def apply_after_measure(
+    daemon: Daemon,
+    where: Path,
+    run: str,
+    phase: str,
+    devices: tuple[str, ...] | None,
+    started_ns: int,
+    ended_ns: int,
+) -> LoadgenRun:
+    """For ``powerd measure --loadgen-log``: read the log CMD wrote and apply its phase through
+    the measuring daemon. The window must lie inside CMD's run (to LoadGen's 1 ms resolution):
+    a log from an earlier run left in DIR is refused, never applied to this one."""
+    lg = read_loadgen(where)
+    slack_ns = 2 * edge_uncertainty_ns()
+    if lg.power_begin_ns < started_ns - slack_ns or lg.power_end_ns > ended_ns + slack_ns:
+        raise PowerdError(
+            f"{lg.path}: LoadGen's window {lg.power_begin} .. {lg.power_end} UTC is not inside "
+            "the command's run; a log left from an earlier run? (not applied)"
+        )
+    for line in marker_lines(lg, run, phase, 0, devices):
+        outcome = daemon.submit_marker(
+            SOURCE, line, received_ns=ended_ns, uncertainty_ns=edge_uncertainty_ns()
+        )
+        if outcome.error is not None:
+            raise PowerdError(f"LoadGen phase {phase!r} not applied: {outcome.error}")
+    return lg
