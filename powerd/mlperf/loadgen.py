@@ -222,6 +222,11 @@ def parse_detail_log(path: Path) -> LoadgenRun:
         raise LoadgenLogError(f"cannot read {path}: {err}") from None
     values, where = _parse_lines(path, text)
     missing = [k for k in REQUIRED_KEYS if k not in values]
+    if missing and values.get("effective_test_mode") == "AccuracyOnly":
+        raise LoadgenLogError(
+            f"{path}: an AccuracyOnly log (line {where['effective_test_mode']}) has no "
+            f"{', '.join(missing)}; MLPerf Power measures the PerformanceOnly run"
+        )
     if missing:
         raise LoadgenLogError(
             f"{path}: partial LoadGen log, missing {', '.join(missing)} "
