@@ -147,6 +147,7 @@ def stamp_ns(text: str) -> int:
 def find_detail_log(where: Path) -> Path:
     """The one ``mlperf_log_detail.txt`` at or under ``where`` (a file, or a directory searched
     recursively, as power-dev's client does); an error if there is none or more than one."""
+    where = where.absolute()
     if where.is_file():
         return where
     if not where.is_dir():
