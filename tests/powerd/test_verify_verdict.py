@@ -127,21 +127,28 @@ def test_overall_verdict() -> None:
     assert overall([i, n, s]) == NOT_SUPPORTED
 
 
+C = 'claims = ["energy_j <= 1"]\n'
 BAD = {
     'claims = ["j_per_unit < 3"]': "claims[0]: expected a claim such as",
     'claims = ["watts <= 3"]': "claims[0]: expected a claim such as",
     "claims = []": "claims: expected",
     'unit = "x"': "claims: required",
-    'claims = ["energy_j <= 1"]\nfoo = 1': "foo: unknown key; allowed: claims",
-    'claims = ["energy_j <= 1"]\n[trials]\nn = 0': "[trials] n: expected an integer of at least 1",
-    'claims = ["energy_j <= 1"]\n[trials]\nn = "3"': '[trials] n: expected an integer of at least 1, got "3"',
-    'claims = ["energy_j <= 1"]\n[trials]\naggregate = "mean"': "[trials] aggregate: expected",
-    'claims = ["energy_j <= 1"]\npreset = "fast"': "preset: expected",
-    'claims = ["energy_j <= 1"]\npreset = "tiny"\n[trials]\nmin_duration_s = 1': "[trials] min_duration_s: preset tiny needs at least 10, got 1",
-    'claims = ["energy_j <= 1"]\npreset = "tiny"\n[trials]\nn = 3': "[trials] n: preset tiny needs at least 5",
-    'claims = ["energy_j <= 1"]\npreset = "mlperf"\nmax_energy_uncertainty_pct = 5': "max_energy_uncertainty_pct: preset mlperf needs at most 1",
+    C + "foo = 1": "foo: unknown key; allowed: claims",
+    C + "[trials]\nn = 0": "[trials] n: expected an integer of at least 1",
+    C + '[trials]\nn = "3"': '[trials] n: expected an integer of at least 1, got "3"',
+    C + '[trials]\naggregate = "mean"': "[trials] aggregate: expected",
+    C + 'preset = "fast"': "preset: expected",
+    C + 'preset = "tiny"\n[trials]\nmin_duration_s = 1': (
+        "[trials] min_duration_s: preset tiny needs at least 10, got 1"
+    ),
+    C + 'preset = "tiny"\n[trials]\nn = 3': "[trials] n: preset tiny needs at least 5",
+    C + 'preset = "mlperf"\nmax_energy_uncertainty_pct = 5': (
+        "max_energy_uncertainty_pct: preset mlperf needs at most 1"
+    ),
     'claims = ["energy_j <= 1 net"]': "is net of idle: set [idle] seconds > 0 or power_w",
-    'claims = ["energy_j <= 1"]\n[warmup]\nuntil_stable = true\nmax_s = 1': "[warmup] max_s: 1 s is shorter than [stability] window_s",
+    C + "[warmup]\nuntil_stable = true\nmax_s = 1": (
+        "[warmup] max_s: 1 s is shorter than [stability] window_s"
+    ),
     "claims = [": "is not valid TOML",
 }
 
