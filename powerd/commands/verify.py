@@ -109,9 +109,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser(
         "verify",
         help="measure a command under a protocol and judge claims (supported / not / inconclusive)",
-        description="Run CMD under the protocol in PROTOCOL.toml (idle baseline, warm-up until "
-        "stable, N trials) and give each claim a verdict from its 95 % interval; writes "
-        "<run>.json (with a `verification` object), <run>.csv and <run>.html into --out.",
+        description="Run CMD under the protocol in PROTOCOL.toml (idle baseline, warm-up until\n"
+        "stable, N trials) and give each claim a verdict from its 95 % interval; write\n"
+        "<run>.json (with a `verification` object), <run>.csv and <run>.html into --out.\n"
+        "Options may also follow PROTOCOL.toml; CMD comes after --.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

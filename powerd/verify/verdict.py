@@ -25,7 +25,8 @@ Across trials (the protocol's ``aggregate``):
 Usable trials: not flagged ``too_short``, ``cmd_failed`` or ``no_data``, with a figure. A verdict
 is at most **inconclusive** when a trial used carries a flag in ``CAP_FLAGS`` (not_stable,
 calibration_due, incomplete, ...: the interval may not hold) or when fewer trials are usable than
-the protocol's n.
+the protocol's n. Other flags of the trials used (``receive_time``, ``uncalibrated``, ...) are
+named in the reason but do not change the verdict: their effect is inside U, or a lab's call.
 """
 
 from __future__ import annotations
@@ -222,6 +223,9 @@ def claim_verdict(
         verdict = INCONCLUSIVE
     elif caps:
         reason += "; also: " + ", ".join(caps)
+    noted = sorted({f for r in usable for f in r["flags"] if f not in CAP_FLAGS})
+    if noted:
+        reason += "; noted (not affecting the verdict): " + ", ".join(noted)
     out.update(
         verdict=verdict,
         figure_value=shown["value"],

@@ -117,6 +117,7 @@ def test_flags_cap_at_inconclusive_and_short_trials_are_not_used() -> None:
     assert v["verdict"] == INCONCLUSIVE and v["reason"].startswith("no usable trial")
     v = verdict_of("energy_j <= 200", entry(flags=("receive_time",)))
     assert v["verdict"] == SUPPORTED  # timing is inside U: not a cap
+    assert "noted (not affecting the verdict): receive_time" in v["reason"]
     assert verdict_of("j_per_unit <= 9", entry(count=None))["verdict"] == INCONCLUSIVE
 
 
