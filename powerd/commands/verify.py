@@ -8,10 +8,11 @@ criterion holds, at most ``max_s``); then N trials (phase ``trial``, trial 1..N,
 gets an added top-level ``verification`` object; the terminal shows a verdict table, the HTML
 report a Verification section. See powerd/verify/verdict.py for the verdict rules.
 
-CMD's unit count per trial: ``count`` in the protocol or ``--count``; a workload that knows its
-own count writes it (an integer) to the file named by ``$POWERD_COUNT_FILE`` before it exits,
-which takes precedence. CMD also gets ``POWERD_URL``/``POWERD_RUN`` (to mark sub-phases, as under
-``powerd measure``) and ``POWERD_TRIAL`` (0 during warm-up).
+CMD's unit count per trial, first found of: an integer CMD wrote to the file named by
+``$POWERD_COUNT_FILE``; the summed counts of the phases named ``count_phase`` that CMD marked
+itself through ``powerd.client`` inside the trial; ``--count`` or ``count`` in the protocol.
+CMD also gets ``POWERD_URL``/``POWERD_RUN`` (to mark sub-phases, as under ``powerd measure``)
+and ``POWERD_TRIAL`` (0 during warm-up).
 
 Exit code: 0 every claim supported, 1 some claim not supported, 3 inconclusive (none refuted, not
 all supported), 2 powerd's own errors (bad protocol, no probe, ...).
@@ -45,10 +46,12 @@ from powerd.commands.measure import (
 )
 from powerd.daemon import Daemon
 from powerd.errors import PowerdError, SpecError
+from powerd.phases import replay
 from powerd.report.files import ReportWriteError, check_out_dir, write_reports
 from powerd.report.table import format_table
 from powerd.runner import Sampler
 from powerd.runs import compute_run
+from powerd.store import Store
 from powerd.timebase import TimeAnchor
 from powerd.timeline import Timeline
 from powerd.verify.protocol import Protocol, load_protocol
@@ -61,6 +64,7 @@ TRIAL_ENV = "POWERD_TRIAL"
 TRIAL_PHASE = "trial"
 WARMUP_PHASE = "warmup"
 POLL_S = 0.001
+COUNT_SLACK_NS = 50_000_000  # CMD's clock reads vs the anchor's: same host, a few ms at most
 VERIFICATION_VERSION = 1
 
 EPILOG = """\
@@ -70,6 +74,7 @@ Protocol file (TOML; every key but claims is optional):
   probes = ["sim:constant,w=20"]   # or --probe (repeatable), which replaces this list
   unit = "inference"         # what count counts
   count = 100                # units per trial (or CMD writes $POWERD_COUNT_FILE)
+  count_phase = "infer"      # or: sum the counts of CMD's own phases of this name in a trial
   max_energy_uncertainty_pct = 1.0  # flag meter_uncertainty_high above it (mlperf: 1)
   claims = ["j_per_unit <= 0.35", "mean_power_w <= 25 net", "units_per_j >= 3"]
 
@@ -247,10 +252,11 @@ class Session:
         env: dict[str, str],
         count: int | None,
         count_dir: Path,
+        store: Store,
     ) -> None:
         self.proto, self.cmd, self.marks, self.anchor = proto, cmd, marks, anchor
         self.timeline, self.progress, self.env = timeline, progress, env
-        self.count, self.count_dir = count, count_dir
+        self.count, self.count_dir, self.store = count, count_dir, store
         self.failed_trials: list[int] = []
         self.checks: list[PowerCheck] = []
 
@@ -387,13 +393,39 @@ class Session:
             def mark_begin(lo: int, hi: int, k: int = k) -> None:
                 self.marks.mark(TRIAL_PHASE, "begin", lo, hi, trial=k)
 
-            rc, _, _, before, after, written = self.run_cmd(k, TRIAL_PHASE, mark_begin)
-            count = written if written is not None else self.count
+            rc, lo_k, _, before, after, written = self.run_cmd(k, TRIAL_PHASE, mark_begin)
+            count = written if written is not None else self.marked_count(lo_k, after)
             self.marks.mark(TRIAL_PHASE, "end", before, after, trial=k, count=count, unit=f.unit)
             if rc != 0:
                 self.failed_trials.append(k)
                 print(f"powerd: warning: trial {k}: CMD exited {rc}", file=sys.stderr)
             self.progress.done()
+
+    def marked_count(self, t_begin_ns: int, t_end_ns: int) -> int | None:
+        """Sum of the counts of CMD's own ``count_phase`` phases inside a trial (``count``
+        when the protocol names no such phase; None when CMD marked none with a count)."""
+        name = self.proto.file.count_phase
+        if name is None:
+            return self.count
+        phases, _ = replay(self.store.markers(self.marks.run))
+        slack = COUNT_SLACK_NS
+        counts = [
+            p.count
+            for p in phases
+            if p.phase == name
+            and p.source != SOURCE
+            and p.count is not None
+            and p.t_begin_ns >= t_begin_ns - slack
+            and p.t_end_ns <= t_end_ns + slack
+        ]
+        if not counts:
+            print(
+                f"powerd: warning: no phase {name!r} with a count inside the trial; "
+                f"using count {self.count}",
+                file=sys.stderr,
+            )
+            return self.count
+        return sum(counts)
 
 
 def _read_count(path: Path) -> int | None:
@@ -507,7 +539,16 @@ def run_command(args: argparse.Namespace) -> int:
             try:
                 env = {**os.environ, URL_ENV: api.url, RUN_ENV: plan.run}
                 session = Session(
-                    proto, plan.cmd, marks, anchor, timeline, progress, env, plan.count, Path(tmp)
+                    proto,
+                    plan.cmd,
+                    marks,
+                    anchor,
+                    timeline,
+                    progress,
+                    env,
+                    plan.count,
+                    Path(tmp),
+                    store,
                 )
                 _wait_first_samples(timeline, probes)
                 session.idle()

@@ -10,6 +10,10 @@ not go below:
 - ``tiny``: trial windows of at least 10 s, 5 trials (at least), verdict from their median
   (MLPerf Tiny).
 
+The unit count of a trial: what CMD wrote to ``$POWERD_COUNT_FILE``, else the summed ``count``
+of the phases named ``count_phase`` that CMD marked (``powerd.client``) inside the trial, else
+``count``.
+
 Claims are strings ``"<figure> <op> <value> [gross|net]"``: figure one of ``j_per_unit``,
 ``mean_power_w``, ``units_per_j``, ``energy_j``; op ``<=`` or ``>=``; ``net`` subtracts the idle
 baseline (so it needs ``[idle] seconds > 0`` or ``idle_power_w``).
@@ -110,6 +114,7 @@ class ProtocolFile(Table, frozen=True):
     probes: Names = ()
     unit: Name = "inference"
     count: Samples | None = None
+    count_phase: Name | None = None
     max_energy_uncertainty_pct: Percent | None = None
     warmup: Warmup = msgspec.field(default_factory=Warmup)
     stability: Stability = msgspec.field(default_factory=Stability)

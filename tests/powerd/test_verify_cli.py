@@ -118,13 +118,30 @@ def test_true_false_and_borderline_claims(tmp_path: Path) -> None:
     assert 'id="verification"' in html and "mean_power_w &lt;= 19" in html
 
 
+CLIENT = (
+    "import os, time\n"
+    "from powerd.client import PowerdClient\n"
+    "with PowerdClient() as c:\n"
+    "    with c.phase('infer', trial=int(os.environ['POWERD_TRIAL'])) as ph:\n"
+    "        time.sleep(0.25)\n"
+    "        ph.count = 25\n"
+)
+
+
 def test_all_supported_exits_0_with_a_measured_idle(tmp_path: Path) -> None:
+    """The workload reports its count through powerd.client (its own phase ``infer``)."""
     claims = ["mean_power_w <= 25", "j_per_unit <= 1", "energy_j >= 1"]
-    proto = f"claims = {json.dumps(claims)}\ncount = 10\n" + STABLE + "[idle]\nseconds = 0.3\n"
-    r = verify(tmp_path, proto, "--run", "v2")
+    proto = (
+        f"claims = {json.dumps(claims)}\ncount_phase = 'infer'\n"
+        + STABLE
+        + "[idle]\nseconds = 0.3\n"
+    )
+    r = verify(tmp_path, proto, "--run", "v2", code=CLIENT)
     assert r.returncode == 0, r.stdout + r.stderr
     res = result(tmp_path, "v2")
-    assert [p["phase"] for p in res["phases"]] == ["idle", "warmup", "trial", "trial"]
+    names = [p["phase"] for p in res["phases"]]
+    assert names[:2] == ["idle", "warmup"] and names.count("trial") == 2
+    assert [p["count"] for p in res["phases"] if p["phase"] == "trial"] == [25, 25]
     assert all(c["verdict"] == "supported" for c in res["verification"]["claims"])
 
 
