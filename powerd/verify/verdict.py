@@ -104,18 +104,13 @@ def side_verdict(iv: Interval, claim: Claim) -> tuple[str, float | None, float |
         return INCONCLUSIVE, None, None
     v, x = iv.value, claim.value
     margin = v - x
-    good_side = margin <= 0 if claim.op == "<=" else margin >= 0
     # the half-width towards the claim's value: what decides whether the interval crosses it
     half = (v - iv.lo) if margin > 0 else (iv.hi - v)
-    margin_u = None if half == 0 or math.isinf(half) else margin / half
-    if math.isinf(half):
-        margin_u = 0.0
+    margin_u = None if half == 0 else 0.0 if math.isinf(half) else margin / half
     if claim.op == "<=":
         verdict = SUPPORTED if iv.hi <= x else NOT_SUPPORTED if iv.lo > x else INCONCLUSIVE
     else:
         verdict = SUPPORTED if iv.lo >= x else NOT_SUPPORTED if iv.hi < x else INCONCLUSIVE
-    if half == 0 and margin == 0:
-        verdict = SUPPORTED if good_side else verdict
     return verdict, margin, margin_u
 
 
