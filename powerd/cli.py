@@ -24,6 +24,7 @@ MODULE_COMMANDS = {
     "mark": "powerd.commands.mark",
     "sim": "powerd.commands.sim",
     "grafana": "powerd.commands.grafana",
+    "verify": "powerd.commands.verify",
 }
 
 
