@@ -527,7 +527,9 @@ def run_command(args: argparse.Namespace) -> int:
             )
         anchor = TimeAnchor()
         timeline = Timeline()
-        sampler = Sampler(probes, timeline, store, anchor, put_gap=store.put_gap)
+        sampler = Sampler(
+            probes, timeline, store, anchor, put_gap=store.put_gap, put_accuracy=store.put_accuracy
+        )
         daemon = Daemon(store, Timeline(capacity_per_channel=2), anchor.utc_ns)
         daemon.timeline = timeline
         devices = tuple(sorted({ch.device_id for p in probes for ch in p.channels()}))
