@@ -303,8 +303,8 @@ class Spool:
                     self._acked.discard(rid)
                     predicted -= len(payload) + ROW_OVERHEAD_BYTES
                     continue
-                if not _is_block(topic):
-                    continue
+                if not _is_block(topic) or rid in self._awaiting:
+                    continue  # markers are never dropped; a sent block is most likely stored
                 db.execute("DELETE FROM outbox WHERE id=?", (rid,))
                 predicted -= len(payload) + ROW_OVERHEAD_BYTES
                 dropped.append(bytes(payload))
@@ -347,7 +347,9 @@ class Spool:
             self._mem_bytes += len(payload)
         dropped: list[bytes] = []
         while self._mem_bytes > self.memory_max_bytes:
-            victim = next((m for m in self._mem if _is_block(m.topic)), None)
+            victim = next(
+                (m for m in self._mem if _is_block(m.topic) and m.id not in self._awaiting), None
+            )
             if victim is None:
                 break
             self._mem.remove(victim)
