@@ -24,6 +24,7 @@ MODULE_COMMANDS = {
     "mark": "powerd.commands.mark",
     "sim": "powerd.commands.sim",
     "grafana": "powerd.commands.grafana",
+    "audit": "powerd.commands.audit",
 }
 
 
@@ -246,6 +247,7 @@ def _add_global_options(parser: argparse.ArgumentParser, command: str | None) ->
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from powerd.audit import AuditContext, seal
     from powerd.report.files import check_out_dir, write_reports
     from powerd.report.table import format_table
     from powerd.runs import compute_run
@@ -256,7 +258,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     check_out_dir(args.out)
     with open_state_store(args.state_dir) as store:
         result = compute_run(store, args.run, args.idle_power, tuple(args.primary))
-        store.put_result(result, time.time_ns())
+        seal(
+            store,
+            result,
+            time.time_ns(),
+            AuditContext("report"),
+            None,
+            args.idle_power,
+            args.primary,
+        )
         paths = write_reports(store, result, args.out)
     print(format_table(result))
     print("reports: " + " ".join(str(p) for p in paths))

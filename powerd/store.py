@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,7 @@ from powerd.channel import Channel
 from powerd.errors import PowerdError
 from powerd.phases import StampedMarker, Timing
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 ENCODING = "le-i8-f8"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -47,6 +47,8 @@ CREATE TABLE IF NOT EXISTS clock_steps(mono_ns INTEGER NOT NULL, utc_ns INTEGER 
     step_ns INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS gaps(channel TEXT NOT NULL, t_begin_ns INTEGER NOT NULL,
     t_end_ns INTEGER, reason TEXT NOT NULL, PRIMARY KEY(channel, t_begin_ns, reason));
+CREATE TABLE IF NOT EXISTS manifests(run TEXT NOT NULL, revision INTEGER NOT NULL,
+    sealed_ns INTEGER NOT NULL, json TEXT NOT NULL, PRIMARY KEY(run, revision));
 """
 
 
@@ -75,11 +77,16 @@ class Store:
             raise PowerdError(f"cannot open store {path}: {err}") from None
         self._lock = threading.RLock()
         self._pending: dict[str, tuple[list[I64], list[F64]]] = {}
+        # applied to every channel put (the daemon's calibration certificates, powerd.calibration)
+        self.annotate_channel: Callable[[Channel], Channel] | None = None
         version = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         if version is None:
             self._db.execute("INSERT INTO meta VALUES('schema', ?)", (str(SCHEMA_VERSION),))
         elif int(version[0]) == 1:
             self._migrate_1_to_2()
+            self._migrate_2_to_3()
+        elif int(version[0]) == 2:
+            self._migrate_2_to_3()
         elif int(version[0]) != SCHEMA_VERSION:
             raise PowerdError(
                 f"store {path} has schema {version[0]}, this powerd reads {SCHEMA_VERSION}"
@@ -96,6 +103,12 @@ class Store:
                     db.execute(stmt)
             db.execute("INSERT INTO markers SELECT * FROM markers_v1")
             db.execute("DROP TABLE markers_v1")
+            db.execute("UPDATE meta SET value='2' WHERE key='schema'")
+
+    def _migrate_2_to_3(self) -> None:
+        """Schema 3 adds the ``manifests`` table (the audit trail, ``powerd.audit``); the
+        ``CREATE IF NOT EXISTS`` above made it, so only the version moves."""
+        with self._tx() as db:
             db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
@@ -123,6 +136,8 @@ class Store:
     # channels ---------------------------------------------------------------------------------
 
     def put_channel(self, ch: Channel) -> None:
+        if self.annotate_channel is not None:
+            ch = self.annotate_channel(ch)
         with self._tx() as db:
             db.execute(
                 "INSERT INTO channels VALUES(?, ?) "
@@ -304,6 +319,53 @@ class Store:
                 (t_begin_ns, t_end_ns),
             ).fetchall()
         return [r[0] for r in rows]
+
+    # audit trail ------------------------------------------------------------------------------
+
+    def channel_json(self, channel: str) -> str | None:
+        """A channel's metadata exactly as stored (the text the audit hashes)."""
+        with self._lock:
+            row = self._db.execute("SELECT json FROM channels WHERE id=?", (channel,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def marker_rows(self, run: str) -> list[tuple[Any, ...]]:
+        """A run's marker rows as stored, in arrival order: (source, seq, run, t_ns,
+        received_ns, marker, timing), the columns the audit hashes."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT source, seq, run, t_ns, received_ns, marker, timing FROM markers "
+                "WHERE run=? ORDER BY id",
+                (run,),
+            ).fetchall()
+        return [tuple(r) for r in rows]
+
+    def result_json(self, run: str) -> str | None:
+        """A run's stored result exactly as stored."""
+        with self._lock:
+            row = self._db.execute("SELECT json FROM results WHERE run=?", (run,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def put_manifest(self, run: str, sealed_ns: int, manifest: dict[str, Any]) -> int:
+        """Store a run's manifest as its next revision (1, 2, …); returns the revision."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT COALESCE(MAX(revision), 0) FROM manifests WHERE run=?", (run,)
+            ).fetchone()
+            revision = int(row[0]) + 1
+            manifest = {**manifest, "revision": revision}
+            db.execute(
+                "INSERT INTO manifests VALUES(?, ?, ?, ?)",
+                (run, revision, sealed_ns, json.dumps(manifest, sort_keys=True)),
+            )
+        return revision
+
+    def manifests(self, run: str) -> list[dict[str, Any]]:
+        """A run's manifests, oldest revision first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT json FROM manifests WHERE run=? ORDER BY revision", (run,)
+            ).fetchall()
+        return [dict(json.loads(r[0])) for r in rows]
 
     # gaps -------------------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from types import FrameType
 
 from powerd.agent.wire import NAME_RE, Marker
 from powerd.api import ApiThread, make_app
+from powerd.audit import AuditContext, seal
 from powerd.daemon import Daemon
 from powerd.errors import PowerdError, ProbeUnavailable, SpecError
 from powerd.integrate import ChannelEnergy, Window, integrate
@@ -344,7 +345,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
         result = compute_run(store, args.run, args.idle_power, tuple(args.primary))
-        store.put_result(result, anchor.utc_ns())
+        context = AuditContext("measure", None, None, list(args.probe))
+        seal(store, result, anchor.utc_ns(), context, None, args.idle_power, args.primary)
         print(format_table(result))
         try:
             paths = write_reports(store, result, args.out)

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import serial
 
-from powerd.channel import Accuracy, Channel
+from powerd.channel import Accuracy, Channel, Instrument
 from powerd.errors import ProbeUnavailable, SpecError
 from powerd.probes.serialport import Emit
 from powerd.probes.wt300 import parser
@@ -140,6 +140,13 @@ def identify(link: Link) -> parser.Identity | None:
             return ident
         link.flush()
     return None
+
+
+def instrument_of(ident: parser.Identity | None) -> Instrument | None:
+    """The channel's instrument identity from the ``*IDN?`` reply (None: the meter did not say)."""
+    if ident is None:
+        return None
+    return Instrument(ident.maker, ident.model, ident.serial, ident.firmware, "*IDN?")
 
 
 def _wake(link: Link) -> None:
@@ -258,6 +265,7 @@ def plan(spec: Wt300Spec, found: Discovery) -> Plan:
     layout, layout_notes = make_layout(elements, spec.integ, spec.copies)
     notes += [f"{name}: {n}" for n in layout_notes]
     t_s = spec.rate_s
+    inst = instrument_of(found.identity)
     power_ids: dict[int, str] = {}
     energy_ids: dict[int, str] = {}
     channels: list[Channel] = []
@@ -280,6 +288,7 @@ def plan(spec: Wt300Spec, found: Discovery) -> Plan:
                     "update, stamped at its midpoint"
                 ),
                 stamp_uncertainty_s=spec.stamp_s,
+                instrument=inst,
             )
         )
         if spec.integ:
@@ -297,6 +306,7 @@ def plan(spec: Wt300Spec, found: Discovery) -> Plan:
                         "started it, read at each update's end"
                     ),
                     stamp_uncertainty_s=spec.stamp_s,
+                    instrument=inst,
                 )
             )
     return Plan(

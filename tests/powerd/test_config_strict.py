@@ -159,7 +159,13 @@ def test_the_documented_sample_is_the_schema(tmp_path: Path) -> None:
         "sinks": sink_settings.SinksTable,
         "influx": sink_settings.InfluxSettings,
     }
-    assert set(data) == fields(config.ConfigFile) == set(tables)
+    from powerd.calibration import CalibrationEntry
+
+    cal = data.pop("calibration")
+    assert set(data) | {"calibration"} == fields(config.ConfigFile) == set(tables) | {"calibration"}
+    for entry in cal.values():
+        assert set(entry) == fields(CalibrationEntry), "[calibration.*] docstring vs schema"
+    assert set(cfg.calibration) == set(cal)
     for name, struct in tables.items():
         assert issubclass(struct, Table)
         assert set(data[name]) == fields(struct), f"[{name}] in the docstring vs the schema"
