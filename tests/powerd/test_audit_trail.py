@@ -1,0 +1,341 @@
+"""Calibration flags, the manifest sealed with each result, and ``powerd audit`` (issue 14,
+items 3 and 4): an untouched run passes; one byte changed in a sample or a marker in the SQLite
+file fails, naming what differs; late data fails until the run is re-sealed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import sqlite3
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from powerd import audit, calibration, config
+from powerd.agent.wire import Marker
+from powerd.block import Block
+from powerd.channel import Accuracy, Channel, Instrument
+from powerd.cli import main
+from powerd.errors import PowerdError
+from powerd.phases import stamp
+from powerd.runs import compute_run
+from powerd.store import Store
+
+T0 = 1_800_000_000_000_000_000  # 2027-01-15 08:00 UTC
+MS = 1_000_000
+IDN = Instrument("YOKOGAWA", "WT310E", "C2TEST0042", "F1.05", "*IDN?")
+METER = Channel(
+    "wt300:bench:p1",
+    "power",
+    "meter",
+    1e-3,
+    Accuracy(reading_frac=0.001),
+    instrument=IDN,
+)
+CONFIG_TOML = """
+[daemon]
+probes = ["wt300:/dev/ttyUSB0"]
+
+[mqtt]
+host = "broker.example"
+password_file = "/etc/powerd/mqtt-password"
+
+[influx]
+url = "http://lab:s3cret@127.0.0.1:8428"
+org = "lab"
+bucket = "powerd"
+
+[calibration."wt300:bench"]
+date = 2026-02-01
+due = 2027-02-01
+certificate = "CAL-PREFIX"
+
+[calibration."serial:C2TEST0042"]
+date = 2026-03-01
+due = 2026-12-31
+certificate = "CAL-2026-0142"
+lab = "KTL"
+"""
+
+
+def table(text: str = CONFIG_TOML) -> calibration.CalibrationTable:
+    return config.parse(tomllib.loads(text), "test: ").calibration
+
+
+def make_run(store: Store, run: str = "r1", ch: Channel = METER, n: int = 1000) -> None:
+    """One phase ``p`` of ``n`` ms over a 5 W constant, at 1 kHz, 10 units."""
+    store.put_channel(ch)
+    t = T0 + np.arange(n + 1, dtype=np.int64) * MS
+    store.append(Block.of(ch.id, t, np.full(t.size, 5.0)))
+    store.flush()
+    store.put_marker(stamp("h", Marker(run, "p", "begin", 1, t_ns=T0 + 10 * MS), T0))
+    end = Marker(run, "p", "end", 2, t_ns=T0 + (n - 10) * MS, count=10)
+    store.put_marker(stamp("h", end, T0))
+
+
+# calibration --------------------------------------------------------------------------------
+
+
+def test_config_calibration_table_and_its_checks() -> None:
+    cal = table()
+    assert cal["serial:C2TEST0042"].due == dt.date(2026, 12, 31)
+    bad = CONFIG_TOML.replace("due = 2026-12-31", "due = 2026-01-01")
+    with pytest.raises(PowerdError, match=r'\[calibration."serial:C2TEST0042"\] due 2026-01-01'):
+        table(bad)
+    with pytest.raises(PowerdError, match="certificate"):
+        table('[calibration."x:1"]\ndate = 2026-01-01\ndue = 2027-01-01\n')
+
+
+def test_serial_match_beats_the_id_prefix_and_the_longest_prefix_wins() -> None:
+    cal = table()
+    assert calibration.find(cal, METER) is cal["serial:C2TEST0042"]
+    other = Channel("wt300:bench:p2", "power", "meter", 1e-3)  # no identity: by its id
+    assert calibration.find(cal, other) is cal["wt300:bench"]
+    assert calibration.find(cal, Channel("wt300:benchx:p1", "power", "meter", 1e-3)) is None
+
+
+@pytest.mark.parametrize(
+    ("cal_text", "channel_flags"),
+    [
+        ("", ["uncalibrated"]),  # a meter with no certificate
+        ('due = 2027-06-30\ndate = 2026-06-30\ncertificate = "C1"', []),  # valid on T0
+        ('due = 2027-01-14\ndate = 2026-01-14\ncertificate = "C2"', ["calibration_due"]),
+        ('due = 2027-01-15\ndate = 2026-01-15\ncertificate = "C3"', []),  # due day still valid
+    ],
+)
+def test_result_flags_uncalibrated_and_calibration_due_by_date(
+    tmp_path: Path, cal_text: str, channel_flags: list[str]
+) -> None:
+    text = f'[calibration."wt300:bench"]\n{cal_text}\n' if cal_text else ""
+    with Store(tmp_path / "s.db") as st:
+        st.annotate_channel = calibration.annotator(table(text))
+        make_run(st, ch=Channel("wt300:bench:p1", "power", "meter", 1e-3, instrument=IDN))
+        res = compute_run(st, "r1")
+    (p,) = res["phases"]
+    ch = p["channels"]["wt300:bench:p1"]
+    assert ch["flags"] == channel_flags
+    assert [f for f in p["flags"] if f in ("uncalibrated", "calibration_due")] == channel_flags
+    assert ch["instrument"] == {
+        "maker": "YOKOGAWA",
+        "model": "WT310E",
+        "serial": "C2TEST0042",
+        "firmware": "F1.05",
+        "source": "*IDN?",
+    }
+    assert (ch["calibration"] is None) == (not cal_text)
+    if cal_text:
+        assert ch["calibration"]["certificate"] in ("C1", "C2", "C3")
+
+
+def test_telemetry_and_the_simulated_source_are_not_flagged(tmp_path: Path) -> None:
+    sim = Instrument("powerd", "sim", "", "", calibration.SIMULATED)
+    assert calibration.flags(Channel("sim:x", "power", "meter", 1e-3, instrument=sim), T0) == []
+    assert calibration.flags(Channel("nvml:0", "power", "telemetry", 0.1), T0) == []
+
+
+def test_old_channel_json_without_identity_still_reads() -> None:
+    old = {"id": "a:1", "kind": "power", "source_class": "meter", "nominal_period_s": 1.0}
+    ch = Channel.from_json(old)
+    assert ch.instrument is None and "instrument" not in ch.to_json()
+    assert Channel.from_json(METER.to_json()) == METER
+
+
+# manifest -----------------------------------------------------------------------------------
+
+
+def stored_samples_sha(db: Path, channel: str, t0: int, t1: int) -> str:
+    """The documented canonical form, computed here independently from the SQLite rows: the
+    samples in [t0, t1] plus the nearest one on each side, 16 bytes each."""
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT t, v FROM blocks WHERE channel=? ORDER BY t_first_ns", (channel,))
+    pairs = [
+        (int(a), float(b))
+        for t, v in rows
+        for a, b in zip(np.frombuffer(t, "<i8"), np.frombuffer(v, "<f8"), strict=True)
+    ]
+    con.close()
+    lo = max(i for i, (t, _) in enumerate(pairs) if t <= t0)
+    hi = min(i for i, (t, _) in enumerate(pairs) if t >= t1)
+    out = b"".join(
+        t.to_bytes(8, "little", signed=True) + np.float64(v).tobytes()
+        for t, v in pairs[lo : hi + 1]
+    )
+    return hashlib.sha256(out).hexdigest()
+
+
+def stored_markers_sha(db: Path, run: str) -> str:
+    con = sqlite3.connect(db)
+    rows = con.execute(
+        "SELECT source, seq, run, t_ns, received_ns, marker, timing FROM markers WHERE run=? "
+        "ORDER BY id",
+        (run,),
+    ).fetchall()
+    con.close()
+    text = "".join(
+        json.dumps(list(r), separators=(",", ":"), ensure_ascii=False) + "\n" for r in rows
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_manifest_records_software_config_clock_instruments_and_hashes(tmp_path: Path) -> None:
+    cfg_path = tmp_path / "powerd.toml"
+    cfg_path.write_text(CONFIG_TOML)
+    ctx = audit.AuditContext.from_config_file("run", cfg_path, ["wt300:/dev/ttyUSB0"])
+    clock = {"edge-01": {"offset_ns": -3_500_000_000, "uncertainty_ns": 120_000}}
+    db = tmp_path / "powerd.db"
+    with Store(db) as st:
+        st.annotate_channel = calibration.annotator(table())
+        make_run(st)
+        res = compute_run(st, "r1", 1.5)
+        assert audit.seal(st, res, T0 + 5 * 10**9, ctx, clock, 1.5, ["wt300:bench:p1"]) == 1
+        (m,) = st.manifests("r1")
+    assert m["revision"] == 1 and m["form"] == "powerd-audit-1" and m["powerd_version"]
+    assert m["host"] and m["command"] == "run" and m["probes"] == ["wt300:/dev/ttyUSB0"]
+    assert m["clock_sync"] == clock
+    assert m["parameters"] == {"idle_power_w": 1.5, "primary": ["wt300:bench:p1"]}
+    # secrets removed: the URL's password; a path to a password file is kept
+    assert m["config"]["influx"]["url"] == "http://127.0.0.1:8428"
+    assert m["config"]["mqtt"]["password_file"] == "/etc/powerd/mqtt-password"
+    assert "s3cret" not in json.dumps(m)
+    assert m["config_sha256"] == hashlib.sha256(audit.canonical_json(m["config"])).hexdigest()
+    assert m["config_file_sha256"] == hashlib.sha256(CONFIG_TOML.encode()).hexdigest()
+    ch = m["channels"]["wt300:bench:p1"]
+    assert ch["instrument"]["serial"] == "C2TEST0042"
+    assert ch["calibration"]["certificate"] == "CAL-2026-0142"
+    span = (m["span"]["t_begin_ns"], m["span"]["t_end_ns"])
+    assert span == (T0 + 10 * MS, T0 + 990 * MS)
+    assert ch["samples"] == 981 and ch["t_first_ns"] == span[0] and ch["t_last_ns"] == span[1]
+    assert ch["samples_sha256"] == stored_samples_sha(db, "wt300:bench:p1", *span)
+    assert m["markers"] == {"count": 2, "sha256": stored_markers_sha(db, "r1")}
+    assert m["result_sha256"] == hashlib.sha256(audit.canonical_json(res)).hexdigest()
+
+
+def test_redaction_of_secret_keys() -> None:
+    got = audit.redact({"a": {"password": "x", "api_token": "y", "token_file": "/p", "n": 1}})
+    assert got == {
+        "a": {"password": "<redacted>", "api_token": "<redacted>", "token_file": "/p", "n": 1}
+    }
+
+
+# powerd audit -------------------------------------------------------------------------------
+
+
+def sealed_store(tmp_path: Path) -> Path:
+    state = tmp_path / "state"
+    with Store(state / "powerd.db") as st:
+        make_run(st)
+        audit.seal(st, compute_run(st, "r1"), T0 + 5 * 10**9, audit.AuditContext("test"))
+    return state
+
+
+def run_audit(state: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str]:
+    code = main(["--state-dir", str(state), "audit", "r1", *extra])
+    return code, capsys.readouterr().out
+
+
+def test_audit_passes_on_an_untouched_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = sealed_store(tmp_path)
+    code, out = run_audit(state, capsys)
+    assert code == 0, out
+    assert "OK: nothing differs" in out and "revision 1" in out
+    code, out = run_audit(state, capsys, "--json")
+    assert code == 0 and json.loads(out)["ok"] is True
+
+
+def test_one_byte_changed_in_a_sample_fails_naming_the_channel(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = sealed_store(tmp_path)
+    con = sqlite3.connect(state / "powerd.db")
+    (rowid, v) = con.execute("SELECT id, v FROM blocks").fetchone()
+    raw = bytearray(v)
+    raw[500 * 8 + 7] ^= 0x01  # sample 500's sign/exponent byte: 5 W becomes another value
+    con.execute("UPDATE blocks SET v=? WHERE id=?", (bytes(raw), rowid))
+    con.commit()
+    con.close()
+    code, out = run_audit(state, capsys)
+    assert code == 1, out
+    assert "DIFFERS" in out
+    assert "wt300:bench:p1: raw samples differ from the sealed: same 981 samples" in out
+    assert "energy_j: stored" in out  # the figure recomputed from the changed data differs
+
+
+def test_one_byte_changed_in_a_marker_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = sealed_store(tmp_path)
+    con = sqlite3.connect(state / "powerd.db")
+    (rowid, text) = con.execute(
+        "SELECT id, marker FROM markers WHERE marker LIKE '%end%'"
+    ).fetchone()
+    assert '"count": 10' in text
+    con.execute(
+        "UPDATE markers SET marker=? WHERE id=?",
+        (text.replace('"count": 10', '"count": 19'), rowid),
+    )
+    con.commit()
+    con.close()
+    code, out = run_audit(state, capsys)
+    assert code == 1, out
+    assert "markers: 2 stored rows hash to" in out
+    assert "phases[0] (p trial 0).count: stored 10, recomputed 19" in out
+
+
+def test_an_edited_stored_result_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    state = sealed_store(tmp_path)
+    con = sqlite3.connect(state / "powerd.db")
+    text = con.execute("SELECT json FROM results").fetchone()[0]
+    res = json.loads(text)
+    res["phases"][0]["energy_j"] *= 0.9
+    con.execute("UPDATE results SET json=?", (json.dumps(res),))
+    con.commit()
+    con.close()
+    code, out = run_audit(state, capsys)
+    assert code == 1 and "not the one sealed" in out and ".energy_j: stored" in out
+
+
+def test_late_data_fails_until_the_run_is_resealed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = sealed_store(tmp_path)
+    with Store(state / "powerd.db") as st:  # an agent's backlog lands inside the run
+        t = T0 + np.arange(3, dtype=np.int64) * MS + MS // 2
+        st.append(Block.of(METER.id, t, np.full(3, 50.0)))
+    code, out = run_audit(state, capsys)
+    assert code == 1 and "3 samples more than sealed" in out, out
+    assert main(["--state-dir", str(state), "report", "r1", "--out", str(tmp_path / "o")]) == 0
+    capsys.readouterr()
+    code, out = run_audit(state, capsys)
+    assert code == 0 and "revision 2" in out, out
+    code, out = run_audit(state, capsys, "--revision", "1")  # the old seal, kept for the record
+    assert code == 1 and "samples more than sealed" in out
+
+
+def test_a_run_without_manifest_is_not_ok(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state"
+    with Store(state / "powerd.db") as st:
+        make_run(st)
+        st.put_result(compute_run(st, "r1"), T0)
+    code, out = run_audit(state, capsys)
+    assert code == 1 and "no manifest" in out
+
+
+def test_a_schema_2_store_migrates_to_3(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    with Store(db) as st:
+        make_run(st)
+    con = sqlite3.connect(db)
+    con.execute("DROP TABLE manifests")
+    con.execute("UPDATE meta SET value='2' WHERE key='schema'")
+    con.commit()
+    con.close()
+    with Store(db) as st:
+        assert st.manifests("r1") == [] and len(st.markers("r1")) == 2
+    assert sqlite3.connect(db).execute("SELECT value FROM meta").fetchone()[0] == "3"
