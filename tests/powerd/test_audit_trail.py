@@ -304,7 +304,7 @@ def test_late_data_fails_until_the_run_is_resealed(
 ) -> None:
     state = sealed_store(tmp_path)
     with Store(state / "powerd.db") as st:  # an agent's backlog lands inside the run
-        t = T0 + np.arange(3, dtype=np.int64) * MS + MS // 2
+        t = T0 + (500 + np.arange(3, dtype=np.int64)) * MS + MS // 2
         st.append(Block.of(METER.id, t, np.full(3, 50.0)))
     code, out = run_audit(state, capsys)
     assert code == 1 and "3 samples more than sealed" in out, out
