@@ -1,0 +1,65 @@
+"""Instrument identity end to end: a WT310, a Rigol DP832 (SCPI) and an LPM01A simulator on
+pseudo-terminals, ``powerd measure`` in a subprocess; each meter channel of the result carries
+the model, serial and firmware its simulator reports, is flagged ``uncalibrated`` (no config
+gives a certificate), and ``powerd audit`` passes on the untouched run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from powerd.probes.lpm01a.sim import make as make_lpm
+from powerd.probes.scpi.sim import make as make_scpi
+from powerd.probes.serialsim import PtySimulator
+from powerd.probes.sim.waveform import parse_spec
+from powerd.probes.wt300.sim import make as make_wt300
+from tests.probes.ina2xx.runmeasure import measure, powerd
+from tests.probes.wt300.helpers import WF
+
+
+def test_identities_reach_the_result_and_the_run_audits_clean(tmp_path: Path) -> None:
+    small = parse_spec("constant,w=0.05").waveform  # 15 mA at 3.3 V
+    sims = [
+        PtySimulator(make_wt300("wt310", WF, {"rate": "0.1"}), tmp_path / "wt310").start(),
+        PtySimulator(make_scpi("rigol-dp800", WF, {}), tmp_path / "rigol").start(),
+        PtySimulator(make_lpm("lpm01a", small, {}), tmp_path / "lpm").start(),
+    ]
+    try:
+        m = measure(
+            tmp_path,
+            f"wt300:{tmp_path / 'wt310'},rate=0.1,vrange=15,irange=5",
+            "ids",
+            ["sleep", "2"],
+            extra_probes=[
+                f"scpi:{tmp_path / 'rigol'},profile=rigol-dp800",
+                f"lpm01a:{tmp_path / 'lpm'}",
+            ],
+        )
+    finally:
+        for s in sims:
+            s.stop()
+    assert m.rc == 0, m.stderr
+    p = m.phase("run")
+    got = {
+        cid: (ch["instrument"] or {}).get("model")
+        for cid, ch in p["channels"].items()
+        if ch["source_class"] == "meter"
+    }
+    wt = p["channels"]["wt300:wt310:p1"]["instrument"]
+    assert wt["maker"] == "YOKOGAWA" and wt["model"] == "WT310" and wt["serial"] == "C2SIM0001"
+    assert wt["firmware"] and wt["source"] == "*IDN?"
+    rigol = p["channels"]["scpi:rigol-dp800:1"]["instrument"]
+    assert (rigol["maker"], rigol["model"], rigol["serial"], rigol["firmware"]) == (
+        "RIGOL TECHNOLOGIES",
+        "DP832",
+        "DP8C000000000",
+        "00.01.16",
+    )
+    (lpm_id,) = [c for c in got if c.startswith("lpm01a:")]
+    lpm = p["channels"][lpm_id]["instrument"]
+    assert lpm["model"] == "X-NUCLEO-LPM01A" and lpm["firmware"] == "1.0.7" and lpm["serial"]
+    for cid, ch in p["channels"].items():
+        assert ch["calibration"] is None and "uncalibrated" in ch["flags"], cid
+    assert "uncalibrated" in p["flags"]
+    r = powerd(tmp_path / "state", "audit", "ids")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "OK: nothing differs" in r.stdout
