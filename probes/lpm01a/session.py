@@ -129,10 +129,10 @@ class LpmState:
         self._quiesce(port, emit)
         self._command(lines, "htc")
         self.version = self._command(lines, "version")
-        self.instrument = self._identify(lines)
         status = self._command(lines, "status")
         if status and "ok" not in status.lower():
             emit.problem(f"{self.channel}: PowerShield status: {status}")
+        self.instrument = self._identify(lines)
         for cmd in setup_commands(self.cfg):
             timeout = VOLT_REPLY_TIMEOUT_S if cmd.startswith("volt") else None
             self._command(lines, cmd, timeout)
