@@ -247,10 +247,8 @@ def diff(a: Any, b: Any, path: str = "") -> list[str]:
             for i, (x, y) in enumerate(zip(a, b, strict=True))
             for line in diff(x, y, f"{path}[{i}]")
         ]
-    if (
-        a != b
-        or (type(a) is not type(b)
-        and not (isinstance(a, int | float) and isinstance(b, int | float)))
+    if a != b or (
+        type(a) is not type(b) and not (isinstance(a, int | float) and isinstance(b, int | float))
     ):
         return [f"{path}: stored {_short(a)}, recomputed {_short(b)}"]
     return []

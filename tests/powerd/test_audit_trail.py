@@ -339,3 +339,24 @@ def test_a_schema_2_store_migrates_to_3(tmp_path: Path) -> None:
     with Store(db) as st:
         assert st.manifests("r1") == [] and len(st.markers("r1")) == 2
     assert sqlite3.connect(db).execute("SELECT value FROM meta").fetchone()[0] == "3"
+
+
+def test_html_report_prints_on_a4_with_the_manifest_and_signature_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = sealed_store(tmp_path)
+    out = tmp_path / "out"
+    assert main(["--state-dir", str(state), "report", "r1", "--out", str(out)]) == 0
+    page = (out / "r1.html").read_text()
+    assert "@media print" in page and "size: A4" in page
+    with Store(state / "powerd.db") as st:
+        latest = st.manifests("r1")[-1]
+    assert latest["revision"] == 2  # report re-sealed; the page shows the seal it was made with
+    assert f"<code>{audit.manifest_digest(latest)}</code>" in page
+    assert 'id="manifest"' in page and "C2TEST0042" in page and "uncalibrated" in page
+    assert latest["channels"]["wt300:bench:p1"]["samples_sha256"] in page
+    assert 'id="verdicts"' in page and "No claim was verified" in page
+    sign = page[page.index('id="signatures"') :]
+    for role in ("Measured by", "Reviewed by", "Approved by"):
+        assert role in sign
+    assert all(h in sign for h in ("name", "role", "date", "signature"))

@@ -101,7 +101,7 @@ def test_a_wrong_type_or_range_is_one_line_naming_table_key_and_expectation(
 def test_unknown_tables_and_keys_are_errors_naming_the_allowed_ones(tmp_path: Path) -> None:
     assert error_of(tmp_path, "[htp]\nport = 1") == (
         "unknown table [htp]; allowed: [daemon], [mqtt], [http], [retention], [sinks], [influx], "
-            "[calibration]"
+        "[calibration]"
     )
     assert error_of(tmp_path, "[http]\nprot = 1") == (
         "[http] prot: unknown key; allowed: bind, port, token_file, header_timeout_s, "
