@@ -149,8 +149,9 @@ def _channel_entry(
     }
     if ratio is not None:
         entry["counter_to_power_ratio"] = ratio
-    if ch.source_class == "meter":
+    if ch.source_class == "meter" or ch.instrument is not None:
         entry["instrument"] = None if ch.instrument is None else ch.instrument.to_json()
+    if ch.source_class == "meter":
         entry["calibration"] = None if ch.calibration is None else ch.calibration.to_json()
         entry["flags"] += calibration_flags(ch, t_end_ns)
     return entry
