@@ -1,4 +1,5 @@
-"""Instrument identity end to end: a WT310, a Rigol DP832 (SCPI) and an LPM01A simulator on
+"""Instrument identity end to end: a WT310, a Rigol DP832 (SCPI), an LPM01A and an INA226
+logger simulator on
 pseudo-terminals, ``powerd measure`` in a subprocess; each meter channel of the result carries
 the model, serial and firmware its simulator reports, is flagged ``uncalibrated`` (no config
 gives a certificate), and ``powerd audit`` passes on the untouched run."""
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from powerd.probes.ina2xx.sim import make as make_ina
 from powerd.probes.lpm01a.sim import make as make_lpm
 from powerd.probes.scpi.sim import make as make_scpi
 from powerd.probes.serialsim import PtySimulator
@@ -22,6 +24,7 @@ def test_identities_reach_the_result_and_the_run_audits_clean(tmp_path: Path) ->
         PtySimulator(make_wt300("wt310", WF, {"rate": "0.1"}), tmp_path / "wt310").start(),
         PtySimulator(make_scpi("rigol-dp800", WF, {}), tmp_path / "rigol").start(),
         PtySimulator(make_lpm("lpm01a", small, {}), tmp_path / "lpm").start(),
+        PtySimulator(make_ina("ina2xx", WF, {"banner_s": "0.5"}), tmp_path / "ina").start(),
     ]
     try:
         m = measure(
@@ -32,6 +35,7 @@ def test_identities_reach_the_result_and_the_run_audits_clean(tmp_path: Path) ->
             extra_probes=[
                 f"scpi:{tmp_path / 'rigol'},profile=rigol-dp800",
                 f"lpm01a:{tmp_path / 'lpm'}",
+                f"ina2xx:{tmp_path / 'ina'},rate=1000",
             ],
         )
     finally:
@@ -57,6 +61,14 @@ def test_identities_reach_the_result_and_the_run_audits_clean(tmp_path: Path) ->
     (lpm_id,) = [c for c in got if c.startswith("lpm01a:")]
     lpm = p["channels"][lpm_id]["instrument"]
     assert lpm["model"] == "X-NUCLEO-LPM01A" and lpm["firmware"] == "1.0.7" and lpm["serial"]
+    ina = p["channels"]["ina2xx:0"]["instrument"]
+    assert ina == {
+        "maker": "Texas Instruments",
+        "model": "INA226 (die 0x2260)",
+        "serial": "SIM-INA-0001",
+        "firmware": "powerd-sim-1",
+        "source": "$PWRI",
+    }
     for cid, ch in p["channels"].items():
         assert ch["calibration"] is None and "uncalibrated" in ch["flags"], cid
     assert "uncalibrated" in p["flags"]
