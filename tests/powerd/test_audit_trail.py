@@ -26,6 +26,7 @@ from powerd.store import Store
 
 T0 = 1_800_000_000_000_000_000  # 2027-01-15 08:00 UTC
 MS = 1_000_000
+S = 1_000_000_000
 IDN = Instrument("YOKOGAWA", "WT310E", "C2TEST0042", "F1.05", "*IDN?")
 METER = Channel(
     "wt300:bench:p1",
@@ -360,3 +361,48 @@ def test_html_report_prints_on_a4_with_the_manifest_and_signature_lines(
     for role in ("Measured by", "Reviewed by", "Approved by"):
         assert role in sign
     assert all(h in sign for h in ("name", "role", "date", "signature"))
+
+
+def test_the_daemon_seals_each_result_with_its_config_and_agents_clock_sync(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    from powerd.clocksync import Exchange, OffsetEstimator
+    from powerd.daemon import Daemon
+    from powerd.timeline import Timeline
+
+    cfg_path = tmp_path / "powerd.toml"
+    cfg_path.write_text(CONFIG_TOML)
+    ctx = audit.AuditContext.from_config_file("run", cfg_path, ["wt300:/dev/ttyUSB0"])
+    state = tmp_path / "state"
+    store = Store(state / "powerd.db")
+    store.annotate_channel = calibration.annotator(table())
+    daemon = Daemon(store, Timeline(), time.time_ns, result_grace_s=0.0, audit_context=ctx)
+    t0 = time.time_ns()
+    daemon.offsets["edge-02"] = OffsetEstimator()  # an agent seen, its offset not known yet
+    est = daemon.offsets["edge-01"] = OffsetEstimator()  # agent clock 3 s ahead, 2 ms round trip
+    est.add(Exchange(t0 - S, t0 - S + 3 * S + MS, t0 - S + 3 * S + MS, t0 - S + 2 * MS))
+    ch = Channel("wt300:bench:p1", "power", "meter", 1e-3, instrument=IDN)
+    daemon.timeline.add_channel(ch)
+    store.put_channel(ch)
+    t = t0 + np.arange(1001, dtype=np.int64) * MS
+    blk = Block.of(ch.id, t, np.full(t.size, 5.0))
+    daemon.timeline.append(blk)
+    store.append(blk)
+    store.flush()
+    for ev, seq, dt_ms, extra in (("begin", 1, 100, {}), ("end", 2, 900, {"count": 4})):
+        m = {"v": 1, "run": "d1", "phase": "p", "event": ev, "seq": seq, "t_ns": t0 + dt_ms * MS}
+        assert daemon.submit_marker("harness", json.dumps(m | extra)).error is None
+    (result,) = daemon.due_results()
+    (m,) = store.manifests("d1")
+    store.close()
+    assert m["command"] == "run" and m["probes"] == ["wt300:/dev/ttyUSB0"]
+    assert m["config"]["calibration"]["serial:C2TEST0042"]["certificate"] == "CAL-2026-0142"
+    assert m["channels"]["wt300:bench:p1"]["calibration"]["certificate"] == "CAL-2026-0142"
+    assert set(m["clock_sync"]) == {"edge-01"}  # edge-02's offset is not known: not claimed
+    sync = m["clock_sync"]["edge-01"]
+    assert sync["offset_ns"] == -3 * S and sync["uncertainty_ns"] == MS
+    assert result["phases"][0]["channels"]["wt300:bench:p1"]["calibration"]["due"] == "2026-12-31"
+    code = main(["--state-dir", str(state), "audit", "d1"])
+    assert code == 0, capsys.readouterr().out
