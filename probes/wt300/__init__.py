@@ -16,6 +16,7 @@ import glob
 import importlib.util
 from typing import TYPE_CHECKING
 
+from powerd.channel import Instrument
 from powerd.probes.base import Availability
 from powerd.probes.serialport import SerialProbe
 
@@ -54,6 +55,10 @@ class Wt300Probe(SerialProbe):
     @property
     def stats(self) -> Stats:
         return self.session.stats
+
+    def instrument(self) -> Instrument | None:
+        """The meter's ``*IDN?`` identity at its last connect (None before the first)."""
+        return self.session.instrument
 
 
 class Wt300Family:

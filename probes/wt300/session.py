@@ -358,6 +358,8 @@ class MeterSession:
     _lsd_warned: bool = False
     _last_said: dict[str, float] = field(default_factory=dict)
     _held: dict[str, int] = field(default_factory=dict)
+    # the identity at the last connect (a meter swapped on the port shows on its channels)
+    instrument: Instrument | None = None
 
     def __call__(
         self, port: serial.Serial, emit: Emit, clock: Clock, stop: threading.Event
@@ -420,6 +422,7 @@ class MeterSession:
         ident = identify(link)
         if ident is None:
             raise MeterSilent(f"no reply to *IDN? from {spec.path}")
+        self.instrument = instrument_of(ident)
         if lookup(ident.model) not in (pl.model, None):
             self._problem(emit, f"the meter is now a {ident.model}, was a {pl.model.name}")
         link.send(":SYST:COMM:COMM WT300", ":NUM:FORM ASC", ":COMM:HEAD OFF", ":COMM:VERB ON")
