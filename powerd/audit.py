@@ -29,7 +29,14 @@ an older one: its hashes only; the stored result belongs to the latest).
 The manifest holds: powerd's version, host, the sealing command, the daemon's config with secrets
 removed and its digest (and the raw config file's digest), the probe specs, the parameters the
 figures were computed with (``idle_power_w``, ``primary``), each agent's clock-sync state, and per
-channel its instrument, calibration, sample count, first/last sample time and digests. A result
+channel its metadata as stored then (accuracy, instrument, calibration …), sample count,
+first/last sample time and digests.
+
+**Channel metadata** is one row per channel in the store, the latest: the live daemon updates an
+agent channel's ``stamp_uncertainty_s`` as it re-measures the agent's clock offset, and a probe
+re-identifies its instrument. The audit therefore recomputes the figures with the metadata sealed
+in the manifest (checked against its digest), and reports a stored row that differs from it: as a
+finding, unless ``stamp_uncertainty_s`` is all that changed (a note). A result
 is never changed by sealing (contract 2 is untouched); the manifest lives beside it.
 """
 
@@ -49,6 +56,7 @@ import numpy as np
 
 from powerd import __version__
 from powerd.block import F64, I64
+from powerd.channel import Channel
 from powerd.store import Store
 
 FORM = "powerd-audit-1"
@@ -135,12 +143,18 @@ def result_channels(result: dict[str, Any]) -> list[str]:
     return sorted({c for p in result.get("phases") or [] for c in p.get("channels") or {}})
 
 
+def stored_channel_text(meta: dict[str, Any]) -> str:
+    """A channel's JSON as ``Store.put_channel`` writes it (so a snapshot can be re-hashed)."""
+    return json.dumps(meta, sort_keys=True)
+
+
 def channel_record(store: Store, cid: str, span: tuple[int, int]) -> dict[str, Any]:
     """A channel's entry in the manifest: identity, calibration, what its samples are."""
     text = store.channel_json(cid)
     meta: dict[str, Any] = json.loads(text) if text is not None else {}
     t, v = store.samples(cid, *span)
     return {
+        "metadata": meta or None,
         "metadata_sha256": None if text is None else sha256_hex(text.encode()),
         "source_class": meta.get("source_class"),
         "instrument": meta.get("instrument"),
@@ -278,6 +292,7 @@ class AuditReport:
     differences: list[str]
     checked: list[str]
     manifest: dict[str, Any] | None
+    notes: list[str] = field(default_factory=list)  # changes that are expected, not findings
 
     @property
     def ok(self) -> bool:
@@ -314,6 +329,7 @@ def audit(store: Store, run: str, revision: int | None = None) -> AuditReport:
     latest = m is manifests[-1]
     out: list[str] = []
     checked: list[str] = []
+    notes: list[str] = []
     rows = store.marker_rows(run)
     digest = sha256_hex(markers_bytes(rows))
     checked.append(f"markers: {len(rows)} rows")
@@ -324,11 +340,30 @@ def audit(store: Store, run: str, revision: int | None = None) -> AuditReport:
             "changed, added or removed)"
         )
     span = (m["span"]["t_begin_ns"], m["span"]["t_end_ns"])
+    sealed_channels: dict[str, Channel] = {}
     for cid, sealed in sorted(m["channels"].items()):
         now = channel_record(store, cid, span)
         checked.append(f"{cid}: {now['samples']} samples")
+        snapshot = sealed.get("metadata")
+        if snapshot is not None:
+            if sha256_hex(stored_channel_text(snapshot).encode()) != sealed["metadata_sha256"]:
+                out.append(f"{cid}: the manifest's channel metadata does not match its digest")
+            sealed_channels[cid] = Channel.from_json(snapshot)
         if now["metadata_sha256"] != sealed["metadata_sha256"]:
-            out.append(f"{cid}: channel metadata differs from the sealed (accuracy, instrument …)")
+            changed = sorted(
+                k
+                for k in {*(snapshot or {}), *(now["metadata"] or {})}
+                if (snapshot or {}).get(k) != (now["metadata"] or {}).get(k)
+            )
+            if changed == ["stamp_uncertainty_s"]:
+                # the daemon re-measures an agent's clock offset and updates this for later
+                # data; the figures are recomputed with the sealed value
+                notes.append(f"{cid}: stamp_uncertainty_s changed since the seal (live agent)")
+            else:
+                out.append(
+                    f"{cid}: channel metadata in the store differs from the sealed: "
+                    f"{', '.join(changed) or 'its bytes'}"
+                )
         if now["samples_sha256"] != sealed["samples_sha256"]:
             n0, n1 = sealed["samples"], now["samples"]
             why = (
@@ -350,7 +385,11 @@ def audit(store: Store, run: str, revision: int | None = None) -> AuditReport:
             params = m.get("parameters") or {}
             try:
                 again = compute_run(
-                    store, run, params.get("idle_power_w"), tuple(params.get("primary") or ())
+                    store,
+                    run,
+                    params.get("idle_power_w"),
+                    tuple(params.get("primary") or ()),
+                    sealed_channels,
                 )
             except Exception as err:  # a store too damaged to recompute is a finding, not a crash
                 out.append(f"result: cannot recompute: {type(err).__name__}: {err}")
@@ -358,4 +397,4 @@ def audit(store: Store, run: str, revision: int | None = None) -> AuditReport:
                 checked.append(f"result: {len(again.get('phases') or [])} phases recomputed")
                 for line in diff(stored, again):
                     out.append("result " + _phase_path(line, stored))
-    return AuditReport(run, int(m["revision"]), out, checked, m)
+    return AuditReport(run, int(m["revision"]), out, checked, m, notes)

@@ -57,6 +57,7 @@ def run_command(args: argparse.Namespace) -> int:
                     "ok": report.ok,
                     "manifest_sha256": None if m is None else manifest_digest(m),
                     "checked": report.checked,
+                    "notes": report.notes,
                     "differences": report.differences,
                 },
                 indent=1,
@@ -71,6 +72,8 @@ def run_command(args: argparse.Namespace) -> int:
             )
         for line in report.checked:
             print(f"  checked {line}")
+        for line in report.notes:
+            print(f"  note: {line}")
         if report.ok:
             print("OK: nothing differs from the sealed manifest and the stored result")
         else:

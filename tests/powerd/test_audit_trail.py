@@ -406,3 +406,29 @@ def test_the_daemon_seals_each_result_with_its_config_and_agents_clock_sync(
     assert result["phases"][0]["channels"]["wt300:bench:p1"]["calibration"]["due"] == "2026-12-31"
     code = main(["--state-dir", str(state), "audit", "d1"])
     assert code == 0, capsys.readouterr().out
+
+
+def edit_channel_json(state: Path, **changes: object) -> None:
+    con = sqlite3.connect(state / "powerd.db")
+    meta = json.loads(con.execute("SELECT json FROM channels").fetchone()[0])
+    for key, value in changes.items():
+        if isinstance(value, dict):
+            meta[key] = {**meta[key], **value}
+        else:
+            meta[key] = value
+    con.execute("UPDATE channels SET json=?", (json.dumps(meta, sort_keys=True),))
+    con.commit()
+    con.close()
+
+
+def test_changed_channel_accuracy_fails_and_a_live_stamp_update_is_a_note(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = sealed_store(tmp_path)
+    edit_channel_json(state, stamp_uncertainty_s=0.004)  # what the daemon does for agents
+    code, out = run_audit(state, capsys)
+    assert code == 0 and "note: wt300:bench:p1: stamp_uncertainty_s changed" in out, out
+    edit_channel_json(state, accuracy={"reading_frac": 0.0001})
+    code, out = run_audit(state, capsys)
+    assert code == 1, out
+    assert "channel metadata in the store differs from the sealed: accuracy" in out
