@@ -127,6 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CHANNEL",
         help="channel(s) whose sum is the headline figure (default: chosen per rules)",
     )
+    m.add_argument(
+        "--calibration",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="TOML with [calibration.\"<match>\"] tables (e.g. the daemon's config): the meters' "
+        "certificates (without: meter channels are flagged uncalibrated)",
+    )
     m.add_argument("--quiet", action="store_true", help="no progress line while CMD runs")
     m.add_argument(
         "cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS]", help="the workload to run"

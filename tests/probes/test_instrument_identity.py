@@ -6,6 +6,7 @@ gives a certificate), and ``powerd audit`` passes on the untouched run."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from powerd.probes.ina2xx.sim import make as make_ina
@@ -75,3 +76,55 @@ def test_identities_reach_the_result_and_the_run_audits_clean(tmp_path: Path) ->
     r = powerd(tmp_path / "state", "audit", "ids")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "OK: nothing differs" in r.stdout
+
+
+def test_measure_takes_certificates_by_serial_and_by_channel_id(tmp_path: Path) -> None:
+    cal = tmp_path / "cal.toml"
+    cal.write_text(
+        '[calibration."serial:C2SIM0001"]\n'  # the WT310 simulator's *IDN? serial: run out
+        'date = 2024-01-10\ndue = 2025-01-10\ncertificate = "CAL-WT-1"\n'
+        '[calibration."scpi:rigol-dp800"]\n'  # by channel id prefix: valid
+        'date = 2026-01-10\ndue = 2099-01-10\ncertificate = "CAL-DP-7"\nlab = "KTL"\n'
+    )
+    sims = [
+        PtySimulator(make_wt300("wt310", WF, {"rate": "0.1"}), tmp_path / "wt310").start(),
+        PtySimulator(make_scpi("rigol-dp800", WF, {}), tmp_path / "rigol").start(),
+    ]
+    out = tmp_path / "out"
+    try:
+        r = powerd(
+            tmp_path / "state",
+            "measure",
+            "--probe",
+            f"wt300:{tmp_path / 'wt310'},rate=0.1,vrange=15,irange=5",
+            "--probe",
+            f"scpi:{tmp_path / 'rigol'},profile=rigol-dp800",
+            "--calibration",
+            str(cal),
+            "--run",
+            "cal",
+            "--out",
+            str(out),
+            "--quiet",
+            "--",
+            "sleep",
+            "2",
+        )
+    finally:
+        for s in sims:
+            s.stop()
+    assert r.returncode == 0, r.stderr
+    (p,) = json.loads((out / "cal.json").read_text())["phases"]
+    wt = p["channels"]["wt300:wt310:p1"]
+    assert wt["calibration"]["certificate"] == "CAL-WT-1" and "calibration_due" in wt["flags"]
+    dp = p["channels"]["scpi:rigol-dp800:1"]
+    assert dp["calibration"] == {
+        "date": "2026-01-10",
+        "due": "2099-01-10",
+        "certificate": "CAL-DP-7",
+        "lab": "KTL",
+    }
+    assert dp["flags"] == []
+    assert "calibration_due" in p["flags"] and "uncalibrated" not in p["flags"]
+    audit = powerd(tmp_path / "state", "audit", "cal")
+    assert audit.returncode == 0, audit.stdout
