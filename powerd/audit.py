@@ -229,6 +229,19 @@ def seal(
 ) -> int:
     """Store ``result`` and seal its manifest as the run's next revision; returns it."""
     store.put_result(result, sealed_ns)
+    return seal_manifest(store, result, sealed_ns, context, clock_sync, idle_power_w, primary)
+
+
+def seal_manifest(
+    store: Store,
+    result: dict[str, Any],
+    sealed_ns: int,
+    context: AuditContext | None = None,
+    clock_sync: dict[str, Any] | None = None,
+    idle_power_w: float | None = None,
+    primary: Iterable[str] = (),
+) -> int:
+    """Seal the manifest of ``result`` (already stored) as the run's next revision."""
     params = {"idle_power_w": idle_power_w, "primary": list(primary)}
     manifest = build_manifest(store, result, sealed_ns, context, clock_sync, params)
     return store.put_manifest(result["run"], sealed_ns, manifest)

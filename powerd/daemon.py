@@ -37,7 +37,7 @@ import numpy as np
 
 from powerd.agent import wire
 from powerd.agent.epoch import epoch_link
-from powerd.audit import AuditContext, seal
+from powerd.audit import AuditContext, seal_manifest
 from powerd.block import Block
 from powerd.channel import Channel
 from powerd.clocksync import Exchange, OffsetEstimator
@@ -639,15 +639,19 @@ class Daemon:
                 self._stored_in_run.pop((t_begin, t_end), None)
                 self.store.flush()
                 result = compute_run(self.store, run, self.idle_power_w, self.primary)
-                seal(
-                    self.store,
-                    result,
-                    now,
-                    self.audit_context,
-                    self.offsets_json(),
-                    self.idle_power_w,
-                    self.primary,
-                )
+                self.store.put_result(result, now)
+                try:
+                    seal_manifest(
+                        self.store,
+                        result,
+                        now,
+                        self.audit_context,
+                        self.offsets_json(),
+                        self.idle_power_w,
+                        self.primary,
+                    )
+                except Exception as err:  # the result stands, its audit trail is missing: say so
+                    self._problem("local", "manifest_failed", f"run {run}: {err}")
                 self.counts["results"] += 1
                 out.append(result)
         for result in out:

@@ -432,3 +432,31 @@ def test_changed_channel_accuracy_fails_and_a_live_stamp_update_is_a_note(
     code, out = run_audit(state, capsys)
     assert code == 1, out
     assert "channel metadata in the store differs from the sealed: accuracy" in out
+
+
+def test_a_manifest_that_cannot_be_sealed_is_counted_and_the_result_stands(
+    tmp_path: Path,
+) -> None:
+    import time
+
+    from powerd.daemon import Daemon
+    from powerd.timeline import Timeline
+
+    store = Store(tmp_path / "powerd.db")
+    broken = audit.AuditContext("run", {"not json": object()})  # cannot be hashed
+    daemon = Daemon(store, Timeline(), time.time_ns, result_grace_s=0.0, audit_context=broken)
+    t0 = time.time_ns()
+    daemon.timeline.add_channel(METER)
+    store.put_channel(METER)
+    blk = Block.of(METER.id, t0 + np.arange(101, dtype=np.int64) * MS, np.full(101, 5.0))
+    daemon.timeline.append(blk)
+    store.append(blk)
+    store.flush()
+    for ev, seq, at_ms in (("begin", 1, 10), ("end", 2, 90)):
+        m = {"v": 1, "run": "x1", "phase": "p", "event": ev, "seq": seq, "t_ns": t0 + at_ms * MS}
+        assert daemon.submit_marker("harness", json.dumps(m)).error is None
+    (result,) = daemon.due_results()
+    assert store.result("x1") == json.loads(json.dumps(result)) and store.manifests("x1") == []
+    assert daemon.counts["manifest_failed"] == 1
+    assert "manifest_failed" in json.dumps(daemon.health.snapshot())
+    store.close()
