@@ -15,8 +15,12 @@ PRINT_CSS = """
 .manifest td.h, .manifest code { font-family: ui-monospace, "DejaVu Sans Mono", monospace;
   font-size: 11px; word-break: break-all; }
 table.kv th { width: 22%; }
-table.sign td { height: 34px; }
+table.sign { border-collapse: separate; border-spacing: 14px 0; border: none; background: none; }
+table.sign th { background: none; border: none; }
+table.sign td, table.sign tbody tr:nth-child(even) td { height: 38px; background: none; }
 table.sign td.line { border-bottom: 1px solid #333; }
+table.sign col.who { width: 14%; }
+table.sign col.sig { width: 34%; }
 .verdicts .none, .manifest .none { color: #888; font-style: italic; }
 @page { size: A4 portrait; margin: 14mm 12mm 16mm 12mm; }
 @media print {
@@ -82,6 +86,15 @@ def _calibration(cal: Any) -> str:
     return _e(f"{cal.get('certificate')}{lab}: {cal.get('date')} to {cal.get('due')}")
 
 
+def _calibration_cell(channel: dict[str, Any]) -> str:
+    inst = channel.get("instrument")
+    if isinstance(inst, dict) and inst.get("source") == "simulated":
+        return "not required (simulated source)"
+    if channel.get("source_class") != "meter":
+        return "— (not a meter)"
+    return _calibration(channel.get("calibration"))
+
+
 def manifest_section(manifest: dict[str, Any] | None, digest: str | None) -> str:
     """The sealed manifest of the run (``powerd.audit``), or a line saying there is none."""
     if manifest is None:
@@ -119,7 +132,7 @@ def manifest_section(manifest: dict[str, Any] | None, digest: str | None) -> str
     kv_rows = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in kv)
     ch_rows = "".join(
         f"<tr><td>{_e(cid)}</td><td>{_instrument(c.get('instrument'))}</td>"
-        f"<td>{_calibration(c.get('calibration')) if c.get('source_class') == 'meter' else '—'}"
+        f"<td>{_calibration_cell(c)}"
         f'</td><td class="n">{_e(c.get("samples"))}</td>'
         f'<td class="h">{_e(c.get("samples_sha256"))}</td></tr>'
         for cid, c in sorted((manifest.get("channels") or {}).items())
@@ -147,6 +160,7 @@ def signature_block() -> str:
     )
     return (
         '<section class="signatures" id="signatures"><h2>Signatures</h2>'
-        '<table class="sign"><thead><tr><th></th><th>name</th><th>role</th><th>date</th>'
+        '<table class="sign"><colgroup><col class="who"><col><col><col><col class="sig">'
+        "</colgroup><thead><tr><th></th><th>name</th><th>role</th><th>date</th>"
         f"<th>signature</th></tr></thead><tbody>{rows}</tbody></table></section>"
     )
