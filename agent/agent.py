@@ -4,7 +4,11 @@
   this clock's offset and moves everything onto its own).
 - Every block and marker goes through the on-disk spool first and is deleted once the broker
   acknowledged it (QoS 1): a broker restart or a network cut loses nothing, the backlog is
-  replayed in order. Blocks carry (boot, seq) so the daemon drops resent duplicates.
+  replayed in order. Blocks carry (boot, seq) so the daemon drops resent duplicates. Blocks and
+  markers are kept further, until the daemon confirms it stored them (``powerd/v1/acks/<agent>``):
+  a broker acknowledges before it saves, so a broker SIGKILL can lose what it acknowledged.
+  Unconfirmed ones are sent again on every reconnect, markers also every ``RESEND_S``; the
+  daemon ignores a repeated (boot, seq) or (source, run, seq) and confirms it again.
 - Answers the daemon's clock requests at once, stamping receipt (t2) and reply (t3).
 - Relays markers from local harnesses (``POST /v1/markers`` on loopback), stamping ``t_ns`` with
   this host's clock when the harness gave none, under the agent's own source id and sequence.
@@ -32,7 +36,7 @@ from powerd import __version__
 from powerd.agent import wire
 from powerd.agent.epoch import EpochAnchor, host_boot_id
 from powerd.agent.mqttconf import MqttSettings
-from powerd.agent.spool import Spool
+from powerd.agent.spool import Message, Spool
 from powerd.block import F64, I64, Block, concat
 from powerd.channel import Channel
 from powerd.errors import MarkerError, PowerdError
@@ -41,6 +45,7 @@ from powerd.runner import Sampler, open_probes
 MAX_BLOCK_SAMPLES = 1 << 16
 MAX_MESSAGE_BYTES = 1 << 20
 PUBLISH_BATCH = 64
+RESEND_S = 5.0
 PUBLISH_INTERVAL_S = 0.5
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 5.0
@@ -165,6 +170,19 @@ class Agent:
     # probe component ("probe:<spec>") -> why it is down; in the status as ``probes_down``
     probes_down: dict[str, str] = field(default_factory=dict)
     status_changes: int = 0
+    # (run, seq) of each relayed marker sent and not yet confirmed -> its spooled copies
+    _unconfirmed: dict[tuple[str, int], list[Message]] = field(default_factory=dict)
+    # blocks messages sent and not yet confirmed: spool id -> (message, blocks unconfirmed)
+    _waiting_blocks: dict[int, tuple[Message, set[tuple[int, int]]]] = field(default_factory=dict)
+    _block_message: dict[tuple[int, int], int] = field(default_factory=dict)
+
+    @property
+    def _markers_topic(self) -> str:
+        return wire.markers_topic(self.cfg.id)
+
+    @property
+    def _blocks_topic(self) -> str:
+        return wire.blocks_topic(self.cfg.id)
 
     def __post_init__(self) -> None:
         self.spool = Spool(
@@ -312,7 +330,62 @@ class Agent:
             while batch := self.spool.peek(PUBLISH_BATCH):
                 for msg in batch:
                     await client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
-                self.spool.ack_many(batch)
+                self._await_confirmation(batch)
+
+    def _await_confirmation(self, batch: list[Message]) -> None:
+        """Markers and blocks stay spooled until the daemon confirms it stored them (a broker
+        acknowledges before it saves, so its acknowledgement does not survive a broker crash);
+        anything else (status, gap reports) is done once the broker has it."""
+        markers: list[Message] = []
+        blocks: list[Message] = []
+        done: list[Message] = []
+        for m in batch:
+            if m.topic == self._markers_topic and (key := wire.parse_ack(m.payload)):
+                self._unconfirmed.setdefault(key, []).append(m)
+                markers.append(m)
+            elif m.topic == self._blocks_topic:
+                try:
+                    keys = wire.block_keys(m.payload)
+                except wire.WireError:
+                    keys = []
+                if not keys:
+                    done.append(m)
+                    continue
+                self._waiting_blocks[m.id] = (m, set(keys))
+                for k in keys:
+                    self._block_message[k] = m.id
+                blocks.append(m)
+            else:
+                done.append(m)
+        self.spool.ack_many(done)
+        self.spool.await_confirmation(markers, timed=True)
+        self.spool.await_confirmation(blocks)
+
+    def _confirmed(self, payload: bytes) -> None:
+        key = wire.parse_ack(payload)
+        if key is not None:
+            if sent := self._unconfirmed.pop(key, None):
+                self.spool.ack_many(sent)
+            return
+        stored: list[Message] = []
+        for k in wire.parse_block_acks(payload):
+            mid = self._block_message.pop(k, None)
+            if mid is None or mid not in self._waiting_blocks:
+                continue
+            message, left = self._waiting_blocks[mid]
+            left.discard(k)
+            if not left:
+                del self._waiting_blocks[mid]
+                stored.append(message)
+        if stored:
+            self.spool.ack_many(stored)
+
+    async def _resend_unconfirmed(self) -> None:
+        """Send again the markers the daemon has not confirmed within ``RESEND_S``."""
+        while True:
+            await asyncio.sleep(RESEND_S / 5)
+            if self.spool.release_unconfirmed(RESEND_S) and self.outbox.on_spooled is not None:
+                self.outbox.on_spooled()
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         """Clock requests (answered at once) and daemons' presence."""
@@ -322,6 +395,9 @@ class Agent:
             daemon = wire.topic_tail(str(message.topic), "daemons")
             if daemon is not None:
                 self._note_daemon(daemon, payload)
+                continue
+            if str(message.topic) == wire.acks_topic(self.cfg.id):
+                self._confirmed(payload)
                 continue
             boot3, t3 = self.anchor.stamp()
             if boot3 != boot2:
@@ -369,11 +445,17 @@ class Agent:
         self._daemon_online.clear()
         await client.subscribe(wire.clock_request_topic(self.cfg.id), qos=0)
         await client.subscribe(f"{wire.TOPIC_ROOT}/daemons/+", qos=1)
+        await client.subscribe(wire.acks_topic(self.cfg.id), qos=1)
+        self.spool.release_unconfirmed()  # a new session: what was in flight may be lost
+        self._unconfirmed.clear()
+        self._waiting_blocks.clear()
+        self._block_message.clear()
         tasks = [
             asyncio.create_task(c)
             for c in (
                 self._drain(client),
                 self._receive(client),
+                self._resend_unconfirmed(),
                 self._status_updates(client),
                 stop.wait(),
             )

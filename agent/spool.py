@@ -88,6 +88,9 @@ class Spool:
         self._mem_bytes = 0
         self._mem_id = 0
         self._acked: set[int] = set()
+        # sent and waiting for the daemon's confirmation: id -> (monotonic time sent, resent
+        # on a timer too, not only on reconnect)
+        self._awaiting: dict[int, tuple[float, bool]] = {}
         self._counters: dict[str, int] = {}
         self._meta: dict[str, int] = {}
         self._retry_at_s = 0.0
@@ -366,21 +369,52 @@ class Spool:
                 try:
                     rows = self._db.execute(
                         "SELECT id, topic, payload, qos, retain FROM outbox ORDER BY id LIMIT ?",
-                        (limit + len(self._acked),),
+                        (limit + len(self._acked) + len(self._awaiting),),
                     ).fetchall()
                     out = [
                         Message(i, t, bytes(p), q, bool(r))
                         for i, t, p, q, r in rows
-                        if i not in self._acked
+                        if i not in self._acked and i not in self._awaiting
                     ][:limit]
                 except sqlite3.Error as err:
                     self._fail("error", err)
-            out += list(self._mem)[: max(0, limit - len(out))]
+            mem = [m for m in self._mem if m.id not in self._awaiting]
+            out += mem[: max(0, limit - len(out))]
             return out
+
+    def await_confirmation(self, messages: list[Message], timed: bool = False) -> None:
+        """Keep these (sent) messages, but out of ``peek``, until ``ack_many`` (the daemon
+        confirmed them) or ``release_unconfirmed`` (time to send them again; ``timed``: also
+        when they are merely old, not only on a reconnect)."""
+        now = time.monotonic()
+        with self._lock:
+            for m in messages:
+                self._awaiting[m.id] = (now, timed)
+
+    def release_unconfirmed(self, older_than_s: float | None = None) -> int:
+        """Make unconfirmed messages visible to ``peek`` again: all of them (None, after a
+        reconnect), or the timed ones sent at least ``older_than_s`` ago. How many."""
+        now = time.monotonic()
+        with self._lock:
+            due = [
+                i
+                for i, (sent, timed) in self._awaiting.items()
+                if older_than_s is None or (timed and now - sent >= older_than_s)
+            ]
+            for i in due:
+                del self._awaiting[i]
+            return len(due)
+
+    @property
+    def unconfirmed(self) -> int:
+        with self._lock:
+            return len(self._awaiting)
 
     def ack_many(self, messages: list[Message]) -> None:
         """Forget messages the broker acknowledged (a failed delete is retried, never resent)."""
         with self._lock:
+            for m in messages:
+                self._awaiting.pop(m.id, None)
             gone = {m.id for m in messages if m.id < 0}
             if gone:
                 kept = [m for m in self._mem if m.id not in gone]

@@ -59,6 +59,51 @@ def errors_topic(source: str) -> str:
     return f"{TOPIC_ROOT}/errors/{source}"
 
 
+def acks_topic(source: str) -> str:
+    """The daemon's confirmations to ``source``: each marker with a ``seq`` that it has made
+    durable (stored, held for the sender's clock, or a repeat of one stored), QoS 1. A sender
+    keeps a marker until this confirmation, since a broker's own acknowledgement is given before
+    the broker has saved the message and so does not survive a broker crash."""
+    return f"{TOPIC_ROOT}/acks/{source}"
+
+
+def ack_message(run: str, seq: int, state: str) -> dict[str, Any]:
+    """The body on ``powerd/v1/acks/<source>`` for a marker: ``state`` is stored, held or
+    repeat. For an agent's blocks the body is ``{"v": 1, "blocks": [[boot_ns, seq], ...]}``
+    (every block of the messages committed together)."""
+    return {"v": VERSION, "run": run, "seq": seq, "state": state}
+
+
+def parse_block_acks(payload: bytes) -> list[tuple[int, int]]:
+    """The (boot_ns, seq) pairs a blocks confirmation names (empty for anything else)."""
+    try:
+        obj = json.loads(payload)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return []
+    blocks = obj.get("blocks") if isinstance(obj, dict) else None
+    if not isinstance(blocks, list):
+        return []
+    return [
+        (b[0], b[1])
+        for b in blocks
+        if isinstance(b, list) and len(b) == 2 and all(type(x) is int for x in b)
+    ]
+
+
+def parse_ack(payload: bytes) -> tuple[str, int] | None:
+    """(run, seq) of a confirmation, or None for anything else."""
+    try:
+        obj = json.loads(payload)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(obj, dict):
+        return None
+    run, seq = obj.get("run"), obj.get("seq")
+    if not isinstance(run, str) or not isinstance(seq, int) or isinstance(seq, bool):
+        return None
+    return run, seq
+
+
 def results_topic(run: str) -> str:
     return f"{TOPIC_ROOT}/results/{run}"
 
@@ -361,20 +406,25 @@ def decode_blocks(payload: bytes) -> list[BlockMessage]:
     return out
 
 
-def block_boots(payload: bytes) -> set[int]:
-    """The clock epochs (``boot_ns``) of a blocks message, from the headers only (cheap)."""
-    boots: set[int] = set()
+def block_keys(payload: bytes) -> list[tuple[int, int]]:
+    """(``boot_ns``, ``seq``) of each block of a blocks message, from the headers only (cheap)."""
+    keys: list[tuple[int, int]] = []
     off = 0
     try:
         while off < len(payload):
-            _, _, flags, boot_ns, _, clen = _HEAD.unpack_from(payload, off)
+            _, _, flags, boot_ns, seq, clen = _HEAD.unpack_from(payload, off)
             off += _HEAD.size + clen
             n, _ = _COUNT.unpack_from(payload, off)
             off += _COUNT.size + ((n - 1) * 4 if flags & FLAG_T_DELTA_I32 else n * 8) + n * 8
-            boots.add(boot_ns)
+            keys.append((boot_ns, seq))
     except struct.error as err:
         raise WireError(f"malformed block: {err}") from None
-    return boots
+    return keys
+
+
+def block_boots(payload: bytes) -> set[int]:
+    """The clock epochs (``boot_ns``) of a blocks message, from the headers only (cheap)."""
+    return {boot for boot, _ in block_keys(payload)}
 
 
 def decode_block(payload: bytes) -> BlockMessage:

@@ -6,7 +6,8 @@ WT310 (``powerd sim wt310``) on a pseudo-terminal, and ``powerd-agent`` sampling
 at 200 Hz. A harness thread keeps running phases
 (begin, a few seconds, end with a count), alternately through the agent's local HTTP relay (its
 clock offset applies; the phase covers the agent's channel) and published directly on the broker
-with paho (source ``soak-harness``; the phase covers the daemon's meter). Meanwhile, at random
+with ``powerd.client`` over MQTT (source ``soak-harness``; the phase covers the daemon's meter;
+the client keeps each marker until the daemon confirms it stored it). Meanwhile, at random
 (seeded) times, one of these faults: the broker SIGKILLed and restarted, the daemon SIGKILLed and
 restarted on its state dir, the agent SIGKILLed and restarted on its spool (by default with its
 clock stepped to -1, 0 or +1 s by libfaketime, as after an NTP correction or on another boot), the
@@ -22,8 +23,8 @@ At the end the daemon is stopped and its SQLite store read (read-only):
   but should be flagged) or ``lost`` (nothing explains it). The meter's updates (every 0.1 s) are
   counted the same way from the spacing of stored updates. Duplicates: a grid point stored twice
   (or a sample moved onto another one by a wrong clock offset).
-- markers: every marker the harness handed over (the agent answered 2xx, or the broker
-  acknowledged the QoS 1 publish) must be in the store; stored twice is a duplicate.
+- markers: every marker the harness handed over (the agent answered 2xx, or the MQTT client
+  published it) must be in the store; stored twice is a duplicate.
 - results: every phase whose two markers were handed over must have a result, within its stated
   uncertainty of the waveform's exact energy over the result's window (``truth_energy_j``; for
   the agent, on the clock it really had then). Each edge must lie where the harness sent it
@@ -38,7 +39,6 @@ separate processes.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import shutil
@@ -53,10 +53,10 @@ from typing import Any
 
 import benchlib
 import numpy as np
-import paho.mqtt.client as paho
 
 sys.path.insert(0, str(benchlib.ROOT))
 
+from powerd.client import PowerdClient, PowerdClientError
 from tests.faults import (
     FAKETIME_LIB,
     AgentProc,
@@ -113,13 +113,16 @@ class MarkerHarness(threading.Thread):
         self.rng = rng
         self.stop_flag = threading.Event()
         self.phases: list[PhaseLog] = []
-        self.mqtt = paho.Client(
-            paho.CallbackAPIVersion.VERSION2, client_id=HARNESS_SOURCE, clean_session=False
+        self.errors: list[str] = []
+        # one client for every direct-MQTT phase (its run is set per phase): it keeps each
+        # marker until the daemon confirms it stored it, sending it again meanwhile
+        self.mqtt = PowerdClient(
+            run="soak",
+            source=HARNESS_SOURCE,
+            transport="mqtt",
+            mqtt_port=broker_port,
+            confirm_timeout_s=120.0,
         )
-        self.mqtt.reconnect_delay_set(1, 2)
-        self.mqtt.max_queued_messages_set(0)
-        self.mqtt.connect_async("127.0.0.1", broker_port, keepalive=10)
-        self.mqtt.loop_start()
 
     def _via_agent(self, marker: dict[str, Any], log: PhaseLog) -> int | None:
         """POST to the agent's relay, retrying while it is down (bounded); the harness's clock
@@ -138,26 +141,24 @@ class MarkerHarness(threading.Thread):
         return None
 
     def _via_mqtt(self, marker: dict[str, Any], log: PhaseLog) -> int | None:
-        """Publish QoS 1 until the broker acknowledges it (bounded); republished after a
-        reconnect (the daemon ignores a repeated (source, run, seq)). The marker's own t_ns."""
+        """Hand the marker to the client (bounded retries while the broker is unreachable at
+        connect); once handed over the client sends it until the daemon confirms it. Its t_ns."""
         t_ns = now_ns()
-        payload = json.dumps(marker | {"t_ns": t_ns})
-        topic = f"powerd/v1/markers/{HARNESS_SOURCE}"
+        self.mqtt.run = log.run
         deadline = time.monotonic() + 60.0
+        last = "no attempt"
         while time.monotonic() < deadline:
-            if not self.mqtt.is_connected():
-                time.sleep(0.1)
-                continue
-            info = self.mqtt.publish(topic, payload, qos=1)
-            while time.monotonic() < deadline and info.rc == paho.MQTT_ERR_SUCCESS:
-                with contextlib.suppress(RuntimeError, ValueError):
-                    if info.is_published():
-                        return t_ns
-                if not self.mqtt.is_connected():
-                    break
-                time.sleep(0.05)
-            time.sleep(0.1)
-        log.errors.append("mqtt publish never acknowledged by the broker")
+            try:
+                self.mqtt.mark(
+                    marker["event"], marker["phase"], count=marker.get("count"), t_ns=t_ns
+                )
+                return t_ns
+            except PowerdClientError as err:
+                last = str(err)[:200]
+                if any(run == log.run for run, _ in self.mqtt.unconfirmed):
+                    return t_ns  # published, not yet acknowledged: it is sent again until stored
+            time.sleep(0.2)
+        log.errors.append(f"mqtt: {last}")
         return None
 
     def _send(self, marker: dict[str, Any], log: PhaseLog) -> int | None:
@@ -193,8 +194,10 @@ class MarkerHarness(threading.Thread):
     def close(self) -> None:
         self.stop_flag.set()
         self.join(90)
-        self.mqtt.loop_stop()
-        self.mqtt.disconnect()
+        try:
+            self.mqtt.close()  # waits for the daemon's last confirmations
+        except PowerdClientError as err:
+            self.errors.append(str(err))
 
 
 # --- daemon RSS and health ------------------------------------------------------------------------
@@ -648,7 +651,7 @@ def soak(
             }
             for p in harness.phases
         ],
-        "harness_errors": [e for p in harness.phases for e in p.errors][:30],
+        "harness_errors": ([e for p in harness.phases for e in p.errors] + harness.errors)[:30],
     }
 
 

@@ -18,6 +18,11 @@ edge, so the time it takes to reach powerd does not matter. Transports:
 - ``mqtt``: QoS 1 publish to ``powerd/v1/markers/<source>`` with paho-mqtt (installed with
   ``powerd[mqtt]``). MQTT has no reply, so the client validates each marker before sending and
   listens on ``powerd/v1/errors/<source>``: a rejection raises on the next call or on ``close()``.
+  The broker's acknowledgement is not enough (a broker acknowledges before it saves, so a broker
+  crash can lose an acknowledged message): the client keeps every marker until powerd confirms
+  on ``powerd/v1/acks/<source>`` that it is stored, sends it again every ``RESEND_S`` (and at
+  every reconnect) until then, and ``close()`` waits up to ``confirm_timeout_s`` for the last
+  confirmations, raising ``PowerdClientError`` with the markers still unconfirmed.
 
 Sequence numbers: ``source`` defaults to ``<hostname>-<pid>``; ``seq`` is the send time in ns,
 bumped to stay strictly increasing. A process never repeats one, and a later process that reuses
@@ -54,6 +59,10 @@ TIMEOUT_S = 10.0
 HTTP_ATTEMPTS = 3
 RETRY_DELAY_S = 0.2
 ERROR_WAIT_S = 0.2
+RESEND_S = 5.0
+RECONNECT_MIN_S = 1
+RECONNECT_MAX_S = 5
+CONFIRM_TIMEOUT_S = 30.0
 
 Transport = Literal["http", "mqtt"]
 
@@ -135,6 +144,7 @@ class PowerdClient:
         mqtt_port: int = DEFAULT_MQTT_PORT,
         token: str | None = None,
         timeout_s: float = TIMEOUT_S,
+        confirm_timeout_s: float = CONFIRM_TIMEOUT_S,
     ) -> None:
         run = run or os.environ.get(RUN_ENV)
         if not run:
@@ -167,6 +177,12 @@ class PowerdClient:
         self._mqtt_errors: list[str] = []
         self._lock = threading.Lock()
         self._last_seq = 0
+        self.confirm_timeout_s = confirm_timeout_s
+        # (run, seq) -> (payload, monotonic time last sent): MQTT markers not yet confirmed
+        self._unconfirmed: dict[tuple[str, int], tuple[str, float]] = {}
+        self._confirmed = threading.Condition(self._lock)
+        self._resender: threading.Thread | None = None
+        self._closing = threading.Event()
 
     # --- the public API ------------------------------------------------------------------------
 
@@ -242,15 +258,45 @@ class PowerdClient:
         with self._lock:
             return list(self._mqtt_errors)
 
+    @property
+    def unconfirmed(self) -> list[tuple[str, int]]:
+        """(run, seq) of the MQTT markers powerd has not yet confirmed it stored."""
+        with self._lock:
+            return sorted(self._unconfirmed)
+
+    def wait_confirmed(self, timeout_s: float) -> list[tuple[str, int]]:
+        """Wait until powerd has confirmed every MQTT marker sent so far (sending again as
+        needed); returns those still unconfirmed after ``timeout_s`` (empty: all stored)."""
+        deadline = time.monotonic() + timeout_s
+        with self._confirmed:
+            while self._unconfirmed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._confirmed.wait(min(left, 0.5))
+            return sorted(self._unconfirmed)
+
     def close(self) -> None:
-        """Disconnect MQTT (after raising any rejection powerd reported meanwhile)."""
-        client, self._mqtt = self._mqtt, None
+        """Disconnect MQTT, once powerd has confirmed every marker (up to
+        ``confirm_timeout_s``) and after raising any rejection it reported meanwhile."""
+        client = self._mqtt
         if client is None:
             return
         try:
             time.sleep(ERROR_WAIT_S)  # a rejection of the last marker may be on its way
+            left = self.wait_confirmed(self.confirm_timeout_s)
             self._raise_mqtt_errors()
+            if left:
+                shown = ", ".join(f"{run}#{seq}" for run, seq in left[:5])
+                raise PowerdClientError(
+                    f"powerd did not confirm {len(left)} marker(s) from {self.source} within "
+                    f"{self.confirm_timeout_s:g} s ({shown}{', …' if len(left) > 5 else ''}): "
+                    "the broker accepted them but powerd has not stored them (is powerd "
+                    "running and connected to this broker?)"
+                )
         finally:
+            self._mqtt = None
+            self._closing.set()
             client.disconnect()
             client.loop_stop()
 
@@ -308,23 +354,38 @@ class PowerdClient:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"powerd-client-{self.source}")
         connected = threading.Event()
         errors_topic = wire.errors_topic(self.source)
+        acks_topic = wire.acks_topic(self.source)
 
         def on_connect(c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
             if not reason.is_failure:
-                c.subscribe(errors_topic, qos=1)
+                c.subscribe([(errors_topic, 1), (acks_topic, 1)])
+                self._resend(c, 0.0)  # a reconnect: what was in flight may be lost
             connected.set()
 
         def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+            if msg.topic == acks_topic:
+                key = wire.parse_ack(bytes(msg.payload))
+                if key is not None:
+                    with self._confirmed:
+                        self._unconfirmed.pop(key, None)
+                        self._confirmed.notify_all()
+                return
             try:
                 err = json.loads(msg.payload)
                 reason = str(err.get("error", err))
             except (ValueError, AttributeError):
                 reason = msg.payload.decode("utf-8", "replace")
-            with self._lock:
+                err = None
+            with self._confirmed:
                 self._mqtt_errors.append(reason)
+                key = _rejected_key(err)
+                if key is not None:  # refused for good: never sent again
+                    self._unconfirmed.pop(key, None)
+                    self._confirmed.notify_all()
 
         client.on_connect = on_connect
         client.on_message = on_message
+        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         where = f"mqtt://{self.mqtt_host}:{self.mqtt_port}"
         try:
             client.connect(self.mqtt_host, self.mqtt_port, keepalive=30)
@@ -335,7 +396,30 @@ class PowerdClient:
             client.loop_stop()
             raise PowerdClientError(f"the MQTT broker {where} did not accept the connection")
         self._mqtt = client
+        self._resender = threading.Thread(
+            target=self._resend_loop, args=(client,), name="powerd-client-resend", daemon=True
+        )
+        self._resender.start()
         return client
+
+    def _resend(self, client: mqtt.Client, older_than_s: float) -> None:
+        """Publish again every unconfirmed marker last sent more than ``older_than_s`` ago."""
+        now = time.monotonic()
+        with self._lock:
+            due = [
+                (key, payload)
+                for key, (payload, sent) in self._unconfirmed.items()
+                if now - sent >= older_than_s
+            ]
+            for key, payload in due:
+                self._unconfirmed[key] = (payload, now)
+        for _, payload in due:
+            client.publish(wire.markers_topic(self.source), payload, qos=1)
+
+    def _resend_loop(self, client: mqtt.Client) -> None:
+        while not self._closing.wait(RESEND_S / 5):
+            if client.is_connected():
+                self._resend(client, RESEND_S)
 
     def _raise_mqtt_errors(self) -> None:
         with self._lock:
@@ -348,7 +432,10 @@ class PowerdClient:
     def _publish(self, obj: dict[str, Any]) -> dict[str, Any]:
         client = self._connect()
         self._raise_mqtt_errors()
-        info = client.publish(wire.markers_topic(self.source), json.dumps(obj), qos=1)
+        payload = json.dumps(obj)
+        with self._lock:
+            self._unconfirmed[(obj["run"], obj["seq"])] = (payload, time.monotonic())
+        info = client.publish(wire.markers_topic(self.source), payload, qos=1)
         try:
             info.wait_for_publish(self.timeout_s)
         except (ValueError, RuntimeError) as err:
@@ -358,6 +445,13 @@ class PowerdClient:
                 f"the MQTT broker did not acknowledge the marker within {self.timeout_s:g} s"
             )
         return obj
+
+
+def _rejected_key(err: Any) -> tuple[str, int] | None:
+    """(run, seq) of the marker an errors-topic message refused, when its text says."""
+    if not isinstance(err, dict) or not isinstance(err.get("message"), str):
+        return None
+    return wire.parse_ack(err["message"].encode())
 
 
 def _reason(err: urllib.error.HTTPError) -> str:

@@ -148,6 +148,8 @@ class Daemon:
                 continue
             if phase is not None:
                 closed.setdefault(phase.run, []).append(phase)
+        for key in self.store.seen_blocks(SEEN_BLOCKS):
+            self._seen_blocks[key] = None  # a block resent after our restart is a repeat
         for ch in self.store.channels().values():
             self.timeline.add_channel(ch)
             if "/" in ch.id:
@@ -450,6 +452,7 @@ class Daemon:
             self.counts["blocks_unknown_channel"] += 1
             return
         self._seen_blocks[key] = None
+        self.store.note_block(*key)
         if len(self._seen_blocks) > SEEN_BLOCKS:
             self._seen_blocks.popitem(last=False)
         offset_ns, unc_ns = self._offset_for(agent, int(msg.t_ns[-1]), msg.boot_ns)

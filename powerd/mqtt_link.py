@@ -15,6 +15,13 @@ Nothing is lost and nothing is silent:
   store (markers are committed as they are stored; agents' samples at a flush; held messages in
   ``powerd.held``). Flushes are grouped: all messages already received are handled, then one
   flush, then their acknowledgements — one commit per burst, not per message.
+- A broker acknowledges a publish before it has saved it, so a broker crash can lose what a
+  sender already deleted. Each marker with a ``seq`` is therefore confirmed end to end once it is
+  committed: ``{"v": 1, "run", "seq", "state"}`` on ``powerd/v1/acks/<source>``. Senders
+  (``powerd.client``, ``powerd mark``, the agent) keep a marker and send it again until then; a
+  repeat is recognised by (source, run, seq) and confirmed again. An agent's blocks are
+  confirmed the same way, one ``{"v": 1, "blocks": [[boot_ns, seq], ...]}`` per agent per
+  commit; the agent keeps them until then and sends the unconfirmed ones again on reconnect.
 - The session is persistent under a stable client id (``powerd-<daemon id>``, MQTT v5 with clean
   start off and a session expiry), so QoS 1 messages sent while the daemon was down are delivered
   when it comes back, and so are those it had received but not acknowledged when it was killed.
@@ -41,7 +48,7 @@ from powerd import __version__
 from powerd.agent import wire
 from powerd.agent.mqttconf import MqttSettings
 from powerd.clockplan import ClockPlan
-from powerd.daemon import Daemon
+from powerd.daemon import Daemon, MarkerOutcome
 
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 5.0
@@ -74,17 +81,34 @@ def _source_and_kind(topic: str) -> tuple[str, str]:
     return topic[:128], "unknown"
 
 
+Confirmation = tuple[str, dict[str, Any]]
+
+
+def _confirmation(source: str, payload: bytes, outcome: MarkerOutcome) -> Confirmation | None:
+    """What to tell ``source`` once this marker is committed (only markers with a ``seq``)."""
+    marker = outcome.stamped.marker if outcome.stamped is not None else wire.decode_marker(payload)
+    if marker.seq is None:
+        return None
+    state = "held" if outcome.held else "repeat" if outcome.repeat else "stored"
+    return wire.acks_topic(source), wire.ack_message(marker.run, marker.seq, state)
+
+
 async def _handle(
     client: aiomqtt.Client, daemon: Daemon, plan: ClockPlan, topic: str, payload: bytes, rx: int
-) -> None:
+) -> Confirmation | None:
+    """Apply one message; a marker that was made durable returns its confirmation."""
     if (source := wire.topic_tail(topic, "markers")) is not None:
         outcome = daemon.submit_marker(source, payload, rx)
         if outcome.error is not None:
             daemon.health.problem(source, "marker_rejected", outcome.error)
             body = json.dumps(wire.error_message(outcome.error, payload))
             await client.publish(wire.errors_topic(source), body, qos=1)
+            return None
+        return _confirmation(source, payload, outcome)
     elif (agent := wire.topic_tail(topic, "blocks")) is not None:
-        daemon.accept_block(agent, payload)
+        if daemon.accept_block(agent, payload):
+            keys = [list(k) for k in wire.block_keys(payload)]
+            return wire.acks_topic(agent), {"v": wire.VERSION, "blocks": keys}
     elif (agent := wire.topic_tail(topic, "channels")) is not None:
         daemon.accept_channels(agent, payload)
     elif (agent := wire.topic_tail(topic, "status")) is not None:
@@ -100,6 +124,7 @@ async def _handle(
             plan.answered(agent)
     else:
         daemon.health.problem(topic[:128], "topic_unexpected", "a message on no known topic")
+    return None
 
 
 def _ack(client: aiomqtt.Client, message: aiomqtt.Message) -> None:
@@ -108,9 +133,13 @@ def _ack(client: aiomqtt.Client, message: aiomqtt.Message) -> None:
 
 
 async def _commit_and_ack(
-    client: aiomqtt.Client, daemon: Daemon, unacked: list[tuple[aiomqtt.Message, str, bytes]]
+    client: aiomqtt.Client,
+    daemon: Daemon,
+    unacked: list[tuple[aiomqtt.Message, str, bytes]],
+    confirmations: list[Confirmation] | None = None,
 ) -> None:
-    """Make every handled message durable (one store flush), then acknowledge them all."""
+    """Make every handled message durable (one store flush), acknowledge them all to the broker,
+    then confirm each durable marker to its sender (``powerd/v1/acks/<source>``)."""
     try:
         await asyncio.to_thread(daemon.store.flush)
     except Exception as err:
@@ -126,10 +155,24 @@ async def _commit_and_ack(
     for message, _, _ in unacked:
         _ack(client, message)
     unacked.clear()
+    blocks: dict[str, list[list[int]]] = {}
+    for topic, body in confirmations or ():
+        if "blocks" in body:  # one confirmation per agent per commit, however many messages
+            blocks.setdefault(topic, []).extend(body["blocks"])
+            continue
+        await client.publish(topic, json.dumps(body), qos=1)
+        daemon.counts["markers_confirmed"] += 1
+    for topic, keys in blocks.items():
+        body = {"v": wire.VERSION, "blocks": keys}
+        await client.publish(topic, json.dumps(body, separators=(",", ":")), qos=1)
+        daemon.counts["blocks_confirmed"] += len(keys)
+    if confirmations:
+        confirmations.clear()
 
 
 async def _dispatch(client: aiomqtt.Client, daemon: Daemon, plan: ClockPlan) -> None:
     unacked: list[tuple[aiomqtt.Message, str, bytes]] = []
+    confirmations: list[Confirmation] = []
     async for message in client.messages:
         received_ns = daemon.clock()
         topic = str(message.topic)
@@ -139,7 +182,9 @@ async def _dispatch(client: aiomqtt.Client, daemon: Daemon, plan: ClockPlan) -> 
             else str(message.payload or "").encode()
         )
         try:
-            await _handle(client, daemon, plan, topic, payload, received_ns)
+            confirmation = await _handle(client, daemon, plan, topic, payload, received_ns)
+            if confirmation is not None:
+                confirmations.append(confirmation)
         except aiomqtt.MqttError:
             raise  # the connection is gone: the unacknowledged message comes again
         except Exception as err:
@@ -153,7 +198,7 @@ async def _dispatch(client: aiomqtt.Client, daemon: Daemon, plan: ClockPlan) -> 
         if message.qos > 0:
             unacked.append((message, topic, payload))
         if unacked and (len(client.messages) == 0 or len(unacked) >= ACK_BATCH_MAX):
-            await _commit_and_ack(client, daemon, unacked)
+            await _commit_and_ack(client, daemon, unacked, confirmations)
 
 
 async def _clock_requests(client: aiomqtt.Client, daemon: Daemon, plan: ClockPlan) -> None:

@@ -47,9 +47,12 @@ CREATE TABLE IF NOT EXISTS clock_steps(mono_ns INTEGER NOT NULL, utc_ns INTEGER 
     step_ns INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS gaps(channel TEXT NOT NULL, t_begin_ns INTEGER NOT NULL,
     t_end_ns INTEGER, reason TEXT NOT NULL, PRIMARY KEY(channel, t_begin_ns, reason));
+CREATE TABLE IF NOT EXISTS seen_blocks(id INTEGER PRIMARY KEY, agent TEXT NOT NULL,
+    boot_ns INTEGER NOT NULL, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS manifests(run TEXT NOT NULL, revision INTEGER NOT NULL,
     sealed_ns INTEGER NOT NULL, json TEXT NOT NULL, PRIMARY KEY(run, revision));
 """
+SEEN_BLOCKS_KEPT = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,8 @@ class Store:
             raise PowerdError(f"cannot open store {path}: {err}") from None
         self._lock = threading.RLock()
         self._pending: dict[str, tuple[list[I64], list[F64]]] = {}
+        self._pending_seen: list[tuple[str, int, int]] = []
+        self._flushes = 0
         # applied to every channel put (the daemon's calibration certificates, powerd.calibration)
         self.annotate_channel: Callable[[Channel], Channel] | None = None
         version = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
@@ -161,10 +166,25 @@ class Store:
             ts.append(block.t_ns)
             vs.append(block.value)
 
+    def note_block(self, agent: str, boot_ns: int, seq: int) -> None:
+        """Remember an agent's block (boot, seq) as applied, in the same transaction as its
+        samples: a restarted daemon then still recognises a resent block as a repeat."""
+        with self._lock:
+            self._pending_seen.append((agent, boot_ns, seq))
+
+    def seen_blocks(self, limit: int = SEEN_BLOCKS_KEPT) -> list[tuple[str, int, int]]:
+        """The latest ``limit`` applied agent blocks, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT agent, boot_ns, seq FROM seen_blocks ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [(str(a), int(b), int(q)) for a, b, q in reversed(rows)]
+
     def flush(self) -> int:
         """Write buffered samples, one row per channel, in one transaction; returns the count."""
         with self._lock:
             pending, self._pending = self._pending, {}
+            seen, self._pending_seen = self._pending_seen, []
             if not pending:
                 return 0
             rows = []
@@ -188,6 +208,17 @@ class Store:
                     "VALUES(?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
+                if seen:
+                    db.executemany(
+                        "INSERT INTO seen_blocks(agent, boot_ns, seq) VALUES(?, ?, ?)", seen
+                    )
+                    self._flushes += 1
+                    if self._flushes % 256 == 0:
+                        db.execute(
+                            "DELETE FROM seen_blocks WHERE id <= "
+                            "(SELECT MAX(id) FROM seen_blocks) - ?",
+                            (SEEN_BLOCKS_KEPT,),
+                        )
             return sum(r[3] for r in rows)
 
     @staticmethod

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from powerd.client import DEFAULT_MQTT_PORT, RUN_ENV, URL_ENV, PowerdClient
+from powerd.client import CONFIRM_TIMEOUT_S, DEFAULT_MQTT_PORT, RUN_ENV, URL_ENV, PowerdClient
 from powerd.errors import PowerdError
 
 EPILOG = f"""\
@@ -81,6 +81,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=None,
         metavar="HOST[:PORT]",
         help=f"publish over MQTT to this broker instead (port default {DEFAULT_MQTT_PORT})",
+    )
+    p.add_argument(
+        "--confirm-timeout",
+        type=float,
+        default=CONFIRM_TIMEOUT_S,
+        metavar="S",
+        help="with --mqtt: how long to wait for powerd to confirm it stored the marker (the "
+        "broker's own acknowledgement does not survive a broker crash); unconfirmed is an error "
+        f"(default {CONFIRM_TIMEOUT_S:g})",
     )
     p.add_argument(
         "--token-file",
@@ -170,8 +179,15 @@ def run_command(args: argparse.Namespace) -> int:
         raise PowerdError("--device goes with `powerd mark begin` (the phase's scope)")
     if args.mqtt is not None:
         host, port = parse_broker(args.mqtt)
+        if not args.confirm_timeout > 0:
+            raise PowerdError("--confirm-timeout must be > 0 seconds")
         client = PowerdClient(
-            run=args.run, source=args.source, transport="mqtt", mqtt_host=host, mqtt_port=port
+            run=args.run,
+            source=args.source,
+            transport="mqtt",
+            mqtt_host=host,
+            mqtt_port=port,
+            confirm_timeout_s=args.confirm_timeout,
         )
     else:
         client = PowerdClient(
@@ -194,7 +210,8 @@ def run_command(args: argparse.Namespace) -> int:
 def _describe(client: PowerdClient, event: str, phase: str, answer: dict[str, Any]) -> str:
     what = f"{event} of phase {phase!r} (run {client.run!r}, source {client.source})"
     if client.transport == "mqtt":
-        return f"published {what} to mqtt://{client.mqtt_host}:{client.mqtt_port}"
+        where = f"mqtt://{client.mqtt_host}:{client.mqtt_port}"
+        return f"published {what} to {where}; powerd confirmed it stored it"
     if answer.get("held"):
         return f"{what}: held until the agent's clock offset is known"
     if answer.get("repeat"):

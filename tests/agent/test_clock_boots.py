@@ -114,6 +114,29 @@ def test_a_new_boot_never_uses_the_previous_boots_exchanges(daemon: Daemon) -> N
     assert stored_t(d).size == 30 and d.counts["blocks_repeated"] == 1
 
 
+def test_a_block_resent_after_a_daemon_restart_is_still_a_repeat(tmp_path: Path) -> None:
+    # the agent keeps a block until the daemon confirms it; a daemon killed between its commit
+    # and the confirmation gets the block again after its restart, and must not store it twice
+    def start(store: Store) -> Daemon:
+        d = Daemon(store, Timeline(), Clock())
+        d.accept_status(AGENT, status(BOOT_A))
+        d.accept_channels(AGENT, json.dumps([CHANNEL.to_json()]).encode())
+        for _ in range(MIN_EXCHANGES):
+            exchange(d, BOOT_A, ahead_ns=0, rtt_ns=200_000)
+        return d
+
+    first = start(Store(tmp_path / "d.db"))
+    assert first.accept_block(AGENT, block(BOOT_A, 7, 100 * SEC))
+    assert stored_t(first).size == 10
+    first.store._db.close()  # killed: no clean close
+    again = start(Store(tmp_path / "d.db"))
+    assert again.accept_block(AGENT, block(BOOT_A, 7, 100 * SEC))
+    assert stored_t(again).size == 10 and again.counts["blocks_repeated"] == 1
+    assert again.accept_block(AGENT, block(BOOT_A, 8, 101 * SEC))
+    assert stored_t(again).size == 20
+    again.store.close()
+
+
 def test_a_clock_step_seen_in_the_replies_starts_a_new_estimate(daemon: Daemon) -> None:
     """No status in between: the first reply of an unseen epoch resets, relayed markers too."""
     d = daemon

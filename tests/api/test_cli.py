@@ -142,9 +142,11 @@ def test_powerd_mark_needs_a_url_or_broker() -> None:
     assert r.returncode == 2 and "no powerd URL" in r.stderr and "POWERD_URL" in r.stderr
 
 
-def test_powerd_mark_publishes_over_mqtt(broker: Broker) -> None:
-    r = powerd("mark", "begin", "p", "--run", "cli", "--mqtt", f"{broker.host}:{broker.port}")
-    assert r.returncode == 0, r.stderr
-    assert f"mqtt://{broker.host}:{broker.port}" in r.stdout
+def test_powerd_mark_over_mqtt_fails_when_no_daemon_confirms(broker: Broker) -> None:
+    # tests/fault/test_marker_confirm.py has the confirmed case, with a daemon
+    where = f"{broker.host}:{broker.port}"
+    r = powerd("mark", "begin", "p", "--run", "cli", "--mqtt", where, "--confirm-timeout", "0.5")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "did not confirm 1 marker(s)" in r.stderr and "is powerd running" in r.stderr
     bad = powerd("mark", "begin", "p", "--run", "cli", "--mqtt", "host:port")
     assert bad.returncode == 2 and "port must be a number" in bad.stderr

@@ -88,6 +88,7 @@ def test_mqtt_transport_publishes_contract_1_markers_and_reports_rejections(
             transport="mqtt",
             mqtt_host=broker.host,
             mqtt_port=broker.port,
+            confirm_timeout_s=0.5,  # no daemon here: nothing is confirmed
         ) as client:
             with client.phase("decode", meta={"batch": 8}) as ph:
                 ph.count = 3
