@@ -406,6 +406,15 @@ def test_the_daemon_seals_each_result_with_its_config_and_agents_clock_sync(
     assert result["phases"][0]["channels"]["wt300:bench:p1"]["calibration"]["due"] == "2026-12-31"
     code = main(["--state-dir", str(state), "audit", "d1"])
     assert code == 0, capsys.readouterr().out
+    # an offline recompute re-seals, keeping what only the daemon knew (and saying so)
+    assert main(["--state-dir", str(state), "report", "d1", "--out", str(tmp_path / "o")]) == 0
+    with Store(state / "powerd.db") as st:
+        first, second = st.manifests("d1")
+    assert second["revision"] == 2 and second["command"] == "report"
+    assert second["carried_from_revision"] == 1 and second["config"] == first["config"]
+    assert second["clock_sync"] == first["clock_sync"]
+    assert main(["--state-dir", str(state), "audit", "nope"]) == 2
+    assert "no run 'nope'" in capsys.readouterr().err
 
 
 def edit_channel_json(state: Path, **changes: object) -> None:
