@@ -84,9 +84,11 @@ class Outbox:
         self.on_epoch: Callable[[], None] | None = None
 
     def put_channel(self, ch: Channel) -> None:
-        new = ch.id not in self.channels
+        new = self.channels.get(ch.id) != ch
         self.channels[ch.id] = ch
-        if new:  # a probe that opened late: its channels reach the daemon before its blocks
+        # a probe that opened late (its channels reach the daemon before its blocks), or a
+        # channel whose metadata changed (an instrument's identity learnt after opening)
+        if new:
             topic = wire.channels_topic(self.agent_id)
             self.spool.put_many([(topic, self.channels_message(), 1, True)])
 

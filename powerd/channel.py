@@ -48,6 +48,46 @@ class Accuracy:
 
 
 @dataclass(frozen=True)
+class Instrument:
+    """Who made the measurement: the instrument's identity as it reports it (``*IDN?`` and
+    equivalents). Empty strings are fields the instrument does not report; ``source`` says
+    where the identity came from (``*IDN?``, ``version``, ``nvml``, ``registers`` …)."""
+
+    maker: str = ""
+    model: str = ""
+    serial: str = ""
+    firmware: str = ""
+    source: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return asdict(self)
+
+    @classmethod
+    def from_idn(cls, text: str) -> Instrument:
+        """An IEEE 488.2 ``*IDN?`` reply, ``maker,model,serial,firmware[,more]`` (what follows
+        the third comma stays in ``firmware``)."""
+        parts = [p.strip() for p in text.strip().split(",", 3)]
+        parts += [""] * (4 - len(parts))
+        return cls(parts[0], parts[1], parts[2], parts[3], "*IDN?")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A calibration certificate from the config: ISO dates (``YYYY-MM-DD``) and its id.
+
+    ``due`` is the date after which the calibration no longer holds (a phase ending after it is
+    flagged ``calibration_due``)."""
+
+    date: str = ""
+    due: str = ""
+    certificate: str = ""
+    lab: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class Channel:
     """Metadata of one channel; immutable, serialisable to JSON for the store."""
 
@@ -61,6 +101,8 @@ class Channel:
     wrap_j: float | None = None
     stamp_uncertainty_s: float = 0.0
     device: str = ""
+    instrument: Instrument | None = None
+    calibration: Calibration | None = None
 
     def __post_init__(self) -> None:
         if not CHANNEL_ID_RE.match(self.id):
@@ -93,10 +135,20 @@ class Channel:
         return self.measures or self.id
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON for the store and the agent wire; ``instrument`` and ``calibration`` only when
+        set, so a channel without them reads the same as before they existed."""
+        out = asdict(self)
+        for key in ("instrument", "calibration"):
+            if out[key] is None:
+                del out[key]
+        return out
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Channel:
         data = dict(obj)
         data["accuracy"] = Accuracy(**data.get("accuracy", {}))
+        inst = data.get("instrument")
+        data["instrument"] = None if inst is None else Instrument(**inst)
+        cal = data.get("calibration")
+        data["calibration"] = None if cal is None else Calibration(**cal)
         return cls(**data)

@@ -25,6 +25,7 @@ MODULE_COMMANDS = {
     "sim": "powerd.commands.sim",
     "grafana": "powerd.commands.grafana",
     "verify": "powerd.commands.verify",
+    "audit": "powerd.commands.audit",
 }
 
 
@@ -126,6 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="CHANNEL",
         help="channel(s) whose sum is the headline figure (default: chosen per rules)",
+    )
+    m.add_argument(
+        "--calibration",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="TOML with [calibration.\"<match>\"] tables (e.g. the daemon's config): the meters' "
+        "certificates (without: meter channels are flagged uncalibrated)",
     )
     m.add_argument("--quiet", action="store_true", help="no progress line while CMD runs")
     m.add_argument(
@@ -298,6 +307,7 @@ def _add_global_options(parser: argparse.ArgumentParser, command: str | None) ->
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from powerd.audit import AuditContext, seal
     from powerd.report.files import check_out_dir, write_reports
     from powerd.report.table import format_table
     from powerd.runs import compute_run
@@ -308,7 +318,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     check_out_dir(args.out)
     with open_state_store(args.state_dir) as store:
         result = compute_run(store, args.run, args.idle_power, tuple(args.primary))
-        store.put_result(result, time.time_ns())
+        seal(
+            store,
+            result,
+            time.time_ns(),
+            AuditContext("report"),
+            None,
+            args.idle_power,
+            args.primary,
+        )
         paths = write_reports(store, result, args.out)
     print(format_table(result))
     print("reports: " + " ".join(str(p) for p in paths))

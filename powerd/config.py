@@ -62,6 +62,12 @@ lists every key (a test checks it against the schema, so keep both in step):
     flush_interval_s = 1.0             # durations: > 0, at most a day
     timeout_s = 10.0
     health_interval_s = 10.0
+
+    [calibration."wt300:ttyUSB0"]      # certificates of the meters (see powerd/calibration.py):
+    date = 2026-03-01                  # key: a channel id, an id prefix, or "serial:<S>" (*IDN?)
+    due = 2027-03-01                   # a phase ending after this is flagged calibration_due
+    certificate = "CAL-2026-0142"      # a meter channel with none is flagged uncalibrated
+    lab = "KTL"                        # optional
 """
 
 from __future__ import annotations
@@ -73,6 +79,7 @@ from typing import Annotated, Any
 import msgspec
 
 from powerd.agent.mqttconf import MqttSettings
+from powerd.calibration import CalibrationTable, check_table
 from powerd.errors import PowerdError
 from powerd.phases import DEFAULT_MAX_MARKER_SKEW_S, DEFAULT_MAX_PHASE_S
 from powerd.schema import (
@@ -158,6 +165,7 @@ class ConfigFile(Table, frozen=True):
     retention: RetentionTable = msgspec.field(default_factory=RetentionTable)
     sinks: SinksTable = msgspec.field(default_factory=SinksTable)
     influx: InfluxSettings | None = None
+    calibration: CalibrationTable = msgspec.field(default_factory=dict)
 
 
 class DaemonConfig(DaemonTable, frozen=True):
@@ -168,6 +176,7 @@ class DaemonConfig(DaemonTable, frozen=True):
     retention: Retention = msgspec.field(default_factory=Retention)
     sinks: SinkSettings = msgspec.field(default_factory=SinkSettings.default)
     influx: InfluxSettings | None = None
+    calibration: CalibrationTable = msgspec.field(default_factory=dict)
 
 
 def parse(data: dict[str, Any], where: str) -> DaemonConfig:
@@ -175,6 +184,7 @@ def parse(data: dict[str, Any], where: str) -> DaemonConfig:
     f = convert(data, ConfigFile, where)
     try:
         sinks = SinkSettings.of(f.sinks)
+        check_table(f.calibration)
     except PowerdError as err:
         raise PowerdError(f"{where}{err}") from None
     return DaemonConfig(
@@ -187,6 +197,7 @@ def parse(data: dict[str, Any], where: str) -> DaemonConfig:
         ),
         sinks=sinks,
         influx=f.influx,
+        calibration=f.calibration,
     )
 
 

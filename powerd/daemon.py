@@ -37,6 +37,7 @@ import numpy as np
 
 from powerd.agent import wire
 from powerd.agent.epoch import epoch_link
+from powerd.audit import AuditContext, seal_manifest
 from powerd.block import Block
 from powerd.channel import Channel
 from powerd.clocksync import Exchange, OffsetEstimator
@@ -133,6 +134,8 @@ class Daemon:
     # marker plausibility ([daemon] max_marker_skew_s, max_phase_s; see powerd.phases)
     max_marker_skew_s: float = DEFAULT_MAX_MARKER_SKEW_S
     max_phase_s: float = DEFAULT_MAX_PHASE_S
+    # what the manifest sealed with each result records of this process (powerd.audit)
+    audit_context: AuditContext | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
@@ -640,6 +643,18 @@ class Daemon:
                 self.store.flush()
                 result = compute_run(self.store, run, self.idle_power_w, self.primary)
                 self.store.put_result(result, now)
+                try:
+                    seal_manifest(
+                        self.store,
+                        result,
+                        now,
+                        self.audit_context,
+                        self.offsets_json(),
+                        self.idle_power_w,
+                        self.primary,
+                    )
+                except Exception as err:  # the result stands, its audit trail is missing: say so
+                    self._problem("local", "manifest_failed", f"run {run}: {err}")
                 self.counts["results"] += 1
                 out.append(result)
         for result in out:

@@ -9,6 +9,9 @@ then uncertainty), so two views of one quantity are never summed.
 Additions to contract 2 (keys only added, ``v`` stays 1): each channel entry carries ``flags``,
 ``primary``, ``gap_s`` (time inside gaps) and, where a counter and a power channel measure the
 same thing, ``counter_to_power_ratio``;
+meter channels carry ``instrument`` (model, serial, firmware as the instrument reports them, or
+null) and ``calibration`` (from the config, or null), and ``flags`` gains ``uncalibrated`` or
+``calibration_due`` (powerd.calibration), raised to the phase when the channel is primary;
 the top level carries ``trials``: per phase name repeated in more than one trial, the median and
 spread of its figures. Per phase, ``net_uncertainty_j`` and ``j_per_unit_uncertainty`` give the
 95 % uncertainty of ``net_energy_j`` and ``j_per_unit`` (null when the figure is null).
@@ -44,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from powerd.block import F64, I64
+from powerd.calibration import flags as calibration_flags
 from powerd.channel import SOURCE_CLASS_RANK, Accuracy, Channel
 from powerd.integrate import ChannelEnergy, Window, integrate, power_trace
 from powerd.phases import Phase
@@ -168,6 +172,7 @@ def _channel_entry(
     ratio: float | None,
     ranged: bool = False,
     range_changed: bool = False,
+    t_end_ns: int = 0,
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "energy_j": _num(f.energy_j),
@@ -189,6 +194,11 @@ def _channel_entry(
         entry["accuracy_range_w"] = ch.accuracy.range_w
     if range_changed:
         entry["flags"].append("range_changed")
+    if ch.source_class == "meter" or ch.instrument is not None:
+        entry["instrument"] = None if ch.instrument is None else ch.instrument.to_json()
+    if ch.source_class == "meter":
+        entry["calibration"] = None if ch.calibration is None else ch.calibration.to_json()
+        entry["flags"] += calibration_flags(ch, t_end_ns)
     return entry
 
 
@@ -263,6 +273,20 @@ def phase_result(
     net_unc = (
         None if net is None or unc is None else math.hypot(unc, idle_uncertainty_w * duration_s)
     )
+    entries = {
+        c: _channel_entry(
+            channels[c],
+            figures[c],
+            c in primary,
+            ratios.get(c),
+            c in ranged,
+            c in range_changed,
+            phase.t_end_ns,
+        )
+        for c in sorted(figures)
+    }
+    for c in primary:  # a figure resting on an uncalibrated meter says so
+        flags.extend(f for f in calibration_flags(channels[c], phase.t_end_ns) if f not in flags)
     return {
         "phase": phase.phase,
         "trial": phase.trial,
@@ -284,17 +308,7 @@ def phase_result(
         "flags": flags,
         "devices": devices,
         "timing": timing.to_json(),
-        "channels": {
-            c: _channel_entry(
-                channels[c],
-                figures[c],
-                c in primary,
-                ratios.get(c),
-                c in ranged,
-                c in range_changed,
-            )
-            for c in sorted(figures)
-        },
+        "channels": entries,
         "meta": phase.meta,
     }
 

@@ -23,7 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from powerd.block import Block
@@ -132,6 +132,7 @@ class _Slot:
     # channel -> [t_last_good_ns, resume_after_ns or None while the outage lasts]
     open_gaps: dict[str, list[int | None]] = field(default_factory=dict)
     accuracy_unkept: bool = False
+    instrument: object = None  # the identity last put on the channels (probe.instrument())
 
 
 @dataclass
@@ -269,6 +270,7 @@ class Sampler:
             slot.error_outage = None
             self._outage_ended(slot, before_ns)
         slot.error_streak = 0
+        self._sync_instrument(slot)
         health.reads += 1
         for problem in probe.problems():
             health.problems += 1
@@ -308,6 +310,24 @@ class Sampler:
             if not slot.accuracy_unkept and self.log is not None:
                 self.log(text)
             slot.accuracy_unkept = True
+
+    def _sync_instrument(self, slot: _Slot) -> None:
+        """A probe that learns its instrument's identity after opening (``*IDN?`` in the reader
+        thread) exposes ``instrument()``; when it appears or changes, its channels are put again
+        with it, so the store (and an agent's daemon) know which instrument measured."""
+        probe = slot.probe
+        identify = getattr(probe, "instrument", None)
+        if probe is None or not callable(identify):
+            return
+        ident = identify()
+        if ident is None or ident == slot.instrument:
+            return
+        slot.instrument = ident
+        for ch in probe.channels():
+            updated = replace(ch, instrument=ident)
+            if self.timeline is not None:
+                self.timeline.add_channel(updated, replace=True)
+            self.store.put_channel(updated)
 
     def _link_outages(self, slot: _Slot) -> list[_Outage]:
         """Mirror a probe's own link outages (a serial unplug) before draining its samples:

@@ -29,8 +29,12 @@ def compute_run(
     run: str,
     idle_power_w: float | None = None,
     primary: tuple[str, ...] = (),
+    channels_as: dict[str, Channel] | None = None,
 ) -> dict[str, Any]:
-    """Recompute contract 2 for ``run`` from its stored markers and samples."""
+    """Recompute contract 2 for ``run`` from its stored markers and samples.
+
+    ``channels_as`` replaces stored channel metadata (``powerd audit`` recomputes with the
+    metadata sealed in the run's manifest: the store keeps only each channel's latest)."""
     markers = store.markers(run)
     if not markers:
         known = ", ".join(recent_run_ids(store)) or "none"
@@ -45,7 +49,7 @@ def compute_run(
         )
     t0 = min(p.t_begin_ns for p in phases)
     t1 = max(p.t_end_ns for p in phases)
-    known_channels = store.channels()
+    known_channels = {**store.channels(), **(channels_as or {})}
     phases = [replace(p, device=phase_devices(p, known_channels)) for p in phases]
     wanted = {*store.channels_with_data(t0, t1), *store.gap_channels(t0, t1)}
     channels = {c: known_channels[c] for c in sorted(wanted) if c in known_channels}

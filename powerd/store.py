@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -51,6 +51,8 @@ CREATE TABLE IF NOT EXISTS seen_blocks(id INTEGER PRIMARY KEY, agent TEXT NOT NU
     boot_ns INTEGER NOT NULL, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS accuracy_history(channel TEXT NOT NULL, t_ns INTEGER NOT NULL,
     json TEXT NOT NULL, PRIMARY KEY(channel, t_ns));
+CREATE TABLE IF NOT EXISTS manifests(run TEXT NOT NULL, revision INTEGER NOT NULL,
+    sealed_ns INTEGER NOT NULL, json TEXT NOT NULL, PRIMARY KEY(run, revision));
 """
 SEEN_BLOCKS_KEPT = 1 << 16
 
@@ -82,6 +84,8 @@ class Store:
         self._pending: dict[str, tuple[list[I64], list[F64]]] = {}
         self._pending_seen: list[tuple[str, int, int]] = []
         self._flushes = 0
+        # applied to every channel put (the daemon's calibration certificates, powerd.calibration)
+        self.annotate_channel: Callable[[Channel], Channel] | None = None
         version = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         if version is None:
             self._db.execute("INSERT INTO meta VALUES('schema', ?)", (str(SCHEMA_VERSION),))
@@ -109,12 +113,12 @@ class Store:
             db.execute("UPDATE meta SET value='2' WHERE key='schema'")
 
     def _migrate_2_to_3(self) -> None:
-        """Schema 3 adds ``accuracy_history`` (created by SCHEMA above, empty): a store written
-        before it has no range moves recorded, so its channels' accuracy is the one declared at
-        open, as it was computed then. An older powerd refuses the new schema rather than ignore
-        the history."""
+        """Schema 3 adds ``accuracy_history`` (a meter's range moves; a store written before it
+        has none, so its channels' accuracy is the one declared at open, as computed then) and
+        ``manifests`` (the audit trail, ``powerd.audit``); ``CREATE IF NOT EXISTS`` above made
+        both, so only the version moves. An older powerd refuses the new schema."""
         with self._tx() as db:
-            db.execute("UPDATE meta SET value='3' WHERE key='schema'")
+            db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         with self._lock:
@@ -141,6 +145,8 @@ class Store:
     # channels ---------------------------------------------------------------------------------
 
     def put_channel(self, ch: Channel) -> None:
+        if self.annotate_channel is not None:
+            ch = self.annotate_channel(ch)
         with self._tx() as db:
             db.execute(
                 "INSERT INTO channels VALUES(?, ?) "
@@ -377,6 +383,53 @@ class Store:
                 (t_begin_ns, t_end_ns),
             ).fetchall()
         return [r[0] for r in rows]
+
+    # audit trail ------------------------------------------------------------------------------
+
+    def channel_json(self, channel: str) -> str | None:
+        """A channel's metadata exactly as stored (the text the audit hashes)."""
+        with self._lock:
+            row = self._db.execute("SELECT json FROM channels WHERE id=?", (channel,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def marker_rows(self, run: str) -> list[tuple[Any, ...]]:
+        """A run's marker rows as stored, in arrival order: (source, seq, run, t_ns,
+        received_ns, marker, timing), the columns the audit hashes."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT source, seq, run, t_ns, received_ns, marker, timing FROM markers "
+                "WHERE run=? ORDER BY id",
+                (run,),
+            ).fetchall()
+        return [tuple(r) for r in rows]
+
+    def result_json(self, run: str) -> str | None:
+        """A run's stored result exactly as stored."""
+        with self._lock:
+            row = self._db.execute("SELECT json FROM results WHERE run=?", (run,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def put_manifest(self, run: str, sealed_ns: int, manifest: dict[str, Any]) -> int:
+        """Store a run's manifest as its next revision (1, 2, …); returns the revision."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT COALESCE(MAX(revision), 0) FROM manifests WHERE run=?", (run,)
+            ).fetchone()
+            revision = int(row[0]) + 1
+            manifest = {**manifest, "revision": revision}
+            db.execute(
+                "INSERT INTO manifests VALUES(?, ?, ?, ?)",
+                (run, revision, sealed_ns, json.dumps(manifest, sort_keys=True)),
+            )
+        return revision
+
+    def manifests(self, run: str) -> list[dict[str, Any]]:
+        """A run's manifests, oldest revision first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT json FROM manifests WHERE run=? ORDER BY revision", (run,)
+            ).fetchall()
+        return [dict(json.loads(r[0])) for r in rows]
 
     # gaps -------------------------------------------------------------------------------------
 

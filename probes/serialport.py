@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from powerd.block import F64, I64, Block
-from powerd.channel import Channel
+from powerd.channel import Channel, Instrument
 
 if TYPE_CHECKING:
     import serial
@@ -204,6 +204,11 @@ class SerialProbe:
     def problems(self) -> list[str]:
         out, self._problems = self._problems, []
         return out
+
+    def instrument(self) -> Instrument | None:
+        """The instrument's identity once its session learnt it (None: not known); the sampler
+        puts it on the channels when it appears or changes (a different meter re-plugged)."""
+        return None
 
     def link_outages(self) -> list[tuple[int, int | None, str]]:
         """The reader's outages (start_ns, end_ns or None while down, why), for the sampler's

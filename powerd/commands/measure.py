@@ -30,6 +30,9 @@ from types import FrameType
 
 from powerd.agent.wire import NAME_RE, Marker
 from powerd.api import ApiThread, make_app
+from powerd.audit import AuditContext, seal
+from powerd.calibration import annotator
+from powerd.config import load as load_config
 from powerd.daemon import Daemon
 from powerd.errors import PowerdError, ProbeUnavailable, SpecError
 from powerd.integrate import ChannelEnergy, Window, integrate
@@ -297,9 +300,12 @@ def cmd_measure(args: argparse.Namespace) -> int:
     from powerd.paths import default_state_dir, open_store
 
     check_out_dir(args.out)  # before any probe opens or CMD starts: a bad --out costs no run
+    calibration_file = getattr(args, "calibration", None)
+    certificates = load_config(calibration_file).calibration if calibration_file else {}
     probes = _validate(args)
     state_dir: Path = args.state_dir or default_state_dir()
     with open_store(state_dir) as store:
+        store.annotate_channel = annotator(certificates)
         if store.markers(args.run):
             raise SpecError(
                 f"run {args.run!r} already exists in {store.path}; choose another --run "
@@ -359,7 +365,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
         result = compute_run(store, args.run, args.idle_power, tuple(args.primary))
-        store.put_result(result, anchor.utc_ns())
+        context = AuditContext.from_config_file("measure", calibration_file, args.probe)
+        seal(store, result, anchor.utc_ns(), context, None, args.idle_power, args.primary)
         print(format_table(result))
         try:
             paths = write_reports(store, result, args.out)

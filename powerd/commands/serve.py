@@ -110,11 +110,14 @@ async def housekeeping(daemon: Daemon, store: Store) -> None:
             next_prune = time.monotonic() + PRUNE_S
 
 
-async def serve(cfg: DaemonConfig, state_dir: Path) -> None:
+async def serve(cfg: DaemonConfig, state_dir: Path, config_path: Path | None = None) -> None:
     from powerd.api import HttpLimits, make_app, start_api
+    from powerd.audit import AuditContext
+    from powerd.calibration import annotator
 
     token = cfg.http.token()
     store = Store(state_dir / "powerd.db", cfg.retention)
+    store.annotate_channel = annotator(cfg.calibration)
     anchor = TimeAnchor()
     timeline = Timeline()
     daemon = Daemon(
@@ -126,6 +129,7 @@ async def serve(cfg: DaemonConfig, state_dir: Path) -> None:
         cfg.result_grace_s,
         max_marker_skew_s=cfg.max_marker_skew_s,
         max_phase_s=cfg.max_phase_s,
+        audit_context=AuditContext.from_config_file("run", config_path, cfg.probes),
     )
     opened, pending = _open_probes(cfg.probes)
     hub = SinkHub(daemon, cfg.sinks.labels, _sinks(cfg, state_dir), cfg.sinks.recent_runs)
@@ -191,7 +195,7 @@ def run_command(args: argparse.Namespace) -> int:
     cfg = load(args.config)
     state_dir = cfg.state_dir or args.state_dir or default_state_dir()
     try:
-        asyncio.run(serve(cfg, state_dir))
+        asyncio.run(serve(cfg, state_dir, args.config))
     except OSError as err:
         raise PowerdError(f"cannot serve: {err}") from None
     with contextlib.suppress(Exception):

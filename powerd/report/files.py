@@ -101,6 +101,9 @@ def _write_all(store: Store, result: dict[str, Any], out_dir: Path) -> list[Path
     write_csv(paths[1], samples, units)
     traces = {c: power_trace(t, v, channels[c]) for c, (t, v) in samples.items() if c in channels}
     legend = {c: "W" if u == "W" else "W, rate of the J counter" for c, u in units.items()}
-    html = render_html(result, traces, legend, generated_by=f"powerd {__version__}")
+    sealed = store.manifests(run)
+    html = render_html(
+        result, traces, legend, f"powerd {__version__}", sealed[-1] if sealed else None
+    )
     _atomic_write(paths[2], html)
     return paths

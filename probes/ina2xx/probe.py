@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import serial
 
 from powerd.block import F64, I64
-from powerd.channel import Channel
+from powerd.channel import Channel, Instrument
 from powerd.probes.ina2xx.protocol import Counts, LineParser, Parsed
 from powerd.probes.ina2xx.timing import ClockStats, DeviceClock
 from powerd.probes.serialport import Clock, Emit, SerialProbe
@@ -49,6 +49,8 @@ class InaState:
     counts: Counts = field(default_factory=Counts)
     lines: int = 0
     banners: list[dict[str, str]] = field(default_factory=list)
+    instrument: Instrument | None = None  # from the banner (banner_instrument)
+    _identity: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _reported: Counts = field(default_factory=Counts)
     _reported_clock: ClockStats = field(default_factory=ClockStats)
@@ -100,6 +102,10 @@ class InaState:
     def _banner(self, info: dict[str, str], emit: Emit) -> None:
         self.banners.append(info)
         del self.banners[:-8]
+        ident = {k: v for k, v in info.items() if k in IDENTITY_KEYS}
+        if ident:  # the keys may come in several sentences: later values replace earlier ones
+            self._identity.update(ident)
+            self.instrument = banner_instrument(self._identity)
         win = info.get("win_us")
         period = info.get("period_us")
         if self._window_warned:
@@ -164,6 +170,28 @@ def make_session(
     return session
 
 
+# INA2xx register 0xFE (manufacturer id): ASCII "TI"
+MAKERS = {0x5449: "Texas Instruments"}
+IDENTITY_KEYS = ("chip", "die_id", "mfr_id", "serial", "fw")
+
+
+def banner_instrument(info: dict[str, str]) -> Instrument | None:
+    """The logger's identity from its ``$PWRI`` banner: ``chip`` and ``die_id`` (INA2xx register
+    0xFF, hex) as the model, ``mfr_id`` (register 0xFE, hex) as the maker, the board's ``serial``
+    and the firmware ``fw``; None when the banner says none of them."""
+    if not any(info.get(k) for k in IDENTITY_KEYS):
+        return None
+    mfr = info.get("mfr_id", "")
+    try:
+        maker = MAKERS.get(int(mfr, 16), f"manufacturer 0x{mfr}") if mfr else ""
+    except ValueError:
+        maker = f"manufacturer {mfr}"
+    model = info.get("chip", "")
+    if info.get("die_id"):
+        model = f"{model} (die 0x{info['die_id']})".strip()
+    return Instrument(maker, model, info.get("serial", ""), info.get("fw", ""), "$PWRI")
+
+
 class InaProbe(SerialProbe):
     """An INA2xx logger on a serial port; streams, so the sampler only drains it."""
 
@@ -180,3 +208,7 @@ class InaProbe(SerialProbe):
             make_session(self.state),
             {"baudrate": cfg.baud, "timeout": READ_TIMEOUT_S},
         )
+
+    def instrument(self) -> Instrument | None:
+        """What the logger's banner says it is (None before a banner arrived)."""
+        return self.state.instrument

@@ -75,7 +75,7 @@ class InaLogger:
         return format_line(
             f"PWRI,fw=powerd-sim-1,chip=INA226,shunt_uohm={round(self.shunt_ohm * 1e6)},"
             f"period_us={self.period_ns // 1000},win_us={self.period_ns // 1000}"
-        )
+        ) + format_line("PWRI,mfr_id=5449,die_id=2260,serial=SIM-INA-0001")
 
     def _boot(self, now_ns: int) -> bytes:
         self.boot_ns = now_ns

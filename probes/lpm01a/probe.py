@@ -3,7 +3,7 @@ hands over what it gathered. Nothing here touches the port."""
 
 from __future__ import annotations
 
-from powerd.channel import Channel
+from powerd.channel import Channel, Instrument
 from powerd.probes.lpm01a.config import LpmConfig
 from powerd.probes.lpm01a.session import LpmState
 from powerd.probes.serialport import SerialProbe
@@ -28,3 +28,7 @@ class LpmProbe(SerialProbe):
             {"baudrate": cfg.baud, "timeout": 0.05},
         )
         self.poll_interval_s = 0.05 if cfg.rate_hz >= 100 else 0.2
+
+    def instrument(self) -> Instrument | None:
+        """The shield's identity once its session asked (None before)."""
+        return self.state.instrument

@@ -24,6 +24,7 @@ import numpy as np
 import serial
 
 from powerd.block import F64, I64
+from powerd.channel import Instrument
 from powerd.probes.lpm01a.clock import SampleClock
 from powerd.probes.lpm01a.config import VOLT_REPLY_TIMEOUT_S, LpmConfig, setup_commands
 from powerd.probes.lpm01a.parse import (
@@ -96,6 +97,7 @@ class LpmState:
     cfg: LpmConfig
     counts: Counts = field(default_factory=Counts)
     version: str = ""
+    instrument: Instrument | None = None
     messages: list[str] = field(default_factory=list)
     acquisitions: int = 0
     overcurrent: bool = False
@@ -130,6 +132,7 @@ class LpmState:
         status = self._command(lines, "status")
         if status and "ok" not in status.lower():
             emit.problem(f"{self.channel}: PowerShield status: {status}")
+        self.instrument = self._identify(lines)
         for cmd in setup_commands(self.cfg):
             timeout = VOLT_REPLY_TIMEOUT_S if cmd.startswith("volt") else None
             self._command(lines, cmd, timeout)
@@ -205,6 +208,21 @@ class LpmState:
                         break
                 why = detail or r.text or "no detail given"
                 raise CommandError(f"{self.channel}: the PowerShield refused {cmd!r}: {why}")
+
+    def _identify(self, lines: _Lines) -> Instrument:
+        """Firmware from ``version``; the board's id from ``powershield`` (``PowerShield present
+        <id>``) where the firmware gives one: a shield that refuses it still measures."""
+        serial_id = ""
+        try:
+            reply = self._command(lines, "powershield")
+        except (CommandError, ReplyTimeout):
+            reply = ""
+        words = reply.split()
+        if len(words) >= 3 and words[1].lower() == "present":
+            serial_id = words[2]
+        return Instrument(
+            "STMicroelectronics", "X-NUCLEO-LPM01A", serial_id, self.version, "version"
+        )
 
     def _release(self, lines: _Lines, emit: Emit) -> None:
         try:

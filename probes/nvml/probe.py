@@ -28,7 +28,7 @@ from typing import Literal, TypeVar
 import numpy as np
 
 from powerd.block import Block
-from powerd.channel import Accuracy, Channel
+from powerd.channel import Accuracy, Channel, Instrument
 from powerd.probes.nvml.readings import (
     ARCH_NAMES,
     FI_DEV_POWER_INSTANT,
@@ -273,6 +273,7 @@ class NvmlProbe:
     def _make_channels(self, st: _State) -> list[Channel]:
         gpu = st.gpu
         where = f"{gpu.name} ({gpu.uuid})"
+        inst = Instrument("NVIDIA", gpu.name, gpu.uuid, "", "nvml")  # the UUID is its identity
         if gpu.mig:
             where += ", MIG enabled: whole GPU, read at the parent device"
         out: list[Channel] = []
@@ -289,6 +290,7 @@ class NvmlProbe:
                     f"nvmlDeviceGetTotalEnergyConsumption (mJ), updates every "
                     f"{st.period_ns / 1e6:.1f} ms (learned); stamped at the estimated update",
                     stamp_uncertainty_s=self.poll_interval_s / 2,
+                    instrument=inst,
                 )
             )
         if st.power_id:
@@ -308,6 +310,7 @@ class NvmlProbe:
                     measures=gpu.uuid,
                     description=f"{where}: {what}",
                     stamp_uncertainty_s=stamp_s,
+                    instrument=inst,
                 )
             )
         return out

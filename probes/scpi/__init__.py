@@ -30,7 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import cast
 
-from powerd.channel import Accuracy, Channel
+from powerd.channel import Accuracy, Channel, Instrument
 from powerd.errors import ProbeUnavailable, SpecError
 from powerd.probes.base import Availability, parse_kv
 from powerd.probes.scpi.profiles import PROFILES, Check, Mode, Profile
@@ -202,6 +202,10 @@ class ScpiProbe(SerialProbe):
         )
         setup_s = cfg.profile.setup_gap_s * len(cfg.profile.setup)
         self.poll_interval_s = max(0.25, (setup_s + 1.0) / 4)
+
+    def instrument(self) -> Instrument | None:
+        """The identity from the instrument's last ``*IDN?`` (None before it answered)."""
+        return self.stats.instrument
 
 
 class ScpiFamily:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import serial
 
+from powerd.channel import Instrument
 from powerd.probes.scpi.parser import (
     Reading,
     Reject,
@@ -72,6 +73,7 @@ class ScpiStats:
     connects: int = 0
     idn: str = ""
     last_reject: str = ""
+    instrument: Instrument | None = None
 
 
 class Link:
@@ -249,6 +251,7 @@ def make_session(
         idn = parse_idn(raw) or repr(raw[:60])
         if idn != stats.idn:
             stats.idn = idn
+            stats.instrument = Instrument.from_idn(idn) if parse_idn(raw) else None
             if not idn_re.search(idn):
                 emit.problem(
                     f"{cfg.channel_id}: the instrument says it is {idn!r}, which does not look "

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from powerd.block import Block
-from powerd.channel import Accuracy, Channel
+from powerd.calibration import SIMULATED
+from powerd.channel import Accuracy, Channel, Instrument
 from powerd.probes.base import Availability
 from powerd.probes.sim.waveform import SimSpec, gaussian_noise, parse_spec
 
@@ -35,6 +36,8 @@ class SimProbe:
             measures=spec.measures,
             description=f"simulated {spec.waveform.shape} waveform",
             wrap_j=spec.wrap_j,
+            # not an instrument: no calibration is asked of it (powerd.calibration)
+            instrument=Instrument("powerd", "sim", "", "", SIMULATED),
         )
 
     def channels(self) -> list[Channel]:

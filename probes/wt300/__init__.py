@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from powerd.channel import Channel
+from powerd.channel import Channel, Instrument
 from powerd.errors import SpecError
 from powerd.probes.base import AccuracyChange, Availability, ElectricalBlock, RangeQuantity
 from powerd.probes.serialport import SerialProbe
@@ -146,6 +146,10 @@ class Wt300Probe(SerialProbe):
                 np.array([r[0] for r in rows], np.int64), arr[:, 0], arr[:, 1], arr[:, 2]
             )
         return out
+
+    def instrument(self) -> Instrument | None:
+        """The meter's ``*IDN?`` identity at its last connect (None before the first)."""
+        return self.session.instrument
 
 
 class Wt300Family:

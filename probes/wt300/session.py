@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 
 import serial
 
-from powerd.channel import Accuracy, Channel
+from powerd.channel import Accuracy, Channel, Instrument
 from powerd.errors import ProbeUnavailable, SpecError
 from powerd.probes.base import AccuracyChange
 from powerd.probes.serialport import Emit
@@ -145,6 +145,13 @@ def identify(link: Link) -> parser.Identity | None:
             return ident
         link.flush()
     return None
+
+
+def instrument_of(ident: parser.Identity | None) -> Instrument | None:
+    """The channel's instrument identity from the ``*IDN?`` reply (None: the meter did not say)."""
+    if ident is None:
+        return None
+    return Instrument(ident.maker, ident.model, ident.serial, ident.firmware, "*IDN?")
 
 
 def _wake(link: Link) -> None:
@@ -280,6 +287,7 @@ def plan(spec: Wt300Spec, found: Discovery) -> Plan:
     layout, layout_notes = make_layout(elements, spec.integ, spec.copies, spec.vi)
     notes += [f"{name}: {n}" for n in layout_notes]
     t_s = spec.rate_s
+    inst = instrument_of(found.identity)
     power_ids: dict[int, str] = {}
     energy_ids: dict[int, str] = {}
     channels: list[Channel] = []
@@ -302,6 +310,7 @@ def plan(spec: Wt300Spec, found: Discovery) -> Plan:
                     "update, stamped at its midpoint"
                 ),
                 stamp_uncertainty_s=spec.stamp_s,
+                instrument=inst,
             )
         )
         if spec.integ:
@@ -319,6 +328,7 @@ def plan(spec: Wt300Spec, found: Discovery) -> Plan:
                         "started it, read at each update's end"
                     ),
                     stamp_uncertainty_s=spec.stamp_s,
+                    instrument=inst,
                 )
             )
     return Plan(
@@ -406,6 +416,9 @@ class MeterSession:
         if pl.spec.vi:
             self.electrical = {e: deque(maxlen=ELECTRICAL_MAX) for e in pl.elements}
 
+    # the identity at the last connect (a meter swapped on the port shows on its channels)
+    instrument: Instrument | None = None
+
     def __call__(
         self, port: serial.Serial, emit: Emit, clock: Clock, stop: threading.Event
     ) -> None:
@@ -468,6 +481,7 @@ class MeterSession:
         ident = identify(link)
         if ident is None:
             raise MeterSilent(f"no reply to *IDN? from {spec.path}")
+        self.instrument = instrument_of(ident)
         if lookup(ident.model) not in (pl.model, None):
             self._problem(emit, f"the meter is now a {ident.model}, was a {pl.model.name}")
         link.send(":SYST:COMM:COMM WT300", ":NUM:FORM ASC", ":COMM:HEAD OFF", ":COMM:VERB ON")

@@ -100,7 +100,8 @@ def test_a_wrong_type_or_range_is_one_line_naming_table_key_and_expectation(
 
 def test_unknown_tables_and_keys_are_errors_naming_the_allowed_ones(tmp_path: Path) -> None:
     assert error_of(tmp_path, "[htp]\nport = 1") == (
-        "unknown table [htp]; allowed: [daemon], [mqtt], [http], [retention], [sinks], [influx]"
+        "unknown table [htp]; allowed: [daemon], [mqtt], [http], [retention], [sinks], [influx], "
+        "[calibration]"
     )
     assert error_of(tmp_path, "[http]\nprot = 1") == (
         "[http] prot: unknown key; allowed: bind, port, token_file, header_timeout_s, "
@@ -159,7 +160,13 @@ def test_the_documented_sample_is_the_schema(tmp_path: Path) -> None:
         "sinks": sink_settings.SinksTable,
         "influx": sink_settings.InfluxSettings,
     }
-    assert set(data) == fields(config.ConfigFile) == set(tables)
+    from powerd.calibration import CalibrationEntry
+
+    cal = data.pop("calibration")
+    assert set(data) | {"calibration"} == fields(config.ConfigFile) == set(tables) | {"calibration"}
+    for entry in cal.values():
+        assert set(entry) == fields(CalibrationEntry), "[calibration.*] docstring vs schema"
+    assert set(cfg.calibration) == set(cal)
     for name, struct in tables.items():
         assert issubclass(struct, Table)
         assert set(data[name]) == fields(struct), f"[{name}] in the docstring vs the schema"

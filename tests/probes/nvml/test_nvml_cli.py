@@ -103,6 +103,9 @@ def test_healthy_gpu_is_within_its_uncertainty_and_one_percent(
     assert ch["flags"] == []
     assert ch["source_class"] == "telemetry"
     assert ch["method"] == ("counter" if kind == "energy" else "trapezoid")
+    inst = ch["instrument"]  # telemetry: named by the GPU's name and UUID, never calibrated
+    assert inst["maker"] == "NVIDIA" and inst["model"] and inst["serial"].startswith("GPU-")
+    assert "calibration" not in ch
 
 
 def test_reset_counter_is_bridged_flagged_and_still_right(measured: Measured) -> None:
