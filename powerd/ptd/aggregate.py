@@ -1,0 +1,192 @@
+"""1 s means from any rate: the face's samples, computed from the probe's own blocks.
+
+A 100 kHz meter and a 10 Hz telemetry counter both become one sample per interval (1 s unless
+Go asks otherwise): the mean of the native samples whose stamps fall in ``[k·T, (k+1)·T)`` UTC,
+with their count, stamped at the interval's end. An energy counter is differenced first (each
+pair of consecutive readings gives the mean power between them, stamped at the later one; a wrap
+is undone with the channel's ``wrap_j``, a reset is dropped and counted). All of it is numpy over
+whole blocks: one Python step per interval, never per sample.
+
+An interval is complete when a sample of a later interval arrives; an interval with no sample is
+counted as missing (and reported by the face), never emitted as 0.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from powerd.block import F64, I64, Block
+from powerd.channel import Channel
+
+NS_PER_S = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Interval:
+    """One face sample: means over ``[t_end_ns - interval, t_end_ns)``; None = not measured."""
+
+    t_end_ns: int
+    watts: float
+    n: int
+    volts: float | None = None
+    amps: float | None = None
+    pf: float | None = None
+
+
+def bin_sums(t_ns: I64, v: F64, interval_ns: int) -> tuple[I64, F64, I64]:
+    """Per interval index present in ``t_ns`` (time-ordered): its index, sum of ``v`` and count
+    (non-finite values left out)."""
+    ok = np.isfinite(v)
+    t_ns, v = t_ns[ok], v[ok]
+    if t_ns.size == 0:
+        return np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.int64)
+    k = t_ns // interval_ns
+    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+    sums = np.add.reduceat(v, starts)
+    counts = np.diff(np.r_[starts, k.size]).astype(np.int64)
+    return k[starts], sums.astype(np.float64), counts
+
+
+class Aggregator:
+    """Bins the primary channel's samples into intervals and emits each completed one."""
+
+    def __init__(
+        self,
+        channel: Channel,
+        emit: Callable[[Interval], None],
+        interval_ns: int = NS_PER_S,
+    ) -> None:
+        self.channel = channel
+        self.emit = emit
+        self.interval_ns = interval_ns
+        self.missing = 0  # intervals without a single sample
+        self.late = 0  # samples older than the interval being filled (dropped)
+        self.resets = 0  # counter decreases that are no wrap (dropped)
+        self.complete_until_ns = 0  # every interval ending at or before this was emitted
+        self._open: list[Any] | None = None  # [k, sum, n]
+        self._elec: dict[int, list[float]] = {}  # k -> sums and counts of V, A, PF
+        self._last_e: tuple[int, float] | None = None
+        self._lock = threading.Lock()
+
+    def set_interval(self, interval_ns: int) -> None:
+        """A new interval length (Go's first field): binning restarts at the next data."""
+        with self._lock:
+            if interval_ns != self.interval_ns:
+                self.interval_ns = interval_ns
+                self._open = None
+                self._elec.clear()
+
+    def _rates(self, t_ns: I64, e_j: F64) -> tuple[I64, F64]:
+        """Mean power between consecutive counter readings, stamped at the later one."""
+        ok = np.isfinite(e_j)
+        t_ns, e_j = t_ns[ok], e_j[ok]
+        if self._last_e is not None:
+            t_ns = np.r_[np.int64(self._last_e[0]), t_ns]
+            e_j = np.r_[self._last_e[1], e_j]
+        if t_ns.size == 0:
+            return t_ns, e_j
+        self._last_e = (int(t_ns[-1]), float(e_j[-1]))
+        de = np.diff(e_j)
+        dt = np.diff(t_ns)
+        wrap = self.channel.wrap_j
+        if wrap is not None:
+            de = np.where(de < 0, de + wrap, de)
+        good = (de >= 0) & (dt > 0)
+        self.resets += int(np.count_nonzero(de < 0))
+        return t_ns[1:][good], de[good] / (dt[good] / 1e9)
+
+    def feed(self, block: Block) -> None:
+        """Samples of the primary channel (W, or J for a counter)."""
+        with self._lock:
+            t, v = block.t_ns, block.value
+            if self.channel.kind == "energy":
+                t, v = self._rates(t, v)
+            ks, sums, counts = bin_sums(t, v, self.interval_ns)
+            for k, s, c in zip(ks.tolist(), sums.tolist(), counts.tolist(), strict=True):
+                self._add(k, s, c)
+
+    def _add(self, k: int, s: float, c: int) -> None:
+        if self._open is None:
+            self._open = [k, s, c]
+        elif k == self._open[0]:
+            self._open[1] += s
+            self._open[2] += c
+        elif k > self._open[0]:
+            self._close()
+            self.missing += k - self._open[0] - 1
+            self._open = [k, s, c]
+        else:
+            self.late += c
+
+    def _close(self) -> None:
+        assert self._open is not None
+        k, s, c = self._open
+        elec = self._elec.pop(k, None)
+        for old in [x for x in self._elec if x < k]:
+            del self._elec[old]
+        mean = [None, None, None] if elec is None else _means(elec)
+        end_ns = (k + 1) * self.interval_ns
+        self.complete_until_ns = end_ns
+        self.emit(Interval(end_ns, s / c, c, mean[0], mean[1], mean[2]))
+
+    def feed_electrical(self, t_ns: I64, volts: F64, amps: F64, pf: F64) -> None:
+        """Volts, amps and power factor of the primary channel, binned like its power."""
+        with self._lock:
+            for j, values in enumerate((volts, amps, pf)):
+                ks, sums, counts = bin_sums(t_ns, values, self.interval_ns)
+                for k, s, c in zip(ks.tolist(), sums.tolist(), counts.tolist(), strict=True):
+                    if self._open is not None and k < self._open[0]:
+                        continue
+                    acc = self._elec.setdefault(k, [0.0] * 6)
+                    acc[j] += s
+                    acc[3 + j] += c
+
+
+def _means(acc: list[float]) -> list[float | None]:
+    return [acc[j] / acc[3 + j] if acc[3 + j] else None for j in range(3)]
+
+
+class TapProbe:
+    """The opened probe, with its primary channel's blocks (and V/A/PF where the probe has
+    ``read_electrical``) copied to the aggregator in the sampler's own read: one thread reads
+    the meter, nothing is read twice. Everything else is the probe's own."""
+
+    def __init__(self, probe: Any, primary: str, agg: Aggregator) -> None:
+        self._probe, self._primary, self._agg = probe, primary, agg
+        self.electrical_errors = 0
+        self.last_electrical_error = ""
+
+    def channels(self) -> list[Channel]:
+        return list(self._probe.channels())
+
+    def read(self, now_utc_ns: int) -> list[Block]:
+        blocks: list[Block] = self._probe.read(now_utc_ns)
+        # V/A/PF first: an interval closes when power of a later one arrives, and takes the
+        # electrical means it has by then
+        read_el = getattr(self._probe, "read_electrical", None)
+        if callable(read_el):
+            try:
+                el = read_el().get(self._primary)
+            except Exception as err:  # counted and shown by the face; power still flows
+                self.electrical_errors += 1
+                self.last_electrical_error = f"{type(err).__name__}: {err}"
+                el = None
+            if el is not None and len(el.t_ns):
+                self._agg.feed_electrical(
+                    np.asarray(el.t_ns, np.int64),
+                    np.asarray(el.volts, np.float64),
+                    np.asarray(el.amps, np.float64),
+                    np.asarray(el.pf, np.float64),
+                )
+        for b in blocks:
+            if b.channel == self._primary and len(b):
+                self._agg.feed(b)
+        return blocks
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._probe, name)
