@@ -1,0 +1,146 @@
+"""Compare power-dev's session output (spl.txt samples and marks, LoadGen windows) with powerd's result.
+
+Why: issue 13 asks that "the samples and marks agree with powerd's own result for the same run".
+power-dev keeps only the face's 1 Hz means (`ranging/spl.txt`, `run_1/spl.txt`, each line carrying
+the mark of its Go); powerd keeps the full-rate samples and turns each Go/Stop into a phase named
+after the mark. This reads both and lines them up per mark: window edges (first/last 1 Hz stamp vs
+the phase's t_begin/t_end), sample count, mean power (mean of the 1 Hz means vs powerd's integrated
+mean), and MLPerf's own figure (mean of the samples strictly inside LoadGen's power_begin/power_end,
+W > 0, as compliance and the submission checker compute it).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+STAMP_RE = re.compile(r"(\d\d-\d\d-\d{4} \d\d:\d\d:\d\d\.\d+)")
+
+
+def parse_stamp_ns(text: str) -> int:
+    """MM-DD-YYYY HH:MM:SS.fff (UTC, as PTD and LoadGen write it) to Unix ns."""
+    dt = datetime.strptime(text, "%m-%d-%Y %H:%M:%S.%f").replace(tzinfo=timezone.utc)
+    return int(dt.timestamp() * 1_000_000) * 1000
+
+
+def read_spl(path: Path) -> dict[str, list[tuple[int, float]]]:
+    """Read a spl.txt into {mark: [(t_ns, watts), ...]}."""
+    out: dict[str, list[tuple[int, float]]] = {}
+    for line in path.read_text().splitlines():
+        f = line.strip().split(",")
+        if len(f) < 12 or f[0] != "Time":
+            continue
+        out.setdefault(f[11], []).append((parse_stamp_ns(f[1]), float(f[3])))
+    return out
+
+
+def read_loadgen_window(path: Path) -> tuple[int, int] | None:
+    """(power_begin_ns, power_end_ns) from a LoadGen mlperf_log_detail.txt, or None."""
+    begin = end = None
+    for line in path.read_text().splitlines():
+        if '"power_begin"' in line or '"power_end"' in line:
+            m = STAMP_RE.search(line)
+            if m:
+                if '"power_begin"' in line:
+                    begin = parse_stamp_ns(m.group(1))
+                else:
+                    end = parse_stamp_ns(m.group(1))
+    return (begin, end) if begin is not None and end is not None else None
+
+
+def _s(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+
+
+def compare(session_dir: Path, result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per mark (ranging, testing): power-dev's view beside powerd's phase of the same name."""
+    phases = {p["phase"]: p for p in result.get("phases", [])}
+    rows: list[dict[str, Any]] = []
+    for sub in ("ranging", "run_1"):
+        spl_path = session_dir / sub / "spl.txt"
+        if not spl_path.is_file():
+            continue
+        window = None
+        detail = session_dir / sub / "mlperf_log_detail.txt"
+        if detail.is_file():
+            window = read_loadgen_window(detail)
+        for mark, samples in read_spl(spl_path).items():
+            watts = [w for _, w in samples]
+            row: dict[str, Any] = {
+                "mark": mark,
+                "spl_samples": len(samples),
+                "spl_first": _s(samples[0][0]),
+                "spl_last": _s(samples[-1][0]),
+                "spl_mean_w": round(statistics.fmean(watts), 4),
+            }
+            if window:
+                inside = [w for t, w in samples if window[0] < t < window[1] and w > 0]
+                row["loadgen_begin"] = _s(window[0])
+                row["loadgen_end"] = _s(window[1])
+                row["mlperf_samples_inside"] = len(inside)
+                row["mlperf_mean_w"] = round(statistics.fmean(inside), 4) if inside else None
+            ph = phases.get(mark)
+            if ph is None:
+                row["powerd_phase"] = None
+            else:
+                row["powerd_begin"] = _s(ph["t_begin_ns"])
+                row["powerd_end"] = _s(ph["t_end_ns"])
+                row["powerd_duration_s"] = round(ph["duration_s"], 3)
+                row["powerd_mean_w"] = round(ph["mean_power_w"], 4)
+                row["powerd_energy_j"] = round(ph["energy_j"], 3)
+                row["powerd_uncertainty_j"] = ph.get("uncertainty_j")
+                row["powerd_flags"] = ph.get("flags", [])
+                row["powerd_channel_samples"] = {k: c.get("samples") for k, c in ph.get("channels", {}).items()}
+                # Edges: a 1 Hz PTD sample is stamped at the end of its 1 s interval, so the first
+                # stamp should be ~1 s after Go and the last at or before Stop.
+                row["first_stamp_minus_begin_s"] = round((samples[0][0] - ph["t_begin_ns"]) / 1e9, 3)
+                row["end_minus_last_stamp_s"] = round((ph["t_end_ns"] - samples[-1][0]) / 1e9, 3)
+                row["mean_w_diff_pct"] = (
+                    round(100 * (row["spl_mean_w"] - ph["mean_power_w"]) / ph["mean_power_w"], 4)
+                    if ph["mean_power_w"]
+                    else None
+                )
+            rows.append(row)
+    return rows
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """A short markdown report of one run: the checker verdicts and the comparison table."""
+    lines = [
+        f"### power-dev {summary.get('power_dev_revision', '?')[:7]} against powerd-ptd "
+        f"`{summary.get('device_port')}` (deviceType {summary.get('device_type')})",
+        "",
+        f"session `{summary.get('session')}`, client exit {summary.get('client_exit_code')}, "
+        f"{summary.get('session_wall_s')} s wall; workdir `{summary.get('workdir')}`",
+        "",
+    ]
+    check = summary.get("check") or {}
+    lines.append(f"compliance/check.py exit code {check.get('exit_code')}:")
+    lines.append("")
+    for c in check.get("checks", []):
+        why = "; ".join(c["why"]) if not c["passed"] and c["why"] else ""
+        lines.append(f"- [{'x' if c['passed'] else ' '}] {c['check']}" + (f" — {why}" if why else ""))
+    rows = summary.get("compare") or []
+    if rows:
+        keys = [
+            "mark", "spl_samples", "spl_mean_w", "mlperf_samples_inside", "mlperf_mean_w",
+            "powerd_mean_w", "mean_w_diff_pct", "powerd_energy_j", "powerd_uncertainty_j",
+            "powerd_begin", "spl_first", "spl_last", "powerd_end",
+            "first_stamp_minus_begin_s", "end_minus_last_stamp_s", "loadgen_begin", "loadgen_end",
+        ]  # fmt: skip
+        lines += ["", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+        for r in rows:
+            lines.append("| " + " | ".join(str(r.get(k, "")) for k in keys) + " |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sess, res = Path(sys.argv[1]), json.loads(Path(sys.argv[2]).read_text())
+    print(json.dumps(compare(sess, res), indent=2))
