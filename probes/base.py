@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
 
 from powerd.block import Block
-from powerd.channel import Channel
+from powerd.channel import Accuracy, Channel
 from powerd.errors import SpecError
 
 
@@ -47,6 +49,90 @@ class StreamingProbe(Probe, Protocol):
     ``start(clock)`` once before polling; ``clock()`` gives the host's UTC ns for stamping."""
 
     def start(self, clock: Callable[[], int]) -> None: ...
+
+
+RangeQuantity = Literal["V", "A"]
+
+
+@dataclass(frozen=True)
+class ElectricalBlock:
+    """One power channel's electrical readings since the previous ``read_electrical`` call.
+
+    Parallel numpy arrays, one element per meter update: ``t_ns`` on the host's UTC timeline (the
+    same stamps as that channel's power samples), ``volts`` (V rms), ``amps`` (A rms) and ``pf``
+    (power factor, the meter's LAMBDA). A reading the meter did not give (over range, error) is NaN;
+    a consumer that must not show NaN (the PTDaemon face logs ``-1``) maps it itself.
+    """
+
+    t_ns: np.ndarray
+    volts: np.ndarray
+    amps: np.ndarray
+    pf: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.t_ns)
+        if not len(self.volts) == len(self.amps) == len(self.pf) == n:
+            raise ValueError("ElectricalBlock arrays must have one element per update")
+
+    def __len__(self) -> int:
+        return len(self.t_ns)
+
+
+@runtime_checkable
+class RangedProbe(Protocol):
+    """A meter whose voltage and current ranges can be set, as PTDaemon's ``SR`` does.
+
+    Why: MLPerf Power ranges the meter in a first run and fixes the ranges for the measured run;
+    the channel's accuracy (range part of the spec) follows the range in use.
+    """
+
+    def set_range(self, quantity: RangeQuantity, value: float | None) -> str:
+        """Set the ``"V"`` or ``"A"`` range and say what was set (``"V range 150 V"``).
+
+        ``None`` turns auto ranging on. A value picks the smallest range that holds it (crest
+        factor aware: the peak the range can hold). A value above the largest range raises
+        :class:`powerd.errors.SpecError`. A value ``<= 0`` (power-dev sends ``-1`` when it saw no
+        V or A) keeps the current setting, and the reply says so. A meter that refuses the command
+        is reported through ``problems()`` and the reply says the range was not set.
+        """
+        ...
+
+    def active_ranges(self) -> tuple[float | None, float | None]:
+        """The voltage and current ranges in use now (V, A), read back from the meter; ``None``
+        where not known yet (no reply so far)."""
+        ...
+
+
+@runtime_checkable
+class ElectricalProbe(Protocol):
+    """A meter that also reports volts, amps and power factor beside power."""
+
+    def read_electrical(self) -> dict[str, ElectricalBlock]:
+        """Readings since the previous call, keyed by power channel id; drained."""
+        ...
+
+
+@dataclass(frozen=True)
+class AccuracyChange:
+    """A channel's accuracy from ``t_ns`` (host UTC) on: a meter's range moved (``set_range``, or
+    auto ranging). ``t_ns`` is placed so that every sample measured on the larger range is
+    covered by the larger bound (a move up counts from before it could have happened, a move down
+    from after it surely had)."""
+
+    channel: str
+    t_ns: int
+    accuracy: Accuracy
+
+
+@runtime_checkable
+class AccuracyTracking(Protocol):
+    """A probe whose channels' accuracy can change while it runs; ``channels()`` gives the
+    accuracy in effect now, and the runner stores every change in the store's accuracy history
+    (results then use, per phase, the accuracy in effect for the samples they integrate)."""
+
+    def accuracy_changes(self) -> list[AccuracyChange]:
+        """Changes since the previous call, oldest first; drained."""
+        ...
 
 
 class ProbeFamily(Protocol):

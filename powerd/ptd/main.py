@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: PtdArgs, out: StampedOut) -> int:
+    from powerd.channel import Channel
     from powerd.daemon import Daemon
     from powerd.paths import default_state_dir, open_store
     from powerd.probes.registry import open_probe
@@ -125,6 +126,14 @@ def run(args: PtdArgs, out: StampedOut) -> int:
         nominal_volts_v=args.nominal_volts_v,
         clock=anchor.utc_ns,
     )
+
+    def channel_now() -> Channel:
+        for ch in probe.channels():
+            if ch.id == channel.id:
+                return ch
+        return channel
+
+    face.channel_now = channel_now
 
     def emit(iv: Interval) -> None:
         face.on_interval(iv)

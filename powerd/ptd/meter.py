@@ -97,12 +97,15 @@ class Ranging:
         return f"range {quantity}: {done}"
 
     def range_w(self, channel: Channel) -> float:
-        """The power range the accuracy's range term applies to: V range × A range when the
-        probe reports both, else the channel's own ``accuracy.range_w``."""
+        """The power range the accuracy's range term applies to: the channel's own
+        ``accuracy.range_w`` (a probe whose accuracy follows its range keeps it current), else
+        V range × A range when the probe reports both."""
+        if channel.accuracy.range_w > 0:
+            return channel.accuracy.range_w
         v, a = self.ranges()
         if v is not None and a is not None:
             return v * a
-        return channel.accuracy.range_w
+        return 0.0
 
 
 def _num(x: float | None) -> str:

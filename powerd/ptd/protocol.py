@@ -92,11 +92,14 @@ class Face:
         dc: bool,
         nominal_volts_v: float,
         clock: Callable[[], int] = time.time_ns,
+        channel_now: Callable[[], Channel] | None = None,
     ) -> None:
         self.out, self.log, self.channel = out, log, channel
         self.ranging, self.agg, self.recorder = ranging, agg, recorder
         self.identify, self.dc, self.nominal_volts_v = identify, dc, nominal_volts_v
         self.clock = clock
+        # the channel with the accuracy in effect now (a WT300's follows its active range)
+        self.channel_now = channel_now or (lambda: channel)
         self.current: Measurement | None = None  # measuring now
         self.last: Measurement | None = None  # the latest measurement, running or stopped
         self.samples = 0
@@ -114,8 +117,8 @@ class Face:
             # server's ranging arithmetic has positive numbers; PF stays unknown (-1)
             volts = self.nominal_volts_v
             amps = abs(iv.watts) / volts
-        range_w = self.ranging.range_w(self.channel)
-        unc = uncertainty_frac(self.channel, iv.watts, range_w)
+        ch = self.channel_now()
+        unc = uncertainty_frac(ch, iv.watts, self.ranging.range_w(ch))
         row = Row(iv.t_end_ns, iv.watts, volts, amps, pf, iv.n, unc)
         fields = sample_fields(row.t_ns, row.watts, row.volts, row.amps, row.pf)
         with self._lock:

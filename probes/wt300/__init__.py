@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import glob
 import importlib.util
+import math
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from powerd.probes.base import Availability
+from powerd.channel import Channel
+from powerd.errors import SpecError
+from powerd.probes.base import AccuracyChange, Availability, ElectricalBlock, RangeQuantity
 from powerd.probes.serialport import SerialProbe
 
 if TYPE_CHECKING:
@@ -31,6 +35,7 @@ PATTERNS = (
     "/dev/pts/[0-9]*",
 )
 POLL_INTERVAL_S = 0.1
+RANGE_REPLY_MARGIN_S = 5.0
 
 
 class Wt300Probe(SerialProbe):
@@ -55,6 +60,85 @@ class Wt300Probe(SerialProbe):
     def stats(self) -> Stats:
         return self.session.stats
 
+    def channels(self) -> list[Channel]:
+        """The channels with the accuracy in effect now (it follows the active range)."""
+        with self.session.lock:
+            now = dict(self.session.accuracy_now)
+        return [replace(ch, accuracy=now.get(ch.id, ch.accuracy)) for ch in self._channels]
+
+    def accuracy_changes(self) -> list[AccuracyChange]:
+        return self.session.take_accuracy_changes()
+
+    def set_range(self, quantity: RangeQuantity, value: float | None) -> str:
+        """Set the V or A range (None: auto) between two updates, read it back, say what is set.
+
+        A value picks the smallest range of this model at its crest factor that holds it (the
+        ranges are rms figures at that crest factor; the meter reads up to 140 % of a range).
+        Above the largest range: SpecError. ``value <= 0`` (power-dev's ``-1``): no change. A
+        refusal, or no confirmation within a few update intervals, returns a message starting
+        ``"<V|A> range not"`` and is also a problem."""
+        from powerd.probes.wt300.session import RangeRequest
+
+        if quantity not in ("V", "A"):
+            raise SpecError(f"{self.name}: range quantity must be V or A, got {quantity!r}")
+        unit = quantity
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            v_now, i_now = self.active_ranges()
+            now = v_now if quantity == "V" else i_now
+            shown = "unknown" if now is None else f"{now:g} {unit}"
+            return f"{quantity} range unchanged ({value:g} is no {quantity} value; stays {shown})"
+        target: float | None = None
+        if value is not None:
+            pl = self.plan
+            ranges = (
+                pl.model.voltage_ranges_v(pl.crest_factor)
+                if quantity == "V"
+                else pl.model.current_ranges_a(pl.crest_factor)
+            )
+            from powerd.probes.wt300.models import smallest_range
+
+            target = smallest_range(ranges, value)
+            if target is None:
+                raise SpecError(
+                    f"{self.name}: {value:g} {unit} is above the {pl.model.name}'s largest "
+                    f"{quantity} range {ranges[-1]:g} {unit} (crest factor {pl.crest_factor})"
+                )
+        req = RangeRequest(quantity, target)
+        self.session.requests.put(req)
+        wait_s = 3 * self.plan.spec.rate_s + RANGE_REPLY_MARGIN_S
+        if not req.done.wait(wait_s):
+            asked = "auto" if target is None else f"{target:g} {unit}"
+            msg = (
+                f"{quantity} range not confirmed within {wait_s:g} s: {asked} is queued and is "
+                "applied when the meter answers"
+            )
+            if self.reader is not None:
+                self.reader.emit.problem(f"{self.name}: {msg}")  # thread-safe, unlike the list
+            else:
+                self._problems.append(f"{self.name}: {msg}")
+            return msg
+        return req.reply
+
+    def active_ranges(self) -> tuple[float | None, float | None]:
+        with self.session.lock:
+            return self.session.active_v, self.session.active_i
+
+    def read_electrical(self) -> dict[str, ElectricalBlock]:
+        """U, I and LAMBDA per power channel since the previous call (``vi=on``; else empty)."""
+        import numpy as np
+
+        with self.session.lock:
+            taken = {e: list(rows) for e, rows in self.session.electrical.items() if rows}
+            for e in taken:
+                self.session.electrical[e].clear()
+        out: dict[str, ElectricalBlock] = {}
+        for e, rows in taken.items():
+            arr = np.array([r[1:] for r in rows], np.float64).reshape(-1, 3)
+            out[self.plan.power_ids[e]] = ElectricalBlock(
+                np.array([r[0] for r in rows], np.int64), arr[:, 0], arr[:, 1], arr[:, 2]
+            )
+        return out
+
 
 class Wt300Family:
     name = "wt300"
@@ -62,7 +146,7 @@ class Wt300Family:
         "Yokogawa WT310/WT310E/WT33x power meter over RS-232 or USBTMC: "
         "wt300:<device>[,rate=0.1|0.25|0.5|1|2|5][,vrange=auto|<V>][,irange=auto|<A>]"
         "[,headroom=1][,integ=on|off][,baud=9600][,transport=serial|usbtmc][,coupling=dc|ac]"
-        "[,model=][,elements=1/3][,id=][,measures=]"
+        "[,model=][,elements=1/3][,id=][,measures=][,vi=on|off]"
     )
 
     def available(self) -> Availability:

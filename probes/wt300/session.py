@@ -28,16 +28,19 @@ left running (the meter kept integrating while the cable was out, so the counter
 from __future__ import annotations
 
 import math
+import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 import serial
 
 from powerd.channel import Accuracy, Channel
 from powerd.errors import ProbeUnavailable, SpecError
+from powerd.probes.base import AccuracyChange
 from powerd.probes.serialport import Emit
 from powerd.probes.wt300 import parser
 from powerd.probes.wt300.link import Link, Port, Reply
@@ -59,6 +62,8 @@ INTEG_READING_FRAC = 0.001  # integrator: power accuracy + 0.1 % of reading [I]
 ERROR_DRAIN_MAX = 16
 REPEAT_S = 10.0
 PROBLEM_LOG = 200
+ELECTRICAL_MAX = 100_000  # U/I/LAMBDA rows kept per element for read_electrical (10 Hz: 2.7 h)
+QUANTITY_COMMAND = {"V": ("VOLT", "V"), "A": ("CURR", "A")}
 
 if "powerd.probes.wt300" not in serial.protocol_handler_packages:
     serial.protocol_handler_packages.append("powerd.probes.wt300")
@@ -195,23 +200,40 @@ def resolution_j(range_w: float, hours: float) -> float:
     return 10.0 ** (math.floor(math.log10(wh)) - 5) * parser.WH_TO_J
 
 
-def make_layout(elements: tuple[int, ...], integ: bool, copies: int) -> tuple[Layout, list[str]]:
-    """P (and WH) of each element, each ``copies`` times; WH copies dropped past MAX_ITEMS."""
+VI_FUNCTIONS = ("U", "I", "LAMB")
+
+
+def make_layout(
+    elements: tuple[int, ...], integ: bool, copies: int, vi: bool = False
+) -> tuple[Layout, list[str]]:
+    """P (and WH, and with ``vi`` U, I, LAMBDA) of each element, each ``copies`` times; past
+    MAX_ITEMS the WH copies go first, then the U/I/LAMBDA copies, then every copy. More items than
+    the meter takes even once is a SpecError."""
     items: list[Item] = []
-    counts: list[int] = []
     for e in elements:
         items.append(Item("P", e))
-        counts.append(copies)
         if integ:
             items.append(Item("WH", e))
-            counts.append(copies)
+        if vi:
+            items.extend(Item(f, e) for f in VI_FUNCTIONS)
+    counts = [copies] * len(items)
     notes: list[str] = []
     if sum(counts) > MAX_ITEMS:
         counts = [1 if it.function == "WH" else c for it, c in zip(items, counts, strict=True)]
         notes.append("the integrator's WH is read once per update (no room for a copy)")
+    if sum(counts) > MAX_ITEMS and vi:
+        counts = [
+            1 if it.function in VI_FUNCTIONS else c for it, c in zip(items, counts, strict=True)
+        ]
+        notes.append("U, I and LAMBDA are read once per update (no room for copies)")
     if sum(counts) > MAX_ITEMS:
         counts = [1] * len(items)
         notes.append("items are read once per update (no room for copies): no garble check")
+    if sum(counts) > MAX_ITEMS:
+        raise SpecError(
+            f"wt300: {len(items)} items per update, the meter takes {MAX_ITEMS}: with vi=on read "
+            "fewer elements (elements=1/3) or turn the integrator off (integ=off)"
+        )
     return Layout(tuple(items), tuple(counts)), notes
 
 
@@ -255,7 +277,7 @@ def plan(spec: Wt300Spec, found: Discovery) -> Plan:
     range_w = v_now * i_now
     reading, rng = model.accuracy_fracs(spec.coupling, cf)
     res = resolution_j(range_w, spec.integ_h)
-    layout, layout_notes = make_layout(elements, spec.integ, spec.copies)
+    layout, layout_notes = make_layout(elements, spec.integ, spec.copies, spec.vi)
     notes += [f"{name}: {n}" for n in layout_notes]
     t_s = spec.rate_s
     power_ids: dict[int, str] = {}
@@ -330,7 +352,20 @@ class Stats:
     meter_errors: int = 0
     bad_replies: int = 0
     suppressed: int = 0
+    electrical_dropped: int = 0
     problems: deque[str] = field(default_factory=lambda: deque(maxlen=PROBLEM_LOG))
+
+
+@dataclass
+class RangeRequest:
+    """One ``set_range`` call waiting for the session thread; ``target`` None is auto ranging.
+    The session sets ``reply`` (and ``ok``) and then ``done``."""
+
+    quantity: str
+    target: float | None
+    done: threading.Event = field(default_factory=threading.Event)
+    reply: str = ""
+    ok: bool = False
 
 
 def _fmt_value(v: float) -> str:
@@ -348,6 +383,28 @@ class MeterSession:
     _lsd_warned: bool = False
     _last_said: dict[str, float] = field(default_factory=dict)
     _held: dict[str, int] = field(default_factory=dict)
+    # ranging: set_range requests from other threads, applied between updates by this thread
+    requests: queue.Queue[RangeRequest] = field(default_factory=queue.Queue)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    want_v: float | None = None
+    want_i: float | None = None
+    active_v: float | None = None
+    active_i: float | None = None
+    range_w: float = 0.0
+    accuracy_now: dict[str, Accuracy] = field(default_factory=dict)
+    _acc_changes: list[AccuracyChange] = field(default_factory=list)
+    _acc_last_ns: int = 0
+    _range_check_ns: int | None = None
+    _recheck: bool = False
+    electrical: dict[int, deque[tuple[int, float, float, float]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        pl = self.plan
+        self.want_v, self.want_i = pl.vrange_v, pl.irange_a
+        self.range_w = pl.range_w
+        self.accuracy_now = {ch.id: ch.accuracy for ch in pl.channels}
+        if pl.spec.vi:
+            self.electrical = {e: deque(maxlen=ELECTRICAL_MAX) for e in pl.elements}
 
     def __call__(
         self, port: serial.Serial, emit: Emit, clock: Clock, stop: threading.Event
@@ -406,6 +463,7 @@ class MeterSession:
 
     def _configure(self, link: Link, emit: Emit) -> None:
         pl, spec = self.plan, self.plan.spec
+        t_configure_ns = link.clock()
         _wake(link)
         ident = identify(link)
         if ident is None:
@@ -424,7 +482,9 @@ class MeterSession:
                     link.send(":INTEG:STOP")
                 link.send(":INTEG:RES")
             link.send(f":RATE {rate_command_arg(spec.rate_s)}")
-            for kind, fixed, unit in (("VOLT", pl.vrange_v, "V"), ("CURR", pl.irange_a, "A")):
+            with self.lock:
+                wants = (("VOLT", self.want_v, "V"), ("CURR", self.want_i, "A"))
+            for kind, fixed, unit in wants:
                 if fixed is None:
                     link.send(f":INP:{kind}:AUTO ON")
                 else:
@@ -447,7 +507,7 @@ class MeterSession:
         rate = parser.parse_rate(data) if data is not None else None
         if rate is None or abs(rate - spec.rate_s) > 1e-6:
             self._problem(emit, f"update interval reads {rate} s, asked for {spec.rate_s} s")
-        self._check_ranges(link, emit)
+        self._check_ranges(link, emit, t_configure_ns)
         self._check_bandwidth(emit)
 
     def _check_bandwidth(self, emit: Emit) -> None:
@@ -466,30 +526,114 @@ class MeterSession:
                 "(raise the baud rate on meter and spec, or rate=, or verify=none)",
             )
 
-    def _check_ranges(self, link: Link, emit: Emit) -> None:
+    def _check_ranges(self, link: Link, emit: Emit, t_from_ns: int | None = None) -> None:
+        """Read the ranges in use back; a move (auto ranging, or set) changes the accuracy.
+
+        ``t_from_ns``: since when the ranges could have moved (default: the previous check)."""
+        t_ask = link.clock()
+        t_from = t_from_ns if t_from_ns is not None else (self._range_check_ns or t_ask)
         v = self._ask(link, emit, ":INP:VOLT:RANG?")
         i = self._ask(link, emit, ":INP:CURR:RANG?")
         vr = parser.parse_range(v) if v is not None else None
         ir = parser.parse_range(i) if i is not None else None
         if vr is None or ir is None:
             return
+        t_now = link.clock()
+        self._range_check_ns = t_ask
         ranges = (vr[0], ir[0])
+        with self.lock:
+            self.active_v, self.active_i = ranges
+            wants = (("voltage", self.want_v, vr[0], "V"), ("current", self.want_i, ir[0], "A"))
+        for kind, want, got, unit in wants:
+            if want is not None and abs(got - want) > 1e-9 * want:
+                self._problem(emit, f"{kind} range reads {got:g} {unit}, set {want:g} {unit}")
         if ranges != self._ranges:
-            pl = self.plan
-            for kind, want, got, unit in (
-                ("voltage", pl.vrange_v, vr[0], "V"),
-                ("current", pl.irange_a, ir[0], "A"),
-            ):
-                if want is not None and abs(got - want) > 1e-9 * want:
-                    self._problem(emit, f"{kind} range reads {got:g} {unit}, set {want:g} {unit}")
-            if ranges[0] * ranges[1] > pl.range_w * (1 + 1e-9):
-                self._problem(
-                    emit,
-                    f"ranges are now {ranges[0]:g} V × {ranges[1]:g} A = "
-                    f"{ranges[0] * ranges[1]:g} W; the accuracy uses the {pl.range_w:g} W range "
-                    "found at start (fix the ranges: vrange=, irange=)",
-                )
             self._ranges = ranges
+            self._range_moved(emit, ranges, t_from, t_now)
+
+    def _range_moved(
+        self, emit: Emit, ranges: tuple[float, float], t_from_ns: int, t_now_ns: int
+    ) -> None:
+        """The accuracy follows the power range V × A from when it took effect: a larger
+        range from before it could have been switched (one interval before ``t_from_ns``, so an
+        update straddling the switch is covered), a smaller one from after it surely was (one
+        interval after ``t_now_ns``)."""
+        new_w = ranges[0] * ranges[1]
+        if abs(new_w - self.range_w) <= 1e-9 * max(new_w, self.range_w):
+            return
+        up = new_w > self.range_w
+        t_eff = t_from_ns - self.plan.interval_ns if up else t_now_ns + self.plan.interval_ns
+        with self.lock:
+            t_eff = max(t_eff, self._acc_last_ns)
+            self._acc_last_ns = t_eff
+            old_w, self.range_w = self.range_w, new_w
+            for cid, acc in list(self.accuracy_now.items()):
+                self.accuracy_now[cid] = replace(acc, range_w=new_w)
+                self._acc_changes.append(AccuracyChange(cid, t_eff, self.accuracy_now[cid]))
+        when = datetime.fromtimestamp(t_eff / 1e9, UTC).isoformat(timespec="milliseconds")
+        self._problem(
+            emit,
+            f"ranges are now {ranges[0]:g} V × {ranges[1]:g} A = {new_w:g} W (was {old_w:g} W): "
+            f"the accuracy uses the {new_w:g} W range from {when} on",
+            "ranges moved",
+        )
+
+    def take_accuracy_changes(self) -> list[AccuracyChange]:
+        with self.lock:
+            out, self._acc_changes = self._acc_changes, []
+        return out
+
+    def _apply_requests(self, link: Link, emit: Emit) -> None:
+        """Apply pending ``set_range`` requests (this thread owns the link), each read back."""
+        while True:
+            try:
+                req = self.requests.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                self._apply_range(link, emit, req)
+            finally:
+                req.done.set()
+
+    def _apply_range(self, link: Link, emit: Emit, req: RangeRequest) -> None:
+        kind, unit = QUANTITY_COMMAND[req.quantity]
+        t0 = link.clock()
+        errors_before = self.stats.meter_errors
+        if req.target is None:
+            link.send(f":INP:{kind}:AUTO ON")
+            asked = "auto"
+        else:
+            link.send(f":INP:{kind}:RANG {_fmt_value(req.target)}{unit}")
+            asked = f"{req.target:g} {unit}"
+        self._drain_errors(link, emit, f"setting the {req.quantity} range to {asked}")
+        refused = self.stats.meter_errors > errors_before
+        rng = self._ask(link, emit, f":INP:{kind}:RANG?")
+        auto = self._ask(link, emit, f":INP:{kind}:AUTO?")
+        got = parser.parse_range(rng) if rng is not None else None
+        got_auto = parser.parse_bool(auto) if auto is not None else None
+        self._check_ranges(link, emit, t0)
+        if got is None or got_auto is None:
+            req.reply = f"{req.quantity} range not confirmed: no readable reply from the meter"
+            self._problem(emit, req.reply)
+            return
+        if req.target is None:
+            ok = got_auto and not refused
+        else:
+            ok = not got_auto and abs(got[0] - req.target) <= 1e-9 * req.target and not refused
+        # what the meter keeps is what the session asks for again on a reconnect
+        keep = req.target if ok else (None if got_auto else got[0])
+        with self.lock:
+            if req.quantity == "V":
+                self.want_v = keep
+            else:
+                self.want_i = keep
+        now = f"{'auto, now ' if got_auto else ''}{got[0]:g} {unit}"
+        if ok:
+            req.ok = True
+            req.reply = f"{req.quantity} range {now}"
+        else:
+            req.reply = f"{req.quantity} range not set: the meter refused {asked} (keeps {now})"
+            self._problem(emit, req.reply)
 
     # ---- the update loop --------------------------------------------------------------------
 
@@ -503,9 +647,13 @@ class MeterSession:
         while not stop.is_set():
             if silent >= MAX_SILENT:
                 raise MeterSilent(f"{silent} queries in a row got no reply")
-            if time.monotonic() >= next_poll:
+            if not self.requests.empty():
+                self._apply_requests(link, emit)
+            if time.monotonic() >= next_poll or self._recheck:
+                if time.monotonic() >= next_poll:
+                    self._drain_errors(link, emit, "while reading")
                 next_poll = time.monotonic() + POLL_EVERY_S
-                self._drain_errors(link, emit, "while reading")
+                self._recheck = False
                 self._check_ranges(link, emit)
             t_send = link.clock()
             eesr = link.query(":STAT:EESR?", IMMEDIATE_S, REST_S)
@@ -560,13 +708,21 @@ class MeterSession:
             link.flush()
             return
         half = pl.interval_ns // 2
+        t_mid = upd.t_end_ns - half
+        vi: dict[int, dict[str, float]] = {}
         for item, value in frame.values.items():
             if value.marker is not None:
                 self.stats.markers += 1
                 self._problem(emit, f"{item.command_arg} reads {value.marker}: not used")
+                if value.marker == "no data":
+                    self._recheck = True  # range switching: read the ranges back now
+                if item.function in VI_FUNCTIONS:
+                    vi.setdefault(item.element, {})[item.function] = math.nan
                 continue
             if item.function == "P":
-                emit.sample(pl.power_ids[item.element], upd.t_end_ns - half, value.si)
+                emit.sample(pl.power_ids[item.element], t_mid, value.si)
+            elif item.function in VI_FUNCTIONS:
+                vi.setdefault(item.element, {})[item.function] = value.si
             elif item.function == "WH":
                 emit.sample(pl.energy_ids[item.element], upd.t_end_ns, value.si)
                 if value.lsd_si > pl.resolution_j * (1 + 1e-9) and not self._lsd_warned:
@@ -577,3 +733,30 @@ class MeterSession:
                         f"resolution {pl.resolution_j:g} J: the counter's uncertainty is "
                         "understated from here (restart with a larger integ_h)",
                     )
+        if vi:
+            self._keep_electrical(emit, t_mid, vi)
+
+    def _keep_electrical(self, emit: Emit, t_mid: int, vi: dict[int, dict[str, float]]) -> None:
+        """Buffer one update's U, I, LAMBDA per element for ``read_electrical`` (bounded: the
+        oldest rows go first, counted and reported, when nobody reads them)."""
+        dropped = 0
+        with self.lock:
+            for e, got in vi.items():
+                rows = self.electrical[e]
+                dropped += len(rows) == rows.maxlen
+                rows.append(
+                    (
+                        t_mid,
+                        got.get("U", math.nan),
+                        got.get("I", math.nan),
+                        got.get("LAMB", math.nan),
+                    )
+                )
+        if dropped:
+            self.stats.electrical_dropped += dropped
+            self._problem(
+                emit,
+                f"U/I/LAMBDA readings not collected (read_electrical not called): oldest of "
+                f"{ELECTRICAL_MAX} dropped, {self.stats.electrical_dropped} so far",
+                "electrical dropped",
+            )

@@ -24,11 +24,16 @@ Options (``powerd sim wt310 --option k=v``): ``model`` (ID string model, e.g. WT
 ``voltage`` (V, default 12), ``shares`` (per element, ``/``-separated, default equal),
 ``transport`` (``serial``: replies end CR+LF, default; ``usbtmc``: LF), ``rate`` (s, initial
 update interval, default 0.25), ``cf`` (crest factor 3 or 6), ``vrange``/``irange`` (a fixed
-initial range instead of auto), ``serial``, ``firmware``.
+initial range instead of auto), ``serial``, ``firmware``, ``pf`` (power factor of the load,
+default 1: I = P / (U × pf), S = U × I, Q = √(S² − P²), LAMBDA = P / S), ``integ_ranges``
+(``allow``, default, or ``refuse``: range and auto-range commands while the integrator runs are
+rejected with ``-221,"Settings conflict"``; which one the real meter does is not verified).
+Setting a different range, like an auto-range move, makes the next update read NAN.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections import deque
 from collections.abc import Callable
@@ -188,6 +193,8 @@ class Wt300Sim:
     tick_s: float = TICK_S
     rate_ns: int = 250_000_000
     crest_factor: int = 3
+    power_factor: float = 1.0
+    ranges_in_integ: bool = True
     # state
     vrange_v: float = 0.0
     irange_a: float = 0.0
@@ -249,7 +256,7 @@ class Wt300Sim:
         for e in self.model.elements:
             p[e] = self._element_power_w(k, e)
             u[e] = self.voltage_v
-            i[e] = abs(p[e]) / self.voltage_v if self.voltage_v else 0.0
+            i[e] = abs(p[e]) / (self.voltage_v * self.power_factor) if self.voltage_v else 0.0
             over = u[e] > OVERRANGE_FRAC * self.vrange_v or i[e] > OVERRANGE_FRAC * self.irange_a
             marker[e] = "NAN" if self._switching else ("INF" if over else None)
         self._switching = False
@@ -271,7 +278,7 @@ class Wt300Sim:
     def _settle(self, k: int) -> None:
         """Start with auto ranges already settled on the signal (the meter has been running)."""
         p = max(abs(self._element_power_w(k, e)) for e in self.model.elements)
-        i = p / self.voltage_v
+        i = p / (self.voltage_v * self.power_factor)
         if self.vauto:
             ranges = self.model.voltage_ranges_v(self.crest_factor)
             self.vrange_v = next((r for r in ranges if self.voltage_v <= r), ranges[-1])
@@ -484,13 +491,21 @@ class Wt300Sim:
                 return r
         raise CommandError(-222, "Data out of range")
 
+    def _range_change_allowed(self) -> None:
+        if self.integ_state == "start" and not self.ranges_in_integ:
+            raise CommandError(-221, "Settings conflict")
+
     def h_vrange(self, _s: list[int | None], a: str, _t: int) -> None:
-        self.vrange_v = self._set_range(a, "V", self.model.voltage_ranges_v(self.crest_factor))
-        self.vauto = False
+        self._range_change_allowed()
+        r = self._set_range(a, "V", self.model.voltage_ranges_v(self.crest_factor))
+        self._switching |= r != self.vrange_v  # no measurement while a range switches
+        self.vrange_v, self.vauto = r, False
 
     def h_irange(self, _s: list[int | None], a: str, _t: int) -> None:
-        self.irange_a = self._set_range(a, "A", self.model.current_ranges_a(self.crest_factor))
-        self.iauto = False
+        self._range_change_allowed()
+        r = self._set_range(a, "A", self.model.current_ranges_a(self.crest_factor))
+        self._switching |= r != self.irange_a
+        self.irange_a, self.iauto = r, False
 
     def h_vrange_q(self, _s: list[int | None], _a: str, _t: int) -> str:
         return _nr3(self.vrange_v, 4)
@@ -499,9 +514,11 @@ class Wt300Sim:
         return _nr3(self.irange_a, 4)
 
     def h_vauto(self, _s: list[int | None], a: str, _t: int) -> None:
+        self._range_change_allowed()
         self.vauto = _bool(a)
 
     def h_iauto(self, _s: list[int | None], a: str, _t: int) -> None:
+        self._range_change_allowed()
         self.iauto = _bool(a)
 
     def h_vauto_q(self, _s: list[int | None], _a: str, _t: int) -> str:
@@ -602,13 +619,14 @@ class Wt300Sim:
             return _nr3(wh, 6)
         if upd.marker[e] is not None:
             return upd.marker[e] or "NAN"
+        s_va, p_w = upd.u_v[e] * upd.i_a[e], upd.p_w[e]
         v = {
             "U": upd.u_v[e],
             "I": upd.i_a[e],
             "P": upd.p_w[e],
-            "S": upd.u_v[e] * upd.i_a[e],
-            "Q": 0.0,
-            "LAMB": 1.0,
+            "S": s_va,
+            "Q": math.sqrt(max(s_va * s_va - p_w * p_w, 0.0)),
+            "LAMB": p_w / s_va if s_va else 0.0,
         }[fn]
         return _nr3(v, 5)
 
@@ -684,6 +702,8 @@ OPTIONS = {
     "firmware",
     "vrange",
     "irange",
+    "pf",
+    "integ_ranges",
 }
 
 
@@ -703,6 +723,7 @@ def make(model: str, waveform: Waveform, options: dict[str, str]) -> Wt300Sim:
         voltage = float(options.get("voltage", "12"))
         rate = float(options.get("rate", "0.25"))
         cf = int(options.get("cf", "3"))
+        pf = float(options.get("pf", "1"))
         shares_list = (
             [float(x) for x in options["shares"].split("/")] if "shares" in options else []
         )
@@ -712,6 +733,10 @@ def make(model: str, waveform: Waveform, options: dict[str, str]) -> Wt300Sim:
         raise SpecError(
             f"{model}: voltage must be > 0, cf 3 or 6, rate one of {list(spec.rates_s)}"
         )
+    if not 0.01 <= pf <= 1.0:
+        raise SpecError(f"{model}: pf (power factor) must be within [0.01, 1]")
+    if options.get("integ_ranges", "allow") not in ("allow", "refuse"):
+        raise SpecError(f"{model}: integ_ranges must be allow or refuse")
     shares: dict[int, float] = {}
     if shares_list:
         if len(shares_list) != len(spec.elements):
@@ -744,6 +769,8 @@ def make(model: str, waveform: Waveform, options: dict[str, str]) -> Wt300Sim:
         firmware=options.get("firmware", "F1.03"),
         rate_ns=round(rate * 1e9),
         crest_factor=cf,
+        power_factor=pf,
+        ranges_in_integ=options.get("integ_ranges", "allow") == "allow",
         vrange_v=fixed.get("vrange", 0.0),
         irange_a=fixed.get("irange", 0.0),
         vauto="vrange" not in fixed,

@@ -4,7 +4,8 @@ Keys (see README.md): ``rate`` (update interval in s), ``vrange``/``irange`` (``
 expected maximum rms value: the smallest range at least ``headroom`` times it is fixed),
 ``headroom``, ``integ`` (on/off), ``integ_h``, ``baud``, ``transport`` (serial/usbtmc),
 ``verify`` (dup/none), ``coupling`` (dc/ac), ``model``, ``elements``, ``id``, ``measures``,
-``stamp``.
+``stamp``, ``vi`` (on/off: also read U, I and LAMBDA of each element, for
+``read_electrical``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ KEYS = {
     "id",
     "measures",
     "stamp",
+    "vi",
 }
 BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600)
 EXAMPLE = "wt300:/dev/ttyUSB0,rate=0.25,irange=5 or wt300:/dev/usbtmc0"
@@ -60,6 +62,7 @@ class Wt300Spec:
     instance: str
     measures: str
     stamp_s: float
+    vi: bool = False
 
 
 def _num(key: str, text: str, lo: float, hi: float) -> float:
@@ -142,4 +145,5 @@ def parse_spec(args: str) -> Wt300Spec:
         instance=instance,
         measures=kv.get("measures", ""),
         stamp_s=_num("stamp", kv.get("stamp", str(stamp_default)), 0.0, 10.0),
+        vi=bool(_choice("vi", kv.get("vi", "off"), {"on": True, "off": False})),
     )

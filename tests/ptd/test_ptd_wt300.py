@@ -1,0 +1,145 @@
+"""``powerd-ptd`` on the WT300 simulator (a pseudo-terminal): one power-dev session where SR
+really sets the meter's ranges, and V/A/PF come from the meter (``vi=on``).
+
+The simulator runs in this process (tests/probes/wt300/helpers.py's pty simulator), the face in a
+real subprocess that opens ``wt300:<pty>,rate=0.1,vi=on``. The load is a 40/5 W square at 230 V
+with power factor 0.9, so every logged line has V = 230 and PF = 0.9, and the testing ranges the
+server derives from the ranging log (max V, 1.1 x max A) must end up set on the simulated meter.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from powerd.probes.serialsim import Faults, PtySimulator
+from powerd.probes.sim.waveform import parse_spec
+from powerd.probes.wt300.models import smallest_range
+from powerd.probes.wt300.sim import make
+from tests.ptd.ptdproc import (
+    STAMP_RE,
+    Client,
+    init_range,
+    max_volts_amps,
+    port_free,
+    running_ptd,
+    wait_log_lines,
+)
+
+pytest.importorskip("serial")
+
+WF = parse_spec("square,high=40,low=5,period=1.3,duty=0.5").waveform
+SESSION = "2026-12-03_11-00-00_wt"
+GO = "Starting untimed measurement, maximum 500000 samples at 1000ms with 0 rampup samples"
+
+
+def _phase(c: Client, ptd: object, mark: str, testing: bool) -> list[list[str]]:
+    from tests.ptd.ptdproc import Ptd
+
+    assert isinstance(ptd, Ptd)
+    assert c.cmd(f"Go,1000,0,{mark}") == GO
+    wait_log_lines(ptd, mark, 3)
+    if testing:
+        assert c.cmd("Watts").startswith("Watts,")
+        assert c.cmd("Uncertainty").startswith("Uncertainty,")
+    assert c.cmd("Stop") == "Stopping untimed measurement"
+    assert c.cmd("RL,*,*") == "Error: Invalid number of parameters"
+    rl = c.read_last("RL")
+    lines = [x for x in ptd.log_lines() if x.endswith(f",Mark,{mark}")]
+    assert rl == [x.rsplit(",Mark,", 1)[0] for x in lines]
+    rows = [x.split(",") for x in lines]
+    for f in rows:
+        assert len(f) == 12 and "nan" not in ",".join(f).lower()
+        w, v, a, pf = (float(f[i]) for i in (3, 5, 7, 9))
+        assert 5.0 - 1e-6 <= w <= 40.0 + 1e-6
+        assert v == pytest.approx(230.0) and pf == pytest.approx(0.9, abs=1e-6)
+        assert a == pytest.approx(w / (230.0 * 0.9), rel=1e-3)  # I = P / (U pf), all means
+    unc = c.cmd("Uncertainty").split(",")
+    assert unc[0] == "Uncertainty" and int(unc[4]) == len(rows)
+    assert 0.0 < float(unc[2]) <= float(unc[1]) <= float(unc[3]) < 0.05
+    watts = c.cmd("Watts").split(",")
+    assert float(watts[1]) == pytest.approx(sum(float(f[3]) for f in rows) / len(rows), rel=1e-5)
+    return rows
+
+
+def test_session_on_the_wt300_simulator_sets_ranges(tmp_path: Path) -> None:
+    model = make("wt310", WF, {"rate": "0.1", "voltage": "230", "pf": "0.9"})
+    link = tmp_path / "wt310"
+    sim = PtySimulator(model, link, Faults()).start()
+    state = tmp_path / "state"
+    try:
+        spec = f"wt300:{link},rate=0.1,vi=on"
+        with running_ptd(tmp_path, spec, state) as ptd:
+            c = Client(ptd.port)
+            assert c.cmd("Hello") == "Hello, PTDaemon here!"
+            ident = c.cmd("Identify")
+            assert ident.startswith("powerd-ptd,instrument=wt300 WT310,channel=wt300:")
+            assert "Yokogawa" not in ident and "PTDaemon" not in ident
+            rr = c.cmd("RR")
+            assert rr.startswith("Ranges,1,") and ",1," in rr  # auto ranging on both
+            assert c.cmd("SR,V,Auto") == "Range V changed"
+            assert c.cmd("SR,A,Auto") == "Range A changed"
+            assert c.cmd("SR,A,Auto") == "Range A changed"
+            _phase(c, ptd, f"{SESSION}_ranging", testing=False)
+
+            vmax, amax = max_volts_amps(ptd.log, f"{SESSION}_ranging")
+            a_set = amax * Decimal("1.1")
+            assert c.cmd(f"SR,V,{vmax}") == "Range V changed"
+            assert c.cmd(f"SR,A,{a_set}") == "Range A changed"
+            v_range = smallest_range(model.model.voltage_ranges_v(3), float(vmax))
+            a_range = smallest_range(model.model.current_ranges_a(3), float(a_set))
+            assert v_range is not None and a_range is not None
+            # the simulated meter itself now holds the fixed ranges, and RR reports them
+            assert (model.vauto, model.iauto) == (False, False)
+            assert (model.vrange_v, model.irange_a) == (v_range, a_range)
+            assert c.cmd("RR") == f"Ranges,0,{a_range:g},0,{v_range:g}"
+            _phase(c, ptd, f"{SESSION}_testing", testing=True)
+
+            assert c.cmd(f"SR,V,{init_range(rr, 3)}") == "Range V changed"
+            assert c.cmd(f"SR,A,{init_range(rr, 1)}") == "Range A changed"
+            assert (model.vauto, model.iauto) == (True, True)  # back to auto, as RR said
+            c.close()
+            assert ptd.terminate() == 0
+            assert port_free(ptd.port)
+            out = ptd.out_lines()
+            assert ptd.stderr.read_text() == ""
+            assert all(STAMP_RE.match(x) for x in out)
+            text = [x.split(": ", 1)[1] for x in out]
+            go_at = text.index(f"Go with mark '{SESSION}_ranging'")
+            assert "Uncertainty checking for wt300 WT310 is activated" in text[:go_at]
+            assert "Completed test" in text[go_at:]
+            assert any(x.startswith(f"range A: A range {a_range:g} A") for x in text)
+    finally:
+        sim.stop()
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "powerd",
+            "--state-dir",
+            str(state),
+            "report",
+            SESSION,
+            "--out",
+            str(tmp_path / "rep"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "rep" / f"{SESSION}.json").read_text())
+    phases = {p["phase"]: p for p in result["phases"]}
+    assert set(phases) == {f"{SESSION}_ranging", f"{SESSION}_testing"}
+    for p in phases.values():
+        truth_w = WF.energy_j(p["t_begin_ns"], p["t_end_ns"]) / p["duration_s"]
+        # the meter's updates cover the phase up to one update (0.1 s) at each edge
+        edge_w = 2 * 0.1 * (40 - 5) / p["duration_s"]
+        assert abs(p["mean_power_w"] - truth_w) <= p["uncertainty_j"] / p["duration_s"] + edge_w
