@@ -112,7 +112,8 @@ def markdown(summary: dict[str, Any]) -> str:
     """A short markdown report of one run: the checker verdicts and the comparison table."""
     lines = [
         f"### power-dev {summary.get('power_dev_revision', '?')[:7]} against powerd-ptd "
-        f"`{summary.get('device_port')}` (deviceType {summary.get('device_type')})",
+        f"`{summary.get('device_port')}` (deviceType {summary.get('device_type')})"
+        + (f", simulator `{summary['sim']}`" if summary.get("sim") else ""),
         "",
         f"session `{summary.get('session')}`, client exit {summary.get('client_exit_code')}, "
         f"{summary.get('session_wall_s')} s wall; workdir `{summary.get('workdir')}`",
@@ -124,6 +125,12 @@ def markdown(summary: dict[str, Any]) -> str:
     for c in check.get("checks", []):
         why = "; ".join(c["why"]) if not c["passed"] and c["why"] else ""
         lines.append(f"- [{'x' if c['passed'] else ' '}] {c['check']}" + (f" — {why}" if why else ""))
+    relaxed = summary.get("check_relaxed") or {}
+    if relaxed:
+        lines += ["", f"check_relaxed.py (identity lists widened only) exit code {relaxed.get('exit_code')}:", ""]
+        for c in relaxed.get("checks", []):
+            why = "; ".join(c["why"]) if not c["passed"] and c["why"] else ""
+            lines.append(f"- [{'x' if c['passed'] else ' '}] {c['check']}" + (f" — {why}" if why else ""))
     rows = summary.get("compare") or []
     if rows:
         keys = [
