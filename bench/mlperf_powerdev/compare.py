@@ -52,6 +52,50 @@ def read_loadgen_window(path: Path) -> tuple[int, int] | None:
     return (begin, end) if begin is not None and end is not None else None
 
 
+def store_check(session_dir: Path, state_dir: Path) -> list[dict[str, Any]]:
+    """Recompute every spl.txt 1 Hz sample from the full-rate samples powerd-ptd stored.
+
+    Each spl line is the mean of the probe's native samples stamped in [t - 1 s, t); this takes
+    them from powerd's store and reports, per mark, the largest |spl W - store mean W|, the native
+    sample count behind the 1 Hz samples, and the store's mean over the span the spl samples cover
+    (so the spl mean and powerd's mean are compared over the same time).
+    """
+    import numpy as np
+
+    from powerd.store import Store
+
+    store = Store(state_dir / "powerd.db")
+    try:
+        power = [name for name, ch in store.channels().items() if ch.kind == "power"]
+        rows: list[dict[str, Any]] = []
+        for sub in ("ranging", "run_1"):
+            spl_path = session_dir / sub / "spl.txt"
+            if not spl_path.is_file():
+                continue
+            for mark, samples in read_spl(spl_path).items():
+                t0_ns, t1_ns = samples[0][0] - 1_000_000_000, samples[-1][0]
+                row: dict[str, Any] = {"mark": mark, "channels": power}
+                if len(power) != 1:
+                    rows.append(row)
+                    continue
+                t, v = store.samples(power[0], t0_ns, t1_ns)
+                diffs, native = [], 0
+                for t_ns, w in samples:
+                    sel = v[(t >= t_ns - 1_000_000_000) & (t < t_ns)]
+                    native += int(sel.size)
+                    diffs.append(abs(w - float(sel.mean())) if sel.size else float("inf"))
+                span = v[(t >= t0_ns) & (t < t1_ns)]
+                row.update(
+                    max_abs_diff_w=float(max(diffs)),
+                    native_samples=native,
+                    store_mean_over_spl_span_w=round(float(np.mean(span)), 4) if span.size else None,
+                )
+                rows.append(row)
+        return rows
+    finally:
+        store.close()
+
+
 def _s(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).strftime("%H:%M:%S.%f")[:-3]
 
@@ -131,6 +175,15 @@ def markdown(summary: dict[str, Any]) -> str:
         for c in relaxed.get("checks", []):
             why = "; ".join(c["why"]) if not c["passed"] and c["why"] else ""
             lines.append(f"- [{'x' if c['passed'] else ' '}] {c['check']}" + (f" — {why}" if why else ""))
+    sc = summary.get("store_check") or []
+    if sc:
+        lines += ["", "spl.txt 1 Hz samples recomputed from powerd's stored full-rate samples:", ""]
+        for r in sc:
+            lines.append(
+                f"- `{r['mark']}`: max |spl W − store mean W| = {r.get('max_abs_diff_w')} over "
+                f"{r.get('native_samples')} native samples; store mean over the spl span "
+                f"{r.get('store_mean_over_spl_span_w')} W"
+            )
     rows = summary.get("compare") or []
     if rows:
         keys = [

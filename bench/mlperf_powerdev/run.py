@@ -305,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         result_path = report_dir / f"{session_dir.name}.json"
         if rep.returncode == 0 and result_path.is_file():
             summary["compare"] = compare.compare(session_dir, json.loads(result_path.read_text()))
+        summary["store_check"] = compare.store_check(session_dir, state_dir)
         (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
         md = compare.markdown(summary)
         (workdir / "summary.md").write_text(md)
