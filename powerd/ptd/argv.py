@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from powerd import __version__
 from powerd.errors import SpecError
@@ -68,8 +69,15 @@ def _channels(text: str) -> tuple[int, ...]:
     return out
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as a SpecError, so they come out as one timestamped line like the rest."""
+
+    def error(self, message: str) -> NoReturn:
+        raise SpecError(f"{message} (see powerd-ptd --help)")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="powerd-ptd",
         description=DESCRIPTION,
         epilog=EPILOG,

@@ -52,8 +52,8 @@ def _route_logging(out: StampedOut) -> None:
 def main(argv: list[str] | None = None) -> int:
     out = StampedOut()
     _route_logging(out)
-    args = parse(argv)
     try:
+        args = parse(argv)
         return run(args, out)
     except PowerdError as err:
         out.error(str(err))

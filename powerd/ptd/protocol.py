@@ -2,8 +2,8 @@
 
 ``Face.handle(line)`` returns the reply lines for one command (RL's reply is several lines);
 ``Face.on_interval`` takes each completed 1 s mean from the aggregator (the sampler's thread).
-Replies are exactly what power-dev's server and checker expect (see the table in
-docs/ptd.md); the wording of anything they do not parse is powerd's own and says what happened.
+Replies are exactly what power-dev's server and checker expect (the table in README.md here);
+the wording of anything they do not parse is powerd's own and says what happened.
 
 A measurement runs from ``Go`` to ``Stop``: its samples are the intervals that start at or after
 Go and end at or before Stop. They go to the ``-l`` log with Go's mark, to ``RL`` (each RL returns

@@ -206,5 +206,5 @@ def test_argv_is_ptdaemons() -> None:
     )
     d = parse(["-l", "x", "-p", "1", "-D", "77", "wt300:/dev/ttyUSB0"])
     assert d.dc and d.channels == (1,)
-    with pytest.raises(SystemExit):
+    with pytest.raises(SpecError, match="invalid int value"):
         parse(["-l", "x", "-p", "1", "notanint", "sim:constant"])
