@@ -128,6 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--quiet", action="store_true", help="no progress line while CMD runs")
     m.add_argument(
+        "--loadgen-log",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="once CMD exits, apply the phase of the MLPerf LoadGen log CMD wrote under DIR "
+        "(as `powerd markers loadgen`): MLPerf's figures beside powerd's",
+    )
+    m.add_argument(
+        "--loadgen-phase",
+        default="loadgen",
+        metavar="NAME",
+        help="name of that phase (default: loadgen)",
+    )
+    m.add_argument(
         "cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS]", help="the workload to run"
     )
 
@@ -182,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="sender id of these markers (default: cli)",
     )
+    _add_loadgen_parser(mk_sub)
     for module_name in MODULE_COMMANDS.values():
         importlib.import_module(module_name).add_parser(sub)
     rs = sub.add_parser(
@@ -209,6 +224,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_global_options_below(sub)
     return parser
+
+
+def _add_loadgen_parser(
+    mk_sub: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    lg = mk_sub.add_parser(
+        "loadgen",
+        help="apply one phase from an MLPerf LoadGen log (mlperf_log_detail.txt)",
+        description="Read the one mlperf_log_detail.txt at or under DIR (searched recursively, "
+        "as MLPerf's power-dev client does) and apply one phase from LoadGen's power_begin to "
+        "power_end, with its unit count (queries for SingleStream/MultiStream, samples "
+        "otherwise). The run's result then carries MLPerf's own figures beside powerd's "
+        "(`mlperf` in each such phase). A missing, partial or garbled log is an error naming "
+        "the file and line; nothing is applied then.",
+    )
+    lg.add_argument("dir", metavar="DIR", help="LoadGen's log directory (or the file itself)")
+    lg.add_argument("--run", required=True, metavar="RUN", help="run id of the phase")
+    lg.add_argument(
+        "--phase", default="loadgen", metavar="NAME", help="phase name (default: loadgen)"
+    )
+    lg.add_argument("--trial", type=int, default=0, metavar="N", help="trial number (default 0)")
+    lg.add_argument(
+        "--device",
+        action="append",
+        default=None,
+        metavar="ID",
+        help="device(s) the phase covers (default: the source's own device, else local)",
+    )
+    lg.add_argument("--source", default="loadgen", metavar="S", help="sender id (default: loadgen)")
+    lg.add_argument(
+        "--clock-offset-s",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="add S seconds to LoadGen's stamps (its host's clock is behind powerd's by S)",
+    )
 
 
 def _add_global_options_below(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -269,6 +320,10 @@ def cmd_markers(args: argparse.Namespace) -> int:
 
     if not SOURCE_RE.match(args.source):
         raise PowerdError(f"--source {args.source!r}: use 1-128 characters of A-Za-z0-9_.:-")
+    if args.action == "loadgen":
+        from powerd.commands.loadgen import cmd_markers_loadgen
+
+        return cmd_markers_loadgen(args)
     try:
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
     except (OSError, UnicodeDecodeError) as err:

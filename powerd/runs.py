@@ -10,6 +10,7 @@ from typing import Any
 from powerd.channel import LOCAL_DEVICE, Channel
 from powerd.errors import PowerdError
 from powerd.integrate import GAP_FACTOR
+from powerd.mlperf.figures import mlperf_figures
 from powerd.phases import Phase, replay
 from powerd.results import run_result
 from powerd.store import Store
@@ -53,6 +54,9 @@ def compute_run(
         if store.clock_steps(entry["t_begin_ns"], entry["t_end_ns"]):
             entry["flags"].append("clock_step")
         flag_known_gaps(store, entry, channels)
+        mlperf = mlperf_figures(entry, channels, store.samples)
+        if mlperf is not None:
+            entry["mlperf"] = mlperf
     return result
 
 

@@ -25,9 +25,15 @@ class ImportReport:
 
 
 def apply_lines(
-    store: Store, source: str, lines: Iterable[str], received_ns: int, offset_ns: int = 0
+    store: Store,
+    source: str,
+    lines: Iterable[str],
+    received_ns: int,
+    offset_ns: int = 0,
+    uncertainty_ns: int = 0,
 ) -> ImportReport:
-    """Validate all lines, then store them; raise PowerdError naming each bad line otherwise."""
+    """Validate all lines, then store them; raise PowerdError naming each bad line otherwise.
+    ``uncertainty_ns`` is the 95 % half-width of every stamp (e.g. a log's time resolution)."""
     tracker = PhaseTracker()
     for sm in store.markers():
         try:
@@ -41,7 +47,7 @@ def apply_lines(
         if not line.strip():
             continue
         try:
-            sm = stamp(source, decode_marker(line), received_ns, offset_ns)
+            sm = stamp(source, decode_marker(line), received_ns, offset_ns, uncertainty_ns)
             seen_repeats = tracker.duplicates
             phase = tracker.feed(sm)
         except MarkerError as err:

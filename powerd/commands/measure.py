@@ -72,6 +72,10 @@ def _validate(args: argparse.Namespace) -> list[Probe]:
         raise SpecError("--count must be >= 0")
     if args.idle < 0:
         raise SpecError("--idle must be >= 0 seconds")
+    if getattr(args, "loadgen_log", None) is not None and not NAME_RE.match(args.loadgen_phase):
+        raise SpecError(
+            f"--loadgen-phase {args.loadgen_phase!r}: use 1-128 characters of A-Za-z0-9_.:-"
+        )
     probes: list[Probe] = []
     unavailable: list[str] = []
     for spec in args.probe:
@@ -322,10 +326,14 @@ def cmd_measure(args: argparse.Namespace) -> int:
                 _wait_first_samples(timeline, probes)
                 if args.idle > 0:
                     _idle(marks, anchor, args.idle, progress)
+                started_ns = anchor.utc_ns()
                 rc = _run_cmd(args.cmd, marks, anchor, progress, args.count, args.unit, env)
+                ended_ns = anchor.utc_ns()
             finally:
                 api.stop()
             _wait_trailing_samples(timeline, probes, anchor.utc_ns())
+            if getattr(args, "loadgen_log", None) is not None:
+                rc = _apply_loadgen(args, daemon, devices or None, started_ns, ended_ns, rc)
         finally:
             sampler.stop()
             for p in probes:
@@ -352,6 +360,29 @@ def cmd_measure(args: argparse.Namespace) -> int:
             print(f"powerd: error: {err}; {rewrite_hint(args)}", file=sys.stderr)
             return EXIT_REPORT_FAILED
     print("reports: " + " ".join(str(p) for p in paths))
+    return rc
+
+
+def _apply_loadgen(
+    args: argparse.Namespace,
+    daemon: Daemon,
+    devices: tuple[str, ...] | None,
+    started_ns: int,
+    ended_ns: int,
+    rc: int,
+) -> int:
+    """Apply the LoadGen phase; on failure say why and make a zero exit code 2 (the report
+    is still written: the run itself was measured)."""
+    from powerd.commands.loadgen import apply_after_measure, describe
+
+    try:
+        lg = apply_after_measure(
+            daemon, args.loadgen_log, args.run, args.loadgen_phase, devices, started_ns, ended_ns
+        )
+    except PowerdError as err:
+        print(f"powerd: error: --loadgen-log: {err}", file=sys.stderr)
+        return rc or EXIT_REPORT_FAILED
+    print(f"powerd: {describe(lg)}", file=sys.stderr)
     return rc
 
 

@@ -358,6 +358,43 @@ def _results_table(phases: list[dict[str, Any]]) -> str:
     return f'<table id="results"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 
 
+def _mlperf_table(phases: list[dict[str, Any]]) -> str:
+    """MLPerf's figures (mean of the samples strictly inside LoadGen's window) beside powerd's
+    integrated ones, for each phase that came from a LoadGen log; "" when there is none."""
+    rows = []
+    for p in phases:
+        m = p.get("mlperf")
+        if not isinstance(m, dict):
+            continue
+        mj = m.get("powerd_mj_per_query")
+        rows.append(
+            f"<tr><td>{_e(p.get('phase'))}</td><td>{_e(m.get('scenario'))}</td>"
+            f"<td>{_e(m.get('power_begin'))} – {_e(m.get('power_end'))}</td>"
+            f"{_num_td(m.get('window_s'))}{_num_td(m.get('query_count'))}"
+            f"{_num_td(m.get('sample_count'))}{_num_td(m.get('avg_power_w'), 5)}"
+            f"{_num_td(m.get('energy_mj_per_query'), 5)}"
+            f'<td class="n">{fmt_pm(mj, m.get("powerd_mj_per_query_uncertainty"))}</td>'
+            f'<td class="n">{fmt_pm(m.get("powerd_energy_j"), m.get("powerd_uncertainty_j"))}</td>'
+            f"{_flags_cell(m.get('flags'))}</tr>"
+        )
+    if not rows:
+        return ""
+    head = (
+        "<tr><th>phase</th><th>scenario</th><th>LoadGen window (UTC)</th><th>window s</th>"
+        "<th>queries</th><th>samples</th><th>MLPerf avg W</th><th>MLPerf mJ/query</th>"
+        "<th>powerd mJ/query ± U95</th><th>powerd energy J ± U95</th><th>flags</th></tr>"
+    )
+    note = (
+        "<p class=\"sub\">MLPerf's method: the plain mean of the primary channels' samples "
+        "strictly inside LoadGen's (power_begin, power_end), W &gt; 0, times the window, per "
+        "query. powerd's: the integral over the same window with its 95 % uncertainty.</p>"
+    )
+    return (
+        f'<h2>MLPerf</h2><table id="mlperf"><thead>{head}</thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>{note}"
+    )
+
+
 def _channels_table(phases: list[dict[str, Any]]) -> str:
     head = (
         "<tr><th>phase</th><th>channel</th><th>primary</th><th>method</th><th>source class</th>"
@@ -453,6 +490,7 @@ def render_html(
         f'<body><main><h1>Run {run}</h1><p class="sub">{summary}</p>'
         f"<h2>Power</h2><figure>{_chart(phases, traces, units or {})}</figure>"
         f"<h2>Results</h2>{_results_table(phases)}"
+        f"{_mlperf_table(phases)}"
         f"<h2>Channels</h2>{_channels_table(phases)}"
         f"{trials_html}"
         "<footer>Uncertainties (± U95) are absolute 95 % intervals, in the unit of their figure; "

@@ -57,4 +57,30 @@ def format_table(result: dict[str, Any]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEAD))]
     lines = [f"run {result['run']}"]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines += [_mlperf_line(p) for p in result["phases"] if p.get("mlperf")]
     return "\n".join(lines)
+
+
+def _mlperf_line(p: dict[str, Any]) -> str:
+    """MLPerf's figures of a LoadGen phase (``mlperf`` in contract 2) beside powerd's."""
+    m = p["mlperf"]
+    q = m.get("query_count")
+    powerd_j = (
+        f"{value_text(m.get('powerd_energy_j'), m.get('powerd_uncertainty_j'))}"
+        f" ±{unc_text(m.get('powerd_uncertainty_j'))} J"
+    )
+    head = (
+        f"mlperf {p['phase']} ({m.get('scenario')}, {m.get('window_s')} s, {q} queries): "
+        f"avg {sig_text(m.get('avg_power_w'), 5)} W over {m.get('sample_count')} samples"
+    )
+    if m.get("metric") == "mJ/query":
+        unc = m.get("powerd_mj_per_query_uncertainty")
+        text = (
+            f"{head}, {sig_text(m.get('energy_mj_per_query'), 5)} mJ/query (MLPerf's method) | "
+            f"powerd {value_text(m.get('powerd_mj_per_query'), unc)} ±{unc_text(unc)} mJ/query, "
+            f"{powerd_j}"
+        )
+    else:
+        text = f"{head} (MLPerf's metric) | powerd {powerd_j}"
+    flags = m.get("flags") or []
+    return text + (f" [{','.join(flags)}]" if flags else "")
