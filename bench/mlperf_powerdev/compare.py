@@ -1,4 +1,4 @@
-"""Compare power-dev's session output (spl.txt samples and marks, LoadGen windows) with powerd's result.
+"""Compare power-dev's session output (spl.txt samples, marks, LoadGen windows) with powerd's.
 
 Why: issue 13 asks that "the samples and marks agree with powerd's own result for the same run".
 power-dev keeps only the face's 1 Hz means (`ranging/spl.txt`, `run_1/spl.txt`, each line carrying
@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ STAMP_RE = re.compile(r"(\d\d-\d\d-\d{4} \d\d:\d\d:\d\d\.\d+)")
 
 def parse_stamp_ns(text: str) -> int:
     """MM-DD-YYYY HH:MM:SS.fff (UTC, as PTD and LoadGen write it) to Unix ns."""
-    dt = datetime.strptime(text, "%m-%d-%Y %H:%M:%S.%f").replace(tzinfo=timezone.utc)
+    dt = datetime.strptime(text, "%m-%d-%Y %H:%M:%S.%f").replace(tzinfo=UTC)
     return int(dt.timestamp() * 1_000_000) * 1000
 
 
@@ -88,7 +88,9 @@ def store_check(session_dir: Path, state_dir: Path) -> list[dict[str, Any]]:
                 row.update(
                     max_abs_diff_w=float(max(diffs)),
                     native_samples=native,
-                    store_mean_over_spl_span_w=round(float(np.mean(span)), 4) if span.size else None,
+                    store_mean_over_spl_span_w=round(float(np.mean(span)), 4)
+                    if span.size
+                    else None,
                 )
                 rows.append(row)
         return rows
@@ -97,11 +99,27 @@ def store_check(session_dir: Path, state_dir: Path) -> list[dict[str, Any]]:
 
 
 def _s(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC).strftime("%H:%M:%S.%f")[:-3]
 
 
-def compare(session_dir: Path, result: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per mark (ranging, testing): power-dev's view beside powerd's phase of the same name."""
+def truth_w(waveform_spec: str | None, t0_ns: int, t1_ns: int) -> float | None:
+    """The simulated load's exact mean power over [t0, t1] (sim and WT300 simulator run on UTC)."""
+    if not waveform_spec or t1_ns <= t0_ns:
+        return None
+    from powerd.probes.sim.waveform import parse_spec
+
+    wf = parse_spec(waveform_spec).waveform
+    return round(wf.energy_j(t0_ns, t1_ns) / ((t1_ns - t0_ns) / 1e9), 4)
+
+
+def compare(
+    session_dir: Path, result: dict[str, Any], waveform: str | None = None
+) -> list[dict[str, Any]]:
+    """One row per mark (ranging, testing): power-dev's view beside powerd's phase of the same name.
+
+    waveform: the simulated load's sim spec (without 'sim:'), to add the true mean power of each
+    window (Go..Stop, the spl span, LoadGen's window) when the source is a simulator.
+    """
     phases = {p["phase"]: p for p in result.get("phases", [])}
     rows: list[dict[str, Any]] = []
     for sub in ("ranging", "run_1"):
@@ -120,6 +138,9 @@ def compare(session_dir: Path, result: dict[str, Any]) -> list[dict[str, Any]]:
                 "spl_first": _s(samples[0][0]),
                 "spl_last": _s(samples[-1][0]),
                 "spl_mean_w": round(statistics.fmean(watts), 4),
+                "truth_spl_span_w": truth_w(
+                    waveform, samples[0][0] - 1_000_000_000, samples[-1][0]
+                ),
             }
             if window:
                 inside = [w for t, w in samples if window[0] < t < window[1] and w > 0]
@@ -127,6 +148,16 @@ def compare(session_dir: Path, result: dict[str, Any]) -> list[dict[str, Any]]:
                 row["loadgen_end"] = _s(window[1])
                 row["mlperf_samples_inside"] = len(inside)
                 row["mlperf_mean_w"] = round(statistics.fmean(inside), 4) if inside else None
+                row["truth_loadgen_w"] = truth_w(waveform, window[0], window[1])
+            lg_ph = phases.get(mark.rsplit("_", 1)[0] + "_loadgen_" + mark.rsplit("_", 1)[1])
+            ml = (lg_ph or {}).get("mlperf") or {}
+            if lg_ph is not None:
+                row["loadgen_phase_energy_j"] = round(lg_ph["energy_j"], 3)
+                row["loadgen_phase_uncertainty_j"] = round(lg_ph["uncertainty_j"], 3)
+                row["loadgen_phase_mean_w"] = round(lg_ph["mean_power_w"], 4)
+                row["powerd_mlperf_avg_w"] = ml.get("avg_power_w") and round(ml["avg_power_w"], 4)
+                row["powerd_mlperf_samples"] = ml.get("sample_count")
+                row["powerd_mlperf_metric"] = f"{ml.get('metric')}={ml.get('metric_value')}"
             ph = phases.get(mark)
             if ph is None:
                 row["powerd_phase"] = None
@@ -135,13 +166,18 @@ def compare(session_dir: Path, result: dict[str, Any]) -> list[dict[str, Any]]:
                 row["powerd_end"] = _s(ph["t_end_ns"])
                 row["powerd_duration_s"] = round(ph["duration_s"], 3)
                 row["powerd_mean_w"] = round(ph["mean_power_w"], 4)
+                row["truth_phase_w"] = truth_w(waveform, ph["t_begin_ns"], ph["t_end_ns"])
                 row["powerd_energy_j"] = round(ph["energy_j"], 3)
                 row["powerd_uncertainty_j"] = ph.get("uncertainty_j")
                 row["powerd_flags"] = ph.get("flags", [])
-                row["powerd_channel_samples"] = {k: c.get("samples") for k, c in ph.get("channels", {}).items()}
+                row["powerd_channel_samples"] = {
+                    k: c.get("samples") for k, c in ph.get("channels", {}).items()
+                }
                 # Edges: a 1 Hz PTD sample is stamped at the end of its 1 s interval, so the first
                 # stamp should be ~1 s after Go and the last at or before Stop.
-                row["first_stamp_minus_begin_s"] = round((samples[0][0] - ph["t_begin_ns"]) / 1e9, 3)
+                row["first_stamp_minus_begin_s"] = round(
+                    (samples[0][0] - ph["t_begin_ns"]) / 1e9, 3
+                )
                 row["end_minus_last_stamp_s"] = round((ph["t_end_ns"] - samples[-1][0]) / 1e9, 3)
                 row["mean_w_diff_pct"] = (
                     round(100 * (row["spl_mean_w"] - ph["mean_power_w"]) / ph["mean_power_w"], 4)
@@ -150,6 +186,14 @@ def compare(session_dir: Path, result: dict[str, Any]) -> list[dict[str, Any]]:
                 )
             rows.append(row)
     return rows
+
+
+def _fmt(x: Any) -> str:
+    return (
+        f"{x:.4g}"
+        if isinstance(x, float) and abs(x) < 1e-3
+        else (f"{x:.4f}".rstrip("0").rstrip(".") if isinstance(x, float) else str(x))
+    )
 
 
 def markdown(summary: dict[str, Any]) -> str:
@@ -168,13 +212,21 @@ def markdown(summary: dict[str, Any]) -> str:
     lines.append("")
     for c in check.get("checks", []):
         why = "; ".join(c["why"]) if not c["passed"] and c["why"] else ""
-        lines.append(f"- [{'x' if c['passed'] else ' '}] {c['check']}" + (f" — {why}" if why else ""))
+        lines.append(
+            f"- [{'x' if c['passed'] else ' '}] {c['check']}" + (f" — {why}" if why else "")
+        )
     relaxed = summary.get("check_relaxed") or {}
     if relaxed:
-        lines += ["", f"check_relaxed.py (identity lists widened only) exit code {relaxed.get('exit_code')}:", ""]
+        lines += [
+            "",
+            f"check_relaxed.py (identity lists widened only) exit code {relaxed.get('exit_code')}:",
+            "",
+        ]
         for c in relaxed.get("checks", []):
             why = "; ".join(c["why"]) if not c["passed"] and c["why"] else ""
-            lines.append(f"- [{'x' if c['passed'] else ' '}] {c['check']}" + (f" — {why}" if why else ""))
+            lines.append(
+                f"- [{'x' if c['passed'] else ' '}] {c['check']}" + (f" — {why}" if why else "")
+            )
     sc = summary.get("store_check") or []
     if sc:
         lines += ["", "spl.txt 1 Hz samples recomputed from powerd's stored full-rate samples:", ""]
@@ -187,14 +239,20 @@ def markdown(summary: dict[str, Any]) -> str:
     rows = summary.get("compare") or []
     if rows:
         keys = [
-            "mark", "spl_samples", "spl_mean_w", "mlperf_samples_inside", "mlperf_mean_w",
-            "powerd_mean_w", "mean_w_diff_pct", "powerd_energy_j", "powerd_uncertainty_j",
+            "mark", "spl_samples", "spl_mean_w", "truth_spl_span_w",
+            "mlperf_samples_inside", "mlperf_mean_w",
+            "powerd_mlperf_samples", "powerd_mlperf_avg_w",
+            "loadgen_phase_mean_w", "loadgen_phase_energy_j",
+            "loadgen_phase_uncertainty_j", "truth_loadgen_w",
+            "powerd_mean_w", "truth_phase_w", "mean_w_diff_pct",
+            "powerd_energy_j", "powerd_uncertainty_j",
             "powerd_begin", "spl_first", "spl_last", "powerd_end",
             "first_stamp_minus_begin_s", "end_minus_last_stamp_s", "loadgen_begin", "loadgen_end",
         ]  # fmt: skip
-        lines += ["", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-        for r in rows:
-            lines.append("| " + " | ".join(str(r.get(k, "")) for k in keys) + " |")
+        lines += ["", "| figure | " + " | ".join(r["mark"].rsplit("_", 1)[1] for r in rows) + " |"]
+        lines.append("|---|" + "---|" * len(rows))
+        for k in keys[1:]:
+            lines.append(f"| {k} | " + " | ".join(_fmt(r.get(k, "")) for r in rows) + " |")
     lines.append("")
     return "\n".join(lines)
 

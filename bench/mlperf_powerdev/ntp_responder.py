@@ -51,7 +51,12 @@ def reply(query: bytes, recv_unix_s: float) -> bytes | None:
         b"LOCL",
     )
     tx_s, tx_f = to_ntp_ts(time.time())
-    return head + struct.pack("!II", ref_s, ref_f) + originate + struct.pack("!IIII", rx_s, rx_f, tx_s, tx_f)
+    return (
+        head
+        + struct.pack("!II", ref_s, ref_f)
+        + originate
+        + struct.pack("!IIII", rx_s, rx_f, tx_s, tx_f)
+    )
 
 
 def serve(host: str, port: int) -> None:

@@ -39,7 +39,7 @@ SERVER_PORT = 4950
 
 
 def export_power_dev(src: Path, dest: Path) -> Path:
-    """Copy power-dev into dest/power-dev: a checkout is copied, a git dir is `git archive`d (HEAD)."""
+    """Copy power-dev to dest/power-dev (a checkout is copied, a git dir `git archive`d)."""
     out = dest / "power-dev"
     if out.exists():
         shutil.rmtree(out)
@@ -52,7 +52,13 @@ def export_power_dev(src: Path, dest: Path) -> Path:
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(out)], input=archive, check=True)
     rev = subprocess.run(
-        ["git", f"--git-dir={src if not (src / '.git').exists() else src / '.git'}", "rev-parse", "HEAD"],
+        [
+            "git",
+            f"--git-dir={src if not (src / '.git').exists() else src / '.git'}",
+            "rev-parse",
+            "HEAD",
+        ],
+        check=False,
         capture_output=True,
         text=True,
     ).stdout.strip()
@@ -74,8 +80,10 @@ def ntp_answers(host: str = "127.0.0.1") -> bool:
         s.close()
 
 
-def write_config(path: Path, ptd_exe: str, device_type: int, device_port: str, ptd_port: int) -> None:
-    """Write the director config in the layout server.py actually reads (analyzer keys under [analyzer1])."""
+def write_config(
+    path: Path, ptd_exe: str, device_type: int, device_port: str, ptd_port: int
+) -> None:
+    """Write the director config the way server.py reads it (analyzer keys under [analyzer1])."""
     path.write_text(
         "\n".join(
             [
@@ -103,7 +111,9 @@ def wait_listening(port: int, timeout_s: float, proc: subprocess.Popen[bytes]) -
     deadline_s = time.monotonic() + timeout_s
     while time.monotonic() < deadline_s:
         if proc.poll() is not None:
-            raise SystemExit(f"server.py exited with {proc.returncode} before listening (see server.out)")
+            raise SystemExit(
+                f"server.py exited with {proc.returncode} before listening (see server.out)"
+            )
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -112,10 +122,13 @@ def wait_listening(port: int, timeout_s: float, proc: subprocess.Popen[bytes]) -
     raise SystemExit(f"server.py not listening on {port} after {timeout_s} s")
 
 
-def run_check(pd: Path, session_dir: Path, py: str, workdir: Path, script: str = "check.py") -> dict[str, object]:
+def run_check(
+    pd: Path, session_dir: Path, py: str, workdir: Path, script: str = "check.py"
+) -> dict[str, object]:
     """Run compliance/<script>; return its exit code, each check's verdict and the reason lines."""
     res = subprocess.run(
         [py, str(pd / "compliance" / script), str(session_dir)],
+        check=False,
         capture_output=True,
         text=True,
         cwd=str(pd / "compliance"),
@@ -131,7 +144,13 @@ def run_check(pd: Path, session_dir: Path, py: str, workdir: Path, script: str =
                 checks.append({"check": s[i + 4 :], "passed": ok, "why": []})
                 break
         else:
-            if checks and not checks[-1]["passed"] and s and s != "ERROR:main:" and not s.startswith(("All checks", "ERROR: Not all")):
+            if (
+                checks
+                and not checks[-1]["passed"]
+                and s
+                and s != "ERROR:main:"
+                and not s.startswith(("All checks", "ERROR: Not all"))
+            ):
                 why = checks[-1]["why"]
                 assert isinstance(why, list)
                 if len(why) < 8:
@@ -185,24 +204,36 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--power-dev", required=True, type=Path, help="power-dev checkout or git dir")
     ap.add_argument("--ptd", default=shutil.which("powerd-ptd") or "", help="powerd-ptd executable")
-    ap.add_argument("--powerd", default=shutil.which("powerd") or "", help="powerd executable (report)")
     ap.add_argument(
-        "--device-port", default="sim:square,high=40,low=20,period=7,acc=0.005", help="probe spec for devicePort"
+        "--powerd", default=shutil.which("powerd") or "", help="powerd executable (report)"
     )
-    ap.add_argument("--device-type", type=int, default=0, help="deviceType (0 = PTD's own dummy device)")
+    ap.add_argument(
+        "--device-port",
+        default="sim:square,high=40,low=20,period=2.7,acc=0.005",
+        help="probe spec for devicePort",
+    )
+    ap.add_argument(
+        "--device-type", type=int, default=0, help="deviceType (0 = PTD's own dummy device)"
+    )
     ap.add_argument("--ptd-port", type=int, default=8888)
-    ap.add_argument("--sim", metavar="MODEL", help="start `powerd sim MODEL` on a pty; {link} in --device-port")
+    ap.add_argument(
+        "--sim", metavar="MODEL", help="start `powerd sim MODEL` on a pty; {link} in --device-port"
+    )
     ap.add_argument("--sim-waveform", default="square,high=40,low=5,period=1.3,duty=0.5")
     ap.add_argument("--duration-s", type=float, default=5.0, help="LoadGen min duration per run")
     ap.add_argument("--scenario", default="Offline")
     ap.add_argument("--label", default="powerd")
-    ap.add_argument("--python", default=sys.executable, help="Python 3.7-3.12 for server/client/check")
+    ap.add_argument(
+        "--python", default=sys.executable, help="Python 3.7-3.12 for server/client/check"
+    )
     ap.add_argument("--workdir", type=Path)
     args = ap.parse_args(argv)
     if not args.ptd or not args.powerd:
         raise SystemExit("powerd-ptd / powerd not found: pass --ptd and --powerd")
 
-    workdir = args.workdir or Path(f"/tmp/powerd-mlperf-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+    workdir = args.workdir or Path(
+        f"/tmp/powerd-mlperf-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    )
     workdir.mkdir(parents=True, exist_ok=True)
     pd = export_power_dev(args.power_dev.resolve(), workdir)
     state_dir = workdir / "state"
@@ -218,10 +249,12 @@ def main(argv: list[str] | None = None) -> int:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         if not ntp_answers():
-            ntp_log = open(workdir / "ntp.out", "wb")
+            ntp_log = open(workdir / "ntp.out", "wb")  # noqa: SIM115 (lives as long as the child)
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, str(HERE / "ntp_responder.py")], stdout=ntp_log, stderr=subprocess.STDOUT
+                    [sys.executable, str(HERE / "ntp_responder.py")],
+                    stdout=ntp_log,
+                    stderr=subprocess.STDOUT,
                 )
             )
             time.sleep(0.5)
@@ -230,9 +263,17 @@ def main(argv: list[str] | None = None) -> int:
         device_port = args.device_port
         if args.sim:
             link = workdir / f"{args.sim}.pty"
-            sim_log = open(workdir / "sim.out", "wb")
+            sim_log = open(workdir / "sim.out", "wb")  # noqa: SIM115 (lives as long as the child)
             sim = subprocess.Popen(
-                [args.powerd, "sim", args.sim, "--link", str(link), "--waveform", args.sim_waveform],
+                [
+                    args.powerd,
+                    "sim",
+                    args.sim,
+                    "--link",
+                    str(link),
+                    "--waveform",
+                    args.sim_waveform,
+                ],
                 stdout=sim_log,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -245,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(0.1)
             device_port = args.device_port.replace("{link}", str(link))
         write_config(conf, os.path.abspath(args.ptd), args.device_type, device_port, args.ptd_port)
-        server_log = open(workdir / "server.out", "wb")
+        server_log = open(workdir / "server.out", "wb")  # noqa: SIM115 (lives as long as the child)
         server = subprocess.Popen(
             [args.python, str(pd / "ptd_client_server" / "server.py"), "-c", str(conf)],
             stdout=server_log,
@@ -267,7 +308,14 @@ def main(argv: list[str] | None = None) -> int:
         ]  # fmt: skip
         t0_s = time.monotonic()
         with open(workdir / "client.out", "wb") as client_log:
-            client = subprocess.run(client_cmd, stdout=client_log, stderr=subprocess.STDOUT, env=env, cwd=str(workdir))
+            client = subprocess.run(
+                client_cmd,
+                check=False,
+                stdout=client_log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=str(workdir),
+            )
         session_s = time.monotonic() - t0_s
         try:
             server.wait(timeout=60)
@@ -292,10 +340,39 @@ def main(argv: list[str] | None = None) -> int:
         summary["session"] = session_dir.name
         summary["check"] = run_check(pd, session_dir, args.python, workdir)
         relaxed_checker(pd, session_dir, args.device_type)
-        summary["check_relaxed"] = run_check(pd, session_dir, args.python, workdir, "check_relaxed.py")
+        summary["check_relaxed"] = run_check(
+            pd, session_dir, args.python, workdir, "check_relaxed.py"
+        )
+        # LoadGen's own windows as phases (H3's `powerd markers loadgen`), named as the README says.
+        loadgen_out = []
+        for sub, mode in (("ranging", "ranging"), ("run_1", "testing")):
+            lg_res = subprocess.run(
+                [
+                    args.powerd, "markers", "loadgen", str(session_dir / sub),
+                    "--run", session_dir.name,
+                    "--phase", f"{session_dir.name}_loadgen_{mode}", "--state-dir", str(state_dir),
+                ],
+                check=False,
+        capture_output=True,
+                text=True,
+                env=env,
+            )  # fmt: skip
+            loadgen_out.append(
+                f"$ markers loadgen {sub}: exit {lg_res.returncode}\n{lg_res.stdout}{lg_res.stderr}"
+            )
+        (workdir / "loadgen_markers.out").write_text("\n".join(loadgen_out))
         report_dir = workdir / "report"
         rep = subprocess.run(
-            [args.powerd, "report", session_dir.name, "--state-dir", str(state_dir), "--out", str(report_dir)],
+            [
+                args.powerd,
+                "report",
+                session_dir.name,
+                "--state-dir",
+                str(state_dir),
+                "--out",
+                str(report_dir),
+            ],
+            check=False,
             capture_output=True,
             text=True,
             env=env,
@@ -304,7 +381,12 @@ def main(argv: list[str] | None = None) -> int:
         summary["report_exit_code"] = rep.returncode
         result_path = report_dir / f"{session_dir.name}.json"
         if rep.returncode == 0 and result_path.is_file():
-            summary["compare"] = compare.compare(session_dir, json.loads(result_path.read_text()))
+            waveform = args.sim_waveform if args.sim else None
+            if not args.sim and device_port.startswith("sim:"):
+                waveform = device_port[len("sim:") :]
+            summary["compare"] = compare.compare(
+                session_dir, json.loads(result_path.read_text()), waveform
+            )
         summary["store_check"] = compare.store_check(session_dir, state_dir)
         (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
         md = compare.markdown(summary)

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 
-import mlperf_loadgen as lg
+import mlperf_loadgen as lg  # type: ignore[import-not-found,unused-ignore]
 
 SCENARIOS = {
     "SingleStream": lg.TestScenario.SingleStream,
@@ -35,7 +35,7 @@ def busy_s(duration_s: float) -> None:
 
 
 def run(outdir: str, scenario: str, duration_s: float, work_s: float) -> None:
-    """Run one LoadGen PerformanceOnly test of at least duration_s seconds writing its logs into outdir."""
+    """Run one LoadGen PerformanceOnly test of at least duration_s s, its logs into outdir."""
     os.makedirs(outdir, exist_ok=True)
     work: queue.Queue[list[int] | None] = queue.Queue()
 
@@ -81,9 +81,11 @@ def run(outdir: str, scenario: str, duration_s: float, work_s: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, run LoadGen, print where the logs went and the power window LoadGen logged."""
+    """Parse arguments, run LoadGen, print the power window and count LoadGen logged."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--outdir", required=True, help="where LoadGen writes its logs (under client.py's -L)")
+    ap.add_argument(
+        "--outdir", required=True, help="where LoadGen writes its logs (under client.py's -L)"
+    )
     ap.add_argument("--scenario", choices=sorted(SCENARIOS), default="Offline")
     ap.add_argument("--duration-s", type=float, default=5.0, help="LoadGen min_duration")
     ap.add_argument("--work-s", type=float, default=0.002, help="busy time per sample")
