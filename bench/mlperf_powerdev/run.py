@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--device-port",
-        default="sim:square,high=40,low=20,period=2.7,acc=0.005",
+        default="sim:square,high=40,low=20,period=0.25,acc=0.005",
         help="probe spec for devicePort",
     )
     ap.add_argument(
