@@ -241,7 +241,7 @@ def markdown(summary: dict[str, Any]) -> str:
         keys = [
             "mark", "spl_samples", "spl_mean_w", "truth_spl_span_w",
             "mlperf_samples_inside", "mlperf_mean_w",
-            "powerd_mlperf_samples", "powerd_mlperf_avg_w",
+            "powerd_mlperf_samples", "powerd_mlperf_avg_w", "powerd_mlperf_metric",
             "loadgen_phase_mean_w", "loadgen_phase_energy_j",
             "loadgen_phase_uncertainty_j", "truth_loadgen_w",
             "powerd_mean_w", "truth_phase_w", "mean_w_diff_pct",
