@@ -22,6 +22,13 @@ idle phases (whose median is used) the largest of theirs, which bounds the media
 uncertainty of ``T`` itself is already in U_gross's timing term and is not counted again.
 ``j_per_unit_uncertainty = uncertainty_j / count`` (the count is exact).
 
+Accuracy that follows a meter's range: when the store holds an accuracy history for a channel
+(``Store.accuracy_history``: a WT300's range set with ``set_range`` or moved by auto ranging),
+each phase integrates that channel with the accuracy in effect for its samples: the record in
+effect at the phase's begin, or, if the accuracy changed within the phase, the largest bound of
+those in effect (each term's maximum), and the channel entry gets the flag ``range_changed``
+(the phase too, when the channel is primary) and ``accuracy_range_w``, the range in W used.
+
 Scope: a phase whose ``device`` is set covers only the channels of those devices (``devices`` in
 its entry, ``device`` per channel); different devices are summed only when the marker named them.
 """
@@ -31,19 +38,47 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from powerd.block import F64, I64
-from powerd.channel import SOURCE_CLASS_RANK, Channel
+from powerd.channel import SOURCE_CLASS_RANK, Accuracy, Channel
 from powerd.integrate import ChannelEnergy, Window, integrate, power_trace
 from powerd.phases import Phase
 
 SampleSource = Callable[[str, int, int], tuple[I64, F64]]
+AccuracySource = Callable[[str, int, int], list[tuple[int, Accuracy]]]
 RESULT_VERSION = 1
 IDLE_PHASE = "idle"
 RATIO_FLAG_LIMIT = 0.05
+
+
+def accuracy_in_effect(
+    declared: Accuracy, history: list[tuple[int, Accuracy]], t_begin_ns: int
+) -> tuple[Accuracy, bool]:
+    """The accuracy to integrate a window with, and whether it changed within the window.
+
+    ``history`` as ``Store.accuracy_history`` gives it (the record in effect at ``t_begin_ns``,
+    then those inside); before the first record the channel's ``declared`` accuracy applies.
+    Several in effect: each term's maximum, a bound that holds for every sample."""
+    accs = [a for _, a in history]
+    if not history or history[0][0] > t_begin_ns:
+        accs.insert(0, declared)
+    distinct = list(dict.fromkeys(accs))
+    if len(distinct) == 1:
+        return distinct[0], False
+    return (
+        Accuracy(
+            reading_frac=max(a.reading_frac for a in distinct),
+            range_frac=max(a.range_frac for a in distinct),
+            range_w=max(a.range_w for a in distinct),
+            offset_w=max(a.offset_w for a in distinct),
+            resolution_j=max(a.resolution_j for a in distinct),
+        ),
+        True,
+    )
 
 
 def _num(x: float | None) -> float | None:
@@ -127,7 +162,12 @@ def _ratios(figures: dict[str, ChannelEnergy], channels: dict[str, Channel]) -> 
 
 
 def _channel_entry(
-    ch: Channel, f: ChannelEnergy, primary: bool, ratio: float | None
+    ch: Channel,
+    f: ChannelEnergy,
+    primary: bool,
+    ratio: float | None,
+    ranged: bool = False,
+    range_changed: bool = False,
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "energy_j": _num(f.energy_j),
@@ -145,6 +185,10 @@ def _channel_entry(
     }
     if ratio is not None:
         entry["counter_to_power_ratio"] = ratio
+    if ranged:
+        entry["accuracy_range_w"] = ch.accuracy.range_w
+    if range_changed:
+        entry["flags"].append("range_changed")
     return entry
 
 
@@ -155,13 +199,28 @@ def phase_result(
     idle_power_w: float | None = None,
     primary_channels: Iterable[str] = (),
     idle_uncertainty_w: float = 0.0,
+    accuracy_history: AccuracySource | None = None,
 ) -> dict[str, Any]:
     """One entry of contract 2's ``phases`` list, over the channels of the phase's devices.
 
     ``idle_uncertainty_w`` is the 95 % uncertainty of ``idle_power_w`` (0 for a configured one);
-    see the module docstring for how it enters ``net_uncertainty_j``."""
+    see the module docstring for how it enters ``net_uncertainty_j``. ``accuracy_history``
+    gives each channel's accuracy records (see the module docstring)."""
     if phase.device is not None:
         channels = {c: ch for c, ch in channels.items() if ch.device_id in phase.device}
+    range_changed: set[str] = set()
+    ranged: set[str] = set()
+    if accuracy_history is not None:
+        channels = dict(channels)
+        for c, ch in list(channels.items()):
+            history = accuracy_history(c, phase.t_begin_ns, phase.t_end_ns)
+            if not history:
+                continue
+            acc, changed = accuracy_in_effect(ch.accuracy, history, phase.t_begin_ns)
+            channels[c] = replace(ch, accuracy=acc)
+            ranged.add(c)
+            if changed:
+                range_changed.add(c)
     devices = (
         list(phase.device)
         if phase.device is not None
@@ -181,6 +240,8 @@ def phase_result(
     for r in ratios.values():
         if abs(r - 1.0) > RATIO_FLAG_LIMIT and "counter_power_mismatch" not in flags:
             flags.append("counter_power_mismatch")
+    if range_changed & set(primary):
+        flags.append("range_changed")
     timing = phase.timing
     if timing.source == "receive-time":
         flags.append("receive_time")
@@ -224,7 +285,14 @@ def phase_result(
         "devices": devices,
         "timing": timing.to_json(),
         "channels": {
-            c: _channel_entry(channels[c], figures[c], c in primary, ratios.get(c))
+            c: _channel_entry(
+                channels[c],
+                figures[c],
+                c in primary,
+                ratios.get(c),
+                c in ranged,
+                c in range_changed,
+            )
             for c in sorted(figures)
         },
         "meta": phase.meta,
@@ -291,14 +359,18 @@ def run_result(
     samples: SampleSource,
     idle_power_w: float | None = None,
     primary_channels: Iterable[str] = (),
+    accuracy_history: AccuracySource | None = None,
 ) -> dict[str, Any]:
-    """Contract 2 for one run. Idle power: ``idle_power_w`` if given, else the run's idle phase."""
+    """Contract 2 for one run. Idle power: ``idle_power_w`` if given, else the run's idle phase.
+    ``accuracy_history``: each channel's accuracy records (a meter's range moves), if any."""
     ordered = sorted(
         (p for p in phases if p.run == run), key=lambda p: (p.t_begin_ns, p.phase, p.trial)
     )
     primary = list(primary_channels)
     idle_phases = [
-        phase_result(p, channels, samples, None, primary) for p in ordered if p.phase == IDLE_PHASE
+        phase_result(p, channels, samples, None, primary, 0.0, accuracy_history)
+        for p in ordered
+        if p.phase == IDLE_PHASE
     ]
     idle: float | None = idle_power_w
     idle_unc_w = 0.0
@@ -306,7 +378,7 @@ def run_result(
         idle = idle_from_phases(idle_phases)
         idle_unc_w = idle_uncertainty_from_phases(idle_phases)
     results = [
-        phase_result(p, channels, samples, idle, primary, idle_unc_w)
+        phase_result(p, channels, samples, idle, primary, idle_unc_w, accuracy_history)
         if p.phase != IDLE_PHASE
         else None
         for p in ordered

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from powerd.block import Block
-from powerd.channel import Channel
+from powerd.channel import Accuracy, Channel
 from powerd.errors import SpecError
 from powerd.probes.base import Probe
 from powerd.timebase import TimeAnchor
@@ -43,6 +43,8 @@ GAP_REASON = "probe_down"
 # (component, reason): the component is down for ``reason``; reason None: it is up again.
 StatusHook = Callable[[str, str | None], None]
 GapHook = Callable[[str, int, int | None, str], None]
+# (channel, t_ns, accuracy): the channel's accuracy from t_ns on (Store.put_accuracy)
+AccuracyHook = Callable[[str, int, Accuracy], None]
 Opener = Callable[[], Probe]
 
 
@@ -129,6 +131,7 @@ class _Slot:
     last_good_ns: dict[str, int] = field(default_factory=dict)
     # channel -> [t_last_good_ns, resume_after_ns or None while the outage lasts]
     open_gaps: dict[str, list[int | None]] = field(default_factory=dict)
+    accuracy_unkept: bool = False
 
 
 @dataclass
@@ -144,6 +147,7 @@ class Sampler:
     pending: list[tuple[str, Opener, str]] = field(default_factory=list)
     on_status: StatusHook | None = None
     put_gap: GapHook | None = None
+    put_accuracy: AccuracyHook | None = None
     retry_first_s: float = RETRY_FIRST_S
     retry_max_s: float = RETRY_MAX_S
     read_errors_down: int = READ_ERRORS_DOWN
@@ -269,6 +273,7 @@ class Sampler:
         for problem in probe.problems():
             health.problems += 1
             health.recent_problems.append(problem)
+        self._accuracy_changes(slot)
         for outage in new_outages:
             self._outage_began(slot, outage, blocks)
         for block in blocks:
@@ -282,6 +287,27 @@ class Sampler:
             self._status(slot, health.down_reason or "link down")
         elif not health.up and not down:
             self._status(slot, None)
+
+    def _accuracy_changes(self, slot: _Slot) -> None:
+        """Store a probe's accuracy changes (a meter's range moved) in the accuracy history, so
+        results use the accuracy in effect for the samples they integrate. Without a store
+        (an agent) they cannot be kept: counted as problems, logged once."""
+        changes_of = getattr(slot.probe, "accuracy_changes", None)
+        if not callable(changes_of):
+            return
+        for change in changes_of():
+            if self.put_accuracy is not None:
+                self.put_accuracy(change.channel, change.t_ns, change.accuracy)
+                continue
+            slot.health.problems += 1
+            text = (
+                f"{change.channel}: accuracy changed (range {change.accuracy.range_w:g} W) but "
+                "this sampler keeps no accuracy history: results use the accuracy at open"
+            )
+            slot.health.recent_problems.append(text)
+            if not slot.accuracy_unkept and self.log is not None:
+                self.log(text)
+            slot.accuracy_unkept = True
 
     def _link_outages(self, slot: _Slot) -> list[_Outage]:
         """Mirror a probe's own link outages (a serial unplug) before draining its samples:

@@ -49,7 +49,9 @@ def compute_run(
     phases = [replace(p, device=phase_devices(p, known_channels)) for p in phases]
     wanted = {*store.channels_with_data(t0, t1), *store.gap_channels(t0, t1)}
     channels = {c: known_channels[c] for c in sorted(wanted) if c in known_channels}
-    result = run_result(run, phases, channels, store.samples, idle_power_w, primary)
+    result = run_result(
+        run, phases, channels, store.samples, idle_power_w, primary, store.accuracy_history
+    )
     for entry in result["phases"]:
         if store.clock_steps(entry["t_begin_ns"], entry["t_end_ns"]):
             entry["flags"].append("clock_step")

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,11 @@ import numpy as np
 
 from powerd.agent.wire import parse_marker
 from powerd.block import F64, I64, Block, concat
-from powerd.channel import Channel
+from powerd.channel import Accuracy, Channel
 from powerd.errors import PowerdError
 from powerd.phases import StampedMarker, Timing
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 ENCODING = "le-i8-f8"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -47,6 +47,8 @@ CREATE TABLE IF NOT EXISTS clock_steps(mono_ns INTEGER NOT NULL, utc_ns INTEGER 
     step_ns INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS gaps(channel TEXT NOT NULL, t_begin_ns INTEGER NOT NULL,
     t_end_ns INTEGER, reason TEXT NOT NULL, PRIMARY KEY(channel, t_begin_ns, reason));
+CREATE TABLE IF NOT EXISTS accuracy_history(channel TEXT NOT NULL, t_ns INTEGER NOT NULL,
+    json TEXT NOT NULL, PRIMARY KEY(channel, t_ns));
 """
 
 
@@ -80,6 +82,9 @@ class Store:
             self._db.execute("INSERT INTO meta VALUES('schema', ?)", (str(SCHEMA_VERSION),))
         elif int(version[0]) == 1:
             self._migrate_1_to_2()
+            self._migrate_2_to_3()
+        elif int(version[0]) == 2:
+            self._migrate_2_to_3()
         elif int(version[0]) != SCHEMA_VERSION:
             raise PowerdError(
                 f"store {path} has schema {version[0]}, this powerd reads {SCHEMA_VERSION}"
@@ -96,7 +101,15 @@ class Store:
                     db.execute(stmt)
             db.execute("INSERT INTO markers SELECT * FROM markers_v1")
             db.execute("DROP TABLE markers_v1")
-            db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
+            db.execute("UPDATE meta SET value='2' WHERE key='schema'")
+
+    def _migrate_2_to_3(self) -> None:
+        """Schema 3 adds ``accuracy_history`` (created by SCHEMA above, empty): a store written
+        before it has no range moves recorded, so its channels' accuracy is the one declared at
+        open, as it was computed then. An older powerd refuses the new schema rather than ignore
+        the history."""
+        with self._tx() as db:
+            db.execute("UPDATE meta SET value='3' WHERE key='schema'")
 
     def close(self) -> None:
         with self._lock:
@@ -134,6 +147,35 @@ class Store:
         with self._lock:
             rows = self._db.execute("SELECT id, json FROM channels ORDER BY id").fetchall()
         return {cid: Channel.from_json(json.loads(text)) for cid, text in rows}
+
+    def put_accuracy(self, channel: str, t_ns: int, accuracy: Accuracy) -> None:
+        """Record that ``channel``'s accuracy is ``accuracy`` from ``t_ns`` on (a meter's range
+        moved); a second record at the same instant replaces the first."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO accuracy_history VALUES(?, ?, ?) "
+                "ON CONFLICT(channel, t_ns) DO UPDATE SET json=excluded.json",
+                (channel, t_ns, json.dumps(asdict(accuracy), sort_keys=True)),
+            )
+
+    def accuracy_history(
+        self, channel: str, t_begin_ns: int, t_end_ns: int
+    ) -> list[tuple[int, Accuracy]]:
+        """The accuracy records that apply within [t_begin_ns, t_end_ns]: the last one at or
+        before ``t_begin_ns`` (in effect at the start), then those inside, oldest first. Empty
+        when none was recorded before ``t_end_ns`` (the channel's declared accuracy applies)."""
+        with self._lock:
+            before = self._db.execute(
+                "SELECT t_ns, json FROM accuracy_history WHERE channel=? AND t_ns<=? "
+                "ORDER BY t_ns DESC LIMIT 1",
+                (channel, t_begin_ns),
+            ).fetchall()
+            inside = self._db.execute(
+                "SELECT t_ns, json FROM accuracy_history WHERE channel=? AND t_ns>? AND t_ns<=? "
+                "ORDER BY t_ns",
+                (channel, t_begin_ns, t_end_ns),
+            ).fetchall()
+        return [(t, Accuracy(**json.loads(text))) for t, text in [*before, *inside]]
 
     # samples ----------------------------------------------------------------------------------
 

@@ -307,7 +307,14 @@ def cmd_measure(args: argparse.Namespace) -> int:
             )
         anchor = TimeAnchor()
         timeline = Timeline()
-        sampler = Sampler(probes, timeline, store, anchor, put_gap=store.put_gap)
+        sampler = Sampler(
+            probes,
+            timeline,
+            store,
+            anchor,
+            put_gap=store.put_gap,
+            put_accuracy=store.put_accuracy,
+        )
         # Daemon() registers every channel the store has ever seen on its timeline (what the
         # long-running daemon wants after a restart); measure's waits and progress must see only
         # this command's probes, so the daemon loads into a scratch timeline and then reads the

@@ -138,6 +138,7 @@ async def serve(cfg: DaemonConfig, state_dir: Path) -> None:
         pending=pending,
         on_status=functools.partial(probe_status, daemon),
         put_gap=store.put_gap,
+        put_accuracy=store.put_accuracy,
         log=_log,
     )
     hub.attach(sampler.probe_health)

@@ -156,10 +156,31 @@ class TapProbe:
     ``read_electrical``) copied to the aggregator in the sampler's own read: one thread reads
     the meter, nothing is read twice. Everything else is the probe's own."""
 
-    def __init__(self, probe: Any, primary: str, agg: Aggregator) -> None:
+    def __init__(
+        self,
+        probe: Any,
+        primary: str,
+        agg: Aggregator,
+        on_problem: Callable[[str], None] | None = None,
+    ) -> None:
         self._probe, self._primary, self._agg = probe, primary, agg
         self.electrical_errors = 0
         self.last_electrical_error = ""
+        self.problem_count = 0
+        self._on_problem = on_problem
+        self._problems_seen: set[str] = set()
+
+    def problems(self) -> list[str]:
+        """The probe's problems, passed on to the sampler; each distinct one is also shown
+        once (``on_problem``) as it happens, and all are counted."""
+        got: list[str] = list(self._probe.problems())
+        self.problem_count += len(got)
+        for p in got:
+            if p not in self._problems_seen and self._on_problem is not None:
+                if len(self._problems_seen) < 1000:
+                    self._problems_seen.add(p)
+                self._on_problem(p)
+        return got
 
     def channels(self) -> list[Channel]:
         return list(self._probe.channels())

@@ -104,9 +104,23 @@ def run(args: PtdArgs, out: StampedOut) -> int:
     anchor = TimeAnchor()
     timeline = Timeline()
     agg = Aggregator(channel, lambda _iv: None)
-    tap = TapProbe(probe, channel.id, agg)
+    tap = TapProbe(probe, channel.id, agg, on_problem=lambda p: out.warning(f"probe: {p}"))
+
+    def on_status(component: str, reason: str | None) -> None:
+        if reason is None:
+            out.line(f"{component} is up")
+        else:
+            out.warning(f"{component} is down: {reason}")
+
     sampler = Sampler(
-        [tap], timeline, store, anchor, put_gap=store.put_gap, names=[args.device_port]
+        [tap],
+        timeline,
+        store,
+        anchor,
+        put_gap=store.put_gap,
+        names=[args.device_port],
+        on_status=on_status,
+        log=out.line,
     )
     daemon = Daemon(store, Timeline(capacity_per_channel=2), anchor.utc_ns)
     daemon.timeline = timeline
@@ -186,7 +200,8 @@ def _summary(out: StampedOut, face: object, agg: object, tap: object, sampler: o
     out.line(
         f"summary: {face.samples} samples, {agg.missing} missing intervals, {agg.late} late "
         f"samples, {agg.resets} counter resets, {errors} failed reads, "
-        f"{tap.electrical_errors} failed V/A reads, {face.high_uncertainty} above 1 %"
+        f"{tap.electrical_errors} failed V/A reads, {tap.problem_count} probe problems, "
+        f"{face.high_uncertainty} above 1 %"
     )
     for h in sampler.health:
         if h.errors:

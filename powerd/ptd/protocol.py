@@ -71,6 +71,7 @@ class Measurement:
     mark: str
     go_ns: int
     interval_ns: int
+    rampup: int = 0  # samples still to leave out at the start (Go's second field)
     stop_ns: int | None = None
     rows: list[Row] = field(default_factory=list)
     cursor: int = 0
@@ -133,9 +134,12 @@ class Face:
             m = self.current
             mark = ""
             if m is not None and iv.t_end_ns - m.interval_ns >= m.go_ns:
-                m.rows.append(row)
-                mark = m.mark
-                self.log.write(fields, mark)
+                if m.rampup > 0:
+                    m.rampup -= 1  # a ramp-up sample: echoed below, not measured
+                else:
+                    m.rows.append(row)
+                    mark = m.mark
+                    self.log.write(fields, mark)
             self.out.line(f"{fields},Mark,{mark},Samples,{iv.n}")
             if unc is not None and unc > UNCERTAINTY_LIMIT:
                 self.high_uncertainty += 1
@@ -219,7 +223,7 @@ class Face:
             if self.current is not None:
                 self.out.line(f"Go while measuring: stopping mark '{self.current.mark}' first")
                 self._end(now)
-            self.current = self.last = Measurement(mark, now, ms * NS_PER_S // 1000)
+            self.current = self.last = Measurement(mark, now, ms * NS_PER_S // 1000, ramp)
         problem = self.recorder.begin(mark, now)
         if problem is not None:
             self.out.warning(f"powerd store: phase {mark!r} not begun: {problem}")

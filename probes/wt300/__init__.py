@@ -15,6 +15,7 @@ from __future__ import annotations
 import glob
 import importlib.util
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -65,6 +66,13 @@ class Wt300Probe(SerialProbe):
         with self.session.lock:
             now = dict(self.session.accuracy_now)
         return [replace(ch, accuracy=now.get(ch.id, ch.accuracy)) for ch in self._channels]
+
+    def start(self, clock: Callable[[], int]) -> None:
+        """Start reading; the accuracy declared at open is the first record of each channel's
+        accuracy history (later moves are never placed before it)."""
+        if self.reader is None:
+            self.session.start_accuracy(clock())
+        super().start(clock)
 
     def accuracy_changes(self) -> list[AccuracyChange]:
         return self.session.take_accuracy_changes()

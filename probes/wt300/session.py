@@ -507,7 +507,8 @@ class MeterSession:
         rate = parser.parse_rate(data) if data is not None else None
         if rate is None or abs(rate - spec.rate_s) > 1e-6:
             self._problem(emit, f"update interval reads {rate} s, asked for {spec.rate_s} s")
-        self._check_ranges(link, emit, t_configure_ns)
+        # on a reconnect the ranges may have moved since the last check before the link went
+        self._check_ranges(link, emit, min(self._range_check_ns or t_configure_ns, t_configure_ns))
         self._check_bandwidth(emit)
 
     def _check_bandwidth(self, emit: Emit) -> None:
@@ -555,14 +556,15 @@ class MeterSession:
         self, emit: Emit, ranges: tuple[float, float], t_from_ns: int, t_now_ns: int
     ) -> None:
         """The accuracy follows the power range V × A from when it took effect: a larger
-        range from before it could have been switched (one interval before ``t_from_ns``, so an
-        update straddling the switch is covered), a smaller one from after it surely was (one
-        interval after ``t_now_ns``)."""
+        range from before it could have been switched (half an interval before ``t_from_ns``:
+        an update straddling the switch has its P stamped at its midpoint, its WH at its end), a
+        smaller one from after it surely was (one interval after ``t_now_ns``, when the last
+        update measured partly on the larger range has ended)."""
         new_w = ranges[0] * ranges[1]
         if abs(new_w - self.range_w) <= 1e-9 * max(new_w, self.range_w):
             return
         up = new_w > self.range_w
-        t_eff = t_from_ns - self.plan.interval_ns if up else t_now_ns + self.plan.interval_ns
+        t_eff = t_from_ns - self.plan.interval_ns // 2 if up else t_now_ns + self.plan.interval_ns
         with self.lock:
             t_eff = max(t_eff, self._acc_last_ns)
             self._acc_last_ns = t_eff
@@ -577,6 +579,14 @@ class MeterSession:
             f"the accuracy uses the {new_w:g} W range from {when} on",
             "ranges moved",
         )
+
+    def start_accuracy(self, t_ns: int) -> None:
+        """Record the accuracy in effect when reading starts, as the history's first entry."""
+        with self.lock:
+            self._acc_last_ns = max(self._acc_last_ns, t_ns)
+            self._acc_changes.extend(
+                AccuracyChange(cid, t_ns, acc) for cid, acc in self.accuracy_now.items()
+            )
 
     def take_accuracy_changes(self) -> list[AccuracyChange]:
         with self.lock:
@@ -714,7 +724,7 @@ class MeterSession:
             if value.marker is not None:
                 self.stats.markers += 1
                 self._problem(emit, f"{item.command_arg} reads {value.marker}: not used")
-                if value.marker == "no data":
+                if value.marker == "no data" and item.function == "P":
                     self._recheck = True  # range switching: read the ranges back now
                 if item.function in VI_FUNCTIONS:
                     vi.setdefault(item.element, {})[item.function] = math.nan

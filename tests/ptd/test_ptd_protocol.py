@@ -96,7 +96,12 @@ def test_dc_face_and_odd_commands(tmp_path: Path) -> None:
     assert face.handle("SR,V,nan") == ["Error: range 'nan' is not a number or Auto"]
     assert face.handle("SR,A,-1") == ["Range A changed"]  # power-dev's -1: a no-op here
     assert face.handle("Go,0,0,x")[0].startswith("Error:")
-    assert face.handle("Go,1000,0,a_ranging")[0].startswith("Starting")
+    assert face.handle("Go,1000,1,a_ranging") == [
+        "Starting untimed measurement, maximum 500000 samples at 1000ms with 1 rampup samples"
+    ]
+    face.on_interval(Interval(11 * NS_PER_S, 7.0, 5))  # the ramp-up sample: left out
+    face.on_interval(Interval(12 * NS_PER_S, 8.0, 5))
+    assert face.handle("RL")[0] == "Last 1 samples"
     assert face.handle("Go,1000,0,a_testing")[0].startswith("Starting")  # ends a_ranging first
     assert [c[:2] for c in rec.calls] == [
         ("begin", "a_ranging"),

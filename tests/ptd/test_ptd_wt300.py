@@ -143,3 +143,46 @@ def test_session_on_the_wt300_simulator_sets_ranges(tmp_path: Path) -> None:
         # the meter's updates cover the phase up to one update (0.1 s) at each edge
         edge_w = 2 * 0.1 * (40 - 5) / p["duration_s"]
         assert abs(p["mean_power_w"] - truth_w) <= p["uncertainty_j"] / p["duration_s"] + edge_w
+
+
+def test_meter_unplugged_mid_measurement_is_a_gap_not_zeros(tmp_path: Path) -> None:
+    """The cable is pulled during a measurement and put back: the face keeps answering, the
+    seconds without data are neither logged nor reported as 0 W, a timestamped WARNING says
+    so, and the store records the outage as a gap of the phase."""
+    import time
+
+    model = make("wt310", WF, {"rate": "0.1", "voltage": "230", "pf": "0.9"})
+    link = tmp_path / "wt310"
+    sim = PtySimulator(model, link, Faults()).start()
+    state = tmp_path / "state"
+    mark = "gap_ranging"
+    try:
+        with running_ptd(tmp_path, f"wt300:{link},rate=0.1,vi=on", state) as ptd:
+            c = Client(ptd.port)
+            assert c.cmd("Go,1000,0,gap_ranging") == GO
+            wait_log_lines(ptd, mark, 1)
+            sim.unplug()
+            time.sleep(2.5)  # the outage itself, not a wait for a result
+            sim.replug()
+            n_before = sum(x.endswith(mark) for x in ptd.log_lines())
+            wait_log_lines(ptd, mark, n_before + 2, timeout_s=60.0)
+            assert c.cmd("Stop") == "Stopping untimed measurement"
+            rows = [x.split(",") for x in c.read_last("RL")]
+            c.close()
+            assert ptd.terminate() == 0
+            out = ptd.out_lines()
+    finally:
+        sim.stop()
+    assert all(float(f[3]) >= 5.0 - 1e-6 for f in rows)  # never a 0 W second
+    stamps = [f[1] for f in rows]
+    assert len(stamps) == len(set(stamps))
+    text = [x.split(": ", 1)[1] for x in out]
+    assert any(x.startswith("WARNING: no samples from wt300:") for x in text)
+    assert all(STAMP_RE.match(x) for x in out)
+    from powerd.store import Store
+
+    with Store(state / "powerd.db") as store:
+        result = store.result("gap")
+    assert result is not None
+    (phase,) = result["phases"]
+    assert phase["flags"], phase  # the outage is flagged in the figure it touches

@@ -135,6 +135,15 @@ def test_auto_range_moves_are_reported(tmp_path: Path) -> None:
         assert probe.plan.range_w == pytest.approx(15 * 0.1)
         wait_for(lambda: any("ranges are now" in p for p in b.pull().problems))
         wait_for(lambda: probe.session.stats.markers >= 1)  # no data while switching
+        # the accuracy follows the range the meter reads back, from before the move
+        changes = probe.accuracy_changes()
+        assert changes[0].accuracy.range_w == pytest.approx(15 * 0.1)  # at open
+        assert changes[-1].accuracy.range_w > 15 * 0.1
+        assert [c.t_ns for c in changes] == sorted(c.t_ns for c in changes)
+        v_now, i_now = probe.active_ranges()
+        assert v_now is not None and i_now is not None
+        acc = {c.id: c.accuracy for c in probe.channels()}["wt300:wt310:p1"]
+        assert acc.range_w == pytest.approx(changes[-1].accuracy.range_w)
 
 
 def test_a_silent_meter_is_a_clear_error_or_problems_never_a_hang(tmp_path: Path) -> None:
