@@ -118,6 +118,7 @@ def run(args: PtdArgs, out: StampedOut) -> int:
         store,
         anchor,
         put_gap=store.put_gap,
+        put_accuracy=store.put_accuracy,
         names=[args.device_port],
         on_status=on_status,
         log=out.line,
