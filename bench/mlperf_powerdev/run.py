@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--sim", metavar="MODEL", help="start `powerd sim MODEL` on a pty; {link} in --device-port"
     )
-    ap.add_argument("--sim-waveform", default="square,high=40,low=5,period=0.5,duty=0.5")
+    ap.add_argument("--sim-waveform", default="square,high=40,low=30,period=0.5,duty=0.5")
     ap.add_argument("--duration-s", type=float, default=5.0, help="LoadGen min duration per run")
     ap.add_argument("--scenario", default="Offline")
     ap.add_argument("--label", default="powerd")
