@@ -62,7 +62,7 @@ def export_power_dev(src: Path, dest: Path) -> Path:
         capture_output=True,
         text=True,
     ).stdout.strip()
-    (out / "REVISION").write_text(rev + "\n")
+    (out / "REVISION").write_text((rev or "unknown (not a git checkout)") + "\n")
     return out
 
 
