@@ -9,7 +9,8 @@ Every figure carries a 95 % uncertainty, the root-sum-square of independent term
 
 - instrument: the channel's accuracy spec applied to the window's energy and duration;
 - discretisation: per sample interval, the difference between trapezoid and step (sample-and-hold)
-  integration, taken as a uniform error within ± that difference and combined in quadrature;
+  integration, taken as a uniform error within ± that difference and combined in quadrature
+  (see ``_discretisation_j``: averaging channels and periodic loads are treated apart);
 - noise: sample-to-sample scatter (robust estimate from successive differences) propagated through
   the trapezoid weights, at 1.96 σ;
 - timing: power at each edge × that edge's time uncertainty;
@@ -34,7 +35,16 @@ CHUNK = 1 << 14
 NOISE_MAX_DIFFS = 1 << 16
 Z95 = 1.96
 
-Flag = Literal["no_data", "too_short", "incomplete", "counter_reset", "counter_wrap"]
+Flag = Literal[
+    "no_data", "too_short", "incomplete", "counter_reset", "counter_wrap", "periodic_load"
+]
+PERIODIC_MIN_SAMPLES = 16  # fewer inner samples: no periodicity test (nothing to alias)
+PERIODIC_MAX_SAMPLES = 1 << 15  # the test looks at most at this many samples (one FFT)
+PERIODIC_MIN_ACF = 0.5  # autocorrelation at the period's lag above which the load is periodic
+PERIODIC_MIN_PERIODS = 2.0  # the window must hold this many periods for the test to speak
+# 95 % quantile of |sum of n uniform errors| / its σ (Irwin-Hall; 1e6 draws), Gaussian beyond.
+K95_N = (1.0, 2.0, 3.0, 4.0, 10.0, 30.0)
+K95_K = (1.645, 1.904, 1.932, 1.942, 1.954, 1.96)
 
 
 @dataclass(frozen=True)
@@ -148,6 +158,9 @@ class _Sums:
     left: float = 0.0
     right: float = 0.0
     disc2: float = 0.0
+    disc4: float = 0.0
+    edge_disc2: float = 0.0
+    edge_disc4: float = 0.0
     dt2: float = 0.0
     gap_ns: float = 0.0
     vmax: float = -math.inf
@@ -157,7 +170,9 @@ class _Sums:
         self.left += float(np.dot(dt, v0))
         self.right += float(np.dot(dt, v1))
         x = (v1 - v0) * dt
-        self.disc2 += float(np.dot(x, x))
+        x2 = x * x
+        self.disc2 += float(x2.sum())
+        self.disc4 += float(np.dot(x2, x2))
         self.dt2 += float(np.dot(dt, dt))
         long = dt > threshold_ns
         if bool(long.any()):
@@ -175,6 +190,9 @@ def _power_sums(t: I64, p: F64, w: Window, e: _Edges, threshold_ns: float) -> _S
     def edge(t0: int, t1: int, v0: float, v1: float) -> None:
         one[0] = float(t1 - t0)
         sums.add(one, np.array([v0]), np.array([v1]), math.inf)
+        x2 = ((v1 - v0) * (t1 - t0)) ** 2
+        sums.edge_disc2 += x2
+        sums.edge_disc4 += x2 * x2
 
     if e.i1 <= e.i0:
         edge(w.t_begin_ns, w.t_end_ns, e.va, e.vb)
@@ -186,6 +204,137 @@ def _power_sums(t: I64, p: F64, w: Window, e: _Edges, threshold_ns: float) -> _S
         sums.add(dt, p[s : stop - 1], p[s + 1 : stop], threshold_ns)
     edge(int(t[e.i1 - 1]), w.t_end_ns, float(p[e.i1 - 1]), e.vb)
     return sums
+
+
+@dataclass(frozen=True)
+class Periodicity:
+    """A periodic load seen in a window's samples.
+
+    ``period_samples``: the lag (in samples) of the autocorrelation's highest peak after its first
+    zero crossing; ``periods``: how many such periods the samples span; ``sweep``: the fraction of
+    a sample interval by which the sample grid slides against the load per period (0: phase-locked,
+    every period sampled at the same points), estimated as the ratio of the lag-``period`` to the
+    lag-1 mean squared differences with the noise's share removed (exact for edges, too small, so
+    conservative, for slopes).
+    """
+
+    period_samples: int
+    periods: float
+    sweep: float
+
+    @property
+    def independent_periods(self) -> float:
+        """Periods whose discretisation errors count as independent (see ``_discretisation_j``)."""
+        if self.sweep <= 0.0:
+            return self.periods
+        return min(self.periods, max(1.0, 1.0 / self.sweep))
+
+    @property
+    def locked(self) -> bool:
+        """The grid does not slide across a whole sample interval within the window."""
+        return self.periods * self.sweep < 1.0
+
+
+def periodicity(v: F64, noise_sigma: float) -> Periodicity | None:
+    """Detect a periodic load in samples ``v`` (one rfft of at most ``PERIODIC_MAX_SAMPLES``).
+
+    Returns None for too few samples, a constant, noise, or aperiodic changes (random pulses):
+    their autocorrelation has no peak above ``PERIODIC_MIN_ACF`` after its first zero crossing.
+    """
+    n_all = v.size
+    if n_all < PERIODIC_MIN_SAMPLES:
+        return None
+    x = v[:PERIODIC_MAX_SAMPLES] - float(np.mean(v[:PERIODIC_MAX_SAMPLES]))
+    n = x.size
+    var = float(np.dot(x, x))
+    if not var > 0.0:
+        return None
+    f = np.fft.rfft(x, 1 << (2 * n - 1).bit_length())
+    acf = np.fft.irfft(f.real**2 + f.imag**2)[: n // 2 + 1]
+    acf = acf / acf[0] * (n / (n - np.arange(acf.size)))
+    neg = np.flatnonzero(acf < 0.0)
+    if neg.size == 0:
+        return None
+    lag = int(neg[0] + np.argmax(acf[neg[0] :]))
+    if acf[lag] < PERIODIC_MIN_ACF or lag < 2:
+        return None
+    noise2 = 2.0 * noise_sigma * noise_sigma
+    d1 = np.diff(x)
+    ss1 = float(np.dot(d1, d1)) / d1.size - noise2
+    dl = x[lag:] - x[:-lag]
+    ssl = float(np.dot(dl, dl)) / dl.size - noise2
+    # Below its own statistical scatter (or float rounding), the lag difference is noise only.
+    floor = noise2 * 4.0 * math.sqrt(2.0 / dl.size) + 1e-12 * var / n
+    sweep = 0.0 if ssl <= floor or ss1 <= 0.0 else min(1.0, ssl / ss1)
+    return Periodicity(lag, n_all / lag, sweep)
+
+
+def _discretisation_j(
+    ch: Channel, t: I64, p: F64, w: Window, e: _Edges, sums: _Sums, noise_sigma: float
+) -> tuple[float, Periodicity | None]:
+    """Discretisation term (J, 95 %) and the periodicity found, if any.
+
+    Instantaneous samples: each sample interval's trapezoid error lies within ±|Δv|·Δt/2 (an edge
+    anywhere in it), taken uniform and independent: σ = |Δv|·Δt/√12, so 2σ = |Δv|·Δt/√3, summed
+    in quadrature over the intervals.
+
+    Averaging samples (``averaging_s`` > 0, each sample the exact mean over that long an interval,
+    stamped at its midpoint): inside the window the trapezoid over midpoint-stamped means sums
+    whole intervals exactly (Σ vᵢ·h), so only (a) each window edge, which cuts an averaging
+    interval whose inner distribution is unknown (± half that interval × the largest step of the
+    neighbouring samples), and (b) the time between intervals when averaging_s < period (the
+    instantaneous error scaled by the unaveraged fraction 1 − averaging_s/period), remain.
+
+    Periodic loads (``periodicity``): successive periods' errors are not independent. When the
+    sample grid slides across the load by a fraction ``sweep`` of an interval per period, the
+    samples of 1/sweep periods together sample one period densely (equivalent-time sampling), and
+    their errors cancel instead of adding; so only ``independent_periods`` periods' worth of the
+    interval errors count (the inner sum divided by periods / independent_periods). A load locked
+    to the grid (sweep ≈ 0) keeps the independent model, which then may be too small: the caller
+    flags it ``periodic_load``.
+    """
+    inner2 = max(0.0, sums.disc2 - sums.edge_disc2)
+    inner4 = max(0.0, sums.disc4 - sums.edge_disc4)
+    # A window edge's piece of an interval is not uniform within its bound: a step anywhere
+    # before the edge puts the error exactly at it. Counted at σ = the bound (× 3 in x² units).
+    edge2, edge4 = 3.0 * sums.edge_disc2, 9.0 * sums.edge_disc4
+    frac = min(1.0, ch.averaging_s / ch.nominal_period_s) if ch.averaging_s > 0 else 0.0
+    if frac > 0.0:
+        inner2 *= (1.0 - frac) ** 2
+        inner4 *= (1.0 - frac) ** 4
+        avg_ns = ch.averaging_s * 1e9
+        xs = [(_averaging_edge_w(t, p, x) * avg_ns) ** 2 for x in (w.t_begin_ns, w.t_end_ns)]
+        edge2, edge4 = 3.0 * sum(xs), 9.0 * sum(x * x for x in xs)
+    per = None
+    if frac < 1.0 and e.i1 - e.i0 >= PERIODIC_MIN_SAMPLES:
+        per = periodicity(p[e.i0 : e.i1], noise_sigma)
+        if per is not None and per.periods < PERIODIC_MIN_PERIODS:
+            per = None
+        if per is not None:
+            keep = per.independent_periods / per.periods
+            inner2 *= keep
+            inner4 *= keep
+    total2 = inner2 + edge2
+    if total2 <= 0.0:
+        return 0.0, per
+    n_eff = total2 * total2 / (inner4 + edge4) if inner4 + edge4 > 0 else 1.0
+    return _k95(n_eff) * math.sqrt(total2 / 12.0) / 1e9, per
+
+
+def _k95(n_eff: float) -> float:
+    """Coverage factor for a sum of ``n_eff`` (Kish's effective count) independent uniform errors:
+    the 95 % quantile of |sum| over its σ, 0.95·√3 = 1.645 for one, 1.96 (Gaussian) for many."""
+    return float(np.interp(n_eff, K95_N, K95_K))
+
+
+def _averaging_edge_w(t: I64, p: F64, x: int) -> float:
+    """Largest step (W) between the samples around time ``x``: how far the power inside the
+    averaging interval that ``x`` cuts may differ from its mean."""
+    i = int(np.searchsorted(t, x, "right"))
+    lo, hi = max(0, i - 2), min(t.size, i + 2)
+    if hi - lo < 2:
+        return 0.0
+    return float(np.abs(np.diff(p[lo:hi])).max())
 
 
 def _rss(terms: dict[str, float]) -> float:
@@ -223,10 +372,15 @@ def integrate_power(t: I64, p: F64, w: Window, ch: Channel) -> ChannelEnergy:
     energy_j = (sums.left + sums.right) / 2e9
     duration_s = w.duration_s
     mean_w = energy_j / duration_s
+    sigma_w = _noise_sigma(p[e.i0 : e.i1])
+    disc_j, per = _discretisation_j(ch, t, p, w, e, sums, sigma_w)
+    flags = _common_flags(w, ch, coverage)
+    if per is not None and per.locked:
+        flags.append("periodic_load")
     terms = {
         "instrument": ch.accuracy.power_bound_w(mean_w) * duration_s,
-        "discretisation": math.sqrt(sums.disc2) / math.sqrt(3.0) / 1e9,
-        "noise": Z95 * _noise_sigma(p[e.i0 : e.i1]) * math.sqrt(sums.dt2) / 1e9,
+        "discretisation": disc_j,
+        "noise": Z95 * sigma_w * math.sqrt(sums.dt2) / 1e9,
         "timing": _edge_terms(ch, w, e.va, e.vb),
         "gap": (sums.vmax - sums.vmin) / 2.0 * uncovered_ns / 1e9 * (2.0 / math.sqrt(3.0)),
     }
@@ -238,7 +392,7 @@ def integrate_power(t: I64, p: F64, w: Window, ch: Channel) -> ChannelEnergy:
         coverage=coverage,
         uncertainty_j=_rss(terms),
         method="trapezoid",
-        flags=tuple(_common_flags(w, ch, coverage)),
+        flags=tuple(flags),
         terms_j=terms,
         gap_s=uncovered_ns / 1e9,
     )

@@ -280,6 +280,7 @@ def plan(spec: Wt300Spec, found: Discovery) -> Plan:
                     "update, stamped at its midpoint"
                 ),
                 stamp_uncertainty_s=spec.stamp_s,
+                averaging_s=t_s,
             )
         )
         if spec.integ:
