@@ -166,10 +166,15 @@ class _Sums:
     vmax: float = -math.inf
     vmin: float = math.inf
 
-    def add(self, dt: F64, v0: F64, v1: F64, threshold_ns: float) -> None:
+    def add(
+        self, dt: F64, v0: F64, v1: F64, threshold_ns: float, bend_w: F64 | None = None
+    ) -> None:
+        """Add intervals of length ``dt`` from ``v0`` to ``v1``; ``bend_w``: each one's change of
+        slope against its neighbours × its length (None: its whole step counts)."""
         self.left += float(np.dot(dt, v0))
         self.right += float(np.dot(dt, v1))
-        x = (v1 - v0) * dt
+        step = np.abs(v1 - v0)
+        x = (step if bend_w is None else np.minimum(step, bend_w)) * dt
         x2 = x * x
         self.disc2 += float(x2.sum())
         self.disc4 += float(np.dot(x2, x2))
@@ -182,27 +187,50 @@ class _Sums:
             self.vmin = min(self.vmin, float(v1.min()))
 
 
+def _bend_w(t: I64, p: F64, s: int, stop: int, dt: F64) -> F64:
+    """Per interval [s, stop): the largest change of slope (W/ns) against the interval before and
+    after it, × its length: the trapezoid is exact on a straight segment, so a ramp sampled on
+    both sides of an interval bounds that interval's error by its bend, while a step (neighbours
+    flat) keeps its whole height. With one neighbour missing (end of the data) the other one
+    decides; with both missing the interval counts as a step."""
+    lo, hi = max(s - 1, 0), min(stop + 1, t.size)
+    slope = np.diff(p[lo:hi]) / np.diff(t[lo:hi]).astype(np.float64)
+    k = s - lo
+    mid = slope[k : k + dt.size]
+    before = slope[k - 1 : k - 1 + dt.size] if k else np.concatenate(([np.nan], slope[: dt.size - 1]))
+    after = slope[k + 1 : k + 1 + dt.size]
+    if after.size < dt.size:
+        after = np.concatenate((after, np.full(dt.size - after.size, np.nan)))
+    bend = np.fmax(np.abs(mid - before), np.abs(after - mid))  # one side missing: the other
+    return np.asarray(np.where(np.isnan(bend), np.inf, bend) * dt, np.float64)
+
+
 def _power_sums(t: I64, p: F64, w: Window, e: _Edges, threshold_ns: float) -> _Sums:
     """Trapezoid sums over [a, inner samples..., b] without copying the inner samples."""
     sums = _Sums(vmax=max(e.va, e.vb), vmin=min(e.va, e.vb))
     one = np.empty(1, np.float64)
 
-    def edge(t0: int, t1: int, v0: float, v1: float) -> None:
+    def edge(t0: int, t1: int, v0: float, v1: float, j: int) -> None:
+        """A window edge's piece [t0, t1] of the sample interval j (t[j]..t[j+1])."""
         one[0] = float(t1 - t0)
-        sums.add(one, np.array([v0]), np.array([v1]), math.inf)
-        x2 = ((v1 - v0) * (t1 - t0)) ** 2
+        bend = np.array([math.inf])
+        if 0 <= j and j + 1 < t.size:
+            full = np.array([float(t[j + 1] - t[j])])
+            bend = _bend_w(t, p, j, j + 2, full) / full[0] * one[0]
+        sums.add(one, np.array([v0]), np.array([v1]), math.inf, bend)
+        x2 = (min(abs(v1 - v0), float(bend[0])) * (t1 - t0)) ** 2
         sums.edge_disc2 += x2
         sums.edge_disc4 += x2 * x2
 
     if e.i1 <= e.i0:
-        edge(w.t_begin_ns, w.t_end_ns, e.va, e.vb)
+        edge(w.t_begin_ns, w.t_end_ns, e.va, e.vb, e.i0 - 1)
         return sums
-    edge(w.t_begin_ns, int(t[e.i0]), e.va, float(p[e.i0]))
+    edge(w.t_begin_ns, int(t[e.i0]), e.va, float(p[e.i0]), e.i0 - 1)
     for s in range(e.i0, e.i1 - 1, CHUNK):
         stop = min(e.i1, s + CHUNK + 1)
         dt = np.diff(t[s:stop]).astype(np.float64)
-        sums.add(dt, p[s : stop - 1], p[s + 1 : stop], threshold_ns)
-    edge(int(t[e.i1 - 1]), w.t_end_ns, float(p[e.i1 - 1]), e.vb)
+        sums.add(dt, p[s : stop - 1], p[s + 1 : stop], threshold_ns, _bend_w(t, p, s, stop, dt))
+    edge(int(t[e.i1 - 1]), w.t_end_ns, float(p[e.i1 - 1]), e.vb, e.i1 - 1)
     return sums
 
 
