@@ -197,7 +197,9 @@ def _bend_w(t: I64, p: F64, s: int, stop: int, dt: F64) -> F64:
     slope = np.diff(p[lo:hi]) / np.diff(t[lo:hi]).astype(np.float64)
     k = s - lo
     mid = slope[k : k + dt.size]
-    before = slope[k - 1 : k - 1 + dt.size] if k else np.concatenate(([np.nan], slope[: dt.size - 1]))
+    before = (
+        slope[k - 1 : k - 1 + dt.size] if k else np.concatenate(([np.nan], slope[: dt.size - 1]))
+    )
     after = slope[k + 1 : k + 1 + dt.size]
     if after.size < dt.size:
         after = np.concatenate((after, np.full(dt.size - after.size, np.nan)))
@@ -214,7 +216,7 @@ def _power_sums(t: I64, p: F64, w: Window, e: _Edges, threshold_ns: float) -> _S
         """A window edge's piece [t0, t1] of the sample interval j (t[j]..t[j+1])."""
         one[0] = float(t1 - t0)
         bend = np.array([math.inf])
-        if 0 <= j and j + 1 < t.size:
+        if j >= 0 and j + 1 < t.size:
             full = np.array([float(t[j + 1] - t[j])])
             bend = _bend_w(t, p, j, j + 2, full) / full[0] * one[0]
         sums.add(one, np.array([v0]), np.array([v1]), math.inf, bend)

@@ -24,7 +24,9 @@ Options (``powerd sim wt310 --option k=v``): ``model`` (ID string model, e.g. WT
 ``voltage`` (V, default 12), ``shares`` (per element, ``/``-separated, default equal),
 ``transport`` (``serial``: replies end CR+LF, default; ``usbtmc``: LF), ``rate`` (s, initial
 update interval, default 0.25), ``cf`` (crest factor 3 or 6), ``vrange``/``irange`` (a fixed
-initial range instead of auto), ``serial``, ``firmware``.
+initial range instead of auto), ``serial``, ``firmware``, ``error_seed`` (draw a per-run gain and
+offset error within the model's DC accuracy at the initial ranges, see
+``probes/sim/insterror.py``; default none: exact readings).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from powerd.errors import SpecError
+from powerd.probes.sim.insterror import ErredWaveform, InstrumentError, parse_seed
 from powerd.probes.sim.waveform import Waveform
 from powerd.probes.wt300.models import MODELS, ModelSpec, lookup
 
@@ -178,7 +181,7 @@ class Wt300Sim:
     """The meter's behaviour for ``PtySimulator``."""
 
     model: ModelSpec
-    waveform: Waveform
+    waveform: Waveform | ErredWaveform
     voltage_v: float = 12.0
     shares: dict[int, float] = field(default_factory=dict)
     terminator: bytes = b"\r\n"
@@ -684,6 +687,7 @@ OPTIONS = {
     "firmware",
     "vrange",
     "irange",
+    "error_seed",
 }
 
 
@@ -733,7 +737,7 @@ def make(model: str, waveform: Waveform, options: dict[str, str]) -> Wt300Sim:
     transport = options.get("transport", "serial")
     if transport not in ("serial", "usbtmc"):
         raise SpecError(f"{model}: transport must be serial or usbtmc")
-    return Wt300Sim(
+    sim = Wt300Sim(
         model=spec,
         waveform=waveform,
         voltage_v=voltage,
@@ -749,3 +753,9 @@ def make(model: str, waveform: Waveform, options: dict[str, str]) -> Wt300Sim:
         vauto="vrange" not in fixed,
         iauto="irange" not in fixed,
     )
+    seed = parse_seed(options, model)
+    if seed is not None:
+        reading, rng = spec.accuracy_fracs("dc", cf)
+        drawn = InstrumentError.draw(seed, reading, rng * sim.vrange_v * sim.irange_a)
+        sim.waveform = drawn.wrap(waveform)
+    return sim
