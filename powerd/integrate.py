@@ -240,11 +240,12 @@ def _power_sums(t: I64, p: F64, w: Window, e: _Edges, threshold_ns: float) -> _S
 class Periodicity:
     """A periodic load seen in a window's samples.
 
-    ``period_samples``: the lag (in samples) of the autocorrelation's highest peak after its first
-    zero crossing; ``periods``: how many such periods the samples span; ``sweep``: the fraction of
-    a sample interval by which the sample grid slides against the load per period (0: phase-locked,
-    every period sampled at the same points), estimated as the ratio of the lag-``period`` to the
-    lag-1 mean squared differences with the noise's share removed (exact for edges, too small, so
+    ``period_samples``: the lag (in samples) of the autocorrelation's first peak within 10 % of
+    its highest after its first zero crossing (the fundamental, not a multiple); ``periods``: how
+    many such periods the samples span; ``sweep``: the fraction of a sample interval by which the
+    sample grid slides against the load per period (0: phase-locked, every period sampled at the
+    same points), estimated as the ratio of the lag-``period`` to the lag-1 mean squared
+    differences with the noise's share removed (exact for edges, too small, so
     conservative, for slopes).
     """
 
@@ -285,8 +286,15 @@ def periodicity(v: F64, noise_sigma: float) -> Periodicity | None:
     neg = np.flatnonzero(acf < 0.0)
     if neg.size == 0:
         return None
-    lag = int(neg[0] + np.argmax(acf[neg[0] :]))
-    if acf[lag] < PERIODIC_MIN_ACF or lag < 2:
+    tail = acf[neg[0] :]
+    best = float(tail.max())
+    if best < PERIODIC_MIN_ACF:
+        return None
+    # The fundamental, not a multiple of it: the first lag within 10 % of the highest peak.
+    lag = int(neg[0] + np.flatnonzero(tail >= 0.9 * best)[0])
+    while lag + 1 < acf.size and acf[lag + 1] > acf[lag]:
+        lag += 1
+    if lag < 2:
         return None
     noise2 = 2.0 * noise_sigma * noise_sigma
     d1 = np.diff(x)
