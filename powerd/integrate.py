@@ -254,13 +254,6 @@ class Periodicity:
     sweep: float
 
     @property
-    def independent_periods(self) -> float:
-        """Periods whose discretisation errors count as independent (see ``_discretisation_j``)."""
-        if self.sweep <= 0.0:
-            return self.periods
-        return min(self.periods, max(1.0, 1.0 / self.sweep))
-
-    @property
     def locked(self) -> bool:
         """The grid does not slide across a whole sample interval within the window."""
         return self.periods * self.sweep < 1.0
@@ -312,9 +305,10 @@ def _discretisation_j(
 ) -> tuple[float, Periodicity | None]:
     """Discretisation term (J, 95 %) and the periodicity found, if any.
 
-    Instantaneous samples: each sample interval's trapezoid error lies within ±|Δv|·Δt/2 (an edge
-    anywhere in it), taken uniform and independent: σ = |Δv|·Δt/√12, so 2σ = |Δv|·Δt/√3, summed
-    in quadrature over the intervals.
+    Instantaneous samples: each sample interval's trapezoid error lies within ±x/2 with
+    x = |Δv|·Δt (a step anywhere in it), or x = bend·Δt where the samples on both sides show a
+    straight segment bending by less than the step (``_bend_w``: the trapezoid is exact on a
+    straight line), taken uniform and independent: σ = x/√12 per interval, summed in quadrature.
 
     Averaging samples (``averaging_s`` > 0, each sample the exact mean over that long an interval,
     stamped at its midpoint): inside the window the trapezoid over midpoint-stamped means sums
@@ -323,13 +317,17 @@ def _discretisation_j(
     neighbouring samples), and (b) the time between intervals when averaging_s < period (the
     instantaneous error scaled by the unaveraged fraction 1 − averaging_s/period), remain.
 
+    Coverage factor: a sum of few uniform errors is not Gaussian; ``_k95`` of Kish's effective
+    count gives its 95 % quantile (1.645 σ for one, 1.96 σ for many). A window edge's piece counts
+    at σ = its bound (a step anywhere before the edge puts the error exactly there).
+
     Periodic loads (``periodicity``): successive periods' errors are not independent. When the
-    sample grid slides across the load by a fraction ``sweep`` of an interval per period, the
-    samples of 1/sweep periods together sample one period densely (equivalent-time sampling), and
-    their errors cancel instead of adding; so only ``independent_periods`` periods' worth of the
-    interval errors count (the inner sum divided by periods / independent_periods). A load locked
-    to the grid (sweep ≈ 0) keeps the independent model, which then may be too small: the caller
-    flags it ``periodic_load``.
+    sample grid slides across the load, the errors of successive periods partly cancel, and the
+    independent model over-covers (conservative; by how much depends on how close the slide per
+    period is to a simple fraction, which a window's samples cannot pin down, so no reduction is
+    claimed). When the grid does not slide across a whole interval within the window
+    (``Periodicity.locked``), the errors of all periods may add up linearly and the independent
+    model may be too small: the caller flags the channel ``periodic_load``.
     """
     inner2 = max(0.0, sums.disc2 - sums.edge_disc2)
     inner4 = max(0.0, sums.disc4 - sums.edge_disc4)
@@ -348,10 +346,6 @@ def _discretisation_j(
         per = periodicity(p[e.i0 : e.i1], noise_sigma)
         if per is not None and per.periods < PERIODIC_MIN_PERIODS:
             per = None
-        if per is not None:
-            keep = per.independent_periods / per.periods
-            inner2 *= keep
-            inner4 *= keep
     total2 = inner2 + edge2
     if total2 <= 0.0:
         return 0.0, per
