@@ -258,7 +258,7 @@ def e2e_meter(name: str, n_phases: int, tmp: Path, seed: int, error_seed: int) -
 
     model, sim_opts, probe_opts, wave, (lo, hi) = METERS[name]
     sim_opts = [*sim_opts, f"error_seed={error_seed}"]
-    tmp = tmp / f"run-{error_seed}"
+    tmp = tmp / f"{name}-run-{error_seed}"
     tmp.mkdir()
     link = tmp / f"{name}-link"
     state = tmp / f"{name}-state"
