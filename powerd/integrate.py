@@ -39,7 +39,7 @@ Flag = Literal[
     "no_data", "too_short", "incomplete", "counter_reset", "counter_wrap", "periodic_load"
 ]
 PERIODIC_MIN_SAMPLES = 16  # fewer inner samples: no periodicity test (nothing to alias)
-PERIODIC_MAX_SAMPLES = 1 << 15  # the test looks at most at this many samples (one FFT)
+PERIODIC_MAX_SAMPLES = 1 << 12  # the test looks at the first this many samples (one FFT)
 PERIODIC_MIN_ACF = 0.5  # autocorrelation at the period's lag above which the load is periodic
 PERIODIC_MIN_PERIODS = 2.0  # the window must hold this many periods for the test to speak
 # 95 % quantile of |sum of n uniform errors| / its σ (Irwin-Hall; 1e6 draws), Gaussian beyond.
@@ -174,7 +174,7 @@ class _Sums:
         self, dt: F64, v0: F64, v1: F64, threshold_ns: float, bend_w: F64 | None = None
     ) -> None:
         """Add intervals of length ``dt`` from ``v0`` to ``v1``; ``bend_w``: each one's change of
-        slope against its neighbours × its length (None: its whole step counts)."""
+        step against its neighbours (``_bend_w``; None: its whole step counts)."""
         self.left += float(np.dot(dt, v0))
         self.right += float(np.dot(dt, v1))
         step = np.abs(v1 - v0)
@@ -197,24 +197,21 @@ class _Sums:
             self.vmin = min(self.vmin, float(v1.min()))
 
 
-def _bend_w(t: I64, p: F64, s: int, stop: int, dt: F64) -> F64:
-    """Per interval [s, stop): the largest change of slope (W/ns) against the interval before and
-    after it, × its length: the trapezoid is exact on a straight segment, so a ramp sampled on
-    both sides of an interval bounds that interval's error by its bend, while a step (neighbours
-    flat) keeps its whole height. With one neighbour missing (end of the data) the other one
-    decides; with both missing the interval counts as a step."""
-    lo, hi = max(s - 1, 0), min(stop + 1, t.size)
-    slope = np.diff(p[lo:hi]) / np.diff(t[lo:hi]).astype(np.float64)
-    k = s - lo
-    mid = slope[k : k + dt.size]
-    before = (
-        slope[k - 1 : k - 1 + dt.size] if k else np.concatenate(([np.nan], slope[: dt.size - 1]))
-    )
-    after = slope[k + 1 : k + 1 + dt.size]
-    if after.size < dt.size:
-        after = np.concatenate((after, np.full(dt.size - after.size, np.nan)))
-    bend = np.fmax(np.abs(mid - before), np.abs(after - mid))  # one side missing: the other
-    return np.asarray(np.where(np.isnan(bend), np.inf, bend) * dt, np.float64)
+def _bend_w(p: F64, s: int, stop: int) -> F64:
+    """Per interval of samples [s, stop): the largest change (W) of its step against the step
+    before and after it. The trapezoid is exact on a straight segment, so a ramp sampled on both
+    sides of an interval bounds that interval's error by its bend, while a step (neighbours
+    flat) keeps its whole height. Steps, not slopes, are compared: on an uneven grid a ramp's
+    steps differ and the bend is overstated (conservative). With one neighbour missing (end of
+    the data) the other one decides; with both missing the interval counts as a step."""
+    lo, hi = max(s - 1, 0), min(stop + 1, p.size)
+    d = np.diff(p[lo:hi])
+    if d.size < 2:
+        return np.full(max(stop - s - 1, 0), np.inf)
+    dd = np.abs(np.diff(d))
+    if lo == s or hi == stop:
+        dd = np.concatenate(([0.0] if lo == s else [], dd, [0.0] if hi == stop else []))
+    return np.maximum(dd[:-1], dd[1:])
 
 
 def _power_sums(
@@ -230,8 +227,7 @@ def _power_sums(
         one[0] = float(t1 - t0)
         bend = np.array([math.inf])
         if j >= 0 and j + 1 < t.size:
-            full = np.array([float(t[j + 1] - t[j])])
-            bend = _bend_w(t, p, j, j + 2, full) / full[0] * one[0]
+            bend = _bend_w(p, j, j + 2)
         sums.add(one, np.array([v0]), np.array([v1]), math.inf, bend)
         x2 = (min(abs(v1 - v0), float(bend[0])) * (t1 - t0)) ** 2
         sums.edge_disc2 += x2
@@ -244,7 +240,7 @@ def _power_sums(
     for s in range(e.i0, e.i1 - 1, CHUNK):
         stop = min(e.i1, s + CHUNK + 1)
         dt = np.diff(t[s:stop]).astype(np.float64)
-        sums.add(dt, p[s : stop - 1], p[s + 1 : stop], threshold_ns, _bend_w(t, p, s, stop, dt))
+        sums.add(dt, p[s : stop - 1], p[s + 1 : stop], threshold_ns, _bend_w(p, s, stop))
     edge(int(t[e.i1 - 1]), w.t_end_ns, float(p[e.i1 - 1]), e.vb, e.i1 - 1)
     return sums
 
@@ -367,12 +363,10 @@ def _discretisation_j(
     return _k95(n_eff) * math.sqrt(total2 / 12.0) / 1e9, per
 
 
-def _step_threshold_w(v: F64, noise_sigma: float) -> float:
-    """A change (W) beyond the noise (4σ of a second difference, σ√6) and float rounding."""
-    if v.size == 0:
-        return math.inf
-    scale = max(abs(float(v.max())), abs(float(v.min())))
-    return max(4.0 * math.sqrt(6.0) * noise_sigma, 1e-9 * scale)
+def _step_threshold_w(e: _Edges, noise_sigma: float) -> float:
+    """A change (W) beyond the noise (4σ of a second difference, σ√6) and float rounding (of
+    values the size of the edge values)."""
+    return max(4.0 * math.sqrt(6.0) * noise_sigma, 1e-9 * max(abs(e.va), abs(e.vb)))
 
 
 def _hidden_steps(sums: _Sums) -> tuple[float, float]:
@@ -437,7 +431,7 @@ def integrate_power(t: I64, p: F64, w: Window, ch: Channel) -> ChannelEnergy:
     e = _edges(t, p, w)
     threshold_ns = GAP_FACTOR * ch.nominal_period_s * 1e9
     sigma_w = _noise_sigma(p[e.i0 : e.i1])
-    sums = _power_sums(t, p, w, e, threshold_ns, _step_threshold_w(p[e.i0 : e.i1], sigma_w))
+    sums = _power_sums(t, p, w, e, threshold_ns, _step_threshold_w(e, sigma_w))
     uncovered_ns = sums.gap_ns + _edge_uncovered_ns(t, w, e, threshold_ns)
     coverage = max(0.0, 1.0 - uncovered_ns / (w.t_end_ns - w.t_begin_ns))
     if coverage == 0.0:
