@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from powerd.channel import Channel
@@ -126,3 +128,20 @@ def test_wt_sim_error_seed_shifts_update_power() -> None:
     k = 18_000_000_000
     assert abs(exact._element_power_w(k, 1) - 20.0) < 1e-9
     assert abs(erred._element_power_w(k, 1) - (20.0 * (1 + drawn.gain) + drawn.offset_w)) < 1e-9
+
+
+def test_averaging_s_travels_in_channel_json_and_old_json_reads_as_instantaneous() -> None:
+    ch = _channel(0.001)
+    assert Channel.from_json(ch.to_json()).averaging_s == 0.001
+    old = {k: v for k, v in ch.to_json().items() if k != "averaging_s"}
+    assert Channel.from_json(old).averaging_s == 0.0
+
+
+def test_ina2xx_channel_averages_over_its_window(tmp_path: Path) -> None:
+    from powerd.probes.ina2xx import family
+
+    dev = tmp_path / "ttyACM9"
+    dev.touch()
+    probe = family.open(f"{dev},rate=1000,window_us=500")
+    assert probe.channel.averaging_s == 0.0005
+    assert family.open(f"{dev},rate=1000").channel.averaging_s == 0.001
