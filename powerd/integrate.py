@@ -9,8 +9,11 @@ Every figure carries a 95 % uncertainty, the root-sum-square of independent term
 
 - instrument: the channel's accuracy spec applied to the window's energy and duration;
 - discretisation: per sample interval, the difference between trapezoid and step (sample-and-hold)
-  integration, taken as a uniform error within ± that difference and combined in quadrature
-  (see ``_discretisation_j``: averaging channels and periodic loads are treated apart);
+  integration, or the interval's bend against its neighbours where smaller (exact on straight
+  segments), taken as a uniform error within ± that and combined in quadrature with a 95 % factor
+  for few terms, plus pulses hidden between two samples; none inside the window for averaging
+  channels (``Channel.averaging_s``); a load phase-locked to the sample grid is flagged
+  ``periodic_load`` (see ``_discretisation_j``);
 - noise: sample-to-sample scatter (robust estimate from successive differences) propagated through
   the trapezoid weights, at 1.96 σ;
 - timing: power at each edge × that edge's time uncertainty;
