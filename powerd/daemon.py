@@ -385,6 +385,7 @@ class Daemon:
                     self._problem(agent, "gaps_malformed", "extent out of range after offset")
                     continue
                 self.store.put_gap(cid, t0, t1, g.reason)
+                self._requeue_overlapping(t0, t1)
                 if g.reason == "probe_down":
                     self.health.problem(
                         f"agent:{agent}", "agent_probe_down", f"{cid} had no data: probe down"
@@ -624,6 +625,16 @@ class Daemon:
             self._unready.pop(agent, None)
 
     # results ----------------------------------------------------------------------------------
+
+    def _requeue_overlapping(self, t_begin_ns: int, t_end_ns: int) -> None:
+        """A gap reported after a result was computed (an agent's drop report behind its
+        backlog): every run it overlaps is computed again, so its figures carry the flag."""
+        now = self.clock()
+        for run, begin, end in self.store.results_overlapping(t_begin_ns, t_end_ns):
+            if run not in self._pending:
+                self._pending[run] = (begin, end)
+                self._pending_since[run] = now
+                self.counts["results_requeued"] += 1
 
     def has_pending(self) -> bool:
         """Whether some closed phase still waits for its result."""

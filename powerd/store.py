@@ -334,6 +334,18 @@ class Store:
             rows = self._db.execute("SELECT DISTINCT run FROM markers ORDER BY run").fetchall()
         return [r[0] for r in rows]
 
+    def results_overlapping(self, t_begin_ns: int, t_end_ns: int) -> list[tuple[str, int, int]]:
+        """Runs with a stored result whose markers span overlaps [begin, end]: ``(run,
+        first_t_ns, last_t_ns)`` (what a late gap report or late data may change)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT m.run, MIN(m.t_ns), MAX(m.t_ns) FROM markers m "
+                "JOIN results r ON r.run = m.run GROUP BY m.run "
+                "HAVING MIN(m.t_ns) <= ? AND MAX(m.t_ns) >= ?",
+                (t_end_ns, t_begin_ns),
+            ).fetchall()
+        return [(str(r), int(a), int(b)) for r, a, b in rows]
+
     def run_index(
         self, limit: int | None = None, before: tuple[int, str] | None = None
     ) -> list[tuple[str, int, int, int, str | None]]:
