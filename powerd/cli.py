@@ -16,6 +16,8 @@ from pathlib import Path
 from powerd import __version__
 from powerd.commands.runs import cmd_runs
 from powerd.errors import PowerdError
+from powerd.i18n import add_lang_option, set_lang
+from powerd.i18n import resolve as resolve_lang
 from powerd.paths import default_state_dir, open_state_store
 
 EXIT_USAGE = 2
@@ -137,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         "certificates (without: meter channels are flagged uncalibrated)",
     )
     m.add_argument("--quiet", action="store_true", help="no progress line while CMD runs")
+    add_lang_option(m)
     m.add_argument(
         "--loadgen-log",
         type=Path,
@@ -162,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         "write <run>.json, <run>.csv and <run>.html.",
     )
     r.add_argument("run", metavar="RUN", help="run id, as given to --run or in the markers")
+    add_lang_option(r)
     r.add_argument(
         "--out",
         type=Path,
@@ -391,6 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.environ[ENV] = str(args.sysfs_root)
     try:
+        if hasattr(args, "lang"):  # a command that prints or writes a report
+            set_lang(resolve_lang(args.lang))
         if args.command == "measure":
             from powerd.commands.measure import cmd_measure
 
