@@ -20,6 +20,25 @@ from powerd.verify import verdict as verdict_reasons
 REASON_MODULES = (stability_reasons, verdict_reasons)
 # the protocol's ``aggregate`` values, shown translated
 AGGREGATES = (N_("all"), N_("median"))
+TABLE_HEAD = (
+    N_("claim"),
+    N_("figure"),
+    N_("95% interval"),
+    N_("margin"),
+    N_("margin/U"),
+    N_("trials"),
+    N_("verdict"),
+)
+HTML_HEAD = (
+    N_("claim"),
+    N_("figure"),
+    N_("95 % interval"),
+    N_("margin"),
+    N_("margin / U"),
+    N_("trials used"),
+    N_("verdict"),
+    N_("reason"),
+)
 
 
 def _g(x: Any) -> str:
@@ -47,9 +66,7 @@ def verification_table(v: dict[str, Any]) -> str:
             flag=flag, reason=tr_reason(st.get("reason", ""))
         )
     temp = (st.get("temperature") or {}).get("reason")
-    head = tuple(
-        _(h) for h in ("claim", "figure", "95% interval", "margin", "margin/U", "trials", "verdict")
-    )
+    head = tuple(_(h) for h in TABLE_HEAD)
     rows = [head]
     for c in v.get("claims") or []:
         rows.append(
@@ -110,19 +127,7 @@ def verification_html(v: Any) -> str:
             f'<td class="verdict {_CLASS.get(verdict, "")}"><b>{e(_(verdict))}</b></td>'
             f"<td>{e(tr_reason(c.get('reason', '')))}</td></tr>"
         )
-    head = "".join(
-        f"<th>{e(_(h))}</th>"
-        for h in (
-            "claim",
-            "figure",
-            "95 % interval",
-            "margin",
-            "margin / U",
-            "trials used",
-            "verdict",
-            "reason",
-        )
-    )
+    head = "".join(f"<th>{e(_(h))}</th>" for h in HTML_HEAD)
     proto: dict[str, Any] = v["protocol"] if isinstance(v.get("protocol"), dict) else {}
     overall = e(_(str(v.get("verdict", ""))))
     temp_text = tr_reason(temp["reason"]) if temp.get("reason") else _("checked")
