@@ -46,9 +46,9 @@ from powerd.commands.measure import (
 )
 from powerd.daemon import Daemon
 from powerd.errors import PowerdError, SpecError
-from powerd.phases import replay
 from powerd.i18n import add_lang_option, set_lang
 from powerd.i18n import resolve as resolve_lang
+from powerd.phases import replay
 from powerd.report.files import ReportWriteError, check_out_dir, write_reports
 from powerd.report.table import format_table
 from powerd.runner import Sampler
