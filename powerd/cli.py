@@ -312,7 +312,7 @@ def _add_global_options(parser: argparse.ArgumentParser, command: str | None) ->
 
 def cmd_report(args: argparse.Namespace) -> int:
     from powerd.audit import AuditContext, seal
-    from powerd.report.files import check_out_dir, write_reports
+    from powerd.report.files import check_out_dir, reports_line, write_reports
     from powerd.report.table import format_table
     from powerd.runs import compute_run
 
@@ -333,7 +333,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         )
         paths = write_reports(store, result, args.out)
     print(format_table(result))
-    print("reports: " + " ".join(str(p) for p in paths))
+    print(reports_line(paths))
     return 0
 
 

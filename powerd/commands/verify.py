@@ -49,7 +49,12 @@ from powerd.errors import PowerdError, SpecError
 from powerd.i18n import add_lang_option, set_lang
 from powerd.i18n import resolve as resolve_lang
 from powerd.phases import replay
-from powerd.report.files import ReportWriteError, check_out_dir, write_reports
+from powerd.report.files import (
+    ReportWriteError,
+    check_out_dir,
+    reports_line,
+    write_reports,
+)
 from powerd.report.table import format_table
 from powerd.runner import Sampler
 from powerd.runs import compute_run
@@ -584,5 +589,5 @@ def run_command(args: argparse.Namespace) -> int:
         except ReportWriteError as err:
             print(f"powerd: error: {err}", file=sys.stderr)
             return 2
-    print("reports: " + " ".join(str(p) for p in paths))
+    print(reports_line(paths))
     return int(result["verification"]["exit_code"])

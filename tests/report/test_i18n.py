@@ -483,7 +483,7 @@ def test_measure_and_report_in_korean_keep_the_json(tmp_path: Path) -> None:
     en = powerd(st, "report", "r1", "--out", str(tmp_path / "en"), "--lang", "en")
     ko = powerd(st, "report", "r1", "--out", str(tmp_path / "ko"), lang_env="ko")
     assert en.returncode == 0 and ko.returncode == 0, en.stderr + ko.stderr
-    assert "energy_j" in en.stdout and "에너지_j" in ko.stdout
+    assert "energy_j" in en.stdout and "에너지_j" in ko.stdout and "보고서: " in ko.stdout
     en_json = json.loads((tmp_path / "en" / "r1.json").read_text())
     ko_json = json.loads((tmp_path / "ko" / "r1.json").read_text())
     assert en_json == ko_json
