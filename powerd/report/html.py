@@ -25,6 +25,7 @@ from powerd.report.audit_html import (
     signature_block,
     verdicts_section,
 )
+from powerd.report.crosscheck_view import html_section as cross_checks_html
 from powerd.report.numbers import decimals_for, value_text
 
 MAX_POINTS = 2000
@@ -505,6 +506,7 @@ def render_html(
         f"<h2>Results</h2>{_results_table(phases)}"
         f"{_mlperf_table(phases)}"
         f"<h2>Channels</h2>{_channels_table(phases)}"
+        f"{cross_checks_html(result)}"
         f"{trials_html}{verify_html}"
         f"{audit_html}"
         "<footer>Uncertainties (± U95) are absolute 95 % intervals, in the unit of their figure; "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from powerd.report.crosscheck_view import text_lines as cross_check_lines
 from powerd.report.numbers import sig_text, unc_text, value_text
 
 HEAD = (
@@ -58,6 +59,7 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [f"run {result['run']}"]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines += [_mlperf_line(p) for p in result["phases"] if p.get("mlperf")]
+    lines += cross_check_lines(result)
     return "\n".join(lines)
 
 

@@ -9,6 +9,12 @@ beyond the combined uncertainty.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -18,6 +24,8 @@ from powerd.crosscheck import accuracy_known
 from powerd.phases import Phase, Timing
 from powerd.probes.sim import SimProbe
 from powerd.probes.sim.waveform import parse_spec
+from powerd.report.html import render_html
+from powerd.report.table import format_table
 from powerd.results import run_result
 
 T0 = 1_800_000_000_000_000_000
@@ -148,3 +156,85 @@ def test_a_disagreement_the_figure_does_not_use_flags_only_its_channels() -> Non
     assert "sources_disagree" in p["channels"]["sim:g"]["flags"]
     assert "sources_disagree" not in p["channels"]["sim:m"]["flags"]
     assert "sources_disagree" not in p["flags"]
+
+
+def test_terminal_table_and_html_report_show_each_pair() -> None:
+    chans, probes = sims(
+        "constant,w=10,id=m,acc=0.01,measures=dut",
+        "constant,w=10.5,id=t,class=telemetry,acc=0.01,measures=dut",
+        "constant,w=7,id=u,class=telemetry,measures=dut",
+    )
+    res = run_result("r", [phase()], chans, source(probes))
+    lines = format_table(res).splitlines()
+    assert (
+        "cross-check run [local/dut]: sim:m ÷ sim:t = 0.95238, a − b = -1.00 ± 0.29 J: DISAGREE"
+        in lines
+    )
+    unknown = [ln for ln in lines if "sim:u" in ln]
+    assert unknown == [
+        "cross-check run [local/dut]: sim:m ÷ sim:u = 1.4286, a − b = 6 J (U unknown): "
+        "unknown (accuracy not stated: sim:u)"
+    ]
+    page = render_html(res, {})
+    assert 'id="cross-checks"' in page and "DISAGREE" in page and "sim:u" in page
+    # a run without pairs shows neither
+    alone = run_result("r", [phase()], {"sim:m": chans["sim:m"]}, source(probes))
+    assert alone["phases"][0]["cross_checks"] == []
+    assert "cross-check" not in format_table(alone) and "cross-checks" not in render_html(alone, {})
+
+
+VERIFY_PROTOCOL = """
+claims = ["mean_power_w <= 25"]
+probes = ["sim:constant,w=20,id=m,acc=0.01,measures=dut",
+          "sim:constant,w={tel_w},id=t,class=telemetry,acc=0.01,measures=dut"]
+[stability]
+required = false
+[trials]
+n = 1
+"""
+
+
+@pytest.mark.parametrize(
+    ("tel_w", "code", "verdict"), [(22.0, 3, "inconclusive"), (20.1, 0, "supported")]
+)
+def test_verify_caps_a_claim_at_inconclusive_when_sources_disagree(
+    tmp_path: Path, tel_w: float, code: int, verdict: str
+) -> None:
+    """End to end (CLI subprocess, sim probes, store, API): the meter's 20 W supports
+    ``mean_power_w <= 25`` by far; telemetry 10 % above it (beyond U) makes it inconclusive,
+    telemetry 0.5 % above it (within U) leaves it supported."""
+    (tmp_path / "p.toml").write_text(VERIFY_PROTOCOL.format(tel_w=tel_w))
+    env = {**os.environ, "POWERD_STATE_DIR": str(tmp_path / "st")}
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "powerd",
+            "verify",
+            str(tmp_path / "p.toml"),
+            "--out",
+            str(tmp_path / "out"),
+            "--quiet",
+            "--run",
+            "x",
+            "--",
+            sys.executable,
+            "-c",
+            "import time; time.sleep(0.3)",
+        ],
+        env=env,
+        text=True,
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    assert r.returncode == code, r.stdout + r.stderr
+    res = json.loads((tmp_path / "out" / "x.json").read_text())
+    (trial,) = [p for p in res["phases"] if p["phase"] == "trial"]
+    (x,) = trial["cross_checks"]
+    assert x["agree"] is (code == 0)
+    assert ("sources_disagree" in trial["flags"]) is (code != 0)
+    (claim,) = res["verification"]["claims"]
+    assert claim["verdict"] == verdict
+    if code:
+        assert "sources_disagree" in claim["reason"] and "would be supported" in claim["reason"]
