@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 
@@ -75,6 +76,10 @@ def test_a_bias_beyond_the_combined_uncertainty_disagrees() -> None:
     for c in ("sim:m", "sim:t"):
         assert "sources_disagree" in p["channels"][c]["flags"]
     assert p["channels"]["sim:m"]["primary"] and p["energy_j"] == pytest.approx(20.0)
+    api = json.loads((Path(__file__).parents[2] / "powerd" / "openapi.json").read_text())
+    jsonschema.validate(
+        p["cross_checks"], api["components"]["schemas"]["PhaseResult"]["properties"]["cross_checks"]
+    )
 
 
 def test_a_bias_within_the_combined_uncertainty_agrees() -> None:
