@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import ast
 import gettext
+import importlib
 import os
 import re
 import string
@@ -44,6 +45,11 @@ LANGS = ("en", "ko")
 ENV = "POWERD_LANG"
 LOCALE_DIR = Path(__file__).resolve().with_name("locale")
 MARKERS = ("_", "N_", "R_")
+
+# the modules whose module-level R_() constants are the reasons a result may hold; tr_reason
+# imports them, so a stored result renders translated in a fresh process (a test checks that
+# every R_ in the package is in one of these)
+REASON_MODULES = ("powerd.verify.verdict", "powerd.verify.stability", "powerd.crosscheck")
 
 _state: dict[str, object] = {"lang": "en", "tr": gettext.NullTranslations()}
 _REASONS: list[str] = []
@@ -167,13 +173,21 @@ def _fill(template: str, values: dict[str, str]) -> str:
     )
 
 
+@cache
+def reason_templates() -> tuple[str, ...]:
+    """Every registered reason template, longest first (so the most specific matches)."""
+    for name in REASON_MODULES:
+        importlib.import_module(name)
+    return tuple(sorted(_REASONS, key=len, reverse=True))
+
+
 def _tr_piece(text: str) -> str:
     if not text:
         return text
     translated = _(text)
     if translated != text:
         return translated
-    for template in sorted(_REASONS, key=len, reverse=True):
+    for template in reason_templates():
         m = _regex(template).fullmatch(text)
         if m is not None:
             args = {k: _tr_piece(v) for k, v in m.groupdict().items()}

@@ -26,6 +26,7 @@ from powerd.report.audit_html import (
     signature_block,
     verdicts_section,
 )
+from powerd.report.crosscheck_view import html_section as cross_checks_html
 from powerd.report.numbers import decimals_for, value_text
 
 MAX_POINTS = 2000
@@ -558,6 +559,7 @@ def render_html(
         f"<h2>{_e(_('Results'))}</h2>{_results_table(phases)}"
         f"{_mlperf_table(phases)}"
         f"<h2>{_e(_('Channels'))}</h2>{_channels_table(phases)}"
+        f"{cross_checks_html(result)}"
         f"{trials_html}{verify_html}"
         f"{audit_html}"
         "<footer>"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from powerd.i18n import N_, _, ljust, width
+from powerd.report.crosscheck_view import text_lines as cross_check_lines
 from powerd.report.numbers import sig_text, unc_text, value_text
 
 # column names: msgids of the catalogue (translated when the table is printed)
@@ -60,6 +61,7 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [_("run {run}").format(run=result["run"])]
     lines += ["  ".join(ljust(c, w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines += [_mlperf_line(p) for p in result["phases"] if p.get("mlperf")]
+    lines += cross_check_lines(result)
     return "\n".join(lines)
 
 

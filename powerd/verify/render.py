@@ -13,11 +13,7 @@ from typing import Any
 
 from powerd.i18n import N_, _, ljust, tr_reason, width
 from powerd.report.numbers import sig_text
-from powerd.verify import stability as stability_reasons
-from powerd.verify import verdict as verdict_reasons
 
-# the stored reasons' templates (R_) live in these modules: importing them registers them
-REASON_MODULES = (stability_reasons, verdict_reasons)
 # the protocol's ``aggregate`` values, shown translated
 AGGREGATES = (N_("all"), N_("median"))
 TABLE_HEAD = (

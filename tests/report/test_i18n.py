@@ -7,6 +7,7 @@ data (ids, flags, units), and both languages must show the same numbers from the
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
 import os
@@ -23,6 +24,7 @@ import numpy as np
 import pytest
 
 from powerd import i18n
+from powerd.crosscheck import NOT_STATED
 from powerd.errors import PowerdError
 from powerd.report.html import render_html
 from powerd.report.table import format_table
@@ -152,11 +154,27 @@ def result() -> dict[str, Any]:
         "powerd_uncertainty_j": 0.25,
         "flags": [],
     }
+    pair = {"device": "gpu0", "measures": "board", "a": "sim:square", "b": "sim:gpu"}
+    cross_checks = [
+        {**pair, "ratio": 1.01, "difference_j": 1.0, "uncertainty_j": 2.0, "status": "agree"},
+        {**pair, "ratio": 1.2, "difference_j": 20.0, "uncertainty_j": 2.0, "status": "disagree"},
+        {
+            **pair,
+            "ratio": 1.01,
+            "difference_j": 1.0,
+            "uncertainty_j": None,
+            "status": "unknown",
+            "reason": NOT_STATED.format(channels="sim:gpu"),
+        },
+    ]
     v = verification()
     return {
         "v": 1,
         "run": "r-ko",
-        "phases": [phase("trial", 1, 0.0, 10.0), phase("loadgen", 0, 11.0, 21.0, mlperf=mlperf)],
+        "phases": [
+            phase("trial", 1, 0.0, 10.0, cross_checks=cross_checks),
+            phase("loadgen", 0, 11.0, 21.0, mlperf=mlperf),
+        ],
         "trials": [
             {
                 "phase": "trial",
@@ -285,6 +303,9 @@ def data_words() -> set[str]:
             t.pop("reason")
     for v in res["verdicts"]:
         v.pop("reason")
+    for p in res["phases"]:
+        for x in p.get("cross_checks", []):
+            x.pop("reason", None)
     res["verification"]["stability"].pop("reason")
     res["verification"]["stability"]["temperature"].pop("reason")
     texts = _strings(res) + _strings(man) + list(traces()) + ["J", "powerd 0.1.0"]
@@ -349,6 +370,39 @@ def test_extractor_finds_all_three_markers(tmp_path: Path) -> None:
     assert sorted(i18n.extract_msgids([src])) == ["a {b}", "c", "d"]
 
 
+def test_every_reason_template_is_registered_at_import() -> None:
+    """R_() must be a module-level constant of a module in REASON_MODULES: tr_reason imports
+    those, so `powerd report` in a fresh process translates a stored reason."""
+    root = Path(i18n.__file__).parent
+    places = []
+    for path in i18n.source_files():
+        tree = ast.parse(path.read_text("utf-8"))
+        for fn in ast.walk(tree):
+            if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef) and fn.name != "R_":
+                for node in ast.walk(fn):
+                    if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "R_":
+                        places.append(f"{path.name}:{node.lineno} inside {fn.name}()")
+        if "R_(" in path.read_text("utf-8") and path.name != "i18n.py":
+            module = ".".join(path.relative_to(root.parent).with_suffix("").parts)
+            assert module in i18n.REASON_MODULES, module
+    assert places == []
+    code = (
+        "from powerd import i18n\n"
+        "i18n.set_lang('ko')\n"
+        "print(i18n.tr_reason('no usable trial: not used: too_short'))\n"
+        "print(i18n.tr_reason('accuracy not stated: nvml:gpu0'))\n"
+        "print(i18n.tr_reason('power not within +-1 % over 0.4 s'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.splitlines()
+    assert out == [
+        "사용 가능한 시행 없음: 사용하지 않음: too_short",
+        "정확도 미기재: nvml:gpu0",
+        "소비 전력이 0.4 s 동안 +-1 % 이내로 유지되지 않음",
+    ]
+
+
 def test_language_choice_flag_env_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(i18n.ENV, raising=False)
     assert i18n.resolve(None) == "en"
@@ -396,6 +450,7 @@ def test_verdict_words_and_reasons_in_korean() -> None:
     assert "지지됨에 해당하나 최대 결론 불가로 제한됨: not_stable" in shown
     assert "참고 (판정에 영향 없음): receive_time" in shown
     assert "시행 3회 중 1회만 사용 가능" in text
+    assert "판단 불가 (정확도 미기재: sim:gpu)" in shown and "불일치" in text
     assert "순 수치에 필요한 유휴 기준선 없음" in text
     assert "장치 온도를 보고하는 프로브가 없어 소비 전력만 확인함" in text
     # the CSS classes of the verdict cells do not change with the language
