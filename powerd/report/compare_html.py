@@ -25,8 +25,8 @@ from powerd.report.html import (
     fmt_pm,
 )
 
-_W, _H = 1160, 380
-_ML, _MR, _MT, _MB = 84, 16, 24, 80
+_W, _H = 1160, 340
+_ML, _MR, _MT, _MB = 84, 16, 24, 56
 _PW, _PH = _W - _ML - _MR, _H - _MT - _MB
 
 _EXTRA_CSS = """
@@ -36,7 +36,17 @@ svg.chart .pt circle { stroke: #111; stroke-width: 1; }
 td.sig { background: #e3f2e1; font-weight: 600; }
 td.nsig { color: #555; }
 td.unk { background: #fff1cc; }
+div.wide { overflow-x: auto; }
 """
+_HEADS = {
+    "j_per_unit": "J per unit",
+    "units_per_j": "units per J",
+    "mean_power_w": "mean W",
+    "units_per_s": "units per s",
+    "idle_power_w": "idle W",
+    "net_energy_j": "net J",
+    "net_j_per_unit": "net J per unit",
+}
 
 
 def _y_scale(lo: float, hi: float) -> tuple[list[float], int, float, float]:
@@ -169,9 +179,13 @@ def scatter_chart(doc: dict[str, Any]) -> str:
             f'<text x="{x:.1f}" y="{_MT + _PH + 17}" text-anchor="middle">'
             f"{_tick_label(v, x_dec)}</text>"
         )
+    placed: list[tuple[float, float]] = []
     for i, it, fx, fy in pts:
         label = _e(it["label"])
         cx, cy = sx(fx["value"]), sy(fy["value"])
+        # points at (nearly) the same place get their labels stacked, not overprinted
+        stack = sum(1 for px, py in placed if abs(px - cx) < 60 and abs(py - cy) < 12)
+        placed.append((cx, cy))
         colour = _PALETTE[i % len(_PALETTE)]
         err = []
         if fx["u95"] is not None:
@@ -191,7 +205,7 @@ def scatter_chart(doc: dict[str, Any]) -> str:
             f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="6" fill="{colour}">'
             f"<title>{label}: {fmt_pm(fy['value'], fy['u95'])} per J at "
             f"{fmt_pm(fx['value'], fx['u95'])} per s</title></circle>"
-            f'<text x="{cx + 9:.1f}" y="{cy - 8:.1f}">{label}</text></g>'
+            f'<text x="{cx + 9:.1f}" y="{cy - 8 + 14 * stack:.1f}">{label}</text></g>'
         )
     if not pts:
         parts.append(
@@ -217,7 +231,7 @@ def _pm_cell(fig: dict[str, Any]) -> str:
 
 
 def _items_table(doc: dict[str, Any]) -> str:
-    head = "".join(f"<th>{_e(k)} ± U95</th>" for k in TABLE_FIGURES)
+    head = "".join(f'<th title="{_e(k)}">{_e(_HEADS[k])} ± U95</th>' for k in TABLE_FIGURES)
     rows = []
     for it in doc["items"]:
         cells = "".join(_pm_cell(it["figures"][k]) for k in TABLE_FIGURES)
@@ -228,9 +242,9 @@ def _items_table(doc: dict[str, Any]) -> str:
             f"{_flags_cell(it.get('flags'))}</tr>"
         )
     return (
-        '<table id="items"><thead><tr><th>item</th><th>unit</th><th>count</th>'
+        '<div class="wide"><table id="items"><thead><tr><th>item</th><th>unit</th><th>count</th>'
         f"<th>duration s</th>{head}<th>flags</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>"
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
 
 
