@@ -32,6 +32,8 @@ difference's true uncertainty is then √(U_a² + U_b² − 2ρ·U_a,inst·U_b,i
 used. powerd keeps ρ = 0, which is conservative: it never calls "significant" a difference the
 correlation would not support, and may call "not significant" one that would be. Pairs resting on
 a common primary channel list it in ``shared_channels`` so a reader knows the call is conservative.
+A pair also carries ``flags``, the union of its items' flags (a gap, an uncalibrated meter, …): the
+call is made on the figures as they are, and the flags say what they rest on.
 """
 
 from __future__ import annotations
@@ -332,6 +334,7 @@ def compare_pairs(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "a_label": a["label"],
                     "b_label": b["label"],
                     "shared_channels": shared,
+                    "flags": sorted({*a["flags"], *b["flags"]}),
                     "figures": {
                         key: _pair_figure(a, b, key, per_unit) for key, _, _, per_unit in FIGURES
                     },

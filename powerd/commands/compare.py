@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +20,22 @@ from powerd.errors import PowerdError
 from powerd.paths import default_state_dir, open_state_store
 from powerd.store import Store
 
+HELP_WIDTH = 78
+
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "compare",
         help="compare runs, phases or devices side by side, with significance",
-        description="A side-by-side table of the selected phases (RUN alone: its headline "
-        "phase `run`, else its longest non-idle phase; every trial of a repeated PHASE is its "
-        "own item): J/unit, units/J, mean W, units/s, idle and net figures, each ± its 95 % "
-        "uncertainty, and for every pair whether each figure differs significantly.",
-        epilog=f"Rule: {RULE}\n\nExamples:\n  powerd compare r-gpu r-npu\n"
+        description=textwrap.fill(
+            "A side-by-side table of the selected phases (RUN alone: its headline phase `run`, "
+            "else its longest non-idle phase; every trial of a repeated PHASE is its own item): "
+            "J/unit, units/J, mean W, units/s, idle and net figures, each ± its 95 % "
+            "uncertainty, and for every pair whether each figure differs significantly.",
+            HELP_WIDTH,
+        ),
+        epilog=textwrap.fill(f"Rule: {RULE}", HELP_WIDTH)
+        + "\n\nExamples:\n  powerd compare r-gpu r-npu\n"
         "  powerd compare r1:decode r2:decode --out cmp\n  powerd compare r1 --by device --json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -265,11 +265,11 @@ def _pairs_table(doc: dict[str, Any]) -> str:
                 f'<td class="n">{fmt_pm(f["diff"], f["u95_diff"])}</td>'
                 f'<td class="n">{fmt(f["ratio"])}</td>'
                 f'<td class="call {_CALL_CLASS[f["call"]]}">{_e(f["call"])}{why}</td>'
-                f"<td>{_e(shared) or DASH}</td></tr>"
+                f"<td>{_e(shared) or DASH}</td>{_flags_cell(pair.get('flags'))}</tr>"
             )
     return (
         '<table id="pairs"><thead><tr><th>a</th><th>b</th><th>figure</th><th>b − a ± U95</th>'
-        "<th>b / a</th><th>call</th><th>shared channels</th></tr></thead>"
+        "<th>b / a</th><th>call</th><th>shared channels</th><th>flags</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
 

@@ -83,6 +83,9 @@ def format_compare(doc: dict[str, Any]) -> str:
                     call,
                 )
             )
+        if pair["flags"]:
+            flags = ",".join(pair["flags"])
+            prow.append((pair["a_label"], pair["b_label"], "flags", flags, "", "(see items)"))
         if pair["shared_channels"]:
             prow.append(
                 (

@@ -67,7 +67,7 @@ def mark_phase(
     for i, (event, t_s) in enumerate((("begin", t0_s), ("end", t0_s + dur_s))):
         obj = {"v": 1, "run": run, "phase": phase, "event": event, "t_ns": T0 + int(t_s * S)}
         obj |= {"seq": i} | (end if event == "end" else begin or {})
-        store.put_marker(stamp(f"h-{run}-{phase}", parse_marker(obj), T0 + int(t_s * S)))
+        store.put_marker(stamp(f"h-{run}-{phase}-{t0_s}", parse_marker(obj), T0 + int(t_s * S)))
 
 
 def sim_run(
@@ -344,3 +344,19 @@ def test_page_renders_in_headless_chromium_with_its_charts(store: Store, tmp_pat
         re.S,
     )
     assert [c.strip() for c in jpu_calls] == [SIGNIFICANT, UNKNOWN, UNKNOWN]
+
+
+def test_each_trial_is_an_item_and_a_pair_carries_its_items_flags(store: Store) -> None:
+    add_sim(store, "constant,w=20,id=meter", -1, 7)
+    add_sim(store, "constant,w=30,id=meter", 6, 5)  # samples stop at 11 s
+    mark_phase(store, "r", "decode", 0, 5, {"trial": 1}, trial=1, count=50, unit="token")
+    mark_phase(store, "r", "decode", 7, 6, {"trial": 2}, trial=2, count=60, unit="token")
+    result = compute_run(store, "r")
+    doc = build_comparison([(Selection("r", "decode"), result)])
+    one, two = doc["items"]
+    assert (one["label"], two["label"]) == ("r:decode#1", "r:decode#2")
+    assert one["flags"] == [] and two["flags"]  # trial 2 outlives its samples
+    pair = doc["pairs"][0]
+    assert pair["flags"] == sorted(two["flags"])
+    assert one["figures"]["j_per_unit"]["value"] == pytest.approx(2.0, rel=1e-3)
+    assert fig(doc, 0, "units_per_s")["call"] == NOT_SIGNIFICANT  # 10 vs 10 tokens/s
