@@ -360,3 +360,22 @@ def test_each_trial_is_an_item_and_a_pair_carries_its_items_flags(store: Store) 
     assert pair["flags"] == sorted(two["flags"])
     assert one["figures"]["j_per_unit"]["value"] == pytest.approx(2.0, rel=1e-3)
     assert fig(doc, 0, "units_per_s")["call"] == NOT_SIGNIFICANT  # 10 vs 10 tokens/s
+
+
+def test_page_is_well_formed_and_escapes_what_it_shows() -> None:
+    from tests.report.test_html import assert_well_formed, phase_entry
+
+    hostile = phase_entry("<script>x</script>", 0.0, 10.0, 500.0, 1.0, flags=['"><b>'])
+    plain = phase_entry("run", 0.0, 10.0, 400.0, None)  # no uncertainty: "± ?", no error bar
+    doc = build_comparison(
+        [
+            (Selection("a&b", None), {"phases": [hostile]}),
+            (Selection("c", None), {"phases": [plain]}),
+        ]
+    )
+    page = render_compare_html(doc)
+    assert_well_formed(page)
+    assert "<script" not in page and "<b>" not in page
+    assert "a&amp;b:&lt;script&gt;x&lt;/script&gt;" in page
+    assert page.count('<g class="err"') == 2  # j_per_unit and units_per_j of the first only
+    assert "± ?" in page
