@@ -9,9 +9,9 @@ Routes (described exactly in ``powerd/openapi.json``, served at ``GET /v1/openap
 - ``GET /v1/runs?limit=N&before=CURSOR``: run summaries newest first, a page at a time
   (``next`` is the cursor of the following page, null on the last).
 - ``GET /v1/runs/{run}``: the stored contract-2 result; 404 with the reason when there is none.
-- ``GET /v1/compare?runs=RUN[:PHASE],...&by=phase|device&format=json|csv|html``: stored runs side
-  by side with significance calls (``powerd.compare``); 400 malformed, 404 a run without a result
-  or a phase it lacks.
+- ``GET /v1/compare?runs=RUN[:PHASE],...&by=phase|device&unit=U&format=json|csv|html``: stored
+  runs side by side with significance calls (``powerd.compare``); 400 malformed, 404 a run
+  without a result or a phase it lacks.
 - ``GET /v1/channels``: latest power per channel.
 - ``GET /healthz``: ``{"status": "ok"|"degraded"}`` to anyone (for probes and load balancers);
   with the token (or when the server has none, which it may only on loopback) also what is down
@@ -277,7 +277,7 @@ async def get_run(request: web.Request) -> web.Response:
 COMPARE_FORMATS = ("json", "csv", "html")
 
 
-def _comparison(daemon: Daemon, texts: list[str], by: str) -> dict[str, Any]:
+def _comparison(daemon: Daemon, texts: list[str], by: str, unit: str | None) -> dict[str, Any]:
     """The comparison of stored results (``powerd compare`` over the API)."""
     from powerd.compare import CompareNotFound, build_comparison, parse_selection
 
@@ -293,7 +293,7 @@ def _comparison(daemon: Daemon, texts: list[str], by: str) -> dict[str, Any]:
         if result is None:
             raise CompareNotFound(f"run {sel.run!r} has no result in this powerd")
         selected.append((sel, result))
-    return build_comparison(selected, by)
+    return build_comparison(selected, by, unit)
 
 
 async def get_compare(request: web.Request) -> web.Response:
@@ -302,6 +302,9 @@ async def get_compare(request: web.Request) -> web.Response:
     texts = [t for t in request.query.get("runs", "").split(",") if t.strip()]
     by = request.query.get("by", "phase")
     fmt = request.query.get("format", "json")
+    unit = request.query.get("unit")
+    if unit is not None and not NAME_RE.match(unit):
+        return _error(400, "unit must be a name such as token or request")
     if len(texts) < 1:
         return _error(400, "runs must list RUN or RUN:PHASE, comma-separated")
     if by not in ("phase", "device"):
@@ -309,7 +312,7 @@ async def get_compare(request: web.Request) -> web.Response:
     if fmt not in COMPARE_FORMATS:
         return _error(400, f"format must be one of {', '.join(COMPARE_FORMATS)}")
     try:
-        doc = await asyncio.to_thread(_comparison, request.app[DAEMON_KEY], texts, by)
+        doc = await asyncio.to_thread(_comparison, request.app[DAEMON_KEY], texts, by, unit)
     except CompareNotFound as err:
         return _error(404, str(err))
     except PowerdError as err:

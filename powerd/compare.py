@@ -7,14 +7,18 @@ trial of a repeated phase is its own item), or with ``by="device"`` each device'
 figures, each ``{"value", "u95"}`` (95 % expanded uncertainty, in the figure's unit, null when
 unknown), are computed from contract 2 only:
 
-- ``j_per_unit`` ± ``j_per_unit_uncertainty``; ``units_per_j`` = count / E with the same relative
-  uncertainty (U_E / E, first order; the count is exact);
+- the count N: the phase's own (exact when a marker gave it; with the relative uncertainty of its
+  ``counts`` entry when a serving engine's counter gave it, ``count_source``), or with ``unit``
+  the entry of ``counts`` in that unit (none: no per-unit figure, flag ``no_count``);
+- ``j_per_unit`` = E / N and ``units_per_j`` = N / E, both with relative U95
+  √((U_E / E)² + (U_N / N)²) (first order; U_N = 0 for a marker's count, so then U_E / N);
 - ``mean_power_w`` = E / T ± U_E / T; ``energy_j`` ± ``uncertainty_j``;
-- ``units_per_s`` = count / T ± count / T × U_T / T, with U_T = √2 × the phase's timing uncertainty
-  (``timing.uncertainty_ns`` is the worse of its two edges; the edges are taken as independent);
+- ``units_per_s`` = N / T with relative U95 √((U_T / T)² + (U_N / N)²), U_T = √2 × the phase's
+  timing uncertainty (``timing.uncertainty_ns`` is the worse of its two edges; the edges are
+  taken as independent);
 - ``idle_power_w`` ± √(``net_uncertainty_j``² − ``uncertainty_j``²) / T (what contract 2 put into
   the net figure for the idle power); ``net_energy_j`` ± ``net_uncertainty_j``;
-  ``net_j_per_unit`` = net / count ± ``net_uncertainty_j`` / count.
+  ``net_j_per_unit`` = net / N, its relative U95 as for J per unit.
 
 Per device (``by="device"``): E is the sum of the phase's primary channels of that device, U_E the
 root-sum-square of theirs (as contract 2 sums primary channels); the count and duration are the
@@ -132,35 +136,95 @@ def _duration_u95_s(entry: dict[str, Any]) -> float | None:
     return None if unc_ns is None else SQRT2 * unc_ns / 1e9
 
 
+@dataclass(frozen=True)
+class Count:
+    """The units an item is measured against: how many, of what, the 95 % uncertainty relative
+    to the count (0 for a count a marker gave: exact), and where it came from."""
+
+    count: float | None
+    unit: str | None
+    rel_u95: float | None
+    source: str
+
+    def json(self) -> dict[str, Any]:
+        u = None if self.count is None or self.rel_u95 is None else self.count * self.rel_u95
+        return {"count": self.count, "unit": self.unit, "count_u95": u, "count_source": self.source}
+
+
+def _count_list(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    counts = entry.get("counts")
+    return [c for c in counts if isinstance(c, dict)] if isinstance(counts, list) else []
+
+
+def _rel(count: Any, u95: Any) -> float | None:
+    c, u = _finite(count), _finite(u95)
+    return None if not c or u is None else abs(u / c)
+
+
+def phase_count(entry: dict[str, Any], unit: str | None = None) -> Count:
+    """The count of a phase entry in ``unit`` (default: the phase's own). The phase's own count is
+    exact when a marker gave it; when a serving engine's counter gave it (``count_source``, the
+    entry of ``counts`` it came from), it carries that entry's ``count_uncertainty``. Another unit
+    is looked up in ``counts`` (a phase counted in tokens and requests); none there: no count."""
+    if unit is None or unit == entry.get("unit"):
+        source = entry.get("count_source")
+        if source is None:
+            return Count(_finite(entry.get("count")), entry.get("unit"), 0.0, "marker")
+        found = next((c for c in _count_list(entry) if c.get("source") == source), None)
+        rel = None if found is None else _rel(found.get("count"), found.get("count_uncertainty"))
+        return Count(_finite(entry.get("count")), entry.get("unit"), rel, str(source))
+    for c in _count_list(entry):
+        if c.get("unit") == unit and _finite(c.get("count")):
+            rel = _rel(c.get("count"), c.get("count_uncertainty"))
+            return Count(_finite(c["count"]), unit, rel, str(c.get("source")))
+    return Count(None, unit, None, "none")
+
+
+def _per(value: float | None, u95: float | None, count: Count) -> dict[str, float | None]:
+    """``value`` / count with the relative uncertainties in quadrature (independent)."""
+    v = _div(value, count.count)
+    if v is None or u95 is None or count.rel_u95 is None or value is None:
+        return _fig(v, None)
+    if value == 0:  # no relative form; the count's uncertainty does not move a zero
+        return _fig(v, _div(u95, count.count))
+    return _fig(v, abs(v) * math.hypot(u95 / value, count.rel_u95))
+
+
 def _figures(
     energy: float | None,
     unc: float | None,
-    count: float | None,
+    count: Count,
     duration: float | None,
     duration_u: float | None,
     idle_w: float | None,
     idle_u_w: float | None,
 ) -> dict[str, dict[str, float | None]]:
-    """The item's figures from its energy (± U), count, duration (± U) and idle power (± U)."""
-    count = count if count else None
-    rel = _div(unc, energy) if energy else None
-    upj = _div(count, energy)
-    ups = _div(count, duration)
-    ups_u = None if ups is None or duration_u is None else ups * duration_u / (duration or 1.0)
+    """The item's figures from its energy (± U), count (± relative U), duration (± U) and idle
+    power (± U)."""
+    n = count.count if count.count else None
+    rel_e = _div(unc, energy) if energy else None
+    upj = _div(n, energy)
+    upj_u = None
+    if upj is not None and rel_e is not None and count.rel_u95 is not None:
+        upj_u = upj * math.hypot(rel_e, count.rel_u95)
+    ups = _div(n, duration)
+    ups_u = None
+    if ups is not None and duration_u is not None and count.rel_u95 is not None and duration:
+        ups_u = ups * math.hypot(duration_u / duration, count.rel_u95)
     net = net_u = None
     if energy is not None and idle_w is not None and duration is not None:
         net = energy - idle_w * duration
         if unc is not None and idle_u_w is not None:
             net_u = math.hypot(unc, idle_u_w * duration)
     return {
-        "j_per_unit": _fig(_div(energy, count), _div(unc, count)),
-        "units_per_j": _fig(upj, None if upj is None or rel is None else upj * abs(rel)),
+        "j_per_unit": _per(energy, unc, count),
+        "units_per_j": _fig(upj, upj_u),
         "mean_power_w": _fig(_div(energy, duration), _div(unc, duration)),
         "units_per_s": _fig(ups, ups_u),
         "energy_j": _fig(energy, unc),
         "idle_power_w": _fig(idle_w, idle_u_w),
         "net_energy_j": _fig(net, net_u),
-        "net_j_per_unit": _fig(_div(net, count), _div(net_u, count)),
+        "net_j_per_unit": _per(net, net_u, count),
     }
 
 
@@ -171,24 +235,26 @@ def _label(run: str, entry: dict[str, Any], device: str | None) -> str:
     return label if device is None else f"{label}@{device}"
 
 
-def _item_base(run: str, entry: dict[str, Any], device: str | None) -> dict[str, Any]:
+def _item_base(run: str, entry: dict[str, Any], device: str | None, count: Count) -> dict[str, Any]:
+    flags = list(entry.get("flags") or [])
+    if count.count is None and "no_count" not in flags:
+        flags.append("no_count")
     return {
         "label": _label(run, entry, device),
         "run": run,
         "phase": entry.get("phase"),
         "trial": entry.get("trial"),
         "device": device,
-        "unit": entry.get("unit"),
-        "count": entry.get("count"),
+        **count.json(),
         "duration_s": entry.get("duration_s"),
         "t_begin_ns": entry.get("t_begin_ns"),
         "t_end_ns": entry.get("t_end_ns"),
-        "flags": list(entry.get("flags") or []),
+        "flags": flags,
     }
 
 
-def phase_item(run: str, entry: dict[str, Any]) -> dict[str, Any]:
-    """One item: a whole phase entry of contract 2."""
+def phase_item(run: str, entry: dict[str, Any], unit: str | None = None) -> dict[str, Any]:
+    """One item: a whole phase entry of contract 2 (its count in ``unit``, default its own)."""
     energy = _finite(entry.get("energy_j"))
     unc = _finite(entry.get("uncertainty_j"))
     duration = _finite(entry.get("duration_s"))
@@ -197,14 +263,13 @@ def phase_item(run: str, entry: dict[str, Any]) -> dict[str, Any]:
     net_u = _finite(entry.get("net_uncertainty_j"))
     if idle_w is not None and net_u is not None and unc is not None and duration:
         idle_u = math.sqrt(max(0.0, net_u**2 - unc**2)) / duration
-    item = _item_base(run, entry, None)
+    count = phase_count(entry, unit)
+    item = _item_base(run, entry, None, count)
     channels = entry.get("channels") or {}
     item["primary_channels"] = sorted(
         c for c, ch in channels.items() if isinstance(ch, dict) and ch.get("primary")
     )
-    item["figures"] = _figures(
-        energy, unc, _finite(entry.get("count")), duration, _duration_u95_s(entry), idle_w, idle_u
-    )
+    item["figures"] = _figures(energy, unc, count, duration, _duration_u95_s(entry), idle_w, idle_u)
     return item
 
 
@@ -255,22 +320,25 @@ def phase_devices(entry: dict[str, Any]) -> list[str]:
     return sorted({str(ch.get("device")) for ch in chans.values() if isinstance(ch, dict)})
 
 
-def device_items(run: str, result: dict[str, Any], entry: dict[str, Any]) -> list[dict[str, Any]]:
+def device_items(
+    run: str, result: dict[str, Any], entry: dict[str, Any], unit: str | None = None
+) -> list[dict[str, Any]]:
     """One item per device of a phase entry: the device's primary channels' share."""
     out = []
+    count = phase_count(entry, unit)
     for device in phase_devices(entry):
         energy, unc, primary = _device_energy(entry, device)
         idle_w, idle_u = (
             (None, None) if entry.get("phase") == IDLE_PHASE else _device_idle(result, device)
         )
-        item = _item_base(run, entry, device)
+        item = _item_base(run, entry, device, count)
         if energy is None and "no_data" not in item["flags"]:
             item["flags"].append("no_data")
         item["primary_channels"] = primary
         item["figures"] = _figures(
             energy,
             unc,
-            _finite(entry.get("count")),
+            count,
             _finite(entry.get("duration_s")),
             _duration_u95_s(entry),
             idle_w,
@@ -344,19 +412,22 @@ def compare_pairs(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def build_comparison(
-    selected: Iterable[tuple[Selection, dict[str, Any]]], by: str = "phase"
+    selected: Iterable[tuple[Selection, dict[str, Any]]],
+    by: str = "phase",
+    unit: str | None = None,
 ) -> dict[str, Any]:
     """The comparison document (documented in README "Comparing runs") from each selection and
-    its run's contract-2 result."""
+    its run's contract-2 result; ``unit`` picks which count per-unit figures use (default: each
+    phase's own)."""
     if by not in ("phase", "device"):
         raise CompareError(f"by {by!r}: use phase or device")
     items: list[dict[str, Any]] = []
     for sel, result in selected:
         for entry in selected_entries(result, sel):
             if by == "device":
-                items.extend(device_items(sel.run, result, entry))
+                items.extend(device_items(sel.run, result, entry, unit))
             else:
-                items.append(phase_item(sel.run, entry))
+                items.append(phase_item(sel.run, entry, unit))
     if len(items) < 2:
         raise CompareError(
             f"{len(items)} item(s) to compare; name at least two runs or phases "
@@ -367,6 +438,7 @@ def build_comparison(
     return {
         "v": COMPARE_VERSION,
         "by": by,
+        "unit": unit,
         "rule": RULE,
         "figures": [
             {"key": k, "label": label, "unit": unit, "per_unit": per}

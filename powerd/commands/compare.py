@@ -53,6 +53,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="DIR",
         help="also write compare.json, compare.csv and compare.html into DIR",
     )
+    p.add_argument(
+        "--unit",
+        default=None,
+        metavar="UNIT",
+        help="per-unit figures against the count in UNIT (e.g. request, when a phase was counted "
+        "in tokens and requests from a serving engine; default: each phase's own count)",
+    )
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print the JSON document instead")
     fmt.add_argument("--csv", action="store_true", help="print the long-format CSV instead")
@@ -92,7 +99,7 @@ def run_command(args: argparse.Namespace) -> int:
     if not path.exists():
         raise PowerdError(f"no store at {path}; measure something first or pass --state-dir")
     with open_state_store(args.state_dir) as store:
-        doc = build_comparison(select(store, args.runs, args.recompute), args.by)
+        doc = build_comparison(select(store, args.runs, args.recompute), args.by, args.unit)
     from powerd.report.compare_text import compare_csv, format_compare, write_compare
 
     paths = write_compare(doc, args.out, f"powerd {__version__}") if args.out else []

@@ -33,9 +33,9 @@ _EXTRA_CSS = """
 svg.chart .bar { fill-opacity: 0.75; }
 svg.chart .err line { stroke: #111; stroke-width: 1.5; }
 svg.chart .pt circle { stroke: #111; stroke-width: 1; }
-td.sig { background: #e3f2e1; font-weight: 600; }
+td.sig, tbody tr:nth-child(even) td.sig { background: #e3f2e1; font-weight: 600; }
 td.nsig { color: #555; }
-td.unk { background: #fff1cc; }
+td.unk, tbody tr:nth-child(even) td.unk { background: #fff1cc; }
 div.wide { overflow-x: auto; }
 """
 _HEADS = {
@@ -215,7 +215,7 @@ def scatter_chart(doc: dict[str, Any]) -> str:
     parts += [
         f'<line class="axis" x1="{_ML}" x2="{_ML + _PW}" y1="{_MT + _PH}" y2="{_MT + _PH}"/>',
         f'<line class="axis" x1="{_ML}" x2="{_ML}" y1="{_MT}" y2="{_MT + _PH}"/>',
-        f'<text x="{_ML + _PW / 2}" y="{_H - 30}" text-anchor="middle">throughput '
+        f'<text x="{_ML + _PW / 2}" y="{_H - 10}" text-anchor="middle">throughput '
         f"({_e(_unit_of(doc, 'units_per_s'))})</text>",
         f'<text transform="translate(18 {_MT + _PH / 2}) rotate(-90)" text-anchor="middle">'
         f"efficiency ({_e(_unit_of(doc, 'units_per_j'))})</text>",

@@ -379,3 +379,49 @@ def test_page_is_well_formed_and_escapes_what_it_shows() -> None:
     assert "a&amp;b:&lt;script&gt;x&lt;/script&gt;" in page
     assert page.count('<g class="err"') == 2  # j_per_unit and units_per_j of the first only
     assert "± ?" in page
+
+
+def with_engine_counts(result: dict[str, Any], tokens: int, requests: int) -> dict[str, Any]:
+    """The result as it reads when a serving engine's counters gave the phase's counts
+    (contract 2 ``counts`` and ``count_source``, as powerd.phasecount writes them): tokens ± 12,
+    requests ± 2."""
+    out = json.loads(json.dumps(result))
+    p = out["phases"][0]
+    p["counts"] = [
+        {"source": "prom:tok", "unit": "token", "count": tokens, "count_uncertainty": 12.0},
+        {"source": "prom:req", "unit": "request", "count": requests, "count_uncertainty": 2.0},
+    ]
+    p["count"], p["unit"], p["count_source"] = tokens, "token", "prom:tok"
+    return out
+
+
+def test_an_engine_counters_uncertainty_and_another_unit(store: Store) -> None:
+    a = with_engine_counts(sim_run(store, "a", 20.0, 0, 1000), 1000, 50)
+    b = with_engine_counts(sim_run(store, "b", 20.0, 20, 1000), 1000, 40)
+    sel = [(Selection("a", None), a), (Selection("b", None), b)]
+    doc = build_comparison(sel)
+    ia = doc["items"][0]
+    assert (ia["count"], ia["count_u95"], ia["count_source"]) == (1000, 12.0, "prom:tok")
+    e, ue = a["phases"][0]["energy_j"], a["phases"][0]["uncertainty_j"]
+    jpu = ia["figures"]["j_per_unit"]
+    assert jpu["value"] == pytest.approx(e / 1000)
+    assert jpu["u95"] == pytest.approx(e / 1000 * math.hypot(ue / e, 12 / 1000))
+    assert ia["figures"]["units_per_s"]["u95"] == pytest.approx(100 * 12 / 1000)
+    assert fig(doc, 0, "j_per_unit")["call"] == NOT_SIGNIFICANT  # same source, same tokens
+
+    per_request = build_comparison(sel, unit="request")
+    ra, rb = per_request["items"]
+    assert (ra["unit"], ra["count"], rb["count"]) == ("request", 50, 40)
+    assert ra["figures"]["j_per_unit"]["value"] == pytest.approx(e / 50)
+    assert fig(per_request, 0, "j_per_unit")["call"] == SIGNIFICANT  # 4.0 vs 5.0 J/request
+    assert fig(per_request, 0, "mean_power_w")["call"] == NOT_SIGNIFICANT
+
+    marker_count = sim_run(store, "m", 20.0, 40, 1000)  # counted in tokens only, by a marker
+    mixed = build_comparison(
+        [(Selection("a", None), a), (Selection("m", None), marker_count)], unit="request"
+    )
+    im = mixed["items"][1]
+    assert im["count"] is None and "no_count" in im["flags"] and im["count_source"] == "none"
+    assert fig(mixed, 0, "j_per_unit")["call"] == UNKNOWN
+    assert fig(mixed, 0, "j_per_unit")["reason"] == "missing value"
+    assert mixed["items"][0]["figures"]["j_per_unit"]["value"] == pytest.approx(e / 50)
