@@ -34,6 +34,9 @@ def test_compare_route_gives_json_csv_and_html_with_the_calls(api: Api, daemon: 
 
     by_device = api.call("GET", "/v1/compare?runs=gpu,npu&by=device").json()
     assert [it["label"] for it in by_device["items"]] == ["gpu:run@local", "npu:run@local"]
+    per_request = api.call("GET", "/v1/compare?runs=gpu,npu&unit=request").json()
+    assert per_request["unit"] == "request"
+    assert all("no_count" in it["flags"] for it in per_request["items"])
 
 
 def test_compare_route_errors(api: Api, daemon: Daemon) -> None:
@@ -46,6 +49,7 @@ def test_compare_route_errors(api: Api, daemon: Daemon) -> None:
         ("runs=gpu,nope", 404, "no result"),
         ("runs=gpu,gpu:decode", 404, "no phase 'decode'"),
         ("runs=gpu,bad%20id", 400, "must be 1-128"),
+        ("runs=gpu,gpu&unit=a%20b", 400, "unit must be"),
     ):
         reply = api.call("GET", f"/v1/compare?{query}")
         assert reply.status == status, (query, reply.body)

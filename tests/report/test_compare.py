@@ -263,6 +263,10 @@ def test_cli_prints_table_json_csv_and_writes_files(
     item = next(r for r in rows if r["kind"] == "item" and r["figure"] == "mean_power_w")
     assert float(item["value"]) == pytest.approx(20.0, rel=1e-3) and float(item["u95"]) > 0
 
+    assert main(["compare", "gpu", "npu", "--unit", "request", "--json", *state]) == 0
+    items = json.loads(capsys.readouterr().out)["items"]
+    assert [(it["count"], it["flags"]) for it in items] == [(None, ["no_count"])] * 2
+
     assert main(["compare", "gpu", "nope", *state]) == 2
     assert "no run 'nope'" in capsys.readouterr().err
 
