@@ -171,7 +171,7 @@ def test_idle_and_net_figures_per_phase_and_per_device(store: Store) -> None:
 def test_missing_uncertainty_or_different_units_is_unknown(store: Store) -> None:
     a = sim_run(store, "a", 20.0, 0, 1000)
     b = sim_run(store, "b", 25.0, 20, 1000)
-    old = json.loads(json.dumps(b))  # a result written before j_per_unit_uncertainty existed
+    old = json.loads(json.dumps(b))  # a result whose energy has no stated uncertainty
     del old["phases"][0]["j_per_unit_uncertainty"]
     old["phases"][0]["uncertainty_j"] = None
     doc = build_comparison([(Selection("a", None), a), (Selection("b", None), old)])
@@ -313,7 +313,7 @@ def test_page_renders_in_headless_chromium_with_its_charts(store: Store, tmp_pat
     b = sim_run(store, "npu", 25.0, 20, 1000)
     c = json.loads(json.dumps(b))
     c["run"] = "old"
-    del c["phases"][0]["j_per_unit_uncertainty"]  # drawn without error bar
+    del c["phases"][0]["j_per_unit_uncertainty"]  # no uncertainty: drawn without error bar
     c["phases"][0]["uncertainty_j"] = None
     doc = build_comparison(
         [(Selection("gpu", None), a), (Selection("npu", None), b), (Selection("old", None), c)]
