@@ -429,3 +429,17 @@ def test_an_engine_counters_uncertainty_and_another_unit(store: Store) -> None:
     assert fig(mixed, 0, "j_per_unit")["call"] == UNKNOWN
     assert fig(mixed, 0, "j_per_unit")["reason"] == "missing value"
     assert mixed["items"][0]["figures"]["j_per_unit"]["value"] == pytest.approx(e / 50)
+
+
+def test_an_engine_count_without_its_uncertainty_is_unknown(store: Store) -> None:
+    a = with_engine_counts(sim_run(store, "a", 20.0, 0, 1000), 1000, 50)
+    b = with_engine_counts(sim_run(store, "b", 25.0, 20, 1000), 1000, 50)
+    b["phases"][0]["counts"][0]["count_uncertainty"] = None
+    doc = build_comparison([(Selection("a", None), a), (Selection("b", None), b)])
+    assert doc["items"][1]["count_u95"] is None
+    for key in ("j_per_unit", "units_per_j", "units_per_s"):
+        assert (fig(doc, 0, key)["call"], fig(doc, 0, key)["reason"]) == (
+            UNKNOWN,
+            "missing uncertainty",
+        ), key
+    assert fig(doc, 0, "mean_power_w")["call"] == SIGNIFICANT  # the energy's figures stand
