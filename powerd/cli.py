@@ -28,6 +28,7 @@ MODULE_COMMANDS = {
     "grafana": "powerd.commands.grafana",
     "verify": "powerd.commands.verify",
     "audit": "powerd.commands.audit",
+    "compare": "powerd.commands.compare",
 }
 
 
