@@ -49,12 +49,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from powerd.errors import PowerdError
+from powerd.i18n import N_, R_
 from powerd.runs import headline_phase
 
 COMPARE_VERSION = 1
-SIGNIFICANT = "significant"
-NOT_SIGNIFICANT = "not significant"
-UNKNOWN = "unknown"
+# the calls (in English in the document; the renderers show them via the catalogue)
+SIGNIFICANT = N_("significant")
+NOT_SIGNIFICANT = N_("not significant")
+UNKNOWN = N_("unknown")
+# the reasons of an unknown call, as module constants so powerd.i18n.tr_reason knows them
+MISSING_VALUE = R_("missing value")
+MISSING_UNCERTAINTY = R_("missing uncertainty")
+DIFFERENT_UNITS = R_("different units ({a} vs {b})")
 IDLE_PHASE = "idle"
 MAX_ITEMS = 32
 SQRT2 = math.sqrt(2.0)
@@ -72,7 +78,7 @@ FIGURES: tuple[tuple[str, str, str, bool], ...] = (
 )
 FIGURE_KEYS = tuple(f[0] for f in FIGURES)
 
-RULE = (
+RULE = R_(
     "significant when |b - a| > sqrt(Ua^2 + Ub^2) with Ua, Ub the 95 % uncertainties; "
     "not significant otherwise; unknown when a value or uncertainty is missing or the units "
     "differ. Errors are taken as independent: a meter's calibration error shared by both "
@@ -372,11 +378,11 @@ def _pair_figure(a: dict[str, Any], b: dict[str, Any], key: str, per_unit: bool)
         out["ratio"] = _div(xb, xa)
     reason = None
     if xa is None or xb is None:
-        reason = "missing value"
+        reason = MISSING_VALUE
     elif ua is None or ub is None:
-        reason = "missing uncertainty"
+        reason = MISSING_UNCERTAINTY
     elif per_unit and a.get("unit") != b.get("unit"):
-        reason = f"different units ({a.get('unit')} vs {b.get('unit')})"
+        reason = DIFFERENT_UNITS.format(a=a.get("unit"), b=b.get("unit"))
     if reason is None and xa is not None and xb is not None and ua is not None and ub is not None:
         u_diff = math.hypot(ua, ub)
         out["u95_diff"] = u_diff

@@ -49,7 +49,12 @@ MARKERS = ("_", "N_", "R_")
 # the modules whose module-level R_() constants are the reasons a result may hold; tr_reason
 # imports them, so a stored result renders translated in a fresh process (a test checks that
 # every R_ in the package is in one of these)
-REASON_MODULES = ("powerd.verify.verdict", "powerd.verify.stability", "powerd.crosscheck")
+REASON_MODULES = (
+    "powerd.verify.verdict",
+    "powerd.verify.stability",
+    "powerd.crosscheck",
+    "powerd.compare",
+)
 
 _state: dict[str, object] = {"lang": "en", "tr": gettext.NullTranslations()}
 _REASONS: list[str] = []

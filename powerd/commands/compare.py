@@ -17,6 +17,7 @@ from typing import Any
 from powerd import __version__
 from powerd.compare import RULE, Selection, build_comparison, parse_selection
 from powerd.errors import PowerdError
+from powerd.i18n import add_lang_option
 from powerd.paths import default_state_dir, open_state_store
 from powerd.store import Store
 
@@ -68,6 +69,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         action="store_true",
         help="compute every run from its markers and samples, ignoring stored results",
     )
+    add_lang_option(p)
 
 
 def load_result(store: Store, run: str, recompute: bool) -> dict[str, Any]:
@@ -101,6 +103,7 @@ def run_command(args: argparse.Namespace) -> int:
     with open_state_store(args.state_dir) as store:
         doc = build_comparison(select(store, args.runs, args.recompute), args.by, args.unit)
     from powerd.report.compare_text import compare_csv, format_compare, write_compare
+    from powerd.report.files import reports_line
 
     paths = write_compare(doc, args.out, f"powerd {__version__}") if args.out else []
     if args.json:
@@ -111,5 +114,5 @@ def run_command(args: argparse.Namespace) -> int:
     else:
         print(format_compare(doc))
     if paths:
-        print("reports: " + " ".join(str(p) for p in paths), file=sys.stderr)
+        print(reports_line(paths), file=sys.stderr)
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from powerd.i18n import N_, _, lang, tr_reason
 from powerd.report.compare_text import TABLE_FIGURES, figure_unit
 from powerd.report.html import (
     _CSS,
@@ -39,13 +40,13 @@ td.unk, tbody tr:nth-child(even) td.unk { background: #fff1cc; }
 div.wide { overflow-x: auto; }
 """
 _HEADS = {
-    "j_per_unit": "J per unit",
-    "units_per_j": "units per J",
-    "mean_power_w": "mean W",
-    "units_per_s": "units per s",
-    "idle_power_w": "idle W",
-    "net_energy_j": "net J",
-    "net_j_per_unit": "net J per unit",
+    "j_per_unit": N_("J per unit"),
+    "units_per_j": N_("units per J"),
+    "mean_power_w": N_("mean W"),
+    "units_per_s": N_("units per s"),
+    "idle_power_w": N_("idle W"),
+    "net_energy_j": N_("net J"),
+    "net_j_per_unit": N_("net J per unit"),
 }
 
 
@@ -99,7 +100,7 @@ def bar_chart(doc: dict[str, Any], key: str, title: str) -> str:
         if f["value"] is None:
             parts.append(
                 f'<text class="empty" x="{cx:.1f}" y="{_MT + _PH - 8}" '
-                f'text-anchor="middle" data-item="{label}">no figure</text>'
+                f'text-anchor="middle" data-item="{label}">{_e(_("no figure"))}</text>'
             )
             continue
         y0, y1 = sy(0.0), sy(f["value"])
@@ -164,7 +165,7 @@ def scatter_chart(doc: dict[str, Any]) -> str:
 
     parts = [
         f'<svg class="chart" id="chart-scatter" viewBox="0 0 {_W} {_H}" role="img" '
-        f'aria-label="Efficiency against throughput">'
+        f'aria-label="{_e(_("Efficiency against throughput"))}">'
     ]
     for v in y_ticks:
         y = sy(v)
@@ -203,22 +204,28 @@ def scatter_chart(doc: dict[str, Any]) -> str:
         parts.append(
             f'<g class="pt" data-item="{label}">{"".join(err)}'
             f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="6" fill="{colour}">'
-            f"<title>{label}: {fmt_pm(fy['value'], fy['u95'])} per J at "
-            f"{fmt_pm(fx['value'], fx['u95'])} per s</title></circle>"
+            f"<title>{label}: "
+            + _e(
+                _("{per_j} per J at {per_s} per s").format(
+                    per_j=fmt_pm(fy["value"], fy["u95"]), per_s=fmt_pm(fx["value"], fx["u95"])
+                )
+            )
+            + "</title></circle>"
             f'<text x="{cx + 9:.1f}" y="{cy - 8 + 14 * stack:.1f}">{label}</text></g>'
         )
     if not pts:
         parts.append(
             f'<text class="empty" x="{_ML + _PW / 2}" y="{_MT + _PH / 2}" '
-            f'text-anchor="middle">no item has both figures (a count is needed)</text>'
+            f'text-anchor="middle">'
+            f"{_e(_('no item has both figures (a count is needed)'))}</text>"
         )
     parts += [
         f'<line class="axis" x1="{_ML}" x2="{_ML + _PW}" y1="{_MT + _PH}" y2="{_MT + _PH}"/>',
         f'<line class="axis" x1="{_ML}" x2="{_ML}" y1="{_MT}" y2="{_MT + _PH}"/>',
-        f'<text x="{_ML + _PW / 2}" y="{_H - 10}" text-anchor="middle">throughput '
-        f"({_e(_unit_of(doc, 'units_per_s'))})</text>",
+        f'<text x="{_ML + _PW / 2}" y="{_H - 10}" text-anchor="middle">'
+        f"{_e(_('throughput'))} ({_e(_unit_of(doc, 'units_per_s'))})</text>",
         f'<text transform="translate(18 {_MT + _PH / 2}) rotate(-90)" text-anchor="middle">'
-        f"efficiency ({_e(_unit_of(doc, 'units_per_j'))})</text>",
+        f"{_e(_('efficiency'))} ({_e(_unit_of(doc, 'units_per_j'))})</text>",
         "</svg>",
     ]
     return "".join(parts)
@@ -231,7 +238,7 @@ def _pm_cell(fig: dict[str, Any]) -> str:
 
 
 def _items_table(doc: dict[str, Any]) -> str:
-    head = "".join(f'<th title="{_e(k)}">{_e(_HEADS[k])} ± U95</th>' for k in TABLE_FIGURES)
+    head = "".join(f'<th title="{_e(k)}">{_e(_(_HEADS[k]))} ± U95</th>' for k in TABLE_FIGURES)
     rows = []
     for it in doc["items"]:
         cells = "".join(_pm_cell(it["figures"][k]) for k in TABLE_FIGURES)
@@ -242,8 +249,9 @@ def _items_table(doc: dict[str, Any]) -> str:
             f"{_flags_cell(it.get('flags'))}</tr>"
         )
     return (
-        '<div class="wide"><table id="items"><thead><tr><th>item</th><th>unit</th><th>count</th>'
-        f"<th>duration s</th>{head}<th>flags</th></tr></thead>"
+        '<div class="wide"><table id="items"><thead><tr>'
+        f"<th>{_e(_('item'))}</th><th>{_e(_('unit'))}</th><th>{_e(_('count'))}</th>"
+        f"<th>{_e(_('duration s'))}</th>{head}<th>{_e(_('flags'))}</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
 
@@ -258,18 +266,19 @@ def _pairs_table(doc: dict[str, Any]) -> str:
         shared = ", ".join(pair["shared_channels"])
         for key in TABLE_FIGURES:
             f = pair["figures"][key]
-            why = f" ({_e(f['reason'])})" if f.get("reason") else ""
+            why = f" ({_e(tr_reason(f['reason']))})" if f.get("reason") else ""
             rows.append(
                 f'<tr class="pair-row" data-figure="{_e(key)}"><td>{_e(pair["a_label"])}</td>'
                 f"<td>{_e(pair['b_label'])}</td><td>{_e(key)} [{_e(figure_unit(key, unit))}]</td>"
                 f'<td class="n">{fmt_pm(f["diff"], f["u95_diff"])}</td>'
                 f'<td class="n">{fmt(f["ratio"])}</td>'
-                f'<td class="call {_CALL_CLASS[f["call"]]}">{_e(f["call"])}{why}</td>'
+                f'<td class="call {_CALL_CLASS[f["call"]]}">{_e(_(f["call"]))}{why}</td>'
                 f"<td>{_e(shared) or DASH}</td>{_flags_cell(pair.get('flags'))}</tr>"
             )
     return (
-        '<table id="pairs"><thead><tr><th>a</th><th>b</th><th>figure</th><th>b − a ± U95</th>'
-        "<th>b / a</th><th>call</th><th>shared channels</th><th>flags</th></tr></thead>"
+        '<table id="pairs"><thead><tr><th>a</th><th>b</th>'
+        f"<th>{_e(_('figure'))}</th><th>b − a ± U95</th><th>b / a</th><th>{_e(_('call'))}</th>"
+        f"<th>{_e(_('shared channels'))}</th><th>{_e(_('flags'))}</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
 
@@ -277,23 +286,32 @@ def _pairs_table(doc: dict[str, Any]) -> str:
 def render_compare_html(doc: dict[str, Any], generated_by: str = "powerd") -> str:
     """The page of a comparison document."""
     n = len(doc["items"])
-    title = f"powerd comparison — {n} items by {_e(doc['by'])}"
+    title = _e(_("powerd comparison — {n} items by {by}").format(n=n, by=_(doc["by"])))
     return (
         "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
+        f'<html lang="{lang()}"><head><meta charset="utf-8">'
         '<meta http-equiv="Content-Security-Policy" '
         "content=\"default-src 'none'; style-src 'unsafe-inline'\">"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{title}</title><style>{_CSS}{_EXTRA_CSS}</style></head>"
         f'<body><main><h1>{title}</h1><p class="sub">'
         f"{', '.join(_e(it['label']) for it in doc['items'])}</p>"
-        f"<h2>J per unit</h2><figure>{bar_chart(doc, 'j_per_unit', 'J per unit')}</figure>"
-        f"<h2>Units per J</h2><figure>{bar_chart(doc, 'units_per_j', 'units per J')}</figure>"
-        f"<h2>Efficiency against throughput</h2><figure>{scatter_chart(doc)}</figure>"
-        f"<h2>Items</h2>{_items_table(doc)}"
-        f"<h2>Pairs</h2>{_pairs_table(doc)}"
-        f'<p class="sub" id="rule">Rule: {_e(doc["rule"])}</p>'
-        "<footer>Uncertainties (± U95) are absolute 95 % intervals, in the unit of their figure; "
-        f"error bars span value ± U95. Generated by {_e(generated_by)}.</footer>"
+        f"<h2>{_e(_('J per unit'))}</h2>"
+        f"<figure>{bar_chart(doc, 'j_per_unit', _('J per unit'))}</figure>"
+        f"<h2>{_e(_('Units per J'))}</h2>"
+        f"<figure>{bar_chart(doc, 'units_per_j', _('units per J'))}</figure>"
+        f"<h2>{_e(_('Efficiency against throughput'))}</h2><figure>{scatter_chart(doc)}</figure>"
+        f"<h2>{_e(_('Items'))}</h2>{_items_table(doc)}"
+        f"<h2>{_e(_('Pairs'))}</h2>{_pairs_table(doc)}"
+        f'<p class="sub" id="rule">'
+        f"{_e(_('Rule: {rule}').format(rule=tr_reason(doc['rule'])))}</p>"
+        "<footer>"
+        + _e(
+            _(
+                "Uncertainties (± U95) are absolute 95 % intervals, in the unit of their figure; "
+                "error bars span value ± U95. Generated by {generator}."
+            ).format(generator=generated_by)
+        )
+        + "</footer>"
         "</main></body></html>\n"
     )

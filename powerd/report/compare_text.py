@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from powerd.compare import FIGURES
+from powerd.i18n import N_, _, ljust, tr_reason, width
 from powerd.report.files import ReportWriteError, check_out_dir
 from powerd.report.numbers import pm_text, sig_text
 
@@ -30,6 +31,8 @@ TABLE_FIGURES = (
     "net_j_per_unit",
 )
 _UNIT = {k: u for k, _, u, _ in FIGURES}
+# what --by selects, shown translated in the titles
+BY = (N_("phase"), N_("device"))
 
 
 def figure_unit(key: str, unit: str | None) -> str:
@@ -46,13 +49,13 @@ def _pm(fig: dict[str, Any]) -> str:
 
 
 def _columns(rows: list[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    widths = [max(width(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(ljust(c, w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
 
 
 def format_compare(doc: dict[str, Any]) -> str:
     """Items, then pairs with their calls, then the rule."""
-    head = ("item", "unit", "count", *(f"{k} ±U95" for k in TABLE_FIGURES), "flags")
+    head = (_("item"), _("unit"), _("count"), *(f"{k} ±U95" for k in TABLE_FIGURES), _("flags"))
     rows: list[tuple[str, ...]] = [head]
     for it in doc["items"]:
         rows.append(
@@ -64,14 +67,15 @@ def format_compare(doc: dict[str, Any]) -> str:
                 ",".join(it["flags"]) or "-",
             )
         )
-    lines = [f"compare by {doc['by']}: {len(doc['items'])} items", *_columns(rows), ""]
-    prow: list[tuple[str, ...]] = [("a", "b", "figure", "b-a ±U95", "b/a", "call")]
+    title = _("compare by {by}: {n} items").format(by=_(doc["by"]), n=len(doc["items"]))
+    lines = [title, *_columns(rows), ""]
+    prow: list[tuple[str, ...]] = [("a", "b", _("figure"), "b-a ±U95", "b/a", _("call"))]
     units = {i: it.get("unit") for i, it in enumerate(doc["items"])}
     for pair in doc["pairs"]:
         for key in TABLE_FIGURES:
             f = pair["figures"][key]
             diff = "-" if f["diff"] is None else _pm({"value": f["diff"], "u95": f["u95_diff"]})
-            call = f["call"] + (f" ({f['reason']})" if f.get("reason") else "")
+            call = _(f["call"]) + (f" ({tr_reason(f['reason'])})" if f.get("reason") else "")
             unit = figure_unit(key, units[pair["a"]])
             prow.append(
                 (
@@ -85,20 +89,20 @@ def format_compare(doc: dict[str, Any]) -> str:
             )
         if pair["flags"]:
             flags = ",".join(pair["flags"])
-            prow.append((pair["a_label"], pair["b_label"], "flags", flags, "", "(see items)"))
+            prow.append((pair["a_label"], pair["b_label"], _("flags"), flags, "", _("(see items)")))
         if pair["shared_channels"]:
             prow.append(
                 (
                     pair["a_label"],
                     pair["b_label"],
-                    "shared channels",
+                    _("shared channels"),
                     ",".join(pair["shared_channels"]),
                     "",
-                    "(calls conservative)",
+                    _("(calls conservative)"),
                 )
             )
     lines += _columns(prow)
-    lines.append(f"rule: {doc['rule']}")
+    lines.append(_("rule: {rule}").format(rule=tr_reason(doc["rule"])))
     return "\n".join(lines)
 
 
@@ -115,13 +119,13 @@ def compare_csv(doc: dict[str, Any]) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_HEAD)
     for it in doc["items"]:
-        for key, _, _, _ in FIGURES:
+        for key, *_rest in FIGURES:
             f = it["figures"][key]
             unit = figure_unit(key, it.get("unit"))
             w.writerow(("item", it["label"], "", key, unit, _num(f["value"]), _num(f["u95"])))
     units = [it.get("unit") for it in doc["items"]]
     for pair in doc["pairs"]:
-        for key, _, _, _ in FIGURES:
+        for key, *_rest in FIGURES:
             f = pair["figures"][key]
             w.writerow(
                 (

@@ -577,3 +577,50 @@ def test_verify_prints_korean_verdicts(tmp_path: Path) -> None:
     (res,) = (tmp_path / "out").glob("*.json")
     verdicts = {c["verdict"] for c in json.loads(res.read_text())["verification"]["claims"]}
     assert verdicts <= {"supported", "not supported", "inconclusive"}  # the JSON stays English
+
+
+# --- powerd compare ----------------------------------------------------------------------------
+
+
+def test_comparison_in_korean(tmp_path: Path) -> None:
+    from powerd.compare import Selection, build_comparison
+    from powerd.report.compare_html import render_compare_html
+    from powerd.report.compare_text import format_compare
+    from powerd.store import Store
+    from tests.report.test_compare import sim_run
+
+    with Store(tmp_path / "powerd.db") as store:
+        a = sim_run(store, "a", 20.0, 0, 1000)
+        b = sim_run(store, "b", 25.0, 20, 1000)
+    old = copy.deepcopy(b)  # no stated uncertainty: unknown calls with a reason
+    del old["phases"][0]["j_per_unit_uncertainty"]
+    old["phases"][0]["uncertainty_j"] = None
+    doc = build_comparison(
+        [(Selection("a", None), a), (Selection("b", None), b), (Selection("old", None), old)]
+    )
+    before = json.dumps(doc, sort_keys=True)
+    out = {}
+    for lang in ("en", "ko"):
+        with i18n.language(lang):
+            out[lang] = (format_compare(doc), render_compare_html(doc, "powerd 0.1.0"))
+    assert json.dumps(doc, sort_keys=True) == before
+    ko_text, ko_page = out["ko"]
+    shown, lang = visible(ko_page)
+    assert lang == "ko"
+    for word in ("유의함", "유의하지 않음", "판단 불가 (불확도 없음)", "판단 규칙: "):
+        assert word in ko_text and word in shown, word
+    data = dict(doc)
+    data.pop("rule")
+    data.pop("by")
+    for p in data["pairs"]:
+        for f in p["figures"].values():
+            f.pop("call")
+            f.pop("reason")
+    words = {w for s in _strings(data) for w in re.findall(r"[A-Za-z_]+", s)}
+    allowed = words | ALLOWED | {"token", "Ua", "Ub", "sqrt", "shared_channels"}
+    for text in (shown, ko_text):
+        leaked = set(re.findall(r"[A-Za-z][A-Za-z_]+", text)) - allowed
+        assert leaked == set(), leaked
+    en_text, en_page = out["en"]
+    assert numbers(visible(en_page)[0]) == numbers(shown)
+    assert numbers(en_text) == numbers(ko_text)
