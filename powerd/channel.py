@@ -89,7 +89,14 @@ class Calibration:
 
 @dataclass(frozen=True)
 class Channel:
-    """Metadata of one channel; immutable, serialisable to JSON for the store."""
+    """Metadata of one channel; immutable, serialisable to JSON for the store.
+
+    ``averaging_s`` is the length of the interval each power sample is the exact mean of (a
+    WT300's update, an INA2xx's conversion time × averages), stamped at that interval's midpoint;
+    0 means an instantaneous sampler. ``integrate`` uses it to drop the per-interval
+    discretisation error the averaging already removed. Stores and agents that predate it read
+    as 0 (the conservative, instantaneous treatment).
+    """
 
     id: str
     kind: Kind
@@ -103,6 +110,7 @@ class Channel:
     device: str = ""
     instrument: Instrument | None = None
     calibration: Calibration | None = None
+    averaging_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not CHANNEL_ID_RE.match(self.id):
@@ -113,6 +121,8 @@ class Channel:
             raise ValueError(f"bad source class {self.source_class!r}")
         if not self.nominal_period_s > 0:
             raise ValueError("nominal_period_s must be > 0")
+        if not self.averaging_s >= 0:
+            raise ValueError("averaging_s must be >= 0")
         if self.device and not DEVICE_RE.match(self.device):
             raise ValueError(f"bad device id {self.device!r}: 1-128 characters of A-Za-z0-9_.:-")
 

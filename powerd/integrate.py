@@ -9,7 +9,11 @@ Every figure carries a 95 % uncertainty, the root-sum-square of independent term
 
 - instrument: the channel's accuracy spec applied to the window's energy and duration;
 - discretisation: per sample interval, the difference between trapezoid and step (sample-and-hold)
-  integration, taken as a uniform error within ± that difference and combined in quadrature;
+  integration, or the interval's bend against its neighbours where smaller (exact on straight
+  segments), taken as a uniform error within ± that and combined in quadrature with a 95 % factor
+  for few terms, plus pulses hidden between two samples; none inside the window for averaging
+  channels (``Channel.averaging_s``); a load phase-locked to the sample grid is flagged
+  ``periodic_load`` (see ``_discretisation_j``);
 - noise: sample-to-sample scatter (robust estimate from successive differences) propagated through
   the trapezoid weights, at 1.96 σ;
 - timing: power at each edge × that edge's time uncertainty;
@@ -34,7 +38,16 @@ CHUNK = 1 << 14
 NOISE_MAX_DIFFS = 1 << 16
 Z95 = 1.96
 
-Flag = Literal["no_data", "too_short", "incomplete", "counter_reset", "counter_wrap"]
+Flag = Literal[
+    "no_data", "too_short", "incomplete", "counter_reset", "counter_wrap", "periodic_load"
+]
+PERIODIC_MIN_SAMPLES = 16  # fewer inner samples: no periodicity test (nothing to alias)
+PERIODIC_MAX_SAMPLES = 1 << 12  # the test looks at the first this many samples (one FFT)
+PERIODIC_MIN_ACF = 0.5  # autocorrelation at the period's lag above which the load is periodic
+PERIODIC_MIN_PERIODS = 2.0  # the window must hold this many periods for the test to speak
+# 95 % quantile of |sum of n uniform errors| / its σ (Irwin-Hall; 1e6 draws), Gaussian beyond.
+K95_N = (1.0, 2.0, 3.0, 4.0, 10.0, 30.0)
+K95_K = (1.645, 1.904, 1.932, 1.942, 1.954, 1.96)
 
 
 @dataclass(frozen=True)
@@ -148,16 +161,36 @@ class _Sums:
     left: float = 0.0
     right: float = 0.0
     disc2: float = 0.0
+    disc4: float = 0.0
+    edge_disc2: float = 0.0
+    edge_disc4: float = 0.0
+    step_w: float = math.inf  # an interval whose (bend-limited) change exceeds this is a step
+    n_inner: int = 0
+    n_steps: int = 0
+    step2: float = 0.0  # Σ (step height × interval)² over the steps
     dt2: float = 0.0
     gap_ns: float = 0.0
     vmax: float = -math.inf
     vmin: float = math.inf
 
-    def add(self, dt: F64, v0: F64, v1: F64, threshold_ns: float) -> None:
+    def add(
+        self, dt: F64, v0: F64, v1: F64, threshold_ns: float, bend_w: F64 | None = None
+    ) -> None:
+        """Add intervals of length ``dt`` from ``v0`` to ``v1``; ``bend_w``: each one's change of
+        step against its neighbours (``_bend_w``; None: its whole step counts)."""
         self.left += float(np.dot(dt, v0))
         self.right += float(np.dot(dt, v1))
-        x = (v1 - v0) * dt
-        self.disc2 += float(np.dot(x, x))
+        step = np.abs(v1 - v0)
+        limited = step if bend_w is None else np.minimum(step, bend_w)
+        x = limited * dt
+        x2 = x * x
+        self.disc2 += float(x2.sum())
+        self.disc4 += float(np.dot(x2, x2))
+        if bend_w is not None:
+            is_step = limited > self.step_w
+            self.n_inner += dt.size
+            self.n_steps += int(np.count_nonzero(is_step))
+            self.step2 += float(x2[is_step].sum())
         self.dt2 += float(np.dot(dt, dt))
         long = dt > threshold_ns
         if bool(long.any()):
@@ -167,25 +200,210 @@ class _Sums:
             self.vmin = min(self.vmin, float(v1.min()))
 
 
-def _power_sums(t: I64, p: F64, w: Window, e: _Edges, threshold_ns: float) -> _Sums:
-    """Trapezoid sums over [a, inner samples..., b] without copying the inner samples."""
-    sums = _Sums(vmax=max(e.va, e.vb), vmin=min(e.va, e.vb))
+def _bend_w(p: F64, s: int, stop: int) -> F64:
+    """Per interval of samples [s, stop): the largest change (W) of its step against the step
+    before and after it. The trapezoid is exact on a straight segment, so a ramp sampled on both
+    sides of an interval bounds that interval's error by its bend, while a step (neighbours
+    flat) keeps its whole height. Steps, not slopes, are compared: on an uneven grid a ramp's
+    steps differ and the bend is overstated (conservative). With one neighbour missing (end of
+    the data) the other one decides; with both missing the interval counts as a step."""
+    lo, hi = max(s - 1, 0), min(stop + 1, p.size)
+    d = np.diff(p[lo:hi])
+    if d.size < 2:
+        return np.full(max(stop - s - 1, 0), np.inf)
+    dd = np.abs(np.diff(d))
+    if lo == s or hi == stop:
+        dd = np.concatenate(([0.0] if lo == s else [], dd, [0.0] if hi == stop else []))
+    return np.maximum(dd[:-1], dd[1:])
+
+
+def _power_sums(
+    t: I64, p: F64, w: Window, e: _Edges, threshold_ns: float, step_w: float = math.inf
+) -> _Sums:
+    """Trapezoid sums over [a, inner samples..., b] without copying the inner samples; inner
+    intervals changing by more than ``step_w`` (W, bend-limited) are counted as steps."""
+    sums = _Sums(vmax=max(e.va, e.vb), vmin=min(e.va, e.vb), step_w=step_w)
     one = np.empty(1, np.float64)
 
-    def edge(t0: int, t1: int, v0: float, v1: float) -> None:
+    def edge(t0: int, t1: int, v0: float, v1: float, j: int) -> None:
+        """A window edge's piece [t0, t1] of the sample interval j (t[j]..t[j+1])."""
         one[0] = float(t1 - t0)
-        sums.add(one, np.array([v0]), np.array([v1]), math.inf)
+        bend = np.array([math.inf])
+        if j >= 0 and j + 1 < t.size:
+            bend = _bend_w(p, j, j + 2)
+        sums.add(one, np.array([v0]), np.array([v1]), math.inf, bend)
+        x2 = (min(abs(v1 - v0), float(bend[0])) * (t1 - t0)) ** 2
+        sums.edge_disc2 += x2
+        sums.edge_disc4 += x2 * x2
 
     if e.i1 <= e.i0:
-        edge(w.t_begin_ns, w.t_end_ns, e.va, e.vb)
+        edge(w.t_begin_ns, w.t_end_ns, e.va, e.vb, e.i0 - 1)
         return sums
-    edge(w.t_begin_ns, int(t[e.i0]), e.va, float(p[e.i0]))
+    edge(w.t_begin_ns, int(t[e.i0]), e.va, float(p[e.i0]), e.i0 - 1)
     for s in range(e.i0, e.i1 - 1, CHUNK):
         stop = min(e.i1, s + CHUNK + 1)
         dt = np.diff(t[s:stop]).astype(np.float64)
-        sums.add(dt, p[s : stop - 1], p[s + 1 : stop], threshold_ns)
-    edge(int(t[e.i1 - 1]), w.t_end_ns, float(p[e.i1 - 1]), e.vb)
+        sums.add(dt, p[s : stop - 1], p[s + 1 : stop], threshold_ns, _bend_w(p, s, stop))
+    edge(int(t[e.i1 - 1]), w.t_end_ns, float(p[e.i1 - 1]), e.vb, e.i1 - 1)
     return sums
+
+
+@dataclass(frozen=True)
+class Periodicity:
+    """A periodic load seen in a window's samples.
+
+    ``period_samples``: the lag (in samples) of the autocorrelation's first peak within 10 % of
+    its highest after its first zero crossing (the fundamental, not a multiple); ``periods``: how
+    many such periods the samples span; ``sweep``: the fraction of a sample interval by which the
+    sample grid slides against the load per period (0: phase-locked, every period sampled at the
+    same points), estimated as the ratio of the lag-``period`` to the lag-1 mean squared
+    differences with the noise's share removed (exact for edges, too small, so
+    conservative, for slopes).
+    """
+
+    period_samples: int
+    periods: float
+    sweep: float
+
+    @property
+    def locked(self) -> bool:
+        """The grid does not slide across a whole sample interval within the window."""
+        return self.periods * self.sweep < 1.0
+
+
+def periodicity(v: F64, noise_sigma: float) -> Periodicity | None:
+    """Detect a periodic load in samples ``v`` (one rfft of at most ``PERIODIC_MAX_SAMPLES``).
+
+    Returns None for too few samples, a constant, noise, or aperiodic changes (random pulses):
+    their autocorrelation has no peak above ``PERIODIC_MIN_ACF`` after its first zero crossing.
+    """
+    n_all = v.size
+    if n_all < PERIODIC_MIN_SAMPLES:
+        return None
+    x = v[:PERIODIC_MAX_SAMPLES] - float(np.mean(v[:PERIODIC_MAX_SAMPLES]))
+    n = x.size
+    var = float(np.dot(x, x))
+    if not var > 0.0:
+        return None
+    f = np.fft.rfft(x, 1 << (2 * n - 1).bit_length())
+    acf = np.fft.irfft(f.real**2 + f.imag**2)[: n // 2 + 1]
+    acf = acf / acf[0] * (n / (n - np.arange(acf.size)))
+    neg = np.flatnonzero(acf < 0.0)
+    if neg.size == 0:
+        return None
+    tail = acf[neg[0] :]
+    best = float(tail.max())
+    if best < PERIODIC_MIN_ACF:
+        return None
+    # The fundamental, not a multiple of it: the first lag within 10 % of the highest peak.
+    lag = int(neg[0] + np.flatnonzero(tail >= 0.9 * best)[0])
+    while lag + 1 < acf.size and acf[lag + 1] > acf[lag]:
+        lag += 1
+    if lag < 2:
+        return None
+    noise2 = 2.0 * noise_sigma * noise_sigma
+    d1 = np.diff(x)
+    ss1 = float(np.dot(d1, d1)) / d1.size - noise2
+    dl = x[lag:] - x[:-lag]
+    ssl = float(np.dot(dl, dl)) / dl.size - noise2
+    # Below its own statistical scatter (or float rounding), the lag difference is noise only.
+    floor = noise2 * 4.0 * math.sqrt(2.0 / dl.size) + 1e-12 * var / n
+    sweep = 0.0 if ssl <= floor or ss1 <= 0.0 else min(1.0, ssl / ss1)
+    return Periodicity(lag, n_all / lag, sweep)
+
+
+def _discretisation_j(
+    ch: Channel, t: I64, p: F64, w: Window, e: _Edges, sums: _Sums, noise_sigma: float
+) -> tuple[float, Periodicity | None]:
+    """Discretisation term (J, 95 %) and the periodicity found, if any.
+
+    Instantaneous samples: each sample interval's trapezoid error lies within ±x/2 with
+    x = |Δv|·Δt (a step anywhere in it), or x = bend·Δt where the samples on both sides show a
+    straight segment bending by less than the step (``_bend_w``: the trapezoid is exact on a
+    straight line), taken uniform and independent: σ = x/√12 per interval, summed in quadrature.
+
+    Averaging samples (``averaging_s`` > 0, each sample the exact mean over that long an interval,
+    stamped at its midpoint): inside the window the trapezoid over midpoint-stamped means sums
+    whole intervals exactly (Σ vᵢ·h), so only (a) each window edge, which cuts an averaging
+    interval whose inner distribution is unknown (± half that interval × the largest step of the
+    neighbouring samples), and (b) the time between intervals when averaging_s < period (the
+    instantaneous error scaled by the unaveraged fraction 1 − averaging_s/period), remain.
+
+    Coverage factor: a sum of few uniform errors is not Gaussian; ``_k95`` of Kish's effective
+    count gives its 95 % quantile (1.645 σ for one, 1.96 σ for many). A window edge's piece counts
+    at σ = its bound (a step anywhere before the edge puts the error exactly there).
+
+    Periodic loads (``periodicity``): successive periods' errors are not independent. When the
+    sample grid slides across the load, the errors of successive periods partly cancel, and the
+    independent model over-covers (conservative; by how much depends on how close the slide per
+    period is to a simple fraction, which a window's samples cannot pin down, so no reduction is
+    claimed). When the grid does not slide across a whole interval within the window
+    (``Periodicity.locked``), the errors of all periods may add up linearly and the independent
+    model may be too small: the caller flags the channel ``periodic_load``.
+    """
+    hidden2, hidden4 = _hidden_steps(sums)
+    inner2 = max(0.0, sums.disc2 - sums.edge_disc2) + hidden2
+    inner4 = max(0.0, sums.disc4 - sums.edge_disc4) + hidden4
+    # A window edge's piece of an interval is not uniform within its bound: a step anywhere
+    # before the edge puts the error exactly at it. Counted at σ = the bound (× 3 in x² units).
+    edge2, edge4 = 3.0 * sums.edge_disc2, 9.0 * sums.edge_disc4
+    frac = min(1.0, ch.averaging_s / ch.nominal_period_s) if ch.averaging_s > 0 else 0.0
+    if frac > 0.0:
+        inner2 *= (1.0 - frac) ** 2
+        inner4 *= (1.0 - frac) ** 4
+        avg_ns = ch.averaging_s * 1e9
+        xs = [(_averaging_edge_w(t, p, x) * avg_ns) ** 2 for x in (w.t_begin_ns, w.t_end_ns)]
+        edge2, edge4 = 3.0 * sum(xs), 9.0 * sum(x * x for x in xs)
+    per = None
+    if frac < 1.0 and e.i1 - e.i0 >= PERIODIC_MIN_SAMPLES:
+        per = periodicity(p[e.i0 : e.i1], noise_sigma)
+        if per is not None and per.periods < PERIODIC_MIN_PERIODS:
+            per = None
+    total2 = inner2 + edge2
+    if total2 <= 0.0:
+        return 0.0, per
+    n_eff = total2 * total2 / (inner4 + edge4) if inner4 + edge4 > 0 else 1.0
+    return _k95(n_eff) * math.sqrt(total2 / 12.0) / 1e9, per
+
+
+def _step_threshold_w(e: _Edges, noise_sigma: float) -> float:
+    """A change (W) beyond the noise (4σ of a second difference, σ√6) and float rounding (of
+    values the size of the edge values)."""
+    return max(4.0 * math.sqrt(6.0) * noise_sigma, 1e-9 * max(abs(e.va), abs(e.vb)))
+
+
+def _hidden_steps(sums: _Sums) -> tuple[float, float]:
+    """(x², x⁴ sums) of the pulses no sample saw: two steps inside one interval.
+
+    Steps are taken as a Poisson process at the rate seen (a fraction q of the intervals holds
+    one, so about q per interval); an interval holds two with probability 1 − e^(−q)(1 + q) and
+    then shows no change, while the energy of the pulse between them (height × a width up to the
+    interval, E[u²] = 1/6 for two uniform points) is missing: σ² = step²·Δt²/6 each, i.e.
+    x² = 2·step²·Δt² in this module's x units. Steps of a regular load (far apart, as a periodic
+    square wave's) are not Poisson: for them this term is a small overestimate.
+    """
+    if sums.n_steps == 0 or sums.n_inner == 0:
+        return 0.0, 0.0
+    q = sums.n_steps / sums.n_inner
+    hidden = sums.n_inner * (1.0 - math.exp(-q) * (1.0 + q))
+    x2 = 2.0 * sums.step2 / sums.n_steps
+    return hidden * x2, hidden * x2 * x2
+
+
+def _k95(n_eff: float) -> float:
+    """Coverage factor for a sum of ``n_eff`` (Kish's effective count) independent uniform errors:
+    the 95 % quantile of |sum| over its σ, 0.95·√3 = 1.645 for one, 1.96 (Gaussian) for many."""
+    return float(np.interp(n_eff, K95_N, K95_K))
+
+
+def _averaging_edge_w(t: I64, p: F64, x: int) -> float:
+    """Largest step (W) between the samples around time ``x``: how far the power inside the
+    averaging interval that ``x`` cuts may differ from its mean."""
+    i = int(np.searchsorted(t, x, "right"))
+    lo, hi = max(0, i - 2), min(t.size, i + 2)
+    if hi - lo < 2:
+        return 0.0
+    return float(np.abs(np.diff(p[lo:hi])).max())
 
 
 def _rss(terms: dict[str, float]) -> float:
@@ -215,7 +433,8 @@ def integrate_power(t: I64, p: F64, w: Window, ch: Channel) -> ChannelEnergy:
         return _no_data("trapezoid")
     e = _edges(t, p, w)
     threshold_ns = GAP_FACTOR * ch.nominal_period_s * 1e9
-    sums = _power_sums(t, p, w, e, threshold_ns)
+    sigma_w = _noise_sigma(p[e.i0 : e.i1])
+    sums = _power_sums(t, p, w, e, threshold_ns, _step_threshold_w(e, sigma_w))
     uncovered_ns = sums.gap_ns + _edge_uncovered_ns(t, w, e, threshold_ns)
     coverage = max(0.0, 1.0 - uncovered_ns / (w.t_end_ns - w.t_begin_ns))
     if coverage == 0.0:
@@ -223,10 +442,14 @@ def integrate_power(t: I64, p: F64, w: Window, ch: Channel) -> ChannelEnergy:
     energy_j = (sums.left + sums.right) / 2e9
     duration_s = w.duration_s
     mean_w = energy_j / duration_s
+    disc_j, per = _discretisation_j(ch, t, p, w, e, sums, sigma_w)
+    flags = _common_flags(w, ch, coverage)
+    if per is not None and per.locked:
+        flags.append("periodic_load")
     terms = {
         "instrument": ch.accuracy.power_bound_w(mean_w) * duration_s,
-        "discretisation": math.sqrt(sums.disc2) / math.sqrt(3.0) / 1e9,
-        "noise": Z95 * _noise_sigma(p[e.i0 : e.i1]) * math.sqrt(sums.dt2) / 1e9,
+        "discretisation": disc_j,
+        "noise": Z95 * sigma_w * math.sqrt(sums.dt2) / 1e9,
         "timing": _edge_terms(ch, w, e.va, e.vb),
         "gap": (sums.vmax - sums.vmin) / 2.0 * uncovered_ns / 1e9 * (2.0 / math.sqrt(3.0)),
     }
@@ -238,7 +461,7 @@ def integrate_power(t: I64, p: F64, w: Window, ch: Channel) -> ChannelEnergy:
         coverage=coverage,
         uncertainty_j=_rss(terms),
         method="trapezoid",
-        flags=tuple(_common_flags(w, ch, coverage)),
+        flags=tuple(flags),
         terms_j=terms,
         gap_s=uncovered_ns / 1e9,
     )

@@ -10,7 +10,9 @@ Spec: ``ina2xx:<device>[,key=value...]``, keys:
 
 - ``baud`` (default 115200), ``id`` (channel instance, default 0), ``measures`` (what it measures);
 - ``rate`` (Hz, lines per second, default 1000) and ``window_us`` (averaging window of a line,
-  default one period): used to judge gaps and to centre each sample on its window;
+  default one period): used to judge gaps, to centre each sample on its window, and as the
+  channel's ``averaging_s`` (each sample is the mean over its window: ``integrate`` then has no
+  per-interval discretisation error inside a phase);
 - ``power``: ``reported`` (the logger's ``pwr_uW``, default) or ``vi`` (bus voltage × current);
 - accuracy inputs: ``shunt`` (Ω, default 0.1), ``shunt_tol`` (fraction, default 0.01), ``vbus``
   (V, typical bus voltage, default 5), ``imax`` (A, default full scale 81.92 mV / shunt).
@@ -198,6 +200,7 @@ class InaFamily:
             measures=spec.measures,
             description=f"INA2xx logger at {spec.url} ({source})",
             stamp_uncertainty_s=STAMP_UNCERTAINTY_S,
+            averaging_s=min(spec.window_us / 1e6, period_ns / 1e9),
         )
         return InaProbe(cfg, channel)
 

@@ -14,7 +14,9 @@ the cable and reboots (``seq`` and ``t_us`` restart, banner again).
 
 Options (``--option k=v``): ``rate`` (Hz, default 1000), ``vbus`` (V, default 5), ``shunt``
 (Ω, default 0.1), ``ppm`` (device clock error, default 0), ``t0_us`` (device time at boot,
-default 0), ``unplug`` (``keep``/``reset``, default keep), ``banner_s`` (default 10).
+default 0), ``unplug`` (``keep``/``reset``, default keep), ``banner_s`` (default 10),
+``error_seed`` (draw a per-run gain and offset error within the INA226 datasheet bounds the probe
+assumes by default, see ``probes/sim/insterror.py``; default none: exact readings).
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from __future__ import annotations
 from powerd.errors import SpecError
 from powerd.probes.ina2xx.protocol import U32, format_line, pwr_line
 from powerd.probes.serialsim import MeterModel
+from powerd.probes.sim.insterror import ErredWaveform, InstrumentError, parse_seed
 from powerd.probes.sim.waveform import Waveform
 
 STALL_S = 1.0
 BUS_LSB_MV = 1.25
-OPTIONS = {"rate", "vbus", "shunt", "ppm", "t0_us", "unplug", "banner_s"}
+OPTIONS = {"rate", "vbus", "shunt", "ppm", "t0_us", "unplug", "banner_s", "error_seed"}
 
 
 def _opt(options: dict[str, str], key: str, default: float) -> float:
@@ -43,7 +46,7 @@ class InaLogger:
 
     def __init__(
         self,
-        waveform: Waveform,
+        waveform: Waveform | ErredWaveform,
         rate_hz: float = 1000.0,
         vbus_v: float = 5.0,
         shunt_ohm: float = 0.1,
@@ -122,6 +125,14 @@ class InaLogger:
         return bytes(out)
 
 
+def datasheet_bounds(vbus_v: float, shunt_ohm: float) -> tuple[float, float]:
+    """(gain, offset W) bounds of the probe's default accuracy for this bus and shunt."""
+    from powerd.probes.ina2xx import accuracy, parse_spec
+
+    acc = accuracy(parse_spec(f"sim,vbus={vbus_v!r},shunt={shunt_ohm!r}"))
+    return acc.reading_frac, acc.offset_w
+
+
 def make(model: str, waveform: Waveform, options: dict[str, str]) -> MeterModel:
     """Factory named in ``probes/simulators.py``."""
     unknown = set(options) - OPTIONS
@@ -134,11 +145,17 @@ def make(model: str, waveform: Waveform, options: dict[str, str]) -> MeterModel:
     rate = _opt(options, "rate", 1000.0)
     if not 0 < rate <= 20_000:
         raise SpecError("ina2xx sim: rate must be within (0, 20000] Hz")
+    vbus_v = _opt(options, "vbus", 5.0)
+    shunt_ohm = _opt(options, "shunt", 0.1)
+    seed = parse_seed(options, "ina2xx sim")
+    served: Waveform | ErredWaveform = waveform
+    if seed is not None:
+        served = InstrumentError.draw(seed, *datasheet_bounds(vbus_v, shunt_ohm)).wrap(waveform)
     return InaLogger(
-        waveform,
+        served,
         rate_hz=rate,
-        vbus_v=_opt(options, "vbus", 5.0),
-        shunt_ohm=_opt(options, "shunt", 0.1),
+        vbus_v=vbus_v,
+        shunt_ohm=shunt_ohm,
         ppm=_opt(options, "ppm", 0.0),
         t0_us=int(_opt(options, "t0_us", 0)) % U32,
         reset_on_unplug=unplug == "reset",

@@ -62,6 +62,8 @@ def make_channel(cfg: LpmConfig) -> Channel:
             f"{'bin_hexa' if cfg.binary else 'ascii_dec'}, supply {cfg.voltage_v:g} V"
         ),
         stamp_uncertainty_s=STAMP_UNCERTAINTY_S,
+        # Energy mode: each reading is the energy of a whole period (a counter, no sampling gap).
+        averaging_s=cfg.period_ns / 1e9 if cfg.output == "energy" else 0.0,
     )
 
 

@@ -311,6 +311,7 @@ def plan(spec: Wt300Spec, found: Discovery) -> Plan:
                 ),
                 stamp_uncertainty_s=spec.stamp_s,
                 instrument=inst,
+                averaging_s=t_s,
             )
         )
         if spec.integ:

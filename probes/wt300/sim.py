@@ -27,7 +27,9 @@ update interval, default 0.25), ``cf`` (crest factor 3 or 6), ``vrange``/``irang
 initial range instead of auto), ``serial``, ``firmware``, ``pf`` (power factor of the load,
 default 1: I = P / (U × pf), S = U × I, Q = √(S² − P²), LAMBDA = P / S), ``integ_ranges``
 (``allow``, default, or ``refuse``: range and auto-range commands while the integrator runs are
-rejected with ``-221,"Settings conflict"``; which one the real meter does is not verified).
+rejected with ``-221,"Settings conflict"``; which one the real meter does is not verified),
+``error_seed`` (draw a per-run gain and offset error within the model's DC accuracy at the
+initial ranges, see ``probes/sim/insterror.py``; default none: exact readings).
 Setting a different range, like an auto-range move, makes the next update read NAN.
 """
 
@@ -40,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from powerd.errors import SpecError
+from powerd.probes.sim.insterror import ErredWaveform, InstrumentError, parse_seed
 from powerd.probes.sim.waveform import Waveform
 from powerd.probes.wt300.models import MODELS, ModelSpec, lookup
 
@@ -183,7 +186,7 @@ class Wt300Sim:
     """The meter's behaviour for ``PtySimulator``."""
 
     model: ModelSpec
-    waveform: Waveform
+    waveform: Waveform | ErredWaveform
     voltage_v: float = 12.0
     shares: dict[int, float] = field(default_factory=dict)
     terminator: bytes = b"\r\n"
@@ -704,6 +707,7 @@ OPTIONS = {
     "irange",
     "pf",
     "integ_ranges",
+    "error_seed",
 }
 
 
@@ -758,7 +762,7 @@ def make(model: str, waveform: Waveform, options: dict[str, str]) -> Wt300Sim:
     transport = options.get("transport", "serial")
     if transport not in ("serial", "usbtmc"):
         raise SpecError(f"{model}: transport must be serial or usbtmc")
-    return Wt300Sim(
+    sim = Wt300Sim(
         model=spec,
         waveform=waveform,
         voltage_v=voltage,
@@ -776,3 +780,9 @@ def make(model: str, waveform: Waveform, options: dict[str, str]) -> Wt300Sim:
         vauto="vrange" not in fixed,
         iauto="irange" not in fixed,
     )
+    seed = parse_seed(options, model)
+    if seed is not None:
+        reading, rng = spec.accuracy_fracs("dc", cf)
+        drawn = InstrumentError.draw(seed, reading, rng * sim.vrange_v * sim.irange_a)
+        sim.waveform = drawn.wrap(waveform)
+    return sim

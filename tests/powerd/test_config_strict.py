@@ -245,6 +245,7 @@ def test_a_missing_or_broken_file_is_one_line(
 
 def test_the_readme_configs_validate(tmp_path: Path) -> None:
     from powerd.agent import cli as agent_cli
+    from powerd.verify.protocol import load_protocol
 
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     blocks = [textwrap.dedent(b) for b in re.findall(r"```toml\n(.*?)\s*```", readme, re.S)]
@@ -253,5 +254,7 @@ def test_the_readme_configs_validate(tmp_path: Path) -> None:
         path = write(tmp_path, block)
         if "[agent]" in block:
             agent_cli.config_from(agent_cli.build_parser().parse_args(["--config", str(path)]))
+        elif re.search(r"^claims\s*=", block, re.M):  # a `powerd verify` protocol file
+            load_protocol(path)
         else:
             config.load(path)
