@@ -74,7 +74,8 @@ lists every key (a test checks it against the schema, so keep both in step):
 
     [[efficiency]]                     # J per unit every interval (powerd/efficiency.py)
     device = "local"                   # an agent id, a probe's device=, or "local"
-    counters = [{source = "prom:http://127.0.0.1:8000/metrics#vllm:generation_tokens_total", unit = "token"}]
+    counters = [{source = "prom:http://127.0.0.1:8000/metrics#vllm:prompt_tokens_total"}]
+                                       # each {source = SPEC, unit = "token"} (the default)
     interval_s = 10.0                  # one set of figures per interval
     poll_s = 1.0                       # counters read this often (idle fraction, resets)
 """
@@ -91,8 +92,8 @@ from powerd.agent.mqttconf import MqttSettings
 from powerd.calibration import CalibrationTable, check_table
 from powerd.efficiency import EfficiencyTable, check_entries
 from powerd.errors import PowerdError
-from powerd.promcount import CounterSpec
 from powerd.phases import DEFAULT_MAX_MARKER_SKEW_S, DEFAULT_MAX_PHASE_S
+from powerd.promcount import CounterSpec
 from powerd.schema import (
     Name,
     Names,

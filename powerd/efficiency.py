@@ -5,8 +5,10 @@ Config (``[[efficiency]]``, one table per device)::
     [[efficiency]]
     device = "local"                    # a device id: an agent's id, a [daemon] probe's device=,
                                         # or "local" (the daemon's unassigned probes)
-    counters = [{source = "prom:http://127.0.0.1:8000/metrics#vllm:generation_tokens_total", unit = "token"},
-                {source = "prom:http://127.0.0.1:8000/metrics#vllm:request_success_total", unit = "request"}]
+    counters = [
+        {source = "prom:http://vllm:8000/metrics#vllm:generation_tokens_total", unit = "token"},
+        {source = "prom:http://vllm:8000/metrics#vllm:request_success_total", unit = "request"},
+    ]
     interval_s = 10.0                   # one set of figures per interval
     poll_s = 1.0                        # counters are read this often (idle fraction, resets)
 
@@ -38,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from powerd.block import F64, I64
 from powerd.channel import Channel
 from powerd.health import Health
 from powerd.integrate import ChannelEnergy, Window, integrate
@@ -86,23 +89,24 @@ def check_entries(entries: tuple[EfficiencyTable, ...]) -> None:
 
 def device_energy(
     channels: dict[str, Channel],
-    window_of: Callable[[str, int, int], Any],
+    window_of: Callable[[str, int, int], tuple[I64, F64]],
     device: str,
     primary: tuple[str, ...],
     w: Window,
 ) -> ChannelEnergy | None:
     """Energy of a device's primary channels over ``w`` (None: no channel has data)."""
     mine = {c: ch for c, ch in channels.items() if ch.device_id == device}
-    figures = {c: integrate(*window_of(c, w.t_begin_ns, w.t_end_ns), w, ch) for c, ch in mine.items()}
+    figures: dict[str, ChannelEnergy] = {}
+    for c, ch in mine.items():
+        t, v = window_of(c, w.t_begin_ns, w.t_end_ns)
+        figures[c] = integrate(t, v, w, ch)
     chosen = choose_primary(figures, mine, primary)
     if not chosen:
         return None
     energy = sum(figures[c].energy_j or 0.0 for c in chosen)
     unc = sum((figures[c].uncertainty_j or 0.0) ** 2 for c in chosen) ** 0.5
     flags = tuple(dict.fromkeys(f for c in chosen for f in figures[c].flags))
-    return ChannelEnergy(
-        energy, energy / w.duration_s, None, 0, 1.0, unc, "trapezoid", flags
-    )
+    return ChannelEnergy(energy, energy / w.duration_s, None, 0, 1.0, unc, "trapezoid", flags)
 
 
 @dataclass
@@ -221,7 +225,8 @@ class EfficiencyMonitor:
             if e is None:
                 continue
             rate = tr.increase / w.duration_s
-            u_count = rate * (tr.first.uncertainty_ns + tr.last.uncertainty_ns) / 1e9 + tr.lost_bound
+            edges_s = (tr.first.uncertainty_ns + tr.last.uncertainty_ns) / 1e9
+            u_count = rate * edges_s + tr.lost_bound
             figs = per_unit(e.energy_j, e.uncertainty_j, tr.increase, u_count)
             out.append(
                 {

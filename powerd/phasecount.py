@@ -26,6 +26,7 @@ once, and shows on /healthz as component ``counter:<url>``; a restart gives ``co
 
 from __future__ import annotations
 
+import functools
 import math
 import queue
 import threading
@@ -184,7 +185,7 @@ class PhaseCounter:
                 return
             kind, sm = item
             try:
-                self._guarded(lambda: self._begin(sm) if kind == "begin" else self._end(sm))
+                self._guarded(functools.partial(self._begin if kind == "begin" else self._end, sm))
             finally:
                 with self._lock:
                     self._busy[sm.marker.run] -= 1
@@ -242,7 +243,9 @@ class PhaseCounter:
         self.put(m.run, m.phase, m.trial, counts)
 
     @staticmethod
-    def _finish(e: _Open, end: Reading | CounterError | None, t_marker_end_ns: int) -> dict[str, Any]:
+    def _finish(
+        e: _Open, end: Reading | CounterError | None, t_marker_end_ns: int
+    ) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "source": e.source,
             "metric": e.spec.selector if e.spec is not None else None,
@@ -291,8 +294,11 @@ def attach_counts(entry: dict[str, Any], counts: list[dict[str, Any]] | None) ->
         return
     energy, u_energy = entry.get("energy_j"), entry.get("uncertainty_j")
     out = []
-    for c in counts:
-        c = {**c, **per_unit(energy, u_energy, c.get("count"), c.get("count_uncertainty"))}
+    for stored in counts:
+        c = {
+            **stored,
+            **per_unit(energy, u_energy, stored.get("count"), stored.get("count_uncertainty")),
+        }
         for f in c.get("flags") or ():
             if f not in entry["flags"]:
                 entry["flags"].append(f)

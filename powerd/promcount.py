@@ -65,7 +65,7 @@ class CounterSpec:
         url, sep, selector = spec[len(PREFIX) :].partition("#")
         if not sep or not url.startswith(("http://", "https://")):
             raise CounterError(
-                f"counter {spec!r}: expected prom:http(s)://host:port/metrics#metric{{label=\"v\"}}"
+                f'counter {spec!r}: expected prom:http(s)://host:port/metrics#metric{{label="v"}}'
             )
         metric, brace, rest = selector.partition("{")
         metric = metric.strip()
