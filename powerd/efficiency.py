@@ -20,8 +20,8 @@ every ``interval_s`` it closes the interval and computes, per device:
 - per counter: ``units_per_s`` (the counter's increase over the time between its first and last
   read of the interval), ``j_per_unit`` = energy / increase over that same window, ``units_per_j``,
   and their 95 % uncertainties: the energy's (integrate, with the reads' half-brackets as the
-  window edges' uncertainty) and the count's (rate times both half-brackets, plus what a restart
-  hid) combined in quadrature as relative terms;
+  window edges' uncertainty) and the count's (rate times both half-brackets, one unit per edge
+  for discreteness, plus what a restart hid) combined in quadrature as relative terms;
 - ``idle_fraction``: the fraction of the interval (first to last read of the device's first
   counter) spent between consecutive polls across which that counter did not advance.
 
@@ -44,7 +44,7 @@ from powerd.block import F64, I64
 from powerd.channel import Channel
 from powerd.health import Health
 from powerd.integrate import ChannelEnergy, Window, integrate
-from powerd.phasecount import CounterReader, per_unit
+from powerd.phasecount import DISCRETE_UNITS, CounterReader, per_unit
 from powerd.promcount import DEFAULT_TIMEOUT_S, CounterError, CounterSpec, CounterTrack, Reading
 from powerd.results import choose_primary
 from powerd.schema import Name, Seconds, Table
@@ -226,7 +226,7 @@ class EfficiencyMonitor:
                 continue
             rate = tr.increase / w.duration_s
             edges_s = (tr.first.uncertainty_ns + tr.last.uncertainty_ns) / 1e9
-            u_count = rate * edges_s + tr.lost_bound
+            u_count = rate * edges_s + DISCRETE_UNITS + tr.lost_bound
             figs = per_unit(e.energy_j, e.uncertainty_j, tr.increase, u_count)
             out.append(
                 {

@@ -13,7 +13,8 @@ increase between the two reads. It differs from the units done between the two m
 what the engine counted between each marker's time and its read: at most ``r * (|t_read -
 t_marker| + h)`` per edge, with ``h`` the read's half-bracket (the engine took its value somewhere
 in the bracket) and ``r`` the counter's rate near the edge, taken as its mean rate over the
-phase. So ``count_uncertainty = r * (|tb - tmb| + hb + |te - tme| + he) + lost``, where ``lost``
+phase, plus one unit per edge (units are discrete: a unit may complete just inside either gap).
+So ``count_uncertainty = r * (|tb - tmb| + hb + |te - tme| + he) + 2 + lost``, where ``lost``
 bounds what an engine restart hid (``CounterTrack.lost_bound``). The assumption is that the rate
 near an edge is not above the phase's mean rate; reads follow the markers within milliseconds, so
 the edge terms are small next to any count worth reporting. ``j_per_unit_uncertainty`` combines
@@ -47,6 +48,9 @@ from powerd.promcount import (
 )
 
 DEFAULT_POLL_S = 1.0
+# Units are discrete: between a marker and a read, one more unit than rate x time may complete
+# (one per edge).
+DISCRETE_UNITS = 2.0
 PhaseKey = tuple[str, str, int]
 
 
@@ -271,7 +275,7 @@ class PhaseCounter:
         ) / 1e9
         count = tr.increase
         entry["count"] = int(count) if float(count).is_integer() else count
-        entry["count_uncertainty"] = rate * edge_s + tr.lost_bound
+        entry["count_uncertainty"] = rate * edge_s + DISCRETE_UNITS + tr.lost_bound
         entry["series"] = end.series
         entry["resets"] = tr.resets
         entry["reads"] = {
