@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.powerd.engine import MODEL, TOKENS_PER_REQUEST, Engine
-from tests.servers import wait_for
+from tests.servers import victoria_metrics, wait_for
 from tests.sinks.helpers import PowerdRun, powerd_run
 
 RATE = 1500.0  # tokens/s
@@ -42,7 +42,7 @@ def tgi_spec(e: Engine) -> str:
     return f"prom:{e.url}#tgi_request_generated_tokens_sum"
 
 
-def config(tmp: Path, e: Engine, efficiency: bool = True) -> str:
+def config(tmp: Path, e: Engine, vm_url: str | None = None) -> str:
     eff = f"""
 [[efficiency]]
 device = "local"
@@ -57,7 +57,19 @@ state_dir = "{tmp / "state"}"
 probes = ["sim:constant,w={POWER_W},id=dut"]
 result_grace_s = 1.0
 count_from = ['{tgi_spec(e)}']
-{eff if efficiency else ""}
+{eff}
+{influx(tmp, vm_url) if vm_url else ""}
+"""
+
+
+def influx(tmp: Path, url: str) -> str:
+    return f"""
+[influx]
+url = "{url}"
+org = "lab"
+bucket = "powerd"
+flush_interval_s = 0.2
+buffer_dir = "{tmp / "buffer"}"
 """
 
 
@@ -99,7 +111,10 @@ def check_count(
 def test_j_per_token_per_phase_and_per_interval_match_the_truth(
     tmp_path: Path, engine: Engine
 ) -> None:
-    with powerd_run(tmp_path, config(tmp_path, engine)) as d:
+    with (
+        victoria_metrics(tmp_path) as vm,
+        powerd_run(tmp_path, config(tmp_path, engine, vm.url)) as d,
+    ):
         time.sleep(1.0)  # the sim source runs
         tb = mark(d, "r1", "gen", "begin", count_from=[gen_spec(engine), req_spec(engine)])
         time.sleep(2.0)
@@ -147,6 +162,21 @@ def test_j_per_token_per_phase_and_per_interval_match_the_truth(
         assert j_req == pytest.approx(POWER_W * TOKENS_PER_REQUEST / RATE, rel=0.2)
         assert fig("powerd_efficiency_power_watts") == pytest.approx(POWER_W, rel=0.01)
         assert fig("powerd_efficiency_idle_fraction") == 0.0
+
+        # the same figures reach VictoriaMetrics (InfluxDB line protocol, measurement
+        # powerd_efficiency) under the same names
+        def vm_series(name: str) -> list[dict[str, Any]]:
+            return vm.query(f'{name}{{device="local",unit="token"}}')
+
+        got = wait_for(lambda: vm_series("powerd_efficiency_joules_per_unit"), 20, "the VM series")
+        assert got[0]["metric"]["counter"] == gen_spec(engine).split("#", 1)[1]
+        vm_u = float(vm_series("powerd_efficiency_joules_per_unit_uncertainty")[0]["value"][1])
+        assert within(float(got[0]["value"][1]), POWER_W / RATE, vm_u)
+        for name in ("powerd_efficiency_units_per_second", "powerd_efficiency_units_per_joule"):
+            assert vm_series(name), name
+        power = vm.query('powerd_efficiency_power_watts{device="local"}')
+        assert float(power[0]["value"][1]) == pytest.approx(POWER_W, rel=0.01)
+        assert vm.query('powerd_efficiency_idle_fraction{device="local"}')
 
         # a paused engine: the idle fraction of a whole interval is 1, J/token absent
         engine.pause()
