@@ -100,3 +100,25 @@ def test_an_endpoint_down_is_an_error_naming_it(engine: Engine) -> None:
     with pytest.raises(CounterError, match="unreachable"):
         read_counter(spec, timeout_s=1.0)
     engine.stop = lambda: None  # type: ignore[method-assign]
+
+
+def test_count_from_is_a_begin_marker_key_of_prom_specs() -> None:
+    from powerd.agent.wire import parse_marker
+    from powerd.errors import MarkerError
+
+    base = {"v": 1, "run": "r", "phase": "p"}
+    spec = 'prom:http://h:1/metrics#vllm:generation_tokens_total{model_name="m"}'
+    m = parse_marker({**base, "event": "begin", "count_from": spec})
+    assert m.count_from == (spec,)
+    assert parse_marker(m.to_json()) == m
+    two = parse_marker({**base, "event": "begin", "count_from": [spec, spec + "x"]})
+    assert two.count_from == (spec, spec + "x")
+    for bad, event in (
+        (spec, "end"),
+        ("http://h/metrics#x", "begin"),
+        ([], "begin"),
+        ([spec] * 9, "begin"),
+        (7, "begin"),
+    ):
+        with pytest.raises(MarkerError, match="count_from"):
+            parse_marker({**base, "event": event, "count_from": bad})
