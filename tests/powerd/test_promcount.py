@@ -122,3 +122,27 @@ def test_count_from_is_a_begin_marker_key_of_prom_specs() -> None:
     ):
         with pytest.raises(MarkerError, match="count_from"):
             parse_marker({**base, "event": event, "count_from": bad})
+
+
+def test_config_checks_every_counter_spec_up_front() -> None:
+    from powerd import config
+    from powerd.errors import PowerdError
+
+    good = "prom:http://h:1/metrics#vllm:generation_tokens_total"
+    cfg = config.parse(
+        {
+            "daemon": {"count_from": [good]},
+            "efficiency": [{"device": "local", "counters": [{"source": good, "unit": "token"}]}],
+        },
+        "c: ",
+    )
+    assert cfg.count_from == (good,) and cfg.efficiency[0].interval_s == 10.0
+    for data, why in (
+        ({"daemon": {"count_from": ["prom:h#x"]}}, "expected prom:http"),
+        ({"efficiency": [{"device": "d", "counters": []}]}, "counters is empty"),
+        ({"efficiency": [{"device": "d", "counters": [{"source": "x"}]}]}, "must start with"),
+        ({"efficiency": [{"device": "d", "counters": [{"source": good}], "poll_s": 20}]}, "poll_s"),
+        ({"efficiency": [{"device": "d", "counters": [{"source": good, "typo": 1}]}]}, "typo"),
+    ):
+        with pytest.raises(PowerdError, match=why):
+            config.parse(data, "c: ")
