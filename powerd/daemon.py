@@ -127,6 +127,13 @@ class Daemon:
     pending_listeners: list[Callable[[], None]] = field(default_factory=list)
     # Called with each accepted agent block (under the lock: must only enqueue, e.g. the sinks).
     block_listeners: list[Callable[[Block], None]] = field(default_factory=list)
+    # Called with each applied marker (under the lock: must only enqueue; powerd.phasecount).
+    marker_listeners: list[Callable[[StampedMarker], None]] = field(default_factory=list)
+    # Whether a run still waits for something besides its samples (counter reads at its phase
+    # edges, powerd.phasecount): its result is not computed before this says False.
+    run_busy: Callable[[str], bool] | None = None
+    # The latest continuous-efficiency figures (powerd.efficiency) for /metrics.
+    efficiency: Callable[[], list[dict[str, Any]]] | None = None
     # The sink hub's live figures (energy totals, recent results, probe health) for /metrics.
     live_metrics: LiveSource | None = None
     # What is down now and every problem counted: the source of /healthz and its metrics.
@@ -216,6 +223,8 @@ class Daemon:
                     return MarkerOutcome(False, repeat=True, stamped=sm)
                 self.store.put_marker(sm)
                 phase = self.tracker.feed(sm)
+                for listener in self.marker_listeners:
+                    listener(sm)
             except MarkerError as err:
                 self.counts["markers_rejected"] += 1
                 self.rejected_by_source[source] += 1
@@ -638,6 +647,8 @@ class Daemon:
                 waited = now - self._pending_since[run] >= self.result_grace_s * 1e9
                 if not (waited or self._covered(t_begin, t_end)):
                     continue
+                if self.run_busy is not None and self.run_busy(run):
+                    continue  # its counter reads are under way (bounded by their timeouts)
                 del self._pending[run], self._pending_since[run]
                 self._stored_in_run.pop((t_begin, t_end), None)
                 self.store.flush()

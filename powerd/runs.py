@@ -11,6 +11,7 @@ from powerd.channel import LOCAL_DEVICE, Channel
 from powerd.errors import PowerdError
 from powerd.integrate import GAP_FACTOR
 from powerd.mlperf.figures import mlperf_figures
+from powerd.phasecount import attach_counts
 from powerd.phases import Phase, replay
 from powerd.results import run_result
 from powerd.store import Store
@@ -56,7 +57,9 @@ def compute_run(
     result = run_result(
         run, phases, channels, store.samples, idle_power_w, primary, store.accuracy_history
     )
+    counts = store.phase_counts(run)
     for entry in result["phases"]:
+        attach_counts(entry, counts.get((entry["phase"], entry["trial"])))
         if store.clock_steps(entry["t_begin_ns"], entry["t_end_ns"]):
             entry["flags"].append("clock_step")
         flag_known_gaps(store, entry, channels)
