@@ -68,13 +68,6 @@ EFFICIENCY_UNITS_PER_JOULE = "powerd_efficiency_units_per_joule"
 EFFICIENCY_IDLE_FRACTION = "powerd_efficiency_idle_fraction"
 # exporter only: 1 while a local probe samples, 0 while it is retried or its link is down
 PROBE_UP = "powerd_probe_up"
-# continuous efficiency
-EFFICIENCY_UNITS_PER_SECOND = "powerd_efficiency_units_per_second"
-EFFICIENCY_POWER_WATTS = "powerd_efficiency_power_watts"
-EFFICIENCY_JOULES_PER_UNIT = "powerd_efficiency_joules_per_unit"
-EFFICIENCY_JOULES_PER_UNIT_UNCERTAINTY = "powerd_efficiency_joules_per_unit_uncertainty"
-EFFICIENCY_UNITS_PER_JOULE = "powerd_efficiency_units_per_joule"
-EFFICIENCY_IDLE_FRACTION = "powerd_efficiency_idle_fraction"
 
 
 @dataclass(frozen=True)
