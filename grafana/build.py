@@ -662,7 +662,11 @@ def run() -> Json:
 
 EFFICIENCY_UID = "powerd-efficiency"
 DEVICE_SEL = 'device=~"$device"'
-EFFICIENCY_SEL = f'{DEVICE_SEL}, unit=~"$unit", counter=~"$counter"'
+# A counter label is the engine's selector, e.g. `vllm:generation_tokens_total{model_name="x"}`.
+# Grafana's Prometheus datasource regex-escapes a multi-value selection but leaves `"` alone (its
+# classic escaping; `'` is what it escapes for a plain value): inside a single-quoted PromQL
+# string the quotes of the selector need no escape.
+EFFICIENCY_SEL = f"{DEVICE_SEL}, unit=~\"$unit\", counter=~'$counter'"
 BY_COUNTER = "avg by (device, counter, unit)"
 BY_DEVICE = "avg by (device)"
 
