@@ -29,6 +29,7 @@ ROOT = HERE.parent
 DASHBOARD_DIR = HERE / "dashboards"
 FLEET_UID = "powerd-fleet"
 RUN_UID = "powerd-run"
+EFFICIENCY_UID = "powerd-efficiency"
 SCHEMA_VERSION = 41  # Grafana 11.6's dashboard schema version (grafana-foundation-sdk 11.6.0)
 DS = {"type": "prometheus", "uid": "${datasource}"}
 # Tags of the phase annotations ``powerd grafana push --results`` writes into Grafana.
@@ -515,7 +516,10 @@ def fleet() -> Json:
         panels,
         [],
         "now-6h",
-        [link("powerd run", RUN_UID, "One run: power trace, phases and results")],
+        [
+            link("powerd run", RUN_UID, "One run: power trace, phases and results"),
+            link("powerd efficiency", EFFICIENCY_UID, "Continuous J per unit of served models"),
+        ],
     )
 
 
@@ -660,7 +664,6 @@ def run() -> Json:
 
 # --- continuous efficiency (issue 15) ------------------------------------------------------------
 
-EFFICIENCY_UID = "powerd-efficiency"
 DEVICE_SEL = 'device=~"$device"'
 # A counter label is the engine's selector, e.g. `vllm:generation_tokens_total{model_name="x"}`.
 # Grafana's Prometheus datasource regex-escapes a multi-value selection but leaves `"` alone (its
