@@ -670,8 +670,12 @@ DEVICE_SEL = 'device=~"$device"'
 # classic escaping; `'` is what it escapes for a plain value): inside a single-quoted PromQL
 # string the quotes of the selector need no escape.
 EFFICIENCY_SEL = f"{DEVICE_SEL}, unit=~\"$unit\", counter=~'$counter'"
-BY_COUNTER = "avg by (device, counter, unit)"
-BY_DEVICE = "avg by (device)"
+# `host`: the Influx sink tags every line with its daemon's host, and several daemons may each
+# have a device "local"; series without a host label (the exporter's) aggregate with host="".
+# `avg`, not `sum`: a figure stored twice (scraped and written) is not doubled.
+BY_COUNTER = "avg by (host, device, counter, unit)"
+BY_DEVICE = "avg by (host, device)"
+BY_DEVICE_COUNTER = "avg by (host, counter, unit)"  # one device: the repeated panel
 
 
 def bargauge(
@@ -755,7 +759,7 @@ def efficiency() -> Json:
             description="the serving engine's counter (per model) the work is read from",
         ),
     ]
-    legend = "{{device}} {{counter}}"
+    legend = "{{host}} {{device}} {{counter}}"
 
     def latest(name: str, sel: str = EFFICIENCY_SEL, by: str = BY_COUNTER) -> str:
         return f"{by} (last_over_time({name}{{{sel}}}[$__range]))"
@@ -764,7 +768,7 @@ def efficiency() -> Json:
         # A per-device figure on each (device, counter, unit) row of the ranking, so the table's
         # merge joins it on the same labels as the per-counter figures.
         return (
-            f"{latest(device_figure, DEVICE_SEL, BY_DEVICE)} + on (device) group_right () "
+            f"{latest(device_figure, DEVICE_SEL, BY_DEVICE)} + on (host, device) group_right () "
             f"(0 * {latest(upj)})"
         )
 
@@ -775,18 +779,18 @@ def efficiency() -> Json:
         "bounds J/unit − U95 and J/unit + U95), one panel per device.",
         grid(0, 18, 24, 8),
         [
-            target("A", f"avg by (counter, unit) ({jpu}{{{EFFICIENCY_SEL}}})", "{{counter}}"),
+            target("A", f"{BY_DEVICE_COUNTER} ({jpu}{{{EFFICIENCY_SEL}}})", "{{host}} {{counter}}"),
             target(
                 "B",
-                f"avg by (counter, unit) ({jpu}{{{EFFICIENCY_SEL}}}) "
-                f"- avg by (counter, unit) ({jpu_u}{{{EFFICIENCY_SEL}}})",
-                "{{counter}} − U95",
+                f"{BY_DEVICE_COUNTER} ({jpu}{{{EFFICIENCY_SEL}}}) "
+                f"- {BY_DEVICE_COUNTER} ({jpu_u}{{{EFFICIENCY_SEL}}})",
+                "{{host}} {{counter}} − U95",
             ),
             target(
                 "C",
-                f"avg by (counter, unit) ({jpu}{{{EFFICIENCY_SEL}}}) "
-                f"+ avg by (counter, unit) ({jpu_u}{{{EFFICIENCY_SEL}}})",
-                "{{counter}} + U95",
+                f"{BY_DEVICE_COUNTER} ({jpu}{{{EFFICIENCY_SEL}}}) "
+                f"+ {BY_DEVICE_COUNTER} ({jpu_u}{{{EFFICIENCY_SEL}}})",
+                "{{host}} {{counter}} + U95",
             ),
         ],
         "joule",
@@ -806,7 +810,7 @@ def efficiency() -> Json:
         "Idle fraction",
         "Fraction of each interval in which the device did no counted work.",
         grid(0, 38, 24, 7),
-        [target("A", f"{BY_DEVICE} ({idle}{{{DEVICE_SEL}}})", "{{device}}")],
+        [target("A", f"{BY_DEVICE} ({idle}{{{DEVICE_SEL}}})", "{{host}} {{device}}")],
         "percentunit",
     )
     idle_panel["fieldConfig"]["defaults"]["min"] = 0
@@ -852,7 +856,7 @@ def efficiency() -> Json:
             "Power",
             "Mean power of each device's primary channels in each interval.",
             grid(0, 9, 12, 8),
-            [target("A", f"{BY_DEVICE} ({power}{{{DEVICE_SEL}}})", "{{device}}")],
+            [target("A", f"{BY_DEVICE} ({power}{{{DEVICE_SEL}}})", "{{host}} {{device}}")],
             "watt",
         ),
         timeseries(
@@ -884,8 +888,8 @@ def efficiency() -> Json:
             grid(10, 27, 14, 11),
             ranking_targets,
             {f"Value #{ref}": (title, unit) for ref, (_, title, unit) in ranking.items()},
-            hidden=("Time", "__name__", "job", "instance", "host"),
-            order=("device", "counter", "unit"),
+            hidden=("Time", "__name__", "job", "instance"),
+            order=("host", "device", "counter", "unit"),
             sort_by=("Units per J", True),
         ),
         idle_panel,

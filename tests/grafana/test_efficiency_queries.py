@@ -6,13 +6,14 @@ whose tokens and requests are counted, ``gpu0`` the same model's tokens. They go
 store receives them from powerd:
 
 - **VictoriaMetrics**: InfluxDB line protocol to ``/write``, measurement ``powerd_efficiency``,
-  the figures as fields and ``device``, ``counter``, ``unit`` as tags (what the ``[influx]`` sink
-  writes), which VictoriaMetrics names ``powerd_efficiency_<field>``. Three minutes of history,
-  one point every 10 s (the default interval); all but the last 30 s with other values, so a
-  panel showing a stale point fails.
+  the figures as fields and ``device``, ``counter``, ``unit`` and ``host`` as tags (what the
+  ``[influx]`` sink writes), which VictoriaMetrics names ``powerd_efficiency_<field>``. Three
+  minutes of history, one point every 10 s (the default interval); all but the last 30 s with
+  other values, so a panel showing a stale point fails.
 - **Prometheus**: it scrapes a real ``/metrics`` endpoint (prometheus_client on a loopback port,
-  its own registry) exposing the same gauges; the gauges first hold the stale values, then the
-  expected ones once Prometheus has scraped the stale ones.
+  its own registry) exposing the same gauges without ``host``, as powerd's exporter does; the
+  gauges first hold the stale values, then the expected ones once Prometheus has scraped the
+  stale ones.
 
 Then, per store, the variable queries are resolved (``label_values``, as Grafana's Prometheus
 datasource does), and every panel target runs with its variables substituted as Grafana would:
@@ -295,6 +296,14 @@ def as_series(result: list[dict[str, Any]], instant: bool) -> Series:
     return out
 
 
+def with_host(expected: Series, store: str) -> Series:
+    """The sink's lines carry ``host`` (kept by the panels: devices of several daemons may share
+    a name); the exporter's gauges, scraped by Prometheus, do not."""
+    if store != "victoriametrics":
+        return expected
+    return {key(**dict(k), host=HOST): v for k, v in expected.items()}
+
+
 def assert_series(got: Series, expected: Series, where: Any) -> None:
     assert set(got) == set(expected), f"{where}: series {sorted(got)} != {sorted(expected)}"
     for k, v in expected.items():
@@ -344,11 +353,12 @@ def test_every_panel_query_returns_the_known_figures(
                 # Grafana repeats the panel once per selected device, each with that one value.
                 for device in FLEET:
                     expr, result = run_target(base, t, {**values, "device": [device]}, now)
-                    expected = band(device, units)[t["refId"]]
+                    expected = with_host(band(device, units)[t["refId"]], store)
                     assert_series(as_series(result, t["instant"]), expected, (store, expr))
             else:
                 expr, result = run_target(base, t, values, now)
-                assert_series(as_series(result, t["instant"]), checks[where], (store, expr))
+                expected = with_host(checks[where], store)
+                assert_series(as_series(result, t["instant"]), expected, (store, expr))
             seen.add(where)
     repeated = {(p["title"], t["refId"]) for p in BOARD["panels"] if p.get("repeat")
                 for t in p["targets"]}  # fmt: skip
