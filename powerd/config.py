@@ -74,8 +74,7 @@ lists every key (a test checks it against the schema, so keep both in step):
 
     [[efficiency]]                     # J per unit every interval (powerd/efficiency.py)
     device = "local"                   # an agent id, a probe's device=, or "local"
-    counters = [{source = "prom:http://127.0.0.1:8000/metrics#vllm:prompt_tokens_total"}]
-                                       # each {source = SPEC, unit = "token"} (the default)
+    counters = [{source = "prom:http://vllm:8000/metrics#vllm:prompt_tokens_total", unit = "token"}]
     interval_s = 10.0                  # one set of figures per interval
     poll_s = 1.0                       # counters read this often (idle fraction, resets)
 """

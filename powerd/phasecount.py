@@ -289,6 +289,28 @@ class PhaseCounter:
         return entry
 
 
+def unread_counts(count_from: tuple[str, ...] | None) -> list[dict[str, Any]] | None:
+    """The counts of a phase whose begin marker asked for counters that were never read (the
+    daemon restarted while it was open, or this process reads no counters, e.g. ``powerd
+    measure``): each unavailable and flagged, never left out without a word."""
+    if not count_from:
+        return None
+    return [
+        {
+            "source": text,
+            "metric": spec.selector if spec is not None else None,
+            "unit": unit_of(spec) if spec is not None else "unit",
+            "count": None,
+            "count_uncertainty": None,
+            "flags": ["count_unavailable"],
+            "error": err
+            or "not read: no counter reader was running at this phase's edges "
+            "(the daemon restarted while the phase was open?)",
+        }
+        for text, spec, err in specs_of(count_from)
+    ]
+
+
 def attach_counts(entry: dict[str, Any], counts: list[dict[str, Any]] | None) -> None:
     """Put a phase's ``counts`` (with their per-unit figures from the phase's energy) into its
     contract-2 entry; raise their flags to the phase. Without a marker ``count``, the first

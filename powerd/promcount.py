@@ -30,7 +30,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -226,7 +226,6 @@ class CounterTrack:
     resets: int = 0
     lost_bound: float = 0.0
     idle_ns: int = 0  # time between consecutive reads with no increase
-    zero_steps: list[tuple[int, int]] = field(default_factory=list)
 
     @classmethod
     def start(cls, reading: Reading) -> CounterTrack:

@@ -11,7 +11,7 @@ from powerd.channel import LOCAL_DEVICE, Channel
 from powerd.errors import PowerdError
 from powerd.integrate import GAP_FACTOR
 from powerd.mlperf.figures import mlperf_figures
-from powerd.phasecount import attach_counts
+from powerd.phasecount import attach_counts, unread_counts
 from powerd.phases import Phase, replay
 from powerd.results import run_result
 from powerd.store import Store
@@ -58,8 +58,10 @@ def compute_run(
         run, phases, channels, store.samples, idle_power_w, primary, store.accuracy_history
     )
     counts = store.phase_counts(run)
+    asked = {(p.phase, p.trial): p.count_from for p in phases}
     for entry in result["phases"]:
-        attach_counts(entry, counts.get((entry["phase"], entry["trial"])))
+        key = (entry["phase"], entry["trial"])
+        attach_counts(entry, counts.get(key) or unread_counts(asked.get(key)))
         if store.clock_steps(entry["t_begin_ns"], entry["t_end_ns"]):
             entry["flags"].append("clock_step")
         flag_known_gaps(store, entry, channels)

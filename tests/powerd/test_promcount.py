@@ -100,3 +100,49 @@ def test_an_endpoint_down_is_an_error_naming_it(engine: Engine) -> None:
     with pytest.raises(CounterError, match="unreachable"):
         read_counter(spec, timeout_s=1.0)
     engine.stop = lambda: None  # type: ignore[method-assign]
+
+
+def test_count_from_is_a_begin_marker_key_of_prom_specs() -> None:
+    from powerd.agent.wire import parse_marker
+    from powerd.errors import MarkerError
+
+    base = {"v": 1, "run": "r", "phase": "p"}
+    spec = 'prom:http://h:1/metrics#vllm:generation_tokens_total{model_name="m"}'
+    m = parse_marker({**base, "event": "begin", "count_from": spec})
+    assert m.count_from == (spec,)
+    assert parse_marker(m.to_json()) == m
+    two = parse_marker({**base, "event": "begin", "count_from": [spec, spec + "x"]})
+    assert two.count_from == (spec, spec + "x")
+    for bad, event in (
+        (spec, "end"),
+        ("http://h/metrics#x", "begin"),
+        ([], "begin"),
+        ([spec] * 9, "begin"),
+        (7, "begin"),
+    ):
+        with pytest.raises(MarkerError, match="count_from"):
+            parse_marker({**base, "event": event, "count_from": bad})
+
+
+def test_config_checks_every_counter_spec_up_front() -> None:
+    from powerd import config
+    from powerd.errors import PowerdError
+
+    good = "prom:http://h:1/metrics#vllm:generation_tokens_total"
+    cfg = config.parse(
+        {
+            "daemon": {"count_from": [good]},
+            "efficiency": [{"device": "local", "counters": [{"source": good, "unit": "token"}]}],
+        },
+        "c: ",
+    )
+    assert cfg.count_from == (good,) and cfg.efficiency[0].interval_s == 10.0
+    for data, why in (
+        ({"daemon": {"count_from": ["prom:h#x"]}}, "expected prom:http"),
+        ({"efficiency": [{"device": "d", "counters": []}]}, "counters is empty"),
+        ({"efficiency": [{"device": "d", "counters": [{"source": "x"}]}]}, "must start with"),
+        ({"efficiency": [{"device": "d", "counters": [{"source": good}], "poll_s": 20}]}, "poll_s"),
+        ({"efficiency": [{"device": "d", "counters": [{"source": good, "typo": 1}]}]}, "typo"),
+    ):
+        with pytest.raises(PowerdError, match=why):
+            config.parse(data, "c: ")
