@@ -52,15 +52,23 @@ class Interval:
 def bin_sums(t_ns: I64, v: F64, interval_ns: int) -> tuple[I64, F64, I64]:
     """Per interval index present in ``t_ns`` (time-ordered): its index, sum of ``v`` and count
     (non-finite values left out)."""
+    ks, sums, counts, _ = bin_stats(t_ns, v, interval_ns)
+    return ks, sums, counts
+
+
+def bin_stats(t_ns: I64, v: F64, interval_ns: int) -> tuple[I64, F64, I64, F64]:
+    """``bin_sums`` plus each interval's largest value."""
     ok = np.isfinite(v)
     t_ns, v = t_ns[ok], v[ok]
     if t_ns.size == 0:
-        return np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.int64)
+        e = np.empty(0, np.float64)
+        return np.empty(0, np.int64), e, np.empty(0, np.int64), e
     k = t_ns // interval_ns
     starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
     sums = np.add.reduceat(v, starts)
+    maxes = np.maximum.reduceat(v, starts)
     counts = np.diff(np.r_[starts, k.size]).astype(np.int64)
-    return k[starts], sums.astype(np.float64), counts
+    return k[starts], sums.astype(np.float64), counts, maxes.astype(np.float64)
 
 
 class Aggregator:
@@ -160,6 +168,11 @@ class Aggregator:
         period_s = self.channel.nominal_period_s
         expected = self.interval_ns / 1e9 / period_s if period_s > 0 else None
         lost, over, v_floor, a_floor = drop if drop is not None else (0, 0, math.nan, math.nan)
+        if over and elec is not None:
+            # an overrange interval's mean is unknown and its load peaks above the range: the
+            # largest reading the meter did give in it (a later, larger range) counts as well
+            v_floor = max(v_floor, elec[6]) if math.isfinite(v_floor) else v_floor
+            a_floor = max(a_floor, elec[7]) if math.isfinite(a_floor) else a_floor
         self.emit(
             Interval(
                 end_ns,
@@ -204,13 +217,16 @@ class Aggregator:
         """Volts, amps and power factor of the primary channel, binned like its power."""
         with self._lock:
             for j, values in enumerate((volts, amps, pf)):
-                ks, sums, counts = bin_sums(t_ns, values, self.interval_ns)
-                for k, s, c in zip(ks.tolist(), sums.tolist(), counts.tolist(), strict=True):
+                ks, sums, counts, maxes = bin_stats(t_ns, values, self.interval_ns)
+                rows = zip(ks.tolist(), sums.tolist(), counts.tolist(), maxes.tolist(), strict=True)
+                for k, s, c, m in rows:
                     if self._open is not None and k < self._open[0]:
                         continue
-                    acc = self._elec.setdefault(k, [0.0] * 6)
+                    # sums of V, A, PF; their counts; their largest values
+                    acc = self._elec.setdefault(k, [0.0] * 6 + [-math.inf] * 3)
                     acc[j] += s
                     acc[3 + j] += c
+                    acc[6 + j] = max(acc[6 + j], m)
 
 
 def _means(acc: list[float]) -> list[float | None]:

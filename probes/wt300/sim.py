@@ -17,7 +17,8 @@ the extended event arrives (EESR bit 0 with ``:STAT:FILT1 FALL`` at each update 
 
 Auto range follows the manual (IM WT310E-01EN §2): up when an rms value exceeds 130 % of the
 range, down when it is at most 30 % of it and at most 125 % of the next lower range; while a range
-switches no measurement takes place (the next update reads NAN). Above 140 % of the range a
+switches no measurement takes place (the next update reads NAN, and auto range decides nothing on
+it: one NAN update per move, never a chain of moves on values it did not measure). Above 140 % of the range a
 reading is overrange: U reads INF when the voltage is over, I when the current is, and P, S, Q and
 LAMBDA when either is (the other of U / I still reads its number).
 
@@ -270,7 +271,10 @@ class Wt300Sim:
                 i_over.add(e)
             over = e in u_over or e in i_over
             marker[e] = "NAN" if self._switching else ("INF" if over else None)
-        self._switching = False
+        if self._switching:
+            # no measurement while a range switches: nothing for auto range to decide on either
+            self._switching = False
+            return Update(k, u, i, p, marker, frozenset(u_over), frozenset(i_over))
         vr = ir = None
         if self.vauto:
             vr = self._auto(
