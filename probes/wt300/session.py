@@ -602,7 +602,11 @@ class MeterSession:
         up = new_w > self.range_w
         t_eff = t_from_ns - self.plan.interval_ns // 2 if up else t_now_ns + self.plan.interval_ns
         with self.lock:
-            t_eff = max(t_eff, self._acc_last_ns)
+            # never at or before the previous record: the store keeps one record per instant
+            # (a second one replaces the first), and a move that lasted less than the dating
+            # allows must still show in the history (a phase takes the largest bound of the
+            # records within it and is flagged range_changed)
+            t_eff = max(t_eff, self._acc_last_ns + 1)
             self._acc_last_ns = t_eff
             old_w, self.range_w = self.range_w, new_w
             for cid, acc in list(self.accuracy_now.items()):

@@ -18,9 +18,9 @@ the extended event arrives (EESR bit 0 with ``:STAT:FILT1 FALL`` at each update 
 Auto range follows the manual (IM WT310E-01EN §2): up when an rms value exceeds 130 % of the
 range, down when it is at most 30 % of it and at most 125 % of the next lower range; while a range
 switches no measurement takes place (the next update reads NAN, and auto range decides nothing on
-it: one NAN update per move, never a chain of moves on values it did not measure). Above 140 % of the range a
-reading is overrange: U reads INF when the voltage is over, I when the current is, and P, S, Q and
-LAMBDA when either is (the other of U / I still reads its number).
+it: one NAN update per move, never a chain of moves on values it did not measure). Above 140 % of
+the range a reading is overrange: U reads INF when the voltage is over, I when the current is, and
+P, S, Q and LAMBDA when either is (the other of U / I still reads its number).
 
 Options (``powerd sim wt310 --option k=v``): ``model`` (ID string model, e.g. WT310E, WT333E),
 ``voltage`` (V, default 12), ``shares`` (per element, ``/``-separated, default equal),
