@@ -153,7 +153,8 @@ class Face:
                 if iv.overrange:
                     floors = (
                         f"; Volts/Amps logged as at least {num(iv.volts_floor)} V / "
-                        f"{num(iv.amps_floor)} A (1.4 x the range; -1: not over)"
+                        f"{num(iv.amps_floor)} A (1.4 x the range, or the largest reading of "
+                        "the second; -1: not over)"
                     )
                 self.out.warning(
                     f"sample {stamp_text(row.t_ns)} not valid: {why}; logged with Watts -1 and "
