@@ -18,8 +18,9 @@ returned by RL (power-dev's server parses every line and takes its ranging V/A f
 with Watts ``-1``, PTDaemon's "unknown" (check.py averages only W > 0), no uncertainty (``-1`` in
 the echo; left out of the Uncertainty and Watts figures), a timestamped WARNING saying why, and a
 count. A second with overrange readings logs Volts/Amps of at least what the range reads
-(1.4 × range, of the quantity the meter marked over), so the server's ``SR,A,<1.1 × max A>``
-picks a range that holds the load.
+(1.4 × range, of the quantity the meter marked over) or the largest reading the meter gave in that
+second, whichever is larger, so the server's ``SR,A,<1.1 × max A>`` picks a range that holds the
+load.
 """
 
 from __future__ import annotations
