@@ -157,9 +157,12 @@ class Face:
                         f"{num(iv.amps_floor)} A (1.4 x the range, or the largest reading of "
                         "the second; -1: not over)"
                     )
+                kept = ""
+                if math.isfinite(iv.watts):
+                    kept = f" (mean of the {iv.n} kept: {num(iv.watts)} W, not the second's)"
                 self.out.warning(
-                    f"sample {stamp_text(row.t_ns)} not valid: {why}; logged with Watts -1 and "
-                    f"no uncertainty{floors} ({self.invalid} invalid so far)"
+                    f"sample {stamp_text(row.t_ns)} not valid: {why}; logged with Watts -1{kept} "
+                    f"and no uncertainty{floors} ({self.invalid} invalid so far)"
                 )
             if self.agg.missing > self.missing_seen:
                 gap = self.agg.missing - self.missing_seen
