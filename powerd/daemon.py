@@ -127,6 +127,8 @@ class Daemon:
     pending_listeners: list[Callable[[], None]] = field(default_factory=list)
     # Called with each accepted agent block (under the lock: must only enqueue, e.g. the sinks).
     block_listeners: list[Callable[[Block], None]] = field(default_factory=list)
+    # Called with each applied marker (under the lock: must only enqueue; the live view).
+    marker_listeners: list[Callable[[StampedMarker], None]] = field(default_factory=list)
     # The sink hub's live figures (energy totals, recent results, probe health) for /metrics.
     live_metrics: LiveSource | None = None
     # What is down now and every problem counted: the source of /healthz and its metrics.
@@ -221,6 +223,8 @@ class Daemon:
                 self.rejected_by_source[source] += 1
                 return MarkerOutcome(False, error=str(err))
             self.counts["markers_applied"] += 1
+            for listener in self.marker_listeners:
+                listener(sm)
             if phase is not None:
                 begin, end = self._pending.get(phase.run, (phase.t_begin_ns, phase.t_end_ns))
                 self._pending[phase.run] = (min(begin, phase.t_begin_ns), max(end, phase.t_end_ns))
