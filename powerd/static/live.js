@@ -16,7 +16,7 @@
     columnsReceived: {}, phases: [], results: [], health: null, shaded: 0,
     zoom: null, // {t0Ns, t1Ns, channels: {cid: {raw, n, max}}}
   });
-  const charts = {}; // cid -> uPlot
+  const charts = (S.charts = {}); // cid -> uPlot
   let dirty = false;
 
   const el = (id) => document.getElementById(id);
