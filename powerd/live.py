@@ -45,12 +45,12 @@ from powerd.phases import StampedMarker
 
 STATIC_DIR = Path(__file__).with_name("static")
 LIVE_PAGE = STATIC_DIR / "live.html"
-# files the page may load, served without the token (they hold no data)
+# files the page may load, served without the token (they hold no data): name -> (file, type)
 STATIC_FILES = {
-    "live.js": "application/javascript",
-    "uplot/uPlot.iife.min.js": "application/javascript",
-    "uplot/uPlot.min.css": "text/css",
-    "uplot/LICENSE": "text/plain",
+    "live.js": ("live.js", "application/javascript"),
+    "uPlot.iife.min.js": ("uplot/uPlot.iife.min.js", "application/javascript"),
+    "uPlot.min.css": ("uplot/uPlot.min.css", "text/css"),
+    "uPlot.LICENSE": ("uplot/LICENSE", "text/plain"),
 }
 PUBLIC_PATHS = frozenset({"/live", *(f"/static/{name}" for name in STATIC_FILES)})
 
@@ -332,7 +332,8 @@ async def static(request: web.Request) -> web.FileResponse:
     name = request.match_info["name"]
     if name not in STATIC_FILES:
         raise web.HTTPNotFound(reason=f"no static file {name!r}")
-    return web.FileResponse(STATIC_DIR / name, headers={"Content-Type": STATIC_FILES[name]})
+    path, ctype = STATIC_FILES[name]
+    return web.FileResponse(STATIC_DIR / path, headers={"Content-Type": ctype})
 
 
 def add_routes(app: web.Application, daemon: Any) -> LiveStats:
@@ -347,7 +348,7 @@ def add_routes(app: web.Application, daemon: Any) -> LiveStats:
         return await samples(request, daemon)
 
     app.router.add_get("/live", page)
-    app.router.add_get("/static/{name:.+}", static)
+    app.router.add_get("/static/{name}", static)
     app.router.add_get("/v1/live", get_live)
     app.router.add_get("/v1/samples", get_samples)
     return stats
