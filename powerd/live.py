@@ -65,9 +65,7 @@ PHASES_KEPT = 500
 RESULTS_KEPT = 10
 
 
-def minmax_columns(
-    t_ns: I64, value: F64, col_ns: int, t_from_ns: int
-) -> tuple[I64, F64, F64]:
+def minmax_columns(t_ns: I64, value: F64, col_ns: int, t_from_ns: int) -> tuple[I64, F64, F64]:
     """Min and max of the samples in each ``col_ns``-wide column on the grid of multiples of
     ``col_ns``, for samples at or after ``t_from_ns`` (sorted by time; non-finite dropped).
     Returns (column start ns, min, max), only columns that hold a sample. Vectorised: one pass."""
@@ -215,11 +213,15 @@ class LiveStats:
         self.frames_sent = 0
 
 
-async def stream(request: web.Request, daemon: Any, feed: LiveFeed, stats: LiveStats) -> web.StreamResponse:
+async def stream(
+    request: web.Request, daemon: Any, feed: LiveFeed, stats: LiveStats
+) -> web.StreamResponse:
     """``GET /v1/live``: the event stream described in the module docstring."""
     width = int(_number(request.query, "width", 1000, 10, WIDTH_MAX))
     range_s = _number(request.query, "range_s", 60.0, RANGE_S_MIN, RANGE_S_MAX)
-    interval_s = _number(request.query, "interval_s", DEFAULT_INTERVAL_S, INTERVAL_S_MIN, INTERVAL_S_MAX)
+    interval_s = _number(
+        request.query, "interval_s", DEFAULT_INTERVAL_S, INTERVAL_S_MIN, INTERVAL_S_MAX
+    )
     col_ns = max(1, math.ceil(range_s * 1e9 / width))
     resp = web.StreamResponse(
         headers={
@@ -251,8 +253,13 @@ async def stream(request: web.Request, daemon: Any, feed: LiveFeed, stats: LiveS
         }
         await send(
             "hello",
-            {"channels": channels, "col_ns": col_ns, "width": width, "range_s": range_s,
-             "now_ns": now_ns},
+            {
+                "channels": channels,
+                "col_ns": col_ns,
+                "width": width,
+                "range_s": range_s,
+                "now_ns": now_ns,
+            },
         )
         while True:
             now_ns = daemon.clock()

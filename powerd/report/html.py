@@ -523,7 +523,7 @@ def render_html(
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta http-equiv="Content-Security-Policy" '
         "content=\"default-src 'none'; style-src 'unsafe-inline'; "
-        f"script-src {' '.join(script_hashes)}\">"
+        f'script-src {" ".join(script_hashes)}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>powerd report — run {run}</title><style>{_CSS}{PRINT_CSS}{zoom_css}</style></head>"
         f'<body><main><h1>Run {run}</h1><p class="sub">{summary}</p>'

@@ -37,13 +37,14 @@ UPLOT_VERSION = "1.6.32"  # columns plus raw samples, all channels together
 
 
 @cache
-def _vendored() -> tuple[str, str, str]:
-    """uPlot's minified script, its stylesheet and its licence text."""
+def _vendored() -> tuple[str, str, str, str]:
+    """uPlot's minified script, its stylesheet, its licence text, and the page code."""
     d = STATIC_DIR / "uplot"
     return (
         (d / "uPlot.iife.min.js").read_text(encoding="utf-8"),
         (d / "uPlot.min.css").read_text(encoding="utf-8"),
         (d / "LICENSE").read_text(encoding="utf-8"),
+        (STATIC_DIR / "report-zoom.js").read_text(encoding="utf-8"),
     )
 
 
@@ -81,9 +82,7 @@ def levels_json(t_ns: npt.NDArray[Any], v: npt.NDArray[Any], origin_ns: int, bud
                 break
             col_ns = max(1, col_ns // LEVEL_FACTOR)
         if used + t.size <= budget:
-            out.append(
-                f'{{"raw":true,"t":{_nums(rel / 1e9, "%.10g")},"v":{_nums(p, "%.6g")}}}'
-            )
+            out.append(f'{{"raw":true,"t":{_nums(rel / 1e9, "%.10g")},"v":{_nums(p, "%.6g")}}}')
     return "[" + ",".join(out) + "]"
 
 
@@ -99,78 +98,8 @@ _CSS = """
   font-size: 12.5px; color: #555; }
 #zoomchart .zch { margin: 2px 0 8px; }
 #zoomchart .zch h3 { font-size: 12.5px; margin: 2px 4px; font-weight: 600; }
-@media print { #zoomchart, #zoomchart.on { display: none; } #svgchart { display: block !important; } }
-"""
-
-# The page code: builds a chart per channel from the data block, zoom picks a level.
-_APP = r"""
-(function () {
-  "use strict";
-  const D = JSON.parse(document.getElementById("powerd-traces").textContent);
-  const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"];
-  const box = document.getElementById("zoomchart"), info = box.querySelector(".zinfo");
-  const Z = (window.powerdReport = { charts: {}, level: {}, range: null });
-  const lower = (a, x) => { let lo = 0, hi = a.length; while (lo < hi) { const m = (lo + hi) >> 1; if (a[m] < x) lo = m + 1; else hi = m; } return lo; };
-  function pick(levels, x0, x1, px) {
-    for (let i = levels.length - 1; i >= 0; i--) {       // finest first
-      const L = levels[i], n = lower(L.t, x1) - lower(L.t, x0);
-      if (n <= px * __PER_PX__ || i === 0) return i;
-    }
-    return 0;
-  }
-  function view(cid, x0, x1) {
-    const u = Z.charts[cid], levels = D.channels[cid];
-    const i = pick(levels, x0, x1, u.bbox.width / devicePixelRatio), L = levels[i];
-    const a = Math.max(0, lower(L.t, x0) - 1), b = Math.min(L.t.length, lower(L.t, x1) + 1);
-    const lo = L.raw ? L.v : L.lo, hi = L.raw ? L.v : L.hi;
-    Z.level[cid] = { index: i, raw: !!L.raw, points: b - a };
-    u.setData([L.t.slice(a, b), lo.slice(a, b), hi.slice(a, b)], false);
-    u.setScale("x", { min: x0, max: x1 });
-  }
-  let syncing = false;
-  function zoom(x0, x1) {
-    if (syncing) return;
-    syncing = true;
-    Z.range = [x0, x1];
-    for (const cid of Object.keys(Z.charts)) view(cid, x0, x1);
-    syncing = false;
-    const full = x0 <= D.x0 && x1 >= D.x1;
-    const lv = Object.values(Z.level);
-    info.textContent = full ? "whole run" : (x1 - x0).toPrecision(3) + " s shown" + (lv.some((l) => l.raw) ? ", every sample" : ", min/max per column");
-  }
-  Z.zoom = zoom;
-  const shade = { hooks: { drawAxes: [(u) => {
-    const c = u.ctx, { left, top, width, height } = u.bbox;
-    c.save();
-    for (const p of D.phases) {
-      if (p.e < u.scales.x.min || p.b > u.scales.x.max) continue;
-      const x0 = Math.max(left, u.valToPos(p.b, "x", true)), x1 = Math.min(left + width, u.valToPos(p.e, "x", true));
-      c.fillStyle = p.fill + "29"; c.fillRect(x0, top, Math.max(1, x1 - x0), height);
-      c.fillStyle = "#222"; c.font = 11 * devicePixelRatio + "px sans-serif"; c.fillText(p.label, x0 + 3, top + 12 * devicePixelRatio);
-    }
-    c.restore();
-  }] } };
-  box.classList.add("on"); // shown first: the charts take its width
-  document.getElementById("svgchart").style.display = "none";
-  Object.keys(D.channels).forEach((cid, k) => {
-    const el = document.createElement("div"); el.className = "zch";
-    const h = document.createElement("h3"); h.textContent = cid + (D.units[cid] ? " [" + D.units[cid] + "]" : ""); el.appendChild(h);
-    box.appendChild(el);
-    const color = COLORS[k % COLORS.length], L = D.channels[cid][0] || { t: [D.x0, D.x1], lo: [null, null], hi: [null, null] };
-    Z.charts[cid] = new uPlot({
-      width: Math.max(300, box.clientWidth - 12), height: 180, plugins: [shade],
-      scales: { x: { time: false } },
-      cursor: { drag: { x: true, y: false, setScale: true }, bind: { dblclick: () => () => { zoom(D.x0, D.x1); return null; } } },
-      legend: { show: false },
-      series: [{ label: "s" }, { stroke: color, width: 1 }, { stroke: color, width: 1 }],
-      bands: [{ series: [2, 1], fill: color + "55" }],
-      axes: [{ label: "time (s) from " + D.start }, { label: "W" }],
-      hooks: { setScale: [(u, key) => { if (key === "x" && !syncing) zoom(u.scales.x.min, u.scales.x.max); }] },
-    }, [L.t || [], L.lo || L.v || [], L.hi || L.v || []], el);
-  });
-  box.querySelector("button").onclick = () => zoom(D.x0, D.x1);
-  zoom(D.x0, D.x1);
-})();
+@media print { #zoomchart, #zoomchart.on { display: none; }
+  #svgchart { display: block !important; } }
 """
 
 
@@ -183,7 +112,7 @@ def zoom_section(
 ) -> tuple[str, str, list[str]]:
     """The interactive chart's HTML (figure, data, scripts), its CSS and the script hashes for
     the page's Content-Security-Policy. ``phases``: (begin ns, end ns, label, fill colour)."""
-    lib, lib_css, licence = _vendored()
+    lib, lib_css, licence, app_js = _vendored()
     channels = sorted(traces)
     budget = MAX_EMBED_POINTS // max(1, len(channels))
     parts = []
@@ -210,7 +139,7 @@ def zoom_section(
     data = json.dumps(meta)[:-1] + ',"channels":{' + ",".join(parts) + "}}"
     # no markup in the data block: a channel or phase name cannot end it or inject tags
     data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    app = _APP.replace("__PER_PX__", str(COLUMNS_PER_PIXEL))
+    app = app_js.replace("__PER_PX__", str(COLUMNS_PER_PIXEL)).replace("</script", "<\\/script")
     lib_script = lib.replace("</script", "<\\/script")
     html = (
         '<div id="zoomchart"><div class="zbar"><button type="button">whole run</button>'
