@@ -30,6 +30,7 @@ URL's fragment (``#token=...``, never sent to a server), in an ``Authorization``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import threading
@@ -159,8 +160,19 @@ def attach(daemon: Any) -> LiveFeed:
     return feed
 
 
+def _finite(obj: Any) -> Any:
+    """Non-finite floats as null (NaN is not JSON), through dicts and lists."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def _sse(event: str, data: Any) -> bytes:
-    text = json.dumps(data, allow_nan=False, separators=(",", ":"))
+    text = json.dumps(_finite(data), allow_nan=False, separators=(",", ":"))
     return f"event: {event}\ndata: {text}\n\n".encode()
 
 
@@ -204,9 +216,12 @@ def _health(daemon: Any) -> dict[str, Any]:
 
 
 class LiveStats:
-    """Per-app counts for /healthz-style inspection and the bench: streams open, bytes sent."""
+    """Per-app state of the streams: counts (streams open, bytes sent) and the shutdown signal
+    that ends every open stream at once, so a daemon stops promptly under an open page."""
 
     def __init__(self) -> None:
+        self.closing = asyncio.Event()
+        self.failures = 0
         self.streams_open = 0
         self.streams_total = 0
         self.bytes_sent = 0
@@ -281,9 +296,15 @@ async def stream(
             if loop.time() >= next_health:
                 next_health = loop.time() + HEALTH_EVERY_S
                 await send("health", _health(daemon))
-            await asyncio.sleep(interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stats.closing.wait(), interval_s)
+            if stats.closing.is_set():
+                break
     except (ConnectionResetError, asyncio.CancelledError):
         pass  # the page went away (or the server stops): nothing to tell it
+    except Exception as err:  # a bug, not the client: counted and on /healthz; the page reconnects
+        stats.failures += 1
+        daemon.health.problem("http", "live_stream_failed", f"{type(err).__name__}: {err}")
     finally:
         stats.streams_open -= 1
     return resp
@@ -358,4 +379,9 @@ def add_routes(app: web.Application, daemon: Any) -> LiveStats:
     app.router.add_get("/static/{name}", static)
     app.router.add_get("/v1/live", get_live)
     app.router.add_get("/v1/samples", get_samples)
+
+    async def on_shutdown(_app: web.Application) -> None:
+        stats.closing.set()
+
+    app.on_shutdown.append(on_shutdown)
     return stats

@@ -179,3 +179,19 @@ def test_samples_bad_queries_say_why(api: Api, daemon: Daemon, query: str, statu
 
 def test_live_bad_width_is_400(api: Api) -> None:
     assert api.call("GET", "/v1/live?width=100000").status == 400
+
+
+def test_a_failing_stream_is_counted_on_healthz(
+    serve: Callable[..., Api], daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = serve()
+
+    def broken() -> dict[str, Any]:
+        raise RuntimeError("offsets unavailable")
+
+    monkeypatch.setattr(daemon, "offsets_json", broken)
+    events = _events(f"{api.url}/v1/live?width=50&range_s=5&interval_s=0.05", None, 10)
+    assert "health" not in [e for e, _ in events]  # the stream ended where it failed
+    monkeypatch.undo()
+    health = api.call("GET", "/healthz").json()
+    assert health["problems"]["live_stream_failed"] == 1
