@@ -156,13 +156,15 @@ def with_browser(url: str, daemon: psutil.Process, settle_s: float, seconds: flo
             cdp.on("Network.dataReceived", lambda e: add(received, e["encodedDataLength"]))
             page.goto(f"{url}/live")
             page.wait_for_function("window.powerdLive && powerdLive.frames > 2", timeout=30_000)
-            time.sleep(settle_s)
+            # Playwright's sync API delivers events only inside its calls: wait in one, so the
+            # first frames' bytes are counted before the window, not in it
+            page.wait_for_timeout(settle_s * 1000)
             chrome = [p for p in me.children(recursive=True) if "chrom" in p.name().lower()]
             b0 = received[0]
             cpu_d0 = cpu_s(daemon)
             cpu_c, wall = window(chrome, seconds)
             cpu_d = cpu_s(daemon) - cpu_d0
-            frames = page.evaluate("window.powerdLive.frames")
+            frames = page.evaluate("window.powerdLive.frames")  # delivers the window's events
             return {
                 "pages": "1 chromium",
                 "daemon_cpu_pct": 100 * cpu_d / wall,
