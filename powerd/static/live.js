@@ -236,6 +236,15 @@
   }
 
   el("range").onchange = () => { if (controller) controller.abort(); };
+  // a new width: the charts follow, and the stream restarts with the new column count
+  let resizeTimer = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => {
+      for (const u of Object.values(charts)) u.setSize({ width: plotWidth(), height: 160 });
+      if (controller) controller.abort();
+    }, 300);
+  });
   requestAnimationFrame(draw);
   connect();
 })();

@@ -179,6 +179,19 @@ def test_zoom_fetches_the_full_resolution_spike(page: tuple[Any, list[str]]) -> 
     assert errors == []
 
 
+def test_a_narrower_window_restarts_the_stream_with_fewer_columns(
+    page: tuple[Any, list[str]],
+) -> None:
+    pg, errors = page
+    until(pg, "S.connected", "connected")
+    connects, col_ns = state(pg, "S.connects"), state(pg, "S.colNs")
+    pg.set_viewport_size({"width": 700, "height": 900})
+    until(pg, f"S.connected && S.connects > {connects}", "the stream restarted")
+    assert state(pg, "S.colNs") > col_ns  # the same 60 s over fewer pixel columns
+    assert state(pg, "S.charts['sim:spiky'].width") < 700
+    assert errors == []
+
+
 def test_page_reconnects_after_the_daemon_restarts(
     page: tuple[Any, list[str]], powerd: Powerd
 ) -> None:
