@@ -158,7 +158,9 @@
       if (err.name !== "AbortError") S.errors.push(String(err.message || err));
     }
     S.connected = false;
-    setStatus("reconnecting…", "reconnecting");
+    const last = S.errors.length ? " (" + S.errors[S.errors.length - 1] + ")" : "";
+    if (S.errors.length > 50) S.errors.splice(0, S.errors.length - 50); // bounded
+    setStatus("reconnecting…" + last, "reconnecting");
     setTimeout(connect, backoffMs);
     backoffMs = Math.min(5000, backoffMs * 2);
   }

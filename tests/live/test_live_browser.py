@@ -36,17 +36,20 @@ WAIT_S = 20.0
 class Powerd:
     """``powerd run`` on a fixed port and state dir that survive a SIGKILL and restart."""
 
-    def __init__(self, tmp: Path) -> None:
-        self.tmp, self.port = tmp, free_port()
+    def __init__(self, tmp: Path, token: str | None = None) -> None:
+        self.tmp, self.port, self.token = tmp, free_port(), token
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         conf = self.tmp / "powerd.toml"
         probes = ", ".join(json.dumps(p) for p in PROBES)
+        http = f"[http]\nport = {self.port}\n"
+        if self.token is not None:
+            (self.tmp / "token").write_text(self.token)
+            http += f'token_file = "{self.tmp / "token"}"\n'
         conf.write_text(
-            f'[daemon]\nid = "live-test"\nprobes = [{probes}]\nresult_grace_s = 0.5\n'
-            f"[http]\nport = {self.port}\n"
+            f'[daemon]\nid = "live-test"\nprobes = [{probes}]\nresult_grace_s = 0.5\n{http}'
         )
         log = (self.tmp / "daemon.log").open("ab")
         cmd = [sys.executable, "-m", "powerd", "--state-dir", str(self.tmp / "state")]
@@ -89,20 +92,27 @@ def powerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Powerd]:
 
 
 @pytest.fixture(scope="module")
-def page(powerd: Powerd) -> Iterator[tuple[Any, list[str]]]:
-    """The live page open in headless chromium, and the console errors it has logged."""
+def browser() -> Iterator[Any]:
+    """Headless chromium (Debian's, never a downloaded one), for the whole module."""
     exe = require_tool("chromium")
-    errors: list[str] = []
     with playwright_sync.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+        b = pw.chromium.launch(executable_path=exe, args=["--no-sandbox"])
         try:
-            pg = browser.new_page(viewport={"width": 1200, "height": 900})
-            pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            pg.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-            pg.goto(f"{powerd.url}/live")
-            yield pg, errors
+            yield b
         finally:
-            browser.close()
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def page(powerd: Powerd, browser: Any) -> Iterator[tuple[Any, list[str]]]:
+    """The live page open in headless chromium, and the console errors it has logged."""
+    errors: list[str] = []
+    pg = browser.new_page(viewport={"width": 1200, "height": 900})
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+    pg.goto(f"{powerd.url}/live")
+    yield pg, errors
+    pg.close()
 
 
 def state(pg: Any, expr: str) -> Any:
@@ -208,3 +218,24 @@ def test_page_reconnects_after_the_daemon_restarts(
     # chromium logs the stream cut by the kill and the page's retries while the daemon was down
     expected = ("ERR_INCOMPLETE_CHUNKED_ENCODING", "ERR_CONNECTION_REFUSED")
     assert [e for e in errors if not any(x in e for x in expected)] == []
+
+
+def test_with_a_token_the_page_streams_only_when_given_it(browser: Any, tmp_path: Path) -> None:
+    """The page (no data) opens without the token; its stream needs it, taken from the URL's
+    fragment (never sent to the server) and sent as a bearer header."""
+    token = "live-view-token-0123456789"
+    d = Powerd(tmp_path, token=token)
+    d.start()
+    try:
+        bare = browser.new_page()
+        bare.goto(f"{d.url}/live")
+        until(bare, "S.errors.some(e => e.startsWith('401'))", "a 401 the page shows")
+        assert state(bare, "S.frames") == 0
+        assert "reconnecting" in bare.inner_text("#status")
+        bare.close()
+        good = browser.new_page()
+        good.goto(f"{d.url}/live#token={token}")
+        until(good, "S.connected && S.columnsReceived['sim:spiky'] > 0", "columns")
+        good.close()
+    finally:
+        d.stop()
