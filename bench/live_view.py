@@ -180,8 +180,9 @@ def main() -> int:
     p = benchlib.parser(__doc__.splitlines()[0] if __doc__ else NAME)
     p.add_argument("--seconds", type=float, default=15.0, help="measuring window per case")
     args = p.parse_args()
-    seconds = 3.0 if args.quick else args.seconds
-    settle_s = 1.0
+    seconds = 1.5 if args.quick else args.seconds
+    settle_s = 0.5 if args.quick else 1.0
+    warmup_s = 1.5 if args.quick else 3.0
     result = benchlib.envelope(NAME, args.quick, {})
     result["uptime_before"] = benchlib.uptime()
     rows: list[list[object]] = []
@@ -191,7 +192,7 @@ def main() -> int:
             proc, url = start_daemon(Path(tmp), f"s{k}", probes)
             try:
                 daemon = psutil.Process(proc.pid)
-                time.sleep(3.0)  # probes open, the ring fills
+                time.sleep(warmup_s)  # probes open, the ring fills
                 base_cpu, wall = window([daemon], seconds)
                 base_pct = 100 * base_cpu / wall
                 got: list[Any] = [{"pages": 0, "daemon_cpu_pct": base_pct}]
