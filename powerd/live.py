@@ -228,6 +228,23 @@ class LiveStats:
         self.frames_sent = 0
 
 
+def _columns(
+    timeline: Any, sent_from: dict[str, int], horizon_ns: int, now_ns: int, col_ns: int
+) -> dict[str, Any]:
+    """One frame's columns: per channel, from the last column sent (or the window's start) to
+    now; ``sent_from`` is advanced. Runs in a worker thread (one hop per frame, not per channel)."""
+    frame: dict[str, Any] = {}
+    for cid in list(timeline.channels):
+        start = sent_from.get(cid, horizon_ns)
+        t, v = timeline.window(cid, start, now_ns)
+        ct, vmin, vmax = minmax_columns(t, v, col_ns, start)
+        if ct.size == 0:
+            continue
+        sent_from[cid] = int(ct[-1])
+        frame[cid] = {"t_ns": ct.tolist(), "min": _floats(vmin), "max": _floats(vmax)}
+    return frame
+
+
 async def stream(
     request: web.Request, daemon: Any, feed: LiveFeed, stats: LiveStats
 ) -> web.StreamResponse:
@@ -278,15 +295,10 @@ async def stream(
         )
         while True:
             now_ns = daemon.clock()
-            frame: dict[str, Any] = {}
-            for cid in list(timeline.channels):
-                start = sent_from.get(cid, (now_ns - int(range_s * 1e9)) // col_ns * col_ns)
-                t, v = await asyncio.to_thread(timeline.window, cid, start, now_ns)
-                ct, vmin, vmax = minmax_columns(t, v, col_ns, start)
-                if ct.size == 0:
-                    continue
-                sent_from[cid] = int(ct[-1])
-                frame[cid] = {"t_ns": ct.tolist(), "min": _floats(vmin), "max": _floats(vmax)}
+            horizon_ns = (now_ns - int(range_s * 1e9)) // col_ns * col_ns
+            frame = await asyncio.to_thread(
+                _columns, timeline, sent_from, horizon_ns, now_ns, col_ns
+            )
             if frame:
                 await send("columns", {"channels": frame, "now_ns": now_ns})
             if feed.version != feed_version:

@@ -95,7 +95,10 @@ def test_stream_sends_columns_phases_results_and_health(
     assert len(cols["t_ns"]) <= 16
     phases = dict(events)["phases"]["phases"]
     assert phases[0]["run"] == "r" and phases[0]["t_end_ns"] is None
-    assert dict(events)["health"]["status"] in {"ok", "degraded"}
+    health = dict(events)["health"]
+    assert health["status"] in {"ok", "degraded"}
+    assert {"down", "problems", "probes", "offsets", "latest"} <= set(health)
+    assert health["latest"][CH]["power_w"] == 5.0
 
 
 def test_stream_then_sends_only_new_columns(serve: Callable[..., Api], daemon: Daemon) -> None:
