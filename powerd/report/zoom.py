@@ -143,8 +143,9 @@ def zoom_section(
     lib_script = lib.replace("</script", "<\\/script")
     html = (
         '<div id="zoomchart"><div class="zbar"><button type="button">whole run</button>'
-        '<span class="zinfo"></span><span>drag across a trace to zoom; double-click for the '
-        "whole run; bands are the min and max of each pixel column</span></div></div>"
+        '<span class="zinfo"></span><span>drag across a trace to zoom, the wheel zooms, '
+        "Shift+wheel pans, double-click for the whole run; bands are the min and max of each "
+        "pixel column</span></div></div>"
         f'<script type="application/json" id="powerd-traces">{data}</script>'
         f"<script>{lib_script}</script><script>{app}</script>"
         f"<!-- uPlot {UPLOT_VERSION} is embedded under its licence:\n"

@@ -1,6 +1,7 @@
 // The report's zoomable traces (powerd/report/zoom.py embeds this file in the HTML report):
 // a uPlot chart per channel from the page's JSON data block; zooming picks the finest embedded
 // min/max level that gives at most __PER_PX__ columns per pixel, down to the raw samples.
+// Drag zooms, the wheel zooms around the pointer, Shift+wheel pans, double-click: whole run.
 // window.powerdReport holds the charts and the level shown, for people and the browser tests.
 (function () {
   "use strict";
@@ -67,5 +68,23 @@
     }, [L.t || [], L.lo || L.v || [], L.hi || L.v || []], el);
   });
   box.querySelector("button").onclick = () => zoom(D.x0, D.x1);
+  // the wheel zooms around the pointer; with Shift (or sideways) it pans; both stay in the run
+  for (const u of Object.values(Z.charts)) {
+    u.over.addEventListener("wheel", (ev) => {
+      ev.preventDefault();
+      const [a, b] = Z.range, span = b - a, full = D.x1 - D.x0;
+      const pan = ev.shiftKey || Math.abs(ev.deltaX) > Math.abs(ev.deltaY);
+      let x0, x1;
+      if (pan) {
+        const d = Math.sign(ev.shiftKey ? ev.deltaY || ev.deltaX : ev.deltaX) * span * 0.2;
+        x0 = Math.min(Math.max(D.x0, a + d), D.x1 - span); x1 = x0 + span;
+      } else {
+        const at = u.posToVal(ev.offsetX, "x"), k = ev.deltaY > 0 ? 1.25 : 0.8;
+        const w = Math.min(full, Math.max(span * k, 1e-6));
+        x0 = Math.max(D.x0, at - (at - a) * (w / span)); x1 = Math.min(D.x1, x0 + w);
+      }
+      zoom(x0, x1);
+    }, { passive: false });
+  }
   zoom(D.x0, D.x1);
 })();

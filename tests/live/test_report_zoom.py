@@ -123,6 +123,16 @@ def test_report_zooms_to_the_spike_in_a_browser(browser: Any, tmp_path: Path) ->
     assert SPIKE_W in shown[2] and BASE_W in shown[1]
     lo, hi = report("Z.range")
     assert hi - lo < 0.1
+    # Shift+wheel pans by a fifth of the range, keeping its width
+    page.keyboard.down("Shift")
+    page.mouse.wheel(0, 100)
+    page.keyboard.up("Shift")
+    wait_for(lambda: report("Z.range")[0] > lo, 10, "panned right")
+    lo2, hi2 = report("Z.range")
+    assert abs((hi2 - lo2) - (hi - lo)) < 1e-9 * max(1.0, hi)
+    # the wheel zooms out around the pointer
+    page.mouse.wheel(0, 100)
+    wait_for(lambda: report("Z.range[1] - Z.range[0]") > hi2 - lo2, 10, "zoomed out")
     page.dblclick("#zoomchart .u-over")
     wait_for(lambda: report("Z.range[1] - Z.range[0]") > 29, 10, "back to the whole run")
     assert errors == []
