@@ -84,6 +84,8 @@
       hooks: { setSelect: [(u) => u.select.width > 2 && zoomTo(u.posToVal(u.select.left, "x"), u.posToVal(u.select.left + u.select.width, "x"))] },
     };
     charts[cid] = new uPlot(opts, data, box); // created with data: an empty time axis throws
+    charts[cid].over.addEventListener("wheel", (ev) => wheel(charts[cid], ev), { passive: false });
+    return charts[cid];
   }
 
   // --- the stream --------------------------------------------------------------------------
@@ -188,6 +190,27 @@
     el("zoominfo").textContent = "zoomed: " + ((t1Ns - t0Ns) / 1e9).toPrecision(3) + " s, full resolution";
   }
   S.zoomTo = zoomTo;
+
+  // the wheel zooms around the pointer, Shift+wheel pans; either leaves the live view for the
+  // range at full resolution (fetched once the wheel rests)
+  let wheelTimer = null;
+  function wheel(u, ev) {
+    ev.preventDefault();
+    const a = u.scales.x.min, b = u.scales.x.max, span = b - a;
+    const pan = ev.shiftKey || Math.abs(ev.deltaX) > Math.abs(ev.deltaY);
+    let x0, x1;
+    if (pan) {
+      const d = Math.sign(ev.shiftKey ? ev.deltaY || ev.deltaX : ev.deltaX) * span * 0.2;
+      x0 = a + d; x1 = b + d;
+    } else {
+      const at = u.posToVal(ev.offsetX, "x"), w = Math.max(span * (ev.deltaY > 0 ? 1.25 : 0.8), 1e-6);
+      x0 = at - (at - a) * (w / span); x1 = x0 + w;
+    }
+    S.zoom = S.zoom || { t0Ns: 0, t1Ns: 0, channels: {} }; // stop following while the wheel turns
+    for (const c of Object.values(charts)) c.setScale("x", { min: x0, max: x1 });
+    clearTimeout(wheelTimer);
+    wheelTimer = setTimeout(() => zoomTo(x0, x1), 150);
+  }
   el("follow").onclick = () => { S.zoom = null; el("follow").hidden = true; el("zoominfo").textContent = ""; dirty = true; };
 
   // --- drawing -------------------------------------------------------------------------------

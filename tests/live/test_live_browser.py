@@ -184,6 +184,12 @@ def test_zoom_fetches_the_full_resolution_spike(page: tuple[Any, list[str]]) -> 
     assert zoomed["n"] > 7 * col_ns / 1e6 / 2  # ~1 sample per ms over ~7 columns
     shown = state(pg, "S.charts['sim:spiky'].data[2]")
     assert shown.count(SPIKE_W) >= 1 and shown.count(BASE_W) > shown.count(SPIKE_W)
+    # Shift+wheel pans: the range moves by a fifth and is fetched again at full resolution
+    t0 = state(pg, "S.zoom.t0Ns")
+    pg.keyboard.down("Shift")
+    pg.mouse.wheel(0, 100)
+    pg.keyboard.up("Shift")
+    until(pg, f"S.zoom && S.zoom.done && S.zoom.t0Ns > {t0}", "panned and fetched")
     pg.click("#follow")
     until(pg, "S.zoom === null", "back to live")
     assert errors == []
