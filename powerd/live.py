@@ -62,6 +62,8 @@ DEFAULT_INTERVAL_S = 0.25
 HEALTH_EVERY_S = 1.0
 # /v1/samples returns raw samples up to this many per pixel column, else min/max columns
 RAW_PER_COLUMN = 4
+# the most samples one /v1/samples answer reads (from the store: 16 bytes each in memory)
+MAX_RANGE_SAMPLES = 4_000_000
 PHASES_KEPT = 500
 RESULTS_KEPT = 10
 
@@ -312,8 +314,8 @@ async def stream(
                 await asyncio.wait_for(stats.closing.wait(), interval_s)
             if stats.closing.is_set():
                 break
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass  # the page went away (or the server stops): nothing to tell it
+    except ConnectionResetError:
+        pass  # the page went away: nothing to tell it
     except Exception as err:  # a bug, not the client: counted and on /healthz; the page reconnects
         stats.failures += 1
         daemon.health.problem("http", "live_stream_failed", f"{type(err).__name__}: {err}")
@@ -335,6 +337,14 @@ async def samples(request: web.Request, daemon: Any) -> web.Response:
     if t1 <= t0:
         raise web.HTTPBadRequest(reason="t_end_ns must be after t_begin_ns")
     width = int(_number(request.query, "width", 1000, 10, WIDTH_MAX))
+    period_s = daemon.timeline.channels[cid].nominal_period_s
+    expected = (t1 - t0) / 1e9 / period_s
+    if expected > MAX_RANGE_SAMPLES:
+        longest_s = MAX_RANGE_SAMPLES * period_s
+        raise web.HTTPUnprocessableEntity(
+            reason=f"the range holds about {expected:.3g} samples of {cid}; ask for at most "
+            f"{longest_s:.4g} s at a time (the page's overview covers longer ranges)"
+        )
     t, v = await asyncio.to_thread(_range, daemon, cid, t0, t1)
     body: dict[str, Any] = {"channel": cid, "t_begin_ns": t0, "t_end_ns": t1}
     if t.size <= RAW_PER_COLUMN * width:

@@ -172,6 +172,8 @@ def test_samples_raw_when_few_columns_when_many(api: Api, daemon: Daemon) -> Non
         (f"channel={CH}&t_begin_ns=5&t_end_ns=1", 400),
         (f"channel={CH}&t_begin_ns=0&t_end_ns=1&width=0", 400),
         (f"channel={CH}&t_begin_ns=0&t_end_ns=1&width=nan", 400),
+        # an hour at 1 kHz is 3.6 M samples (served); three hours is not read at once
+        (f"channel={CH}&t_begin_ns=0&t_end_ns={3 * 3600 * S}", 422),
     ],
 )
 def test_samples_bad_queries_say_why(api: Api, daemon: Daemon, query: str, status: int) -> None:
