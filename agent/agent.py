@@ -332,16 +332,19 @@ class Agent:
             await self._daemon_online.wait()
             await spooled.wait()
             spooled.clear()
-            while batch := self.spool.peek(PUBLISH_BATCH):
-                markers, blocks, done = self._expect_confirmation(batch)
+            # markers and blocks leave peek (and can no longer be dropped at the bound) as
+            # they are taken: they are in flight until the daemon confirms them
+            while batch := self.spool.peek_to_send(PUBLISH_BATCH, self._held_kind):
+                _, _, done = self._expect_confirmation(batch)
                 for msg in batch:
                     await client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
                 self.spool.ack_many(done)
-                # a confirmation that came while publishing has deleted its message already
-                self.spool.await_confirmation(
-                    [m for key, m in markers if m in self._unconfirmed.get(key, [])], timed=True
-                )
-                self.spool.await_confirmation([m for m in blocks if m.id in self._waiting_blocks])
+
+    def _held_kind(self, m: Message) -> bool | None:
+        """Kept until confirmed: markers (also resent on a timer), blocks; else None."""
+        if m.topic == self._markers_topic:
+            return True
+        return False if m.topic == self._blocks_topic else None
 
     def _expect_confirmation(
         self, batch: list[Message]

@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,10 +212,16 @@ class Spool:
         self.state, self.error = "ok", ""
         self.changes += 1
 
-    def _dropped(self, payloads: list[bytes], why: str) -> Item | None:
-        """Count dropped block messages; the gaps message that reports their exact extent."""
-        extents: dict[tuple[str, int], list[int]] = {}
+    def _dropped(self, payloads: Sequence[bytes | None], why: str) -> Item | None:
+        """Count dropped block messages; the gaps message that reports their exact extent.
+        ``None`` between payloads marks a message kept (sent, awaiting confirmation): the
+        extents on either side of it are reported apart, never one over what was kept."""
+        extents: dict[tuple[str, int, int], list[int]] = {}
+        run = 0
         for payload in payloads:
+            if payload is None:
+                run += 1
+                continue
             self.dropped += 1
             try:
                 blocks = wire.decode_blocks(payload)
@@ -224,7 +230,8 @@ class Spool:
             for b in blocks:
                 self.dropped_blocks += 1
                 self.dropped_samples += int(b.t_ns.size)
-                e = extents.setdefault((b.channel, b.boot_ns), [b.t_ns[0], b.t_ns[-1], 0])
+                key = (b.channel, b.boot_ns, run)
+                e = extents.setdefault(key, [b.t_ns[0], b.t_ns[-1], 0])
                 e[0], e[1] = min(e[0], int(b.t_ns[0])), max(e[1], int(b.t_ns[-1]))
                 e[2] += int(b.t_ns.size)
         if not extents:
@@ -238,7 +245,7 @@ class Spool:
         self.changes += 1
         gaps = [
             wire.DroppedBlock(ch, boot, int(t0), int(t1), n)
-            for (ch, boot), (t0, t1, n) in extents.items()
+            for (ch, boot, _), (t0, t1, n) in extents.items()
         ]
         return (wire.gaps_topic(self.agent), wire.encode_gaps(gaps), 1, False)
 
@@ -285,7 +292,7 @@ class Spool:
         rows = moved + items
         incoming = sum(len(p) + ROW_OVERHEAD_BYTES for _, p, _, _ in rows)
         db.execute("BEGIN IMMEDIATE")
-        dropped: list[bytes] = []
+        dropped: list[bytes | None] = []
         predicted = self._used_bytes + incoming + 4 * self._page_bytes
         last_id = -1
         while predicted > self.max_bytes:  # oldest blocks first, a few rows at a time
@@ -303,8 +310,12 @@ class Spool:
                     self._acked.discard(rid)
                     predicted -= len(payload) + ROW_OVERHEAD_BYTES
                     continue
-                if not _is_block(topic) or rid in self._awaiting:
-                    continue  # markers are never dropped; a sent block is most likely stored
+                if not _is_block(topic):
+                    continue  # markers and gap reports are never dropped
+                if rid in self._awaiting:  # sent: most likely stored, kept until confirmed
+                    if dropped and dropped[-1] is not None:
+                        dropped.append(None)
+                    continue
                 db.execute("DELETE FROM outbox WHERE id=?", (rid,))
                 predicted -= len(payload) + ROW_OVERHEAD_BYTES
                 dropped.append(bytes(payload))
@@ -382,6 +393,18 @@ class Spool:
                     self._fail("error", err)
             mem = [m for m in self._mem if m.id not in self._awaiting]
             out += mem[: max(0, limit - len(out))]
+            return out
+
+    def peek_to_send(self, limit: int, held: Callable[[Message], bool | None]) -> list[Message]:
+        """``peek``, and in the same breath (no drop at the bound can come between) mark those
+        for which ``held`` says True (timed) or False (untimed) as awaiting confirmation."""
+        with self._lock:
+            out = self.peek(limit)
+            now = time.monotonic()
+            for m in out:
+                timed = held(m)
+                if timed is not None:
+                    self._awaiting[m.id] = (now, timed)
             return out
 
     def await_confirmation(self, messages: list[Message], timed: bool = False) -> None:

@@ -31,6 +31,7 @@ SOURCE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 UNITS = ("inference", "token", "query", "sample")
 KEYS = {
     "v",
+    "count_from",
     "run",
     "phase",
     "event",
@@ -126,6 +127,9 @@ class Marker:
     device: tuple[str, ...] | None = None
     # Set by an agent relaying a marker: the clock epoch its t_ns was stamped in (agent/epoch.py).
     boot_ns: int | None = None
+    # On a begin: counters (``prom:<url>#<metric>{...}``, powerd.promcount) the daemon reads at
+    # the phase's begin and end; each gives one entry of the phase's ``counts`` (contract 2).
+    count_from: tuple[str, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The marker as contract-1 JSON (keys that are unset are left out)."""
@@ -147,6 +151,8 @@ class Marker:
             out["device"] = self.device[0] if len(self.device) == 1 else list(self.device)
         if self.boot_ns is not None:
             out["boot_ns"] = self.boot_ns
+        if self.count_from is not None:
+            out["count_from"] = list(self.count_from)
         return out
 
 
@@ -242,7 +248,31 @@ def parse_marker(obj: Any) -> Marker:
         meta=_meta(obj["meta"]) if "meta" in obj else {},
         device=device,
         boot_ns=_int(obj, "boot_ns"),
+        count_from=_count_from(obj["count_from"], event) if "count_from" in obj else None,
     )
+
+
+MAX_COUNT_FROM = 8
+COUNT_FROM_MAX_LEN = 1024
+
+
+def _count_from(value: Any, event: str) -> tuple[str, ...]:
+    """``count_from``: one counter spec or a list of 1-8 (checked in full by powerd.promcount
+    where the daemon reads them; here: strings starting with ``prom:``), on a begin only."""
+    if event != "begin":
+        raise MarkerError("count_from belongs on the begin marker (its counters are read there)")
+    specs = [value] if isinstance(value, str) else value
+    if not isinstance(specs, list) or not specs or len(specs) > MAX_COUNT_FROM:
+        raise MarkerError(
+            f"count_from must be a counter spec or a list of 1-{MAX_COUNT_FROM}, got {value!r}"
+        )
+    for s in specs:
+        if not isinstance(s, str) or not s.startswith("prom:") or len(s) > COUNT_FROM_MAX_LEN:
+            raise MarkerError(
+                "count_from entries are prom:<url>#<metric>{label=...} strings of at "
+                f"most {COUNT_FROM_MAX_LEN} characters, got {s!r}"
+            )
+    return tuple(dict.fromkeys(specs))
 
 
 def _no_constant(name: str) -> None:

@@ -29,6 +29,7 @@ ROOT = HERE.parent
 DASHBOARD_DIR = HERE / "dashboards"
 FLEET_UID = "powerd-fleet"
 RUN_UID = "powerd-run"
+EFFICIENCY_UID = "powerd-efficiency"
 SCHEMA_VERSION = 41  # Grafana 11.6's dashboard schema version (grafana-foundation-sdk 11.6.0)
 DS = {"type": "prometheus", "uid": "${datasource}"}
 # Tags of the phase annotations ``powerd grafana push --results`` writes into Grafana.
@@ -158,8 +159,10 @@ def table(
     columns: dict[str, tuple[str, str]],
     hidden: tuple[str, ...] = ("Time", "__name__", "job", "instance", "host", "run"),
     order: tuple[str, ...] = (),
+    sort_by: tuple[str, bool] | None = None,
 ) -> Json:
-    """A table of instant queries joined on their labels; ``columns``: field -> (name, unit)."""
+    """A table of instant queries joined on their labels; ``columns``: field -> (name, unit);
+    ``sort_by``: (column name, descending) the table opens sorted by."""
     overrides = [
         {
             "matcher": {"id": "byName", "options": name},
@@ -167,6 +170,14 @@ def table(
         }
         for name, unit in columns.values()
     ]
+    options: Json = {
+        "showHeader": True,
+        "frameIndex": 0,
+        "cellHeight": "sm",
+        "footer": {"show": False, "reducer": ["sum"]},
+    }
+    if sort_by is not None:
+        options["sortBy"] = [{"displayName": sort_by[0], "desc": sort_by[1]}]
     return {
         "type": "table",
         "id": pid,
@@ -190,12 +201,7 @@ def table(
             "defaults": {"custom": {"align": "auto", "inspect": False}},
             "overrides": overrides,
         },
-        "options": {
-            "showHeader": True,
-            "frameIndex": 0,
-            "cellHeight": "sm",
-            "footer": {"show": False, "reducer": ["sum"]},
-        },
+        "options": options,
     }
 
 
@@ -510,7 +516,10 @@ def fleet() -> Json:
         panels,
         [],
         "now-6h",
-        [link("powerd run", RUN_UID, "One run: power trace, phases and results")],
+        [
+            link("powerd run", RUN_UID, "One run: power trace, phases and results"),
+            link("powerd efficiency", EFFICIENCY_UID, "Continuous J per unit of served models"),
+        ],
     )
 
 
@@ -653,7 +662,257 @@ def run() -> Json:
     )
 
 
-DASHBOARDS = {"powerd-fleet.json": fleet, "powerd-run.json": run}
+# --- continuous efficiency (issue 15) ------------------------------------------------------------
+
+DEVICE_SEL = 'device=~"$device"'
+# A counter label is the engine's selector, e.g. `vllm:generation_tokens_total{model_name="x"}`.
+# Grafana's Prometheus datasource regex-escapes a multi-value selection but leaves `"` alone (its
+# classic escaping; `'` is what it escapes for a plain value): inside a single-quoted PromQL
+# string the quotes of the selector need no escape.
+EFFICIENCY_SEL = f"{DEVICE_SEL}, unit=~\"$unit\", counter=~'$counter'"
+# `host`: the Influx sink tags every line with its daemon's host, and several daemons may each
+# have a device "local"; series without a host label (the exporter's) aggregate with host="".
+# `avg`, not `sum`: a figure stored twice (scraped and written) is not doubled.
+BY_COUNTER = "avg by (host, device, counter, unit)"
+BY_DEVICE = "avg by (host, device)"
+BY_DEVICE_COUNTER = "avg by (host, counter, unit)"  # one device: the repeated panel
+
+
+def bargauge(
+    pid: int, title: str, description: str, pos: Json, targets: list[Json], unit: str
+) -> Json:
+    """Horizontal bars, one per series, in the order the query returns them."""
+    return {
+        "type": "bargauge",
+        "id": pid,
+        "title": title,
+        "description": description,
+        "datasource": DS,
+        "gridPos": pos,
+        "targets": targets,
+        "fieldConfig": {
+            "defaults": {
+                "unit": unit,
+                "decimals": 3,
+                "min": 0,
+                "color": {"mode": "continuous-RdYlGr"},
+                "thresholds": thresholds((None, "green")),
+            },
+            "overrides": [],
+        },
+        "options": {
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "orientation": "horizontal",
+            "displayMode": "gradient",
+            "valueMode": "color",
+            "namePlacement": "auto",
+            "showUnfilled": True,
+            "sizing": "auto",
+            "minVizWidth": 8,
+            "minVizHeight": 16,
+            "maxVizHeight": 300,
+            "legend": {
+                "showLegend": False,
+                "displayMode": "list",
+                "placement": "bottom",
+                "calcs": [],
+            },
+        },
+    }
+
+
+def by_ref(ref: str, *properties: tuple[str, Any]) -> Json:
+    """A field override for the series of query ``ref``."""
+    return {
+        "matcher": {"id": "byFrameRefID", "options": ref},
+        "properties": [{"id": pid, "value": value} for pid, value in properties],
+    }
+
+
+def efficiency() -> Json:
+    """Continuous efficiency per device and per model (counter): the daemon's ``[[efficiency]]``
+    figures, one point per interval (units/s, W, J/unit ± U95, units/J, idle fraction)."""
+    ups = m("powerd_efficiency_units_per_second")
+    power = m("powerd_efficiency_power_watts")
+    jpu = m("powerd_efficiency_joules_per_unit")
+    jpu_u = m("powerd_efficiency_joules_per_unit_uncertainty")
+    upj = m("powerd_efficiency_units_per_joule")
+    idle = m("powerd_efficiency_idle_fraction")
+    variables = [
+        datasource_variable(),
+        query_variable(
+            "device",
+            "Device",
+            f"label_values({power}, device)",
+            description="a device of the daemons' [[efficiency]] entries",
+        ),
+        query_variable(
+            "unit",
+            "Unit",
+            f"label_values({upj}{{{DEVICE_SEL}}}, unit)",
+            description="unit of work counted (token, request, ...)",
+        ),
+        query_variable(
+            "counter",
+            "Model (counter)",
+            f'label_values({upj}{{{DEVICE_SEL}, unit=~"$unit"}}, counter)',
+            description="the serving engine's counter (per model) the work is read from",
+        ),
+    ]
+    legend = "{{host}} {{device}} {{counter}}"
+
+    def latest(name: str, sel: str = EFFICIENCY_SEL, by: str = BY_COUNTER) -> str:
+        return f"{by} (last_over_time({name}{{{sel}}}[$__range]))"
+
+    def per_row(device_figure: str) -> str:
+        # A per-device figure on each (device, counter, unit) row of the ranking, so the table's
+        # merge joins it on the same labels as the per-counter figures.
+        return (
+            f"{latest(device_figure, DEVICE_SEL, BY_DEVICE)} + on (host, device) group_right () "
+            f"(0 * {latest(upj)})"
+        )
+
+    band = timeseries(
+        7,
+        "J per unit ± U95: $device",
+        "Joules per unit of work in each interval with its 95 % uncertainty (dashed: the "
+        "bounds J/unit − U95 and J/unit + U95), one panel per device.",
+        grid(0, 18, 24, 8),
+        [
+            target("A", f"{BY_DEVICE_COUNTER} ({jpu}{{{EFFICIENCY_SEL}}})", "{{host}} {{counter}}"),
+            target(
+                "B",
+                f"{BY_DEVICE_COUNTER} ({jpu}{{{EFFICIENCY_SEL}}}) "
+                f"- {BY_DEVICE_COUNTER} ({jpu_u}{{{EFFICIENCY_SEL}}})",
+                "{{host}} {{counter}} − U95",
+            ),
+            target(
+                "C",
+                f"{BY_DEVICE_COUNTER} ({jpu}{{{EFFICIENCY_SEL}}}) "
+                f"+ {BY_DEVICE_COUNTER} ({jpu_u}{{{EFFICIENCY_SEL}}})",
+                "{{host}} {{counter}} + U95",
+            ),
+        ],
+        "joule",
+    )
+    band["repeat"] = "device"
+    band["repeatDirection"] = "h"
+    band["maxPerRow"] = 3
+    bound = (
+        ("custom.lineStyle", {"fill": "dash", "dash": [6, 4]}),
+        ("custom.fillOpacity", 0),
+        ("custom.hideFrom", {"legend": True, "tooltip": False, "viz": False}),
+    )
+    band["fieldConfig"]["overrides"] = [by_ref("B", *bound), by_ref("C", *bound)]
+
+    idle_panel = timeseries(
+        11,
+        "Idle fraction",
+        "Fraction of each interval in which the device did no counted work.",
+        grid(0, 38, 24, 7),
+        [target("A", f"{BY_DEVICE} ({idle}{{{DEVICE_SEL}}})", "{{host}} {{device}}")],
+        "percentunit",
+    )
+    idle_panel["fieldConfig"]["defaults"]["min"] = 0
+    idle_panel["fieldConfig"]["defaults"]["max"] = 1
+
+    ranking = {
+        "A": (upj, "Units per J", "short"),
+        "B": (jpu, "J per unit", "joule"),
+        "C": (jpu_u, "± U95", "joule"),
+        "D": (ups, "Units per s", "short"),
+        "E": (power, "Power", "watt"),
+        "F": (idle, "Idle fraction", "percentunit"),
+    }
+    ranking_targets = [
+        target(
+            ref,
+            per_row(name) if name in (power, idle) else latest(name),
+            instant=True,
+            table=True,
+        )
+        for ref, (name, _, _) in ranking.items()
+    ]
+    panels = [
+        row(1, "Efficiency per device and model", 0),
+        timeseries(
+            2,
+            "Units per joule",
+            "Work per joule (tokens/J, requests/J, ...) in each interval, per device and model.",
+            grid(0, 1, 12, 8),
+            [target("A", f"{BY_COUNTER} ({upj}{{{EFFICIENCY_SEL}}})", legend + " {{unit}}/J")],
+            "short",
+        ),
+        timeseries(
+            3,
+            "Joules per unit",
+            "Energy per unit of work (J/token, J/request, ...) in each interval.",
+            grid(12, 1, 12, 8),
+            [target("A", f"{BY_COUNTER} ({jpu}{{{EFFICIENCY_SEL}}})", legend + " J/{{unit}}")],
+            "joule",
+        ),
+        timeseries(
+            4,
+            "Power",
+            "Mean power of each device's primary channels in each interval.",
+            grid(0, 9, 12, 8),
+            [target("A", f"{BY_DEVICE} ({power}{{{DEVICE_SEL}}})", "{{host}} {{device}}")],
+            "watt",
+        ),
+        timeseries(
+            5,
+            "Units per second",
+            "Work rate (tokens/s, requests/s, ...) read from the serving engine's counters.",
+            grid(12, 9, 12, 8),
+            [target("A", f"{BY_COUNTER} ({ups}{{{EFFICIENCY_SEL}}})", legend + " {{unit}}/s")],
+            "short",
+        ),
+        row(6, "J per unit with its 95 % uncertainty, per device", 17),
+        band,
+        row(8, "Fleet", 26),
+        bargauge(
+            9,
+            "Fleet ranked by units per joule",
+            "Latest units per joule of each device and model in the time range, most efficient "
+            "first. Compare like with like: the same unit (and model).",
+            grid(0, 27, 10, 11),
+            [target("A", f"sort_desc({latest(upj)})", legend + " ({{unit}})", instant=True)],
+            "short",
+        ),
+        table(
+            10,
+            "Fleet ranking",
+            "Latest interval of each device and model in the time range: units per joule, "
+            "J per unit ± its 95 % uncertainty, work rate, the device's power and idle fraction; "
+            "sorted by units per joule.",
+            grid(10, 27, 14, 11),
+            ranking_targets,
+            {f"Value #{ref}": (title, unit) for ref, (_, title, unit) in ranking.items()},
+            hidden=("Time", "__name__", "job", "instance"),
+            order=("host", "device", "counter", "unit"),
+            sort_by=("Units per J", True),
+        ),
+        idle_panel,
+    ]
+    return dashboard(
+        EFFICIENCY_UID,
+        "powerd efficiency",
+        "Continuous efficiency of served models: units (tokens, requests) per joule, joules per "
+        "unit with its uncertainty, power, work rate and idle fraction per device and model; the "
+        "fleet ranked by efficiency.",
+        variables,
+        panels,
+        [],
+        "now-3h",
+        [link("powerd fleet", FLEET_UID, "All hosts, agents and models")],
+    )
+
+
+DASHBOARDS = {
+    "powerd-fleet.json": fleet,
+    "powerd-run.json": run,
+    "powerd-efficiency.json": efficiency,
+}
 
 
 def render(board: Json) -> str:

@@ -9,6 +9,9 @@ Routes (described exactly in ``powerd/openapi.json``, served at ``GET /v1/openap
 - ``GET /v1/runs?limit=N&before=CURSOR``: run summaries newest first, a page at a time
   (``next`` is the cursor of the following page, null on the last).
 - ``GET /v1/runs/{run}``: the stored contract-2 result; 404 with the reason when there is none.
+- ``GET /v1/compare?runs=RUN[:PHASE],...&by=phase|device&unit=U&format=json|csv|html``: stored
+  runs side by side with significance calls (``powerd.compare``); 400 malformed, 404 a run
+  without a result or a phase it lacks.
 - ``GET /v1/channels``: latest power per channel.
 - ``GET /healthz``: ``{"status": "ok"|"degraded"}`` to anyone (for probes and load balancers);
   with the token (or when the server has none, which it may only on loopback) also what is down
@@ -272,6 +275,61 @@ async def get_run(request: web.Request) -> web.Response:
     return _error(404, reason)
 
 
+COMPARE_FORMATS = ("json", "csv", "html")
+
+
+def _comparison(daemon: Daemon, texts: list[str], by: str, unit: str | None) -> dict[str, Any]:
+    """The comparison of stored results (``powerd compare`` over the API)."""
+    from powerd.compare import CompareNotFound, build_comparison, parse_selection
+
+    def is_run(run: str) -> bool:
+        return bool(NAME_RE.match(run)) and daemon.run_result(run) is not None
+
+    selected = []
+    for text in texts:
+        sel = parse_selection(text, is_run)
+        if not NAME_RE.match(sel.run):
+            raise PowerdError(f"run id {sel.run!r} must be 1-128 characters of A-Za-z0-9_.:-")
+        result = daemon.run_result(sel.run)
+        if result is None:
+            raise CompareNotFound(f"run {sel.run!r} has no result in this powerd")
+        selected.append((sel, result))
+    return build_comparison(selected, by, unit)
+
+
+async def get_compare(request: web.Request) -> web.Response:
+    from powerd.compare import CompareNotFound
+
+    texts = [t for t in request.query.get("runs", "").split(",") if t.strip()]
+    by = request.query.get("by", "phase")
+    fmt = request.query.get("format", "json")
+    unit = request.query.get("unit")
+    if unit is not None and not NAME_RE.match(unit):
+        return _error(400, "unit must be a name such as token or request")
+    if len(texts) < 1:
+        return _error(400, "runs must list RUN or RUN:PHASE, comma-separated")
+    if by not in ("phase", "device"):
+        return _error(400, "by must be phase or device")
+    if fmt not in COMPARE_FORMATS:
+        return _error(400, f"format must be one of {', '.join(COMPARE_FORMATS)}")
+    try:
+        doc = await asyncio.to_thread(_comparison, request.app[DAEMON_KEY], texts, by, unit)
+    except CompareNotFound as err:
+        return _error(404, str(err))
+    except PowerdError as err:
+        return _error(400, str(err))
+    if fmt == "csv":
+        from powerd.report.compare_text import compare_csv
+
+        return web.Response(text=compare_csv(doc), content_type="text/csv", charset="utf-8")
+    if fmt == "html":
+        from powerd.report.compare_html import render_compare_html
+
+        page = render_compare_html(doc, f"powerd {__version__}")
+        return web.Response(text=page, content_type="text/html", charset="utf-8")
+    return _json(doc)
+
+
 async def get_channels(request: web.Request) -> web.Response:
     return _json({"channels": request.app[DAEMON_KEY].channels_latest()})
 
@@ -321,6 +379,7 @@ def make_app(
     app.router.add_post("/v1/markers", post_marker)
     app.router.add_get("/v1/runs", get_runs)
     app.router.add_get("/v1/runs/{run}", get_run)
+    app.router.add_get("/v1/compare", get_compare)
     app.router.add_get("/v1/channels", get_channels)
     app.router.add_get("/v1/openapi.json", get_openapi)
     app.router.add_get("/healthz", get_health)

@@ -16,6 +16,8 @@ from pathlib import Path
 from powerd import __version__
 from powerd.commands.runs import cmd_runs
 from powerd.errors import PowerdError
+from powerd.i18n import add_lang_option, set_lang
+from powerd.i18n import resolve as resolve_lang
 from powerd.paths import default_state_dir, open_state_store
 
 EXIT_USAGE = 2
@@ -26,6 +28,7 @@ MODULE_COMMANDS = {
     "grafana": "powerd.commands.grafana",
     "verify": "powerd.commands.verify",
     "audit": "powerd.commands.audit",
+    "compare": "powerd.commands.compare",
 }
 
 
@@ -137,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         "certificates (without: meter channels are flagged uncalibrated)",
     )
     m.add_argument("--quiet", action="store_true", help="no progress line while CMD runs")
+    add_lang_option(m)
     m.add_argument(
         "--live",
         action="store_true",
@@ -167,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
         "write <run>.json, <run>.csv and <run>.html.",
     )
     r.add_argument("run", metavar="RUN", help="run id, as given to --run or in the markers")
+    add_lang_option(r)
     r.add_argument(
         "--out",
         type=Path,
@@ -313,7 +318,7 @@ def _add_global_options(parser: argparse.ArgumentParser, command: str | None) ->
 
 def cmd_report(args: argparse.Namespace) -> int:
     from powerd.audit import AuditContext, seal
-    from powerd.report.files import check_out_dir, write_reports
+    from powerd.report.files import check_out_dir, reports_line, write_reports
     from powerd.report.table import format_table
     from powerd.runs import compute_run
 
@@ -334,7 +339,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         )
         paths = write_reports(store, result, args.out)
     print(format_table(result))
-    print("reports: " + " ".join(str(p) for p in paths))
+    print(reports_line(paths))
     return 0
 
 
@@ -396,6 +401,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.environ[ENV] = str(args.sysfs_root)
     try:
+        if hasattr(args, "lang"):  # a command that prints or writes a report
+            set_lang(resolve_lang(args.lang))
         if args.command == "measure":
             from powerd.commands.measure import cmd_measure
 

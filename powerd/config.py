@@ -16,6 +16,9 @@ lists every key (a test checks it against the schema, so keep both in step):
     max_marker_skew_s = 86400.0        # a live marker's t_ns further from receipt is rejected (> 0)
     max_phase_s = 604800.0             # a longer phase is rejected at its end marker (> 0)
     clock_rate_max_hz = 200.0          # clock requests to all agents together, at most
+    count_from = ["prom:http://127.0.0.1:8000/metrics#vllm:generation_tokens_total"]
+                                       # counters read at every phase's begin and end whose
+                                       # begin marker has no count_from (powerd.phasecount)
     id = "lab-01"                      # this daemon's id (default: the host name): MQTT client
                                        # id powerd-<id>, presence topic powerd/v1/daemons/<id>;
                                        # keep it stable: its persistent session resumes with it
@@ -68,6 +71,12 @@ lists every key (a test checks it against the schema, so keep both in step):
     due = 2027-03-01                   # a phase ending after this is flagged calibration_due
     certificate = "CAL-2026-0142"      # a meter channel with none is flagged uncalibrated
     lab = "KTL"                        # optional
+
+    [[efficiency]]                     # J per unit every interval (powerd/efficiency.py)
+    device = "local"                   # an agent id, a probe's device=, or "local"
+    counters = [{source = "prom:http://vllm:8000/metrics#vllm:prompt_tokens_total", unit = "token"}]
+    interval_s = 10.0                  # one set of figures per interval
+    poll_s = 1.0                       # counters read this often (idle fraction, resets)
 """
 
 from __future__ import annotations
@@ -80,8 +89,10 @@ import msgspec
 
 from powerd.agent.mqttconf import MqttSettings
 from powerd.calibration import CalibrationTable, check_table
+from powerd.efficiency import EfficiencyTable, check_entries
 from powerd.errors import PowerdError
 from powerd.phases import DEFAULT_MAX_MARKER_SKEW_S, DEFAULT_MAX_PHASE_S
+from powerd.promcount import CounterSpec
 from powerd.schema import (
     Name,
     Names,
@@ -118,6 +129,7 @@ class DaemonTable(Table, frozen=True):
     max_phase_s: Positive = DEFAULT_MAX_PHASE_S
     clock_rate_max_hz: Positive = 200.0
     id: DaemonId | None = None
+    count_from: Names = ()
 
 
 class HttpSettings(Table, frozen=True):
@@ -166,6 +178,7 @@ class ConfigFile(Table, frozen=True):
     sinks: SinksTable = msgspec.field(default_factory=SinksTable)
     influx: InfluxSettings | None = None
     calibration: CalibrationTable = msgspec.field(default_factory=dict)
+    efficiency: tuple[EfficiencyTable, ...] = ()
 
 
 class DaemonConfig(DaemonTable, frozen=True):
@@ -177,6 +190,7 @@ class DaemonConfig(DaemonTable, frozen=True):
     sinks: SinkSettings = msgspec.field(default_factory=SinkSettings.default)
     influx: InfluxSettings | None = None
     calibration: CalibrationTable = msgspec.field(default_factory=dict)
+    efficiency: tuple[EfficiencyTable, ...] = ()
 
 
 def parse(data: dict[str, Any], where: str) -> DaemonConfig:
@@ -185,6 +199,9 @@ def parse(data: dict[str, Any], where: str) -> DaemonConfig:
     try:
         sinks = SinkSettings.of(f.sinks)
         check_table(f.calibration)
+        check_entries(f.efficiency)
+        for spec in f.daemon.count_from:
+            CounterSpec.parse(spec)
     except PowerdError as err:
         raise PowerdError(f"{where}{err}") from None
     return DaemonConfig(
@@ -198,6 +215,7 @@ def parse(data: dict[str, Any], where: str) -> DaemonConfig:
         sinks=sinks,
         influx=f.influx,
         calibration=f.calibration,
+        efficiency=f.efficiency,
     )
 
 

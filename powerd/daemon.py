@@ -127,8 +127,14 @@ class Daemon:
     pending_listeners: list[Callable[[], None]] = field(default_factory=list)
     # Called with each accepted agent block (under the lock: must only enqueue, e.g. the sinks).
     block_listeners: list[Callable[[Block], None]] = field(default_factory=list)
-    # Called with each applied marker (under the lock: must only enqueue; the live view).
+    # Called with each applied marker (under the lock: must only enqueue; powerd.phasecount,
+    # the live view).
     marker_listeners: list[Callable[[StampedMarker], None]] = field(default_factory=list)
+    # Whether a run still waits for something besides its samples (counter reads at its phase
+    # edges, powerd.phasecount): its result is not computed before this says False.
+    run_busy: Callable[[str], bool] | None = None
+    # The latest continuous-efficiency figures (powerd.efficiency) for /metrics.
+    efficiency: Callable[[], list[dict[str, Any]]] | None = None
     # The sink hub's live figures (energy totals, recent results, probe health) for /metrics.
     live_metrics: LiveSource | None = None
     # What is down now and every problem counted: the source of /healthz and its metrics.
@@ -218,13 +224,13 @@ class Daemon:
                     return MarkerOutcome(False, repeat=True, stamped=sm)
                 self.store.put_marker(sm)
                 phase = self.tracker.feed(sm)
+                for listener in self.marker_listeners:
+                    listener(sm)
             except MarkerError as err:
                 self.counts["markers_rejected"] += 1
                 self.rejected_by_source[source] += 1
                 return MarkerOutcome(False, error=str(err))
             self.counts["markers_applied"] += 1
-            for listener in self.marker_listeners:
-                listener(sm)
             if phase is not None:
                 begin, end = self._pending.get(phase.run, (phase.t_begin_ns, phase.t_end_ns))
                 self._pending[phase.run] = (min(begin, phase.t_begin_ns), max(end, phase.t_end_ns))
@@ -389,6 +395,7 @@ class Daemon:
                     self._problem(agent, "gaps_malformed", "extent out of range after offset")
                     continue
                 self.store.put_gap(cid, t0, t1, g.reason)
+                self._requeue_overlapping(t0, t1)
                 if g.reason == "probe_down":
                     self.health.problem(
                         f"agent:{agent}", "agent_probe_down", f"{cid} had no data: probe down"
@@ -629,6 +636,16 @@ class Daemon:
 
     # results ----------------------------------------------------------------------------------
 
+    def _requeue_overlapping(self, t_begin_ns: int, t_end_ns: int) -> None:
+        """A gap reported after a result was computed (an agent's drop report behind its
+        backlog): every run it overlaps is computed again, so its figures carry the flag."""
+        now = self.clock()
+        for run, begin, end in self.store.results_overlapping(t_begin_ns, t_end_ns):
+            if run not in self._pending:
+                self._pending[run] = (begin, end)
+                self._pending_since[run] = now
+                self.counts["results_requeued"] += 1
+
     def has_pending(self) -> bool:
         """Whether some closed phase still waits for its result."""
         return bool(self._pending)
@@ -642,6 +659,8 @@ class Daemon:
                 waited = now - self._pending_since[run] >= self.result_grace_s * 1e9
                 if not (waited or self._covered(t_begin, t_end)):
                     continue
+                if self.run_busy is not None and self.run_busy(run):
+                    continue  # its counter reads are under way (bounded by their timeouts)
                 del self._pending[run], self._pending_since[run]
                 self._stored_in_run.pop((t_begin, t_end), None)
                 self.store.flush()

@@ -4,6 +4,7 @@ Daemon at scrape time, and the registry the ``/metrics`` route renders."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -19,6 +20,11 @@ from powerd.metrics import (
     CHANNEL_LABELS,
     COMPONENT_UP,
     DEGRADED,
+    EFFICIENCY_COUNTER_FIGURES,
+    EFFICIENCY_COUNTER_LABELS,
+    EFFICIENCY_DEVICE_FIGURES,
+    EFFICIENCY_DEVICE_LABELS,
+    EFFICIENCY_HELP,
     ENERGY_JOULES_TOTAL,
     FLAG_LABELS,
     MARKERS_TOTAL,
@@ -108,6 +114,27 @@ class DaemonCollector(Collector):
         if live is not None:
             yield from self._live(live, labels, channels)
         yield from self._counts()
+        if d.efficiency is not None:
+            yield from self._efficiency(d.efficiency())
+
+    @staticmethod
+    def _efficiency(figures: list[dict[str, Any]]) -> Iterator[Metric]:
+        """The last closed interval's efficiency per device and counter (powerd.efficiency);
+        a figure the interval could not give is absent, never 0."""
+        for name, key in EFFICIENCY_DEVICE_FIGURES.items():
+            fam = GaugeMetricFamily(name, EFFICIENCY_HELP[name], labels=EFFICIENCY_DEVICE_LABELS)
+            for dev in figures:
+                if dev.get(key) is not None:
+                    fam.add_metric([str(dev["device"])], float(dev[key]))
+            yield fam
+        for name, key in EFFICIENCY_COUNTER_FIGURES.items():
+            fam = GaugeMetricFamily(name, EFFICIENCY_HELP[name], labels=EFFICIENCY_COUNTER_LABELS)
+            for dev in figures:
+                for c in dev.get("counters") or ():
+                    if c.get(key) is not None:
+                        labels = [str(dev["device"]), str(c["counter"]), str(c["unit"])]
+                        fam.add_metric(labels, float(c[key]))
+            yield fam
 
     def _live(
         self, live: LiveSource, labels: LabelConfig, channels: dict[str, Channel]

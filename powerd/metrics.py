@@ -59,6 +59,13 @@ SINK_BLOCKS_DROPPED_TOTAL = "powerd_sink_blocks_dropped_total"
 DEGRADED = "powerd_degraded"
 COMPONENT_UP = "powerd_component_up"
 PROBLEMS_TOTAL = "powerd_problems_total"
+# continuous efficiency (powerd.efficiency; the Grafana efficiency dashboard reads these)
+EFFICIENCY_UNITS_PER_SECOND = "powerd_efficiency_units_per_second"
+EFFICIENCY_POWER_WATTS = "powerd_efficiency_power_watts"
+EFFICIENCY_JOULES_PER_UNIT = "powerd_efficiency_joules_per_unit"
+EFFICIENCY_JOULES_PER_UNIT_UNCERTAINTY = "powerd_efficiency_joules_per_unit_uncertainty"
+EFFICIENCY_UNITS_PER_JOULE = "powerd_efficiency_units_per_joule"
+EFFICIENCY_IDLE_FRACTION = "powerd_efficiency_idle_fraction"
 # exporter only: 1 while a local probe samples, 0 while it is retried or its link is down
 PROBE_UP = "powerd_probe_up"
 
@@ -89,7 +96,39 @@ INFLUX: dict[str, InfluxName] = {
     PROBE_READS_TOTAL: InfluxName("powerd_probe", "reads_total"),
     PROBE_ERRORS_TOTAL: InfluxName("powerd_probe", "errors_total"),
     PROBE_PROBLEMS_TOTAL: InfluxName("powerd_probe", "problems_total"),
+    EFFICIENCY_UNITS_PER_SECOND: InfluxName("powerd_efficiency", "units_per_second"),
+    EFFICIENCY_POWER_WATTS: InfluxName("powerd_efficiency", "power_watts"),
+    EFFICIENCY_JOULES_PER_UNIT: InfluxName("powerd_efficiency", "joules_per_unit"),
+    EFFICIENCY_JOULES_PER_UNIT_UNCERTAINTY: InfluxName(
+        "powerd_efficiency", "joules_per_unit_uncertainty"
+    ),
+    EFFICIENCY_UNITS_PER_JOULE: InfluxName("powerd_efficiency", "units_per_joule"),
+    EFFICIENCY_IDLE_FRACTION: InfluxName("powerd_efficiency", "idle_fraction"),
 }
+
+# Efficiency figures per counter: metric name -> key of a counter entry of
+# ``EfficiencyMonitor.figures()`` (labels device, counter, unit).
+EFFICIENCY_COUNTER_FIGURES: dict[str, str] = {
+    EFFICIENCY_UNITS_PER_SECOND: "units_per_s",
+    EFFICIENCY_JOULES_PER_UNIT: "j_per_unit",
+    EFFICIENCY_JOULES_PER_UNIT_UNCERTAINTY: "j_per_unit_uncertainty",
+    EFFICIENCY_UNITS_PER_JOULE: "units_per_j",
+}
+# Efficiency figures per device: metric name -> key of a device entry (label device).
+EFFICIENCY_DEVICE_FIGURES: dict[str, str] = {
+    EFFICIENCY_POWER_WATTS: "power_w",
+    EFFICIENCY_IDLE_FRACTION: "idle_fraction",
+}
+EFFICIENCY_HELP: dict[str, str] = {
+    EFFICIENCY_UNITS_PER_SECOND: "Work rate of a serving engine counter over the last interval",
+    EFFICIENCY_POWER_WATTS: "Mean power of a device's primary channels over the last interval, W",
+    EFFICIENCY_JOULES_PER_UNIT: "Energy per unit of work over the last interval, J",
+    EFFICIENCY_JOULES_PER_UNIT_UNCERTAINTY: "95 % uncertainty of joules_per_unit, J",
+    EFFICIENCY_UNITS_PER_JOULE: "Units of work per joule over the last interval",
+    EFFICIENCY_IDLE_FRACTION: "Fraction of the last interval with no work counted (0-1)",
+}
+EFFICIENCY_COUNTER_LABELS = ("device", "counter", "unit")
+EFFICIENCY_DEVICE_LABELS = ("device",)
 
 # Phase figures: metric name -> key of a contract-2 phase entry (its primary figures).
 PHASE_FIGURES: dict[str, str] = {

@@ -125,6 +125,8 @@ class Phase:
     end: Timing
     device: tuple[str, ...] | None = None
     source: str = ""
+    # the begin marker's count_from (serving-engine counters; powerd.phasecount)
+    count_from: tuple[str, ...] | None = None
 
     @property
     def timing(self) -> Timing:
@@ -229,6 +231,7 @@ class PhaseTracker:
             end=sm.timing,
             device=begin.marker.device,
             source=begin.source,
+            count_from=begin.marker.count_from,
         )
 
     def _remember(self, key: SeenKey, m: Marker) -> None:

@@ -8,7 +8,9 @@ then uncertainty), so two views of one quantity are never summed.
 
 Additions to contract 2 (keys only added, ``v`` stays 1): each channel entry carries ``flags``,
 ``primary``, ``gap_s`` (time inside gaps) and, where a counter and a power channel measure the
-same thing, ``counter_to_power_ratio``;
+same thing, ``counter_to_power_ratio`` (compat: flagged ``counter_power_mismatch`` at a fixed
+5 %); per phase ``cross_checks``, each pair of channels measuring the same thing compared within
+their combined 95 % uncertainty, flag ``sources_disagree`` (powerd.crosscheck, the founded check);
 meter channels carry ``instrument`` (model, serial, firmware as the instrument reports them, or
 null) and ``calibration`` (from the config, or null), and ``flags`` gains ``uncalibrated`` or
 ``calibration_due`` (powerd.calibration), raised to the phase when the channel is primary;
@@ -49,6 +51,8 @@ import numpy as np
 from powerd.block import F64, I64
 from powerd.calibration import flags as calibration_flags
 from powerd.channel import SOURCE_CLASS_RANK, Accuracy, Channel
+from powerd.crosscheck import FLAG as SOURCES_DISAGREE
+from powerd.crosscheck import cross_checks, disagreeing_channels, phase_disagrees
 from powerd.integrate import ChannelEnergy, Window, integrate, power_trace
 from powerd.phases import Phase
 
@@ -252,6 +256,9 @@ def phase_result(
             flags.append("counter_power_mismatch")
     if range_changed & set(primary):
         flags.append("range_changed")
+    checks = cross_checks(figures, channels, primary)
+    if phase_disagrees(checks, primary):
+        flags.append(SOURCES_DISAGREE)
     timing = phase.timing
     if timing.source == "receive-time":
         flags.append("receive_time")
@@ -285,6 +292,8 @@ def phase_result(
         )
         for c in sorted(figures)
     }
+    for c in disagreeing_channels(checks):
+        entries[c]["flags"].append(SOURCES_DISAGREE)
     for c in primary:  # a figure resting on an uncalibrated meter says so
         flags.extend(f for f in calibration_flags(channels[c], phase.t_end_ns) if f not in flags)
     return {
@@ -309,6 +318,7 @@ def phase_result(
         "devices": devices,
         "timing": timing.to_json(),
         "channels": entries,
+        "cross_checks": checks,
         "meta": phase.meta,
     }
 

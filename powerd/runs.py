@@ -11,6 +11,7 @@ from powerd.channel import LOCAL_DEVICE, Channel
 from powerd.errors import PowerdError
 from powerd.integrate import GAP_FACTOR
 from powerd.mlperf.figures import mlperf_figures
+from powerd.phasecount import attach_counts, unread_counts
 from powerd.phases import Phase, replay
 from powerd.results import run_result
 from powerd.store import Store
@@ -56,7 +57,11 @@ def compute_run(
     result = run_result(
         run, phases, channels, store.samples, idle_power_w, primary, store.accuracy_history
     )
+    counts = store.phase_counts(run)
+    asked = {(p.phase, p.trial): p.count_from for p in phases}
     for entry in result["phases"]:
+        key = (entry["phase"], entry["trial"])
+        attach_counts(entry, counts.get(key) or unread_counts(asked.get(key)))
         if store.clock_steps(entry["t_begin_ns"], entry["t_end_ns"]):
             entry["flags"].append("clock_step")
         flag_known_gaps(store, entry, channels)

@@ -53,6 +53,8 @@ CREATE TABLE IF NOT EXISTS accuracy_history(channel TEXT NOT NULL, t_ns INTEGER 
     json TEXT NOT NULL, PRIMARY KEY(channel, t_ns));
 CREATE TABLE IF NOT EXISTS manifests(run TEXT NOT NULL, revision INTEGER NOT NULL,
     sealed_ns INTEGER NOT NULL, json TEXT NOT NULL, PRIMARY KEY(run, revision));
+CREATE TABLE IF NOT EXISTS phase_counts(run TEXT NOT NULL, phase TEXT NOT NULL,
+    trial INTEGER NOT NULL, json TEXT NOT NULL, PRIMARY KEY(run, phase, trial));
 """
 SEEN_BLOCKS_KEPT = 1 << 16
 
@@ -334,6 +336,18 @@ class Store:
             rows = self._db.execute("SELECT DISTINCT run FROM markers ORDER BY run").fetchall()
         return [r[0] for r in rows]
 
+    def results_overlapping(self, t_begin_ns: int, t_end_ns: int) -> list[tuple[str, int, int]]:
+        """Runs with a stored result whose markers span overlaps [begin, end]: ``(run,
+        first_t_ns, last_t_ns)`` (what a late gap report or late data may change)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT m.run, MIN(m.t_ns), MAX(m.t_ns) FROM markers m "
+                "JOIN results r ON r.run = m.run GROUP BY m.run "
+                "HAVING MIN(m.t_ns) <= ? AND MAX(m.t_ns) >= ?",
+                (t_end_ns, t_begin_ns),
+            ).fetchall()
+        return [(str(r), int(a), int(b)) for r, a, b in rows]
+
     def run_index(
         self, limit: int | None = None, before: tuple[int, str] | None = None
     ) -> list[tuple[str, int, int, int, str | None]]:
@@ -370,6 +384,26 @@ class Store:
         with self._lock:
             row = self._db.execute("SELECT json FROM results WHERE run=?", (run,)).fetchone()
         return None if row is None else dict(json.loads(row[0]))
+
+    def put_phase_counts(
+        self, run: str, phase: str, trial: int, counts: list[dict[str, Any]]
+    ) -> None:
+        """The counts read from serving-engine counters for one phase (powerd.phasecount); kept
+        apart from the result so that a recomputation (``powerd report``, a restart) keeps them."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO phase_counts VALUES(?, ?, ?, ?) ON CONFLICT(run, phase, trial) "
+                "DO UPDATE SET json=excluded.json",
+                (run, phase, trial, json.dumps(counts)),
+            )
+
+    def phase_counts(self, run: str) -> dict[tuple[str, int], list[dict[str, Any]]]:
+        """``put_phase_counts``' entries of ``run`` by (phase, trial)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT phase, trial, json FROM phase_counts WHERE run=?", (run,)
+            ).fetchall()
+        return {(r[0], int(r[1])): list(json.loads(r[2])) for r in rows}
 
     def put_clock_step(self, mono_ns: int, utc_ns: int, step_ns: int) -> None:
         with self._tx() as db:

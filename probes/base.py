@@ -78,6 +78,43 @@ class ElectricalBlock:
         return len(self.t_ns)
 
 
+@dataclass(frozen=True)
+class DroppedBlock:
+    """One power channel's readings the meter did not give, since the previous ``read_dropped``.
+
+    Why: a mean over an interval that silently lacks some of its readings is not that interval's
+    mean (the readings a range-crossing load loses are the high ones), so a consumer that reports
+    interval means (the PTDaemon face) must know which were lost and why. Parallel numpy arrays,
+    one element per lost update, stamped like the power samples would have been: ``overrange``
+    (True: INF, the input was above what the range reads; False: NAN, e.g. range switching), and
+    ``volts_floor`` / ``amps_floor``: what an overrange reading was at least (the meter reads up to
+    1.4 × its range), NaN when that quantity was not the one over (or not overrange).
+    """
+
+    t_ns: np.ndarray
+    overrange: np.ndarray
+    volts_floor: np.ndarray
+    amps_floor: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.t_ns)
+        if not len(self.overrange) == len(self.volts_floor) == len(self.amps_floor) == n:
+            raise ValueError("DroppedBlock arrays must have one element per lost update")
+
+    def __len__(self) -> int:
+        return len(self.t_ns)
+
+
+@runtime_checkable
+class DropReportingProbe(Protocol):
+    """A meter that says which power readings it lost (NAN/overrange) and what an overrange
+    reading was at least."""
+
+    def read_dropped(self) -> dict[str, DroppedBlock]:
+        """Lost readings since the previous call, keyed by power channel id; drained."""
+        ...
+
+
 @runtime_checkable
 class RangedProbe(Protocol):
     """A meter whose voltage and current ranges can be set, as PTDaemon's ``SR`` does.

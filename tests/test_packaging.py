@@ -29,6 +29,7 @@ OLD_IMPORT = re.compile(r"^\s*(from|import)\s+(agent|probes)\b", re.M)
 PROBE = r"""
 import importlib, importlib.metadata as md, importlib.util, json, sys
 import powerd, powerd.agent.wire, powerd.agent.cli, powerd.probes.registry, powerd.client
+import powerd.i18n
 from powerd.client import PowerdClient
 eps = md.distribution("powerd").entry_points
 for ep in eps:
@@ -41,6 +42,7 @@ print(json.dumps({
     "entry_points": sorted(ep.value for ep in eps),
     "top_agent": importlib.util.find_spec("agent") is not None,
     "top_probes": importlib.util.find_spec("probes") is not None,
+    "ko": powerd.i18n.translations("ko").gettext("verdict"),
 }))
 """
 
@@ -120,6 +122,7 @@ def test_wheel_has_one_top_level_name_and_imports_from_a_fresh_venv(tmp_path: Pa
         "powerd/probes/sim/__init__.py",
         "powerd/client.py",
         "powerd/commands/measure.py",
+        "powerd/locale/ko/LC_MESSAGES/powerd.mo",  # the report catalogue (powerd.i18n)
         # the live page and the vendored uPlot (MIT, with its licence): offline from the wheel
         "powerd/static/live.html",
         "powerd/static/live.js",
@@ -139,6 +142,7 @@ def test_wheel_has_one_top_level_name_and_imports_from_a_fresh_venv(tmp_path: Pa
     for key in ("powerd", "wire", "registry", "client"):
         assert str(got[key]).startswith(site_dir), (key, got[key])
     assert got["top_agent"] is False and got["top_probes"] is False
+    assert got["ko"] == "판정"  # the compiled Korean catalogue ships in the wheel
     eps = got["entry_points"]
     assert (
         isinstance(eps, list)

@@ -79,14 +79,18 @@ def store_check(session_dir: Path, state_dir: Path) -> list[dict[str, Any]]:
                     rows.append(row)
                     continue
                 t, v = store.samples(power[0], t0_ns, t1_ns)
-                diffs, native = [], 0
+                diffs, native, invalid = [], 0, 0
                 for t_ns, w in samples:
                     sel = v[(t >= t_ns - 1_000_000_000) & (t < t_ns)]
                     native += int(sel.size)
+                    if w == -1.0:  # not valid (readings lost): powerd-ptd logs no mean
+                        invalid += 1
+                        continue
                     diffs.append(abs(w - float(sel.mean())) if sel.size else float("inf"))
                 span = v[(t >= t0_ns) & (t < t1_ns)]
                 row.update(
-                    max_abs_diff_w=float(max(diffs)),
+                    max_abs_diff_w=float(max(diffs)) if diffs else None,
+                    invalid_samples=invalid,
                     native_samples=native,
                     store_mean_over_spl_span_w=round(float(np.mean(span)), 4)
                     if span.size
@@ -131,13 +135,14 @@ def compare(
         if detail.is_file():
             window = read_loadgen_window(detail)
         for mark, samples in read_spl(spl_path).items():
-            watts = [w for _, w in samples]
+            watts = [w for _, w in samples if w != -1.0]  # -1: not valid (readings lost)
             row: dict[str, Any] = {
                 "mark": mark,
                 "spl_samples": len(samples),
+                "spl_invalid_samples": len(samples) - len(watts),
                 "spl_first": _s(samples[0][0]),
                 "spl_last": _s(samples[-1][0]),
-                "spl_mean_w": round(statistics.fmean(watts), 4),
+                "spl_mean_w": round(statistics.fmean(watts), 4) if watts else None,
                 "truth_spl_span_w": truth_w(
                     waveform, samples[0][0] - 1_000_000_000, samples[-1][0]
                 ),
@@ -181,7 +186,7 @@ def compare(
                 row["end_minus_last_stamp_s"] = round((ph["t_end_ns"] - samples[-1][0]) / 1e9, 3)
                 row["mean_w_diff_pct"] = (
                     round(100 * (row["spl_mean_w"] - ph["mean_power_w"]) / ph["mean_power_w"], 4)
-                    if ph["mean_power_w"]
+                    if ph["mean_power_w"] and row["spl_mean_w"] is not None
                     else None
                 )
             rows.append(row)
@@ -233,13 +238,14 @@ def markdown(summary: dict[str, Any]) -> str:
         for r in sc:
             lines.append(
                 f"- `{r['mark']}`: max |spl W − store mean W| = {r.get('max_abs_diff_w')} over "
-                f"{r.get('native_samples')} native samples; store mean over the spl span "
+                f"{r.get('native_samples')} native samples ({r.get('invalid_samples')} spl samples "
+                "not valid, W -1, left out); store mean over the spl span "
                 f"{r.get('store_mean_over_spl_span_w')} W"
             )
     rows = summary.get("compare") or []
     if rows:
         keys = [
-            "mark", "spl_samples", "spl_mean_w", "truth_spl_span_w",
+            "mark", "spl_samples", "spl_invalid_samples", "spl_mean_w", "truth_spl_span_w",
             "mlperf_samples_inside", "mlperf_mean_w",
             "powerd_mlperf_samples", "powerd_mlperf_avg_w", "powerd_mlperf_metric",
             "loadgen_phase_mean_w", "loadgen_phase_energy_j",

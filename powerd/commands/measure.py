@@ -38,7 +38,12 @@ from powerd.errors import PowerdError, ProbeUnavailable, SpecError
 from powerd.integrate import ChannelEnergy, Window, integrate
 from powerd.probes.base import Probe
 from powerd.probes.registry import open_probe
-from powerd.report.files import ReportWriteError, check_out_dir, write_reports
+from powerd.report.files import (
+    ReportWriteError,
+    check_out_dir,
+    reports_line,
+    write_reports,
+)
 from powerd.report.numbers import sig_text
 from powerd.report.table import format_table
 from powerd.results import choose_primary
@@ -375,7 +380,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
         except ReportWriteError as err:
             print(f"powerd: error: {err}; {rewrite_hint(args)}", file=sys.stderr)
             return EXIT_REPORT_FAILED
-    print("reports: " + " ".join(str(p) for p in paths))
+    print(reports_line(paths))
     return rc
 
 

@@ -20,7 +20,9 @@ from pathlib import Path
 
 from powerd.config import DaemonConfig, check, load
 from powerd.daemon import Daemon
+from powerd.efficiency import EfficiencyMonitor
 from powerd.errors import PowerdError
+from powerd.phasecount import PhaseCounter
 from powerd.probes.base import Probe
 from powerd.runner import Opener, Sampler, open_probes
 from powerd.sinks.hub import Sink, SinkHub, TeeSink
@@ -110,6 +112,24 @@ async def housekeeping(daemon: Daemon, store: Store) -> None:
             next_prune = time.monotonic() + PRUNE_S
 
 
+def start_counters(
+    cfg: DaemonConfig, daemon: Daemon, store: Store, hub: SinkHub
+) -> tuple[PhaseCounter, EfficiencyMonitor | None]:
+    """Serving-engine counters: read at phase edges (``powerd.phasecount``: a begin marker's
+    ``count_from`` or ``[daemon] count_from``) and, for ``[[efficiency]]`` entries, every
+    interval (``powerd.efficiency``)."""
+    counts = PhaseCounter(daemon.clock, daemon.health, store.put_phase_counts, cfg.count_from)
+    daemon.marker_listeners.append(counts.on_marker)
+    daemon.run_busy = counts.busy
+    counts.start()
+    efficiency = None
+    if cfg.efficiency:
+        efficiency = EfficiencyMonitor(daemon, cfg.efficiency, hub.on_efficiency)
+        daemon.efficiency = efficiency.figures
+        efficiency.start()
+    return counts, efficiency
+
+
 async def serve(cfg: DaemonConfig, state_dir: Path, config_path: Path | None = None) -> None:
     from powerd.api import HttpLimits, make_app, start_api
     from powerd.audit import AuditContext
@@ -148,6 +168,7 @@ async def serve(cfg: DaemonConfig, state_dir: Path, config_path: Path | None = N
     hub.attach(sampler.probe_health)
     hub.start()
     sampler.start()
+    counts, efficiency = start_counters(cfg, daemon, store, hub)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -179,6 +200,9 @@ async def serve(cfg: DaemonConfig, state_dir: Path, config_path: Path | None = N
         await asyncio.gather(*tasks, return_exceptions=True)
         await runner.cleanup()
         sampler.stop()
+        counts.stop()
+        if efficiency is not None:
+            efficiency.stop()
         await asyncio.to_thread(hub.stop)
         store.close()
         if daemon.held is not None:

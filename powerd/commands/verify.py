@@ -46,8 +46,15 @@ from powerd.commands.measure import (
 )
 from powerd.daemon import Daemon
 from powerd.errors import PowerdError, SpecError
+from powerd.i18n import add_lang_option, set_lang
+from powerd.i18n import resolve as resolve_lang
 from powerd.phases import replay
-from powerd.report.files import ReportWriteError, check_out_dir, write_reports
+from powerd.report.files import (
+    ReportWriteError,
+    check_out_dir,
+    reports_line,
+    write_reports,
+)
 from powerd.report.table import format_table
 from powerd.runner import Sampler
 from powerd.runs import compute_run
@@ -56,7 +63,15 @@ from powerd.timebase import TimeAnchor
 from powerd.timeline import Timeline
 from powerd.verify.protocol import Protocol, load_protocol
 from powerd.verify.render import verification_table
-from powerd.verify.stability import NO_TEMPERATURE, PowerCheck, check_power
+from powerd.verify.stability import (
+    NO_TEMPERATURE,
+    NO_WARMUP,
+    NOT_SETTLED,
+    NOT_SETTLED_CAPPED,
+    WARMUP_TOO_SHORT,
+    PowerCheck,
+    check_power,
+)
 from powerd.verify.verdict import EXIT_CODES, claim_verdict, overall
 
 COUNT_ENV = "POWERD_COUNT_FILE"
@@ -156,6 +171,7 @@ def _add_options(p: argparse.ArgumentParser) -> None:
         help="channel(s) whose sum is the headline figure (default: chosen per rules)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_lang_option(p)
 
 
 def _split_cmd(args: argparse.Namespace) -> None:
@@ -337,7 +353,7 @@ class Session:
             "last_check": None,
         }
         if not planned:
-            record["reason"] = "no warm-up in the protocol: stability not checked"
+            record["reason"] = NO_WARMUP
             return record
         start_mono = time.monotonic()
         begin: tuple[int, int] | None = None
@@ -372,15 +388,13 @@ class Session:
             if elapsed >= st.window_s:
                 reached = self.check().stable
             else:
-                record["reason"] = (
-                    f"warm-up ({elapsed:.3g} s) shorter than the stability window: not checked"
-                )
+                record["reason"] = WARMUP_TOO_SHORT.format(elapsed_s=f"{elapsed:.3g}")
         record["warmup_s"] = elapsed
         record["reached"] = reached
         record["last_check"] = self.checks[-1].to_json() if self.checks else None
         if not reached and "reason" not in record:
-            record["reason"] = f"power not within +-{st.power_pct:g} % over {st.window_s:g} s" + (
-                f" within the cap of {wu.max_s:g} s" if wu.until_stable else ""
+            record["reason"] = (NOT_SETTLED_CAPPED if wu.until_stable else NOT_SETTLED).format(
+                pct=f"{st.power_pct:g}", window_s=f"{st.window_s:g}", max_s=f"{wu.max_s:g}"
             )
         return record
 
@@ -515,6 +529,7 @@ def run_command(args: argparse.Namespace) -> int:
     from powerd.paths import default_state_dir, open_store
 
     _split_cmd(args)
+    set_lang(resolve_lang(args.lang))  # --lang may also follow PROTOCOL.toml
     proto = load_protocol(args.protocol)
     plan = _plan(args, proto)
     check_out_dir(args.out)
@@ -574,5 +589,5 @@ def run_command(args: argparse.Namespace) -> int:
         except ReportWriteError as err:
             print(f"powerd: error: {err}", file=sys.stderr)
             return 2
-    print("reports: " + " ".join(str(p) for p in paths))
+    print(reports_line(paths))
     return int(result["verification"]["exit_code"])

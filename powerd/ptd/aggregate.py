@@ -8,17 +8,23 @@ is undone with the channel's ``wrap_j``, a reset is dropped and counted). All of
 whole blocks: one Python step per interval, never per sample.
 
 An interval is complete when a sample of a later interval arrives; an interval with no sample is
-counted as missing (and reported by the face), never emitted as 0.
+counted as missing (and reported by the face), never emitted as 0. A probe that says which
+readings it lost (``read_dropped``: a meter's NAN and overrange readings) has them counted per
+interval, with what an overrange reading was at least, so the face can tell a mean of the whole
+interval from a mean of what was left of it; an interval whose every reading was lost is emitted
+(no mean, ``n`` 0) rather than counted missing, so its overrange reaches the ranging log.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from powerd.block import F64, I64, Block
 from powerd.channel import Channel
@@ -31,25 +37,38 @@ class Interval:
     """One face sample: means over ``[t_end_ns - interval, t_end_ns)``; None = not measured."""
 
     t_end_ns: int
-    watts: float
+    watts: float  # NaN when every reading of the interval was lost (n == 0)
     n: int
     volts: float | None = None
     amps: float | None = None
     pf: float | None = None
+    expected: float | None = None  # readings the interval holds at the channel's nominal rate
+    dropped: int = 0  # readings the probe lost in it (NAN or overrange)
+    overrange: int = 0  # of which overrange
+    volts_floor: float | None = None  # an overrange reading was at least this (V)
+    amps_floor: float | None = None  # ... and this (A)
 
 
 def bin_sums(t_ns: I64, v: F64, interval_ns: int) -> tuple[I64, F64, I64]:
     """Per interval index present in ``t_ns`` (time-ordered): its index, sum of ``v`` and count
     (non-finite values left out)."""
+    ks, sums, counts, _ = bin_stats(t_ns, v, interval_ns)
+    return ks, sums, counts
+
+
+def bin_stats(t_ns: I64, v: F64, interval_ns: int) -> tuple[I64, F64, I64, F64]:
+    """``bin_sums`` plus each interval's largest value."""
     ok = np.isfinite(v)
     t_ns, v = t_ns[ok], v[ok]
     if t_ns.size == 0:
-        return np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.int64)
+        e = np.empty(0, np.float64)
+        return np.empty(0, np.int64), e, np.empty(0, np.int64), e
     k = t_ns // interval_ns
     starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
     sums = np.add.reduceat(v, starts)
+    maxes = np.maximum.reduceat(v, starts)
     counts = np.diff(np.r_[starts, k.size]).astype(np.int64)
-    return k[starts], sums.astype(np.float64), counts
+    return k[starts], sums.astype(np.float64), counts, maxes.astype(np.float64)
 
 
 class Aggregator:
@@ -70,6 +89,9 @@ class Aggregator:
         self.complete_until_ns = 0  # every interval ending at or before this was emitted
         self._open: list[Any] | None = None  # [k, sum, n]
         self._elec: dict[int, list[float]] = {}  # k -> sums and counts of V, A, PF
+        self._drop: dict[int, list[float]] = {}  # k -> lost, overrange, max V / A floors
+        self.dropped = 0  # readings the probe lost (all intervals)
+        self.drop_only = 0  # intervals whose every reading was lost (emitted without a mean)
         self._last_e: tuple[int, float] | None = None
         self._lock = threading.Lock()
 
@@ -80,6 +102,7 @@ class Aggregator:
                 self.interval_ns = interval_ns
                 self._open = None
                 self._elec.clear()
+                self._drop.clear()
 
     def _rates(self, t_ns: I64, e_j: F64) -> tuple[I64, F64]:
         """Mean power between consecutive counter readings, stamped at the later one."""
@@ -117,8 +140,15 @@ class Aggregator:
             self._open[1] += s
             self._open[2] += c
         elif k > self._open[0]:
+            k_open = self._open[0]
             self._close()
-            self.missing += k - self._open[0] - 1
+            # intervals in between: every reading lost (emitted without a mean) or none at all
+            lost_only = sorted(x for x in self._drop if k_open < x < k)
+            for x in lost_only:
+                self.drop_only += 1
+                self._open = [x, 0.0, 0]
+                self._close()
+            self.missing += k - k_open - 1 - len(lost_only)
             self._open = [k, s, c]
         else:
             self.late += c
@@ -127,24 +157,76 @@ class Aggregator:
         assert self._open is not None
         k, s, c = self._open
         elec = self._elec.pop(k, None)
+        drop = self._drop.pop(k, None)
         for old in [x for x in self._elec if x < k]:
             del self._elec[old]
+        for old in [x for x in self._drop if x < k]:
+            del self._drop[old]
         mean = [None, None, None] if elec is None else _means(elec)
         end_ns = (k + 1) * self.interval_ns
         self.complete_until_ns = end_ns
-        self.emit(Interval(end_ns, s / c, c, mean[0], mean[1], mean[2]))
+        period_s = self.channel.nominal_period_s
+        expected = self.interval_ns / 1e9 / period_s if period_s > 0 else None
+        lost, over, v_floor, a_floor = drop if drop is not None else (0, 0, math.nan, math.nan)
+        if over and elec is not None:
+            # an overrange interval's mean is unknown and its load peaks above the range: the
+            # largest reading the meter did give in it (a later, larger range) counts as well
+            v_floor = max(v_floor, elec[6]) if math.isfinite(v_floor) else v_floor
+            a_floor = max(a_floor, elec[7]) if math.isfinite(a_floor) else a_floor
+        self.emit(
+            Interval(
+                end_ns,
+                s / c if c else math.nan,
+                c,
+                mean[0],
+                mean[1],
+                mean[2],
+                expected,
+                int(lost),
+                int(over),
+                None if math.isnan(v_floor) else v_floor,
+                None if math.isnan(a_floor) else a_floor,
+            )
+        )
+
+    def feed_dropped(
+        self, t_ns: I64, overrange: NDArray[np.bool_], v_floor: F64, a_floor: F64
+    ) -> None:
+        """The primary channel's lost readings (``DroppedBlock``), binned like its power: per
+        interval the count, the overrange count and the largest V / A floors."""
+        with self._lock:
+            if t_ns.size == 0:
+                return
+            self.dropped += int(t_ns.size)
+            k = t_ns // self.interval_ns
+            for kk in np.unique(k).tolist():
+                if self._open is not None and kk < self._open[0]:
+                    continue  # its interval is out already (cannot happen in TapProbe's order)
+                sel = k == kk
+                acc = self._drop.setdefault(kk, [0, 0, math.nan, math.nan])
+                acc[0] += int(np.count_nonzero(sel))
+                acc[1] += int(np.count_nonzero(overrange[sel]))
+                for j, floor in ((2, v_floor[sel]), (3, a_floor[sel])):
+                    ok = floor[np.isfinite(floor)]
+                    if ok.size:
+                        acc[j] = (
+                            float(ok.max()) if math.isnan(acc[j]) else max(acc[j], float(ok.max()))
+                        )
 
     def feed_electrical(self, t_ns: I64, volts: F64, amps: F64, pf: F64) -> None:
         """Volts, amps and power factor of the primary channel, binned like its power."""
         with self._lock:
             for j, values in enumerate((volts, amps, pf)):
-                ks, sums, counts = bin_sums(t_ns, values, self.interval_ns)
-                for k, s, c in zip(ks.tolist(), sums.tolist(), counts.tolist(), strict=True):
+                ks, sums, counts, maxes = bin_stats(t_ns, values, self.interval_ns)
+                rows = zip(ks.tolist(), sums.tolist(), counts.tolist(), maxes.tolist(), strict=True)
+                for k, s, c, m in rows:
                     if self._open is not None and k < self._open[0]:
                         continue
-                    acc = self._elec.setdefault(k, [0.0] * 6)
+                    # sums of V, A, PF; their counts; their largest values
+                    acc = self._elec.setdefault(k, [0.0] * 6 + [-math.inf] * 3)
                     acc[j] += s
                     acc[3 + j] += c
+                    acc[6 + j] = max(acc[6 + j], m)
 
 
 def _means(acc: list[float]) -> list[float | None]:
@@ -190,6 +272,21 @@ class TapProbe:
         # V/A/PF first: an interval closes when power of a later one arrives, and takes the
         # electrical means it has by then
         read_el = getattr(self._probe, "read_electrical", None)
+        read_drop = getattr(self._probe, "read_dropped", None)
+        if callable(read_drop):
+            try:
+                lost = read_drop().get(self._primary)
+            except Exception as err:  # counted and shown like a failed V/A read
+                self.electrical_errors += 1
+                self.last_electrical_error = f"{type(err).__name__}: {err}"
+                lost = None
+            if lost is not None and len(lost.t_ns):
+                self._agg.feed_dropped(
+                    np.asarray(lost.t_ns, np.int64),
+                    np.asarray(lost.overrange, np.bool_),
+                    np.asarray(lost.volts_floor, np.float64),
+                    np.asarray(lost.amps_floor, np.float64),
+                )
         if callable(read_el):
             try:
                 el = read_el().get(self._primary)

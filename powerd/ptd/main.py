@@ -202,7 +202,8 @@ def _summary(out: StampedOut, face: object, agg: object, tap: object, sampler: o
         f"summary: {face.samples} samples, {agg.missing} missing intervals, {agg.late} late "
         f"samples, {agg.resets} counter resets, {errors} failed reads, "
         f"{tap.electrical_errors} failed V/A reads, {tap.problem_count} probe problems, "
-        f"{face.high_uncertainty} above 1 %"
+        f"{face.high_uncertainty} above 1 %, {face.invalid} not valid ({face.overrange} with "
+        f"overrange readings; {agg.dropped} readings lost to NAN/overrange)"
     )
     for h in sampler.health:
         if h.errors:

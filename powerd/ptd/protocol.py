@@ -10,6 +10,17 @@ Go and end at or before Stop. They go to the ``-l`` log with Go's mark, to ``RL`
 only the samples not yet read; Go resets the cursor) and to the ``Watts``/``Uncertainty``
 statistics. Every sample is echoed on stdout, as PTDaemon does, and one whose uncertainty is above
 1 % gets PTDaemon's timestamped warning.
+
+A sample is *valid* only if it is the mean of the whole interval: built from at least
+``VALID_COUNT_FRAC`` of the readings the interval holds at the channel's nominal rate, and with no
+reading lost to NAN (range switching) or overrange. An invalid sample is still echoed, logged and
+returned by RL (power-dev's server parses every line and takes its ranging V/A from them), but
+with Watts ``-1``, PTDaemon's "unknown" (check.py averages only W > 0), no uncertainty (``-1`` in
+the echo; left out of the Uncertainty and Watts figures), a timestamped WARNING saying why, and a
+count. A second with overrange readings logs Volts/Amps of at least what the range reads
+(1.4 × range, of the quantity the meter marked over) or the largest reading the meter gave in that
+second, whichever is larger, so the server's ``SR,A,<1.1 × max A>`` picks a range that holds the
+load.
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ STOP_NONE = "Error: no measurement to stop"
 RL_SINGLE = "Error: Invalid number of parameters"
 UNKNOWN = "Error: Unknown command"
 UNCERTAINTY_LIMIT = 0.01
+VALID_COUNT_FRAC = 0.9  # a valid sample has at least this share of the interval's readings
 STOP_WAIT_S = 3.0
 
 
@@ -62,6 +74,7 @@ class Row:
     pf: float | None
     n: int
     unc: float | None
+    valid: bool = True  # False: not the mean of the whole interval (Watts logged -1)
 
 
 @dataclass
@@ -106,6 +119,8 @@ class Face:
         self.samples = 0
         self.missing_seen = 0
         self.high_uncertainty = 0
+        self.invalid = 0  # samples not valid (too few readings, or some lost)
+        self.overrange = 0  # samples with overrange readings (V/A raised to the range's limit)
         self._lock = threading.RLock()
         self._settle = False
 
@@ -117,13 +132,38 @@ class Face:
             # no V/A from this probe: the documented convention (nominal V, A = W/V), so the
             # server's ranging arithmetic has positive numbers; PF stays unknown (-1)
             volts = self.nominal_volts_v
-            amps = abs(iv.watts) / volts
-        ch = self.channel_now()
-        unc = uncertainty_frac(ch, iv.watts, self.ranging.range_w(ch))
-        row = Row(iv.t_end_ns, iv.watts, volts, amps, pf, iv.n, unc)
+            amps = abs(iv.watts) / volts if math.isfinite(iv.watts) else None
+        why = invalid_reason(iv)
+        if iv.volts_floor is not None:
+            volts = iv.volts_floor if volts is None else max(volts, iv.volts_floor)
+        if iv.amps_floor is not None:
+            amps = iv.amps_floor if amps is None else max(amps, iv.amps_floor)
+        unc: float | None = None
+        if why is None:
+            ch = self.channel_now()
+            unc = uncertainty_frac(ch, iv.watts, self.ranging.range_w(ch))
+        watts = iv.watts if why is None else math.nan
+        row = Row(iv.t_end_ns, watts, volts, amps, pf, iv.n, unc, why is None)
         fields = sample_fields(row.t_ns, row.watts, row.volts, row.amps, row.pf)
         with self._lock:
             self.samples += 1
+            if why is not None:
+                self.invalid += 1
+                self.overrange += iv.overrange > 0
+                floors = ""
+                if iv.overrange:
+                    floors = (
+                        f"; Volts/Amps logged as at least {num(iv.volts_floor)} V / "
+                        f"{num(iv.amps_floor)} A (1.4 x the range, or the largest reading of "
+                        "the second; -1: not over)"
+                    )
+                kept = ""
+                if math.isfinite(iv.watts):
+                    kept = f" (mean of the {iv.n} kept: {num(iv.watts)} W, not the second's)"
+                self.out.warning(
+                    f"sample {stamp_text(row.t_ns)} not valid: {why}; logged with Watts -1{kept} "
+                    f"and no uncertainty{floors} ({self.invalid} invalid so far)"
+                )
             if self.agg.missing > self.missing_seen:
                 gap = self.agg.missing - self.missing_seen
                 self.missing_seen = self.agg.missing
@@ -140,7 +180,8 @@ class Face:
                     m.rows.append(row)
                     mark = m.mark
                     self.log.write(fields, mark)
-            self.out.line(f"{fields},Mark,{mark},Samples,{iv.n}")
+            unc_text = "-1" if unc is None else f"{unc * 100:.3f}%"
+            self.out.line(f"{fields},Mark,{mark},Uncertainty,{unc_text},Samples,{iv.n}")
             if unc is not None and unc > UNCERTAINTY_LIMIT:
                 self.high_uncertainty += 1
                 self.out.warning(
@@ -189,9 +230,13 @@ class Face:
         if cmd in ("RL", "DC-RL"):
             return self._read_last()
         if cmd == "Watts":
-            return [self._stats("Watts", [r.watts for r in self._rows()], tail="")]
+            rows = self._rows()
+            self._say_invalid("Watts", rows)
+            return [self._stats("Watts", [r.watts for r in rows if r.valid], tail="")]
         if cmd == "Uncertainty":
-            known = [r.unc for r in self._rows() if r.unc is not None]
+            rows = self._rows()
+            self._say_invalid("Uncertainty", rows)
+            known = [r.unc for r in rows if r.unc is not None]
             return [self._stats("Uncertainty", known, tail=",0")]
         return [UNKNOWN]
 
@@ -272,6 +317,15 @@ class Face:
         lines = [sample_fields(r.t_ns, r.watts, r.volts, r.amps, r.pf) for r in new]
         return [f"Last {len(new)} samples", *lines]
 
+    def _say_invalid(self, what: str, rows: list[Row]) -> None:
+        """A timestamped WARNING when a reply's figures leave invalid samples out."""
+        bad = sum(not r.valid for r in rows)
+        if bad:
+            self.out.warning(
+                f"{what}: {bad} of {len(rows)} samples of the measurement are not valid (not the "
+                f"mean of their whole interval); the figures cover the {len(rows) - bad} valid ones"
+            )
+
     @staticmethod
     def _stats(name: str, values: list[float], tail: str) -> str:
         """``<name>,avg,min,max,n,0,n`` (+ ``tail``); ``-1`` figures when there are none."""
@@ -280,3 +334,19 @@ class Face:
             return f"{name},-1,-1,-1,0,0,0{tail}"
         avg = sum(values) / n
         return f"{name},{num(avg)},{num(min(values))},{num(max(values))},{n},0,{n}{tail}"
+
+
+def invalid_reason(iv: Interval) -> str | None:
+    """Why an interval's mean is not the mean of the whole interval, or None if it is: a
+    reading lost to NAN or overrange (the readings a range-crossing load loses are the high
+    ones, so the rest is biased low), or fewer than VALID_COUNT_FRAC of the readings it holds."""
+    why: list[str] = []
+    if iv.overrange:
+        why.append(f"{iv.overrange} reading(s) overrange")
+    if iv.dropped > iv.overrange:
+        why.append(f"{iv.dropped - iv.overrange} reading(s) with no data (range switching)")
+    if iv.expected is not None and iv.n < VALID_COUNT_FRAC * iv.expected:
+        why.append(f"{iv.n} of the {iv.expected:g} readings the interval holds")
+    elif iv.n == 0:
+        why.append("no reading")
+    return "; ".join(why) if why else None

@@ -11,6 +11,8 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from powerd.i18n import N_, _, tr_reason
+
 PRINT_CSS = """
 .manifest td.h, .manifest code { font-family: ui-monospace, "DejaVu Sans Mono", monospace;
   font-size: 11px; word-break: break-all; }
@@ -41,7 +43,10 @@ table.sign col.sig { width: 34%; }
 }
 """
 
-SIGNATURE_ROLES = ("Measured by", "Reviewed by", "Approved by")
+SIGNATURE_ROLES = (N_("Measured by"), N_("Reviewed by"), N_("Approved by"))
+
+
+SIGNATURE_COLUMNS = (N_("name"), N_("role"), N_("date"), N_("signature"))
 
 
 def _e(value: Any) -> str:
@@ -53,18 +58,28 @@ def verdicts_section(result: dict[str, Any]) -> str:
     result's ``verdicts`` if it has any, else a line saying no claim was verified."""
     verdicts = [v for v in result.get("verdicts") or [] if isinstance(v, dict)]
     if not verdicts:
-        body = '<p class="none">No claim was verified in this run.</p>'
+        body = f'<p class="none">{_e(_("No claim was verified in this run."))}</p>'
     else:
         rows = "".join(
-            f"<tr><td>{_e(v.get('claim'))}</td><td><b>{_e(v.get('verdict'))}</b></td>"
-            f"<td>{_e(v.get('margin'))}</td><td>{_e(v.get('reason'))}</td></tr>"
+            f"<tr><td>{_e(v.get('claim'))}</td><td><b>{_e(_tr_word(v.get('verdict')))}</b></td>"
+            f"<td>{_e(v.get('margin'))}</td><td>{_e(tr_reason(v.get('reason')))}</td></tr>"
             for v in verdicts
         )
         body = (
-            "<table><thead><tr><th>claim</th><th>verdict</th><th>margin</th><th>reason</th>"
-            f"</tr></thead><tbody>{rows}</tbody></table>"
+            f"<table><thead>{_head(N_('claim'), N_('verdict'), N_('margin'), N_('reason'))}"
+            f"</thead><tbody>{rows}</tbody></table>"
         )
-    return f'<section class="verdicts" id="verdicts"><h2>Verdicts</h2>{body}</section>'
+    return f'<section class="verdicts" id="verdicts"><h2>{_e(_("Verdicts"))}</h2>{body}</section>'
+
+
+def _head(*names: str) -> str:
+    """A table's header row, each column name from the catalogue."""
+    return "<tr>" + "".join(f"<th>{_e(_(n))}</th>" for n in names) + "</tr>"
+
+
+def _tr_word(word: Any) -> Any:
+    """A verdict word in the active language (other values unchanged)."""
+    return _(word) if isinstance(word, str) and word else word
 
 
 def _instrument(inst: Any) -> str:
@@ -73,25 +88,29 @@ def _instrument(inst: Any) -> str:
     parts = [inst.get("maker"), inst.get("model")]
     text = " ".join(str(p) for p in parts if p)
     if inst.get("serial"):
-        text += f", s/n {inst['serial']}"
+        text += _(", s/n {serial}").format(serial=inst["serial"])
     if inst.get("firmware"):
-        text += f", fw {inst['firmware']}"
+        text += _(", fw {firmware}").format(firmware=inst["firmware"])
     return _e(text)
 
 
 def _calibration(cal: Any) -> str:
     if not isinstance(cal, dict):
-        return "none given"
+        return _e(_("none given"))
     lab = f" ({cal['lab']})" if cal.get("lab") else ""
-    return _e(f"{cal.get('certificate')}{lab}: {cal.get('date')} to {cal.get('due')}")
+    return _e(
+        _("{certificate}{lab}: {date} to {due}").format(
+            certificate=cal.get("certificate"), lab=lab, date=cal.get("date"), due=cal.get("due")
+        )
+    )
 
 
 def _calibration_cell(channel: dict[str, Any]) -> str:
     inst = channel.get("instrument")
     if isinstance(inst, dict) and inst.get("source") == "simulated":
-        return "not required (simulated source)"
+        return _e(_("not required (simulated source)"))
     if channel.get("source_class") != "meter":
-        return "— (not a meter)"
+        return _e(_("— (not a meter)"))
     return _calibration(channel.get("calibration"))
 
 
@@ -99,37 +118,38 @@ def manifest_section(manifest: dict[str, Any] | None, digest: str | None) -> str
     """The sealed manifest of the run (``powerd.audit``), or a line saying there is none."""
     if manifest is None:
         return (
-            '<section class="manifest" id="manifest"><h2>Audit manifest</h2>'
-            '<p class="none">No manifest is sealed for this run.</p></section>'
+            f'<section class="manifest" id="manifest"><h2>{_e(_("Audit manifest"))}</h2>'
+            f'<p class="none">{_e(_("No manifest is sealed for this run."))}</p></section>'
         )
     clock = manifest.get("clock_sync") or {}
-    clock_text = (
-        "; ".join(
-            f"{a}: offset {c.get('offset_ns')} ns ± {c.get('uncertainty_ns')} ns"
-            for a, c in sorted(clock.items())
-            if isinstance(c, dict)
+    clock_text = "; ".join(
+        _("{agent}: offset {offset_ns} ns ± {uncertainty_ns} ns").format(
+            agent=a, offset_ns=c.get("offset_ns"), uncertainty_ns=c.get("uncertainty_ns")
         )
-        or "no agents"
-    )
+        for a, c in sorted(clock.items())
+        if isinstance(c, dict)
+    ) or _("no agents")
     markers = manifest.get("markers") or {}
     kv = [
-        ("manifest sha256", f"<code>{_e(digest)}</code>"),
-        ("revision", _e(manifest.get("revision"))),
-        ("sealed (UTC)", _e(manifest.get("sealed_utc"))),
-        ("software", _e(f"powerd {manifest.get('powerd_version')}")),
-        ("host", _e(manifest.get("host"))),
-        ("sealed by", _e(manifest.get("command"))),
-        ("probes", _e(", ".join(manifest.get("probes") or []) or None)),
-        ("config sha256", f"<code>{_e(manifest.get('config_sha256'))}</code>"),
-        ("config file sha256", f"<code>{_e(manifest.get('config_file_sha256'))}</code>"),
-        ("clock sync", _e(clock_text)),
+        (N_("manifest sha256"), f"<code>{_e(digest)}</code>"),
+        (N_("revision"), _e(manifest.get("revision"))),
+        (N_("sealed (UTC)"), _e(manifest.get("sealed_utc"))),
+        (N_("software"), _e(f"powerd {manifest.get('powerd_version')}")),
+        (N_("host"), _e(manifest.get("host"))),
+        (N_("sealed by"), _e(manifest.get("command"))),
+        (N_("probes"), _e(", ".join(manifest.get("probes") or []) or None)),
+        (N_("config sha256"), f"<code>{_e(manifest.get('config_sha256'))}</code>"),
+        (N_("config file sha256"), f"<code>{_e(manifest.get('config_file_sha256'))}</code>"),
+        (N_("clock sync"), _e(clock_text)),
         (
-            "markers",
-            f"{_e(markers.get('count'))} rows, sha256 <code>{_e(markers.get('sha256'))}</code>",
+            N_("markers"),
+            _e(_("{count} rows, sha256 {sha256}")).format(
+                count=_e(markers.get("count")), sha256=f"<code>{_e(markers.get('sha256'))}</code>"
+            ),
         ),
-        ("result sha256", f"<code>{_e(manifest.get('result_sha256'))}</code>"),
+        (N_("result sha256"), f"<code>{_e(manifest.get('result_sha256'))}</code>"),
     ]
-    kv_rows = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in kv)
+    kv_rows = "".join(f"<tr><th>{_e(_(k))}</th><td>{v}</td></tr>" for k, v in kv)
     ch_rows = "".join(
         f"<tr><td>{_e(cid)}</td><td>{_instrument(c.get('instrument'))}</td>"
         f"<td>{_calibration_cell(c)}"
@@ -139,28 +159,33 @@ def manifest_section(manifest: dict[str, Any] | None, digest: str | None) -> str
         if isinstance(c, dict)
     )
     return (
-        '<section class="manifest" id="manifest"><h2>Audit manifest</h2>'
+        f'<section class="manifest" id="manifest"><h2>{_e(_("Audit manifest"))}</h2>'
         f'<table class="kv"><tbody>{kv_rows}</tbody></table>'
-        "<h2>Instruments and raw data</h2>"
-        "<table><thead><tr><th>channel</th><th>instrument</th><th>calibration</th>"
-        "<th>samples</th><th>samples sha256</th></tr></thead>"
-        f"<tbody>{ch_rows}</tbody></table>"
-        '<p class="meta">Check with <code>powerd audit '
-        f"{_e(manifest.get('run'))}</code>: it re-hashes the store and recomputes every figure."
-        "</p></section>"
+        f"<h2>{_e(_('Instruments and raw data'))}</h2>"
+        "<table><thead>"
+        + _head(
+            N_("channel"), N_("instrument"), N_("calibration"), N_("samples"), N_("samples sha256")
+        )
+        + f"</thead><tbody>{ch_rows}</tbody></table>"
+        '<p class="meta">'
+        + _e(_("Check with {command}: it re-hashes the store and recomputes every figure.")).format(
+            command=f"<code>powerd audit {_e(manifest.get('run'))}</code>"
+        )
+        + "</p></section>"
     )
 
 
 def signature_block() -> str:
     """Name, role, date and signature lines for the people who sign the report."""
     rows = "".join(
-        f'<tr><th>{role}</th><td class="line"></td><td class="line"></td>'
+        f'<tr><th>{_e(_(role))}</th><td class="line"></td><td class="line"></td>'
         '<td class="line"></td><td class="line"></td></tr>'
         for role in SIGNATURE_ROLES
     )
     return (
-        '<section class="signatures" id="signatures"><h2>Signatures</h2>'
+        f'<section class="signatures" id="signatures"><h2>{_e(_("Signatures"))}</h2>'
         '<table class="sign"><colgroup><col class="who"><col><col><col><col class="sig">'
-        "</colgroup><thead><tr><th></th><th>name</th><th>role</th><th>date</th>"
-        f"<th>signature</th></tr></thead><tbody>{rows}</tbody></table></section>"
+        "</colgroup><thead><tr><th></th>"
+        + "".join(f"<th>{_e(_(h))}</th>" for h in SIGNATURE_COLUMNS)
+        + f"</tr></thead><tbody>{rows}</tbody></table></section>"
     )

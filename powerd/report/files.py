@@ -17,6 +17,7 @@ from typing import Any
 from powerd import __version__
 from powerd.block import F64, I64
 from powerd.errors import PowerdError
+from powerd.i18n import _
 from powerd.integrate import power_trace
 from powerd.report.html import render_html
 from powerd.store import Store
@@ -100,10 +101,16 @@ def _write_all(store: Store, result: dict[str, Any], out_dir: Path) -> list[Path
     _atomic_write(paths[0], json.dumps(result, indent=1) + "\n")
     write_csv(paths[1], samples, units)
     traces = {c: power_trace(t, v, channels[c]) for c, (t, v) in samples.items() if c in channels}
-    legend = {c: "W" if u == "W" else "W, rate of the J counter" for c, u in units.items()}
+    counter = _("W, rate of the J counter")
+    legend = {c: "W" if u == "W" else counter for c, u in units.items()}
     sealed = store.manifests(run)
     html = render_html(
         result, traces, legend, f"powerd {__version__}", sealed[-1] if sealed else None
     )
     _atomic_write(paths[2], html)
     return paths
+
+
+def reports_line(paths: list[Path]) -> str:
+    """The line printed after the table: where the report files are."""
+    return _("reports: {paths}").format(paths=" ".join(str(p) for p in paths))

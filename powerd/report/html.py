@@ -21,12 +21,14 @@ import numpy as np
 import numpy.typing as npt
 
 from powerd.audit import manifest_digest
+from powerd.i18n import N_, _, lang
 from powerd.report.audit_html import (
     PRINT_CSS,
     manifest_section,
     signature_block,
     verdicts_section,
 )
+from powerd.report.crosscheck_view import html_section as cross_checks_html
 from powerd.report.numbers import decimals_for, value_text
 
 MAX_POINTS = 2000
@@ -228,7 +230,7 @@ def _chart(
 
     parts = [
         f'<svg class="chart" viewBox="0 0 {_W} {_H}" role="img" '
-        f'aria-label="Power versus time per channel">',
+        f'aria-label="{_e(_("Power versus time per channel"))}">',
         "<defs>",
     ]
     for i, (b, e, _p) in enumerate(spans):
@@ -277,22 +279,22 @@ def _chart(
     if not with_data:
         parts.append(
             f'<text class="empty" x="{_ML + _PW / 2}" y="{_MT + _PH / 2}" '
-            f'text-anchor="middle">no samples</text>'
+            f'text-anchor="middle">{_e(_("no samples"))}</text>'
         )
     start = datetime.fromtimestamp(origin / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     parts += [
         f'<line class="axis" x1="{_ML}" x2="{_ML + _PW}" y1="{_MT + _PH}" y2="{_MT + _PH}"/>',
         f'<line class="axis" x1="{_ML}" x2="{_ML}" y1="{_MT}" y2="{_MT + _PH}"/>',
         f'<text x="{_ML + _PW / 2}" y="{_H - 10}" text-anchor="middle">'
-        f"time (s) from {start}</text>",
+        f"{_e(_('time (s) from {start}').format(start=start))}</text>",
         f'<text transform="translate(16 {_MT + _PH / 2}) rotate(-90)" '
-        f'text-anchor="middle">power (W)</text>',
+        f'text-anchor="middle">{_e(_("power (W)"))}</text>',
         "</svg>",
     ]
     legend = ['<ul class="legend">']
     for c, colour in colours.items():
         note = f" [{_e(units[c])}]" if c in units else ""
-        empty = ' <span class="none">(no samples)</span>' if c not in with_data else ""
+        empty = f' <span class="none">({_e(_("no samples"))})</span>' if c not in with_data else ""
         legend.append(
             f'<li><svg width="22" height="10" aria-hidden="true"><line x1="1" y1="5" x2="21" '
             f'y2="5" stroke="{colour}" stroke-width="3"/></svg>{_e(c)}{note}{empty}</li>'
@@ -339,11 +341,27 @@ def _timing(timing: Any) -> str:
     return f"{source} ± {ms} ms"
 
 
+def _head_row(names: tuple[str, ...]) -> str:
+    """A table's header row, each column name from the catalogue."""
+    return "<tr>" + "".join(f"<th>{_e(_(n))}</th>" for n in names) + "</tr>"
+
+
 def _results_table(phases: list[dict[str, Any]]) -> str:
-    head = (
-        "<tr><th>phase</th><th>trial</th><th>duration s</th><th>count</th>"
-        "<th>energy J ± U95</th><th>mean W</th><th>peak W</th><th>J per unit ± U95</th>"
-        "<th>idle W</th><th>net energy J ± U95</th><th>flags</th><th>timing ± ms</th></tr>"
+    head = _head_row(
+        (
+            N_("phase"),
+            N_("trial"),
+            N_("duration s"),
+            N_("count"),
+            N_("energy J ± U95"),
+            N_("mean W"),
+            N_("peak W"),
+            N_("J per unit ± U95"),
+            N_("idle W"),
+            N_("net energy J ± U95"),
+            N_("flags"),
+            N_("timing ± ms"),
+        )
     )
     rows = []
     for p in phases:
@@ -363,7 +381,7 @@ def _results_table(phases: list[dict[str, Any]]) -> str:
             f"<td>{_timing(p.get('timing'))}</td></tr>"
         )
     if not rows:
-        rows.append('<tr><td colspan="12" class="none">no phases in this run</td></tr>')
+        rows.append(f'<tr><td colspan="12" class="none">{_e(_("no phases in this run"))}</td></tr>')
     return f'<table id="results"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 
 
@@ -388,27 +406,53 @@ def _mlperf_table(phases: list[dict[str, Any]]) -> str:
         )
     if not rows:
         return ""
-    head = (
-        "<tr><th>phase</th><th>scenario</th><th>LoadGen window (UTC)</th><th>window s</th>"
-        "<th>queries</th><th>samples</th><th>MLPerf avg W</th><th>MLPerf mJ/query</th>"
-        "<th>powerd mJ/query ± U95</th><th>powerd energy J ± U95</th><th>flags</th></tr>"
+    head = _head_row(
+        (
+            N_("phase"),
+            N_("scenario"),
+            N_("LoadGen window (UTC)"),
+            N_("window s"),
+            N_("queries"),
+            N_("samples"),
+            N_("MLPerf avg W"),
+            N_("MLPerf mJ/query"),
+            N_("powerd mJ/query ± U95"),
+            N_("powerd energy J ± U95"),
+            N_("flags"),
+        )
     )
     note = (
-        "<p class=\"sub\">MLPerf's method: the plain mean of the primary channels' samples "
-        "strictly inside LoadGen's (power_begin, power_end), W &gt; 0, times the window, per "
-        "query. powerd's: the integral over the same window with its 95 % uncertainty.</p>"
+        '<p class="sub">'
+        + _e(
+            _(
+                "MLPerf's method: the plain mean of the primary channels' samples strictly inside "
+                "LoadGen's (power_begin, power_end), W > 0, times the window, per query. powerd's: "
+                "the integral over the same window with its 95 % uncertainty."
+            )
+        )
+        + "</p>"
     )
     return (
-        f'<h2>MLPerf</h2><table id="mlperf"><thead>{head}</thead>'
+        f'<h2>{_e(_("MLPerf"))}</h2><table id="mlperf"><thead>{head}</thead>'
         f"<tbody>{''.join(rows)}</tbody></table>{note}"
     )
 
 
 def _channels_table(phases: list[dict[str, Any]]) -> str:
-    head = (
-        "<tr><th>phase</th><th>channel</th><th>primary</th><th>method</th><th>source class</th>"
-        "<th>samples</th><th>coverage %</th><th>energy J ± U95</th><th>mean W</th>"
-        "<th>peak W</th><th>flags</th></tr>"
+    head = _head_row(
+        (
+            N_("phase"),
+            N_("channel"),
+            N_("primary"),
+            N_("method"),
+            N_("source class"),
+            N_("samples"),
+            N_("coverage %"),
+            N_("energy J ± U95"),
+            N_("mean W"),
+            N_("peak W"),
+            N_("flags"),
+        )
     )
     rows = []
     for p in phases:
@@ -421,7 +465,7 @@ def _channels_table(phases: list[dict[str, Any]]) -> str:
                 continue
             cov = _finite(ch.get("coverage"))
             primary = ch.get("primary")
-            primary_s = DASH if primary is None else ("yes" if primary else "no")
+            primary_s = DASH if primary is None else _e(_("yes") if primary else _("no"))
             rows.append(
                 f"<tr><td>{label}</td><td>{_e(c)}</td><td>{primary_s}</td>"
                 f"<td>{_e(ch.get('method', DASH))}</td><td>{_e(ch.get('source_class', DASH))}</td>"
@@ -432,22 +476,29 @@ def _channels_table(phases: list[dict[str, Any]]) -> str:
                 f"{_flags_cell(ch.get('flags'))}</tr>"
             )
     if not rows:
-        rows.append('<tr><td colspan="11" class="none">no channels</td></tr>')
+        rows.append(f'<tr><td colspan="11" class="none">{_e(_("no channels"))}</td></tr>')
     return f'<table id="channels"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 
 
 _TRIAL_FIGURES = (
-    ("energy_j", "energy J"),
-    ("mean_power_w", "mean power W"),
-    ("j_per_unit", "J per unit"),
-    ("net_energy_j", "net energy J"),
+    ("energy_j", N_("energy J")),
+    ("mean_power_w", N_("mean power W")),
+    ("j_per_unit", N_("J per unit")),
+    ("net_energy_j", N_("net energy J")),
 )
 
 
 def _trials_table(trials: list[Any]) -> str:
-    head = (
-        "<tr><th>phase</th><th>trials</th><th>figure</th><th>median</th><th>min</th>"
-        "<th>max</th><th>spread %</th></tr>"
+    head = _head_row(
+        (
+            N_("phase"),
+            N_("trials"),
+            N_("figure"),
+            N_("median"),
+            N_("min"),
+            N_("max"),
+            N_("spread %"),
+        )
     )
     rows = []
     for tr in trials:
@@ -456,13 +507,13 @@ def _trials_table(trials: list[Any]) -> str:
         figs = [(k, n) for k, n in _TRIAL_FIGURES if isinstance(tr.get(k), dict)]
         lead = f"<td>{_e(tr.get('phase'))}</td>{_num_td(tr.get('trials'))}"
         if not figs:
-            rows.append(f'<tr>{lead}<td colspan="5" class="none">no figures</td></tr>')
+            rows.append(f'<tr>{lead}<td colspan="5" class="none">{_e(_("no figures"))}</td></tr>')
         for key, name in figs:
             s = tr[key]
             spread = _finite(s.get("rel_spread"))
             spread_s = fmt(s.get("rel_spread")) if spread is None else fmt(spread * 100, 3)
             rows.append(
-                f"<tr>{lead}<td>{name}</td>{_num_td(s.get('median'))}{_num_td(s.get('min'))}"
+                f"<tr>{lead}<td>{_e(_(name))}</td>{_num_td(s.get('median'))}{_num_td(s.get('min'))}"
                 f'{_num_td(s.get("max"))}<td class="n">{spread_s}</td></tr>'
             )
     return f'<table id="trials"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
@@ -502,16 +553,17 @@ def render_html(
     ``units`` optionally names each channel's native unit (e.g. "J" for an energy counter whose
     trace is its derived power); it is noted in the chart's legend.
     """
-    run = _e(result.get("run", DASH))
     phases = [p for p in result.get("phases") or [] if isinstance(p, dict)]
     trials = [t for t in result.get("trials") or [] if isinstance(t, dict)]
     n_ch = len(traces)
-    summary = (
-        f"{len(phases)} phase{'s' if len(phases) != 1 else ''}, "
-        f"{n_ch} channel{'s' if n_ch != 1 else ''}; "
-        f"contract 2 (result v{_e(result.get('v', DASH))})"
+    phases_text = (_("{n} phase") if len(phases) == 1 else _("{n} phases")).format(n=len(phases))
+    channels_text = (_("{n} channel") if n_ch == 1 else _("{n} channels")).format(n=n_ch)
+    summary = _e(
+        _("{phases}, {channels}; contract 2 (result v{v})").format(
+            phases=phases_text, channels=channels_text, v=result.get("v", DASH)
+        )
     )
-    trials_html = f"<h2>Trials</h2>{_trials_table(trials)}" if trials else ""
+    trials_html = f"<h2>{_e(_('Trials'))}</h2>{_trials_table(trials)}" if trials else ""
     from powerd.verify.render import verification_html  # added section (powerd verify)
 
     verify_html = verification_html(result.get("verification"))
@@ -520,22 +572,31 @@ def render_html(
     zoom_html, zoom_css, script_hashes = _zoom(phases, traces, units or {})
     return (
         "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
+        f'<html lang="{lang()}"><head><meta charset="utf-8">'
         '<meta http-equiv="Content-Security-Policy" '
         "content=\"default-src 'none'; style-src 'unsafe-inline'; "
         f'script-src {" ".join(script_hashes)}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>powerd report — run {run}</title><style>{_CSS}{PRINT_CSS}{zoom_css}</style></head>"
-        f'<body><main><h1>Run {run}</h1><p class="sub">{summary}</p>'
-        f'<h2>Power</h2><figure id="svgchart">{_chart(phases, traces, units or {})}</figure>'
-        f"{zoom_html}"
-        f"<h2>Results</h2>{_results_table(phases)}"
+        f"<title>{_e(_('powerd report — run {run}').format(run=result.get('run', DASH)))}"
+        f"</title><style>{_CSS}{PRINT_CSS}{zoom_css}</style></head>"
+        f"<body><main><h1>{_e(_('Run {run}').format(run=result.get('run', DASH)))}</h1>"
+        f'<p class="sub">{summary}</p>'
+        f'<h2>{_e(_("Power"))}</h2><figure id="svgchart">{_chart(phases, traces, units or {})}'
+        f"</figure>{zoom_html}"
+        f"<h2>{_e(_('Results'))}</h2>{_results_table(phases)}"
         f"{_mlperf_table(phases)}"
-        f"<h2>Channels</h2>{_channels_table(phases)}"
+        f"<h2>{_e(_('Channels'))}</h2>{_channels_table(phases)}"
+        f"{cross_checks_html(result)}"
         f"{trials_html}{verify_html}"
         f"{audit_html}"
-        "<footer>Uncertainties (± U95) are absolute 95 % intervals, in the unit of their figure; "
-        "each figure is rounded to its uncertainty's second significant digit. Times are UTC. "
-        f"Generated by {_e(generated_by)}.</footer>"
+        "<footer>"
+        + _e(
+            _(
+                "Uncertainties (± U95) are absolute 95 % intervals, in the unit of their figure; "
+                "each figure is rounded to its uncertainty's second significant digit. Times are "
+                "UTC. Generated by {generator}."
+            ).format(generator=generated_by)
+        )
+        + "</footer>"
         "</main></body></html>\n"
     )

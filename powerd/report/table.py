@@ -9,20 +9,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from powerd.i18n import N_, _, ljust, width
+from powerd.report.crosscheck_view import text_lines as cross_check_lines
 from powerd.report.numbers import sig_text, unc_text, value_text
 
+# column names: msgids of the catalogue (translated when the table is printed)
 HEAD = (
-    "phase",
-    "trial",
-    "duration_s",
-    "energy_j",
-    "±U95_j",
-    "mean_w",
-    "j_per_unit",
-    "±U95_j/unit",
-    "net_j",
-    "±U95_net_j",
-    "flags",
+    N_("phase"),
+    N_("trial"),
+    N_("duration_s"),
+    N_("energy_j"),
+    N_("±U95_j"),
+    N_("mean_w"),
+    N_("j_per_unit"),
+    N_("±U95_j/unit"),
+    N_("net_j"),
+    N_("±U95_net_j"),
+    N_("flags"),
 )
 
 
@@ -53,11 +56,12 @@ def _row(p: dict[str, Any]) -> tuple[str, ...]:
 def format_table(result: dict[str, Any]) -> str:
     """One row per phase: duration, energy ± U95, mean power, J per unit ± U95, net energy ± U95
     and flags."""
-    rows = [HEAD, *(_row(p) for p in result["phases"])]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(HEAD))]
-    lines = [f"run {result['run']}"]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    rows = [tuple(_(h) for h in HEAD), *(_row(p) for p in result["phases"])]
+    widths = [max(width(r[i]) for r in rows) for i in range(len(HEAD))]
+    lines = [_("run {run}").format(run=result["run"])]
+    lines += ["  ".join(ljust(c, w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines += [_mlperf_line(p) for p in result["phases"] if p.get("mlperf")]
+    lines += cross_check_lines(result)
     return "\n".join(lines)
 
 
@@ -69,18 +73,32 @@ def _mlperf_line(p: dict[str, Any]) -> str:
         f"{value_text(m.get('powerd_energy_j'), m.get('powerd_uncertainty_j'))}"
         f" ±{unc_text(m.get('powerd_uncertainty_j'))} J"
     )
-    head = (
-        f"mlperf {p['phase']} ({m.get('scenario')}, {m.get('window_s')} s, {q} queries): "
-        f"avg {sig_text(m.get('avg_power_w'), 5)} W over {m.get('sample_count')} samples"
+    head = _(
+        "mlperf {phase} ({scenario}, {window_s} s, {queries} queries): "
+        "avg {avg_w} W over {samples} samples"
+    ).format(
+        phase=p["phase"],
+        scenario=m.get("scenario"),
+        window_s=m.get("window_s"),
+        queries=q,
+        avg_w=sig_text(m.get("avg_power_w"), 5),
+        samples=m.get("sample_count"),
     )
     if m.get("metric") == "mJ/query":
         unc = m.get("powerd_mj_per_query_uncertainty")
-        text = (
-            f"{head}, {sig_text(m.get('energy_mj_per_query'), 5)} mJ/query (MLPerf's method) | "
-            f"powerd {value_text(m.get('powerd_mj_per_query'), unc)} ±{unc_text(unc)} mJ/query, "
-            f"{powerd_j}"
+        text = _(
+            "{head}, {mj} mJ/query (MLPerf's method) | powerd {powerd_mj} ±{powerd_unc} "
+            "mJ/query, {powerd_j}"
+        ).format(
+            head=head,
+            mj=sig_text(m.get("energy_mj_per_query"), 5),
+            powerd_mj=value_text(m.get("powerd_mj_per_query"), unc),
+            powerd_unc=unc_text(unc),
+            powerd_j=powerd_j,
         )
     else:
-        text = f"{head} (MLPerf's metric) | powerd {powerd_j}"
+        text = _("{head} (MLPerf's metric) | powerd {powerd_j}").format(
+            head=head, powerd_j=powerd_j
+        )
     flags = m.get("flags") or []
     return text + (f" [{','.join(flags)}]" if flags else "")

@@ -142,6 +142,10 @@ class SinkHub:
         # never skipped (the queue bounds blocks only): results are rare, small, and the point
         self._queue.put(("result", result))
 
+    def on_efficiency(self, figures: dict[str, Any]) -> None:
+        """One closed interval of ``powerd.efficiency`` for the sinks that take it."""
+        self._queue.put(("efficiency", figures))
+
     # the worker ----------------------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -162,6 +166,7 @@ class SinkHub:
     def _drain(self) -> None:
         by_channel: dict[str, list[Block]] = {}
         results: list[dict[str, Any]] = []
+        efficiency: list[dict[str, Any]] = []
         while True:
             try:
                 kind, item = self._queue.get_nowait()
@@ -169,6 +174,8 @@ class SinkHub:
                 break
             if kind == "block":
                 by_channel.setdefault(item.channel, []).append(item)
+            elif kind == "efficiency":
+                efficiency.append(item)
             else:
                 results.append(item)
         with self._lock:
@@ -178,6 +185,11 @@ class SinkHub:
             self._guarded("block", self._block, Block(cid, t, v))
         for result in results:
             self._guarded("result", self._result, result)
+        for fig in efficiency:
+            for sink in self.sinks:
+                take = getattr(sink, "on_efficiency", None)
+                if take is not None:
+                    self._guarded("efficiency", take, fig)
 
     @staticmethod
     def _guarded(what: str, fn: Callable[[Any], None], item: Any) -> None:

@@ -40,6 +40,9 @@ import numpy as np
 from powerd.channel import Channel
 from powerd.errors import PowerdError
 from powerd.metrics import (
+    EFFICIENCY_COUNTER_FIGURES,
+    EFFICIENCY_DEVICE_FIGURES,
+    EFFICIENCY_POWER_WATTS,
     ENERGY_JOULES_TOTAL,
     INFLUX,
     PHASE_FIGURES,
@@ -331,6 +334,31 @@ class InfluxSink:
                 else self._phase_lines(run, entry, t_end + revision * REVISION_STEP_NS)
             )
         self._spill()  # results are few and wanted soon: no waiting for the interval
+
+    def on_efficiency(self, fig: dict[str, Any]) -> None:
+        """One closed interval of ``powerd.efficiency``: measurement ``powerd_efficiency``, the
+        device's fields tagged device (and host), each counter's tagged device, counter, unit;
+        a figure the interval could not give is left out, never written as 0."""
+        t_ns = int(fig["t_ns"])
+        device = str(fig["device"])
+        measurement = INFLUX[EFFICIENCY_POWER_WATTS].measurement
+        dev_fields = {
+            INFLUX[name].field: float(fig[key])
+            for name, key in EFFICIENCY_DEVICE_FIGURES.items()
+            if fig.get(key) is not None
+        }
+        tags = {"device": device, "host": self.labels.host}
+        lines = [line(series_prefix(measurement, tags), dev_fields, t_ns)]
+        for c in fig.get("counters") or ():
+            fields = {
+                INFLUX[name].field: float(c[key])
+                for name, key in EFFICIENCY_COUNTER_FIGURES.items()
+                if c.get(key) is not None
+            }
+            ctags = {**tags, "counter": str(c["counter"]), "unit": str(c["unit"])}
+            lines.append(line(series_prefix(measurement, ctags), fields, t_ns))
+        self._pending.extend(x for x in lines if x is not None)
+        self._spill()
 
     def _phase_lines(self, run: str, entry: dict[str, Any], t_ns: int) -> list[str]:
         """The figure point and one point per flag of one phase, stamped ``t_ns``."""

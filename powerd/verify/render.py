@@ -11,7 +11,30 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from powerd.i18n import N_, _, ljust, tr_reason, width
 from powerd.report.numbers import sig_text
+
+# the protocol's ``aggregate`` values, shown translated
+AGGREGATES = (N_("all"), N_("median"))
+TABLE_HEAD = (
+    N_("claim"),
+    N_("figure"),
+    N_("95% interval"),
+    N_("margin"),
+    N_("margin/U"),
+    N_("trials"),
+    N_("verdict"),
+)
+HTML_HEAD = (
+    N_("claim"),
+    N_("figure"),
+    N_("95 % interval"),
+    N_("margin"),
+    N_("margin / U"),
+    N_("trials used"),
+    N_("verdict"),
+    N_("reason"),
+)
 
 
 def _g(x: Any) -> str:
@@ -30,12 +53,16 @@ def verification_table(v: dict[str, Any]) -> str:
     """Stability, then one row per claim: figure, 95 % interval, margin, margin/U, verdict."""
     st = v.get("stability") or {}
     if st.get("reached"):
-        stab = f"stability: reached after {_g(st.get('time_to_stable_s') or st.get('warmup_s'))} s"
+        stab = _("stability: reached after {s} s").format(
+            s=_g(st.get("time_to_stable_s") or st.get("warmup_s"))
+        )
     else:
-        flag = " (flag not_stable)" if st.get("required") else " (not required)"
-        stab = f"stability: not reached{flag}: {st.get('reason', '')}"
+        flag = _(" (flag not_stable)") if st.get("required") else _(" (not required)")
+        stab = _("stability: not reached{flag}: {reason}").format(
+            flag=flag, reason=tr_reason(st.get("reason", ""))
+        )
     temp = (st.get("temperature") or {}).get("reason")
-    head = ("claim", "figure", "95% interval", "margin", "margin/U", "trials", "verdict")
+    head = tuple(_(h) for h in TABLE_HEAD)
     rows = [head]
     for c in v.get("claims") or []:
         rows.append(
@@ -45,18 +72,22 @@ def verification_table(v: dict[str, Any]) -> str:
                 _span(c.get("lo"), c.get("hi")),
                 _g(c.get("margin")),
                 _mu(c.get("margin_u")),
-                f"{c.get('usable_trials')}/{c.get('planned_trials')} {c.get('aggregate')}",
-                str(c["verdict"]).upper(),
+                f"{c.get('usable_trials')}/{c.get('planned_trials')} {_(str(c.get('aggregate')))}",
+                _(str(c["verdict"])).upper(),
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = ["verification", stab]
+    widths = [max(width(r[i]) for r in rows) for i in range(len(head))]
+    lines = [_("verification"), stab]
     if temp:
-        lines.append(f"temperature: not checked: {temp}")
-    lines += ["  ".join(x.ljust(w) for x, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+        lines.append(_("temperature: not checked: {reason}").format(reason=tr_reason(temp)))
+    lines += ["  ".join(ljust(x, w) for x, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     for c in v.get("claims") or []:
-        lines.append(f"  {c['claim']}: {c['verdict']}: {c.get('reason', '')}")
-    lines.append(f"overall: {str(v.get('verdict', '')).upper()} (exit {v.get('exit_code')})")
+        lines.append(f"  {c['claim']}: {_(str(c['verdict']))}: {tr_reason(c.get('reason', ''))}")
+    lines.append(
+        _("overall: {verdict} (exit {code})").format(
+            verdict=_(str(v.get("verdict", ""))).upper(), code=v.get("exit_code")
+        )
+    )
     return "\n".join(lines)
 
 
@@ -70,10 +101,12 @@ def verification_html(v: Any) -> str:
     e = escape
     st: dict[str, Any] = v["stability"] if isinstance(v.get("stability"), dict) else {}
     if st.get("reached"):
-        stab = f"reached after {e(_g(st.get('time_to_stable_s') or st.get('warmup_s')))} s"
+        stab = e(
+            _("reached after {s} s").format(s=_g(st.get("time_to_stable_s") or st.get("warmup_s")))
+        )
     else:
-        stab = "not reached" + (" — flag not_stable" if st.get("required") else "")
-        stab = e(f"{stab}: {st.get('reason', '')}")
+        stab = _("not reached") + (_(" — flag not_stable") if st.get("required") else "")
+        stab = e(f"{stab}: {tr_reason(st.get('reason', ''))}")
     temp = (st.get("temperature") or {}) if isinstance(st.get("temperature"), dict) else {}
     rows = []
     for c in v.get("claims") or []:
@@ -86,27 +119,38 @@ def verification_html(v: Any) -> str:
             f'<td class="n">{e(_g(c.get("margin")))}</td>'
             f'<td class="n">{e(_mu(c.get("margin_u")))}</td>'
             f'<td class="n">{e(str(c.get("usable_trials")))}/{e(str(c.get("planned_trials")))}'
-            f" ({e(str(c.get('aggregate')))})</td>"
-            f'<td class="verdict {_CLASS.get(verdict, "")}"><b>{e(verdict)}</b></td>'
-            f"<td>{e(str(c.get('reason', '')))}</td></tr>"
+            f" ({e(_(str(c.get('aggregate'))))})</td>"
+            f'<td class="verdict {_CLASS.get(verdict, "")}"><b>{e(_(verdict))}</b></td>'
+            f"<td>{e(tr_reason(c.get('reason', '')))}</td></tr>"
         )
-    head = (
-        "<tr><th>claim</th><th>figure</th><th>95 % interval</th><th>margin</th>"
-        "<th>margin / U</th><th>trials used</th><th>verdict</th><th>reason</th></tr>"
-    )
+    head = "".join(f"<th>{e(_(h))}</th>" for h in HTML_HEAD)
     proto: dict[str, Any] = v["protocol"] if isinstance(v.get("protocol"), dict) else {}
-    overall = e(str(v.get("verdict", "")))
+    overall = e(_(str(v.get("verdict", ""))))
+    temp_text = tr_reason(temp["reason"]) if temp.get("reason") else _("checked")
     return (
-        '<h2>Verification</h2><section id="verification">'
-        f"<p>Overall: <b>{overall}</b> (exit code {e(str(v.get('exit_code')))}). "
-        f"Protocol {e(str(proto.get('path', '')))}, SHA-256 "
-        f"<code>{e(str(proto.get('sha256', '')))}</code>.</p>"
-        f"<p>Stability: {stab}. Temperature: "
-        f"{e(str(temp.get('reason', 'checked')))}.</p>"
-        f'<table id="claims"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
-        "<p>Supported: the whole 95 % interval of the figure is on the claim's side; not "
-        "supported: wholly on the wrong side; inconclusive: it straddles the claim, or a flag "
-        "(not_stable, calibration_due, too few usable trials, …) means the interval may not "
-        "hold. Margin = figure − claim; margin / U in units of the interval's half-width.</p>"
-        "</section>"
+        f'<h2>{e(_("Verification"))}</h2><section id="verification">'
+        "<p>"
+        + _("Overall: {verdict} (exit code {code}).").format(
+            verdict=f"<b>{overall}</b>", code=e(str(v.get("exit_code")))
+        )
+        + " "
+        + _("Protocol {path}, SHA-256 {sha}.").format(
+            path=e(str(proto.get("path", ""))),
+            sha=f"<code>{e(str(proto.get('sha256', '')))}</code>",
+        )
+        + "</p><p>"
+        + _("Stability: {text}. Temperature: {temp}.").format(text=stab, temp=e(temp_text))
+        + "</p>"
+        f'<table id="claims"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+        "<p>"
+        + e(
+            _(
+                "Supported: the whole 95 % interval of the figure is on the claim's side; not "
+                "supported: wholly on the wrong side; inconclusive: it straddles the claim, or a "
+                "flag (not_stable, calibration_due, too few usable trials, …) means the interval "
+                "may not hold. Margin = figure − claim; margin / U in units of the interval's "
+                "half-width."
+            )
+        )
+        + "</p></section>"
     )

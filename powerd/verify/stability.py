@@ -16,11 +16,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from powerd.channel import Channel
+from powerd.i18n import R_
 from powerd.integrate import Window, integrate
 from powerd.results import SampleSource, choose_primary
 
 PARTS = 5
-NO_TEMPERATURE = "no probe reports a device temperature; only power was checked"
+NO_TEMPERATURE = R_("no probe reports a device temperature; only power was checked")
+# the stability record's reasons (``powerd verify``), stored in English, shown via the catalogue
+NO_WARMUP = R_("no warm-up in the protocol: stability not checked")
+WARMUP_TOO_SHORT = R_("warm-up ({elapsed_s} s) shorter than the stability window: not checked")
+NOT_SETTLED = R_("power not within +-{pct} % over {window_s} s")
+NOT_SETTLED_CAPPED = R_("power not within +-{pct} % over {window_s} s within the cap of {max_s} s")
 
 
 @dataclass(frozen=True)

@@ -37,11 +37,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from powerd.i18n import N_, R_
 from powerd.verify.protocol import Claim
 
-SUPPORTED = "supported"
-NOT_SUPPORTED = "not supported"
-INCONCLUSIVE = "inconclusive"
+# the verdict words (contract 2 keeps them in English; reports show them via the catalogue)
+SUPPORTED = N_("supported")
+NOT_SUPPORTED = N_("not supported")
+INCONCLUSIVE = N_("inconclusive")
 EXIT_CODES = {SUPPORTED: 0, NOT_SUPPORTED: 1, INCONCLUSIVE: 3}
 
 EXCLUDE_FLAGS = ("too_short", "cmd_failed", "no_data")
@@ -56,6 +58,27 @@ CAP_FLAGS = (
     "sources_disagree",
     "periodic_load",
 )
+
+# reasons, stored in English in the result (contract 2); R_ registers each template so the
+# renderers can show it in the report's language (powerd.i18n.tr_reason)
+NO_IDLE = R_("no idle baseline for a net figure")
+NO_ENERGY = R_("no energy figure")
+ZERO_DURATION = R_("zero duration")
+NO_COUNT = R_("no unit count (set count or write $POWERD_COUNT_FILE)")
+ENERGY_NOT_POSITIVE = R_("energy <= 0: units per J undefined")
+NOT_USED = R_("not used: {flags}")
+NO_TRIAL = R_("no trial")
+NO_USABLE = R_("no usable trial: {why}")
+FEW_USABLE = R_("only {n} of {m} trials usable")
+CAPPED = R_("would be {verdict}, but at most inconclusive: {caps}")
+ALSO = R_("also: {caps}")
+NOTED = R_("noted (not affecting the verdict): {flags}")
+MEDIAN_OF_TRIALS = R_("the median of the trials")
+TRIAL_N = R_("trial {trial}")
+ALL_ON_SIDE = R_("every trial's 95 % interval is on the claim's side (closest: {which}, {span})")
+MEDIAN_ON_SIDE = R_("the median's 95 % interval is on the claim's side (closest: {which}, {span})")
+WRONG_SIDE = R_("the 95 % interval of {which} {span} is wholly on the wrong side of {value}")
+STRADDLES = R_("the 95 % interval of {which} {span} straddles {value}")
 
 
 @dataclass(frozen=True)
@@ -73,11 +96,11 @@ def figure_interval(entry: dict[str, Any], figure: str, basis: str) -> Interval:
     if basis == "net":
         e, u = entry.get("net_energy_j"), entry.get("net_uncertainty_j")
         if e is None:
-            return Interval(None, None, None, "no idle baseline for a net figure")
+            return Interval(None, None, None, NO_IDLE)
     else:
         e, u = entry.get("energy_j"), entry.get("uncertainty_j")
     if e is None or u is None:
-        return Interval(None, None, None, "no energy figure")
+        return Interval(None, None, None, NO_ENERGY)
     lo_e, hi_e = e - u, e + u
     count = entry.get("count")
     if figure == "energy_j":
@@ -85,15 +108,15 @@ def figure_interval(entry: dict[str, Any], figure: str, basis: str) -> Interval:
     if figure == "mean_power_w":
         t = entry.get("duration_s") or 0.0
         if t <= 0:
-            return Interval(None, None, None, "zero duration")
+            return Interval(None, None, None, ZERO_DURATION)
         return Interval(e / t, lo_e / t, hi_e / t)
     if count is None or count <= 0:
-        return Interval(None, None, None, "no unit count (set count or write $POWERD_COUNT_FILE)")
+        return Interval(None, None, None, NO_COUNT)
     if figure == "j_per_unit":
         return Interval(e / count, lo_e / count, hi_e / count)
     # units_per_j = count / E, decreasing in E
     if e <= 0:
-        return Interval(None, None, None, "energy <= 0: units per J undefined")
+        return Interval(None, None, None, ENERGY_NOT_POSITIVE)
     hi = count / lo_e if lo_e > 0 else math.inf
     return Interval(count / e, count / hi_e, hi)
 
@@ -126,7 +149,7 @@ def trial_row(entry: dict[str, Any], claim: Claim) -> dict[str, Any]:
     excluded = [f for f in EXCLUDE_FLAGS if f in flags]
     reason = iv.reason
     if excluded:
-        reason = "not used: " + ", ".join(excluded)
+        reason = NOT_USED.format(flags=", ".join(excluded))
     return {
         "trial": entry.get("trial"),
         "value": _num(iv.value),
@@ -194,7 +217,7 @@ def claim_verdict(
         "planned_trials": n_planned,
     }
     if not usable:
-        why = sorted({r["reason"] for r in rows if r["reason"]}) or ["no trial"]
+        why = sorted({r["reason"] for r in rows if r["reason"]}) or [NO_TRIAL]
         out.update(
             verdict=INCONCLUSIVE,
             figure_value=None,
@@ -202,7 +225,7 @@ def claim_verdict(
             hi=None,
             margin=None,
             margin_u=None,
-            reason="no usable trial: " + "; ".join(why),
+            reason=NO_USABLE.format(why="; ".join(why)),
         )
         return out
     if aggregate == "median":
@@ -212,15 +235,15 @@ def claim_verdict(
     reason = _reason(verdict, claim, shown, aggregate)
     caps = sorted({f for r in usable for f in r["flags"] if f in CAP_FLAGS})
     if len(usable) < n_planned:
-        caps.append(f"only {len(usable)} of {n_planned} trials usable")
+        caps.append(FEW_USABLE.format(n=len(usable), m=n_planned))
     if caps and verdict != INCONCLUSIVE:
-        reason = f"would be {verdict}, but at most inconclusive: {', '.join(caps)}"
+        reason = CAPPED.format(verdict=verdict, caps=", ".join(caps))
         verdict = INCONCLUSIVE
     elif caps:
-        reason += "; also: " + ", ".join(caps)
+        reason += "; " + ALSO.format(caps=", ".join(caps))
     noted = sorted({f for r in usable for f in r["flags"] if f not in CAP_FLAGS})
     if noted:
-        reason += "; noted (not affecting the verdict): " + ", ".join(noted)
+        reason += "; " + NOTED.format(flags=", ".join(noted))
     out.update(
         verdict=verdict,
         figure_value=shown["value"],
@@ -235,14 +258,15 @@ def claim_verdict(
 
 
 def _reason(verdict: str, claim: Claim, shown: dict[str, Any], aggregate: str) -> str:
-    which = "the median of the trials" if aggregate == "median" else f"trial {shown['trial']}"
+    which = MEDIAN_OF_TRIALS if aggregate == "median" else TRIAL_N.format(trial=shown["trial"])
     span = f"[{_g(shown['lo'])}, {_g(shown['hi'])}]"
     if verdict == SUPPORTED:
-        head = "every trial's" if aggregate == "all" else "the median's"
-        return f"{head} 95 % interval is on the claim's side (closest: {which}, {span})"
+        if aggregate == "all":
+            return ALL_ON_SIDE.format(which=which, span=span)
+        return MEDIAN_ON_SIDE.format(which=which, span=span)
     if verdict == NOT_SUPPORTED:
-        return f"the 95 % interval of {which} {span} is wholly on the wrong side of {claim.value:g}"
-    return f"the 95 % interval of {which} {span} straddles {claim.value:g}"
+        return WRONG_SIDE.format(which=which, span=span, value=f"{claim.value:g}")
+    return STRADDLES.format(which=which, span=span, value=f"{claim.value:g}")
 
 
 def _g(x: float | None) -> str:

@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING
 
 from powerd.channel import Channel, Instrument
 from powerd.errors import SpecError
-from powerd.probes.base import AccuracyChange, Availability, ElectricalBlock, RangeQuantity
+from powerd.probes.base import (
+    AccuracyChange,
+    Availability,
+    DroppedBlock,
+    ElectricalBlock,
+    RangeQuantity,
+)
 from powerd.probes.serialport import SerialProbe
 
 if TYPE_CHECKING:
@@ -144,6 +150,28 @@ class Wt300Probe(SerialProbe):
             arr = np.array([r[1:] for r in rows], np.float64).reshape(-1, 3)
             out[self.plan.power_ids[e]] = ElectricalBlock(
                 np.array([r[0] for r in rows], np.int64), arr[:, 0], arr[:, 1], arr[:, 2]
+            )
+        return out
+
+    def read_dropped(self) -> dict[str, DroppedBlock]:
+        """Power readings lost to NAN (range switching) or INF (overrange) since the previous
+        call, per power channel, with what an overrange reading was at least (1.4 × the range
+        of U or I, whichever the meter marked; both when it cannot tell). Collected from the
+        first call on."""
+        import numpy as np
+
+        with self.session.lock:
+            self.session.dropped_wanted = True
+            taken = {e: list(rows) for e, rows in self.session.dropped.items() if rows}
+            for e in taken:
+                self.session.dropped[e].clear()
+        out: dict[str, DroppedBlock] = {}
+        for e, rows in taken.items():
+            out[self.plan.power_ids[e]] = DroppedBlock(
+                np.array([r[0] for r in rows], np.int64),
+                np.array([r[1] for r in rows], np.bool_),
+                np.array([r[2] for r in rows], np.float64),
+                np.array([r[3] for r in rows], np.float64),
             )
         return out
 

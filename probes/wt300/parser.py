@@ -111,7 +111,11 @@ def parse_number(field: str) -> Value | None:
         return Value(math.nan, "no data" if nearer_nan else "overrange", 0.0)
     mantissa, _, exp = f.partition("E")
     decimals = len(mantissa.partition(".")[2])
-    return Value(v, None, 10.0 ** (int(exp or "0") - decimals))
+    try:
+        lsd = 10.0 ** (int(exp or "0") - decimals)
+    except OverflowError:  # e.g. "0E309": no meter sends that; garbage, not a number
+        return None
+    return Value(v, None, lsd)
 
 
 def _scaled(v: Value, function: str) -> Value:

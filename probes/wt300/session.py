@@ -59,6 +59,7 @@ POLL_EVERY_S = 2.0
 MAX_SILENT = 4
 WAIT_MARGIN_S = 0.5
 INTEG_READING_FRAC = 0.001  # integrator: power accuracy + 0.1 % of reading [I]
+OVERRANGE_FRAC = 1.4  # the meter reads up to 140 % of a range; above it, INF (overrange)
 ERROR_DRAIN_MAX = 16
 REPEAT_S = 10.0
 PROBLEM_LOG = 200
@@ -407,7 +408,16 @@ class MeterSession:
     _acc_last_ns: int = 0
     _range_check_ns: int | None = None
     _recheck: bool = False
+    # the start of the first update that read NAN (range switching) since the last range check,
+    # and the skipped-update count at that check: dates an auto-range move to the update it
+    # happened at, instead of anywhere since the previous check (see _check_ranges)
+    _nan_start_ns: int | None = None
+    _skipped_at_check: int = 0
     electrical: dict[int, deque[tuple[int, float, float, float]]] = field(default_factory=dict)
+    # power readings lost to NAN/INF, per element, for read_dropped: (t_mid, overrange, volts
+    # floor, amps floor); kept only once someone asked (read_dropped sets dropped_wanted)
+    dropped: dict[int, deque[tuple[int, bool, float, float]]] = field(default_factory=dict)
+    dropped_wanted: bool = False
 
     def __post_init__(self) -> None:
         pl = self.plan
@@ -416,6 +426,7 @@ class MeterSession:
         self.accuracy_now = {ch.id: ch.accuracy for ch in pl.channels}
         if pl.spec.vi:
             self.electrical = {e: deque(maxlen=ELECTRICAL_MAX) for e in pl.elements}
+        self.dropped = {e: deque(maxlen=ELECTRICAL_MAX) for e in pl.elements}
 
     # the identity at the last connect (a meter swapped on the port shows on its channels)
     instrument: Instrument | None = None
@@ -548,6 +559,15 @@ class MeterSession:
         ``t_from_ns``: since when the ranges could have moved (default: the previous check)."""
         t_ask = link.clock()
         t_from = t_from_ns if t_from_ns is not None else (self._range_check_ns or t_ask)
+        if (
+            t_from_ns is None
+            and self._nan_start_ns is not None
+            and self.stats.skipped_updates == self._skipped_at_check
+        ):
+            # every range move makes the next update read NAN, and every update since the last
+            # check was read: a move since then happened no earlier than the first NAN update
+            # began (a NAN from a move before that check began earlier: max keeps the check)
+            t_from = max(t_from, self._nan_start_ns)
         v = self._ask(link, emit, ":INP:VOLT:RANG?")
         i = self._ask(link, emit, ":INP:CURR:RANG?")
         vr = parser.parse_range(v) if v is not None else None
@@ -556,6 +576,8 @@ class MeterSession:
             return
         t_now = link.clock()
         self._range_check_ns = t_ask
+        self._nan_start_ns = None
+        self._skipped_at_check = self.stats.skipped_updates
         ranges = (vr[0], ir[0])
         with self.lock:
             self.active_v, self.active_i = ranges
@@ -581,7 +603,11 @@ class MeterSession:
         up = new_w > self.range_w
         t_eff = t_from_ns - self.plan.interval_ns // 2 if up else t_now_ns + self.plan.interval_ns
         with self.lock:
-            t_eff = max(t_eff, self._acc_last_ns)
+            # never at or before the previous record: the store keeps one record per instant
+            # (a second one replaces the first), and a move that lasted less than the dating
+            # allows must still show in the history (a phase takes the largest bound of the
+            # records within it and is flagged range_changed)
+            t_eff = max(t_eff, self._acc_last_ns + 1)
             self._acc_last_ns = t_eff
             old_w, self.range_w = self.range_w, new_w
             for cid, acc in list(self.accuracy_now.items()):
@@ -735,12 +761,20 @@ class MeterSession:
         half = pl.interval_ns // 2
         t_mid = upd.t_end_ns - half
         vi: dict[int, dict[str, float]] = {}
+        lost: dict[int, str] = {}  # element -> P's marker
+        over_items: dict[int, set[str]] = {}  # element -> U/I items that read overrange
         for item, value in frame.values.items():
             if value.marker is not None:
                 self.stats.markers += 1
                 self._problem(emit, f"{item.command_arg} reads {value.marker}: not used")
                 if value.marker == "no data" and item.function == "P":
                     self._recheck = True  # range switching: read the ranges back now
+                    if self._nan_start_ns is None:
+                        self._nan_start_ns = upd.t_end_ns - pl.interval_ns
+                if item.function == "P":
+                    lost[item.element] = value.marker
+                elif value.marker == "overrange" and item.function in ("U", "I"):
+                    over_items.setdefault(item.element, set()).add(item.function)
                 if item.function in VI_FUNCTIONS:
                     vi.setdefault(item.element, {})[item.function] = math.nan
                 continue
@@ -760,6 +794,24 @@ class MeterSession:
                     )
         if vi:
             self._keep_electrical(emit, t_mid, vi)
+        if lost and self.dropped_wanted:
+            self._keep_dropped(t_mid, lost, over_items)
+
+    def _keep_dropped(self, t_mid: int, lost: dict[int, str], over: dict[int, set[str]]) -> None:
+        """Note each lost P reading for ``read_dropped``. An overrange reading was at least
+        OVERRANGE_FRAC × the range of the quantity that was over: U or I when the meter says
+        which (``vi=on``: those items read INF too), else both (it cannot tell)."""
+        with self.lock:
+            v_rng, i_rng = self.active_v, self.active_i
+            for e, marker in lost.items():
+                is_over = marker == "overrange"
+                which = over.get(e) or {"U", "I"}
+                v_floor = i_floor = math.nan
+                if is_over and "U" in which and v_rng is not None:
+                    v_floor = OVERRANGE_FRAC * v_rng
+                if is_over and "I" in which and i_rng is not None:
+                    i_floor = OVERRANGE_FRAC * i_rng
+                self.dropped[e].append((t_mid, is_over, v_floor, i_floor))
 
     def _keep_electrical(self, emit: Emit, t_mid: int, vi: dict[int, dict[str, float]]) -> None:
         """Buffer one update's U, I, LAMBDA per element for ``read_electrical`` (bounded: the

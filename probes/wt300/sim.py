@@ -17,8 +17,10 @@ the extended event arrives (EESR bit 0 with ``:STAT:FILT1 FALL`` at each update 
 
 Auto range follows the manual (IM WT310E-01EN §2): up when an rms value exceeds 130 % of the
 range, down when it is at most 30 % of it and at most 125 % of the next lower range; while a range
-switches no measurement takes place (the next update reads NAN). Fixed ranges read INF above
-140 % of the range (overrange).
+switches no measurement takes place (the next update reads NAN, and auto range decides nothing on
+it: one NAN update per move, never a chain of moves on values it did not measure). Above 140 % of
+the range a reading is overrange: U reads INF when the voltage is over, I when the current is, and
+P, S, Q and LAMBDA when either is (the other of U / I still reads its number).
 
 Options (``powerd sim wt310 --option k=v``): ``model`` (ID string model, e.g. WT310E, WT333E),
 ``voltage`` (V, default 12), ``shares`` (per element, ``/``-separated, default equal),
@@ -179,6 +181,10 @@ class Update:
     i_a: dict[int, float]
     p_w: dict[int, float]
     marker: dict[int, str | None]
+    # overrange of U / I alone: that item reads INF, the other stays a number (P, S, Q, LAMBDA
+    # read INF when either is over, ``marker``)
+    u_over: frozenset[int] = frozenset()
+    i_over: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -256,13 +262,22 @@ class Wt300Sim:
 
     def _compute(self, k: int) -> Update:
         u, i, p, marker = {}, {}, {}, {}
+        u_over: set[int] = set()
+        i_over: set[int] = set()
         for e in self.model.elements:
             p[e] = self._element_power_w(k, e)
             u[e] = self.voltage_v
             i[e] = abs(p[e]) / (self.voltage_v * self.power_factor) if self.voltage_v else 0.0
-            over = u[e] > OVERRANGE_FRAC * self.vrange_v or i[e] > OVERRANGE_FRAC * self.irange_a
+            if u[e] > OVERRANGE_FRAC * self.vrange_v:
+                u_over.add(e)
+            if i[e] > OVERRANGE_FRAC * self.irange_a:
+                i_over.add(e)
+            over = e in u_over or e in i_over
             marker[e] = "NAN" if self._switching else ("INF" if over else None)
-        self._switching = False
+        if self._switching:
+            # no measurement while a range switches: nothing for auto range to decide on either
+            self._switching = False
+            return Update(k, u, i, p, marker, frozenset(u_over), frozenset(i_over))
         vr = ir = None
         if self.vauto:
             vr = self._auto(
@@ -276,7 +291,7 @@ class Wt300Sim:
             self.vrange_v = vr or self.vrange_v
             self.irange_a = ir or self.irange_a
             self._switching = True
-        return Update(k, u, i, p, marker)
+        return Update(k, u, i, p, marker, frozenset(u_over), frozenset(i_over))
 
     def _settle(self, k: int) -> None:
         """Start with auto ranges already settled on the signal (the meter has been running)."""
@@ -620,7 +635,11 @@ class Wt300Sim:
             if fn == "AH":
                 wh = wh / self.voltage_v if self.voltage_v else 0.0
             return _nr3(wh, 6)
-        if upd.marker[e] is not None:
+        if upd.marker[e] == "NAN":
+            return "NAN"  # range switching: no measurement at all
+        if upd.marker[e] is not None and not (
+            (fn == "U" and e not in upd.u_over) or (fn == "I" and e not in upd.i_over)
+        ):
             return upd.marker[e] or "NAN"
         s_va, p_w = upd.u_v[e] * upd.i_a[e], upd.p_w[e]
         v = {

@@ -351,7 +351,16 @@ def test_drops_at_the_bound_are_flagged_exactly_in_the_result(
                 client.publish(topic, json.dumps({"state": "online"}), qos=1, retain=True)
             wait_for(lambda: daemon.counts["agent_dropped_samples"] > 0, what="gap report")
             post(url, {"v": 1, "run": "bound", "phase": "p", "event": "end", "count": 1})
-            result = wait_for(lambda: daemon.run_result("bound"), what="result")
+            wait_for(lambda: daemon.run_result("bound"), what="result")
+
+            def all_reported() -> bool:  # drop reports can trail the result: it is recomputed
+                spool = daemon.agents.get(agent_id, {}).get("spool") or {}
+                told = spool.get("dropped_samples")
+                return told == daemon.counts["agent_dropped_samples"] and not daemon.has_pending()
+
+            wait_for(all_reported, what="every drop reported and the result recomputed")
+            result = daemon.run_result("bound")
+            assert result is not None
             daemon.store.flush()
             (phase,) = result["phases"]
             t, _ = daemon.store.samples(cid, phase["t_begin_ns"], phase["t_end_ns"])

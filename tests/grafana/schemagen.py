@@ -42,7 +42,7 @@ SCHEMA_PATH = Path(__file__).parent / "schema" / f"grafana-{GRAFANA_VERSION}-das
 # Models whose types the dashboards use: the dashboard itself, the Prometheus query, shared types;
 # and the panel plugins the powerd dashboards use (``panel.<type>``: options and field config).
 MODULES = ("dashboard", "common", "prometheus")
-PANEL_MODULES = ("timeseries", "table", "stat")
+PANEL_MODULES = ("timeseries", "table", "stat", "bargauge")
 
 # Structs that Grafana's CUE declares open (``...``): Grafana stores datasource-specific keys in
 # them (a Prometheus annotation keeps ``step``, ``titleFormat``, ``tagKeys`` beside ``expr``).

@@ -62,6 +62,26 @@ def schema_errors(board: dict[str, Any]) -> list[str]:
         for t in panel.get("targets", []):
             for e in validator("prometheus.Dataquery").iter_errors(t):
                 errors.append(f"panel {panel.get('title')!r} target: {e.message}")
+        errors += override_errors(panel)
+    return errors
+
+
+def override_errors(panel: dict[str, Any]) -> list[str]:
+    """The schema leaves override values open (``DynamicConfigValue.value``); check those of a
+    graph's ``custom.*`` properties against the graph field config they override."""
+    graph = SCHEMA["$defs"]["common.GraphFieldConfig"]["properties"]
+    errors = []
+    for override in panel.get("fieldConfig", {}).get("overrides", []):
+        for prop in override["properties"]:
+            name = prop["id"].removeprefix("custom.")
+            if panel["type"] != "timeseries" or not prop["id"].startswith("custom."):
+                continue
+            if name not in graph:
+                errors.append(f"panel {panel['title']!r}: no graph field option {prop['id']!r}")
+                continue
+            check = jsonschema.Draft202012Validator({"$defs": SCHEMA["$defs"], **graph[name]})
+            for e in check.iter_errors(prop["value"]):
+                errors.append(f"panel {panel['title']!r} override {prop['id']}: {e.message}")
     return errors
 
 
@@ -69,9 +89,10 @@ def panels(board: dict[str, Any]) -> list[dict[str, Any]]:
     return [p for p in board["panels"] if p["type"] != "row"]
 
 
-def test_both_dashboards_exist() -> None:
-    assert set(BOARDS) == {"powerd-fleet", "powerd-run"}
-    assert {b["uid"] for b in BOARDS.values()} == {"powerd-fleet", "powerd-run"}
+def test_all_dashboards_exist() -> None:
+    names = {"powerd-fleet", "powerd-run", "powerd-efficiency"}
+    assert set(BOARDS) == names
+    assert {b["uid"] for b in BOARDS.values()} == names
 
 
 def test_checked_in_json_is_what_build_generates() -> None:
@@ -124,6 +145,22 @@ def _mutations() -> list[tuple[str, Any]]:
     def unknown_panel_type_option(b: dict[str, Any]) -> None:
         next(p for p in panels(b) if p["type"] == "table")["options"]["legendMode"] = 1
 
+    def bad_override_value(b: dict[str, Any]) -> None:
+        panels(b)[0]["fieldConfig"]["overrides"] = [
+            {
+                "matcher": {"id": "byFrameRefID", "options": "A"},
+                "properties": [{"id": "custom.lineStyle", "value": {"fill": "wavy"}}],
+            }
+        ]
+
+    def unknown_override_option(b: dict[str, Any]) -> None:
+        panels(b)[0]["fieldConfig"]["overrides"] = [
+            {
+                "matcher": {"id": "byFrameRefID", "options": "A"},
+                "properties": [{"id": "custom.lineDash", "value": [6, 4]}],
+            }
+        ]
+
     return [
         (f.__name__, f)
         for f in (
@@ -134,6 +171,8 @@ def _mutations() -> list[tuple[str, Any]]:
             unknown_query_key,
             unknown_variable_key,
             unknown_panel_type_option,
+            bad_override_value,
+            unknown_override_option,
         )
     ]
 
@@ -162,8 +201,10 @@ def test_every_query_uses_the_datasource_variable() -> None:
 def test_template_variables() -> None:
     fleet = {v["name"] for v in BOARDS["powerd-fleet"]["templating"]["list"]}
     run = {v["name"] for v in BOARDS["powerd-run"]["templating"]["list"]}
+    eff = {v["name"] for v in BOARDS["powerd-efficiency"]["templating"]["list"]}
     assert fleet == {"datasource", "host", "agent", "channel", "model"}
     assert run == {"datasource", "host", "run", "agent", "channel"}
+    assert eff == {"datasource", "device", "unit", "counter"}
     for board in BOARDS.values():
         used = {
             name
@@ -189,6 +230,23 @@ def test_queries_name_only_metrics_that_powerd_metrics_defines() -> None:
     contract |= set(metrics.PHASE_FIGURES) | set(metrics.PROBE_FIGURES)
     contract |= {metrics.AGENT_CLOCK_OFFSET_SECONDS, metrics.AGENT_CLOCK_UNCERTAINTY_SECONDS}
     assert contract <= seen, contract - seen
+    # The efficiency dashboard reads every continuous-efficiency series.
+    efficiency = {
+        metrics.EFFICIENCY_UNITS_PER_SECOND,
+        metrics.EFFICIENCY_POWER_WATTS,
+        metrics.EFFICIENCY_JOULES_PER_UNIT,
+        metrics.EFFICIENCY_JOULES_PER_UNIT_UNCERTAINTY,
+        metrics.EFFICIENCY_UNITS_PER_JOULE,
+        metrics.EFFICIENCY_IDLE_FRACTION,
+    }
+    board = BOARDS["powerd-efficiency"]
+    eff_seen = {
+        n
+        for p in panels(board)
+        for t in p["targets"]
+        for n in re.findall(r"\bpowerd_\w+", t["expr"])
+    }
+    assert eff_seen == efficiency, eff_seen ^ efficiency
 
 
 def test_units() -> None:
@@ -203,6 +261,10 @@ def test_units() -> None:
     assert units[("powerd-fleet", "Agent clock offsets")] == "s"
     assert units[("powerd-run", "Power trace")] == "watt"
     assert units[("powerd-run", "J per unit")] == "joule"
+    assert units[("powerd-efficiency", "Joules per unit")] == "joule"
+    assert units[("powerd-efficiency", "J per unit ± U95: $device")] == "joule"
+    assert units[("powerd-efficiency", "Power")] == "watt"
+    assert units[("powerd-efficiency", "Idle fraction")] == "percentunit"
     results = next(p for p in panels(BOARDS["powerd-run"]) if p["title"] == "Results")
     by_column = {
         o["matcher"]["options"]: o["properties"][0]["value"]
@@ -249,3 +311,23 @@ def test_provisioning_files() -> None:
     assert provider["type"] == "file"
     assert provider["folder"] == "powerd"
     assert provider["options"]["path"]
+
+
+def test_efficiency_band_and_ranking() -> None:
+    """The J/unit panel repeats per device and draws its 95 % bounds dashed, out of the legend;
+    the ranking table opens sorted by units per joule, most efficient first."""
+    by_title = {p["title"]: p for p in panels(BOARDS["powerd-efficiency"])}
+    band = by_title["J per unit ± U95: $device"]
+    assert band["repeat"] == "device"
+    refs = {t["refId"]: t["expr"] for t in band["targets"]}
+    assert set(refs) == {"A", "B", "C"}
+    assert refs["B"] == refs["A"] + " - " + refs["C"].split(" + ", 1)[1]
+    assert refs["C"] == refs["A"] + " + " + refs["B"].split(" - ", 1)[1]
+    assert {o["matcher"]["options"] for o in band["fieldConfig"]["overrides"]} == {"B", "C"}
+    ranking = by_title["Fleet ranking"]
+    assert ranking["options"]["sortBy"] == [{"displayName": "Units per J", "desc": True}]
+    names = ranking["transformations"][1]["options"]["renameByName"]
+    assert names["Value #A"] == "Units per J"
+    assert by_title["Fleet ranked by units per joule"]["targets"][0]["expr"].startswith(
+        "sort_desc("
+    )

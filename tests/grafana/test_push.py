@@ -76,13 +76,13 @@ def result_json(tmp_path: Path) -> Path:
     return path
 
 
-def test_push_uploads_both_dashboards_into_a_created_folder(token_file: Path) -> None:
+def test_push_uploads_every_dashboard_into_a_created_folder(token_file: Path) -> None:
     with stub_grafana(token=TOKEN) as g:
         proc = powerd("--url", g.url, "--token-file", str(token_file), "--folder", "powerd")
         assert proc.returncode == 0, proc.stderr
         posts = g.state.calls("POST", "/api/dashboards/db")
         expected = checked_in()
-        assert set(expected) == {"powerd-fleet", "powerd-run"}
+        assert set(expected) == {"powerd-fleet", "powerd-run", "powerd-efficiency"}
         assert {p.body["dashboard"]["uid"] for p in posts} == set(expected)
         assert len(g.state.calls("POST", "/api/folders")) == 1
         folder_uid = next(iter(g.state.folders))
@@ -95,13 +95,13 @@ def test_push_uploads_both_dashboards_into_a_created_folder(token_file: Path) ->
             assert board == expected[board["uid"]]
         for r in g.state.requests:
             assert r.headers["Authorization"] == f"Bearer {TOKEN}"
-        assert "powerd-fleet" in proc.stdout and "powerd-run" in proc.stdout
+        assert all(uid in proc.stdout for uid in expected)
 
         # Pushing again finds the folder by title and replaces the dashboards (version 2).
         again = powerd("--url", g.url, "--token-file", str(token_file), "--folder", "powerd")
         assert again.returncode == 0, again.stderr
         assert len(g.state.calls("POST", "/api/folders")) == 1
-        assert g.state.versions == {"powerd-fleet": 2, "powerd-run": 2}
+        assert g.state.versions == {"powerd-fleet": 2, "powerd-run": 2, "powerd-efficiency": 2}
 
 
 def test_push_with_basic_auth_and_no_folder(tmp_path: Path) -> None:
@@ -111,7 +111,7 @@ def test_push_with_basic_auth_and_no_folder(tmp_path: Path) -> None:
         proc = powerd("--url", g.url, "--user", "admin", "--password-file", str(password))
         assert proc.returncode == 0, proc.stderr
         posts = g.state.calls("POST", "/api/dashboards/db")
-        assert len(posts) == 2
+        assert len(posts) == len(checked_in())
         assert all("folderUid" not in p.body for p in posts)
         basic = base64.b64encode(b"admin:s3cret-pw").decode()
         assert all(r.headers["Authorization"] == f"Basic {basic}" for r in g.state.requests)

@@ -101,7 +101,7 @@ def test_a_wrong_type_or_range_is_one_line_naming_table_key_and_expectation(
 def test_unknown_tables_and_keys_are_errors_naming_the_allowed_ones(tmp_path: Path) -> None:
     assert error_of(tmp_path, "[htp]\nport = 1") == (
         "unknown table [htp]; allowed: [daemon], [mqtt], [http], [retention], [sinks], [influx], "
-        "[calibration]"
+        "[calibration], [efficiency]"
     )
     assert error_of(tmp_path, "[http]\nprot = 1") == (
         "[http] prot: unknown key; allowed: bind, port, token_file, header_timeout_s, "
@@ -163,7 +163,16 @@ def test_the_documented_sample_is_the_schema(tmp_path: Path) -> None:
     from powerd.calibration import CalibrationEntry
 
     cal = data.pop("calibration")
-    assert set(data) | {"calibration"} == fields(config.ConfigFile) == set(tables) | {"calibration"}
+    eff = data.pop("efficiency")
+    extra = {"calibration", "efficiency"}
+    assert set(data) | extra == fields(config.ConfigFile) == set(tables) | extra
+    from powerd.efficiency import CounterRef, EfficiencyTable
+
+    for e in eff:
+        assert set(e) == fields(EfficiencyTable), "[[efficiency]] docstring vs schema"
+        for c in e["counters"]:
+            assert set(c) == fields(CounterRef), "[[efficiency]] counters vs schema"
+    assert len(cfg.efficiency) == len(eff)
     for entry in cal.values():
         assert set(entry) == fields(CalibrationEntry), "[calibration.*] docstring vs schema"
     assert set(cfg.calibration) == set(cal)

@@ -113,3 +113,40 @@ def test_dc_face_and_odd_commands(tmp_path: Path) -> None:
     assert "Go while measuring: stopping mark 'a_ranging' first" in text
     for line in text.splitlines():
         assert line[:23].count(":") == 2 and line[23:25] == ": ", line  # all stamped
+
+
+def test_a_second_missing_readings_is_not_valid_and_overrange_raises_amps(tmp_path: Path) -> None:
+    """A second that lost readings (NAN/overrange) or holds too few is logged and returned with
+    Watts -1 and no uncertainty, a timestamped WARNING says why, the Watts/Uncertainty figures
+    leave it out (and say so), and an overrange second logs Amps of at least its floor."""
+    face, buf, _ = _face(tmp_path)
+    assert face.handle("Go,1000,0,x_ranging")[0].startswith("Starting untimed measurement")
+    whole = Interval(11 * NS_PER_S, 20.0, 10, 12.0, 1.6, 1.0, expected=10.0)
+    lost = Interval(12 * NS_PER_S, 13.75, 6, 12.0, 1.1, 1.0, 10.0, 4, 2, None, 2.8)
+    short = Interval(13 * NS_PER_S, 20.0, 8, 12.0, 1.6, 1.0, expected=10.0)
+    none = Interval(14 * NS_PER_S, float("nan"), 0, 12.0, None, None, 10.0, 10, 5, None, 2.8)
+    for iv in (whole, lost, short, none):
+        face.on_interval(iv)
+    assert face.handle("RL") == [
+        "Last 4 samples",
+        "Time,01-01-1970 00:00:11.000,Watts,20,Volts,12,Amps,1.6,PF,1",
+        "Time,01-01-1970 00:00:12.000,Watts,-1,Volts,12,Amps,2.8,PF,1",
+        "Time,01-01-1970 00:00:13.000,Watts,-1,Volts,12,Amps,1.6,PF,1",
+        "Time,01-01-1970 00:00:14.000,Watts,-1,Volts,12,Amps,2.8,PF,-1",
+    ]
+    assert face.handle("Watts") == ["Watts,20,20,20,1,0,1"]
+    assert face.handle("Uncertainty") == ["Uncertainty,0.005,0.005,0.005,1,0,1,0"]
+    assert face.invalid == 3 and face.overrange == 2
+    text = [x.split(": ", 1)[1] for x in buf.getvalue().splitlines()]
+    warned = [x for x in text if x.startswith("WARNING: sample ")]
+    assert len(warned) == 3
+    assert "2 reading(s) overrange" in warned[0] and "2 reading(s) with no data" in warned[0]
+    assert "8 of the 10 readings" in warned[1]
+    assert any(x.startswith("WARNING: Watts: 3 of 4 samples") for x in text)
+    assert any(x.startswith("WARNING: Uncertainty: 3 of 4 samples") for x in text)
+    # no uncertainty is claimed for an invalid second, nor PTDaemon's limit warning
+    echoed = [x for x in text if x.startswith("Time,") and ",Watts,-1," in x]
+    assert len(echoed) == 3 and all(",Uncertainty,-1," in x for x in echoed)
+    assert not any("above 1.00% limit" in x for x in text)
+    log = (tmp_path / "ptd.log").read_text().splitlines()
+    assert len(log) == 4 and all(len(x.split(",")) == 12 and "nan" not in x for x in log)

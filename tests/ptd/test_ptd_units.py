@@ -208,3 +208,39 @@ def test_argv_is_ptdaemons() -> None:
     assert d.dc and d.channels == (1,)
     with pytest.raises(SpecError, match="invalid int value"):
         parse(["-l", "x", "-p", "1", "notanint", "sim:constant"])
+
+
+def test_lost_readings_are_binned_and_a_second_of_only_lost_ones_is_emitted() -> None:
+    """``feed_dropped`` (a meter's NAN/overrange readings) per second: counts, the largest
+    floor raised by the largest reading the meter gave in an overrange second, and a second
+    whose every reading was lost is emitted without a mean (not counted missing)."""
+    ch = Channel("m:p1", "power", "meter", 0.1)
+    agg, got = _collect(ch)
+    step = NS_PER_S // 10
+    t0 = np.arange(10, dtype=np.int64) * step + step // 2  # second 0: all 10 readings
+    agg.feed(Block(ch.id, t0, np.full(10, 20.0)))
+    t1 = NS_PER_S + np.array([0, 1, 4, 5, 6, 9], np.int64) * step + step // 2  # 4 lost
+    lost_t = NS_PER_S + np.array([2, 3, 7, 8], np.int64) * step + step // 2
+    agg.feed_electrical(t1, np.full(6, 12.0), np.r_[np.full(5, 0.4), 3.3], np.ones(6))
+    over = np.array([True, False, True, False])
+    agg.feed_dropped(
+        lost_t, over, np.full(4, np.nan), np.array([2.8, np.nan, 1.4, np.nan], np.float64)
+    )
+    agg.feed(Block(ch.id, t1, np.full(6, 10.0)))
+    t2 = 2 * NS_PER_S + np.arange(10, dtype=np.int64) * step + step // 2  # second 2: all lost
+    agg.feed_dropped(t2, np.ones(10, np.bool_), np.full(10, np.nan), np.full(10, 1.4))
+    agg.feed(Block.of(ch.id, [3 * NS_PER_S + 5], [20.0]))  # closes seconds 1 and 2
+    assert [(i.t_end_ns, i.n, i.dropped, i.overrange) for i in got] == [
+        (NS_PER_S, 10, 0, 0),
+        (2 * NS_PER_S, 6, 4, 2),
+        (3 * NS_PER_S, 0, 10, 10),
+    ]
+    assert [i.expected for i in got] == pytest.approx([10.0, 10.0, 10.0])
+    assert got[1].watts == 10.0 and np.isnan(got[2].watts)
+    assert got[1].amps_floor == pytest.approx(3.3)  # the 3.3 A reading beats the 2.8 A floor
+    assert got[1].volts_floor is None and got[2].amps_floor == pytest.approx(1.4)
+    assert agg.missing == 0 and agg.drop_only == 1 and agg.dropped == 14
+    from powerd.ptd.protocol import invalid_reason
+
+    assert invalid_reason(got[0]) is None
+    assert invalid_reason(got[1]) is not None and invalid_reason(got[2]) is not None

@@ -25,6 +25,16 @@ CONTRACT = {
     "powerd_probe_reads_total": ("powerd_probe", "reads_total"),
     "powerd_probe_errors_total": ("powerd_probe", "errors_total"),
     "powerd_probe_problems_total": ("powerd_probe", "problems_total"),
+    # issue 15: continuous efficiency (the Grafana efficiency dashboard reads these)
+    "powerd_efficiency_units_per_second": ("powerd_efficiency", "units_per_second"),
+    "powerd_efficiency_power_watts": ("powerd_efficiency", "power_watts"),
+    "powerd_efficiency_joules_per_unit": ("powerd_efficiency", "joules_per_unit"),
+    "powerd_efficiency_joules_per_unit_uncertainty": (
+        "powerd_efficiency",
+        "joules_per_unit_uncertainty",
+    ),
+    "powerd_efficiency_units_per_joule": ("powerd_efficiency", "units_per_joule"),
+    "powerd_efficiency_idle_fraction": ("powerd_efficiency", "idle_fraction"),
 }
 
 

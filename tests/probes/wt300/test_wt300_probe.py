@@ -173,3 +173,49 @@ def test_spec_errors_say_what_to_do(tmp_path: Path) -> None:
         with pytest.raises(SpecError, match="largest range"):
             b.open(",irange=30")
         assert family.available().ok
+
+
+def test_auto_range_moves_are_dated_by_their_nan_update_and_lost_readings_reported(
+    tmp_path: Path,
+) -> None:
+    """A 40/5 W square every 1.3 s at 12 V crosses the 1/2/5 A ranges under auto ranging. Each
+    move is dated by the NAN update it causes, so the accuracy history holds the smaller ranges
+    for the readings really measured on them (not only the largest range), and never gives a
+    reading a range it could not have been measured on (P <= 1.4 x range). ``read_dropped``
+    reports the lost readings: overrange ones with the current floor 1.4 x the A range (I was
+    over, U was not)."""
+    wf = parse_spec("square,high=40,low=5,period=1.3,duty=0.5").waveform
+    with bench(tmp_path, waveform=wf) as b:
+        probe = b.open(",vi=on,integ=off")
+        assert probe.read_dropped() == {}  # the first call turns collection on
+        dropped: list[tuple[int, bool, float, float]] = []
+        changes = probe.accuracy_changes()
+
+        def enough() -> bool:
+            b.pull()
+            for blk in probe.read_dropped().values():
+                dropped.extend(
+                    zip(
+                        blk.t_ns.tolist(),
+                        blk.overrange.tolist(),
+                        blk.volts_floor.tolist(),
+                        blk.amps_floor.tolist(),
+                        strict=True,
+                    )
+                )
+            changes.extend(probe.accuracy_changes())
+            return b.got.n("wt300:wt310:p1") >= 40 and any(o for _, o, _, _ in dropped)
+
+        wait_for(enough, timeout_s=60)
+    hist = [(c.t_ns, c.accuracy.range_w) for c in changes if c.channel == "wt300:wt310:p1"]
+    assert [t for t, _ in hist] == sorted({t for t, _ in hist})  # one record per instant
+    t, v = b.got.arrays("wt300:wt310:p1")
+    on_range = []
+    for ti, vi in zip(t.tolist(), v.tolist(), strict=True):
+        range_w = [w for th, w in hist if th <= ti][-1]
+        assert vi <= 1.4 * range_w + 1e-9, (ti, vi, range_w)  # measurable on that range
+        on_range.append(range_w)
+    assert 15.0 in on_range  # low-level readings on the 1 A range (15 V x 1 A) are credited to it
+    over = [(vf, af) for _, o, vf, af in dropped if o]
+    assert over and all(np.isnan(vf) and af >= 1.4 * 0.5 - 1e-9 for vf, af in over)
+    assert any(not o for _, o, _, _ in dropped)  # the NAN of a range switch

@@ -101,3 +101,24 @@ def test_make_rejects_bad_options() -> None:
         make("wt310", WF, {"rate": "0.3"})
     with pytest.raises(SpecError, match="shares"):
         make("wt330", WF, {"shares": "1/2"})
+
+
+def test_range_crossing_load_one_nan_per_move_and_u_stays_a_number_when_i_is_over() -> None:
+    """A 40/5 W square every 0.5 s at 12 V (3.33 A / 0.42 A) under auto ranging: a range move
+    costs the one update after it (NAN), auto range decides nothing on that update (no chain of
+    moves on values the meter did not measure), and an overrange reading marks I (and P), not
+    U, which is inside its range."""
+    wf = parse_spec("square,high=40,low=5,period=0.5,duty=0.5").waveform
+    m = make("wt310", wf, {"rate": "0.1", "voltage": "12"})
+    ask(m, ":NUM:NORM:NUM 3;:NUM:ITEM1 P,1;:NUM:ITEM2 U,1;:NUM:ITEM3 I,1", T0)
+    got = [ask(m, ":NUM:NORM:VAL?", T0 + k * T + 1).strip() for k in range(1, 21)]
+    p = [x.split(",")[0] for x in got]
+    for k, x in enumerate(p):
+        if x == "NAN":
+            assert k > 0 and p[k - 1] != "NAN"  # one NAN after each move, never two
+    over = [x.split(",") for x in got if x.startswith("INF")]
+    assert over and all(u != "INF" and i == "INF" for _, u, i in over)
+    assert all(float(u) == pytest.approx(12.0) for _, u, _ in over)
+    # every period: high on the 2 A range reads overrange, the move to 5 A costs one update,
+    # then the readings are whole again
+    assert p.count("INF") >= 3 and sum(x not in ("NAN", "INF") for x in p) >= 8
