@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from powerd.i18n import _
 from powerd.live import STATIC_DIR, minmax_columns
 
 BASE_COLUMNS = 1000
@@ -126,7 +127,18 @@ def zoom_section(
     ends += [(b - origin_ns) / 1e9 for b, _, _, _ in phases]
     ends += [(e - origin_ns) / 1e9 for _, e, _, _ in phases]
     x0, x1 = (min(ends), max(ends)) if ends else (0.0, 1.0)
+    whole = _("whole run")
+    help_text = _(
+        "drag across a trace to zoom, the wheel zooms, Shift+wheel pans, double-click for the "
+        "whole run; bands are the min and max of each pixel column"
+    )
     meta = {
+        "text": {
+            "whole": whole,
+            "raw": _("{span} s shown, every sample"),
+            "columns": _("{span} s shown, min and max per pixel column"),
+            "time": _("time (s) from {start}").format(start=start_text),
+        },
         "x0": x0,
         "x1": x1 if x1 > x0 else x0 + 1.0,
         "start": start_text,
@@ -142,10 +154,8 @@ def zoom_section(
     app = app_js.replace("__PER_PX__", str(COLUMNS_PER_PIXEL)).replace("</script", "<\\/script")
     lib_script = lib.replace("</script", "<\\/script")
     html = (
-        '<div id="zoomchart"><div class="zbar"><button type="button">whole run</button>'
-        '<span class="zinfo"></span><span>drag across a trace to zoom, the wheel zooms, '
-        "Shift+wheel pans, double-click for the whole run; bands are the min and max of each "
-        "pixel column</span></div></div>"
+        f'<div id="zoomchart"><div class="zbar"><button type="button">{escape(whole)}</button>'
+        f'<span class="zinfo"></span><span>{escape(help_text)}</span></div></div>'
         f'<script type="application/json" id="powerd-traces">{data}</script>'
         f"<script>{lib_script}</script><script>{app}</script>"
         f"<!-- uPlot {UPLOT_VERSION} is embedded under its licence:\n"

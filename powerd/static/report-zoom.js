@@ -35,7 +35,8 @@
     syncing = false;
     const full = x0 <= D.x0 && x1 >= D.x1;
     const lv = Object.values(Z.level);
-    info.textContent = full ? "whole run" : (x1 - x0).toPrecision(3) + " s shown" + (lv.some((l) => l.raw) ? ", every sample" : ", min/max per column");
+    const T = D.text, span = (x1 - x0).toPrecision(3);
+    info.textContent = full ? T.whole : (lv.some((l) => l.raw) ? T.raw : T.columns).replace("{span}", span);
   }
   Z.zoom = zoom;
   const shade = { hooks: { drawAxes: [(u) => {
@@ -63,7 +64,7 @@
       legend: { show: false },
       series: [{ label: "s" }, { stroke: color, width: 1 }, { stroke: color, width: 1 }],
       bands: [{ series: [2, 1], fill: color + "55" }],
-      axes: [{ label: "time (s) from " + D.start }, { label: "W" }],
+      axes: [{ label: D.text.time }, { label: "W" }],
       hooks: { setScale: [(u, key) => { if (key === "x" && !syncing) zoom(u.scales.x.min, u.scales.x.max); }] },
     }, [L.t || [], L.lo || L.v || [], L.hi || L.v || []], el);
   });

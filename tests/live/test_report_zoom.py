@@ -138,3 +138,16 @@ def test_report_zooms_to_the_spike_in_a_browser(browser: Any, tmp_path: Path) ->
     assert errors == []
     assert all(u.startswith("file:") or u.startswith("data:") for u in requests)
     page.close()
+
+
+def test_zoom_controls_follow_the_report_language() -> None:
+    from powerd import i18n
+
+    t, v = spiky()
+    with i18n.language("ko"):
+        page = render_html(result(), {"meter:dut": (t[:1000], v[:1000])})
+    assert '<button type="button">전체 실행</button>' in page
+    data = page.split('id="powerd-traces">', 1)[1].split("</script>", 1)[0]
+    text = json.loads(data)["text"]
+    assert text["whole"] == "전체 실행" and "{span}" in text["raw"] and "s 표시" in text["raw"]
+    assert text["time"].endswith("부터의 시간 (s)")
