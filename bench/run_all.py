@@ -47,6 +47,7 @@ BENCHMARKS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("probe_cli_cost", "probe_cli_cost.py", ()),
     ("lpm01a_stream", "lpm01a_stream.py", ()),
     ("sink_throughput", "sink_throughput.py", ("victoria-metrics",)),
+    ("live_view", "live_view.py", ()),
 )
 # Run only when named with --only (too long for the default run: the soak takes an hour).
 ON_REQUEST: tuple[tuple[str, str, tuple[str, ...]], ...] = (("soak", "soak.py", ("mosquitto",)),)

@@ -58,12 +58,13 @@ from powerd.daemon import Daemon, MarkerOutcome
 from powerd.errors import PowerdError
 from powerd.exporter import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from powerd.exporter import registry_for, render
+from powerd.live import PUBLIC_PATHS, add_routes
 from powerd.phases import Phase, StampedMarker
 
 MAX_BODY_BYTES = 64 * 1024
 DEFAULT_SOURCE = "http"
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
-UNAUTHENTICATED = frozenset({"/healthz"})
+UNAUTHENTICATED = frozenset({"/healthz", *PUBLIC_PATHS})  # the live page holds no data
 SHUTDOWN_TIMEOUT_S = 5.0
 START_TIMEOUT_S = 10.0
 
@@ -383,6 +384,7 @@ def make_app(
     app.router.add_get("/v1/openapi.json", get_openapi)
     app.router.add_get("/healthz", get_health)
     app.router.add_get("/metrics", get_metrics)
+    add_routes(app, daemon)  # the live view (powerd.live): /live, /v1/live, /v1/samples
     return app
 
 

@@ -142,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--quiet", action="store_true", help="no progress line while CMD runs")
     add_lang_option(m)
     m.add_argument(
+        "--live",
+        action="store_true",
+        help="print the URL of a live view (loopback only) of the power and phases while CMD runs",
+    )
+    m.add_argument(
         "--loadgen-log",
         type=Path,
         default=None,

@@ -127,7 +127,8 @@ class Daemon:
     pending_listeners: list[Callable[[], None]] = field(default_factory=list)
     # Called with each accepted agent block (under the lock: must only enqueue, e.g. the sinks).
     block_listeners: list[Callable[[Block], None]] = field(default_factory=list)
-    # Called with each applied marker (under the lock: must only enqueue; powerd.phasecount).
+    # Called with each applied marker (under the lock: must only enqueue; powerd.phasecount,
+    # the live view).
     marker_listeners: list[Callable[[StampedMarker], None]] = field(default_factory=list)
     # Whether a run still waits for something besides its samples (counter reads at its phase
     # edges, powerd.phasecount): its result is not computed before this says False.

@@ -12,8 +12,10 @@ sudo=""
 packages=()
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv python3-pip)
 if [ "$dev" = 1 ]; then
-    # the tests' real parts: a browser for the HTML report, the MQTT broker and its clients,
-    # libfaketime for an agent whose clock is off, gcc for the fake NVML library, socat for ptys
+    # the tests' real parts: a browser for the HTML report and the live page (driven by the
+    # playwright package of the dev extras; it never downloads a browser), the MQTT broker and
+    # its clients, libfaketime for an agent whose clock is off, gcc for the fake NVML library,
+    # socat for ptys
     command -v chromium >/dev/null || packages+=(chromium fonts-dejavu-core)
     command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || packages+=(mosquitto)
     command -v mosquitto_pub >/dev/null || packages+=(mosquitto-clients)

@@ -123,6 +123,13 @@ def test_wheel_has_one_top_level_name_and_imports_from_a_fresh_venv(tmp_path: Pa
         "powerd/client.py",
         "powerd/commands/measure.py",
         "powerd/locale/ko/LC_MESSAGES/powerd.mo",  # the report catalogue (powerd.i18n)
+        # the live page and the vendored uPlot (MIT, with its licence): offline from the wheel
+        "powerd/static/live.html",
+        "powerd/static/live.js",
+        "powerd/static/report-zoom.js",
+        "powerd/static/uplot/uPlot.iife.min.js",
+        "powerd/static/uplot/uPlot.min.css",
+        "powerd/static/uplot/LICENSE",
     ):
         assert member in names
     targets = re.findall(r"=\s*([\w.]+):", entry_points)

@@ -340,6 +340,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
         try:
             api = ApiThread(make_app(daemon, None), "127.0.0.1", 0)
             try:
+                if getattr(args, "live", False):  # the app's /live page (powerd.live)
+                    print(f"powerd: live view: {api.url}/live", file=sys.stderr, flush=True)
                 env = {**os.environ, URL_ENV: api.url, RUN_ENV: args.run}
                 _wait_first_samples(timeline, probes)
                 if args.idle > 0:

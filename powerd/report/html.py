@@ -1,8 +1,10 @@
 """Self-contained HTML report of one run: a power-vs-time chart and the contract-2 result tables.
 
 The page is meant to be archived next to ``<run>.json`` and opened years later, offline, from a
-file, a CI artifact or an e-mail: so it is a single HTML5 document with inline CSS and inline SVG,
-no JavaScript and no reference to anything outside itself (a Content-Security-Policy forbids it).
+file, a CI artifact or an e-mail: so it is a single HTML5 document with inline CSS and inline SVG
+and no reference to anything outside itself (a Content-Security-Policy forbids it). Its only
+scripts, allowed by hash, are the embedded uPlot and the zoomable traces of
+``powerd.report.zoom``; without scripts (print, mail readers) the SVG chart shows instead.
 Traces of millions of samples are reduced with numpy to a min/max envelope of at most
 ``MAX_POINTS`` points per channel, so a one-sample spike stays visible. Every string that comes
 from the result or the traces is HTML-escaped; a missing figure (null) is shown as "—", never 0.
@@ -517,6 +519,28 @@ def _trials_table(trials: list[Any]) -> str:
     return f'<table id="trials"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 
 
+def _zoom(
+    phases: list[dict[str, Any]],
+    traces: dict[str, tuple[npt.NDArray[Any], npt.NDArray[Any]]],
+    units: dict[str, str],
+) -> tuple[str, str, list[str]]:
+    """The interactive uPlot chart (``powerd.report.zoom``) on the SVG chart's time origin and
+    phase colours; the SVG stays for print and script-less readers."""
+    from powerd.report.zoom import zoom_section
+
+    spans = _phase_spans(phases)
+    starts = [b for b, _, _ in spans] or [int(t[0]) for t, _ in traces.values() if len(t)]
+    origin = min(starts) if starts else 0
+    names = sorted({str(p.get("phase")) for _, _, p in spans} - {"idle"})
+    shaded = []
+    for b, e, p in spans:
+        name = str(p.get("phase"))
+        fill = _IDLE_FILL if name == "idle" else _PHASE_FILLS[names.index(name) % len(_PHASE_FILLS)]
+        shaded.append((b, e, name if not p.get("trial") else f"{name} #{p['trial']}", fill))
+    start = datetime.fromtimestamp(origin / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return zoom_section(traces, shaded, units, origin, start)
+
+
 def render_html(
     result: dict[str, Any],
     traces: dict[str, tuple[npt.NDArray[Any], npt.NDArray[Any]]],
@@ -545,17 +569,20 @@ def render_html(
     verify_html = verification_html(result.get("verification"))
     digest = None if manifest is None else manifest_digest(manifest)
     audit_html = verdicts_section(result) + manifest_section(manifest, digest) + signature_block()
+    zoom_html, zoom_css, script_hashes = _zoom(phases, traces, units or {})
     return (
         "<!DOCTYPE html>\n"
         f'<html lang="{lang()}"><head><meta charset="utf-8">'
         '<meta http-equiv="Content-Security-Policy" '
-        "content=\"default-src 'none'; style-src 'unsafe-inline'\">"
+        "content=\"default-src 'none'; style-src 'unsafe-inline'; "
+        f'script-src {" ".join(script_hashes)}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(_('powerd report — run {run}').format(run=result.get('run', DASH)))}"
-        f"</title><style>{_CSS}{PRINT_CSS}</style></head>"
+        f"</title><style>{_CSS}{PRINT_CSS}{zoom_css}</style></head>"
         f"<body><main><h1>{_e(_('Run {run}').format(run=result.get('run', DASH)))}</h1>"
         f'<p class="sub">{summary}</p>'
-        f"<h2>{_e(_('Power'))}</h2><figure>{_chart(phases, traces, units or {})}</figure>"
+        f'<h2>{_e(_("Power"))}</h2><figure id="svgchart">{_chart(phases, traces, units or {})}'
+        f"</figure>{zoom_html}"
         f"<h2>{_e(_('Results'))}</h2>{_results_table(phases)}"
         f"{_mlperf_table(phases)}"
         f"<h2>{_e(_('Channels'))}</h2>{_channels_table(phases)}"

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from powerd.live import STATIC_DIR
 from powerd.report.html import MAX_POINTS, decimate, fmt, fmt_pm, render_html
 from tests.tools import require_tool
 
@@ -148,10 +149,21 @@ def polylines(page: str) -> dict[str, list[tuple[float, float]]]:
 
 
 def test_page_is_self_contained() -> None:
-    page = render_html(realistic_result(), square_traces())
-    assert_well_formed(page)
+    full = render_html(realistic_result(), square_traces())
+    assert_well_formed(full)
+    # the scripts: the vendored uPlot exactly as shipped (its banner names its home page) and
+    # the page's own code, both allowed only by hash; no script loads anything
+    lib = (STATIC_DIR / "uplot" / "uPlot.iife.min.js").read_text(encoding="utf-8")
+    assert full.count(lib) == 1
+    page = full.replace(lib, "")
+    csp = re.search(r'Content-Security-Policy" content="([^"]*)"', page)
+    assert csp is not None and "default-src 'none'" in csp.group(1)
+    script_src = re.search(r"script-src ([^;]*)", csp.group(1))
+    assert script_src is not None and script_src.group(1).count("'sha256-") == 2
+    assert "unsafe" not in script_src.group(1)
+    assert "connect-src" not in csp.group(1)  # default-src 'none': no fetch, no XHR
     lowered = page.lower()
-    for forbidden in ("http://", "https://", "src=", "<script", "url(http", "@import", "//"):
+    for forbidden in ("http://", "https://", "src=", "<script src", "url(http", "@import", "//"):
         if forbidden == "//":
             assert re.search(r"""["'(]\s*//""", page) is None
         else:

@@ -254,7 +254,8 @@ def render(lang: str) -> tuple[str, str]:
 
 
 class _Text(HTMLParser):
-    """The text a reader sees (no <style>), and the ``lang`` of <html>."""
+    """The text a reader sees (no <style>, no <script>: the zoomable traces' code and data;
+    their words shown on the page come translated in the data), and the ``lang`` of <html>."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -265,11 +266,11 @@ class _Text(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "html":
             self.lang = dict(attrs).get("lang")
-        if tag == "style":
+        if tag in ("style", "script"):
             self._skip += 1
 
     def handle_endtag(self, tag: str) -> None:
-        if tag == "style":
+        if tag in ("style", "script"):
             self._skip -= 1
 
     def handle_data(self, data: str) -> None:
