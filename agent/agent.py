@@ -175,6 +175,7 @@ class Agent:
     # probe component ("probe:<spec>") -> why it is down; in the status as ``probes_down``
     probes_down: dict[str, str] = field(default_factory=dict)
     status_changes: int = 0
+    markers_refused: int = 0
     # (run, seq) of each relayed marker sent and not yet confirmed -> its spooled copies
     _unconfirmed: dict[tuple[str, int], list[Message]] = field(default_factory=dict)
     # blocks messages sent and not yet confirmed: spool id -> (message, blocks unconfirmed)
@@ -395,6 +396,25 @@ class Agent:
         if stored:
             self.spool.ack_many(stored)
 
+    def _refused(self, payload: bytes) -> None:
+        """The daemon refused a relayed marker: dropped from the spool (logged, counted), unless
+        a marker of its run sent before it is still unconfirmed (resends can arrive out of
+        order: an end before its begin); then it goes again with the next resend."""
+        try:
+            err = json.loads(payload)
+            key = wire.parse_ack(str(err.get("message", "")).encode())
+            reason = str(err.get("error", ""))[:300]
+        except (ValueError, AttributeError, RecursionError):
+            return
+        if key is None or key not in self._unconfirmed:
+            return
+        if any(r == key[0] and q < key[1] for r, q in self._unconfirmed):
+            return
+        self.spool.ack_many(self._unconfirmed.pop(key))
+        self.markers_refused += 1
+        self.status_changes += 1  # republished with the count
+        _log(f"the daemon refused marker seq {key[1]} of run {key[0]!r}: {reason}")
+
     async def _resend_unconfirmed(self) -> None:
         """Send again the markers the daemon has not confirmed within ``RESEND_S``."""
         while True:
@@ -413,6 +433,9 @@ class Agent:
                 continue
             if str(message.topic) == wire.acks_topic(self.cfg.id):
                 self._confirmed(payload)
+                continue
+            if str(message.topic) == wire.errors_topic(self.cfg.id):
+                self._refused(payload)
                 continue
             boot3, t3 = self.anchor.stamp()
             if boot3 != boot2:
@@ -436,6 +459,7 @@ class Agent:
             epochs=self.epochs(),
             spool=self.spool.snapshot(),
             probes_down=dict(self.probes_down),
+            markers_refused=self.markers_refused,
         )
 
     async def _status_updates(self, client: aiomqtt.Client) -> None:
@@ -461,6 +485,7 @@ class Agent:
         await client.subscribe(wire.clock_request_topic(self.cfg.id), qos=0)
         await client.subscribe(f"{wire.TOPIC_ROOT}/daemons/+", qos=1)
         await client.subscribe(wire.acks_topic(self.cfg.id), qos=1)
+        await client.subscribe(wire.errors_topic(self.cfg.id), qos=1)
         self.spool.release_unconfirmed()  # a new session: what was in flight may be lost
         self._unconfirmed.clear()
         self._waiting_blocks.clear()

@@ -181,6 +181,7 @@ class PowerdClient:
         # (run, seq) -> (payload, monotonic time last sent): MQTT markers not yet confirmed
         self._unconfirmed: dict[tuple[str, int], tuple[str, float]] = {}
         self._confirmed = threading.Condition(self._lock)
+        self._deferred: set[tuple[str, int]] = set()  # refused out of order: sent again later
         self._resender: threading.Thread | None = None
         self._closing = threading.Event()
 
@@ -368,6 +369,7 @@ class PowerdClient:
                 if key is not None:
                     with self._confirmed:
                         self._unconfirmed.pop(key, None)
+                        self._deferred.discard(key)
                         self._confirmed.notify_all()
                 return
             try:
@@ -377,10 +379,16 @@ class PowerdClient:
                 reason = msg.payload.decode("utf-8", "replace")
                 err = None
             with self._confirmed:
-                self._mqtt_errors.append(reason)
                 key = _rejected_key(err)
+                if key is not None and key in self._unconfirmed and self._earlier_unconfirmed(key):
+                    # Resent markers can arrive out of order after a reconnect (an end before
+                    # its begin): refused now, it is sent again once the earlier ones are in.
+                    self._deferred.add(key)
+                    return
+                self._mqtt_errors.append(reason)
                 if key is not None:  # refused for good: never sent again
                     self._unconfirmed.pop(key, None)
+                    self._deferred.discard(key)
                     self._confirmed.notify_all()
 
         client.on_connect = on_connect
@@ -402,15 +410,22 @@ class PowerdClient:
         self._resender.start()
         return client
 
+    def _earlier_unconfirmed(self, key: tuple[str, int]) -> bool:
+        """Whether a marker of the same run sent before ``key`` still awaits confirmation."""
+        return any(r == key[0] and s < key[1] for r, s in self._unconfirmed)
+
     def _resend(self, client: mqtt.Client, older_than_s: float) -> None:
-        """Publish again every unconfirmed marker last sent more than ``older_than_s`` ago."""
+        """Publish again, in order, every unconfirmed marker last sent more than ``older_than_s``
+        ago; one refused out of order waits until the markers before it are confirmed."""
         now = time.monotonic()
         with self._lock:
             due = [
                 (key, payload)
-                for key, (payload, sent) in self._unconfirmed.items()
-                if now - sent >= older_than_s
+                for key, (payload, sent) in sorted(self._unconfirmed.items())
+                if (key in self._deferred and not self._earlier_unconfirmed(key))
+                or (key not in self._deferred and now - sent >= older_than_s)
             ]
+            self._deferred.difference_update(k for k, _ in due)
             for key, payload in due:
                 self._unconfirmed[key] = (payload, now)
         for _, payload in due:

@@ -177,3 +177,36 @@ def test_agent_blocks_lost_by_a_broker_crash_are_sent_again(
         got = _agent_times(daemon.db, "edge-b", t0 + 50_000_000, t1 - 50_000_000)
     expected = expected_grid(agent.probes[0], t0 + 50_000_000, t1 - 50_000_000).size
     assert abs(got.size - expected) <= 2, (got.size, expected)
+
+
+def test_an_end_refused_before_its_resent_begin_is_sent_again_after_it(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    # After a reconnect, the client's resends and paho's own queue can deliver an end before
+    # its begin; the daemon refuses that end, and the client must send it again, not drop it.
+    daemon = DaemonProc("daemon", tmp_path, mqtt_port=broker.port)
+    with daemon:
+        daemon.start()
+        wait_for(lambda: _connected(daemon), 20.0, "daemon ingesting")
+        daemon.kill()
+        client = PowerdClient(
+            run="order1", source="harness-o", transport="mqtt", mqtt_port=broker.port
+        )
+        client.mark("begin", "p")
+        client.mark("end", "p", count=2)
+        broker.stop(kill=True)  # no persistence: both queued markers are gone
+        broker.start()
+        mqtt = client._mqtt
+        assert mqtt is not None
+        wait_for(mqtt.is_connected, 20.0, "client reconnected")
+        time.sleep(0.5)  # its reconnect resend went to no subscriber
+        (begin_key, _), (end_key, _) = sorted(client._unconfirmed.items())
+        with client._lock:  # the end is due for a resend, the begin not yet: out of order
+            client._unconfirmed[end_key] = (client._unconfirmed[end_key][0], 0.0)
+            begin_payload = client._unconfirmed[begin_key][0]
+            client._unconfirmed[begin_key] = (begin_payload, time.monotonic() + 3.0)
+        daemon.start()
+        result = daemon.wait_result("order1", timeout_s=40.0)
+        client.close()  # raises if a marker was dropped or stayed unconfirmed
+    assert result["phases"][0]["count"] == 2
+    assert sorted(_markers(daemon.db, "order1")) == [("harness-o", "begin"), ("harness-o", "end")]
