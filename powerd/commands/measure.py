@@ -1,9 +1,16 @@
 """``powerd measure -- CMD``: sample the probes, mark phases around CMD, report, exit as CMD did.
 
 Edge times are bracketed: the begin of ``run`` lies between the clock reads just before and after
-``Popen`` (which returns once the child has exec'd), the end between the last poll that saw CMD
-running and the poll that saw it exit. Each edge is stamped at its bracket's midpoint with half the
+``Popen`` (which returns once the child has exec'd), the end between the last check that saw CMD
+running and the check that saw it exit. Each edge is stamped at its bracket's midpoint with half the
 bracket as its uncertainty, which then enters the timing term of the energy uncertainty.
+
+The end is watched without busy polling: the main thread blocks in ``poll(2)`` on a pidfd of CMD
+(Linux >= 5.3), which the kernel makes readable the moment CMD exits, so the waking read is
+microseconds after the exit. The wait times out every ``EXIT_BRACKET_S`` only to keep the bracket's
+lower side exact (a clock read that saw CMD still running): the bracket is at most that wide, and
+the command costs ``1 / EXIT_BRACKET_S`` wakeups a second instead of a thousand (issue 16 item 4).
+Where pidfds are missing the old ``Popen.poll`` loop with ``EXIT_POLL_S`` is used.
 
 The workload can mark its own phases (prefill, decode, …) inside ``run``: measure serves the HTTP
 API on a free loopback port while CMD runs and passes ``POWERD_URL`` and ``POWERD_RUN`` in CMD's
@@ -18,12 +25,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
@@ -51,6 +60,7 @@ SOURCE = "powerd-measure"
 URL_ENV = "POWERD_URL"
 RUN_ENV = "POWERD_RUN"
 EXIT_POLL_S = 0.001
+EXIT_BRACKET_S = 0.02
 PROGRESS_TTY_S = 0.5
 PROGRESS_PIPE_S = 30.0
 TRAIL_TIMEOUT_S = 2.0
@@ -251,6 +261,48 @@ def _idle(marks: Marks, anchor: TimeAnchor, seconds: float, progress: Progress) 
     marks.mark("idle", "end", hi, hi)
 
 
+def _open_pidfd(pid: int) -> int | None:
+    """A pidfd for ``pid``, or None where the kernel or Python has none."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _wait_exit(
+    proc: subprocess.Popen[bytes], anchor: TimeAnchor, tick: Callable[[int], None]
+) -> tuple[int, int, int]:
+    """Wait for CMD to exit; return (last read that saw it running, first read after its exit,
+    exit status). Blocks on a pidfd (one wakeup per ``EXIT_BRACKET_S``) where it can, else polls."""
+    before = anchor.utc_ns()
+    pidfd = _open_pidfd(proc.pid)
+    if pidfd is None:
+        while True:
+            rc = proc.poll()
+            after = anchor.utc_ns()
+            if rc is not None:
+                return before, after, rc
+            before = after
+            tick(after)
+            time.sleep(EXIT_POLL_S)
+    try:
+        waiter = select.poll()
+        waiter.register(pidfd, select.POLLIN)
+        timeout_ms = max(1, round(EXIT_BRACKET_S * 1000))
+        while True:
+            # PEP 475 retries a poll a signal interrupts; a ready pidfd means CMD exited
+            ready = waiter.poll(timeout_ms)
+            after = anchor.utc_ns()
+            if ready:
+                break
+            before = after
+            tick(after)
+        rc = proc.wait()
+        return before, after, rc
+    finally:
+        os.close(pidfd)
+
+
 def _run_cmd(
     cmd: list[str],
     marks: Marks,
@@ -279,15 +331,9 @@ def _run_cmd(
     t_begin = (lo + hi) // 2
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        before = anchor.utc_ns()
-        while True:
-            rc = proc.poll()
-            after = anchor.utc_ns()
-            if rc is not None:
-                break
-            before = after
-            progress.tick("run", t_begin, after)
-            time.sleep(EXIT_POLL_S)
+        before, after, rc = _wait_exit(
+            proc, anchor, lambda now_ns: progress.tick("run", t_begin, now_ns)
+        )
     finally:
         signal.signal(signal.SIGINT, previous)
     marks.mark("run", "end", before, after, count=count, unit=unit)
