@@ -1,4 +1,4 @@
-"""Whole-process CPU of ``powerd measure --probe nvml`` while the command runs, measured from outside.
+"""Whole-process CPU of ``powerd measure --probe nvml`` while its command runs, seen from /proc.
 
 The GPU is the tests' fake ``libnvidia-ml.so.1`` (one GPU, 100 ms counter updates), loaded through
 the real nvidia-ml-py. ``powerd measure --quiet --probe nvml -- sleep S`` runs as its own process;
@@ -25,7 +25,7 @@ from typing import Any
 import benchlib
 
 sys.path.insert(0, str(benchlib.ROOT))
-from tests.probes.nvml.fakenvml import FakeGpu, build_fake, fake_env, write_config  # noqa: E402
+from tests.probes.nvml.fakenvml import FakeGpu, build_fake, fake_env, write_config
 
 NAME = "measure_cost"
 GOAL_PCT = 0.5
