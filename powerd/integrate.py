@@ -229,7 +229,7 @@ def _bend_one_w(p: F64, j: int) -> float:
         dd.insert(0, 0.0)
     if j + 2 == p.size:
         dd.append(0.0)
-    return max(dd[0], dd[1])
+    return float(max(dd[0], dd[1]))
 
 
 def _power_sums(
