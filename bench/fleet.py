@@ -1,4 +1,4 @@
-"""Fleet capacity: N simulated agents through real mosquitto to one ``powerd run`` (issue 16 item 1).
+"""Fleet capacity: N simulated agents through real mosquitto to one ``powerd run`` (issue 16).
 
 The load generator speaks the agent's wire protocol exactly (``powerd.agent.wire``), one MQTT
 connection per simulated agent as real agents have, all of them on one asyncio loop in this
@@ -340,8 +340,10 @@ def one_n(n: int, seconds: float, work: Path, phase_every_s: float) -> dict[str,
         http_port = free_port()
         cfg = daemon_config(work, broker.port, http_port, vm.url)
         log = (work / "daemon.log").open("wb")
+        profile = os.environ.get("FLEET_PROFILE")  # a path: run the daemon under cProfile
+        prof = ["-m", "cProfile", "-o", profile] if profile else []
         daemon = subprocess.Popen(
-            [sys.executable, "-m", "powerd", "--state-dir", str(work / "state"), "run"]
+            [sys.executable, *prof, "-m", "powerd", "--state-dir", str(work / "state"), "run"]
             + ["--config", str(cfg)],
             cwd=ROOT,
             stdout=log,
