@@ -342,9 +342,9 @@ def one_n(n: int, seconds: float, work: Path, phase_every_s: float) -> dict[str,
         log = (work / "daemon.log").open("wb")
         profile = os.environ.get("FLEET_PROFILE")  # a path: run the daemon under cProfile
         prof = ["-m", "cProfile", "-o", profile] if profile else []
+        argv = ["-m", "powerd", "--state-dir", str(work / "state"), "run", "--config", str(cfg)]
         daemon = subprocess.Popen(
-            [sys.executable, *prof, "-m", "powerd", "--state-dir", str(work / "state"), "run"]
-            + ["--config", str(cfg)],
+            [sys.executable, *prof, *argv],
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
