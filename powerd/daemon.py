@@ -38,7 +38,7 @@ import numpy as np
 from powerd.agent import wire
 from powerd.agent.epoch import epoch_link
 from powerd.audit import AuditContext, seal_manifest
-from powerd.block import Block
+from powerd.block import I64, Block
 from powerd.channel import Channel
 from powerd.clocksync import Exchange, OffsetEstimator
 from powerd.errors import MarkerError
@@ -634,9 +634,10 @@ class Daemon:
         now = self.clock()
         out = []
         with self._lock:
+            latest = self._latest_sorted()
             for run, (t_begin, t_end) in list(self._pending.items()):
                 waited = now - self._pending_since[run] >= self.result_grace_s * 1e9
-                if not (waited or self._covered(t_begin, t_end)):
+                if not (waited or self._covered(t_begin, t_end, latest)):
                     continue
                 del self._pending[run], self._pending_since[run]
                 self._stored_in_run.pop((t_begin, t_end), None)
@@ -662,12 +663,22 @@ class Daemon:
                 listener(result)
         return out
 
-    def _covered(self, t_begin_ns: int, t_end_ns: int) -> bool:
-        """Every channel that was sampling during the run has a sample at or after its end
-        (channels silent since before the run, e.g. an agent long gone, are not waited for)."""
+    def _latest_sorted(self) -> I64:
+        """Every channel's latest sample time, sorted: read once per ``due_results`` call, so
+        each pending run's coverage check costs two binary searches, not a pass over every
+        channel of every agent (issue 16: thousands of channels, hundreds of pending runs)."""
         latest = [self.timeline.latest(c) for c in list(self.timeline.channels)]
-        live = [t for t, _ in (x for x in latest if x is not None) if t >= t_begin_ns]
-        if not (live and all(t >= t_end_ns for t in live)):
+        return np.sort(np.array([x[0] for x in latest if x is not None], np.int64))
+
+    def _covered(self, t_begin_ns: int, t_end_ns: int, latest: I64) -> bool:
+        """Every channel that was sampling during the run has a sample at or after its end
+        (channels silent since before the run, e.g. an agent long gone, are not waited for).
+        ``latest``: ``_latest_sorted()``; a live channel (latest >= begin) short of the end is
+        one whose latest time lies in [begin, end)."""
+        live_from = int(np.searchsorted(latest, t_begin_ns, "left"))
+        if live_from == latest.size:
+            return False
+        if int(np.searchsorted(latest, t_end_ns, "left")) > live_from:
             return False
         # After a restart the timeline starts empty: a channel with stored samples in the run
         # (e.g. an agent whose backlog is still on its way) must reach the end too. Looked up
