@@ -51,7 +51,11 @@ def compute_run(
     t1 = max(p.t_end_ns for p in phases)
     known_channels = {**store.channels(), **(channels_as or {})}
     phases = [replace(p, device=phase_devices(p, known_channels)) for p in phases]
-    wanted = {*store.channels_with_data(t0, t1), *store.gap_channels(t0, t1)}
+    # every phase now names its devices and covers only their channels: ask the store about
+    # those alone (a fleet daemon holds thousands of other agents' channels; issue 16)
+    devices = {d for p in phases for d in (p.device or ())}
+    scoped = [c for c, ch in known_channels.items() if ch.device_id in devices]
+    wanted = {*store.channels_with_data(t0, t1, among=scoped), *store.gap_channels(t0, t1)}
     channels = {c: known_channels[c] for c in sorted(wanted) if c in known_channels}
     result = run_result(
         run, phases, channels, store.samples, idle_power_w, primary, store.accuracy_history

@@ -32,6 +32,11 @@ FLUSH_S = 1.0
 PRUNE_S = 600.0
 RESULT_POLL_S = 1.0
 PENDING_POLL_S = 0.02
+# The daemon's timeline serves only each channel's latest samples (coverage of pending results,
+# /v1/channels, /metrics); results are computed from the store. The default ring (2^20 samples,
+# 16 MiB per channel once filled) would grow a fleet daemon by 16 B per sample up to 128 GiB at
+# 8 000 channels (issue 16, per-agent state); this keeps it at 1 KiB per channel.
+DAEMON_RING_SAMPLES = 64
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -121,7 +126,7 @@ async def serve(cfg: DaemonConfig, state_dir: Path, config_path: Path | None = N
     store = Store(state_dir / "powerd.db", cfg.retention)
     store.annotate_channel = annotator(cfg.calibration)
     anchor = TimeAnchor()
-    timeline = Timeline()
+    timeline = Timeline(capacity_per_channel=DAEMON_RING_SAMPLES)
     daemon = Daemon(
         store,
         timeline,
