@@ -150,13 +150,18 @@ class Store:
     def put_channel(self, ch: Channel) -> None:
         if self.annotate_channel is not None:
             ch = self.annotate_channel(ch)
-        with self._tx() as db:
-            self._channels_cache = None
-            db.execute(
-                "INSERT INTO channels VALUES(?, ?) "
-                "ON CONFLICT(id) DO UPDATE SET json=excluded.json",
-                (ch.id, json.dumps(ch.to_json(), sort_keys=True)),
-            )
+        text = json.dumps(ch.to_json(), sort_keys=True)
+        with self._lock:
+            cache, self._channels_cache = self._channels_cache, None
+            with self._tx() as db:
+                db.execute(
+                    "INSERT INTO channels VALUES(?, ?) "
+                    "ON CONFLICT(id) DO UPDATE SET json=excluded.json",
+                    (ch.id, text),
+                )
+            if cache is not None:  # as channels() would read it back
+                cache[ch.id] = Channel.from_json(json.loads(text))
+                self._channels_cache = cache
 
     def channels(self) -> dict[str, Channel]:
         """Every channel ever put, by id (a new dict each call; the channels are immutable)."""
