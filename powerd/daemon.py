@@ -635,6 +635,7 @@ class Daemon:
         out = []
         with self._lock:
             latest = self._latest_sorted()
+            offsets: dict[str, dict[str, Any]] | None = None  # once per call, not per result
             for run, (t_begin, t_end) in list(self._pending.items()):
                 waited = now - self._pending_since[run] >= self.result_grace_s * 1e9
                 if not (waited or self._covered(t_begin, t_end, latest)):
@@ -644,13 +645,15 @@ class Daemon:
                 self.store.flush()
                 result = compute_run(self.store, run, self.idle_power_w, self.primary)
                 self.store.put_result(result, now)
+                if offsets is None:
+                    offsets = self.offsets_json()
                 try:
                     seal_manifest(
                         self.store,
                         result,
                         now,
                         self.audit_context,
-                        self.offsets_json(),
+                        offsets,
                         self.idle_power_w,
                         self.primary,
                     )

@@ -87,6 +87,7 @@ class Store:
         # channels() parsed once per change, not per result (a fleet daemon computes results
         # for runs of thousands of channels, several a second; issue 16)
         self._channels_cache: dict[str, Channel] | None = None
+        self._devices_cache: dict[str, tuple[str, ...]] | None = None
         # applied to every channel put (the daemon's calibration certificates, powerd.calibration)
         self.annotate_channel: Callable[[Channel], Channel] | None = None
         version = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
@@ -160,8 +161,13 @@ class Store:
                     (ch.id, text),
                 )
             if cache is not None:  # as channels() would read it back
+                old = cache.get(ch.id)
                 cache[ch.id] = Channel.from_json(json.loads(text))
                 self._channels_cache = cache
+                if old is None or old.device_id != ch.device_id:
+                    self._devices_cache = None
+            else:
+                self._devices_cache = None
 
     def channels(self) -> dict[str, Channel]:
         """Every channel ever put, by id (a new dict each call; the channels are immutable)."""
@@ -172,6 +178,17 @@ class Store:
                     cid: Channel.from_json(json.loads(text)) for cid, text in rows
                 }
             return dict(self._channels_cache)
+
+    def channels_by_device(self) -> dict[str, tuple[str, ...]]:
+        """Channel ids by device id (``Channel.device_id``), kept with ``channels()``'s cache:
+        a result asks which channels its devices have, among a fleet's thousands."""
+        with self._lock:
+            if self._devices_cache is None or self._channels_cache is None:
+                by: dict[str, list[str]] = {}
+                for cid, ch in self.channels().items():
+                    by.setdefault(ch.device_id, []).append(cid)
+                self._devices_cache = {d: tuple(ids) for d, ids in by.items()}
+            return self._devices_cache
 
     def put_accuracy(self, channel: str, t_ns: int, accuracy: Accuracy) -> None:
         """Record that ``channel``'s accuracy is ``accuracy`` from ``t_ns`` on (a meter's range
