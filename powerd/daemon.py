@@ -630,37 +630,46 @@ class Daemon:
         return bool(self._pending)
 
     def due_results(self) -> list[dict[str, Any]]:
-        """Compute the runs whose closed phases are now covered by data (or waited long enough)."""
+        """Compute the runs whose closed phases are now covered by data (or waited long enough).
+
+        Which runs are due is decided under the daemon's lock; their results are computed after
+        it is released (the store has its own lock), so ingestion on the event loop is not held
+        up while a fleet's results are computed, several a second (issue 16)."""
         now = self.clock()
-        out = []
+        due: list[str] = []
         with self._lock:
             latest = self._latest_sorted()
-            offsets: dict[str, dict[str, Any]] | None = None  # once per call, not per result
             for run, (t_begin, t_end) in list(self._pending.items()):
                 waited = now - self._pending_since[run] >= self.result_grace_s * 1e9
                 if not (waited or self._covered(t_begin, t_end, latest)):
                     continue
                 del self._pending[run], self._pending_since[run]
                 self._stored_in_run.pop((t_begin, t_end), None)
-                self.store.flush()
-                result = compute_run(self.store, run, self.idle_power_w, self.primary)
-                self.store.put_result(result, now)
-                if offsets is None:
-                    offsets = self.offsets_json()
-                try:
-                    seal_manifest(
-                        self.store,
-                        result,
-                        now,
-                        self.audit_context,
-                        offsets,
-                        self.idle_power_w,
-                        self.primary,
-                    )
-                except Exception as err:  # the result stands, its audit trail is missing: say so
+                due.append(run)
+            if not due:
+                return []
+            self.store.flush()  # the samples that made them due, before any is computed
+            offsets = self.offsets_json()  # once per call, not per result
+        out = []
+        for run in due:
+            result = compute_run(self.store, run, self.idle_power_w, self.primary)
+            self.store.put_result(result, now)
+            try:
+                seal_manifest(
+                    self.store,
+                    result,
+                    now,
+                    self.audit_context,
+                    offsets,
+                    self.idle_power_w,
+                    self.primary,
+                )
+            except Exception as err:  # the result stands, its audit trail is missing: say so
+                with self._lock:
                     self._problem("local", "manifest_failed", f"run {run}: {err}")
+            with self._lock:
                 self.counts["results"] += 1
-                out.append(result)
+            out.append(result)
         for result in out:
             for listener in self.result_listeners:
                 listener(result)
