@@ -58,6 +58,11 @@ PUBLISH_INTERVAL_S = 0.5
 RESULT_GRACE_S = 1.0
 TICK_S = os.sysconf("SC_CLK_TCK")
 METRIC_UNC = "powerd_agent_clock_uncertainty_seconds"
+# the shipped mosquitto/powerd.conf's queue and in-flight limits, without its persistence (its
+# autosave_on_changes rewrites the broker's database at every message: see BENCHMARKS.md)
+BROKER_LIMITS = (
+    "max_queued_messages 100000\nmax_queued_bytes 1073741824\nmax_inflight_messages 100\n"
+)
 
 
 @dataclass
@@ -348,7 +353,7 @@ def one_n(n: int, seconds: float, work: Path, phase_every_s: float) -> dict[str,
     from tests.servers import free_port, mosquitto, victoria_metrics
 
     with ExitStack() as stack:
-        broker = stack.enter_context(mosquitto(work, extra="max_queued_messages 100000\n"))
+        broker = stack.enter_context(mosquitto(work, extra=BROKER_LIMITS))
         vm = stack.enter_context(victoria_metrics(work))
         http_port = free_port()
         cfg = daemon_config(work, broker.port, http_port, vm.url)
