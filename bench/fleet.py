@@ -111,6 +111,7 @@ class SimAgent:
         self.period_ns = int(1e9 / RATE_HZ)
         self.base_w = 100.0 + 100.0 * rng.random()
         self.block_samples: dict[int, int] = {}
+        self.published_all = False  # its last blocks are sent: only confirmations to wait for
 
     def _status(self, state: str) -> bytes:
         return wire.status(
@@ -225,6 +226,7 @@ class SimAgent:
             phases = asyncio.create_task(self._phases(client, stop))
             await self._publisher(client, stop)
             phases.cancel()
+            self.published_all = True
             await drained.wait()  # keep answering and collecting confirmations
             receiver.cancel()
             await client.publish(
@@ -261,7 +263,10 @@ async def run_fleet(spec: FleetSpec, duration_s: float, drain_s: float, tally: T
     deadline = time.monotonic() + drain_s
     while time.monotonic() < deadline:
         due = [r for r, t in tally.end_sent_s.items() if r not in tally.results_s]
-        if not tally.blocks_unconfirmed and not tally.markers_unconfirmed and not due:
+        sending = any(
+            not a.published_all for a, t in zip(agents, tasks, strict=True) if not t.done()
+        )
+        if not (sending or tally.blocks_unconfirmed or tally.markers_unconfirmed or due):
             break
         await asyncio.sleep(0.2)
     drained.set()
