@@ -284,19 +284,6 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK_S
 
 
-def threads_cpu_s(pid: int) -> dict[str, float]:
-    """utime + stime (s) per thread name of ``pid`` (threads of one name summed)."""
-    out: dict[str, float] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            name = (task / "comm").read_text().strip()
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / TICK_S
-    return out
-
-
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -386,30 +373,31 @@ def one_n(n: int, seconds: float, work: Path, phase_every_s: float) -> dict[str,
             fleet = asyncio.create_task(run_fleet(spec, seconds, 60.0, tally))
             await asyncio.sleep(min(10.0, seconds / 3))  # connected and warm
             marks["c0"] = {k: proc_cpu_s(p) for k, p in pids.items()}
-            marks["th0"] = threads_cpu_s(daemon.pid)
             marks["t0"] = time.monotonic()
             await asyncio.sleep(seconds - min(10.0, seconds / 3) - 1.0)
             marks["c1"] = {k: proc_cpu_s(p) for k, p in pids.items()}
-            marks["th1"] = threads_cpu_s(daemon.pid)
             marks["t1"] = time.monotonic()
             marks["rss"] = {k: rss_mib(p) for k, p in pids.items()}
             marks["unc"] = clock_uncertainty_s(url)
             await fleet
 
         asyncio.run(measured())
+        vm.force_flush()
+        one = f"{spec.prefix}-00000"
+        series = {
+            "all": vm.query('count({__name__=~"powerd_.+"})'),
+            "agent_channels": vm.query(f'count({{__name__=~"powerd_.+",agent="{one}"}})'),
+            "agent_phases": vm.query(f'count({{__name__=~"powerd_phase_.+",run=~"{one}-.+"}})'),
+        }
+        marks["series"] = {k: int(float(v[0]["value"][1])) if v else 0 for k, v in series.items()}
         wall = marks["t1"] - marks["t0"]
         cpu = {k: 100 * (marks["c1"][k] - marks["c0"][k]) / wall for k in pids}
         lat = [tally.results_s[r] - t for r, t in tally.end_sent_s.items() if r in tally.results_s]
         unc = marks["unc"]
-        threads = {
-            k: round(100 * (v - marks["th0"].get(k, 0.0)) / wall, 2)
-            for k, v in marks["th1"].items()
-        }
         return {
             "agents": n,
             "seconds": seconds,
             "cpu_pct": cpu,
-            "daemon_threads_pct": threads,
             "rss_mib": marks["rss"],
             "blocks_sent": tally.blocks_sent,
             "samples_sent": tally.samples_sent,
@@ -425,6 +413,7 @@ def one_n(n: int, seconds: float, work: Path, phase_every_s: float) -> dict[str,
             "clock_unc_max_ms": max(unc) * 1e3 if unc else None,
             "clock_agents_measured": len(unc),
             "clock_replies": tally.clock_replies,
+            "series": marks["series"],
             "agent_errors": tally.connect_errors,
         }
 
