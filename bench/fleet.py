@@ -359,8 +359,18 @@ def one_n(n: int, seconds: float, work: Path, phase_every_s: float) -> dict[str,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        stack.callback(daemon.wait, 30)
-        stack.callback(daemon.terminate)
+        notes: list[str] = []
+
+        def stop_daemon() -> None:
+            daemon.terminate()
+            try:
+                daemon.wait(60)
+            except subprocess.TimeoutExpired:
+                notes.append("the daemon did not stop within 60 s of SIGTERM: killed")
+                daemon.kill()
+                daemon.wait(30)
+
+        stack.callback(stop_daemon)
         url = f"http://127.0.0.1:{http_port}"
         wait_http(f"{url}/healthz")
         assert broker.proc is not None
@@ -378,18 +388,29 @@ def one_n(n: int, seconds: float, work: Path, phase_every_s: float) -> dict[str,
             marks["c1"] = {k: proc_cpu_s(p) for k, p in pids.items()}
             marks["t1"] = time.monotonic()
             marks["rss"] = {k: rss_mib(p) for k, p in pids.items()}
-            marks["unc"] = clock_uncertainty_s(url)
+            try:
+                marks["unc"] = await asyncio.to_thread(clock_uncertainty_s, url)
+            except OSError as err:
+                notes.append(f"/metrics did not answer: {err}")
+                marks["unc"] = []
             await fleet
 
         asyncio.run(measured())
-        vm.force_flush()
-        one = f"{spec.prefix}-00000"
-        series = {
-            "all": vm.query('count({__name__=~"powerd_.+"})'),
-            "agent_channels": vm.query(f'count({{__name__=~"powerd_.+",agent="{one}"}})'),
-            "agent_phases": vm.query(f'count({{__name__=~"powerd_phase_.+",run=~"{one}-.+"}})'),
-        }
-        marks["series"] = {k: int(float(v[0]["value"][1])) if v else 0 for k, v in series.items()}
+        try:
+            vm.force_flush()
+            one = f"{spec.prefix}-00000"
+            runs = f"{one}-.+"
+            series = {
+                "all": vm.query('count({__name__=~"powerd_.+"})'),
+                "agent_channels": vm.query(f'count({{__name__=~"powerd_.+",agent="{one}"}})'),
+                "agent_phases": vm.query(f'count({{__name__=~"powerd_phase_.+",run=~"{runs}"}})'),
+            }
+            marks["series"] = {
+                k: int(float(v[0]["value"][1])) if v else 0 for k, v in series.items()
+            }
+        except OSError as err:
+            notes.append(f"VictoriaMetrics query failed: {err}")
+            marks["series"] = {}
         wall = marks["t1"] - marks["t0"]
         cpu = {k: 100 * (marks["c1"][k] - marks["c0"][k]) / wall for k in pids}
         lat = [tally.results_s[r] - t for r, t in tally.end_sent_s.items() if r in tally.results_s]
@@ -414,6 +435,7 @@ def one_n(n: int, seconds: float, work: Path, phase_every_s: float) -> dict[str,
             "clock_agents_measured": len(unc),
             "clock_replies": tally.clock_replies,
             "series": marks["series"],
+            "notes": notes,
             "agent_errors": tally.connect_errors,
         }
 
@@ -431,8 +453,12 @@ def main() -> int:
     args = p.parse_args()
     rows = []
     for n in args.agents:
-        with tempfile.TemporaryDirectory(prefix=f"powerd-fleet-{n}-") as tmp:
-            r = one_n(n, args.seconds, Path(tmp), args.phase_every)
+        try:
+            with tempfile.TemporaryDirectory(prefix=f"powerd-fleet-{n}-") as tmp:
+                r = one_n(n, args.seconds, Path(tmp), args.phase_every)
+        except Exception as err:  # one N that breaks down is a finding, not the end of the run
+            print(json.dumps({"agents": n, "error": repr(err)[:2000]}), flush=True)
+            continue
         rows.append(r)
         print(json.dumps(r), flush=True)
     head = "| N | daemon % core | daemon RSS MiB | broker % core | generator % core | "
