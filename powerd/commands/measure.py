@@ -8,9 +8,12 @@ bracket as its uncertainty, which then enters the timing term of the energy unce
 The end is watched without busy polling: the main thread blocks in ``poll(2)`` on a pidfd of CMD
 (Linux >= 5.3), which the kernel makes readable the moment CMD exits, so the waking read is
 microseconds after the exit. The wait times out every ``EXIT_BRACKET_S`` only to keep the bracket's
-lower side exact (a clock read that saw CMD still running): the bracket is at most that wide, and
-the command costs ``1 / EXIT_BRACKET_S`` wakeups a second instead of a thousand (issue 16 item 4).
-Where pidfds are missing the old ``Popen.poll`` loop with ``EXIT_POLL_S`` is used.
+lower side exact (a clock read that saw CMD still running), so the command costs
+``1 / EXIT_BRACKET_S`` wakeups a second instead of a thousand (issue 16 item 4). The exit lies in
+(last read that saw CMD running, waking read]; as the waking read follows the exit at once, the
+edge is stamped at the waking read with that whole width as its uncertainty (a bracket centred
+there, which contains the exact one): a midpoint stamp would be early by half the width on every
+run. Where pidfds are missing the old ``Popen.poll`` loop with ``EXIT_POLL_S`` is used.
 
 The workload can mark its own phases (prefill, decode, …) inside ``run``: measure serves the HTTP
 API on a free loopback port while CMD runs and passes ``POWERD_URL`` and ``POWERD_RUN`` in CMD's
@@ -60,7 +63,7 @@ SOURCE = "powerd-measure"
 URL_ENV = "POWERD_URL"
 RUN_ENV = "POWERD_RUN"
 EXIT_POLL_S = 0.001
-EXIT_BRACKET_S = 0.02
+EXIT_BRACKET_S = 0.01
 PROGRESS_TTY_S = 0.5
 PROGRESS_PIPE_S = 30.0
 TRAIL_TIMEOUT_S = 2.0
@@ -272,8 +275,11 @@ def _open_pidfd(pid: int) -> int | None:
 def _wait_exit(
     proc: subprocess.Popen[bytes], anchor: TimeAnchor, tick: Callable[[int], None]
 ) -> tuple[int, int, int]:
-    """Wait for CMD to exit; return (last read that saw it running, first read after its exit,
-    exit status). Blocks on a pidfd (one wakeup per ``EXIT_BRACKET_S``) where it can, else polls."""
+    """Wait for CMD to exit; return the end edge's bracket (lo, hi) and the exit status.
+
+    Polling (no pidfd): lo is the last read that saw CMD running, hi the first read after its exit.
+    On a pidfd, whose wakeup follows the exit at once: hi - lo is twice the width of that exact
+    bracket and its middle is the waking read (see the module docstring)."""
     before = anchor.utc_ns()
     pidfd = _open_pidfd(proc.pid)
     if pidfd is None:
@@ -298,7 +304,7 @@ def _wait_exit(
             before = after
             tick(after)
         rc = proc.wait()
-        return before, after, rc
+        return before, 2 * after - before, rc
     finally:
         os.close(pidfd)
 
@@ -331,13 +337,13 @@ def _run_cmd(
     t_begin = (lo + hi) // 2
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        before, after, rc = _wait_exit(
+        end_lo, end_hi, rc = _wait_exit(
             proc, anchor, lambda now_ns: progress.tick("run", t_begin, now_ns)
         )
     finally:
         signal.signal(signal.SIGINT, previous)
-    marks.mark("run", "end", before, after, count=count, unit=unit)
-    progress.tick("run", t_begin, after, force=True)
+    marks.mark("run", "end", end_lo, end_hi, count=count, unit=unit)
+    progress.tick("run", t_begin, (end_lo + end_hi) // 2, force=True)
     progress.done()
     return rc if rc >= 0 else 128 - rc
 

@@ -1,5 +1,6 @@
 """``powerd measure`` waits for its command on a pidfd (issue 16): the end edge's bracket still
-holds the exit, the exit status comes through, and the fallback poll loop agrees."""
+holds the exit and its stamp is not early, the exit status comes through, and the fallback poll
+loop agrees."""
 
 from __future__ import annotations
 
@@ -26,13 +27,15 @@ def run_and_wait(code: int, fallback: bool, monkeypatch: pytest.MonkeyPatch) -> 
     proc = subprocess.Popen(
         [sys.executable, "-c", CHILD.format(code=code)], stdout=subprocess.PIPE, text=True
     )
-    before, after, rc = measure._wait_exit(proc, anchor, ticks.append)
+    lo, hi, rc = measure._wait_exit(proc, anchor, ticks.append)
     assert proc.stdout is not None
     last_ns = anchor.utc_ns(int(proc.stdout.read().split()[0]))
     assert rc == code
-    assert before <= after
-    assert last_ns <= after, "the bracket ends before the child's last act"
-    assert all(t <= after for t in ticks)
+    assert lo <= hi
+    assert last_ns <= hi, "the bracket ends before the child's last act"
+    assert all(t <= hi for t in ticks)
+    if not fallback:  # stamped at the waking read, which follows the exit
+        assert (lo + hi) // 2 >= last_ns, "the end edge is stamped before the child's last act"
 
 
 @pytest.mark.parametrize("fallback", [False, True], ids=["pidfd", "poll"])
