@@ -57,6 +57,9 @@ class OffsetEstimator:
     window_ns: int = WINDOW_NS
     exchanges: deque[Exchange] = field(default_factory=lambda: deque(maxlen=MAX_EXCHANGES))
     rejected: int = 0
+    # (best exchange, drift) of the current exchanges: computed once per change, not per stamp
+    # placed (a daemon places every block of every agent with it; issue 16)
+    _fit: tuple[Exchange, float] | None = field(default=None, repr=False, compare=False)
 
     def add(self, ex: Exchange) -> bool:
         """Keep a plausible exchange (non-negative round trip); drop those older than the window."""
@@ -64,6 +67,7 @@ class OffsetEstimator:
             self.rejected += 1
             return False
         self.exchanges.append(ex)
+        self._fit = None
         while self.exchanges and self.exchanges[0].t4_ns < ex.t4_ns - self.window_ns:
             self.exchanges.popleft()
         return True
@@ -82,8 +86,10 @@ class OffsetEstimator:
         """Offset for a stamp taken at ``at_ns`` (daemon clock; default: the best exchange)."""
         if not self.exchanges:
             return None
-        best = min(self.exchanges, key=lambda e: e.rtt_ns)
-        drift = self._drift(best)
+        if self._fit is None:
+            best = min(self.exchanges, key=lambda e: e.rtt_ns)
+            self._fit = (best, self._drift(best))
+        best, drift = self._fit
         dt = 0 if at_ns is None else at_ns - best.t4_ns
         offset = best.offset_ns + drift * dt
         uncertainty = best.rtt_ns / 2 + abs(drift) * abs(dt) * 0.5

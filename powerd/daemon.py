@@ -38,7 +38,7 @@ import numpy as np
 from powerd.agent import wire
 from powerd.agent.epoch import epoch_link
 from powerd.audit import AuditContext, seal_manifest
-from powerd.block import Block
+from powerd.block import I64, Block
 from powerd.channel import Channel
 from powerd.clocksync import Exchange, OffsetEstimator
 from powerd.errors import MarkerError
@@ -651,47 +651,78 @@ class Daemon:
         return bool(self._pending)
 
     def due_results(self) -> list[dict[str, Any]]:
-        """Compute the runs whose closed phases are now covered by data (or waited long enough)."""
+        """Compute the runs whose closed phases are now covered by data (or waited long enough).
+
+        Which runs are due is decided under the daemon's lock; their results are computed after
+        it is released (the store has its own lock), so ingestion on the event loop is not held
+        up while a fleet's results are computed, several a second (issue 16)."""
         now = self.clock()
-        out = []
+        due: list[str] = []
         with self._lock:
+            latest = self._latest_sorted()
             for run, (t_begin, t_end) in list(self._pending.items()):
                 waited = now - self._pending_since[run] >= self.result_grace_s * 1e9
-                if not (waited or self._covered(t_begin, t_end)):
+                if not (waited or self._covered(t_begin, t_end, latest)):
                     continue
                 if self.run_busy is not None and self.run_busy(run):
                     continue  # its counter reads are under way (bounded by their timeouts)
                 del self._pending[run], self._pending_since[run]
                 self._stored_in_run.pop((t_begin, t_end), None)
-                self.store.flush()
-                result = compute_run(self.store, run, self.idle_power_w, self.primary)
-                self.store.put_result(result, now)
-                try:
-                    seal_manifest(
-                        self.store,
-                        result,
-                        now,
-                        self.audit_context,
-                        self.offsets_json(),
-                        self.idle_power_w,
-                        self.primary,
-                    )
-                except Exception as err:  # the result stands, its audit trail is missing: say so
+                due.append(run)
+            if not due:
+                return []
+            self.store.flush()  # the samples that made them due, before any is computed
+            offsets = self.offsets_json()  # once per call, not per result
+        out = []
+        for run in due:
+            result = compute_run(self.store, run, self.idle_power_w, self.primary)
+            self.store.put_result(result, now)
+            try:
+                seal_manifest(
+                    self.store,
+                    result,
+                    now,
+                    self.audit_context,
+                    offsets,
+                    self.idle_power_w,
+                    self.primary,
+                )
+            except Exception as err:  # the result stands, its audit trail is missing: say so
+                with self._lock:
                     self._problem("local", "manifest_failed", f"run {run}: {err}")
+            with self._lock:
                 self.counts["results"] += 1
-                out.append(result)
+            out.append(result)
         for result in out:
             for listener in self.result_listeners:
                 listener(result)
         return out
 
-    def _covered(self, t_begin_ns: int, t_end_ns: int) -> bool:
+    def _latest_sorted(self) -> tuple[I64, int]:
+        """Every channel's latest sample time, sorted, and how many channels have none yet:
+        read once per ``due_results`` call, so each pending run's coverage check costs two
+        binary searches, not a pass over every channel of every agent (issue 16: thousands of
+        channels, hundreds of pending runs)."""
+        times, empty = self.timeline.latest_times()
+        return np.sort(times), empty
+
+    def _covered(self, t_begin_ns: int, t_end_ns: int, latest: tuple[I64, int]) -> bool:
         """Every channel that was sampling during the run has a sample at or after its end
-        (channels silent since before the run, e.g. an agent long gone, are not waited for)."""
-        latest = [self.timeline.latest(c) for c in list(self.timeline.channels)]
-        live = [t for t, _ in (x for x in latest if x is not None) if t >= t_begin_ns]
-        if not (live and all(t >= t_end_ns for t in live)):
+        (channels silent since before the run, e.g. an agent long gone, are not waited for).
+        ``latest``: ``_latest_sorted()``; a live channel (latest >= begin) short of the end is
+        one whose latest time lies in [begin, end)."""
+        times, empty = latest
+        live_from = int(np.searchsorted(times, t_begin_ns, "left"))
+        if live_from == times.size:
             return False
+        if int(np.searchsorted(times, t_end_ns, "left")) > live_from:
+            return False
+        if empty == 0:
+            # Every channel has had a sample since the start, and every stored block went to
+            # the timeline too, so a channel with stored data in the run has its latest sample
+            # at or after the run's begin: checked above. The store is asked only while some
+            # channel has none (after a restart), where it does tell more.
+            return True
         # After a restart the timeline starts empty: a channel with stored samples in the run
         # (e.g. an agent whose backlog is still on its way) must reach the end too. Looked up
         # once per pending window, not at every poll.

@@ -24,6 +24,7 @@ Coverage is the fraction of the window not inside a gap longer than ``GAP_FACTOR
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Literal
@@ -217,22 +218,51 @@ def _bend_w(p: F64, s: int, stop: int) -> F64:
     return np.maximum(dd[:-1], dd[1:])
 
 
+def _bend_one_w(p: F64, j: int) -> float:
+    """``_bend_w(p, j, j + 2)[0]`` in scalar arithmetic (one interval: a window edge's)."""
+    vals = p[max(j - 1, 0) : min(j + 3, p.size)].tolist()
+    d = [b - a for a, b in itertools.pairwise(vals)]
+    if len(d) < 2:
+        return math.inf
+    dd = [abs(b - a) for a, b in itertools.pairwise(d)]
+    if j == 0:
+        dd.insert(0, 0.0)
+    if j + 2 == p.size:
+        dd.append(0.0)
+    return float(max(dd[0], dd[1]))
+
+
 def _power_sums(
     t: I64, p: F64, w: Window, e: _Edges, threshold_ns: float, step_w: float = math.inf
 ) -> _Sums:
     """Trapezoid sums over [a, inner samples..., b] without copying the inner samples; inner
     intervals changing by more than ``step_w`` (W, bend-limited) are counted as steps."""
     sums = _Sums(vmax=max(e.va, e.vb), vmin=min(e.va, e.vb), step_w=step_w)
-    one = np.empty(1, np.float64)
 
     def edge(t0: int, t1: int, v0: float, v1: float, j: int) -> None:
-        """A window edge's piece [t0, t1] of the sample interval j (t[j]..t[j+1])."""
-        one[0] = float(t1 - t0)
-        bend = np.array([math.inf])
+        """A window edge's piece [t0, t1] of the sample interval j (t[j]..t[j+1]).
+
+        The same sums as ``_Sums.add`` of a one-interval array, in scalar arithmetic: a window
+        has two edges and each numpy call on one element costs a microsecond (issue 16 item 4)."""
+        dt = float(t1 - t0)
+        bend = math.inf
         if j >= 0 and j + 1 < t.size:
-            bend = _bend_w(p, j, j + 2)
-        sums.add(one, np.array([v0]), np.array([v1]), math.inf, bend)
-        x2 = (min(abs(v1 - v0), float(bend[0])) * (t1 - t0)) ** 2
+            bend = _bend_one_w(p, j)
+        sums.left += dt * v0
+        sums.right += dt * v1
+        limited = min(abs(v1 - v0), bend)
+        x = limited * dt
+        x2 = x * x
+        sums.disc2 += x2
+        sums.disc4 += x2 * x2
+        sums.n_inner += 1
+        if limited > sums.step_w:
+            sums.n_steps += 1
+            sums.step2 += x2
+        sums.dt2 += dt * dt
+        sums.vmax = max(sums.vmax, v1)
+        sums.vmin = min(sums.vmin, v1)
+        x2 = (min(abs(v1 - v0), bend) * (t1 - t0)) ** 2
         sums.edge_disc2 += x2
         sums.edge_disc4 += x2 * x2
 

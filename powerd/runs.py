@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -51,8 +52,20 @@ def compute_run(
     t0 = min(p.t_begin_ns for p in phases)
     t1 = max(p.t_end_ns for p in phases)
     known_channels = {**store.channels(), **(channels_as or {})}
-    phases = [replace(p, device=phase_devices(p, known_channels)) for p in phases]
-    wanted = {*store.channels_with_data(t0, t1), *store.gap_channels(t0, t1)}
+    if channels_as:
+        by_device: dict[str, list[str]] = {}
+        for c, ch in known_channels.items():
+            by_device.setdefault(ch.device_id, []).append(c)
+        channels_of: Mapping[str, Sequence[str]] = by_device
+    else:
+        channels_of = store.channels_by_device()
+    known_devices = set(channels_of)
+    phases = [replace(p, device=phase_devices(p, known_channels, known_devices)) for p in phases]
+    # every phase now names its devices and covers only their channels: ask the store about
+    # those alone (a fleet daemon holds thousands of other agents' channels; issue 16)
+    devices = {d for p in phases for d in (p.device or ())}
+    scoped = [c for d in devices for c in channels_of.get(d, ())]
+    wanted = {*store.channels_with_data(t0, t1, among=scoped), *store.gap_channels(t0, t1)}
     channels = {c: known_channels[c] for c in sorted(wanted) if c in known_channels}
     result = run_result(
         run, phases, channels, store.samples, idle_power_w, primary, store.accuracy_history
@@ -71,13 +84,17 @@ def compute_run(
     return result
 
 
-def phase_devices(phase: Phase, channels: dict[str, Channel]) -> tuple[str, ...]:
+def phase_devices(
+    phase: Phase, channels: dict[str, Channel], known_devices: set[str] | None = None
+) -> tuple[str, ...]:
     """The devices a phase covers: those its begin marker named, else its source's own device
     (an agent's id when the source is an agent, or a device that daemon probes are assigned
     to), else the daemon's own unassigned channels (``local``)."""
     if phase.device is not None:
         return phase.device
-    known = {ch.device_id for ch in channels.values()}
+    known = (
+        known_devices if known_devices is not None else {ch.device_id for ch in channels.values()}
+    )
     return (phase.source,) if phase.source in known else (LOCAL_DEVICE,)
 
 

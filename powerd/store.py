@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -86,6 +86,10 @@ class Store:
         self._pending: dict[str, tuple[list[I64], list[F64]]] = {}
         self._pending_seen: list[tuple[str, int, int]] = []
         self._flushes = 0
+        # channels() parsed once per change, not per result (a fleet daemon computes results
+        # for runs of thousands of channels, several a second; issue 16)
+        self._channels_cache: dict[str, Channel] | None = None
+        self._devices_cache: dict[str, tuple[str, ...]] | None = None
         # applied to every channel put (the daemon's calibration certificates, powerd.calibration)
         self.annotate_channel: Callable[[Channel], Channel] | None = None
         version = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
@@ -149,17 +153,44 @@ class Store:
     def put_channel(self, ch: Channel) -> None:
         if self.annotate_channel is not None:
             ch = self.annotate_channel(ch)
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO channels VALUES(?, ?) "
-                "ON CONFLICT(id) DO UPDATE SET json=excluded.json",
-                (ch.id, json.dumps(ch.to_json(), sort_keys=True)),
-            )
+        text = json.dumps(ch.to_json(), sort_keys=True)
+        with self._lock:
+            cache, self._channels_cache = self._channels_cache, None
+            with self._tx() as db:
+                db.execute(
+                    "INSERT INTO channels VALUES(?, ?) "
+                    "ON CONFLICT(id) DO UPDATE SET json=excluded.json",
+                    (ch.id, text),
+                )
+            if cache is not None:  # as channels() would read it back
+                old = cache.get(ch.id)
+                cache[ch.id] = Channel.from_json(json.loads(text))
+                self._channels_cache = cache
+                if old is None or old.device_id != ch.device_id:
+                    self._devices_cache = None
+            else:
+                self._devices_cache = None
 
     def channels(self) -> dict[str, Channel]:
+        """Every channel ever put, by id (a new dict each call; the channels are immutable)."""
         with self._lock:
-            rows = self._db.execute("SELECT id, json FROM channels ORDER BY id").fetchall()
-        return {cid: Channel.from_json(json.loads(text)) for cid, text in rows}
+            if self._channels_cache is None:
+                rows = self._db.execute("SELECT id, json FROM channels ORDER BY id").fetchall()
+                self._channels_cache = {
+                    cid: Channel.from_json(json.loads(text)) for cid, text in rows
+                }
+            return dict(self._channels_cache)
+
+    def channels_by_device(self) -> dict[str, tuple[str, ...]]:
+        """Channel ids by device id (``Channel.device_id``), kept with ``channels()``'s cache:
+        a result asks which channels its devices have, among a fleet's thousands."""
+        with self._lock:
+            if self._devices_cache is None or self._channels_cache is None:
+                by: dict[str, list[str]] = {}
+                for cid, ch in self.channels().items():
+                    by.setdefault(ch.device_id, []).append(cid)
+                self._devices_cache = {d: tuple(ids) for d, ids in by.items()}
+            return self._devices_cache
 
     def put_accuracy(self, channel: str, t_ns: int, accuracy: Accuracy) -> None:
         """Record that ``channel``'s accuracy is ``accuracy`` from ``t_ns`` on (a meter's range
@@ -283,8 +314,24 @@ class Store:
         hi = min(t.size, int(np.searchsorted(t, t_end_ns, "left")) + 1)
         return t[lo:hi], v[lo:hi]
 
-    def channels_with_data(self, t_begin_ns: int, t_end_ns: int) -> list[str]:
+    def channels_with_data(
+        self, t_begin_ns: int, t_end_ns: int, among: Iterable[str] | None = None
+    ) -> list[str]:
+        """Channels with a stored block overlapping [begin, end]. ``among``: only these are
+        asked, each by the (channel, t_last_ns) index; without it the whole table is scanned,
+        which a fleet's store (thousands of channels, a row per channel per second) makes
+        too slow to do for every result (issue 16)."""
         with self._lock:
+            if among is not None:
+                q = (
+                    "SELECT 1 FROM blocks WHERE channel=? AND t_last_ns >= ? AND t_first_ns <= ?"
+                    " LIMIT 1"
+                )
+                return sorted(
+                    c
+                    for c in set(among)
+                    if self._db.execute(q, (c, t_begin_ns, t_end_ns)).fetchone() is not None
+                )
             rows = self._db.execute(
                 "SELECT DISTINCT channel FROM blocks WHERE t_last_ns >= ? AND t_first_ns <= ?",
                 (t_begin_ns, t_end_ns),

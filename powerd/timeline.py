@@ -114,6 +114,9 @@ class Timeline:
         self.channels: dict[str, Channel] = {}
         self.rings: dict[str, Ring] = {}
         self._lock = threading.Lock()
+        # each channel's latest sample time, kept at append: a daemon with thousands of agents
+        # reads them all at every check of its pending results (``latest_times``; issue 16)
+        self._last_t_ns: dict[str, int] = {}
 
     def add_channel(self, channel: Channel, replace: bool = False) -> None:
         """Register a channel; metadata may change only with ``replace`` (an agent re-announces)."""
@@ -129,11 +132,22 @@ class Timeline:
             raise KeyError(f"unknown channel {block.channel}")
         clean = block.finite()
         with self._lock:
-            self.rings[block.channel].append(clean.t_ns, clean.value)
+            ring = self.rings[block.channel]
+            ring.append(clean.t_ns, clean.value)
+            last = ring.last_t_ns()
+            if last is not None:
+                self._last_t_ns[block.channel] = last
 
     def window(self, channel: str, t_begin_ns: int, t_end_ns: int) -> tuple[I64, F64]:
         with self._lock:
             return self.rings[channel].window(t_begin_ns, t_end_ns)
+
+    def latest_times(self) -> tuple[I64, int]:
+        """Every channel's latest sample time (unordered), and how many channels have none."""
+        with self._lock:
+            n = len(self._last_t_ns)
+            times = np.fromiter(self._last_t_ns.values(), np.int64, n)
+            return times, len(self.rings) - n
 
     def latest(self, channel: str) -> tuple[int, float] | None:
         with self._lock:

@@ -1,9 +1,19 @@
 """``powerd measure -- CMD``: sample the probes, mark phases around CMD, report, exit as CMD did.
 
 Edge times are bracketed: the begin of ``run`` lies between the clock reads just before and after
-``Popen`` (which returns once the child has exec'd), the end between the last poll that saw CMD
-running and the poll that saw it exit. Each edge is stamped at its bracket's midpoint with half the
+``Popen`` (which returns once the child has exec'd), the end between the last check that saw CMD
+running and the check that saw it exit. Each edge is stamped at its bracket's midpoint with half the
 bracket as its uncertainty, which then enters the timing term of the energy uncertainty.
+
+The end is watched without busy polling: the main thread blocks in ``poll(2)`` on a pidfd of CMD
+(Linux >= 5.3), which the kernel makes readable the moment CMD exits, so the waking read is
+microseconds after the exit. The wait times out every ``EXIT_BRACKET_S`` only to keep the bracket's
+lower side exact (a clock read that saw CMD still running), so the command costs
+``1 / EXIT_BRACKET_S`` wakeups a second instead of a thousand (issue 16 item 4). The exit lies in
+(last read that saw CMD running, waking read]; as the waking read follows the exit at once, the
+edge is stamped at the waking read with that whole width as its uncertainty (a bracket centred
+there, which contains the exact one): a midpoint stamp would be early by half the width on every
+run. Where pidfds are missing the old ``Popen.poll`` loop with ``EXIT_POLL_S`` is used.
 
 The workload can mark its own phases (prefill, decode, …) inside ``run``: measure serves the HTTP
 API on a free loopback port while CMD runs and passes ``POWERD_URL`` and ``POWERD_RUN`` in CMD's
@@ -18,12 +28,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
@@ -56,6 +68,7 @@ SOURCE = "powerd-measure"
 URL_ENV = "POWERD_URL"
 RUN_ENV = "POWERD_RUN"
 EXIT_POLL_S = 0.001
+EXIT_BRACKET_S = 0.01
 PROGRESS_TTY_S = 0.5
 PROGRESS_PIPE_S = 30.0
 TRAIL_TIMEOUT_S = 2.0
@@ -256,6 +269,51 @@ def _idle(marks: Marks, anchor: TimeAnchor, seconds: float, progress: Progress) 
     marks.mark("idle", "end", hi, hi)
 
 
+def _open_pidfd(pid: int) -> int | None:
+    """A pidfd for ``pid``, or None where the kernel or Python has none."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _wait_exit(
+    proc: subprocess.Popen[bytes], anchor: TimeAnchor, tick: Callable[[int], None]
+) -> tuple[int, int, int]:
+    """Wait for CMD to exit; return the end edge's bracket (lo, hi) and the exit status.
+
+    Polling (no pidfd): lo is the last read that saw CMD running, hi the first read after its exit.
+    On a pidfd, whose wakeup follows the exit at once: hi - lo is twice the width of that exact
+    bracket and its middle is the waking read (see the module docstring)."""
+    before = anchor.utc_ns()
+    pidfd = _open_pidfd(proc.pid)
+    if pidfd is None:
+        while True:
+            rc = proc.poll()
+            after = anchor.utc_ns()
+            if rc is not None:
+                return before, after, rc
+            before = after
+            tick(after)
+            time.sleep(EXIT_POLL_S)
+    try:
+        waiter = select.poll()
+        waiter.register(pidfd, select.POLLIN)
+        timeout_ms = max(1, round(EXIT_BRACKET_S * 1000))
+        while True:
+            # PEP 475 retries a poll a signal interrupts; a ready pidfd means CMD exited
+            ready = waiter.poll(timeout_ms)
+            after = anchor.utc_ns()
+            if ready:
+                break
+            before = after
+            tick(after)
+        rc = proc.wait()
+        return before, 2 * after - before, rc
+    finally:
+        os.close(pidfd)
+
+
 def _run_cmd(
     cmd: list[str],
     marks: Marks,
@@ -284,19 +342,13 @@ def _run_cmd(
     t_begin = (lo + hi) // 2
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        before = anchor.utc_ns()
-        while True:
-            rc = proc.poll()
-            after = anchor.utc_ns()
-            if rc is not None:
-                break
-            before = after
-            progress.tick("run", t_begin, after)
-            time.sleep(EXIT_POLL_S)
+        end_lo, end_hi, rc = _wait_exit(
+            proc, anchor, lambda now_ns: progress.tick("run", t_begin, now_ns)
+        )
     finally:
         signal.signal(signal.SIGINT, previous)
-    marks.mark("run", "end", before, after, count=count, unit=unit)
-    progress.tick("run", t_begin, after, force=True)
+    marks.mark("run", "end", end_lo, end_hi, count=count, unit=unit)
+    progress.tick("run", t_begin, (end_lo + end_hi) // 2, force=True)
     progress.done()
     return rc if rc >= 0 else 128 - rc
 

@@ -33,7 +33,12 @@ from powerd.timeline import Timeline
 FLUSH_S = 1.0
 PRUNE_S = 600.0
 RESULT_POLL_S = 1.0
-PENDING_POLL_S = 0.002
+PENDING_POLL_S = 0.02
+# The daemon's timeline serves only each channel's latest samples (coverage of pending results,
+# /v1/channels, /metrics); results are computed from the store. The default ring (2^20 samples,
+# 16 MiB per channel once filled) would grow a fleet daemon by 16 B per sample up to 128 GiB at
+# 8 000 channels (issue 16, per-agent state); this keeps it at 1 KiB per channel.
+DAEMON_RING_SAMPLES = 64
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -86,8 +91,10 @@ def _sinks(cfg: DaemonConfig, state_dir: Path) -> list[Sink]:
 async def housekeeping(daemon: Daemon, store: Store) -> None:
     """Compute results as they fall due, flush agents' samples, prune old ones.
 
-    A closing phase wakes this loop at once; while results are pending it checks every 2 ms
-    whether the data covers them, so a result follows its end marker within milliseconds."""
+    A closing phase wakes this loop at once; while results are pending it checks every 20 ms
+    whether the data covers them (agents' data arrives every publish interval, 0.5 s by default,
+    so a faster check gains nothing and costs a thread hop per check: with a fleet some result
+    is always pending; issue 16)."""
     loop = asyncio.get_running_loop()
     woken = asyncio.Event()
 
@@ -139,7 +146,7 @@ async def serve(cfg: DaemonConfig, state_dir: Path, config_path: Path | None = N
     store = Store(state_dir / "powerd.db", cfg.retention)
     store.annotate_channel = annotator(cfg.calibration)
     anchor = TimeAnchor()
-    timeline = Timeline()
+    timeline = Timeline(capacity_per_channel=DAEMON_RING_SAMPLES)
     daemon = Daemon(
         store,
         timeline,

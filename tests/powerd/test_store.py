@@ -110,3 +110,43 @@ def test_sigkill_mid_write_leaves_a_store_with_every_commit(tmp_path: Path) -> N
             assert bool((np.diff(t) > 0).all())
             assert json.dumps(st.channels()[CH.id].to_json())
         time.sleep(0)
+
+
+def test_channels_read_back_as_stored_after_updates(tmp_path: Path) -> None:
+    """channels() is parsed once and then kept in step with put_channel (issue 16): what it
+    returns equals what a fresh reader of the file sees, and callers cannot alter it."""
+    store = Store(tmp_path / "c.db")
+    a = Channel(id="e1/sim:a", kind="power", source_class="meter", nominal_period_s=0.1)
+    b = Channel(id="e1/sim:b", kind="energy", source_class="telemetry", nominal_period_s=0.1)
+    store.put_channel(a)
+    assert store.channels() == {a.id: a}
+    store.put_channel(b)
+    moved = Channel.from_json({**a.to_json(), "stamp_uncertainty_s": 0.0025})
+    store.put_channel(moved)
+    got = store.channels()
+    got.pop(a.id)
+    store.flush()
+    fresh = Store(tmp_path / "c.db")
+    try:
+        assert store.channels() == fresh.channels() == {a.id: moved, b.id: b}
+    finally:
+        fresh.close()
+        store.close()
+
+
+def test_channels_with_data_among_matches_the_scan(tmp_path: Path) -> None:
+    store = Store(tmp_path / "d.db")
+    t = np.arange(10, dtype=np.int64) * 100 + 1_000
+    for cid, shift in (("x/sim:a", 0), ("x/sim:b", 5_000), ("y/sim:c", 0)):
+        store.put_channel(Channel(id=cid, kind="power", source_class="meter", nominal_period_s=1))
+        store.append(Block(cid, t + shift, np.ones(10)))
+    store.flush()
+    try:
+        for lo, hi in ((0, 500), (0, 1_500), (1_900, 6_000), (7_000, 9_000)):
+            scan = store.channels_with_data(lo, hi)
+            assert store.channels_with_data(lo, hi, among=["x/sim:a", "x/sim:b", "y/sim:c"]) == scan
+            assert store.channels_with_data(lo, hi, among=["x/sim:a"]) == [
+                c for c in scan if c == "x/sim:a"
+            ]
+    finally:
+        store.close()
