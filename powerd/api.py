@@ -41,7 +41,6 @@ import asyncio
 import contextlib
 import hmac
 import json
-import math
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -58,7 +57,7 @@ from powerd.daemon import Daemon, MarkerOutcome
 from powerd.errors import PowerdError
 from powerd.exporter import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from powerd.exporter import registry_for, render
-from powerd.live import PUBLIC_PATHS, add_routes
+from powerd.live import PUBLIC_PATHS, add_routes, json_text
 from powerd.phases import Phase, StampedMarker
 
 MAX_BODY_BYTES = 64 * 1024
@@ -96,19 +95,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # --- JSON helpers ------------------------------------------------------------------------------
 
 
-def _finite(obj: Any) -> Any:
-    """Non-finite floats as null: ``NaN``/``Infinity`` are not JSON and break strict parsers."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
-
-
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    body = json.dumps(_finite(data), allow_nan=False, separators=(",", ":"))
+    body = json_text(data)  # non-finite floats as null (powerd.live)
     return web.Response(text=body, status=status, content_type="application/json", headers=headers)
 
 

@@ -163,7 +163,7 @@ def attach(daemon: Any) -> LiveFeed:
 
 
 def _finite(obj: Any) -> Any:
-    """Non-finite floats as null (NaN is not JSON), through dicts and lists."""
+    """Non-finite floats as null: ``NaN``/``Infinity`` are not JSON and break strict parsers."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
@@ -173,9 +173,13 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+def json_text(data: Any) -> str:
+    """Compact strict JSON of ``data``, non-finite floats as null (shared with powerd.api)."""
+    return json.dumps(_finite(data), allow_nan=False, separators=(",", ":"))
+
+
 def _sse(event: str, data: Any) -> bytes:
-    text = json.dumps(_finite(data), allow_nan=False, separators=(",", ":"))
-    return f"event: {event}\ndata: {text}\n\n".encode()
+    return f"event: {event}\ndata: {json_text(data)}\n\n".encode()
 
 
 def _number(query: Any, name: str, default: float, lo: float, hi: float) -> float:

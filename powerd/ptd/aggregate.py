@@ -267,6 +267,17 @@ class TapProbe:
     def channels(self) -> list[Channel]:
         return list(self._probe.channels())
 
+    def _read_primary(self, read: Callable[[], Any]) -> Any:
+        """The primary channel's entry of a side read (V/A/PF or dropped power), or None.
+
+        A failing side read is counted and shown by the face; power still flows."""
+        try:
+            return read().get(self._primary)
+        except Exception as err:
+            self.electrical_errors += 1
+            self.last_electrical_error = f"{type(err).__name__}: {err}"
+            return None
+
     def read(self, now_utc_ns: int) -> list[Block]:
         blocks: list[Block] = self._probe.read(now_utc_ns)
         # V/A/PF first: an interval closes when power of a later one arrives, and takes the
@@ -274,12 +285,7 @@ class TapProbe:
         read_el = getattr(self._probe, "read_electrical", None)
         read_drop = getattr(self._probe, "read_dropped", None)
         if callable(read_drop):
-            try:
-                lost = read_drop().get(self._primary)
-            except Exception as err:  # counted and shown like a failed V/A read
-                self.electrical_errors += 1
-                self.last_electrical_error = f"{type(err).__name__}: {err}"
-                lost = None
+            lost = self._read_primary(read_drop)
             if lost is not None and len(lost.t_ns):
                 self._agg.feed_dropped(
                     np.asarray(lost.t_ns, np.int64),
@@ -288,12 +294,7 @@ class TapProbe:
                     np.asarray(lost.amps_floor, np.float64),
                 )
         if callable(read_el):
-            try:
-                el = read_el().get(self._primary)
-            except Exception as err:  # counted and shown by the face; power still flows
-                self.electrical_errors += 1
-                self.last_electrical_error = f"{type(err).__name__}: {err}"
-                el = None
+            el = self._read_primary(read_el)
             if el is not None and len(el.t_ns):
                 self._agg.feed_electrical(
                     np.asarray(el.t_ns, np.int64),

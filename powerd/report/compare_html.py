@@ -20,8 +20,9 @@ from powerd.report.html import (
     DASH,
     _e,
     _flags_cell,
-    _tick_label,
     _ticks,
+    _x_grid,
+    _y_grid,
     fmt,
     fmt_pm,
 )
@@ -87,12 +88,7 @@ def bar_chart(doc: dict[str, Any], key: str, title: str) -> str:
         f'<svg class="chart" id="chart-{_e(key)}" viewBox="0 0 {_W} {_H}" role="img" '
         f'aria-label="{_e(title)}">'
     ]
-    for v in ticks:
-        y = sy(v)
-        parts.append(
-            f'<line class="grid" x1="{_ML}" x2="{_ML + _PW}" y1="{y:.1f}" y2="{y:.1f}"/>'
-            f'<text x="{_ML - 7}" y="{y + 4:.1f}" text-anchor="end">{_tick_label(v, dec)}</text>'
-        )
+    parts += _y_grid(ticks, dec, sy, _ML, _PW)
     for i, (it, f) in enumerate(zip(items, figs, strict=True)):
         cx = _ML + slot * (i + 0.5)
         label = _e(it["label"])
@@ -167,19 +163,8 @@ def scatter_chart(doc: dict[str, Any]) -> str:
         f'<svg class="chart" id="chart-scatter" viewBox="0 0 {_W} {_H}" role="img" '
         f'aria-label="{_e(_("Efficiency against throughput"))}">'
     ]
-    for v in y_ticks:
-        y = sy(v)
-        parts.append(
-            f'<line class="grid" x1="{_ML}" x2="{_ML + _PW}" y1="{y:.1f}" y2="{y:.1f}"/>'
-            f'<text x="{_ML - 7}" y="{y + 4:.1f}" text-anchor="end">{_tick_label(v, y_dec)}</text>'
-        )
-    for v in x_ticks:
-        x = sx(v)
-        parts.append(
-            f'<line class="grid" x1="{x:.1f}" x2="{x:.1f}" y1="{_MT}" y2="{_MT + _PH}"/>'
-            f'<text x="{x:.1f}" y="{_MT + _PH + 17}" text-anchor="middle">'
-            f"{_tick_label(v, x_dec)}</text>"
-        )
+    parts += _y_grid(y_ticks, y_dec, sy, _ML, _PW)
+    parts += _x_grid(x_ticks, x_dec, sx, _MT, _PH)
     placed: list[tuple[float, float]] = []
     for i, it, fx, fy in pts:
         label = _e(it["label"])

@@ -13,6 +13,7 @@ from the result or the traces is HTML-escaped; a missing figure (null) is shown 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
@@ -187,6 +188,38 @@ def _tick_label(v: float, decimals: int) -> str:
     return "0" if s.lstrip("-").strip("0.,") == "" else s.replace("-", MINUS)
 
 
+def _y_grid(
+    ticks: list[float], dec: int, sy: Callable[[float], float], left: int, width: int
+) -> list[str]:
+    """Horizontal grid lines with their labels left of the plot, one per y tick (SVG).
+
+    Shared by the run report's chart and the comparison charts (``compare_html``), which differ
+    only in their plot box (``left``/``width`` in SVG units)."""
+    out = []
+    for v in ticks:
+        y = sy(v)
+        out.append(
+            f'<line class="grid" x1="{left}" x2="{left + width}" y1="{y:.1f}" y2="{y:.1f}"/>'
+            f'<text x="{left - 7}" y="{y + 4:.1f}" text-anchor="end">{_tick_label(v, dec)}</text>'
+        )
+    return out
+
+
+def _x_grid(
+    ticks: list[float], dec: int, sx: Callable[[float], float], top: int, height: int
+) -> list[str]:
+    """Vertical grid lines with their labels under the plot, one per x tick (SVG)."""
+    out = []
+    for v in ticks:
+        x = sx(v)
+        out.append(
+            f'<line class="grid" x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + height}"/>'
+            f'<text x="{x:.1f}" y="{top + height + 17}" text-anchor="middle">'
+            f"{_tick_label(v, dec)}</text>"
+        )
+    return out
+
+
 def _phase_spans(phases: list[dict[str, Any]]) -> list[tuple[int, int, dict[str, Any]]]:
     out = []
     for p in phases:
@@ -240,19 +273,8 @@ def _chart(
             f'width="{max(x1 - x0, 0.0):.1f}" height="{_PH}"/></clipPath>'
         )
     parts.append("</defs>")
-    for v in y_ticks:
-        y = sy(v)
-        parts.append(
-            f'<line class="grid" x1="{_ML}" x2="{_ML + _PW}" y1="{y:.1f}" y2="{y:.1f}"/>'
-            f'<text x="{_ML - 7}" y="{y + 4:.1f}" text-anchor="end">{_tick_label(v, y_dec)}</text>'
-        )
-    for v in x_ticks:
-        x = sx(v)
-        parts.append(
-            f'<line class="grid" x1="{x:.1f}" x2="{x:.1f}" y1="{_MT}" y2="{_MT + _PH}"/>'
-            f'<text x="{x:.1f}" y="{_MT + _PH + 17}" text-anchor="middle">'
-            f"{_tick_label(v, x_dec)}</text>"
-        )
+    parts += _y_grid(y_ticks, y_dec, sy, _ML, _PW)
+    parts += _x_grid(x_ticks, x_dec, sx, _MT, _PH)
     names = sorted({str(p.get("phase")) for _, _, p in spans} - {"idle"})
     for i, (b, e, p) in enumerate(spans):
         x0, x1 = sx((b - origin) / 1e9), sx((e - origin) / 1e9)
