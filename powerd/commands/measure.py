@@ -61,6 +61,7 @@ from powerd.report.table import format_table
 from powerd.results import choose_primary
 from powerd.runner import Sampler
 from powerd.runs import compute_run
+from powerd.store import Store
 from powerd.timebase import TimeAnchor
 from powerd.timeline import Timeline
 
@@ -353,6 +354,33 @@ def _run_cmd(
     return rc if rc >= 0 else 128 - rc
 
 
+def _local_daemon(
+    probes: list[Probe], store: Store
+) -> tuple[TimeAnchor, Timeline, Sampler, Daemon, tuple[str, ...]]:
+    """The in-process sampler and daemon of one command run (``measure``, ``verify``).
+
+    Returns the time anchor, the sampler's timeline, the (not yet started) sampler, the daemon
+    that takes this run's markers, and the device ids of the probes' channels."""
+    anchor = TimeAnchor()
+    timeline = Timeline()
+    sampler = Sampler(
+        probes,
+        timeline,
+        store,
+        anchor,
+        put_gap=store.put_gap,
+        put_accuracy=store.put_accuracy,
+    )
+    # Daemon() registers every channel the store has ever seen on its timeline (what the
+    # long-running daemon wants after a restart); the command's waits and progress must see only
+    # its own probes, so the daemon loads into a scratch timeline and then reads the sampler's.
+    daemon = Daemon(store, Timeline(capacity_per_channel=2), anchor.utc_ns)
+    daemon.timeline = timeline
+    # the command's own phases cover every probe it samples, assigned to a device or not
+    devices = tuple(sorted({ch.device_id for p in probes for ch in p.channels()}))
+    return anchor, timeline, sampler, daemon, devices
+
+
 def cmd_measure(args: argparse.Namespace) -> int:
     from powerd.paths import default_state_dir, open_store
 
@@ -368,24 +396,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
                 f"run {args.run!r} already exists in {store.path}; choose another --run "
                 f"(or read it with `powerd report {args.run}`)"
             )
-        anchor = TimeAnchor()
-        timeline = Timeline()
-        sampler = Sampler(
-            probes,
-            timeline,
-            store,
-            anchor,
-            put_gap=store.put_gap,
-            put_accuracy=store.put_accuracy,
-        )
-        # Daemon() registers every channel the store has ever seen on its timeline (what the
-        # long-running daemon wants after a restart); measure's waits and progress must see only
-        # this command's probes, so the daemon loads into a scratch timeline and then reads the
-        # sampler's.
-        daemon = Daemon(store, Timeline(capacity_per_channel=2), anchor.utc_ns)
-        daemon.timeline = timeline
-        # this command's own phases cover every probe it samples, assigned to a device or not
-        devices = tuple(sorted({ch.device_id for p in probes for ch in p.channels()}))
+        anchor, timeline, sampler, daemon, devices = _local_daemon(probes, store)
         marks = Marks(daemon, args.run, devices or None)
         progress = Progress(timeline, args.run, args.quiet)
         sampler.start()

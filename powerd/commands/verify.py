@@ -40,6 +40,7 @@ from powerd.commands.measure import (
     SOURCE,
     URL_ENV,
     Progress,
+    _local_daemon,
     _validate,
     _wait_first_samples,
     _wait_trailing_samples,
@@ -56,7 +57,6 @@ from powerd.report.files import (
     write_reports,
 )
 from powerd.report.table import format_table
-from powerd.runner import Sampler
 from powerd.runs import compute_run
 from powerd.store import Store
 from powerd.timebase import TimeAnchor
@@ -540,14 +540,7 @@ def run_command(args: argparse.Namespace) -> int:
             raise SpecError(
                 f"run {plan.run!r} already exists in {store.path}; choose another --run"
             )
-        anchor = TimeAnchor()
-        timeline = Timeline()
-        sampler = Sampler(
-            probes, timeline, store, anchor, put_gap=store.put_gap, put_accuracy=store.put_accuracy
-        )
-        daemon = Daemon(store, Timeline(capacity_per_channel=2), anchor.utc_ns)
-        daemon.timeline = timeline
-        devices = tuple(sorted({ch.device_id for p in probes for ch in p.channels()}))
+        anchor, timeline, sampler, daemon, devices = _local_daemon(probes, store)
         marks = TrialMarks(daemon, plan.run, devices or None)
         progress = Progress(timeline, plan.run, args.quiet)
         sampler.start()
