@@ -35,7 +35,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
@@ -381,6 +382,19 @@ def _local_daemon(
     return anchor, timeline, sampler, daemon, devices
 
 
+@contextmanager
+def _sampling(sampler: Sampler, probes: list[Probe]) -> Iterator[None]:
+    """Samples flow while the block runs; then the sampler stops and every probe is closed,
+    whatever happened in the block (``measure``, ``verify``)."""
+    sampler.start()
+    try:
+        yield
+    finally:
+        sampler.stop()
+        for p in probes:
+            p.close()
+
+
 def cmd_measure(args: argparse.Namespace) -> int:
     from powerd.paths import default_state_dir, open_store
 
@@ -399,10 +413,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
         anchor, timeline, sampler, daemon, devices = _local_daemon(probes, store)
         marks = Marks(daemon, args.run, devices or None)
         progress = Progress(timeline, args.run, args.quiet)
-        sampler.start()
-        try:
-            api = ApiThread(make_app(daemon, None), "127.0.0.1", 0)
-            try:
+        with _sampling(sampler, probes):
+            with ApiThread(make_app(daemon, None), "127.0.0.1", 0) as api:
                 if getattr(args, "live", False):  # the app's /live page (powerd.live)
                     print(f"powerd: live view: {api.url}/live", file=sys.stderr, flush=True)
                 env = {**os.environ, URL_ENV: api.url, RUN_ENV: args.run}
@@ -412,15 +424,9 @@ def cmd_measure(args: argparse.Namespace) -> int:
                 started_ns = anchor.utc_ns()
                 rc = _run_cmd(args.cmd, marks, anchor, progress, args.count, args.unit, env)
                 ended_ns = anchor.utc_ns()
-            finally:
-                api.stop()
             _wait_trailing_samples(timeline, probes, anchor.utc_ns())
             if getattr(args, "loadgen_log", None) is not None:
                 rc = _apply_loadgen(args, daemon, devices or None, started_ns, ended_ns, rc)
-        finally:
-            sampler.stop()
-            for p in probes:
-                p.close()
         for h, p in zip(sampler.health, probes, strict=True):
             names = ",".join(c.id for c in p.channels())
             if h.errors:

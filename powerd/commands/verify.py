@@ -41,6 +41,7 @@ from powerd.commands.measure import (
     URL_ENV,
     Progress,
     _local_daemon,
+    _sampling,
     _validate,
     _wait_first_samples,
     _wait_trailing_samples,
@@ -543,10 +544,8 @@ def run_command(args: argparse.Namespace) -> int:
         anchor, timeline, sampler, daemon, devices = _local_daemon(probes, store)
         marks = TrialMarks(daemon, plan.run, devices or None)
         progress = Progress(timeline, plan.run, args.quiet)
-        sampler.start()
-        try:
-            api = ApiThread(make_app(daemon, None), "127.0.0.1", 0)
-            try:
+        with _sampling(sampler, probes):
+            with ApiThread(make_app(daemon, None), "127.0.0.1", 0) as api:
                 env = {**os.environ, URL_ENV: api.url, RUN_ENV: plan.run}
                 session = Session(
                     proto,
@@ -564,13 +563,7 @@ def run_command(args: argparse.Namespace) -> int:
                 session.idle()
                 stability = session.warmup()
                 session.trials()
-            finally:
-                api.stop()
             _wait_trailing_samples(timeline, probes, anchor.utc_ns())
-        finally:
-            sampler.stop()
-            for p in probes:
-                p.close()
         result = compute_run(store, plan.run, proto.file.idle.power_w, tuple(args.primary))
         trials = annotate_trials(result, proto, stability, session.failed_trials)
         result["verification"] = verification(proto, stability, trials)

@@ -267,10 +267,14 @@ class TapProbe:
     def channels(self) -> list[Channel]:
         return list(self._probe.channels())
 
-    def _read_primary(self, read: Callable[[], Any]) -> Any:
-        """The primary channel's entry of a side read (V/A/PF or dropped power), or None.
+    def _read_primary(self, method: str) -> Any:
+        """The primary channel's entry of the probe's side read ``method`` (``read_electrical``:
+        V/A/PF, ``read_dropped``: lost power), or None where the probe has no such read.
 
         A failing side read is counted and shown by the face; power still flows."""
+        read = getattr(self._probe, method, None)
+        if not callable(read):
+            return None
         try:
             return read().get(self._primary)
         except Exception as err:
@@ -282,26 +286,22 @@ class TapProbe:
         blocks: list[Block] = self._probe.read(now_utc_ns)
         # V/A/PF first: an interval closes when power of a later one arrives, and takes the
         # electrical means it has by then
-        read_el = getattr(self._probe, "read_electrical", None)
-        read_drop = getattr(self._probe, "read_dropped", None)
-        if callable(read_drop):
-            lost = self._read_primary(read_drop)
-            if lost is not None and len(lost.t_ns):
-                self._agg.feed_dropped(
-                    np.asarray(lost.t_ns, np.int64),
-                    np.asarray(lost.overrange, np.bool_),
-                    np.asarray(lost.volts_floor, np.float64),
-                    np.asarray(lost.amps_floor, np.float64),
-                )
-        if callable(read_el):
-            el = self._read_primary(read_el)
-            if el is not None and len(el.t_ns):
-                self._agg.feed_electrical(
-                    np.asarray(el.t_ns, np.int64),
-                    np.asarray(el.volts, np.float64),
-                    np.asarray(el.amps, np.float64),
-                    np.asarray(el.pf, np.float64),
-                )
+        lost = self._read_primary("read_dropped")
+        if lost is not None and len(lost.t_ns):
+            self._agg.feed_dropped(
+                np.asarray(lost.t_ns, np.int64),
+                np.asarray(lost.overrange, np.bool_),
+                np.asarray(lost.volts_floor, np.float64),
+                np.asarray(lost.amps_floor, np.float64),
+            )
+        el = self._read_primary("read_electrical")
+        if el is not None and len(el.t_ns):
+            self._agg.feed_electrical(
+                np.asarray(el.t_ns, np.int64),
+                np.asarray(el.volts, np.float64),
+                np.asarray(el.amps, np.float64),
+                np.asarray(el.pf, np.float64),
+            )
         for b in blocks:
             if b.channel == self._primary and len(b):
                 self._agg.feed(b)
