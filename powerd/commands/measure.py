@@ -382,6 +382,13 @@ def _local_daemon(
     return anchor, timeline, sampler, daemon, devices
 
 
+def _refuse_existing_run(store: Store, run: str, hint: str = "") -> None:
+    """SpecError if ``store`` already holds markers of ``run``: a command never adds to a run."""
+    if store.markers(run):
+        msg = f"run {run!r} already exists in {store.path}; choose another --run"
+        raise SpecError(f"{msg} {hint}" if hint else msg)
+
+
 @contextmanager
 def _sampling(sampler: Sampler, probes: list[Probe]) -> Iterator[None]:
     """Samples flow while the block runs; then the sampler stops and every probe is closed,
@@ -405,11 +412,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     state_dir: Path = args.state_dir or default_state_dir()
     with open_store(state_dir) as store:
         store.annotate_channel = annotator(certificates)
-        if store.markers(args.run):
-            raise SpecError(
-                f"run {args.run!r} already exists in {store.path}; choose another --run "
-                f"(or read it with `powerd report {args.run}`)"
-            )
+        _refuse_existing_run(store, args.run, f"(or read it with `powerd report {args.run}`)")
         anchor, timeline, sampler, daemon, devices = _local_daemon(probes, store)
         marks = Marks(daemon, args.run, devices or None)
         progress = Progress(timeline, args.run, args.quiet)

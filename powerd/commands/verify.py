@@ -41,6 +41,7 @@ from powerd.commands.measure import (
     URL_ENV,
     Progress,
     _local_daemon,
+    _refuse_existing_run,
     _sampling,
     _validate,
     _wait_first_samples,
@@ -537,10 +538,7 @@ def run_command(args: argparse.Namespace) -> int:
     probes = _validate(plan)
     state_dir: Path = args.state_dir or default_state_dir()
     with open_store(state_dir) as store, tempfile.TemporaryDirectory(prefix="powerd-v-") as tmp:
-        if store.markers(plan.run):
-            raise SpecError(
-                f"run {plan.run!r} already exists in {store.path}; choose another --run"
-            )
+        _refuse_existing_run(store, plan.run)
         anchor, timeline, sampler, daemon, devices = _local_daemon(probes, store)
         marks = TrialMarks(daemon, plan.run, devices or None)
         progress = Progress(timeline, plan.run, args.quiet)
