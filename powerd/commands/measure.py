@@ -382,6 +382,24 @@ def _local_daemon(
     return anchor, timeline, sampler, daemon, devices
 
 
+def _report_probe_health(sampler: Sampler, probes: list[Probe]) -> None:
+    """After a run: each probe's failed reads and reported problems, one line each on stderr
+    (nothing silent: a figure resting on a probe that failed says so beside it)."""
+    for h, p in zip(sampler.health, probes, strict=True):
+        names = ",".join(c.id for c in p.channels())
+        if h.errors:
+            print(
+                f"powerd: warning: {names}: {h.errors} failed reads, last: {h.last_error}",
+                file=sys.stderr,
+            )
+        if h.problems:
+            recent = "; ".join(h.recent_problems)
+            print(
+                f"powerd: note: {names}: {h.problems} problem(s) reported; latest: {recent}",
+                file=sys.stderr,
+            )
+
+
 def _refuse_existing_run(store: Store, run: str, hint: str = "") -> None:
     """SpecError if ``store`` already holds markers of ``run``: a command never adds to a run."""
     if store.markers(run):
@@ -430,19 +448,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
             _wait_trailing_samples(timeline, probes, anchor.utc_ns())
             if getattr(args, "loadgen_log", None) is not None:
                 rc = _apply_loadgen(args, daemon, devices or None, started_ns, ended_ns, rc)
-        for h, p in zip(sampler.health, probes, strict=True):
-            names = ",".join(c.id for c in p.channels())
-            if h.errors:
-                print(
-                    f"powerd: warning: {names}: {h.errors} failed reads, last: {h.last_error}",
-                    file=sys.stderr,
-                )
-            if h.problems:
-                recent = "; ".join(h.recent_problems)
-                print(
-                    f"powerd: note: {names}: {h.problems} problem(s) reported; latest: {recent}",
-                    file=sys.stderr,
-                )
+        _report_probe_health(sampler, probes)
         result = compute_run(store, args.run, args.idle_power, tuple(args.primary))
         context = AuditContext.from_config_file("measure", calibration_file, args.probe)
         seal(store, result, anchor.utc_ns(), context, None, args.idle_power, args.primary)

@@ -42,6 +42,7 @@ from powerd.commands.measure import (
     Progress,
     _local_daemon,
     _refuse_existing_run,
+    _report_probe_health,
     _sampling,
     _validate,
     _wait_first_samples,
@@ -562,6 +563,7 @@ def run_command(args: argparse.Namespace) -> int:
                 stability = session.warmup()
                 session.trials()
             _wait_trailing_samples(timeline, probes, anchor.utc_ns())
+        _report_probe_health(sampler, probes)
         result = compute_run(store, plan.run, proto.file.idle.power_w, tuple(args.primary))
         trials = annotate_trials(result, proto, stability, session.failed_trials)
         result["verification"] = verification(proto, stability, trials)
