@@ -719,21 +719,22 @@ class Daemon:
             self.store.flush()  # the samples that made them due, before any is computed
         out = []
         for run in due:
-            result = compute_run(self.store, run, self.idle_power_w, self.primary)
-            self.store.put_result(result, now)
-            try:
-                seal_manifest(
-                    self.store,
-                    result,
-                    now,
-                    self.audit_context,
-                    self.offsets_json(result_agents(result)),
-                    self.idle_power_w,
-                    self.primary,
-                )
-            except Exception as err:  # the result stands, its audit trail is missing: say so
-                with self._lock:
-                    self._problem("local", "manifest_failed", f"run {run}: {err}")
+            with self.store.samples_memo():  # each window read once for figures and manifest
+                result = compute_run(self.store, run, self.idle_power_w, self.primary)
+                self.store.put_result(result, now)
+                try:
+                    seal_manifest(
+                        self.store,
+                        result,
+                        now,
+                        self.audit_context,
+                        self.offsets_json(result_agents(result)),
+                        self.idle_power_w,
+                        self.primary,
+                    )
+                except Exception as err:  # the result stands, its audit trail is missing
+                    with self._lock:
+                        self._problem("local", "manifest_failed", f"run {run}: {err}")
             with self._lock:
                 self.counts["results"] += 1
             out.append(result)

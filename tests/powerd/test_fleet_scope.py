@@ -97,3 +97,25 @@ def test_a_run_queued_without_its_devices_still_waits_for_every_live_channel(
     (result,) = d.due_results()
     assert result["run"] == "run-a"
     d.store.close()
+
+
+def test_a_result_reads_each_window_once_and_later_reads_see_new_data(tmp_path: Path) -> None:
+    from powerd.block import Block
+
+    store = Store(tmp_path / "powerd.db")
+    store.put_channel(Channel("sim:c", "power", "meter", 0.01))
+    t = NOW_NS + np.arange(100, dtype=np.int64) * 10_000_000
+    store.append(Block.of("sim:c", t, np.full(t.size, 5.0)))
+    store.flush()
+    window = (NOW_NS, NOW_NS + 2 * S)
+    with store.samples_memo():
+        first = store.samples("sim:c", *window)
+        assert store.samples("sim:c", *window)[0] is first[0]  # kept, not read again
+        assert not first[0].flags.writeable and not first[1].flags.writeable
+        store.append(Block.of("sim:c", t + S, np.full(t.size, 7.0)))
+        store.flush()
+        assert store.samples("sim:c", *window)[0].size == first[0].size
+    again = store.samples("sim:c", *window)  # outside: read afresh
+    assert again[0] is not first[0] and again[0].size > first[0].size
+    assert again[0].flags.writeable
+    store.close()
