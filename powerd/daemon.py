@@ -738,9 +738,15 @@ class Daemon:
             with self._lock:
                 self.counts["results"] += 1
             out.append(result)
-        for result in out:
+            # published as each is sealed, not after the whole batch (a fleet's batch is many);
+            # a failing listener must not keep the rest of the batch, already taken off the
+            # pending list, from being computed
             for listener in self.result_listeners:
-                listener(result)
+                try:
+                    listener(result)
+                except Exception as err:
+                    with self._lock:
+                        self._problem("local", "result_listener_failed", f"run {run}: {err}")
         return out
 
     def _latest_sorted(self) -> tuple[I64, int]:

@@ -119,3 +119,30 @@ def test_a_result_reads_each_window_once_and_later_reads_see_new_data(tmp_path: 
     assert again[0] is not first[0] and again[0].size > first[0].size
     assert again[0].flags.writeable
     store.close()
+
+
+def test_each_result_is_published_as_it_is_sealed_and_a_failing_listener_stops_nothing(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    d = Daemon(Store(tmp_path / "powerd.db"), Timeline(), clock, result_grace_s=60.0)
+    for agent in ("a", "b"):
+        join(d, agent, clock)
+    t0 = clock.t_ns
+    for agent in ("a", "b"):
+        send(d, agent, 1, t0, t0 + 3 * S)
+        phase(d, f"run-{agent}", agent, t0 + S // 2, t0 + 2 * S)
+    seen: list[tuple[str, int]] = []
+
+    def listener(result: dict[str, object]) -> None:
+        seen.append((str(result["run"]), len(d.store.manifests(str(result["run"])))))
+        if len(seen) == 1:
+            raise RuntimeError("sink down")
+
+    d.result_listeners.append(listener)
+    clock.t_ns = t0 + 3 * S
+    assert {r["run"] for r in d.due_results()} == {"run-a", "run-b"}
+    assert sorted(seen) == [("run-a", 1), ("run-b", 1)]  # each sealed before it is published
+    assert d.counts["result_listener_failed"] == 1
+    assert d.health.problems["result_listener_failed"] == 1
+    d.store.close()
