@@ -6,9 +6,11 @@ way it came in. It is thread-safe (one lock), because the HTTP server, the MQTT 
 sampler may run on different threads.
 
 Results are not computed the instant a phase closes: the samples that cover its end may still be
-on their way from an agent. A closed phase's run becomes due once every channel with data in the
-run has a sample at or after the phase's end, or after ``result_grace_s`` at the latest. On start,
-runs whose stored markers close a phase the stored result does not cover are queued the same way.
+on their way from an agent. A closed phase's run becomes due once every channel of the devices
+its phases cover that has data in the run has a sample at or after the phase's end (another
+agent's data is not waited for), or after ``result_grace_s`` at the latest. On start, runs whose
+stored markers close a phase the stored result does not cover are queued the same way, over
+every channel (their devices are known only when their result is computed).
 
 Agents: an id becomes known with a valid status (or, after a restart, from its stored channels);
 unknown ids get no channels, no clock requests and only a small durable hold. Stamped data from
