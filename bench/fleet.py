@@ -182,12 +182,12 @@ class SimAgent:
     async def _early_flush(self, client: aiomqtt.Client, end_ns: int) -> None:
         """The agent's flush after an end marker: once the first sample at or after ``end_ns``
         is taken (the sample grid's next point), everything up to it goes out at once."""
-        if self.next_sample_ns > end_ns:
-            return  # already sent by the regular flush
         k = -(-(end_ns - self.next_sample_ns) // self.period_ns)
-        first_ns = self.next_sample_ns + k * self.period_ns
+        first_ns = self.next_sample_ns + k * self.period_ns  # on the grid, >= end_ns
+        if first_ns < self.next_sample_ns:
+            return  # already sent by the regular flush
         await asyncio.sleep(max(0.0, (first_ns - time.time_ns()) / 1e9))
-        payload = self._blocks(first_ns + 1)
+        payload = self._blocks(first_ns + self.period_ns)  # the samples before it, and it
         if payload is not None:
             await client.publish(wire.blocks_topic(self.name), payload, qos=1)
 
