@@ -47,6 +47,8 @@ MAX_MESSAGE_BYTES = 1 << 20
 PUBLISH_BATCH = 64
 RESEND_S = 5.0
 PUBLISH_INTERVAL_S = 0.5
+# how long after a relayed end marker its early flush waits for every channel (Outbox)
+EARLY_FLUSH_WINDOW_NS = 1_000_000_000
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 5.0
 STATUS_CHECK_S = 0.5
@@ -82,6 +84,17 @@ class Outbox:
         self._pending: dict[str, tuple[list[I64], list[F64]]] = {}
         self.on_spooled: Callable[[], None] | None = None
         self.on_epoch: Callable[[], None] | None = None
+        # An end marker relayed (its stamp, our clock): the daemon computes the phase's result
+        # once every channel has a sample at or after it, so those samples are flushed as soon
+        # as every channel sampling lately has one, not up to a publish interval later (issue
+        # 16). Set by the marker relay's thread, read by the sampler's (a plain int: atomic).
+        self.flush_after_ns: int | None = None
+        self._armed_for: int | None = None
+        self._required: set[str] = set()  # channels sampling lately: each must pass the end
+        self._passed: set[str] = set()
+        self._recent: set[str] = set()  # channels of the last flush
+        self.early_flushes = 0
+        self.early_flushes_missed = 0
 
     def put_channel(self, ch: Channel) -> None:
         new = self.channels.get(ch.id) != ch
@@ -99,6 +112,38 @@ class Outbox:
         ts, vs = self._pending.setdefault(block.channel, ([], []))
         ts.append(block.t_ns)
         vs.append(block.value)
+        end_ns = self.flush_after_ns
+        if end_ns is not None and block.t_ns.size:
+            self._flush_if_past(block.channel, int(block.t_ns[-1]), end_ns)
+
+    def _flush_if_past(self, channel: str, last_ns: int, end_ns: int) -> None:
+        """Flush now once every channel sampling lately (the last flush's and those buffered
+        since) has a sample at or after the relayed end marker's stamp ``end_ns``; give up when
+        one is still short a second after it (a channel gone quiet: the regular flush goes on)."""
+        if self._armed_for != end_ns:
+            self._armed_for = end_ns
+            self._required = self._recent | set(self._pending)
+            self._passed = set()
+        self._required.add(channel)
+        if last_ns >= end_ns:
+            self._passed.add(channel)
+        if self._passed >= self._required:
+            self.early_flushes += 1
+            self._disarm(end_ns)
+            self.flush()
+        elif last_ns > end_ns + EARLY_FLUSH_WINDOW_NS:
+            self.early_flushes_missed += 1
+            if self.early_flushes_missed == 1:
+                _log(
+                    f"note: channel(s) {sorted(self._required - self._passed)} had no sample "
+                    "within 1 s of a relayed end marker; its data goes with the regular flush "
+                    "(counted)"
+                )
+            self._disarm(end_ns)
+
+    def _disarm(self, end_ns: int) -> None:
+        if self.flush_after_ns == end_ns:  # a newer end, relayed meanwhile, stays armed
+            self.flush_after_ns = None
 
     def flush(self) -> int:
         """Spool everything sampled since the last flush; never raises (the sampler must go on:
@@ -114,6 +159,7 @@ class Outbox:
     def _flush(self) -> int:
         """Spool everything sampled since the last flush as one message (split when large)."""
         pending, self._pending = self._pending, {}
+        self._recent = set(pending)
         topic = wire.blocks_topic(self.agent_id)
         parts: list[bytes] = []
         size = total = 0
@@ -276,6 +322,9 @@ class Agent:
         self.spool.put_many(
             [(wire.markers_topic(self.cfg.id), json.dumps(body).encode(), 1, False)]
         )
+        if marker.event == "end":
+            # the samples that close the phase go out as soon as they exist (Outbox.append)
+            self.outbox.flush_after_ns = int(body["t_ns"])
         if self.outbox.on_spooled is not None:
             self.outbox.on_spooled()
         return {"queued": True, "seq": seq, "t_ns": body["t_ns"]}

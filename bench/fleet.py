@@ -11,7 +11,10 @@ process so the generator is not a fleet of interpreters:
 - clock requests answered at once with t2/t3 stamps on this host's clock (the daemon's clock
   too, so the true offset is 0 and the uncertainty the daemon reports is all there is);
 - a phase every ``phase_every_s`` (random offset per agent): begin, then end ``phase_s`` later,
-  each with ``seq``, ``t_ns`` and ``boot_ns``, QoS 1, under run ``<agent>-<k>``.
+  each with ``seq``, ``t_ns`` and ``boot_ns``, QoS 1, under run ``<agent>-<k>``;
+- as the agent does (``powerd.agent.agent.Outbox``, issue 16), the samples up to the first one at
+  or after an end marker are published as soon as that sample is taken, not at the next interval
+  (``--no-early-flush``: the agent before that change).
 
 What lands is checked end to end: every block and marker must be confirmed on
 ``powerd/v1/acks/<agent>`` (the daemon confirms only what it committed), and every phase's result
@@ -89,6 +92,7 @@ class FleetSpec:
     phase_s: float = 2.0
     publish_interval_s: float = PUBLISH_INTERVAL_S
     prefix: str = "fleet"
+    early_flush: bool = True
 
 
 def channels_message() -> bytes:
@@ -155,14 +159,16 @@ class SimAgent:
         if payload is not None:
             await client.publish(topic, payload, qos=1)
 
-    async def _marker(self, client: aiomqtt.Client, run: str, event: str) -> None:
+    async def _marker(self, client: aiomqtt.Client, run: str, event: str) -> int:
+        """Send one marker; returns its stamp."""
         self.marker_seq += 1
+        t_ns = time.time_ns()
         body = {
             "v": 1,
             "run": run,
             "phase": "infer",
             "event": event,
-            "t_ns": time.time_ns(),
+            "t_ns": t_ns,
             "seq": self.marker_seq,
             "boot_ns": self.boot_ns,
         }
@@ -171,6 +177,19 @@ class SimAgent:
         self.tally.markers_unconfirmed.add((self.name, run, self.marker_seq))
         self.tally.markers_sent += 1
         await client.publish(wire.markers_topic(self.name), json.dumps(body).encode(), qos=1)
+        return t_ns
+
+    async def _early_flush(self, client: aiomqtt.Client, end_ns: int) -> None:
+        """The agent's flush after an end marker: once the first sample at or after ``end_ns``
+        is taken (the sample grid's next point), everything up to it goes out at once."""
+        k = -(-(end_ns - self.next_sample_ns) // self.period_ns)
+        first_ns = self.next_sample_ns + k * self.period_ns  # on the grid, >= end_ns
+        if first_ns < self.next_sample_ns:
+            return  # already sent by the regular flush
+        await asyncio.sleep(max(0.0, (first_ns - time.time_ns()) / 1e9))
+        payload = self._blocks(first_ns + self.period_ns)  # the samples before it, and it
+        if payload is not None:
+            await client.publish(wire.blocks_topic(self.name), payload, qos=1)
 
     async def _phases(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         await asyncio.sleep(1.0 + self.rng.random() * self.spec.phase_every_s)
@@ -180,9 +199,13 @@ class SimAgent:
             run = f"{self.name}-{k}"
             await self._marker(client, run, "begin")
             await asyncio.sleep(self.spec.phase_s)
-            await self._marker(client, run, "end")
+            end_ns = await self._marker(client, run, "end")
             self.tally.end_sent_s[run] = time.time()
-            await asyncio.sleep(max(0.0, self.spec.phase_every_s - self.spec.phase_s))
+            t_end = time.monotonic()
+            if self.spec.early_flush:
+                await self._early_flush(client, end_ns)
+            rest = self.spec.phase_every_s - self.spec.phase_s - (time.monotonic() - t_end)
+            await asyncio.sleep(max(0.0, rest))
 
     async def _receiver(self, client: aiomqtt.Client) -> None:
         acks = wire.acks_topic(self.name)
@@ -341,7 +364,9 @@ def pct(xs: list[float], q: float) -> float | None:
     return float(np.percentile(xs, q)) if xs else None
 
 
-def one_n(n: int, seconds: float, work: Path, phase_every_s: float) -> dict[str, Any]:
+def one_n(
+    n: int, seconds: float, work: Path, phase_every_s: float, early_flush: bool = True
+) -> dict[str, Any]:
     from tests.servers import free_port, mosquitto, victoria_metrics
 
     with ExitStack() as stack:
@@ -375,7 +400,7 @@ def one_n(n: int, seconds: float, work: Path, phase_every_s: float) -> dict[str,
         wait_http(f"{url}/healthz")
         assert broker.proc is not None
         tally = Tally()
-        spec = FleetSpec(n, broker.port, phase_every_s=phase_every_s)
+        spec = FleetSpec(n, broker.port, phase_every_s=phase_every_s, early_flush=early_flush)
         pids = {"daemon": daemon.pid, "broker": broker.proc.pid, "generator": os.getpid()}
         marks: dict[str, Any] = {}
 
@@ -418,6 +443,7 @@ def one_n(n: int, seconds: float, work: Path, phase_every_s: float) -> dict[str,
         return {
             "agents": n,
             "seconds": seconds,
+            "early_flush": early_flush,
             "cpu_pct": cpu,
             "rss_mib": marks["rss"],
             "blocks_sent": tally.blocks_sent,
@@ -449,13 +475,18 @@ def main() -> int:
     p.add_argument("--agents", type=int, nargs="+", default=[10, 100])
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--phase-every", type=float, default=5.0)
+    p.add_argument(
+        "--no-early-flush",
+        action="store_true",
+        help="publish only every interval, as the agent did before its flush after an end marker",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "fleet.json")
     args = p.parse_args()
     rows = []
     for n in args.agents:
         try:
             with tempfile.TemporaryDirectory(prefix=f"powerd-fleet-{n}-") as tmp:
-                r = one_n(n, args.seconds, Path(tmp), args.phase_every)
+                r = one_n(n, args.seconds, Path(tmp), args.phase_every, not args.no_early_flush)
         except Exception as err:  # one N that breaks down is a finding, not the end of the run
             print(json.dumps({"agents": n, "error": repr(err)[:2000]}), flush=True)
             continue

@@ -28,9 +28,11 @@ an older one: its hashes only; the stored result belongs to the latest).
 
 The manifest holds: powerd's version, host, the sealing command, the daemon's config with secrets
 removed and its digest (and the raw config file's digest), the probe specs, the parameters the
-figures were computed with (``idle_power_w``, ``primary``), each agent's clock-sync state, and per
-channel its metadata as stored then (accuracy, instrument, calibration …), sample count,
-first/last sample time and digests.
+figures were computed with (``idle_power_w``, ``primary``), the clock-sync state of each agent
+the run's phases cover (their devices and the agents of their channels: a choice, not a
+contract; a fleet daemon knows thousands of agents, issue 16), and per channel its metadata as
+stored then (accuracy, instrument, calibration …), sample count, first/last sample time and
+digests.
 
 **Channel metadata** is one row per channel in the store, the latest: the live daemon updates an
 agent channel's ``stamp_uncertainty_s`` as it re-measures the agent's clock offset, and a probe
@@ -56,7 +58,7 @@ import numpy as np
 
 from powerd import __version__
 from powerd.block import F64, I64
-from powerd.channel import Channel
+from powerd.channel import LOCAL_DEVICE, Channel
 from powerd.store import Store
 
 FORM = "powerd-audit-1"
@@ -143,6 +145,15 @@ def result_channels(result: dict[str, Any]) -> list[str]:
     return sorted({c for p in result.get("phases") or [] for c in p.get("channels") or {}})
 
 
+def result_agents(result: dict[str, Any]) -> set[str]:
+    """The agents whose clocks a result rests on: the devices its phases cover and the agents
+    its channels come from (``<agent>/...``). ``local`` names no agent and is left out."""
+    out = {str(d) for p in result.get("phases") or [] for d in p.get("devices") or ()}
+    out |= {c.partition("/")[0] for c in result_channels(result) if "/" in c}
+    out.discard(LOCAL_DEVICE)
+    return out
+
+
 def stored_channel_text(meta: dict[str, Any]) -> str:
     """A channel's JSON as ``Store.put_channel`` writes it (so a snapshot can be re-hashed)."""
     return json.dumps(meta, sort_keys=True)
@@ -193,6 +204,10 @@ def build_manifest(
                 list(last.get("probes") or []),
             )
             clock_sync = clock_sync or last.get("clock_sync")
+    if clock_sync:
+        # only the agents the run's phases cover (issue 16: a fleet daemon knows thousands)
+        agents = result_agents(result)
+        clock_sync = {a: v for a, v in clock_sync.items() if a in agents}
     rows = store.marker_rows(run)
     config = None if ctx is None else ctx.config
     return {

@@ -6,9 +6,11 @@ way it came in. It is thread-safe (one lock), because the HTTP server, the MQTT 
 sampler may run on different threads.
 
 Results are not computed the instant a phase closes: the samples that cover its end may still be
-on their way from an agent. A closed phase's run becomes due once every channel with data in the
-run has a sample at or after the phase's end, or after ``result_grace_s`` at the latest. On start,
-runs whose stored markers close a phase the stored result does not cover are queued the same way.
+on their way from an agent. A closed phase's run becomes due once every channel of the devices
+its phases cover that has data in the run has a sample at or after the phase's end (another
+agent's data is not waited for), or after ``result_grace_s`` at the latest. On start, runs whose
+stored markers close a phase the stored result does not cover are queued the same way, over
+every channel (their devices are known only when their result is computed).
 
 Agents: an id becomes known with a valid status (or, after a restart, from its stored channels);
 unknown ids get no channels, no clock requests and only a small durable hold. Stamped data from
@@ -29,7 +31,7 @@ import contextlib
 import json
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,9 +39,9 @@ import numpy as np
 
 from powerd.agent import wire
 from powerd.agent.epoch import epoch_link
-from powerd.audit import AuditContext, seal_manifest
+from powerd.audit import AuditContext, result_agents, seal_manifest
 from powerd.block import I64, Block
-from powerd.channel import Channel
+from powerd.channel import LOCAL_DEVICE, Channel
 from powerd.clocksync import Exchange, OffsetEstimator
 from powerd.errors import MarkerError
 from powerd.health import Health
@@ -112,6 +114,10 @@ class Daemon:
     agents: dict[str, dict[str, Any]] = field(default_factory=dict)
     _pending: dict[str, tuple[int, int]] = field(default_factory=dict)
     _pending_since: dict[str, int] = field(default_factory=dict)
+    # The devices each pending run's closed phases cover (None: not known, e.g. queued after a
+    # restart): its coverage is checked over their channels alone, so a result for agent A
+    # does not wait for agent B's data (issue 16).
+    _pending_devices: dict[str, frozenset[str] | None] = field(default_factory=dict)
     _stored_in_run: dict[tuple[int, int], list[str]] = field(default_factory=dict)
     _seen_blocks: OrderedDict[tuple[str, int, int], None] = field(default_factory=OrderedDict)
     # Agents' messages waiting for their clock offset (durable; see powerd.held); default: a
@@ -187,6 +193,7 @@ class Daemon:
                 end = max(p.t_end_ns for p in phases)
                 self._pending[run] = (begin, end)
                 self._pending_since.setdefault(run, now)
+                self._pending_devices[run] = None
                 queued.append(run)
         return queued
 
@@ -232,9 +239,11 @@ class Daemon:
                 return MarkerOutcome(False, error=str(err))
             self.counts["markers_applied"] += 1
             if phase is not None:
-                begin, end = self._pending.get(phase.run, (phase.t_begin_ns, phase.t_end_ns))
+                span = self._pending.get(phase.run)
+                begin, end = span if span is not None else (phase.t_begin_ns, phase.t_end_ns)
                 self._pending[phase.run] = (min(begin, phase.t_begin_ns), max(end, phase.t_end_ns))
                 self._pending_since.setdefault(phase.run, received)
+                self._scope_pending(phase.run, self._phase_devices(phase), fresh=span is None)
                 for wake in self.pending_listeners:
                     wake()
             return MarkerOutcome(True, phase=phase, stamped=sm)
@@ -644,7 +653,34 @@ class Daemon:
             if run not in self._pending:
                 self._pending[run] = (begin, end)
                 self._pending_since[run] = now
+                self._pending_devices[run] = None
                 self.counts["results_requeued"] += 1
+
+    def _phase_devices(self, phase: Phase) -> str | tuple[str, ...]:
+        """The devices a closed phase covers, as ``powerd.runs.phase_devices`` will decide when
+        its result is computed: those its begin named, else its source's, else ``local``."""
+        if phase.device is not None:
+            return phase.device
+        known = self.store.channels_by_device()
+        return (
+            phase.source
+            if phase.source in known or phase.source in self.known_agents
+            else (LOCAL_DEVICE)
+        )
+
+    def _scope_pending(self, run: str, devices: str | tuple[str, ...], fresh: bool) -> None:
+        """Add a closed phase's devices to its pending run's coverage scope."""
+        new = frozenset((devices,) if isinstance(devices, str) else devices)
+        if fresh:
+            self._pending_devices[run] = new
+            return
+        old = self._pending_devices.get(run, frozenset())
+        self._pending_devices[run] = None if old is None else old | new
+
+    def _scope_channels(self, devices: frozenset[str]) -> list[str]:
+        """The channel ids of ``devices`` (the store's cached index by device)."""
+        by_device = self.store.channels_by_device()
+        return [c for d in devices for c in by_device.get(d, ())]
 
     def has_pending(self) -> bool:
         """Whether some closed phase still waits for its result."""
@@ -659,43 +695,60 @@ class Daemon:
         now = self.clock()
         due: list[str] = []
         with self._lock:
-            latest = self._latest_sorted()
+            latest: tuple[I64, int] | None = None  # every channel's: read at most once per call
             for run, (t_begin, t_end) in list(self._pending.items()):
                 waited = now - self._pending_since[run] >= self.result_grace_s * 1e9
-                if not (waited or self._covered(t_begin, t_end, latest)):
-                    continue
+                if not waited:
+                    devices = self._pending_devices.get(run)
+                    scope: list[str] | None = None
+                    if devices is not None:
+                        scope = self._scope_channels(devices)
+                        seen = self.timeline.latest_times(scope)
+                        run_latest = (np.sort(seen[0]), seen[1])
+                    else:
+                        latest = self._latest_sorted() if latest is None else latest
+                        run_latest = latest
+                    if not self._covered(t_begin, t_end, run_latest, scope):
+                        continue
                 if self.run_busy is not None and self.run_busy(run):
                     continue  # its counter reads are under way (bounded by their timeouts)
                 del self._pending[run], self._pending_since[run]
+                self._pending_devices.pop(run, None)
                 self._stored_in_run.pop((t_begin, t_end), None)
                 due.append(run)
             if not due:
                 return []
             self.store.flush()  # the samples that made them due, before any is computed
-            offsets = self.offsets_json()  # once per call, not per result
         out = []
         for run in due:
-            result = compute_run(self.store, run, self.idle_power_w, self.primary)
-            self.store.put_result(result, now)
-            try:
-                seal_manifest(
-                    self.store,
-                    result,
-                    now,
-                    self.audit_context,
-                    offsets,
-                    self.idle_power_w,
-                    self.primary,
-                )
-            except Exception as err:  # the result stands, its audit trail is missing: say so
-                with self._lock:
-                    self._problem("local", "manifest_failed", f"run {run}: {err}")
+            with self.store.samples_memo():  # each window read once for figures and manifest
+                result = compute_run(self.store, run, self.idle_power_w, self.primary)
+                self.store.put_result(result, now)
+                try:
+                    seal_manifest(
+                        self.store,
+                        result,
+                        now,
+                        self.audit_context,
+                        self.offsets_json(result_agents(result)),
+                        self.idle_power_w,
+                        self.primary,
+                    )
+                except Exception as err:  # the result stands, its audit trail is missing
+                    with self._lock:
+                        self._problem("local", "manifest_failed", f"run {run}: {err}")
             with self._lock:
                 self.counts["results"] += 1
             out.append(result)
-        for result in out:
+            # published as each is sealed, not after the whole batch (a fleet's batch is many);
+            # a failing listener must not keep the rest of the batch, already taken off the
+            # pending list, from being computed
             for listener in self.result_listeners:
-                listener(result)
+                try:
+                    listener(result)
+                except Exception as err:
+                    with self._lock:
+                        self._problem("local", "result_listener_failed", f"run {run}: {err}")
         return out
 
     def _latest_sorted(self) -> tuple[I64, int]:
@@ -706,11 +759,18 @@ class Daemon:
         times, empty = self.timeline.latest_times()
         return np.sort(times), empty
 
-    def _covered(self, t_begin_ns: int, t_end_ns: int, latest: tuple[I64, int]) -> bool:
+    def _covered(
+        self,
+        t_begin_ns: int,
+        t_end_ns: int,
+        latest: tuple[I64, int],
+        scope: list[str] | None = None,
+    ) -> bool:
         """Every channel that was sampling during the run has a sample at or after its end
         (channels silent since before the run, e.g. an agent long gone, are not waited for).
-        ``latest``: ``_latest_sorted()``; a live channel (latest >= begin) short of the end is
-        one whose latest time lies in [begin, end)."""
+        ``latest``: ``_latest_sorted()``, or the same over ``scope`` (the channels of the run's
+        devices, when known); a live channel (latest >= begin) short of the end is one whose
+        latest time lies in [begin, end)."""
         times, empty = latest
         live_from = int(np.searchsorted(times, t_begin_ns, "left"))
         if live_from == times.size:
@@ -729,7 +789,10 @@ class Daemon:
         key = (t_begin_ns, t_end_ns)
         if key not in self._stored_in_run:
             self._stored_in_run[key] = self.store.channels_with_data(t_begin_ns, t_end_ns)
+        wanted = None if scope is None else set(scope)
         for cid in self._stored_in_run[key]:
+            if wanted is not None and cid not in wanted:
+                continue
             last = self.timeline.latest(cid) if cid in self.timeline.channels else (t_end_ns, 0)
             if last is None or last[0] < t_end_ns:
                 return False
@@ -755,10 +818,16 @@ class Daemon:
                     out[cid] = {"t_ns": int(t[1]), "power_w": float(rate), "kind": ch.kind}
         return out
 
-    def offsets_json(self) -> dict[str, dict[str, Any]]:
+    def offsets_json(self, agents: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Each agent's clock offset now (those of ``agents`` only, when given: a result's
+        manifest holds the agents its phases cover, not the whole fleet; issue 16)."""
         out: dict[str, dict[str, Any]] = {}
         with self._lock:
-            for agent, est in self.offsets.items():
+            if agents is None:
+                chosen = list(self.offsets.items())
+            else:
+                chosen = [(a, self.offsets[a]) for a in sorted(set(agents)) if a in self.offsets]
+            for agent, est in chosen:
                 off = est.estimate(self.clock())
                 if off is not None:
                     out[agent] = {

@@ -90,6 +90,8 @@ class Store:
         # for runs of thousands of channels, several a second; issue 16)
         self._channels_cache: dict[str, Channel] | None = None
         self._devices_cache: dict[str, tuple[str, ...]] | None = None
+        # this thread's reads of samples while one result is computed (``samples_memo``)
+        self._memo = threading.local()
         # applied to every channel put (the daemon's calibration certificates, powerd.calibration)
         self.annotate_channel: Callable[[Channel], Channel] | None = None
         version = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
@@ -294,8 +296,34 @@ class Store:
             np.frombuffer(v, "<f8").astype(np.float64),
         )
 
+    @contextmanager
+    def samples_memo(self) -> Iterator[None]:
+        """Within it, this thread's ``samples`` reads are kept and a repeated read returns the
+        same (read-only) arrays: a result reads each channel's window three times (its figure,
+        the peak of the summed primaries, the manifest's hash), 3 SQLite queries and a decode
+        each; issue 16's fleet daemon computes several results a second. The figures and the
+        manifest's hashes then rest on the very same samples."""
+        self._memo.cache = {}
+        try:
+            yield
+        finally:
+            self._memo.cache = None
+
     def samples(self, channel: str, t_begin_ns: int, t_end_ns: int) -> tuple[I64, F64]:
         """Samples in [t_begin, t_end] plus the nearest one on each side (for the edges)."""
+        memo: dict[tuple[str, int, int], tuple[I64, F64]] | None = getattr(
+            self._memo, "cache", None
+        )
+        key = (channel, t_begin_ns, t_end_ns)
+        if memo is not None and key in memo:
+            return memo[key]
+        t, v = self._read_samples(channel, t_begin_ns, t_end_ns)
+        if memo is not None:
+            t.flags.writeable = v.flags.writeable = False
+            memo[key] = (t, v)
+        return t, v
+
+    def _read_samples(self, channel: str, t_begin_ns: int, t_end_ns: int) -> tuple[I64, F64]:
         q = "SELECT t, v FROM blocks WHERE channel=? AND "
         with self._lock:
             rows = self._db.execute(

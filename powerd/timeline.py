@@ -7,6 +7,7 @@ recent windows without a store round-trip. Older samples fall off the ring; the 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -142,9 +143,14 @@ class Timeline:
         with self._lock:
             return self.rings[channel].window(t_begin_ns, t_end_ns)
 
-    def latest_times(self) -> tuple[I64, int]:
-        """Every channel's latest sample time (unordered), and how many channels have none."""
+    def latest_times(self, among: Sequence[str] | None = None) -> tuple[I64, int]:
+        """Every channel's latest sample time (unordered), and how many channels have none;
+        ``among``: only those channels' (ids not in the timeline count as having none)."""
         with self._lock:
+            if among is not None:
+                last = self._last_t_ns
+                found = [t for c in among if (t := last.get(c)) is not None]
+                return np.array(found, np.int64), len(among) - len(found)
             n = len(self._last_t_ns)
             times = np.fromiter(self._last_t_ns.values(), np.int64, n)
             return times, len(self.rings) - n

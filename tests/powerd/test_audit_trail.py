@@ -9,6 +9,7 @@ import hashlib
 import json
 import sqlite3
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -66,13 +67,20 @@ def table(text: str = CONFIG_TOML) -> calibration.CalibrationTable:
     return config.parse(tomllib.loads(text), "test: ").calibration
 
 
-def make_run(store: Store, run: str = "r1", ch: Channel = METER, n: int = 1000) -> None:
-    """One phase ``p`` of ``n`` ms over a 5 W constant, at 1 kHz, 10 units."""
+def make_run(
+    store: Store,
+    run: str = "r1",
+    ch: Channel = METER,
+    n: int = 1000,
+    device: tuple[str, ...] | None = None,
+) -> None:
+    """One phase ``p`` of ``n`` ms over a 5 W constant, at 1 kHz, 10 units (of ``device``)."""
     store.put_channel(ch)
     t = T0 + np.arange(n + 1, dtype=np.int64) * MS
     store.append(Block.of(ch.id, t, np.full(t.size, 5.0)))
     store.flush()
-    store.put_marker(stamp("h", Marker(run, "p", "begin", 1, t_ns=T0 + 10 * MS), T0))
+    begin = Marker(run, "p", "begin", 1, t_ns=T0 + 10 * MS, device=device)
+    store.put_marker(stamp("h", begin, T0))
     end = Marker(run, "p", "end", 2, t_ns=T0 + (n - 10) * MS, count=10)
     store.put_marker(stamp("h", end, T0))
 
@@ -186,12 +194,17 @@ def test_manifest_records_software_config_clock_instruments_and_hashes(tmp_path:
     cfg_path.write_text(CONFIG_TOML)
     ctx = audit.AuditContext.from_config_file("run", cfg_path, ["wt300:/dev/ttyUSB0"])
     clock = {"edge-01": {"offset_ns": -3_500_000_000, "uncertainty_ns": 120_000}}
+    # the clock state of agents the run does not cover is left out (a choice, not a contract:
+    # a fleet daemon knows a thousand agents; issue 16)
+    other = {"edge-07": {"offset_ns": 1, "uncertainty_ns": 1}}
     db = tmp_path / "powerd.db"
     with Store(db) as st:
         st.annotate_channel = calibration.annotator(table())
-        make_run(st)
+        make_run(st, ch=replace(METER, device="edge-01"), device=("edge-01",))
         res = compute_run(st, "r1", 1.5)
-        assert audit.seal(st, res, T0 + 5 * 10**9, ctx, clock, 1.5, ["wt300:bench:p1"]) == 1
+        assert res["phases"][0]["devices"] == ["edge-01"]
+        sync = clock | other
+        assert audit.seal(st, res, T0 + 5 * 10**9, ctx, sync, 1.5, ["wt300:bench:p1"]) == 1
         (m,) = st.manifests("r1")
     assert m["revision"] == 1 and m["form"] == "powerd-audit-1" and m["powerd_version"]
     assert m["host"] and m["command"] == "run" and m["probes"] == ["wt300:/dev/ttyUSB0"]
@@ -383,7 +396,9 @@ def test_the_daemon_seals_each_result_with_its_config_and_agents_clock_sync(
     daemon.offsets["edge-02"] = OffsetEstimator()  # an agent seen, its offset not known yet
     est = daemon.offsets["edge-01"] = OffsetEstimator()  # agent clock 3 s ahead, 2 ms round trip
     est.add(Exchange(t0 - S, t0 - S + 3 * S + MS, t0 - S + 3 * S + MS, t0 - S + 2 * MS))
-    ch = Channel("wt300:bench:p1", "power", "meter", 1e-3, instrument=IDN)
+    far = daemon.offsets["edge-03"] = OffsetEstimator()  # known, but the run does not cover it
+    far.add(Exchange(t0 - S, t0 - S + MS, t0 - S + MS, t0 - S + 2 * MS))
+    ch = Channel("wt300:bench:p1", "power", "meter", 1e-3, instrument=IDN, device="edge-01")
     daemon.timeline.add_channel(ch)
     store.put_channel(ch)
     t = t0 + np.arange(1001, dtype=np.int64) * MS
@@ -391,7 +406,8 @@ def test_the_daemon_seals_each_result_with_its_config_and_agents_clock_sync(
     daemon.timeline.append(blk)
     store.append(blk)
     store.flush()
-    for ev, seq, dt_ms, extra in (("begin", 1, 100, {}), ("end", 2, 900, {"count": 4})):
+    begin_extra = {"device": "edge-01"}
+    for ev, seq, dt_ms, extra in (("begin", 1, 100, begin_extra), ("end", 2, 900, {"count": 4})):
         m = {"v": 1, "run": "d1", "phase": "p", "event": ev, "seq": seq, "t_ns": t0 + dt_ms * MS}
         assert daemon.submit_marker("harness", json.dumps(m | extra)).error is None
     (result,) = daemon.due_results()
@@ -400,7 +416,8 @@ def test_the_daemon_seals_each_result_with_its_config_and_agents_clock_sync(
     assert m["command"] == "run" and m["probes"] == ["wt300:/dev/ttyUSB0"]
     assert m["config"]["calibration"]["serial:C2TEST0042"]["certificate"] == "CAL-2026-0142"
     assert m["channels"]["wt300:bench:p1"]["calibration"]["certificate"] == "CAL-2026-0142"
-    assert set(m["clock_sync"]) == {"edge-01"}  # edge-02's offset is not known: not claimed
+    # edge-02's offset is not known: not claimed; edge-03's is, but the run does not cover it
+    assert set(m["clock_sync"]) == {"edge-01"}
     sync = m["clock_sync"]["edge-01"]
     assert sync["offset_ns"] == -3 * S and sync["uncertainty_ns"] == MS
     assert result["phases"][0]["channels"]["wt300:bench:p1"]["calibration"]["due"] == "2026-12-31"
