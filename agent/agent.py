@@ -208,6 +208,14 @@ def _marker_key(m: Message) -> tuple[str, int] | None:
     return wire.parse_ack(m.payload)
 
 
+def _block_keys(m: Message) -> list[tuple[int, int]]:
+    """(boot_ns, seq) of each block of a spooled blocks message (empty if undecodable)."""
+    try:
+        return wire.block_keys(m.payload)
+    except wire.WireError:
+        return []
+
+
 @dataclass
 class Agent:
     cfg: AgentConfig
@@ -385,7 +393,7 @@ class Agent:
             # markers and blocks leave peek (and can no longer be dropped at the bound) as
             # they are taken: they are in flight until the daemon confirms them
             while batch := self.spool.peek_to_send(PUBLISH_BATCH, self._held_kind):
-                _, _, done = self._expect_confirmation(batch)
+                done = self._register_in_flight(batch)
                 for msg in batch:
                     await client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
                 self.spool.ack_many(done)
@@ -396,35 +404,22 @@ class Agent:
             return True
         return False if m.topic == self._blocks_topic else None
 
-    def _expect_confirmation(
-        self, batch: list[Message]
-    ) -> tuple[list[tuple[tuple[str, int], Message]], list[Message], list[Message]]:
-        """Before publishing: which messages wait for the daemon's confirmation (markers,
-        blocks) and which are done once the broker has them (status, gap reports). Markers and
-        blocks stay spooled until the daemon confirms it stored them: a broker acknowledges
-        before it saves, so its acknowledgement does not survive a broker crash."""
-        markers: list[tuple[tuple[str, int], Message]] = []
-        blocks: list[Message] = []
+    def _register_in_flight(self, batch: list[Message]) -> list[Message]:
+        """Before publishing: note which daemon confirmation each marker and block waits for
+        (they stay spooled until then: a broker acknowledges before it saves, so its
+        acknowledgement does not survive a broker crash); returns the messages that are done
+        once the broker has them (status, gap reports, anything undecodable)."""
         done: list[Message] = []
         for m in batch:
             if m.topic == self._markers_topic and (key := _marker_key(m)):
                 self._unconfirmed.setdefault(key, []).append(m)
-                markers.append((key, m))
-            elif m.topic == self._blocks_topic:
-                try:
-                    keys = wire.block_keys(m.payload)
-                except wire.WireError:
-                    keys = []
-                if not keys:
-                    done.append(m)
-                    continue
+            elif m.topic == self._blocks_topic and (keys := _block_keys(m)):
                 self._waiting_blocks[m.id] = (m, set(keys))
                 for k in keys:
                     self._block_message[k] = m.id
-                blocks.append(m)
             else:
                 done.append(m)
-        return markers, blocks, done
+        return done
 
     def _confirmed(self, payload: bytes) -> None:
         key = wire.parse_ack(payload)

@@ -407,15 +407,6 @@ class Spool:
                     self._awaiting[m.id] = (now, timed)
             return out
 
-    def await_confirmation(self, messages: list[Message], timed: bool = False) -> None:
-        """Keep these (sent) messages, but out of ``peek``, until ``ack_many`` (the daemon
-        confirmed them) or ``release_unconfirmed`` (time to send them again; ``timed``: also
-        when they are merely old, not only on a reconnect)."""
-        now = time.monotonic()
-        with self._lock:
-            for m in messages:
-                self._awaiting[m.id] = (now, timed)
-
     def release_unconfirmed(self, older_than_s: float | None = None) -> int:
         """Make unconfirmed messages visible to ``peek`` again: all of them (None, after a
         reconnect), or the timed ones sent at least ``older_than_s`` ago. How many."""
@@ -429,11 +420,6 @@ class Spool:
             for i in due:
                 del self._awaiting[i]
             return len(due)
-
-    @property
-    def unconfirmed(self) -> int:
-        with self._lock:
-            return len(self._awaiting)
 
     def ack_many(self, messages: list[Message]) -> None:
         """Forget messages the broker acknowledged (a failed delete is retried, never resent)."""
@@ -535,6 +521,7 @@ class Spool:
                 "memory_queued": len(self._mem),
                 "memory_bytes": self._mem_bytes,
                 "disk_bytes": self._used_bytes,
+                "unconfirmed": len(self._awaiting),
                 "max_bytes": self.max_bytes,
             }
 
