@@ -81,6 +81,7 @@ lists every key (a test checks it against the schema, so keep both in step):
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -276,6 +277,10 @@ def check(path: Path, default_state_dir: Path) -> DaemonConfig:
         state_dir = cfg.state_dir or default_state_dir
         _creatable(state_dir, "[daemon] state_dir")
         if cfg.influx is not None:
+            if importlib.util.find_spec("influxdb_client") is None:
+                raise PowerdError(
+                    "[influx] needs the influxdb-client package: pip install 'powerd[influx]'"
+                )
             _readable(cfg.influx.token_file, "[influx] token_file")
             _creatable(cfg.influx.buffer_dir or state_dir / "influx-buffer", "[influx] buffer_dir")
     except PowerdError as err:

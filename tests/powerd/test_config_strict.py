@@ -5,6 +5,7 @@ the schema's (parsed from powerd/config.py's docstring and compared key by key).
 from __future__ import annotations
 
 import re
+import sys
 import textwrap
 import tomllib
 from pathlib import Path
@@ -267,3 +268,19 @@ def test_the_readme_configs_validate(tmp_path: Path) -> None:
             load_protocol(path)
         else:
             config.load(path)
+
+
+def test_check_config_names_the_missing_influx_extra(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An [influx] table without influxdb-client installed is not "ok": `powerd run` would stop at
+    start, so the check says what to install (None in sys.modules = the import system's own
+    "not importable")."""
+    monkeypatch.setitem(sys.modules, "influxdb_client", None)
+    path = write(tmp_path, f'[daemon]\nstate_dir = "{tmp_path}/st"\n[influx]\nurl = "http://x"\n')
+    code, out, err = run_cli(capsys, "run", "--check-config", str(path))
+    assert (code, out) == (2, "")
+    assert err == (
+        f"powerd: error: config {path}: [influx] needs the influxdb-client package: "
+        "pip install 'powerd[influx]'\n"
+    )
