@@ -246,13 +246,16 @@ def _known_probes(specs: tuple[str, ...]) -> None:
     """Each spec names a registered probe family and a valid ``device=`` (nothing is opened:
     opening may touch hardware; whether a probe is usable here is ``powerd probes``' question)."""
     from powerd.probes.base import split_spec
-    from powerd.probes.registry import families, split_device
+    from powerd.probes.registry import families, split_device, unloadable_families
 
     known = families()
     for i, spec in enumerate(specs):
         try:
             name, args = split_spec(spec)
             split_device(args)
+            unloadable = {} if name in known else unloadable_families()
+            if name in unloadable:  # installed but its optional dependency is not: say which
+                raise PowerdError(f"probe {name!r} is not usable here: {unloadable[name][0]}")
             if name not in known:
                 raise PowerdError(
                     f"unknown probe {name!r}; known: {', '.join(known) or 'none'} "

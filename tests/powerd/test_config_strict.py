@@ -284,3 +284,23 @@ def test_check_config_names_the_missing_influx_extra(
         f"powerd: error: config {path}: [influx] needs the influxdb-client package: "
         "pip install 'powerd[influx]'\n"
     )
+
+
+def test_check_config_names_a_probes_missing_extra(tmp_path: Path) -> None:
+    """A probe family whose optional dependency is absent is named with what to install, never
+    called an unknown probe (a fresh interpreter where pyserial cannot be imported)."""
+    import subprocess
+
+    path = write(tmp_path, '[daemon]\nprobes = ["sim:constant,w=1", "ina2xx:/dev/ttyACM0"]\n')
+    code = (
+        "import sys; sys.modules['serial'] = None\n"
+        "from powerd.cli import main\n"
+        f"sys.exit(main(['run', '--check-config', {str(path)!r}]))\n"
+    )
+    cmd = [sys.executable, "-c", code]
+    r = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout) == (2, ""), r.stderr
+    assert r.stderr == (
+        f"powerd: error: config {path}: [daemon] probes[1] 'ina2xx:/dev/ttyACM0': probe 'ina2xx' "
+        "is not usable here: pyserial is not installed: pip install 'powerd[serial]'\n"
+    )
