@@ -47,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="run the daemon (MQTT markers and agents, HTTP API, local probes)",
         description=__doc__,
         epilog="The configuration file is TOML; see powerd/config.py or the README "
-        "('Running the daemon') for every key.",
+        "('Running the daemon and agents') for every key.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     which = p.add_mutually_exclusive_group(required=True)
