@@ -474,6 +474,8 @@ def integrate_power(t: I64, p: F64, w: Window, ch: Channel) -> ChannelEnergy:
     mean_w = energy_j / duration_s
     disc_j, per = _discretisation_j(ch, t, p, w, e, sums, sigma_w)
     flags = _common_flags(w, ch, coverage)
+    if sums.vmin < 0.0:  # kept as read, never clamped: a sensor or wiring problem to be seen
+        flags.append("negative_power")
     if per is not None and per.locked:
         flags.append("periodic_load")
     terms = {
