@@ -243,7 +243,8 @@ def _creatable(path: Path, what: str) -> None:
 
 
 def _known_probes(specs: tuple[str, ...]) -> None:
-    """Each spec names a registered probe family and a valid ``device=`` (nothing is opened:
+    """Each spec names a registered probe family and a valid ``device=``, and its own keys are
+    checked where the family can do so without opening anything (an optional ``check_spec``;
     opening may touch hardware; whether a probe is usable here is ``powerd probes``' question)."""
     from powerd.probes.base import split_spec
     from powerd.probes.registry import families, split_device, unloadable_families
@@ -261,6 +262,9 @@ def _known_probes(specs: tuple[str, ...]) -> None:
                     f"unknown probe {name!r}; known: {', '.join(known) or 'none'} "
                     "(see `powerd probes`)"
                 )
+            check_spec = getattr(known[name], "check_spec", None)
+            if check_spec is not None:
+                check_spec(split_device(args)[0])
         except PowerdError as err:
             raise PowerdError(f"[daemon] probes[{i}] {spec!r}: {err}") from None
 

@@ -215,6 +215,14 @@ def test_check_config_says_ok_and_starts_nothing(
             "[daemon] probes[1] 'nosuch:x': unknown probe 'nosuch'; known: ",
         ),
         (
+            '[daemon]\nprobes = ["sim:constant,w=big"]',
+            "[daemon] probes[0] 'sim:constant,w=big': sim: w='big' is not a number",
+        ),
+        (
+            '[daemon]\nprobes = ["sim:constant,bogus=1,device=edge-01"]',
+            "[daemon] probes[0] 'sim:constant,bogus=1,device=edge-01': unknown key 'bogus'",
+        ),
+        (
             '[daemon]\nprobes = ["sim:constant,device=a b"]',
             "[daemon] probes[0] 'sim:constant,device=a b': device='a b': a device id is",
         ),
