@@ -61,7 +61,8 @@ def csv_notes(result: dict[str, Any], generated_by: str) -> list[str]:
     lines = [
         f"# {generated_by}: samples of run {run}; columns channel, t_ns (UTC ns since the "
         "Unix epoch), value (W for a power channel, J for an energy counter), unit",
-        f"# figures of the run (contract 2, result v1: {run}.json) as the table prints them: "
+        "# figures of the run (contract 2, result v1: the JSON report beside this file) as the "
+        "table prints them: "
         "value ± U95, the absolute 95 % uncertainty in the figure's unit, rounded to two "
         "significant digits of U95 and the value to the same decimal place",
     ]

@@ -39,7 +39,7 @@ def test_notes_carry_the_tables_rounded_figures() -> None:
     notes = csv_notes(result, "powerd 9.9")
     assert all(n.startswith("# ") for n in notes)
     assert "powerd 9.9" in notes[0] and "run r1" in notes[0]
-    assert "contract 2" in notes[1] and "r1.json" in notes[1]
+    assert "contract 2" in notes[1] and "JSON report" in notes[1]
     run_note, idle_note = (n for n in notes if n.startswith("# phase "))
     assert run_note == (
         "# phase run trial 0: duration 2.0011 s, energy 10.0086 ± 0.0034 J, "
