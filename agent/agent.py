@@ -349,6 +349,8 @@ class Agent:
                 for msg in batch:
                     await client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
                 self.spool.ack_many(done)
+                if len(batch) < PUBLISH_BATCH:
+                    break  # that was all; whatever is spooled since set ``spooled`` again
 
     def _held_kind(self, m: Message) -> bool | None:
         """Kept until confirmed: markers (also resent on a timer), blocks; else None."""

@@ -160,6 +160,7 @@ class Spool:
         top = db.execute("SELECT COALESCE(MAX(id), 0) FROM outbox").fetchone()[0]
         self._next_id = max(self._next_id, int(top) + 1)
         self._db = db
+        self._page_bytes = int(db.execute("PRAGMA page_size").fetchone()[0])
         self._measure()
 
     # size --------------------------------------------------------------------------------------
@@ -175,8 +176,7 @@ class Spool:
         assert self._db is not None
         pages = self._db.execute("PRAGMA page_count").fetchone()[0]
         free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
-        page = self._db.execute("PRAGMA page_size").fetchone()[0]
-        self._page_bytes = int(page)
+        page = self._page_bytes  # read once per connection (_connect)
         self._used_bytes = (
             int(pages - free) * int(page) + self._file_bytes("-wal") + self._file_bytes("-shm")
         )
