@@ -12,6 +12,10 @@ first (markers and gap reports are never dropped), counted, and reported to the 
 exact extent on ``powerd/v1/gaps/<agent>`` (a message queued here like any other), so the daemon
 flags the gap ``agent_dropped`` in every result it touches.
 
+A confirmed message is hidden from ``peek`` at once and deleted from disk with the next write's
+transaction (within ``ACK_DEFER_S``, at once near the size bound): one SQLite transaction per
+flush instead of two. Deleting late loses nothing; a crash in between only sends it again.
+
 The size bound counts what the spool occupies on disk: the database's used pages plus its WAL
 and shared-memory files (the WAL is checkpointed and truncated after acknowledgements).
 """
