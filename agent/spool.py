@@ -314,9 +314,8 @@ class Spool:
                 last_id = rid
                 if predicted <= self.max_bytes:
                     break
-                if rid in self._acked:  # delivered already: deleting it loses nothing
+                if rid in self._acked:  # delivered already (forgotten from _acked after COMMIT)
                     db.execute("DELETE FROM outbox WHERE id=?", (rid,))
-                    self._acked.discard(rid)
                     predicted -= len(payload) + ROW_OVERHEAD_BYTES
                     continue
                 if not _is_block(topic):
