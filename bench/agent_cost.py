@@ -55,12 +55,36 @@ def measure_with_schedstat(procs: dict[str, Any], warmup_s: float, window_s: flo
 machine_cost.measure = measure_with_schedstat
 
 
+def _with_agent_args(extra: list[str]) -> None:
+    """Start the agent with ``extra`` arguments appended (mqtt_pipeline.agent_proc's command)."""
+    import subprocess
+
+    import mqtt_pipeline
+
+    popen = subprocess.Popen
+
+    def agent_popen(cmd: list[str], *a: Any, **kw: Any) -> Any:
+        if "powerd.agent" in cmd:
+            cmd = [*cmd, *extra]
+        return popen(cmd, *a, **kw)
+
+    mqtt_pipeline.subprocess.Popen = agent_popen  # type: ignore[misc]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=120.0, help="measured window per run")
     ap.add_argument("--warmup", type=float, default=10.0)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument(
+        "--agent-arg",
+        action="append",
+        default=[],
+        help="extra powerd-agent argument, e.g. --agent-arg=--publish-interval=1 (repeatable)",
+    )
     args = ap.parse_args()
+    if args.agent_arg:
+        _with_agent_args(args.agent_arg)
     runs = []
     up0 = benchlib.uptime()
     for _ in range(args.repeats):
@@ -75,6 +99,7 @@ def main() -> int:
         "daemon_cpu_pct": [r["daemon"]["cpu_pct"] for r in runs],
         "agent_rss_mb": [r["agent"]["rss_mb"] for r in runs],
         "window_s": args.seconds,
+        "agent_args": args.agent_arg,
         "goal_pct": GOAL_AGENT_PCT,
         "uptime_before": up0,
         "uptime_after": benchlib.uptime(),
