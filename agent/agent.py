@@ -46,7 +46,12 @@ MAX_BLOCK_SAMPLES = 1 << 16
 MAX_MESSAGE_BYTES = 1 << 20
 PUBLISH_BATCH = 64
 RESEND_S = 5.0
-PUBLISH_INTERVAL_S = 0.5
+# 1 s, not 0.5 s (issue 16 item 4): each flush is a spool transaction, a publish and its PUBACK,
+# the daemon's confirmation and its PUBACK; halving them cut the agent's CPU by about a quarter
+# at 8 channels x 10 Hz (BENCHMARKS.md §12). The price: up to 1 s of samples in memory (lost on
+# a SIGKILL, then a flagged gap), and a result whose end marker the agent did not relay waits up
+# to 1 s for the samples that cover it (a relayed end marker flushes at once: Outbox).
+PUBLISH_INTERVAL_S = 1.0
 # how long after a relayed end marker its early flush waits for every channel (Outbox)
 EARLY_FLUSH_WINDOW_NS = 1_000_000_000
 BACKOFF_FIRST_S = 0.2

@@ -92,13 +92,18 @@ def _no_data(method: Literal["trapezoid", "counter"]) -> ChannelEnergy:
 
 def _value_at(t: I64, v: F64, x: int) -> float:
     """``v`` linearly interpolated at ``x`` (held beyond the first and last sample)."""
-    i = int(np.searchsorted(t, x, "right"))
+    return _value_at_index(t, v, x, int(np.searchsorted(t, x, "right")))
+
+
+def _value_at_index(t: I64, v: F64, x: int, i: int) -> float:
+    """``_value_at`` given ``i = searchsorted(t, x, "right")``."""
     if i == 0:
         return float(v[0])
     if i == t.size or t[i - 1] == x:
         return float(v[i - 1])
     t0, t1 = int(t[i - 1]), int(t[i])
-    return float(v[i - 1] + (v[i] - v[i - 1]) * ((x - t0) / (t1 - t0)))
+    v0, v1 = float(v[i - 1]), float(v[i])  # Python floats: the same IEEE arithmetic, cheaper
+    return v0 + (v1 - v0) * ((x - t0) / (t1 - t0))
 
 
 @dataclass(frozen=True)
@@ -112,9 +117,16 @@ class _Edges:
 
 
 def _edges(t: I64, v: F64, w: Window) -> _Edges:
+    """Two binary searches, not four: the edge values reuse them (``i0`` is the begin's
+    ``searchsorted`` "right"; the end's "right" is ``i1`` past samples stamped exactly at it)."""
     i0 = int(np.searchsorted(t, w.t_begin_ns, "right"))
     i1 = int(np.searchsorted(t, w.t_end_ns, "left"))
-    return _Edges(i0, i1, _value_at(t, v, w.t_begin_ns), _value_at(t, v, w.t_end_ns))
+    j1 = i1
+    while j1 < t.size and int(t[j1]) == w.t_end_ns:
+        j1 += 1
+    return _Edges(
+        i0, i1, _value_at_index(t, v, w.t_begin_ns, i0), _value_at_index(t, v, w.t_end_ns, j1)
+    )
 
 
 def _edge_uncovered_ns(t: I64, w: Window, e: _Edges, threshold_ns: float) -> float:

@@ -36,6 +36,22 @@ T0_NS = 1_700_000_000_000_000_000
 # --- the reference: the versions before the restructuring (git show main:powerd/integrate.py) --
 
 
+def _value_at_ref(t: I64, v: F64, x: int) -> float:
+    i = int(np.searchsorted(t, x, "right"))
+    if i == 0:
+        return float(v[0])
+    if i == t.size or t[i - 1] == x:
+        return float(v[i - 1])
+    t0, t1 = int(t[i - 1]), int(t[i])
+    return float(v[i - 1] + (v[i] - v[i - 1]) * ((x - t0) / (t1 - t0)))
+
+
+def _edges_ref(t: I64, v: F64, w: Window) -> integ._Edges:
+    i0 = int(np.searchsorted(t, w.t_begin_ns, "right"))
+    i1 = int(np.searchsorted(t, w.t_end_ns, "left"))
+    return integ._Edges(i0, i1, _value_at_ref(t, v, w.t_begin_ns), _value_at_ref(t, v, w.t_end_ns))
+
+
 def _noise_sigma_ref(v: F64) -> float:
     if v.size < 3:
         return 0.0
@@ -110,6 +126,7 @@ def _reference(
     with monkeypatch.context() as m:
         m.setattr(integ, "_noise_sigma", _noise_sigma_ref)
         m.setattr(integ, "_power_sums", _power_sums_ref)
+        m.setattr(integ, "_edges", _edges_ref)
         return integ.integrate_power(t, v, w, ch)
 
 
@@ -244,3 +261,17 @@ def test_edges_helper_is_unchanged() -> None:
     ch = Channel(id="sim:x", kind="power", source_class="meter", nominal_period_s=1e-8)
     w = Window(T0_NS + 12, T0_NS + 18)
     assert energy_only(t, p, w, ch) == integrate(t, p, w, ch).energy_j == pytest.approx(24e-9)
+
+
+def test_edges_reuse_their_searches() -> None:
+    """``_edges`` (two searches) gives what the edge values by ``_value_at`` (a search each)
+    give, also with samples stamped exactly at an edge, repeated stamps, edges beyond the data."""
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        n = int(rng.integers(1, 12))
+        t = np.sort(rng.integers(0, 20, n)).astype(np.int64) + T0_NS  # repeats likely
+        p = rng.normal(5.0, 2.0, n)
+        a = T0_NS + int(rng.integers(-3, 22))
+        b = a + int(rng.integers(1, 10))
+        assert _edges(t, p, Window(a, b)) == _edges_ref(t, p, Window(a, b))
+        assert integ._value_at(t, p, b) == _value_at_ref(t, p, b)
