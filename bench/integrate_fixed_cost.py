@@ -18,8 +18,8 @@ from functools import partial
 import benchlib
 import numpy as np
 
-from powerd.channel import Channel
 import powerd.integrate
+from powerd.channel import Channel
 from powerd.integrate import Window, integrate_counter, integrate_power
 
 T0_NS = 1_700_000_000_000_000_000

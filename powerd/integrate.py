@@ -24,6 +24,7 @@ Coverage is the fraction of the window not inside a gap longer than ``GAP_FACTOR
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -349,6 +350,15 @@ class Periodicity:
         return self.periods * self.sweep < 1.0
 
 
+@functools.lru_cache(maxsize=64)
+def _unbias(n: int) -> F64:
+    """``n / (n - lag)`` for lags 0..n//2: the autocorrelation's bias correction, per length
+    (windows of one channel mostly have the same few lengths; read-only, shared)."""
+    out = n / (n - np.arange(n // 2 + 1))
+    out.flags.writeable = False
+    return out
+
+
 def periodicity(v: F64, noise_sigma: float) -> Periodicity | None:
     """Detect a periodic load in samples ``v`` (one rfft of at most ``PERIODIC_MAX_SAMPLES``).
 
@@ -358,14 +368,15 @@ def periodicity(v: F64, noise_sigma: float) -> Periodicity | None:
     n_all = v.size
     if n_all < PERIODIC_MIN_SAMPLES:
         return None
-    x = v[:PERIODIC_MAX_SAMPLES] - float(np.mean(v[:PERIODIC_MAX_SAMPLES]))
-    n = x.size
+    head = v[:PERIODIC_MAX_SAMPLES]
+    n = head.size
+    x = head - float(head.sum()) / n  # np.mean's sum and division, without its overhead
     var = float(np.dot(x, x))
     if not var > 0.0:
         return None
     f = np.fft.rfft(x, 1 << (2 * n - 1).bit_length())
     acf = np.fft.irfft(f.real**2 + f.imag**2)[: n // 2 + 1]
-    acf = acf / acf[0] * (n / (n - np.arange(acf.size)))
+    acf = acf / acf[0] * _unbias(n)
     neg = np.flatnonzero(acf < 0.0)
     if neg.size == 0:
         return None

@@ -1,7 +1,8 @@
 """Integration's cheaper paths give the figures of the straightforward ones (issue 16 item 4).
 
 ``_power_sums`` / ``_Sums.add`` (fused bend and steps, in-place temporaries, skipped passes) and
-``_noise_sigma`` (in-place partitions) were restructured for speed only: here the previous
+``_noise_sigma`` (in-place partitions), ``_edges`` (two searches, not four) and ``periodicity``
+(its mean and bias correction) were restructured for speed only: here the previous
 versions, kept verbatim below as the reference, are swapped into ``powerd.integrate`` and every
 figure of ``integrate_power`` is compared on many random windows (energies bit for bit,
 uncertainty terms within 1e-9 relative, flags and counts equal). ``energy_only`` must give
@@ -50,6 +51,42 @@ def _edges_ref(t: I64, v: F64, w: Window) -> integ._Edges:
     i0 = int(np.searchsorted(t, w.t_begin_ns, "right"))
     i1 = int(np.searchsorted(t, w.t_end_ns, "left"))
     return integ._Edges(i0, i1, _value_at_ref(t, v, w.t_begin_ns), _value_at_ref(t, v, w.t_end_ns))
+
+
+def _periodicity_ref(v: F64, noise_sigma: float) -> integ.Periodicity | None:
+    n_all = v.size
+    if n_all < integ.PERIODIC_MIN_SAMPLES:
+        return None
+    x = v[: integ.PERIODIC_MAX_SAMPLES] - float(np.mean(v[: integ.PERIODIC_MAX_SAMPLES]))
+    n = x.size
+    var = float(np.dot(x, x))
+    if not var > 0.0:
+        return None
+    f = np.fft.rfft(x, 1 << (2 * n - 1).bit_length())
+    acf = np.fft.irfft(f.real**2 + f.imag**2)[: n // 2 + 1]
+    acf = acf / acf[0] * (n / (n - np.arange(acf.size)))
+    neg = np.flatnonzero(acf < 0.0)
+    if neg.size == 0:
+        return None
+    tail = acf[neg[0] :]
+    best = float(tail.max())
+    if best < integ.PERIODIC_MIN_ACF:
+        return None
+    # The fundamental, not a multiple of it: the first lag within 10 % of the highest peak.
+    lag = int(neg[0] + np.flatnonzero(tail >= 0.9 * best)[0])
+    while lag + 1 < acf.size and acf[lag + 1] > acf[lag]:
+        lag += 1
+    if lag < 2:
+        return None
+    noise2 = 2.0 * noise_sigma * noise_sigma
+    d1 = np.diff(x)
+    ss1 = float(np.dot(d1, d1)) / d1.size - noise2
+    dl = x[lag:] - x[:-lag]
+    ssl = float(np.dot(dl, dl)) / dl.size - noise2
+    # Below its own statistical scatter (or float rounding), the lag difference is noise only.
+    floor = noise2 * 4.0 * math.sqrt(2.0 / dl.size) + 1e-12 * var / n
+    sweep = 0.0 if ssl <= floor or ss1 <= 0.0 else min(1.0, ssl / ss1)
+    return integ.Periodicity(lag, n_all / lag, sweep)
 
 
 def _noise_sigma_ref(v: F64) -> float:
@@ -127,6 +164,7 @@ def _reference(
         m.setattr(integ, "_noise_sigma", _noise_sigma_ref)
         m.setattr(integ, "_power_sums", _power_sums_ref)
         m.setattr(integ, "_edges", _edges_ref)
+        m.setattr(integ, "periodicity", _periodicity_ref)
         return integ.integrate_power(t, v, w, ch)
 
 
@@ -194,6 +232,8 @@ def test_restructured_power_integration_gives_the_same_figures(
     compared = flagged_periodic = 0
     for _ in range(150):
         t, p, ch = _series(rng)
+        sigma = _noise_sigma_ref(p)
+        assert integ.periodicity(p, sigma) == _periodicity_ref(p, sigma)
         for w in _windows(rng, t):
             new = integ.integrate_power(t, p, w, ch)
             old = _reference(monkeypatch, t, p, w, ch)
