@@ -122,6 +122,11 @@ def _edges(t: I64, v: F64, w: Window) -> _Edges:
     ``searchsorted`` "right"; the end's "right" is ``i1`` past samples stamped exactly at it)."""
     i0 = int(np.searchsorted(t, w.t_begin_ns, "right"))
     i1 = int(np.searchsorted(t, w.t_end_ns, "left"))
+    return _edges_at(t, v, w, i0, i1)
+
+
+def _edges_at(t: I64, v: F64, w: Window, i0: int, i1: int) -> _Edges:
+    """``_edges`` given its two searches (a caller that has them already)."""
     j1 = i1
     while j1 < t.size and int(t[j1]) == w.t_end_ns:
         j1 += 1
@@ -616,7 +621,12 @@ def _rate_at(t: I64, cum: F64, x: int) -> float:
 
 
 def _has_drop(c: F64) -> bool:
-    return any(bool((np.diff(c[s : s + CHUNK + 1]) < 0).any()) for s in range(0, c.size, CHUNK))
+    """Whether a reading is below the one before it (``diff < 0``, without the diff)."""
+    for s in range(0, c.size - 1, CHUNK):
+        e = min(c.size, s + CHUNK + 1)
+        if bool(np.less(c[s + 1 : e], c[s : e - 1]).any()):
+            return True
+    return False
 
 
 def _interval_stats(t: I64, cum: F64, threshold_ns: float, inner: slice) -> tuple[float, float]:
@@ -667,7 +677,7 @@ def integrate_counter(t: I64, c: F64, w: Window, ch: Channel) -> ChannelEnergy:
         cum, resets = un.cumulative_j, un.reset_estimate_j
     else:
         cum = cs
-    e = _edges(ts, cum, w)
+    e = _edges_at(ts, cum, w, i0 - lo, i1 - lo)  # the searches in t, moved into ts
     threshold_ns = GAP_FACTOR * ch.nominal_period_s * 1e9
     peak_w, inner_gap_ns = _interval_stats(ts, cum, threshold_ns, slice(e.i0, e.i1))
     uncovered_ns = inner_gap_ns + _edge_uncovered_ns(ts, w, e, threshold_ns)
@@ -770,7 +780,7 @@ def _counter_energy_only(t: I64, c: F64, w: Window, ch: Channel) -> float | None
     lo, hi = max(0, i0 - 1), min(t.size, i1 + 1)
     ts, cs = t[lo:hi], c[lo:hi]
     cum = unwrap_counter(ts, cs, ch.wrap_j).cumulative_j if _has_drop(cs) else cs
-    e = _edges(ts, cum, w)
+    e = _edges_at(ts, cum, w, i0 - lo, i1 - lo)
     threshold_ns = GAP_FACTOR * ch.nominal_period_s * 1e9
     duration_ns = w.t_end_ns - w.t_begin_ns
     edge_ns = _edge_uncovered_ns(ts, w, e, threshold_ns)

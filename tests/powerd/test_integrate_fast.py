@@ -315,3 +315,16 @@ def test_edges_reuse_their_searches() -> None:
         b = a + int(rng.integers(1, 10))
         assert _edges(t, p, Window(a, b)) == _edges_ref(t, p, Window(a, b))
         assert integ._value_at(t, p, b) == _value_at_ref(t, p, b)
+
+
+def test_has_drop_is_a_negative_difference() -> None:
+    rng = np.random.default_rng(11)
+    for n in (0, 1, 2, 3, CHUNK, CHUNK + 1, CHUNK + 2, 2 * CHUNK + 5):
+        for _ in range(3):
+            c = np.cumsum(rng.random(n))
+            if n > 1 and rng.random() < 0.7:
+                c[int(rng.integers(1, n))] = -1.0
+            ref = any(
+                bool((np.diff(c[s : s + CHUNK + 1]) < 0).any()) for s in range(0, c.size, CHUNK)
+            )
+            assert integ._has_drop(c) == ref
