@@ -402,5 +402,10 @@ def test_drops_at_the_bound_are_flagged_exactly_in_the_result(
         assert before.size and g0 - before[-1] < 1.5 * step
         assert after.size and after[0] - g1 < 1.5 * step
     holes = np.diff(t) > 1.5 * step
-    assert holes.sum() == len(merged), "a hole in the data is not flagged"
+    where = [(int(t[i]) - phase["t_begin_ns"], int(t[i + 1] - t[i])) for i in np.flatnonzero(holes)]
+    flagged = [(g0 - phase["t_begin_ns"], g1 - g0) for g0, g1 in merged]
+    assert holes.sum() == len(merged), (
+        f"a hole in the data is not flagged: holes (ns into the phase, length) {where}, "
+        f"flagged {flagged}, raw gaps {gaps}"
+    )
     assert json.dumps(ch["gaps"])  # exposed in the result
