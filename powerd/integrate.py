@@ -224,7 +224,7 @@ class _Sums:
         self.disc4 += float(np.dot(x2, x2))
         if bend_w is not None:
             self.n_inner += dt.size
-            if limited.size and float(limited.max()) > self.step_w:
+            if limited.size and float(np.fmax.reduce(limited)) > self.step_w:  # NaN-blind
                 is_step = limited > self.step_w
                 self.n_steps += int(np.count_nonzero(is_step))
                 self.step2 += float(x2[is_step].sum())

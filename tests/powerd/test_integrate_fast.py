@@ -328,3 +328,16 @@ def test_has_drop_is_a_negative_difference() -> None:
                 bool((np.diff(c[s : s + CHUNK + 1]) < 0).any()) for s in range(0, c.size, CHUNK)
             )
             assert integ._has_drop(c) == ref
+
+
+def test_steps_are_counted_beside_a_nan_sample() -> None:
+    """A NaN sample must not hide the steps of the rest of its chunk (the check before the
+    step pass ignores NaN, as the comparison of the straightforward code does)."""
+    v = np.array([1.0, 1.0, 5.0, 5.0, np.nan, 5.0, 1.0, 1.0])
+    dt = np.full(v.size - 1, 1e6)
+    bend = _bend_w(v, 0, v.size)
+    new, ref = _Sums(step_w=0.5), _Sums(step_w=0.5)
+    new.add(dt, v[:-1], v[1:], 3e6, bend.copy())
+    _add_ref(ref, dt, v[:-1], v[1:], 3e6, bend.copy())
+    assert new.n_steps == ref.n_steps >= 1
+    assert new.step2 == ref.step2
