@@ -26,7 +26,8 @@ Protocol: a socket pair between the two processes carrying pickled messages
 ``(changed_channel_ids, [Job, ...])`` answered by one ``Answer`` per job, in order; ``None``
 asks the worker to exit. The worker ignores SIGINT and SIGTERM (a terminal's Ctrl-C or
 systemd's stop reach the whole process group: the daemon stops it, so a stop is not a death)
-and exits when the daemon's end closes, or with the daemon itself (``PR_SET_PDEATHSIG``).
+and exits when the daemon's end of the socket closes (the daemon stopped or died; not
+``PR_SET_PDEATHSIG``, which fires when the daemon's *thread* that started it ends).
 """
 
 from __future__ import annotations
@@ -120,19 +121,10 @@ def compute(store: Store, hello: Hello, job: Job) -> Answer:
     return Answer(job.run, result, manifest)
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this process when the daemon's thread that started it ends."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 def worker_main(fd: int) -> int:
     """The worker process: answer jobs until the daemon's end closes or says stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _die_with_parent()
     conn = Connection(fd)
     try:
         hello = conn.recv()

@@ -92,3 +92,24 @@ def test_worker_sigkilled_mid_run_results_arrive_once_counted_and_equal_in_proce
             assert store.result(run) == compute_run(store, run)  # as computed in-process
     for run in ["before", *runs]:
         assert main(["--state-dir", str(state), "audit", run]) == 0, capsys.readouterr().out
+
+
+def test_the_worker_goes_with_a_sigkilled_daemon_and_a_new_daemon_computes_what_was_due(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    daemon = DaemonProc(tmp_path, broker.port, free_port())
+    daemon.start()
+    try:
+        worker = worker_pid(daemon)
+        os.kill(worker, signal.SIGSTOP)  # the result is sent to it, never answered
+        close_phase(broker.port, "orphan")
+        wait_for(lambda: daemon.health()["counts"].get("markers_applied") == 2, 10, "markers")
+        time.sleep(daemon.result_grace_s + 1.0)
+        assert daemon.result("orphan") is None
+        daemon.kill()
+        os.kill(worker, signal.SIGCONT)  # it finds the daemon's end of its socket closed
+        wait_for(lambda: not Path(f"/proc/{worker}").exists(), 10, "the orphaned worker gone")
+        daemon.start()
+        check_truth(wait_for(lambda: daemon.result("orphan"), 15, "the result after restart"), 1)
+    finally:
+        daemon.stop()
