@@ -72,7 +72,12 @@ if TYPE_CHECKING:
 
 SEEN_BLOCKS = 1 << 16
 MIN_EXCHANGES = 3
-CLOCK_PENDING = 256
+# Clock requests awaiting their reply are kept this long (and at most CLOCK_PENDING of them):
+# under a fleet's load a reply may come seconds late, queued behind ingestion, and a request
+# forgotten by then makes its reply "unmatched", the agent backed off, its data held (issue 16:
+# a count bound of 256 at 200 requests/s forgot every request older than 1.3 s).
+CLOCK_PENDING_S = 30.0
+CLOCK_PENDING = 1 << 16
 # Messages from agent ids never seen with a valid status: held (durably) only this many per id
 # and in all, so unknown ids cost (almost) nothing until they announce themselves properly.
 UNKNOWN_HELD_PER_AGENT = 256
@@ -517,7 +522,11 @@ class Daemon:
             req_id = self._next_clock_id
             t1 = self.clock()
             self._clock_sent[(agent, req_id)] = t1
-            if len(self._clock_sent) > CLOCK_PENDING:
+            oldest = t1 - int(CLOCK_PENDING_S * 1e9)
+            while self._clock_sent and (
+                len(self._clock_sent) > CLOCK_PENDING
+                or next(iter(self._clock_sent.values())) < oldest
+            ):
                 self._clock_sent.popitem(last=False)
             return wire.clock_request(req_id, t1)
 
