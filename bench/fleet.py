@@ -33,6 +33,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import socket
 import statistics
 import subprocess
@@ -411,6 +412,11 @@ def one_n(
                 daemon.wait(60)
             except subprocess.TimeoutExpired:
                 notes.append("the daemon did not stop within 60 s of SIGTERM: killed")
+                daemon.send_signal(signal.SIGUSR1)  # its threads' stacks into its log
+                time.sleep(2.0)
+                log.flush()
+                tail = (work / "daemon.log").read_bytes()[-6000:].decode(errors="replace")
+                notes.append(f"daemon log tail: {tail}")
                 daemon.kill()
                 daemon.wait(30)
 

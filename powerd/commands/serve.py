@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import faulthandler
 import functools
 import signal
 import sys
@@ -215,6 +216,8 @@ async def serve(cfg: DaemonConfig, state_dir: Path, config_path: Path | None = N
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # `kill -USR1 <pid>`: every thread's stack on stderr (a daemon slow to stop, stuck)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     limits = HttpLimits(
         cfg.http.header_timeout_s, cfg.http.body_timeout_s, cfg.http.max_connections
     )
