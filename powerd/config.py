@@ -16,6 +16,8 @@ lists every key (a test checks it against the schema, so keep both in step):
     max_marker_skew_s = 86400.0        # a live marker's t_ns further from receipt is rejected (> 0)
     max_phase_s = 604800.0             # a longer phase is rejected at its end marker (> 0)
     clock_rate_max_hz = 200.0          # clock requests to all agents together, at most
+    result_worker = true               # compute results in a worker process reading the store
+                                       # (false: in the daemon's own; powerd.result_worker)
     count_from = ["prom:http://127.0.0.1:8000/metrics#vllm:generation_tokens_total"]
                                        # counters read at every phase's begin and end whose
                                        # begin marker has no count_from (powerd.phasecount)
@@ -129,6 +131,7 @@ class DaemonTable(Table, frozen=True):
     max_marker_skew_s: Positive = DEFAULT_MAX_MARKER_SKEW_S
     max_phase_s: Positive = DEFAULT_MAX_PHASE_S
     clock_rate_max_hz: Positive = 200.0
+    result_worker: bool = True
     id: DaemonId | None = None
     count_from: Names = ()
 
