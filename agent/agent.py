@@ -53,6 +53,8 @@ BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 5.0
 STATUS_CHECK_S = 0.5
 EPOCHS_REPORTED = 16
+# ... plus older ones still needed by unconfirmed data, up to this many in all (status size)
+EPOCHS_REPORTED_MAX = 256
 
 
 def _log(text: str) -> None:
@@ -317,7 +319,22 @@ class Agent:
             for k, v in self.spool.meta("epoch:").items()
             if hosts.get(f"epoch_host:{k.split(':', 1)[1]}") == host
         )
-        return {str(b): a for b, a in mine[-EPOCHS_REPORTED:]}
+        needed = self._epochs_needed()
+        kept = mine[-EPOCHS_REPORTED:] + [e for e in mine[:-EPOCHS_REPORTED] if e[0] in needed]
+        return {str(b): a for b, a in sorted(kept)[-EPOCHS_REPORTED_MAX:]}
+
+    def _epochs_needed(self) -> set[int]:
+        """Epochs of what was sent and is not confirmed yet (relayed markers, blocks): the daemon
+        may hold it until it can link that epoch, so its anchor stays in our status until then,
+        however many epochs came since (a marker must never be held for ever for want of it)."""
+        needed = {boot for boot, _ in list(self._block_message)}
+        for sent in list(self._unconfirmed.values()):
+            for m in sent[:1]:
+                with contextlib.suppress(ValueError, AttributeError, RecursionError):
+                    boot = json.loads(m.payload).get("boot_ns")
+                    if isinstance(boot, int) and not isinstance(boot, bool):
+                        needed.add(boot)
+        return needed
 
     # local markers ------------------------------------------------------------------------------
 
