@@ -1,0 +1,205 @@
+"""Held agent messages are placed or reported, never held for ever in silence (task H24).
+
+The defect: on a VM whose wall clock ran 0.5 % faster than its monotonic clock, every check of
+TimeAnchor saw a "step", agents started a new clock epoch every 1-2 s, and a marker stamped before
+the first clock exchange stayed held for ever (its epoch dropped out of the daemon's estimates and
+of the agent's reported anchors) with /healthz "ok". These tests drive the pure parts with
+injected clocks: TimeAnchor (drift is not a step), the Daemon (linking through any measured epoch,
+the report after ``held_place_bound_s``) and the agent's reported epochs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from powerd.agent import wire
+from powerd.agent.epoch import EpochAnchor
+from powerd.channel import Channel
+from powerd.daemon import EPOCHS_KEPT, MIN_EXCHANGES, Daemon
+from powerd.store import Store
+from powerd.timebase import TimeAnchor
+from powerd.timeline import Timeline
+
+AGENT = "edge-drift"
+CHANNEL = Channel("sim:x", "power", "meter", 0.01)
+SEC = 1_000_000_000
+MS = 1_000_000
+
+
+class Clocks:
+    """A monotonic clock and a wall clock that runs ``rate`` faster (plus any steps)."""
+
+    def __init__(self, rate: float) -> None:
+        self.mono_ns = 1_000 * SEC
+        self.rate = rate
+        self.step_ns = 0
+
+    def mono(self) -> int:
+        return self.mono_ns
+
+    def wall(self) -> int:
+        return 1_700_000_000 * SEC + round(self.mono_ns * (1 + self.rate)) + self.step_ns
+
+
+def test_a_steady_drift_is_followed_without_a_step() -> None:
+    """0.5 % drift, checked every 1.0-1.3 s for two minutes: no step; the daemon's anchor follows
+    the wall clock within a re-anchor's amount and learns the rate; a real step is still one."""
+    c = Clocks(0.005)
+    anchor = TimeAnchor(mono=c.mono, wall=c.wall)
+    for i in range(100):
+        c.mono_ns += SEC + (i % 4) * 100 * MS
+        assert anchor.check() is None, f"drift taken for a step at check {i}"
+        assert abs(anchor.utc_ns() - c.wall()) <= anchor.drift_follow_ns + 7 * MS
+    assert anchor.steps == [] and anchor.drift_reanchors > 50
+    assert anchor.drift_ppm == pytest.approx(5000, rel=0.01)
+    c.mono_ns += SEC
+    c.step_ns = 20 * MS  # a real step, small but sudden
+    step = anchor.check()
+    assert step is not None and abs(step.step_ns - 20 * MS) <= 7 * MS
+    assert abs(anchor.utc_ns() - c.wall()) <= MS
+
+
+def test_an_agents_epoch_survives_drift_and_its_stamps_stay_on_one_mapping() -> None:
+    """The agent's EpochAnchor neither starts epochs nor moves its anchor on drift: every stamp
+    of the epoch is ``monotonic + anchor_ns``, which the daemon's exchanges and links rely on."""
+    c = Clocks(-0.005)
+    anchor = EpochAnchor(mono=c.mono, wall=c.wall)
+    boot, anchor_ns = anchor.info()
+    for _ in range(120):
+        c.mono_ns += SEC
+        assert anchor.check() is None
+    assert anchor.info() == (boot, anchor_ns) and anchor.epoch == 0
+    assert anchor.stamp() == (boot, c.mono_ns + anchor_ns)
+    assert abs(anchor.wall_disagreement_ns() + 600 * MS) <= 10 * MS  # 0.5 % of 120 s, measured
+    c.step_ns = SEC  # a step still starts a new epoch
+    c.mono_ns += SEC
+    assert anchor.check() is not None and anchor.epoch == 1 and anchor.info()[0] != boot
+
+
+# --- the daemon --------------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now_ns = 50 * SEC
+
+    def __call__(self) -> int:
+        return self.now_ns
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    store = Store(tmp_path / "d.db")
+    d = Daemon(store, Timeline(), Clock(), held_place_bound_s=30.0)
+    assert d.accept_status(AGENT, wire.status(AGENT, "online", 0, "t"))
+    d.accept_channels(AGENT, json.dumps([CHANNEL.to_json()]).encode())
+    yield d
+    store.close()
+
+
+def clock_of(d: Daemon) -> Clock:
+    assert isinstance(d.clock, Clock)
+    return d.clock
+
+
+def exchange(d: Daemon, boot: int, ahead_ns: int) -> None:
+    req = d.clock_request(AGENT)
+    t1 = json.loads(req)["t1_ns"]
+    t2 = t1 + 100_000 + ahead_ns
+    assert d.accept_clock_reply(AGENT, wire.clock_reply(req, t2, t2, boot), t1 + 200_000)
+    clock_of(d).now_ns += SEC // 10
+
+
+def status(boot: int, epochs: dict[int, int]) -> bytes:
+    anchors = {str(b): a for b, a in epochs.items()}
+    return wire.status(AGENT, "online", 0, "t", boot_ns=boot, epoch=0, epochs=anchors)
+
+
+def marker(run: str, event: str, t_ns: int, boot: int) -> str:
+    body = {"v": 1, "run": run, "phase": "p", "event": event, "seq": 1 if event == "begin" else 2}
+    return json.dumps(body | {"t_ns": t_ns, "boot_ns": boot})
+
+
+def churn(d: Daemon, first: int, n: int, reported: int) -> dict[int, int]:
+    """The agent starts ``n`` epochs after ``first`` (each anchored 5 ms later), each with fewer
+    exchanges than an estimate needs; its status reports the latest ``reported`` anchors."""
+    anchors = {first + i * SEC: i * 5 * MS for i in range(n + 1)}
+    boots = sorted(anchors)
+    for boot in boots[1:]:
+        shown = {b: anchors[b] for b in boots[: boots.index(boot) + 1][-reported:]}
+        d.accept_status(AGENT, status(boot, shown))
+        for _ in range(MIN_EXCHANGES - 1):
+            exchange(d, boot, ahead_ns=anchors[boot])
+    return anchors
+
+
+def test_a_marker_whose_epoch_is_lost_is_reported_and_its_run_flagged(daemon: Daemon) -> None:
+    """The reproduction: a marker posted before the first exchange (epoch E0), then an epoch every
+    second, none measured, the agent reporting only its latest anchors. Before the fix it stayed
+    held with /healthz ok; now, after the bound, it is counted, /healthz is degraded and its run
+    is flagged. A status that reports E0's anchor again places it and clears the component."""
+    d = daemon
+    e0 = 100 * SEC
+    d.accept_status(AGENT, status(e0, {e0: 0}))
+    assert d.submit_marker(AGENT, marker("rb", "begin", 60 * SEC, e0)).held
+    anchors = churn(d, e0, 2 * EPOCHS_KEPT, reported=4)
+    assert d.held is not None and d.held.held(AGENT) == 1
+    assert "held_unplaceable" not in d.health.snapshot()["problems"]  # within the bound: waits
+    clock_of(d).now_ns += 31 * SEC
+    d.clock_request(AGENT)
+    snap = d.health.snapshot()
+    assert snap["status"] == "degraded" and snap["problems"]["held_unplaceable"] == 1
+    assert "rb" in snap["down"][f"agent:{AGENT}:held"]
+    assert d.store.run_flags("rb") == {
+        "held_unplaceable": f"a marker from agent {AGENT} could not be placed"
+    }
+    d.clock_request(AGENT)  # counted once, not at every check
+    assert d.health.snapshot()["problems"]["held_unplaceable"] == 1
+
+    # the current epoch gets measured and the agent reports E0's anchor again: placed
+    now = max(anchors)
+    for _ in range(MIN_EXCHANGES):
+        exchange(d, now, ahead_ns=anchors[now])
+    d.accept_status(AGENT, status(now, {e0: 0, now: anchors[now]}))
+    exchange(d, now, ahead_ns=anchors[now])
+    (stored,) = d.store.markers("rb")
+    assert stored.t_ns == 60 * SEC  # E0's offset: the current one plus the anchors' difference
+    assert d.held.held(AGENT) == 0
+    assert d.health.snapshot()["status"] == "ok"
+
+
+def test_an_epoch_is_placed_through_any_measured_epoch(daemon: Daemon) -> None:
+    """Epochs change faster than each gets its exchanges: the current one is never measured, an
+    older one was; what is held for unmeasured epochs is placed through that one's offset."""
+    d = daemon
+    e0 = 100 * SEC
+    d.accept_status(AGENT, status(e0, {e0: 0}))
+    for _ in range(MIN_EXCHANGES):
+        exchange(d, e0, ahead_ns=0)
+    e1, e2 = e0 + SEC, e0 + 2 * SEC
+    d.accept_status(AGENT, status(e1, {e0: 0, e1: 7 * MS}))
+    assert d.submit_marker(AGENT, marker("r", "begin", 60 * SEC, e1)).applied
+    d.accept_status(AGENT, status(e2, {e0: 0, e1: 7 * MS, e2: 9 * MS}))
+    exchange(d, e2, ahead_ns=9 * MS)  # one exchange: E2 not measured
+    assert d.submit_marker(AGENT, marker("r", "end", 61 * SEC, e2)).applied
+    begin, end = d.store.markers("r")
+    assert begin.t_ns == 60 * SEC - 7 * MS and end.t_ns == 61 * SEC - 9 * MS
+
+
+def test_epochs_held_data_waits_for_are_not_forgotten(daemon: Daemon) -> None:
+    """More than EPOCHS_KEPT epochs: the estimate of one that held data still needs is kept."""
+    d = daemon
+    e0 = 100 * SEC
+    d.accept_status(AGENT, status(e0, {e0: 0}))
+    exchange(d, e0, ahead_ns=0)  # one exchange only: E0 not measured yet
+    assert d.submit_marker(AGENT, marker("r", "begin", 60 * SEC, e0)).held
+    e1 = e0 + SEC
+    d.accept_status(AGENT, status(e1, {e1: 0}))
+    for _ in range(MIN_EXCHANGES):
+        exchange(d, e1, ahead_ns=0)  # a release: E0 is what the held marker waits for
+    churn(d, e1, 2 * EPOCHS_KEPT, reported=2)
+    assert (AGENT, e0) in d._epochs
+    assert len([k for k in d._epochs if k[0] == AGENT]) <= EPOCHS_KEPT + 2
