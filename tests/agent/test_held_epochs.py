@@ -203,3 +203,64 @@ def test_epochs_held_data_waits_for_are_not_forgotten(daemon: Daemon) -> None:
     churn(d, e1, 2 * EPOCHS_KEPT, reported=2)
     assert (AGENT, e0) in d._epochs
     assert len([k for k in d._epochs if k[0] == AGENT]) <= EPOCHS_KEPT + 2
+
+
+def test_a_flagged_run_is_recomputed_with_the_flag(daemon: Daemon) -> None:
+    """A run with a result, one of whose markers (a later trial) is never placed: the result is
+    queued again and every phase of it carries ``held_unplaceable``."""
+    from powerd.runs import compute_run
+
+    d = daemon
+    e0, lost = 100 * SEC, 90 * SEC
+    d.accept_status(AGENT, status(e0, {e0: 0}))
+    for _ in range(MIN_EXCHANGES):
+        exchange(d, e0, ahead_ns=0)
+    assert d.submit_marker(AGENT, marker("rf", "begin", 60 * SEC, e0)).applied
+    assert d.submit_marker(AGENT, marker("rf", "end", 61 * SEC, e0)).phase is not None
+    d.store.put_result(compute_run(d.store, "rf"), d.clock())
+    d._pending.clear()
+    assert "held_unplaceable" not in d.store.result("rf")["phases"][0]["flags"]  # type: ignore[index]
+    late = {"v": 1, "run": "rf", "phase": "p", "event": "begin", "seq": 3, "trial": 2}
+    assert d.submit_marker(AGENT, json.dumps(late | {"t_ns": 62 * SEC, "boot_ns": lost})).held
+    clock_of(d).now_ns += 31 * SEC
+    d.clock_request(AGENT)
+    assert "rf" in d._pending
+    (phase,) = compute_run(d.store, "rf")["phases"]
+    assert "held_unplaceable" in phase["flags"]
+
+
+def test_the_agent_reports_old_epochs_its_unconfirmed_data_needs(tmp_path: Path) -> None:
+    """Beyond its latest EPOCHS_REPORTED anchors, the agent's status keeps those of epochs that
+    sent data not confirmed yet (a relayed marker, a block): the daemon may need them to link."""
+    from powerd.agent.agent import EPOCHS_REPORTED, Agent, AgentConfig
+    from powerd.agent.epoch import host_boot_id
+    from powerd.agent.mqttconf import MqttSettings
+
+    host = host_boot_id()
+    if host is None:
+        pytest.skip("no host boot id on this system")
+    cfg = AgentConfig(
+        id="edge-epochs",
+        probes=("sim:constant,rate=10",),
+        mqtt=MqttSettings(port=1),
+        spool_dir=tmp_path / "spool",
+        http_port=None,
+    )
+    agent = Agent(cfg)
+    try:
+        old = [1_000 * SEC + i for i in range(3 * EPOCHS_REPORTED)]
+        for i, boot in enumerate(old):
+            agent.spool.put_meta(f"epoch:{boot}", i)
+            agent.spool.put_meta(f"epoch_host:{boot}", host)
+        assert str(old[0]) not in agent.epochs() and str(old[1]) not in agent.epochs()
+        agent._block_message[(old[0], 7)] = 1
+        sent = [(wire.markers_topic(cfg.id), json.dumps({"boot_ns": old[1]}).encode(), 1, False)]
+        agent.spool.put_many(sent)
+        (m,) = [m for m in agent.spool.peek(10) if m.topic == wire.markers_topic(cfg.id)]
+        agent._unconfirmed[("r", 1)] = [m]
+        epochs = agent.epochs()
+        assert epochs[str(old[0])] == 0 and epochs[str(old[1])] == 1
+        assert str(old[2]) not in epochs
+        assert str(agent.anchor.boot_ns) in epochs  # the current one, always
+    finally:
+        agent.spool.close()
