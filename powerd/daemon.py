@@ -692,6 +692,14 @@ class Daemon:
             self._unready.pop(agent, None)
         self._check_held(agent)
 
+    def check_held(self) -> None:
+        """``_check_held`` for every agent with held messages (housekeeping calls this: an agent
+        that went away, or never announced itself, gets no clock requests to trigger it)."""
+        assert self.held is not None
+        with self._lock:
+            for agent in {*self.held.agents(), *self._unplaceable}:
+                self._check_held(agent)
+
     def _check_held(self, agent: str) -> None:
         """Nothing held for ever without a word: a held message whose clock epoch still cannot
         be placed ``held_place_bound_s`` after it arrived is counted once (``held_unplaceable``,

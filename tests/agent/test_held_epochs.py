@@ -326,3 +326,18 @@ def test_an_agent_on_a_drifting_clock_keeps_one_epoch_and_its_first_marker_is_pl
     assert "clock_step" not in phase["flags"] and "held_unplaceable" not in phase["flags"]
     unc = phase["timing"]["uncertainty_ns"]
     assert before - unc - 10 * MS <= phase["t_begin_ns"] <= after + unc + 10 * MS
+
+
+def test_housekeeping_reports_what_an_agent_that_went_away_left_held(daemon: Daemon) -> None:
+    """No clock request reaches an agent that is gone: ``check_held`` (housekeeping) still
+    reports its unplaceable messages."""
+    d = daemon
+    e0 = 100 * SEC
+    d.accept_status(AGENT, status(e0, {e0: 0}))
+    assert d.submit_marker(AGENT, marker("gone", "begin", 60 * SEC, e0)).held
+    d.accept_status(AGENT, wire.status(AGENT, "offline", 0, "t", boot_ns=e0))
+    clock_of(d).now_ns += 31 * SEC
+    d.check_held()
+    snap = d.health.snapshot()
+    assert snap["problems"]["held_unplaceable"] == 1 and snap["status"] == "degraded"
+    assert "held_unplaceable" in d.store.run_flags("gone")
