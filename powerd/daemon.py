@@ -78,6 +78,7 @@ EPOCHS_KEPT = 8
 EPOCHS_KEPT_MAX = 64
 # A held message not placeable this long after it arrived is reported (``_check_held``).
 HELD_PLACE_BOUND_S = 60.0
+HELD_SCAN = 1024  # held messages examined per check
 # An epoch placed through anchors (agent/epoch.py): the anchors' bracketed reads, with margin.
 LINK_UNCERTAINTY_NS = 20_000
 
@@ -110,6 +111,8 @@ class Daemon:
         default_factory=OrderedDict
     )
     _boot_now: dict[str, int | None] = field(default_factory=dict)
+    # each agent's epochs in _epochs, oldest first (so no per-agent scan of every agent's epochs)
+    _agent_epochs: dict[str, list[int | None]] = field(default_factory=dict)
     # Held messages of epochs whose offset is not known yet, left held by the last release, and
     # what the release saw (so an unchanged situation is not re-examined at every exchange).
     _unready: dict[str, tuple[Any, int, set[int | None]]] = field(default_factory=dict)
@@ -280,8 +283,9 @@ class Daemon:
         out: list[tuple[int | None, OffsetEstimator]] = []
         if self._offset_known(agent):
             out.append((now, self.offsets[agent]))
-        for (a, boot), est in reversed(self._epochs.items()):
-            if a == agent and boot != now and len(est.exchanges) >= MIN_EXCHANGES:
+        for boot in reversed(self._agent_epochs.get(agent, ())):
+            est = self._epochs.get((agent, boot))
+            if boot != now and est is not None and len(est.exchanges) >= MIN_EXCHANGES:
                 out.append((boot, est))
         return out
 
@@ -322,6 +326,7 @@ class Daemon:
         est = self._epochs.get((agent, boot_ns))
         if est is None:
             est = self._epochs[(agent, boot_ns)] = OffsetEstimator()
+            self._agent_epochs.setdefault(agent, []).append(boot_ns)
             self._forget_epochs(agent, boot_ns)
             if agent in self.offsets:
                 self.counts["agent_clock_epochs"] += 1
@@ -332,23 +337,24 @@ class Daemon:
         """Keep EPOCHS_KEPT of the agent's epoch estimates, oldest forgotten first, but not those
         held messages still wait for (their own estimate, or a measured one to link them to:
         the latest measured is kept), unless more than EPOCHS_KEPT_MAX."""
-        mine = [k for k in self._epochs if k[0] == agent]
+        mine = self._agent_epochs.get(agent, [])
         extra = len(mine) - EPOCHS_KEPT
         if extra <= 0:
             return
         waited = self._unready.get(agent, (None, 0, set()))[2]
         measured = [b for b, _ in self._measured(agent)][:1]
         spare = len(mine) - EPOCHS_KEPT_MAX
-        for key in mine:
+        for boot in list(mine):
             if extra <= 0:
                 break
-            if key[1] == current:
+            if boot == current:
                 continue
-            if (key[1] in waited or key[1] in measured) and spare <= 0:
+            if (boot in waited or boot in measured) and spare <= 0:
                 continue
-            if key[1] in waited or key[1] in measured:
+            if boot in waited or boot in measured:
                 spare -= 1
-            del self._epochs[key]
+            self._epochs.pop((agent, boot), None)
+            mine.remove(boot)
             extra -= 1
 
     # agents: channels, blocks, clock ----------------------------------------------------------
@@ -647,7 +653,7 @@ class Daemon:
         unknown are held again (after the others), and the same situation is not re-examined."""
         assert self.held is not None
         n = self.held.held(agent)
-        if not n or not self._measured(agent):
+        if not n or not (self._offset_known(agent) or self._measured(agent)):
             return
         status = self.agents.get(agent) or {}
         epochs = status.get("epochs")
@@ -718,7 +724,9 @@ class Daemon:
         cutoff = self.clock() - int(self.held_place_bound_s * 1e9)
         stale, epochs, runs = 0, set(), set()
         reported = reported if reported is not None else set()
-        for _, kind, received_ns, payload in self.held.older(agent, cutoff):
+        still: set[tuple[str, int, int]] = set()
+        rows = self.held.older(agent, cutoff, HELD_SCAN)
+        for _, kind, received_ns, payload in rows:
             boots = self._boots_of(kind, payload)
             if all(self._ready(agent, b) for b in boots):
                 continue  # placeable: the next release applies it
@@ -728,6 +736,7 @@ class Daemon:
             if run is not None:
                 runs.add(run)
             key = (kind, received_ns, hash(payload))
+            still.add(key)
             if key in reported:
                 continue
             reported.add(key)
@@ -744,7 +753,8 @@ class Daemon:
             self._unplaceable.pop(agent, None)
             self.health.up(component)
             return
-        self._unplaceable[agent] = reported
+        # forget the keys of messages placed meanwhile (a full scan saw every stale one)
+        self._unplaceable[agent] = still if len(rows) < HELD_SCAN else reported
         self.health.down(
             component,
             f"{stale} held messages not placeable (clock epochs "
