@@ -9,6 +9,7 @@ the report after ``held_place_bound_s``) and the agent's reported epochs."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,9 +52,13 @@ def test_a_steady_drift_is_followed_without_a_step() -> None:
     anchor = TimeAnchor(mono=c.mono, wall=c.wall)
     for i in range(100):
         c.mono_ns += SEC + (i % 4) * 100 * MS
+        before = anchor.utc_ns(c.mono_ns)
         assert anchor.check() is None, f"drift taken for a step at check {i}"
-        assert abs(anchor.utc_ns() - c.wall()) <= anchor.drift_follow_ns + 7 * MS
+        assert abs(anchor.utc_ns(c.mono_ns) - before) <= 1_000  # re-anchored without a jump
+        assert abs(anchor.utc_ns() - c.wall()) <= (7 if i < 5 else 1) * MS  # follows the wall
     assert anchor.steps == [] and anchor.drift_reanchors > 50
+    t = [anchor.utc_ns(c.mono_ns + k * 100 * MS) for k in range(30)]
+    assert all(b > a for a, b in itertools.pairwise(t))  # stamps keep increasing
     assert anchor.drift_ppm == pytest.approx(5000, rel=0.01)
     c.mono_ns += SEC
     c.step_ns = 20 * MS  # a real step, small but sudden
