@@ -525,10 +525,15 @@ class Agent:
 
     async def _status_updates(self, client: aiomqtt.Client) -> None:
         """Republish the retained status when the clock epoch or the spool's state changes."""
-        seen = (self.anchor.boot_ns, self.spool.changes, self.status_changes)
+
+        # the oldest epoch unconfirmed data needs: its anchor must reach the daemon (epochs())
+        def oldest() -> int | None:
+            return min(self._epochs_needed(), default=None)
+
+        seen = (self.anchor.boot_ns, self.spool.changes, self.status_changes, oldest())
         while True:
             await asyncio.sleep(STATUS_CHECK_S)
-            now = (self.anchor.boot_ns, self.spool.changes, self.status_changes)
+            now = (self.anchor.boot_ns, self.spool.changes, self.status_changes, oldest())
             if now != seen:
                 seen = now
                 await client.publish(

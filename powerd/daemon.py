@@ -755,10 +755,11 @@ class Daemon:
             return
         # forget the keys of messages placed meanwhile (a full scan saw every stale one)
         self._unplaceable[agent] = still if len(rows) < HELD_SCAN else reported
+        # the reason names epochs and runs, not the count (a new reason is logged again)
         self.health.down(
             component,
-            f"{stale} held messages not placeable (clock epochs "
-            f"{sorted(b or 0 for b in epochs)[:8]}; runs {sorted(runs)[:8]})",
+            f"held messages not placeable after {self.held_place_bound_s:.0f} s: offset of clock "
+            f"epoch(s) {sorted(b or 0 for b in epochs)[:8]} unknown; runs {sorted(runs)[:8]}",
         )
 
     @staticmethod
