@@ -290,3 +290,36 @@ def test_housekeeping_reports_what_an_agent_that_went_away_left_held(daemon: Dae
     snap = d.health.snapshot()
     assert snap["problems"]["held_unplaceable"] == 1 and snap["status"] == "degraded"
     assert "held_unplaceable" in d.store.run_flags("gone")
+
+
+def test_an_unplaceable_marker_on_the_wire_shows_on_healthz_and_metrics(tmp_path: Path) -> None:
+    """End to end: a real agent, and a marker under its id stamped in an epoch it never reports
+    (mosquitto_pub): after the bound, /healthz is degraded with ``agent:<id>:held`` down and
+    /metrics says so; the agent's own data is placed all along."""
+    from powerd.exporter import registry_for, render
+    from tests.agent.agentproc import running_agent
+    from tests.agent.test_mqtt_e2e import pub
+    from tests.servers import mosquitto, running_daemon, wait_for
+
+    agent_id = "edge-lost"
+    with mosquitto(tmp_path) as broker, running_daemon(tmp_path, broker) as daemon:
+        daemon.held_place_bound_s = 1.0
+        with running_agent(tmp_path, broker, agent_id):
+            wait_for(
+                lambda: (o := daemon.offsets.get(agent_id)) and len(o.exchanges) >= 3,
+                what="the agent's clock exchanges",
+            )
+            body = {"v": 1, "run": "ghost", "phase": "p", "event": "begin", "seq": 1}
+            body |= {"t_ns": 1_800_000_000 * SEC, "boot_ns": 123_456_789}
+            pub(broker.port, wire.markers_topic(agent_id), json.dumps(body))
+            component = f"agent:{agent_id}:held"
+            snap = wait_for(
+                lambda: (s := daemon.health.snapshot())["down"].get(component) and s,
+                what="the unplaceable marker reported",
+            )
+            metrics = render(registry_for(daemon)).decode()
+            assert daemon.counts["blocks_accepted"] > 0  # the agent's own data is placed
+    assert snap["status"] == "degraded" and "ghost" in snap["down"][component]
+    assert snap["problems"]["held_unplaceable"] == 1
+    assert 'powerd_problems_total{kind="held_unplaceable"} 1.0' in metrics
+    assert f'component="{component}"' in metrics
