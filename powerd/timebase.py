@@ -39,6 +39,9 @@ DRIFT_TOLERANCE_PPM = 10_000.0
 DRIFT_MIN_SPAN_NS = 2_000_000_000
 # A followed drift's remaining difference is worked off over this long (a slew, not a jump).
 SLEW_HORIZON_NS = 2_000_000_000
+# A difference this small (a few bracketed reads' noise) leaves the mapping as it is: a host
+# without drift keeps one constant offset, as before.
+SLEW_DEADBAND_NS = 200_000
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,8 @@ class TimeAnchor:
         the drift plus the difference left over SLEW_HORIZON_NS (see the module docstring)."""
         mapped = self.utc_ns(now_mono) - now_mono
         error = offset - mapped
+        if abs(error) <= SLEW_DEADBAND_NS + half:
+            return
         if abs(error) > self.drift_jump_ns:  # too far to slew: taken at once (still no step)
             mapped, error = offset, 0
         limit = self.drift_tolerance_ppm * 1e-6
