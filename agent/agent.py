@@ -61,6 +61,8 @@ STATUS_CHECK_S = 0.5
 HOUSEKEEPING_IDLE_S = 1.0
 HOUSEKEEPING_EARLY_S = 0.1
 EPOCHS_REPORTED = 16
+# ... plus older ones still needed by unconfirmed data, up to this many in all (status size)
+EPOCHS_REPORTED_MAX = 256
 
 
 def _log(text: str) -> None:
@@ -327,7 +329,22 @@ class Agent:
             for k, v in self.spool.meta("epoch:").items()
             if hosts.get(f"epoch_host:{k.split(':', 1)[1]}") == host
         )
-        return {str(b): a for b, a in mine[-EPOCHS_REPORTED:]}
+        needed = self._epochs_needed()
+        kept = mine[-EPOCHS_REPORTED:] + [e for e in mine[:-EPOCHS_REPORTED] if e[0] in needed]
+        return {str(b): a for b, a in sorted(kept)[-EPOCHS_REPORTED_MAX:]}
+
+    def _epochs_needed(self) -> set[int]:
+        """Epochs of what was sent and is not confirmed yet (relayed markers, blocks): the daemon
+        may hold it until it can link that epoch, so its anchor stays in our status until then,
+        however many epochs came since (a marker must never be held for ever for want of it)."""
+        needed = {boot for boot, _ in list(self._block_message)}
+        for sent in list(self._unconfirmed.values()):
+            for m in sent[:1]:
+                with contextlib.suppress(ValueError, AttributeError, RecursionError):
+                    boot = json.loads(m.payload).get("boot_ns")
+                    if isinstance(boot, int) and not isinstance(boot, bool):
+                        needed.add(boot)
+        return needed
 
     # local markers ------------------------------------------------------------------------------
 
@@ -484,7 +501,12 @@ class Agent:
         interval), and on a timer of their own only when no flush came for
         ``HOUSEKEEPING_IDLE_S``: a timer per check was a wake of the process per check."""
         loop = asyncio.get_running_loop()
-        seen = (self.anchor.boot_ns, self.spool.changes, self.status_changes)
+
+        # the oldest epoch unconfirmed data needs: its anchor must reach the daemon (epochs())
+        def oldest() -> int | None:
+            return min(self._epochs_needed(), default=None)
+
+        seen = (self.anchor.boot_ns, self.spool.changes, self.status_changes, oldest())
         next_status = next_resend = loop.time()
         while True:
             with contextlib.suppress(TimeoutError):
@@ -493,7 +515,7 @@ class Agent:
             now = loop.time()
             if now >= next_status - HOUSEKEEPING_EARLY_S:
                 next_status = now + STATUS_CHECK_S
-                state = (self.anchor.boot_ns, self.spool.changes, self.status_changes)
+                state = (self.anchor.boot_ns, self.spool.changes, self.status_changes, oldest())
                 if state != seen:
                     seen = state
                     await client.publish(

@@ -30,8 +30,14 @@ from powerd.timebase import ClockStep, TimeAnchor
 
 @dataclass
 class EpochAnchor(TimeAnchor):
-    """A TimeAnchor whose re-anchoring on a wall-clock step starts a new epoch id."""
+    """A TimeAnchor whose re-anchoring on a wall-clock step starts a new epoch id.
 
+    It does not follow drift (``follow_drift`` False, see powerd.timebase): within one epoch every
+    stamp is ``monotonic + anchor_ns`` exactly, so the daemon's exchanges measure the epoch's
+    offset and its drift, and ``epoch_link`` stays exact; a slow wall-clock divergence is neither
+    a step nor a new epoch."""
+
+    follow_drift: bool = False
     boot_ns: int = 0
     epoch: int = 0
     _lock: threading.RLock = field(default_factory=threading.RLock)

@@ -85,8 +85,13 @@ UNKNOWN_HELD_TOTAL = 1024
 # Distinct agent ids the daemon keeps state for (status, clock estimator); more are refused.
 MAX_AGENTS = 10_000
 MAX_INT = wire.MAX_INT
-# Clock epochs (agent restarts, clock steps; see agent/epoch.py) whose estimate is kept per agent.
+# Clock epochs (agent restarts, clock steps; see agent/epoch.py) whose estimate is kept per agent;
+# an epoch that held messages still wait for is not forgotten, up to EPOCHS_KEPT_MAX in all.
 EPOCHS_KEPT = 8
+EPOCHS_KEPT_MAX = 64
+# A held message not placeable this long after it arrived is reported (``_check_held``).
+HELD_PLACE_BOUND_S = 60.0
+HELD_SCAN = 1024  # held messages examined per check
 # An epoch placed through anchors (agent/epoch.py): the anchors' bracketed reads, with margin.
 LINK_UNCERTAINTY_NS = 20_000
 
@@ -119,9 +124,15 @@ class Daemon:
         default_factory=OrderedDict
     )
     _boot_now: dict[str, int | None] = field(default_factory=dict)
+    # each agent's epochs in _epochs, oldest first (so no per-agent scan of every agent's epochs)
+    _agent_epochs: dict[str, list[int | None]] = field(default_factory=dict)
     # Held messages of epochs whose offset is not known yet, left held by the last release, and
     # what the release saw (so an unchanged situation is not re-examined at every exchange).
     _unready: dict[str, tuple[Any, int, set[int | None]]] = field(default_factory=dict)
+    # Held messages reported as not placeable within ``held_place_bound_s`` (per agent: keys of
+    # the messages, so each is counted once, however often the release re-holds it).
+    held_place_bound_s: float = HELD_PLACE_BOUND_S
+    _unplaceable: dict[str, set[tuple[str, int, int]]] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
     rejected_by_source: Counter[str] = field(default_factory=Counter)
     agents: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -273,21 +284,40 @@ class Daemon:
         if t_ns is None:
             return 0, 0
         if boot_ns is not None and (est is None or len(est.exchanges) < MIN_EXCHANGES):
-            delta = self._link(source, boot_ns)
-            if delta is not None:
-                off = self.offsets[source].estimate(t_ns)
+            link = self._link(source, boot_ns)
+            if link is not None:
+                base, delta = link
+                off = base.estimate(t_ns)
                 if off is not None:
                     return off.offset_ns + delta, off.uncertainty_ns + LINK_UNCERTAINTY_NS
         off = None if est is None else est.estimate(t_ns)
         return (0, 0) if off is None else (off.offset_ns, off.uncertainty_ns)
 
-    def _link(self, agent: str, boot_ns: int) -> int | None:
-        """For an epoch never measured: its offset relative to the current epoch's, from the
-        anchors the agent reports (same host boot); None unless the current one is known."""
-        if not self._offset_known(agent):
+    def _measured(self, agent: str) -> list[tuple[int | None, OffsetEstimator]]:
+        """The agent's epochs whose offset is known (enough exchanges), the current one first."""
+        now = self._boot_now.get(agent)
+        out: list[tuple[int | None, OffsetEstimator]] = []
+        if self._offset_known(agent):
+            out.append((now, self.offsets[agent]))
+        for boot in reversed(self._agent_epochs.get(agent, ())):
+            est = self._epochs.get((agent, boot))
+            if boot != now and est is not None and len(est.exchanges) >= MIN_EXCHANGES:
+                out.append((boot, est))
+        return out
+
+    def _link(self, agent: str, boot_ns: int) -> tuple[OffsetEstimator, int] | None:
+        """For an epoch never measured: a measured epoch of the same host boot (the current one
+        if it is measured, else the latest) and what to add to its offset, from the anchors the
+        agent reports; None unless one is both measured and reported. Any measured epoch will
+        do: with epochs changing quickly, the current one may never get its exchanges."""
+        epochs = (self.agents.get(agent) or {}).get("epochs")
+        if not isinstance(epochs, dict):
             return None
-        status = self.agents.get(agent) or {}
-        return epoch_link(status.get("epochs"), self._boot_now.get(agent), boot_ns)
+        for boot, est in self._measured(agent):
+            delta = epoch_link(epochs, boot, boot_ns)
+            if delta is not None:
+                return est, delta
+        return None
 
     def _estimator(self, agent: str, boot_ns: int | None) -> OffsetEstimator | None:
         now = self._boot_now.get(agent)
@@ -312,13 +342,36 @@ class Daemon:
         est = self._epochs.get((agent, boot_ns))
         if est is None:
             est = self._epochs[(agent, boot_ns)] = OffsetEstimator()
-            mine = [k for k in self._epochs if k[0] == agent]
-            for old in mine[: max(0, len(mine) - EPOCHS_KEPT)]:
-                del self._epochs[old]
+            self._agent_epochs.setdefault(agent, []).append(boot_ns)
+            self._forget_epochs(agent, boot_ns)
             if agent in self.offsets:
                 self.counts["agent_clock_epochs"] += 1
         self._boot_now[agent] = boot_ns
         self.offsets[agent] = est
+
+    def _forget_epochs(self, agent: str, current: int | None) -> None:
+        """Keep EPOCHS_KEPT of the agent's epoch estimates, oldest forgotten first, but not those
+        held messages still wait for (their own estimate, or a measured one to link them to:
+        the latest measured is kept), unless more than EPOCHS_KEPT_MAX."""
+        mine = self._agent_epochs.get(agent, [])
+        extra = len(mine) - EPOCHS_KEPT
+        if extra <= 0:
+            return
+        waited = self._unready.get(agent, (None, 0, set()))[2]
+        measured = [b for b, _ in self._measured(agent)][:1]
+        spare = len(mine) - EPOCHS_KEPT_MAX
+        for boot in list(mine):
+            if extra <= 0:
+                break
+            if boot == current:
+                continue
+            if (boot in waited or boot in measured) and spare <= 0:
+                continue
+            if boot in waited or boot in measured:
+                spare -= 1
+            self._epochs.pop((agent, boot), None)
+            mine.remove(boot)
+            extra -= 1
 
     # agents: channels, blocks, clock ----------------------------------------------------------
 
@@ -528,6 +581,7 @@ class Daemon:
                 or next(iter(self._clock_sent.values())) < oldest
             ):
                 self._clock_sent.popitem(last=False)
+            self._check_held(agent)  # requests go out periodically: so does this check
             return wire.clock_request(req_id, t1)
 
     def accept_clock_reply(self, agent: str, payload: bytes, t4_ns: int | None = None) -> bool:
@@ -619,12 +673,12 @@ class Daemon:
         unknown are held again (after the others), and the same situation is not re-examined."""
         assert self.held is not None
         n = self.held.held(agent)
-        if not self._offset_known(agent) or not n:
+        if not n or not (self._offset_known(agent) or self._measured(agent)):
             return
         status = self.agents.get(agent) or {}
         epochs = status.get("epochs")
         seen = (
-            self._boot_now.get(agent),
+            tuple(b for b, _ in self._measured(agent)),
             tuple(sorted(epochs)) if isinstance(epochs, dict) else (),
         )
         last = self._unready.get(agent)
@@ -662,6 +716,94 @@ class Daemon:
             self._unready[agent] = (seen, left, unready)
         else:
             self._unready.pop(agent, None)
+        self._check_held(agent)
+
+    def check_held(self) -> None:
+        """``_check_held`` for every agent with held messages (housekeeping calls this: an agent
+        that went away, or never announced itself, gets no clock requests to trigger it)."""
+        assert self.held is not None
+        with self._lock:
+            for agent in {*self.held.agents(), *self._unplaceable}:
+                self._check_held(agent)
+
+    def _check_held(self, agent: str) -> None:
+        """Nothing held for ever without a word: a held message whose clock epoch still cannot
+        be placed ``held_place_bound_s`` after it arrived is counted once (``held_unplaceable``,
+        a problem), a marker's run is flagged ``held_unplaceable`` (its result is recomputed
+        if it has one), and ``agent:<id>:held`` is down (``/healthz`` degraded, ``/metrics``)
+        while any such message is held. It stays held: a later status reporting its epoch's
+        anchor, or exchanges of that epoch, still place it (and the component comes back up)."""
+        assert self.held is not None
+        component = f"agent:{agent}:held"
+        reported = self._unplaceable.get(agent)
+        if not self.held.held(agent):
+            if reported is not None:
+                del self._unplaceable[agent]
+                self.health.up(component)
+            return
+        cutoff = self.clock() - int(self.held_place_bound_s * 1e9)
+        stale, epochs, runs = 0, set(), set()
+        reported = reported if reported is not None else set()
+        still: set[tuple[str, int, int]] = set()
+        rows = self.held.older(agent, cutoff, HELD_SCAN)
+        for _, kind, received_ns, payload in rows:
+            boots = self._boots_of(kind, payload)
+            if all(self._ready(agent, b) for b in boots):
+                continue  # placeable: the next release applies it
+            stale += 1
+            epochs |= boots
+            run = self._held_run(kind, payload)
+            if run is not None:
+                runs.add(run)
+            key = (kind, received_ns, hash(payload))
+            still.add(key)
+            if key in reported:
+                continue
+            reported.add(key)
+            self._problem(
+                agent,
+                "held_unplaceable",
+                f"{kind} held {self.held_place_bound_s:.0f} s and still not placeable: the "
+                f"offset of clock epoch(s) {sorted(b or 0 for b in boots)} is unknown and the "
+                "agent reports no anchor linking it to a measured epoch",
+            )
+            if run is not None:
+                self._flag_run(run, f"a marker from agent {agent} could not be placed")
+        if not stale:
+            self._unplaceable.pop(agent, None)
+            self.health.up(component)
+            return
+        # forget the keys of messages placed meanwhile (a full scan saw every stale one)
+        self._unplaceable[agent] = still if len(rows) < HELD_SCAN else reported
+        # the reason names epochs and runs, not the count (a new reason is logged again)
+        self.health.down(
+            component,
+            f"held messages not placeable after {self.held_place_bound_s:.0f} s: offset of clock "
+            f"epoch(s) {sorted(b or 0 for b in epochs)[:8]} unknown; runs {sorted(runs)[:8]}",
+        )
+
+    @staticmethod
+    def _held_run(kind: str, payload: bytes) -> str | None:
+        """The run a held marker belongs to (None for other kinds, or if unreadable)."""
+        if kind != "marker":
+            return None
+        try:
+            obj = wire.decode_json(payload)
+        except ValueError:
+            return None
+        run = obj.get("run") if isinstance(obj, dict) else None
+        return run if isinstance(run, str) else None
+
+    def _flag_run(self, run: str, detail: str) -> None:
+        """Flag every phase of ``run`` ``held_unplaceable`` (a result it has is recomputed)."""
+        self.store.put_run_flag(run, "held_unplaceable", detail)
+        stamped = self.store.markers(run)
+        if stamped and run not in self._pending and self.store.result(run) is not None:
+            t = [m.t_ns for m in stamped]
+            self._pending[run] = (min(t), max(t))
+            self._pending_since[run] = self.clock()
+            self._pending_devices[run] = None
+            self.counts["results_requeued"] += 1
 
     # results ----------------------------------------------------------------------------------
 

@@ -117,6 +117,16 @@ class HeldStore:
             ).fetchall()
         return [(int(i), str(k), int(r), bytes(p)) for i, k, r, p in rows]
 
+    def older(self, agent: str, before_ns: int, limit: int = 1024) -> list[HeldRow]:
+        """The agent's oldest ``limit`` held messages received before ``before_ns``."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, kind, received_ns, payload FROM held WHERE agent=? AND received_ns<? "
+                "ORDER BY id LIMIT ?",
+                (agent, before_ns, limit),
+            ).fetchall()
+        return [(int(i), str(k), int(r), bytes(p)) for i, k, r, p in rows]
+
     def delete(self, agent: str, rows: list[HeldRow]) -> None:
         """Forget released messages (after the main store committed what they became)."""
         if not rows:

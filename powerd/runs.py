@@ -72,11 +72,13 @@ def compute_run(
     )
     counts = store.phase_counts(run)
     asked = {(p.phase, p.trial): p.count_from for p in phases}
+    run_flags = store.run_flags(run)  # e.g. held_unplaceable: a marker of it never placed
     for entry in result["phases"]:
         key = (entry["phase"], entry["trial"])
         attach_counts(entry, counts.get(key) or unread_counts(asked.get(key)))
         if store.clock_steps(entry["t_begin_ns"], entry["t_end_ns"]):
             entry["flags"].append("clock_step")
+        entry["flags"] += [f for f in run_flags if f not in entry["flags"]]
         flag_known_gaps(store, entry, channels)
         mlperf = mlperf_figures(entry, channels, store.samples)
         if mlperf is not None:

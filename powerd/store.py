@@ -56,6 +56,8 @@ CREATE TABLE IF NOT EXISTS manifests(run TEXT NOT NULL, revision INTEGER NOT NUL
     sealed_ns INTEGER NOT NULL, json TEXT NOT NULL, PRIMARY KEY(run, revision));
 CREATE TABLE IF NOT EXISTS phase_counts(run TEXT NOT NULL, phase TEXT NOT NULL,
     trial INTEGER NOT NULL, json TEXT NOT NULL, PRIMARY KEY(run, phase, trial));
+CREATE TABLE IF NOT EXISTS run_flags(run TEXT NOT NULL, flag TEXT NOT NULL,
+    detail TEXT NOT NULL, PRIMARY KEY(run, flag));
 """
 SEEN_BLOCKS_KEPT = 1 << 16
 
@@ -541,6 +543,24 @@ class Store:
     def put_clock_step(self, mono_ns: int, utc_ns: int, step_ns: int) -> None:
         with self._tx() as db:
             db.execute("INSERT INTO clock_steps VALUES(?, ?, ?)", (mono_ns, utc_ns, step_ns))
+
+    def put_run_flag(self, run: str, flag: str, detail: str) -> None:
+        """A flag on every phase of ``run``'s results, whatever its time (e.g. a marker of it the
+        daemon could never place: ``held_unplaceable``); the latest detail is kept."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO run_flags VALUES(?, ?, ?) ON CONFLICT(run, flag) "
+                "DO UPDATE SET detail=excluded.detail",
+                (run, flag, detail),
+            )
+
+    def run_flags(self, run: str) -> dict[str, str]:
+        """{flag: detail} recorded for ``run`` (``put_run_flag``)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT flag, detail FROM run_flags WHERE run=? ORDER BY flag", (run,)
+            ).fetchall()
+        return {str(f): str(d) for f, d in rows}
 
     def clock_steps(self, t_begin_ns: int, t_end_ns: int) -> list[int]:
         """UTC times of recorded wall-clock steps within a window."""

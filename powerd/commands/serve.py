@@ -119,6 +119,7 @@ async def housekeeping(daemon: Daemon, store: Store) -> None:
             await asyncio.to_thread(daemon.due_results)
         if time.monotonic() >= next_flush:
             await asyncio.to_thread(store.flush)
+            await asyncio.to_thread(daemon.check_held)  # nothing held for ever unseen
             next_flush = time.monotonic() + FLUSH_S
         if time.monotonic() >= next_prune:
             await asyncio.to_thread(store.prune, daemon.clock())

@@ -58,6 +58,7 @@ CAP_FLAGS = (
     "counter_power_mismatch",
     "sources_disagree",
     "periodic_load",
+    "held_unplaceable",  # a marker of the run never placed (powerd.daemon._check_held)
 )
 
 # reasons, stored in English in the result (contract 2); R_ registers each template so the
