@@ -33,6 +33,7 @@ import numpy as np
 
 from powerd.block import F64, I64
 from powerd.channel import Channel
+from powerd.pulsetrain import train_error, uniform_x2
 
 GAP_FACTOR = 3.0
 CHUNK = 1 << 14
@@ -371,29 +372,62 @@ def _discretisation_j(
     (``Periodicity.locked``), the errors of all periods may add up linearly and the independent
     model may be too small: the caller flags the channel ``periodic_load``.
     """
-    hidden2, hidden4 = _hidden_steps(sums)
-    inner2 = max(0.0, sums.disc2 - sums.edge_disc2) + hidden2
-    inner4 = max(0.0, sums.disc4 - sums.edge_disc4) + hidden4
+    train = None
+    frac = min(1.0, ch.averaging_s / ch.nominal_period_s) if ch.averaging_s > 0 else 0.0
+    per = None
+    if frac < 1.0 and e.i1 - e.i0 >= PERIODIC_MIN_SAMPLES:
+        per = periodicity(p[e.i0 : e.i1], noise_sigma)
+        if per is not None and per.periods < PERIODIC_MIN_PERIODS:
+            per = None
+        if per is not None and not per.locked:
+            train = _train_terms(t, p, e, sums)
+    if train is None:
+        hidden2, hidden4 = _hidden_steps(sums)
+        inner2 = max(0.0, sums.disc2 - sums.edge_disc2) + hidden2
+        inner4 = max(0.0, sums.disc4 - sums.edge_disc4) + hidden4
+    else:
+        inner2, inner4 = train
     # A window edge's piece of an interval is not uniform within its bound: a step anywhere
     # before the edge puts the error exactly at it. Counted at σ = the bound (× 3 in x² units).
     edge2, edge4 = 3.0 * sums.edge_disc2, 9.0 * sums.edge_disc4
-    frac = min(1.0, ch.averaging_s / ch.nominal_period_s) if ch.averaging_s > 0 else 0.0
     if frac > 0.0:
         inner2 *= (1.0 - frac) ** 2
         inner4 *= (1.0 - frac) ** 4
         avg_ns = ch.averaging_s * 1e9
         xs = [(_averaging_edge_w(t, p, x) * avg_ns) ** 2 for x in (w.t_begin_ns, w.t_end_ns)]
         edge2, edge4 = 3.0 * sum(xs), 9.0 * sum(x * x for x in xs)
-    per = None
-    if frac < 1.0 and e.i1 - e.i0 >= PERIODIC_MIN_SAMPLES:
-        per = periodicity(p[e.i0 : e.i1], noise_sigma)
-        if per is not None and per.periods < PERIODIC_MIN_PERIODS:
-            per = None
     total2 = inner2 + edge2
     if total2 <= 0.0:
         return 0.0, per
     n_eff = total2 * total2 / (inner4 + edge4) if inner4 + edge4 > 0 else 1.0
     return _k95(n_eff) * math.sqrt(total2 / 12.0) / 1e9, per
+
+
+def _train_terms(t: I64, p: F64, e: _Edges, sums: _Sums) -> tuple[float, float] | None:
+    """(x², x⁴ sums) of the inner intervals when their steps form a periodic pulse train
+    (``powerd.pulsetrain``): the train's steps leave the independent sums and the hidden-pulse
+    term (a train proven regular is not Poisson), and come back as one error over the range the
+    edges' positions allow, plus each pulse's height mismatch; None: not a clean train."""
+    te = train_error(t[e.i0 : e.i1], p[e.i0 : e.i1], sums.step_w)
+    if te is None:
+        return None
+    g = te.paired + e.i0
+    dv = np.abs(p[g + 1] - p[g])
+    bend = _bend_w(p, e.i0, e.i1)[te.paired]
+    limited = np.minimum(dv, bend)
+    x = limited * (t[g + 1] - t[g]).astype(np.float64)
+    x2 = x * x
+    steps = limited > sums.step_w
+    rest = _Sums(
+        n_inner=sums.n_inner,
+        n_steps=sums.n_steps - int(np.count_nonzero(steps)),
+        step2=max(0.0, sums.step2 - float(x2[steps].sum())),
+    )
+    hidden2, hidden4 = _hidden_steps(rest)
+    tx2 = uniform_x2(te)
+    inner2 = max(0.0, sums.disc2 - sums.edge_disc2 - float(x2.sum())) + hidden2
+    inner4 = max(0.0, sums.disc4 - sums.edge_disc4 - float(np.dot(x2, x2))) + hidden4
+    return inner2 + tx2 + te.mismatch_x2, inner4 + tx2 * tx2 + te.mismatch_x4
 
 
 def _step_threshold_w(e: _Edges, noise_sigma: float) -> float:
