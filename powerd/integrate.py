@@ -379,7 +379,7 @@ def _discretisation_j(
         per = periodicity(p[e.i0 : e.i1], noise_sigma)
         if per is not None and per.periods < PERIODIC_MIN_PERIODS:
             per = None
-        if per is not None and not per.locked:
+        if per is not None:
             train = _train_terms(t, p, e, sums)
     if train is None:
         hidden2, hidden4 = _hidden_steps(sums)

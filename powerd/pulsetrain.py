@@ -32,7 +32,7 @@ import numpy as np
 
 from powerd.block import F64, I64
 
-MIN_PULSES = 4  # fewer whole pulses: nothing to pin the width with, the independent model stays
+MIN_PULSES = 2  # fewer whole pulses: nothing to pin the width with, the independent model stays
 GRID_REL_TOL = 1e-6  # sample intervals must be equal within this fraction (a jittery grid: None)
 HEIGHT_REL_TOL = 0.25  # pulses' heights within this fraction of their median (beyond the noise)
 SEARCH_ITERS = 80
