@@ -7,7 +7,8 @@ negative energy.
 
 Every figure carries a 95 % uncertainty, the root-sum-square of independent terms:
 
-- instrument: the channel's accuracy spec applied to the window's energy and duration;
+- instrument: the channel's accuracy spec applied to the window's energy and duration, its
+  components (gain, range, offset) in quadrature (``Accuracy.power_u95_w``);
 - discretisation: per sample interval, the difference between trapezoid and step (sample-and-hold)
   integration, or the interval's bend against its neighbours where smaller (exact on straight
   segments), taken as a uniform error within ± that and combined in quadrature with a 95 % factor
@@ -511,7 +512,7 @@ def integrate_power(t: I64, p: F64, w: Window, ch: Channel) -> ChannelEnergy:
     if per is not None and per.locked:
         flags.append("periodic_load")
     terms = {
-        "instrument": ch.accuracy.power_bound_w(mean_w) * duration_s,
+        "instrument": ch.accuracy.power_u95_w(mean_w) * duration_s,
         "discretisation": disc_j,
         "noise": Z95 * sigma_w * math.sqrt(sums.dt2) / 1e9,
         "timing": _edge_terms(ch, w, e.va, e.vb),
@@ -656,7 +657,7 @@ def integrate_counter(t: I64, c: F64, w: Window, ch: Channel) -> ChannelEnergy:
     if not math.isfinite(peak_w):
         peak_w = mean_w
     terms = {
-        "instrument": ch.accuracy.power_bound_w(mean_w) * duration_s + ch.accuracy.resolution_j,
+        "instrument": ch.accuracy.power_u95_w(mean_w) * duration_s + ch.accuracy.resolution_j,
         "discretisation": math.hypot(
             _edge_split_j(ts, cum, w.t_begin_ns), _edge_split_j(ts, cum, w.t_end_ns)
         ),
