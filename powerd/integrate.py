@@ -12,8 +12,9 @@ Every figure carries a 95 % uncertainty, the root-sum-square of independent term
 - discretisation: per sample interval, the difference between trapezoid and step (sample-and-hold)
   integration, or the interval's bend against its neighbours where smaller (exact on straight
   segments), taken as a uniform error within ± that and combined in quadrature with a 95 % factor
-  for few terms, plus pulses hidden between two samples; none inside the window for averaging
-  channels (``Channel.averaging_s``); a load phase-locked to the sample grid is flagged
+  for few terms, plus pulses hidden between two samples; a regular pulse train instead gets the
+  error range its edges' positions allow (``powerd.pulsetrain``); none inside the window for
+  averaging channels (``Channel.averaging_s``); a load phase-locked to the sample grid is flagged
   ``periodic_load`` (see ``_discretisation_j``);
 - noise: sample-to-sample scatter (robust estimate from successive differences) propagated through
   the trapezoid weights, at 1.96 σ;
@@ -366,12 +367,14 @@ def _discretisation_j(
     at σ = its bound (a step anywhere before the edge puts the error exactly there).
 
     Periodic loads (``periodicity``): successive periods' errors are not independent. When the
-    sample grid slides across the load, the errors of successive periods partly cancel, and the
-    independent model over-covers (conservative; by how much depends on how close the slide per
-    period is to a simple fraction, which a window's samples cannot pin down, so no reduction is
-    claimed). When the grid does not slide across a whole interval within the window
-    (``Periodicity.locked``), the errors of all periods may add up linearly and the independent
-    model may be too small: the caller flags the channel ``periodic_load``.
+    inner steps form a regular pulse train on a uniform grid (``powerd.pulsetrain``), their
+    per-edge terms and the hidden-pulse term are replaced by the range of the train's error that
+    the edges' grid positions allow (equivalent time: N pulses pin the common width far better
+    than one; phase-locked, they pin it to ±1 sample and the error is the coherent N-fold one).
+    Other periodic loads (ramps, irregular shapes) keep the independent model: over-covered when
+    the grid slides, possibly too small when it does not (``Periodicity.locked``: the grid does
+    not slide across a whole interval within the window); the caller flags the latter
+    ``periodic_load``.
     """
     train = None
     frac = min(1.0, ch.averaging_s / ch.nominal_period_s) if ch.averaging_s > 0 else 0.0
@@ -405,17 +408,16 @@ def _discretisation_j(
 
 
 def _train_terms(t: I64, p: F64, e: _Edges, sums: _Sums) -> tuple[float, float] | None:
-    """(x², x⁴ sums) of the inner intervals when their steps form a periodic pulse train
-    (``powerd.pulsetrain``): the train's steps leave the independent sums and the hidden-pulse
+    """(x², x⁴ sums) of the inner intervals when their steps form a regular train of pulses or
+    of one step per period (``powerd.pulsetrain``): the train's steps leave the independent sums and the hidden-pulse
     term (a train proven regular is not Poisson), and come back as one error over the range the
     edges' positions allow, plus each pulse's height mismatch; None: not a clean train."""
-    te = train_error(t[e.i0 : e.i1], p[e.i0 : e.i1], sums.step_w)
+    size_w = np.minimum(np.abs(np.diff(p[e.i0 : e.i1])), _bend_w(p, e.i0, e.i1))
+    te = train_error(t[e.i0 : e.i1], p[e.i0 : e.i1], sums.step_w, size_w)
     if te is None:
         return None
     g = te.paired + e.i0
-    dv = np.abs(p[g + 1] - p[g])
-    bend = _bend_w(p, e.i0, e.i1)[te.paired]
-    limited = np.minimum(dv, bend)
+    limited = size_w[te.paired]
     x = limited * (t[g + 1] - t[g]).astype(np.float64)
     x2 = x * x
     steps = limited > sums.step_w

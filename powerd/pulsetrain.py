@@ -85,19 +85,29 @@ def _edge(f: Callable[[float], float], inside: float, outside: float) -> float:
     return inside
 
 
-def _pulses(dv: F64, step_w: float) -> tuple[I64, F64] | None:
-    """Steps (interval index, signed height) of a clean two-level train, or None.
+def _steps(dv: F64, size_w: F64, step_w: float) -> tuple[I64, F64] | None:
+    """Steps (interval index, signed height) of a clean train, or None.
 
-    Clean: every change beyond ``step_w`` is a single interval whose neighbours are not steps
-    (an instantaneous sampler sees a level, never a point inside an edge), the signs alternate,
-    and the heights agree within ``HEIGHT_REL_TOL`` of their median (or the step threshold)."""
-    idx = np.flatnonzero(np.abs(dv) > step_w)
-    if idx.size < 2 * MIN_PULSES:
+    A step is an interval whose size (``size_w``: its change, or its bend against its neighbours
+    where smaller, so a ramp's slope is not one) exceeds ``step_w`` and half the largest. Clean:
+    each step is a single interval whose neighbours are not steps (an instantaneous sampler sees
+    a level or a slope, never a point inside an edge), the signs either alternate (pulses) or
+    are all one (a sawtooth's drops), and the heights agree within ``HEIGHT_REL_TOL`` of their
+    median (or the step threshold)."""
+    if size_w.size == 0:
         return None
-    if bool((np.diff(idx) < 2).any()):
+    idx = np.flatnonzero(size_w > max(step_w, 0.5 * float(size_w.max())))
+    if idx.size < MIN_PULSES or bool((np.diff(idx) < 2).any()):
         return None
-    s = dv[idx]
-    if bool((np.sign(s[1:]) == np.sign(s[:-1])).any()):
+    # A step's height against the slope around it (on a ramp the interval's change holds the
+    # ramp's share as well, which the trapezoid integrates exactly).
+    before = dv[np.maximum(idx - 1, 0)]
+    after = dv[np.minimum(idx + 1, dv.size - 1)]
+    s = dv[idx] - np.where(
+        idx == 0, after, np.where(idx == dv.size - 1, before, (before + after) / 2)
+    )
+    flips = np.sign(s[1:]) != np.sign(s[:-1])
+    if not (bool(flips.all()) or not bool(flips.any())):
         return None
     h = np.abs(s)
     med = float(np.median(h))
@@ -106,63 +116,121 @@ def _pulses(dv: F64, step_w: float) -> tuple[I64, F64] | None:
     return idx.astype(np.int64), s
 
 
-def train_error(t: I64, v: F64, step_w: float) -> TrainError | None:
-    """The error range of the pulse train in samples ``v`` at times ``t`` (inner samples of a
-    window), or None when they are not a clean train on a uniform grid (see the module doc)."""
-    if t.size < 2 * MIN_PULSES + 2:
+class _Grid:
+    """Edge classes on the sample grid: class c's k-th edge lies in interval ``x[c][k]``, at
+    phase φ_c + k·P (sample intervals) for one period P; helpers for the consistent ranges."""
+
+    def __init__(self, *x: F64) -> None:
+        self.x = x
+        self.k = np.arange(x[0].size, dtype=np.float64)
+
+    def lo(self, c: int, p: float) -> float:
+        """Smallest φ_c consistent with every edge of class c at period p."""
+        return float((self.x[c] - self.k * p).max())
+
+    def hi(self, c: int, p: float) -> float:
+        """Supremum of φ_c consistent with every edge of class c at period p."""
+        return float((self.x[c] + 1.0 - self.k * p).min())
+
+    def room(self, p: float) -> float:
+        """> 0: period p is consistent with every class's edges."""
+        return min(self.hi(c, p) - self.lo(c, p) for c in range(len(self.x)))
+
+    def periods(self) -> tuple[float, float] | None:
+        """The range of consistent periods (room is concave in p), or None: no single period
+        explains every edge, so the steps are not a regular train."""
+        x0 = self.x[0]
+        p0 = float(x0[-1] - x0[0]) / max(x0.size - 1, 1)
+        best = _ternary(self.room, p0 - 1.0, p0 + 1.0, maximise=True)
+        if self.room(best) <= 0.0:
+            return None
+        return _edge(self.room, best, p0 - 1.0), _edge(self.room, best, p0 + 1.0)
+
+
+def _pulse_range(g: _Grid, h: F64, p_lo: float, p_hi: float) -> tuple[float, float, float]:
+    """Pulses (class 0 opens, class 1 closes, width w = φ₁ − φ₀): error Σ hₖ·(mₖ − w) in sample
+    units over the consistent widths, and the width's span."""
+    r, f = g.x
+
+    def w_min(p: float) -> float:  # convex in p
+        return g.lo(1, p) - g.hi(0, p)
+
+    def w_max(p: float) -> float:  # concave in p
+        return g.hi(1, p) - g.lo(0, p)
+
+    w_lo = w_min(_ternary(w_min, p_lo, p_hi, maximise=False))
+    w_hi = w_max(_ternary(w_max, p_lo, p_hi, maximise=True))
+    base, sum_h = float(np.dot(h, f - r)), float(h.sum())
+    ends = (base - w_lo * sum_h, base - w_hi * sum_h)
+    return min(ends), max(ends), max(0.0, w_hi - w_lo)
+
+
+def _single_range(g: _Grid, s: F64, p_lo: float, p_hi: float) -> tuple[float, float, float]:
+    """One step per period (heights ``s``): error Σ sₖ·(fₖ − ½), fₖ = φ + k·P − xₖ, in sample
+    units over the consistent (φ, P); its extremes lie at φ's bounds, concave/convex in P."""
+    x = g.x[0]
+    sum_s = float(s.sum())
+    lin = float(np.dot(s, g.k))
+    const = float(np.dot(s, x)) + sum_s / 2.0
+
+    def at(phi: float, p: float) -> float:
+        return sum_s * phi + lin * p - const
+
+    def top(p: float) -> float:
+        return max(at(g.lo(0, p), p), at(g.hi(0, p), p))
+
+    def bottom(p: float) -> float:
+        return min(at(g.lo(0, p), p), at(g.hi(0, p), p))
+
+    hi = top(_ternary(top, p_lo, p_hi, maximise=True))
+    lo = bottom(_ternary(bottom, p_lo, p_hi, maximise=False))
+    return lo, hi, 0.0
+
+
+def train_error(t: I64, v: F64, step_w: float, size_w: F64 | None = None) -> TrainError | None:
+    """The error range of the train in samples ``v`` at times ``t`` (inner samples of a window),
+    or None when they are not a clean train on a uniform grid (see the module doc).
+    ``size_w``: each interval's bend-limited change (``integrate._bend_w``); None: its change."""
+    if t.size < MIN_PULSES + 2:
         return None
     dt = np.diff(t)
     dt0 = float(dt[0])
     if dt0 <= 0 or float(np.abs(dt - dt[0]).max()) > GRID_REL_TOL * dt0:
         return None
-    found = _pulses(np.diff(v), step_w)
+    dv = np.diff(v)
+    found = _steps(dv, np.abs(dv) if size_w is None else size_w, step_w)
     if found is None:
         return None
     idx, s = found
-    n = idx.size // 2
-    r = idx[0 : 2 * n : 2].astype(np.float64)
-    f = idx[1 : 2 * n : 2].astype(np.float64)
-    h = s[0 : 2 * n : 2]
-    k = np.arange(n, dtype=np.float64)
-
-    def phase_lo(x: F64, p: float) -> float:
-        return float((x - k * p).max())
-
-    def phase_hi(x: F64, p: float) -> float:
-        return float((x + 1.0 - k * p).min())
-
-    def room(p: float) -> float:
-        """How much room φ and φ + w have at period p (> 0: p is consistent with the edges)."""
-        return min(phase_hi(r, p) - phase_lo(r, p), phase_hi(f, p) - phase_lo(f, p))
-
-    p0 = float(r[-1] - r[0]) / max(n - 1, 1)
-    p_best = _ternary(room, p0 - 1.0, p0 + 1.0, maximise=True)
-    if room(p_best) <= 0.0:
-        return None  # no single period and width explain every edge: not a regular train
-    p_lo = _edge(room, p_best, p0 - 1.0)
-    p_hi = _edge(room, p_best, p0 + 1.0)
-
-    def w_min(p: float) -> float:
-        return phase_lo(f, p) - phase_hi(r, p)
-
-    def w_max(p: float) -> float:
-        return phase_hi(f, p) - phase_lo(r, p)
-
-    sum_h = float(h.sum())
-    base = float(np.dot(h, f - r))
-    w_lo = w_min(_ternary(w_min, p_lo, p_hi, maximise=False))
-    w_hi = w_max(_ternary(w_max, p_lo, p_hi, maximise=True))
-    ends = (base - w_lo * sum_h, base - w_hi * sum_h)
-    mismatch = (s[1 : 2 * n : 2] + h) * dt0
-    x2 = mismatch * mismatch
+    if s.size > 1 and s[0] * s[1] < 0:  # pulses: pair each step with the next
+        n = idx.size // 2
+        if n < MIN_PULSES:
+            return None
+        h = s[0 : 2 * n : 2]
+        g = _Grid(idx[0 : 2 * n : 2].astype(np.float64), idx[1 : 2 * n : 2].astype(np.float64))
+        span = g.periods()
+        if span is None:
+            return None
+        lo, hi, width = _pulse_range(g, h, *span)
+        x2 = ((s[1 : 2 * n : 2] + h) * dt0) ** 2
+        paired = idx[: 2 * n]
+    else:
+        n = idx.size
+        g = _Grid(idx.astype(np.float64))
+        span = g.periods()
+        if span is None:
+            return None
+        lo, hi, width = _single_range(g, s, *span)
+        x2 = np.zeros(0)
+        paired = idx
     return TrainError(
-        lo_wns=min(ends) * dt0,
-        hi_wns=max(ends) * dt0,
-        paired=idx[: 2 * n],
+        lo_wns=lo * dt0,
+        hi_wns=hi * dt0,
+        paired=paired,
         mismatch_x2=float(x2.sum()),
         mismatch_x4=float(np.dot(x2, x2)),
         pulses=n,
-        width_span=max(0.0, w_hi - w_lo),
+        width_span=width,
     )
 
 

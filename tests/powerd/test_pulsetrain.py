@@ -30,6 +30,8 @@ def _channel(step: int) -> Channel:
         ("square,high=10,low=2,period=0.023963575365444525,duty=0.4173", 1_000_000),  # whole
         ("square,high=7,low=1,period=0.0371,duty=0.33", 100_000),  # phase-locked, 122.43 wide
         ("square,high=10,low=2,period=0.0245,duty=0.5", 1_000_000),  # slides ½ sample/period
+        ("ramp,low=2,high=10,period=0.0377", 1_000_000),  # sawtooth: one drop per period
+        ("ramp,low=2,high=10,period=0.05", 1_000_000),  # phase-locked sawtooth
     ],
 )
 def test_train_range_holds_the_true_error(spec: str, step: int) -> None:
@@ -63,8 +65,8 @@ def test_not_a_train_is_left_to_the_independent_model() -> None:
     assert train_error(t, square, 1.0) is not None
     jitter = t + rng.integers(-5_000, 5_000, t.size)
     assert train_error(np.sort(jitter), square, 1.0) is None  # not a uniform grid
-    ramp = (np.arange(400) % 37).astype(np.float64)
-    assert train_error(t, ramp, 1.0) is None  # one falling edge per period: no pulses
+    steps = np.where(np.arange(400) % 37 == 0, 5.0, 0.0) * np.where(rng.random(400) < 0.5, 1, -1)
+    assert train_error(t, np.cumsum(steps), 1.0) is None  # steps of random sign: no train
 
 
 def _coverage(
@@ -107,3 +109,13 @@ def test_train_term_covers_a_phase_locked_train(monkeypatch: pytest.MonkeyPatch)
     cov0, _ = _coverage(spec, 100_000, 1000, False, monkeypatch)
     assert cov >= 0.9
     assert cov0 < 0.5
+
+
+def test_train_term_covers_a_phase_locked_sawtooth(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Period 50 samples: every drop sits at the same point of its interval and the errors add
+    up; the drops' train bounds their sum."""
+    spec = "ramp,low=2,high=10,period=0.05"
+    cov, _ = _coverage(spec, 1_000_000, 1000, True, monkeypatch)
+    cov0, _ = _coverage(spec, 1_000_000, 1000, False, monkeypatch)
+    assert cov >= 0.9
+    assert cov0 < 0.7
