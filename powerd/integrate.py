@@ -409,9 +409,10 @@ def _discretisation_j(
 
 def _train_terms(t: I64, p: F64, e: _Edges, sums: _Sums) -> tuple[float, float] | None:
     """(x², x⁴ sums) of the inner intervals when their steps form a regular train of pulses or
-    of one step per period (``powerd.pulsetrain``): the train's steps leave the independent sums and the hidden-pulse
-    term (a train proven regular is not Poisson), and come back as one error over the range the
-    edges' positions allow, plus each pulse's height mismatch; None: not a clean train."""
+    of one step per period (``powerd.pulsetrain``): the train's steps leave the independent
+    sums and the hidden-pulse term (a train proven regular is not Poisson), and come back as
+    one error over the range the edges' positions allow, plus each pulse's height mismatch;
+    None: not a clean train."""
     size_w = np.minimum(np.abs(np.diff(p[e.i0 : e.i1])), _bend_w(p, e.i0, e.i1))
     te = train_error(t[e.i0 : e.i1], p[e.i0 : e.i1], sums.step_w, size_w)
     if te is None:
@@ -576,13 +577,35 @@ def unwrap_counter(t: I64, c: F64, wrap_j: float | None) -> Unwrapped:
     return Unwrapped(cum, wraps, resets, reset_est)
 
 
-def _edge_split_j(t: I64, cum: F64, x: int) -> float:
-    """Worst-case error of linear interpolation of a counter at ``x`` inside a sample interval."""
+def _edge_split_j(
+    t: I64, cum: F64, x: int, t_all: I64 | None = None, c_all: F64 | None = None
+) -> float:
+    """Error bound of linear interpolation of a counter at ``x`` inside a sample interval.
+
+    Interpolation assumes the interval's energy spread evenly; the power inside it is unknown.
+    With the readings around it (``t_all``, ``c_all``: the channel's whole series), the power
+    inside is taken within the range of the interval's and its two neighbours' mean powers (a
+    step between levels, as the trapezoid's bend model assumes for power samples): the error is
+    at most f(1 − f) ≤ min(f, 1 − f) × Δt × that range, 0 inside a steady load (a step from a to
+    b at s errs by f(1 − s)(a − b) before it, s(1 − f)(a − b) after). Without both neighbours,
+    or across a counter drop: min(f, 1 − f) × ΔE, as before."""
     i = int(np.searchsorted(t, x, "right"))
     if i == 0 or i >= t.size or t[i - 1] == x:
         return 0.0
     f = (x - t[i - 1]) / (t[i] - t[i - 1])
-    return float(min(f, 1.0 - f) * (cum[i] - cum[i - 1]))
+    whole = float(min(f, 1.0 - f) * (cum[i] - cum[i - 1]))
+    if t_all is None or c_all is None:
+        return whole
+    j = int(np.searchsorted(t_all, x, "right"))
+    if j < 2 or j + 1 >= t_all.size:
+        return whole
+    dc = np.diff(c_all[j - 2 : j + 2])
+    dt = np.diff(t_all[j - 2 : j + 2]).astype(np.float64)
+    if bool((dc < 0).any()) or bool((dt <= 0).any()):
+        return whole
+    rate = dc / dt  # J/ns
+    spread_j = float(rate.max() - rate.min()) * float(dt[1])
+    return float(min(f, 1.0 - f)) * spread_j
 
 
 def _rate_at(t: I64, cum: F64, x: int) -> float:
@@ -661,7 +684,7 @@ def integrate_counter(t: I64, c: F64, w: Window, ch: Channel) -> ChannelEnergy:
     terms = {
         "instrument": ch.accuracy.power_u95_w(mean_w) * duration_s + ch.accuracy.resolution_j,
         "discretisation": math.hypot(
-            _edge_split_j(ts, cum, w.t_begin_ns), _edge_split_j(ts, cum, w.t_end_ns)
+            _edge_split_j(ts, cum, w.t_begin_ns, t, c), _edge_split_j(ts, cum, w.t_end_ns, t, c)
         ),
         "timing": _edge_terms(
             ch, w, _rate_at(ts, cum, w.t_begin_ns), _rate_at(ts, cum, w.t_end_ns)
