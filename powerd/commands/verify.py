@@ -82,6 +82,7 @@ from powerd.verify.verdict import EXIT_CODES, claim_verdict, overall
 
 COUNT_ENV = "POWERD_COUNT_FILE"
 TEMP_POLL_S = 0.2  # device temperatures are read at most this often during the verification
+TEMP_READS_PER_WINDOW = 10  # ... and at least this many times per stability window
 TRIAL_ENV = "POWERD_TRIAL"
 TRIAL_PHASE = "trial"
 WARMUP_PHASE = "warmup"
@@ -289,12 +290,14 @@ class Session:
         self._temp_warned: set[str] = set()
 
     def poll_temperature(self) -> None:
-        """Read every probe's temperatures, at most every ``TEMP_POLL_S`` (while CMD runs and at
-        each check). A failed read is counted and said once per probe on stderr."""
+        """Read every probe's temperatures every ``TEMP_POLL_S`` or tenth of the stability window
+        if shorter (while CMD runs and at each check). A failed read is counted and said once
+        per probe on stderr."""
         now = self.anchor.utc_ns()
         if not self.thermometers or now < self._temp_next_ns:
             return
-        self._temp_next_ns = now + int(TEMP_POLL_S * 1e9)
+        poll_s = min(TEMP_POLL_S, self.proto.file.stability.window_s / TEMP_READS_PER_WINDOW)
+        self._temp_next_ns = now + int(poll_s * 1e9)
         for probe in self.thermometers:
             try:
                 values = probe.temperatures_c(now)

@@ -32,7 +32,7 @@ WARMUP_TOO_SHORT = R_("warm-up ({elapsed_s} s) shorter than the stability window
 NOT_SETTLED = R_("power not within +-{pct} % over {window_s} s")
 NOT_SETTLED_CAPPED = R_("power not within +-{pct} % over {window_s} s within the cap of {max_s} s")
 TEMP_NOT_SETTLED = R_("temperature not within +-{c} °C over {window_s} s")
-TEMP_SPAN = 0.9  # readings must span this share of the window (a sensor that went quiet: no)
+TEMP_SPAN = 0.8  # readings must span this share of the window (a sensor that went quiet: no)
 
 
 @dataclass(frozen=True)
