@@ -8,7 +8,8 @@ negative energy.
 Every figure carries a 95 % uncertainty, the root-sum-square of independent terms:
 
 - instrument: the channel's accuracy spec applied to the window's energy and duration, its
-  components (gain, range, offset) in quadrature (``Accuracy.power_u95_w``);
+  components (gain, range, offset) in quadrature (``Accuracy.power_u95_w``), and a counter's
+  quantisation (``QUANT95``);
 - discretisation: per sample interval, the difference between trapezoid and step (sample-and-hold)
   integration, or the interval's bend against its neighbours where smaller (exact on straight
   segments), taken as a uniform error within ± that and combined in quadrature with a 95 % factor
@@ -41,6 +42,10 @@ GAP_FACTOR = 3.0
 CHUNK = 1 << 14
 NOISE_MAX_DIFFS = 1 << 16
 Z95 = 1.96
+# A counter's quantisation (step q) in a window's energy: each edge is interpolated between two
+# readings, each within ±q/2 of the truth, so each edge errs with σ ≤ q/√12 and the difference
+# with σ ≤ q·√(2/12); 95 %: 1.96 × that ≈ 0.8 q, in quadrature with the accuracy spec.
+QUANT95 = Z95 * math.sqrt(2.0 / 12.0)
 
 Flag = Literal[
     "no_data", "too_short", "incomplete", "counter_reset", "counter_wrap", "periodic_load"
@@ -584,11 +589,12 @@ def _edge_split_j(
 
     Interpolation assumes the interval's energy spread evenly; the power inside it is unknown.
     With the readings around it (``t_all``, ``c_all``: the channel's whole series), the power
-    inside is taken within the range of the interval's and its two neighbours' mean powers (a
-    step between levels, as the trapezoid's bend model assumes for power samples): the error is
-    at most f(1 − f) ≤ min(f, 1 − f) × Δt × that range, 0 inside a steady load (a step from a to
-    b at s errs by f(1 − s)(a − b) before it, s(1 − f)(a − b) after). Without both neighbours,
-    or across a counter drop: min(f, 1 − f) × ΔE, as before."""
+    inside is taken within the range [lo, hi] of the interval's and its two neighbours' mean
+    powers (a step between levels, as the trapezoid's bend model assumes for power samples);
+    with the interval's mean fixed, the interpolation error at fraction f is at most
+    max(min(f·(hi − mean), (1 − f)·(mean − lo)), min(f·(mean − lo), (1 − f)·(hi − mean))) × Δt:
+    0 inside a steady load and in an interval at a level beside a step. Without both
+    neighbours, or across a counter drop: min(f, 1 − f) × ΔE, as before."""
     i = int(np.searchsorted(t, x, "right"))
     if i == 0 or i >= t.size or t[i - 1] == x:
         return 0.0
@@ -604,8 +610,13 @@ def _edge_split_j(
     if bool((dc < 0).any()) or bool((dt <= 0).any()):
         return whole
     rate = dc / dt  # J/ns
-    spread_j = float(rate.max() - rate.min()) * float(dt[1])
-    return float(min(f, 1.0 - f)) * spread_j
+    lo, mid, hi = float(rate.min()), float(rate[1]), float(rate.max())
+    # ∫₀^f (p − mean) with p within [lo, hi] and the interval's mean fixed: at most
+    # f·(hi − mean) and (1 − f)·(mean − lo) one way, f·(mean − lo) and (1 − f)·(hi − mean) the
+    # other (0 when the interval sits at a level and only a neighbour holds the step).
+    up = min(f * (hi - mid), (1.0 - f) * (mid - lo))
+    down = min(f * (mid - lo), (1.0 - f) * (hi - mid))
+    return float(max(up, down)) * float(dt[1])
 
 
 def _rate_at(t: I64, cum: F64, x: int) -> float:
@@ -682,7 +693,9 @@ def integrate_counter(t: I64, c: F64, w: Window, ch: Channel) -> ChannelEnergy:
     if not math.isfinite(peak_w):
         peak_w = mean_w
     terms = {
-        "instrument": ch.accuracy.power_u95_w(mean_w) * duration_s + ch.accuracy.resolution_j,
+        "instrument": math.hypot(
+            ch.accuracy.power_u95_w(mean_w) * duration_s, QUANT95 * ch.accuracy.resolution_j
+        ),
         "discretisation": math.hypot(
             _edge_split_j(ts, cum, w.t_begin_ns, t, c), _edge_split_j(ts, cum, w.t_end_ns, t, c)
         ),

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from powerd.channel import Channel
-from powerd.integrate import Window, integrate
+from powerd.channel import Accuracy, Channel
+from powerd.integrate import QUANT95, Window, integrate
 from powerd.probes.sim.insterror import InstrumentError
 from powerd.probes.sim.waveform import parse_spec
 from powerd.probes.wt300.session import INTEG_READING_FRAC
@@ -61,3 +61,23 @@ def test_wt300_sim_integrator_errs_by_its_own_share_of_the_spec() -> None:
     erred = make_wt("wt310", wf, {**opts, "error_seed": "11"})
     expected = InstrumentError.draw(11 + INTEG_SEED_SALT, INTEG_READING_FRAC, 0.0).gain
     assert erred.integ_gain == expected != 0.0
+
+
+def test_counter_quantisation_is_a_95_percent_term_in_quadrature() -> None:
+    """Readings rounded to a 0.37 J step: the term is 0.8 steps (in quadrature with the spec,
+    not a whole step added), and over many windows it covers the rounding error about 95 % of
+    the time, not always."""
+    q = 0.37
+    t, c = _readings("constant,w=20", 200)
+    acc = Accuracy(resolution_j=q)
+    ch = Channel(id="wt:x", kind="energy", source_class="meter", nominal_period_s=0.1, accuracy=acc)
+    rng = np.random.default_rng(9)
+    hits = []
+    for _ in range(400):
+        a = T0_NS + int(rng.integers(STEP_NS, STEP_NS * 90))
+        b = a + int(rng.integers(STEP_NS * 5, STEP_NS * 100))
+        ce = integrate(t, np.round(c / q) * q, Window(a, b), ch)
+        assert ce.energy_j is not None and ce.uncertainty_j is not None
+        assert np.isclose(ce.terms_j["instrument"], QUANT95 * q)
+        hits.append(abs(ce.energy_j - 20.0 * (b - a) / 1e9) <= ce.uncertainty_j)
+    assert 0.93 <= float(np.mean(hits)) <= 0.995
