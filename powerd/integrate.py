@@ -36,9 +36,10 @@ import numpy as np
 
 from powerd.block import F64, I64
 from powerd.channel import Channel
-from powerd.pulsetrain import train_error, uniform_x2
+from powerd.pulsetrain import GRID_REL_TOL, train_error_from_steps, uniform_x2
 
 GAP_FACTOR = 3.0
+MAX_TRAIN_STEPS = 1 << 16  # more steps in a window: not tested as a pulse train (memory bound)
 CHUNK = 1 << 14
 NOISE_MAX_DIFFS = 1 << 16
 Z95 = 1.96
@@ -181,12 +182,24 @@ class _Sums:
     gap_ns: float = 0.0
     vmax: float = -math.inf
     vmin: float = math.inf
+    # The steps' interval indices and (bend-limited) sizes, for the pulse-train test
+    # (``_train_terms``); None once there are too many to be a train's.
+    step_idx: list[I64] | None = field(default_factory=list)
+    step_size: list[F64] = field(default_factory=list)
+    n_kept: int = 0
 
     def add(
-        self, dt: F64, v0: F64, v1: F64, threshold_ns: float, bend_w: F64 | None = None
+        self,
+        dt: F64,
+        v0: F64,
+        v1: F64,
+        threshold_ns: float,
+        bend_w: F64 | None = None,
+        first: int = 0,
     ) -> None:
         """Add intervals of length ``dt`` from ``v0`` to ``v1``; ``bend_w``: each one's change of
-        step against its neighbours (``_bend_w``; None: its whole step counts)."""
+        step against its neighbours (``_bend_w``; None: its whole step counts); ``first``: the
+        index of the first interval's left sample (to record where the steps are)."""
         self.left += float(np.dot(dt, v0))
         self.right += float(np.dot(dt, v1))
         step = np.abs(v1 - v0)
@@ -200,6 +213,14 @@ class _Sums:
             self.n_inner += dt.size
             self.n_steps += int(np.count_nonzero(is_step))
             self.step2 += float(x2[is_step].sum())
+            if self.step_idx is not None:
+                at = np.flatnonzero(is_step)
+                self.n_kept += at.size
+                if self.n_kept > MAX_TRAIN_STEPS:
+                    self.step_idx = None
+                else:
+                    self.step_idx.append(at + first)
+                    self.step_size.append(limited[at])
         self.dt2 += float(np.dot(dt, dt))
         long = dt > threshold_ns
         if bool(long.any()):
@@ -281,7 +302,7 @@ def _power_sums(
     for s in range(e.i0, e.i1 - 1, CHUNK):
         stop = min(e.i1, s + CHUNK + 1)
         dt = np.diff(t[s:stop]).astype(np.float64)
-        sums.add(dt, p[s : stop - 1], p[s + 1 : stop], threshold_ns, _bend_w(p, s, stop))
+        sums.add(dt, p[s : stop - 1], p[s + 1 : stop], threshold_ns, _bend_w(p, s, stop), s)
     edge(int(t[e.i1 - 1]), w.t_end_ns, float(p[e.i1 - 1]), e.vb, e.i1 - 1)
     return sums
 
@@ -389,7 +410,7 @@ def _discretisation_j(
         if per is not None and per.periods < PERIODIC_MIN_PERIODS:
             per = None
         if per is not None:
-            train = _train_terms(t, p, e, sums)
+            train = _train_terms(t, p, e, sums, w.t_begin_ns, w.t_end_ns)
     if train is None:
         hidden2, hidden4 = _hidden_steps(sums)
         inner2 = max(0.0, sums.disc2 - sums.edge_disc2) + hidden2
@@ -412,21 +433,39 @@ def _discretisation_j(
     return _k95(n_eff) * math.sqrt(total2 / 12.0) / 1e9, per
 
 
-def _train_terms(t: I64, p: F64, e: _Edges, sums: _Sums) -> tuple[float, float] | None:
+def _train_terms(
+    t: I64, p: F64, e: _Edges, sums: _Sums, w_begin: int, w_end: int
+) -> tuple[float, float] | None:
     """(x², x⁴ sums) of the inner intervals when their steps form a regular train of pulses or
     of one step per period (``powerd.pulsetrain``): the train's steps leave the independent
     sums and the hidden-pulse term (a train proven regular is not Poisson), and come back as
     one error over the range the edges' positions allow, plus each pulse's height mismatch;
-    None: not a clean train."""
-    size_w = np.minimum(np.abs(np.diff(p[e.i0 : e.i1])), _bend_w(p, e.i0, e.i1))
-    te = train_error(t[e.i0 : e.i1], p[e.i0 : e.i1], sums.step_w, size_w)
+    None: not a clean train. Works from the steps ``_Sums`` recorded (no pass over the window)."""
+    n_int = e.i1 - e.i0 - 1
+    if n_int < 2 or sums.step_idx is None or not sums.step_idx:
+        return None
+    # A uniform grid (the train's sample-index arithmetic needs one), from sums already taken:
+    # Σ dt² = (Σ dt)² / n exactly when every inner interval has the same length.
+    span_ns = float(t[e.i1 - 1] - t[e.i0])
+    inner_dt2 = sums.dt2 - float(t[e.i0] - w_begin) ** 2 - float(w_end - t[e.i1 - 1]) ** 2
+    dt0 = span_ns / n_int
+    if not dt0 > 0 or inner_dt2 / n_int - dt0 * dt0 > (GRID_REL_TOL * dt0) ** 2:
+        return None
+    g = np.concatenate(sums.step_idx)
+    size_w = np.concatenate(sums.step_size)
+    d0 = p[g + 1] - p[g]
+    # a step's height against the slope around it (a ramp's share is integrated exactly)
+    prev = np.where(g >= 1, p[g] - p[np.maximum(g - 1, 0)], np.nan)
+    nxt = np.where(g + 2 < p.size, p[np.minimum(g + 2, p.size - 1)] - p[g + 1], np.nan)
+    around = np.nanmean(np.stack([prev, nxt]), axis=0) if g.size else prev
+    height_w = d0 - np.nan_to_num(around, nan=0.0)
+    te = train_error_from_steps(g, size_w, height_w, dt0, sums.step_w)
     if te is None:
         return None
-    g = te.paired + e.i0
-    limited = size_w[te.paired]
-    x = limited * (t[g + 1] - t[g]).astype(np.float64)
+    idx = np.searchsorted(g, te.paired)
+    x = size_w[idx] * (t[te.paired + 1] - t[te.paired]).astype(np.float64)
     x2 = x * x
-    steps = limited > sums.step_w
+    steps = size_w[idx] > sums.step_w
     rest = _Sums(
         n_inner=sums.n_inner,
         n_steps=sums.n_steps - int(np.count_nonzero(steps)),

@@ -12,12 +12,14 @@ Model (checked against the samples, else ``None``: the caller keeps the independ
 window's inner steps form N whole pulses of a train, pulse k starting in sample interval R_k and
 ending in F_k = R_k + m_k, with one period P and one width w (both in sample intervals, real):
 ``R_k = floor(φ + k·P)`` and ``F_k = floor(φ + k·P + w)`` for some phase φ. The set of (φ, P, w)
-consistent with every observed R_k and F_k is a polytope; ``train_error`` finds the range of w
-over it (for a fixed P the ranges of φ and φ + w are explicit; the bounds on w are convex and
-concave in P, so ternary searches find them), and the error of the train's energy,
-Δt·Σ s_k·(m_k − w), over that range. Nothing comes from the truth: only sample indices, heights
-and the grid. A load whose phase does not slide across the grid (phase-locked) leaves w free
-within ±1 sample and gets an error N times one edge's, the coherent sum it really has.
+consistent with every observed R_k and F_k is a polytope; ``train_error`` bounds P by the edges'
+pairwise constraints, evaluates the ranges of φ and φ + w (explicit for a fixed P) on a grid of
+consistent periods (widened by how far a bound can move between grid points), and gives the
+error of the train's energy, Δt·Σ s_k·(m_k − w), over that range. A sawtooth's drops (one step
+per period) get the same treatment with the error Δt·Σ s_k·(f_k − ½) over the consistent (φ, P).
+Nothing comes from the truth: only sample indices, heights and the grid. A load whose phase does
+not slide across the grid (phase-locked) leaves w free within ±1 sample and gets an error N
+times one edge's, the coherent sum it really has.
 
 Steps whose two heights differ (noise on the levels) keep the difference as an independent
 uniform error (``mismatch_x2``).
@@ -25,7 +27,6 @@ uniform error (``mismatch_x2``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +36,10 @@ from powerd.block import F64, I64
 MIN_PULSES = 2  # fewer whole pulses: nothing to pin the width with, the independent model stays
 GRID_REL_TOL = 1e-6  # sample intervals must be equal within this fraction (a jittery grid: None)
 HEIGHT_REL_TOL = 0.25  # pulses' heights within this fraction of their median (beyond the noise)
-SEARCH_ITERS = 80
+ANCHORS = 32  # edges from which the period's pairwise bounds are taken (all, if fewer)
+P_GRID = 129  # periods within the consistent range at which the phase bounds are evaluated
+MAX_EDGES = 256  # edges per class the phase bounds are taken from (evenly spread, ends kept)
+REFINE, REFINE_POINTS = 3, 33  # grids narrowing the anchors' period range
 
 
 @dataclass(frozen=True)
@@ -61,51 +65,22 @@ class TrainError:
         return max(abs(self.lo_wns), abs(self.hi_wns))
 
 
-def _ternary(f: Callable[[float], float], lo: float, hi: float, maximise: bool) -> float:
-    """Argument of the extremum of a unimodal ``f`` on [lo, hi]."""
-    sign = 1.0 if maximise else -1.0
-    for _ in range(SEARCH_ITERS):
-        m1 = lo + (hi - lo) / 3.0
-        m2 = hi - (hi - lo) / 3.0
-        if sign * f(m1) < sign * f(m2):
-            lo = m1
-        else:
-            hi = m2
-    return (lo + hi) / 2.0
+def _steps(idx: I64, size_w: F64, height_w: F64, step_w: float) -> tuple[I64, F64] | None:
+    """The steps (interval index, signed height) of a clean train among candidate intervals
+    ``idx`` (sorted; their bend-limited sizes and heights against the slope around them), or
+    None.
 
-
-def _edge(f: Callable[[float], float], inside: float, outside: float) -> float:
-    """Boundary of {f > 0} between ``inside`` (f > 0) and ``outside`` (f <= 0), by bisection."""
-    for _ in range(SEARCH_ITERS):
-        mid = (inside + outside) / 2.0
-        if f(mid) > 0.0:
-            inside = mid
-        else:
-            outside = mid
-    return inside
-
-
-def _steps(dv: F64, size_w: F64, step_w: float) -> tuple[I64, F64] | None:
-    """Steps (interval index, signed height) of a clean train, or None.
-
-    A step is an interval whose size (``size_w``: its change, or its bend against its neighbours
-    where smaller, so a ramp's slope is not one) exceeds ``step_w`` and half the largest. Clean:
-    each step is a single interval whose neighbours are not steps (an instantaneous sampler sees
-    a level or a slope, never a point inside an edge), the signs either alternate (pulses) or
-    are all one (a sawtooth's drops), and the heights agree within ``HEIGHT_REL_TOL`` of their
-    median (or the step threshold)."""
-    if size_w.size == 0:
+    A step is a candidate whose size exceeds ``step_w`` and half the largest size (so a ramp's
+    slope, whose bend is 0, is not one). Clean: each step is a single interval whose neighbours
+    are not steps (an instantaneous sampler sees a level or a slope, never a point inside an
+    edge), the signs either alternate (pulses) or are all one (a sawtooth's drops), and the
+    heights agree within ``HEIGHT_REL_TOL`` of their median (or the step threshold)."""
+    if idx.size < MIN_PULSES:
         return None
-    idx = np.flatnonzero(size_w > max(step_w, 0.5 * float(size_w.max())))
+    keep = size_w > max(step_w, 0.5 * float(size_w.max()))
+    idx, s = idx[keep], height_w[keep]
     if idx.size < MIN_PULSES or bool((np.diff(idx) < 2).any()):
         return None
-    # A step's height against the slope around it (on a ramp the interval's change holds the
-    # ramp's share as well, which the trapezoid integrates exactly).
-    before = dv[np.maximum(idx - 1, 0)]
-    after = dv[np.minimum(idx + 1, dv.size - 1)]
-    s = dv[idx] - np.where(
-        idx == 0, after, np.where(idx == dv.size - 1, before, (before + after) / 2)
-    )
     flips = np.sign(s[1:]) != np.sign(s[:-1])
     if not (bool(flips.all()) or not bool(flips.any())):
         return None
@@ -116,74 +91,104 @@ def _steps(dv: F64, size_w: F64, step_w: float) -> tuple[I64, F64] | None:
     return idx.astype(np.int64), s
 
 
+def _period_range(*classes: F64) -> tuple[float, float] | None:
+    """The periods P consistent with every class's edges: edge k of a class in interval xₖ
+    means φ + k·P ∈ [xₖ, xₖ + 1), so for i < j, (xⱼ − xᵢ − 1)/(j − i) < P < (xⱼ − xᵢ + 1)/(j − i).
+    Pairs from up to ``ANCHORS`` anchors to every later edge (all pairs for short trains; the far
+    pairs bind); fewer pairs only widen the range (conservative). None: no P fits."""
+    lo, hi = -np.inf, np.inf
+    for x in classes:
+        n = x.size
+        anchors = np.unique(np.linspace(0, n - 2, min(ANCHORS, n - 1)).astype(np.int64))
+        gap = (np.arange(n)[None, :] - anchors[:, None]).astype(np.float64)  # j − i
+        d = x[None, :] - x[anchors][:, None]
+        later = gap > 0
+        safe = np.where(later, gap, 1.0)
+        lo = max(lo, float(np.where(later, (d - 1.0) / safe, -np.inf).max()))
+        hi = min(hi, float(np.where(later, (d + 1.0) / safe, np.inf).min()))
+    if not hi > lo:
+        return None
+    return _refine(lo, hi, classes)
+
+
+def _refine(lo: float, hi: float, classes: tuple[F64, ...]) -> tuple[float, float] | None:
+    """Narrow [lo, hi] (the anchors' bounds, a superset) to the periods at which every class's
+    phase range is non-empty, on ``REFINE`` successive grids: the result keeps one grid step of
+    margin on each side (still a superset: conservative)."""
+    edges = []
+    for x in classes:
+        sel = np.unique(np.linspace(0, x.size - 1, min(x.size, MAX_EDGES)).astype(np.int64))
+        edges.append((x[sel][:, None], sel.astype(np.float64)[:, None]))
+    for _ in range(REFINE):
+        p = np.linspace(lo, hi, REFINE_POINTS)[None, :]
+        room = np.min(
+            [((x + 1.0 - k * p).min(axis=0) - (x - k * p).max(axis=0)) for x, k in edges], axis=0
+        )
+        ok = np.flatnonzero(room > 0.0)
+        if ok.size == 0:
+            best = int(np.argmax(room))
+            if room[best] <= -1.0:
+                return None  # far from consistent anywhere: not a regular train
+            first = last = best
+        else:
+            first, last = int(ok[0]), int(ok[-1])
+        grid = p[0]
+        lo = float(grid[max(first - 1, 0)])
+        hi = float(grid[min(last + 1, grid.size - 1)])
+    return lo, hi
+
+
 class _Grid:
-    """Edge classes on the sample grid: class c's k-th edge lies in interval ``x[c][k]``, at
-    phase φ_c + k·P (sample intervals) for one period P; helpers for the consistent ranges."""
+    """Edge classes on the sample grid, evaluated at many periods at once: class c's k-th edge
+    lies in interval ``x[c][k]``; at period P its phase φ_c is within [lo, hi)."""
 
-    def __init__(self, *x: F64) -> None:
-        self.x = x
-        self.k = np.arange(x[0].size, dtype=np.float64)
+    def __init__(self, p_lo: float, p_hi: float, *x: F64) -> None:
+        n = x[0].size
+        # a subset of the edges bounds φ more loosely (wider ranges: conservative) and cheaper
+        sel = np.unique(np.linspace(0, n - 1, min(n, MAX_EDGES)).astype(np.int64))
+        self.x = tuple(c[sel] for c in x)
+        self.k = sel.astype(np.float64)
+        frac = (np.arange(P_GRID, dtype=np.float64) + 0.5) / P_GRID
+        self.p = p_lo + (p_hi - p_lo) * frac  # inside the open range: every one consistent
+        # φ's bounds move with P at a slope within [−(largest k), 0], so a difference of two
+        # (the width's bounds) has |slope| ≤ largest k: between grid points, or from the outer
+        # points to the range's ends, it passes its value at a grid point by at most this
+        self.slack = float(self.k[-1]) * (p_hi - p_lo) / P_GRID / 2.0
 
-    def lo(self, c: int, p: float) -> float:
-        """Smallest φ_c consistent with every edge of class c at period p."""
-        return float((self.x[c] - self.k * p).max())
+    def lo(self, c: int) -> F64:
+        """Smallest φ_c consistent with every edge of class c, at each period of the grid."""
+        out: F64 = (self.x[c][:, None] - self.k[:, None] * self.p[None, :]).max(axis=0)
+        return out
 
-    def hi(self, c: int, p: float) -> float:
-        """Supremum of φ_c consistent with every edge of class c at period p."""
-        return float((self.x[c] + 1.0 - self.k * p).min())
-
-    def room(self, p: float) -> float:
-        """> 0: period p is consistent with every class's edges."""
-        return min(self.hi(c, p) - self.lo(c, p) for c in range(len(self.x)))
-
-    def periods(self) -> tuple[float, float] | None:
-        """The range of consistent periods (room is concave in p), or None: no single period
-        explains every edge, so the steps are not a regular train."""
-        x0 = self.x[0]
-        p0 = float(x0[-1] - x0[0]) / max(x0.size - 1, 1)
-        best = _ternary(self.room, p0 - 1.0, p0 + 1.0, maximise=True)
-        if self.room(best) <= 0.0:
-            return None
-        return _edge(self.room, best, p0 - 1.0), _edge(self.room, best, p0 + 1.0)
+    def hi(self, c: int) -> F64:
+        """Supremum of φ_c consistent with every edge of class c, at each period of the grid."""
+        out: F64 = (self.x[c][:, None] + 1.0 - self.k[:, None] * self.p[None, :]).min(axis=0)
+        return out
 
 
-def _pulse_range(g: _Grid, h: F64, p_lo: float, p_hi: float) -> tuple[float, float, float]:
-    """Pulses (class 0 opens, class 1 closes, width w = φ₁ − φ₀): error Σ hₖ·(mₖ − w) in sample
-    units over the consistent widths, and the width's span."""
-    r, f = g.x
-
-    def w_min(p: float) -> float:  # convex in p
-        return g.lo(1, p) - g.hi(0, p)
-
-    def w_max(p: float) -> float:  # concave in p
-        return g.hi(1, p) - g.lo(0, p)
-
-    w_lo = w_min(_ternary(w_min, p_lo, p_hi, maximise=False))
-    w_hi = w_max(_ternary(w_max, p_lo, p_hi, maximise=True))
+def _pulse_range(g: _Grid, h: F64, r: F64, f: F64) -> tuple[float, float, float]:
+    """Pulses (class 0 opens, class 1 closes, width w = φ₁ − φ₀; all N pulses ``r``, ``f``,
+    heights ``h``): error Σ hₖ·(mₖ − w) in sample units over the consistent widths (from the
+    grid's edges), and the width's span."""
+    w_lo = float((g.lo(1) - g.hi(0)).min()) - g.slack
+    w_hi = float((g.hi(1) - g.lo(0)).max()) + g.slack
     base, sum_h = float(np.dot(h, f - r)), float(h.sum())
     ends = (base - w_lo * sum_h, base - w_hi * sum_h)
     return min(ends), max(ends), max(0.0, w_hi - w_lo)
 
 
-def _single_range(g: _Grid, s: F64, p_lo: float, p_hi: float) -> tuple[float, float, float]:
-    """One step per period (heights ``s``): error Σ sₖ·(fₖ − ½), fₖ = φ + k·P − xₖ, in sample
-    units over the consistent (φ, P); its extremes lie at φ's bounds, concave/convex in P."""
-    x = g.x[0]
+def _single_range(g: _Grid, s: F64, x: F64) -> tuple[float, float, float]:
+    """One step per period (all N edges ``x``, heights ``s``): error Σ sₖ·(fₖ − ½) with
+    fₖ = φ + k·P − xₖ, in sample units over the consistent (φ, P); linear in φ, so its extremes
+    lie at φ's bounds (from the grid's edges)."""
     sum_s = float(s.sum())
-    lin = float(np.dot(s, g.k))
-    const = float(np.dot(s, x)) + sum_s / 2.0
-
-    def at(phi: float, p: float) -> float:
-        return sum_s * phi + lin * p - const
-
-    def top(p: float) -> float:
-        return max(at(g.lo(0, p), p), at(g.hi(0, p), p))
-
-    def bottom(p: float) -> float:
-        return min(at(g.lo(0, p), p), at(g.hi(0, p), p))
-
-    hi = top(_ternary(top, p_lo, p_hi, maximise=True))
-    lo = bottom(_ternary(bottom, p_lo, p_hi, maximise=False))
+    k_all = np.arange(x.size, dtype=np.float64)
+    slope = float(np.dot(s, k_all))
+    base = slope * g.p - float(np.dot(s, x)) - sum_s / 2.0
+    at_lo, at_hi = sum_s * g.lo(0) + base, sum_s * g.hi(0) + base
+    slack = abs(sum_s) * g.slack + abs(slope) * (g.p[1] - g.p[0] if g.p.size > 1 else 0.0) / 2
+    lo = float(np.minimum(at_lo, at_hi).min()) - slack
+    hi = float(np.maximum(at_lo, at_hi).max()) + slack
     return lo, hi, 0.0
 
 
@@ -198,7 +203,20 @@ def train_error(t: I64, v: F64, step_w: float, size_w: F64 | None = None) -> Tra
     if dt0 <= 0 or float(np.abs(dt - dt[0]).max()) > GRID_REL_TOL * dt0:
         return None
     dv = np.diff(v)
-    found = _steps(dv, np.abs(dv) if size_w is None else size_w, step_w)
+    sizes = np.abs(dv) if size_w is None else size_w
+    idx = np.flatnonzero(sizes > step_w)
+    before = dv[np.maximum(idx - 1, 0)]
+    after = dv[np.minimum(idx + 1, dv.size - 1)]
+    around = np.where(idx == 0, after, np.where(idx == dv.size - 1, before, (before + after) / 2))
+    return train_error_from_steps(idx, sizes[idx], dv[idx] - around, dt0, step_w)
+
+
+def train_error_from_steps(
+    idx: I64, size_w: F64, height_w: F64, dt0: float, step_w: float
+) -> TrainError | None:
+    """``train_error`` from candidate step intervals ``idx`` (sorted) of samples the caller
+    knows lie on a uniform grid of ``dt0`` ns, with their sizes and heights (``_steps``)."""
+    found = _steps(idx, size_w, height_w, step_w)
     if found is None:
         return None
     idx, s = found
@@ -207,20 +225,20 @@ def train_error(t: I64, v: F64, step_w: float, size_w: F64 | None = None) -> Tra
         if n < MIN_PULSES:
             return None
         h = s[0 : 2 * n : 2]
-        g = _Grid(idx[0 : 2 * n : 2].astype(np.float64), idx[1 : 2 * n : 2].astype(np.float64))
-        span = g.periods()
+        x = (idx[0 : 2 * n : 2].astype(np.float64), idx[1 : 2 * n : 2].astype(np.float64))
+        span = _period_range(*x)
         if span is None:
             return None
-        lo, hi, width = _pulse_range(g, h, *span)
+        lo, hi, width = _pulse_range(_Grid(*span, *x), h, *x)
         x2 = ((s[1 : 2 * n : 2] + h) * dt0) ** 2
         paired = idx[: 2 * n]
     else:
         n = idx.size
-        g = _Grid(idx.astype(np.float64))
-        span = g.periods()
+        x1 = idx.astype(np.float64)
+        span = _period_range(x1)
         if span is None:
             return None
-        lo, hi, width = _single_range(g, s, *span)
+        lo, hi, width = _single_range(_Grid(*span, x1), s, x1)
         x2 = np.zeros(0)
         paired = idx
     return TrainError(
