@@ -89,7 +89,8 @@ def test_sim_temperature_settles_after_the_power_does(tmp_path: Path) -> None:
     temp = st["temperature"]
     assert temp["checked"] is True and temp["stable"] is True and temp["bound_c"] == 1.0
     sensor = temp["sensors"]["sim:constant:temperature"]
-    assert abs(sensor["mean_c"] - 60.0) < 1.0 and sensor["readings"] >= 2
+    # settled within ±1 °C over 0.5 s: then at most ~1.2 °C short of 60 (slope (60 − T)/τ)
+    assert abs(sensor["mean_c"] - 60.0) < 2.0 and sensor["readings"] >= 2
     assert "temperature: largest deviation" in res["stdout"]
     (trial,) = [p for p in res["phases"] if p["phase"] == "trial"]
     assert "not_stable" not in trial["flags"]

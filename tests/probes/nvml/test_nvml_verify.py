@@ -20,4 +20,4 @@ def test_fake_nvml_gpu_temperature_gates_stability(fake_lib: Path, tmp_path: Pat
     assert st["reached"] is True, st
     sensor = st["temperature"]["sensors"]["nvml:0:temperature"]
     assert st["temperature"]["checked"] is True and sensor["stable"] is True
-    assert sensor["mean_c"] >= 73.0
+    assert sensor["mean_c"] >= 72.0  # whole °C, within ±1 of its mean near 75
