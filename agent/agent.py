@@ -46,12 +46,20 @@ MAX_BLOCK_SAMPLES = 1 << 16
 MAX_MESSAGE_BYTES = 1 << 20
 PUBLISH_BATCH = 64
 RESEND_S = 5.0
-PUBLISH_INTERVAL_S = 0.5
+# 1 s, not 0.5 s (issue 16 item 4): each flush is a spool transaction, a publish and its PUBACK,
+# the daemon's confirmation and its PUBACK; halving them cut the agent's CPU by about a quarter
+# at 8 channels x 10 Hz (BENCHMARKS.md §12). The price: up to 1 s of samples in memory (lost on
+# a SIGKILL, then a flagged gap), and a result whose end marker the agent did not relay waits up
+# to 1 s for the samples that cover it (a relayed end marker flushes at once: Outbox).
+PUBLISH_INTERVAL_S = 1.0
 # how long after a relayed end marker its early flush waits for every channel (Outbox)
 EARLY_FLUSH_WINDOW_NS = 1_000_000_000
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 5.0
 STATUS_CHECK_S = 0.5
+# housekeeping (status, marker resends) runs on the flush's wake; on its own only when idle
+HOUSEKEEPING_IDLE_S = 1.0
+HOUSEKEEPING_EARLY_S = 0.1
 EPOCHS_REPORTED = 16
 
 
@@ -235,6 +243,8 @@ class Agent:
     # blocks messages sent and not yet confirmed: spool id -> (message, blocks unconfirmed)
     _waiting_blocks: dict[int, tuple[Message, set[tuple[int, int]]]] = field(default_factory=dict)
     _block_message: dict[tuple[int, int], int] = field(default_factory=dict)
+    # set on every flush's wake of the loop: the housekeeping checks ride on it
+    _tick: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def _markers_topic(self) -> str:
@@ -381,8 +391,12 @@ class Agent:
         loop = asyncio.get_running_loop()
         spooled = asyncio.Event()
 
+        def woken() -> None:
+            spooled.set()
+            self._tick.set()  # housekeeping rides on this wake (see _housekeeping)
+
         def wake() -> None:
-            loop.call_soon_threadsafe(spooled.set)
+            loop.call_soon_threadsafe(woken)
 
         self.outbox.on_spooled = wake
         spooled.set()
@@ -397,6 +411,8 @@ class Agent:
                 for msg in batch:
                     await client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
                 self.spool.ack_many(done)
+                if len(batch) < PUBLISH_BATCH:
+                    break  # that was all; whatever is spooled since set ``spooled`` again
 
     def _held_kind(self, m: Message) -> bool | None:
         """Kept until confirmed: markers (also resent on a timer), blocks; else None."""
@@ -459,12 +475,35 @@ class Agent:
         self.status_changes += 1  # republished with the count
         _log(f"the daemon refused marker seq {key[1]} of run {key[0]!r}: {reason}")
 
-    async def _resend_unconfirmed(self) -> None:
-        """Send again the markers the daemon has not confirmed within ``RESEND_S``."""
+    async def _housekeeping(self, client: aiomqtt.Client) -> None:
+        """Republish the retained status when the clock epoch or the spool's state changes
+        (checked every ``STATUS_CHECK_S``), and send again the markers the daemon has not
+        confirmed within ``RESEND_S`` (checked every ``RESEND_S / 5``).
+
+        The checks run when the sampler's flush wakes the loop anyway (every publish
+        interval), and on a timer of their own only when no flush came for
+        ``HOUSEKEEPING_IDLE_S``: a timer per check was a wake of the process per check."""
+        loop = asyncio.get_running_loop()
+        seen = (self.anchor.boot_ns, self.spool.changes, self.status_changes)
+        next_status = next_resend = loop.time()
         while True:
-            await asyncio.sleep(RESEND_S / 5)
-            if self.spool.release_unconfirmed(RESEND_S) and self.outbox.on_spooled is not None:
-                self.outbox.on_spooled()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._tick.wait(), HOUSEKEEPING_IDLE_S)
+            self._tick.clear()
+            now = loop.time()
+            if now >= next_status - HOUSEKEEPING_EARLY_S:
+                next_status = now + STATUS_CHECK_S
+                state = (self.anchor.boot_ns, self.spool.changes, self.status_changes)
+                if state != seen:
+                    seen = state
+                    await client.publish(
+                        wire.status_topic(self.cfg.id), self.status("online"), qos=1, retain=True
+                    )
+            if now >= next_resend - HOUSEKEEPING_EARLY_S:
+                next_resend = now + RESEND_S / 5
+                self.spool.tidy()  # confirmed rows no write took along (spool._defer_delete)
+                if self.spool.release_unconfirmed(RESEND_S) and self.outbox.on_spooled:
+                    self.outbox.on_spooled()
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         """Clock requests (answered at once) and daemons' presence."""
@@ -506,18 +545,6 @@ class Agent:
             markers_refused=self.markers_refused,
         )
 
-    async def _status_updates(self, client: aiomqtt.Client) -> None:
-        """Republish the retained status when the clock epoch or the spool's state changes."""
-        seen = (self.anchor.boot_ns, self.spool.changes, self.status_changes)
-        while True:
-            await asyncio.sleep(STATUS_CHECK_S)
-            now = (self.anchor.boot_ns, self.spool.changes, self.status_changes)
-            if now != seen:
-                seen = now
-                await client.publish(
-                    wire.status_topic(self.cfg.id), self.status("online"), qos=1, retain=True
-                )
-
     async def _session(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         status = self.status("online")
         await client.publish(wire.status_topic(self.cfg.id), status, qos=1, retain=True)
@@ -539,8 +566,7 @@ class Agent:
             for c in (
                 self._drain(client),
                 self._receive(client),
-                self._resend_unconfirmed(),
-                self._status_updates(client),
+                self._housekeeping(client),
                 stop.wait(),
             )
         ]

@@ -10,7 +10,7 @@ Configure it with a TOML file (``--config``) or flags; flags win. The file:
     spool_memory_mb = 32                # > 0; kept in memory while the spool's disk fails
     http_bind = "127.0.0.1"             # local marker endpoint for harnesses
     http_port = 8090                    # 0: any free port (--no-http disables it)
-    publish_interval_s = 0.5            # how often sampled blocks are sent (> 0)
+    publish_interval_s = 1.0            # how often sampled blocks are sent (> 0)
 
     [mqtt]                              # as for the daemon (host, port, username, tls_*)
     host = "broker.lab"

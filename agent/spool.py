@@ -12,6 +12,10 @@ first (markers and gap reports are never dropped), counted, and reported to the 
 exact extent on ``powerd/v1/gaps/<agent>`` (a message queued here like any other), so the daemon
 flags the gap ``agent_dropped`` in every result it touches.
 
+A confirmed message is hidden from ``peek`` at once and deleted from disk with the next write's
+transaction (within ``ACK_DEFER_S``, at once near the size bound): one SQLite transaction per
+flush instead of two. Deleting late loses nothing; a crash in between only sends it again.
+
 The size bound counts what the spool occupies on disk: the database's used pages plus its WAL
 and shared-memory files (the WAL is checkpointed and truncated after acknowledgements).
 """
@@ -42,6 +46,10 @@ MEMORY_MAX_BYTES = 32 << 20
 RETRY_S = 2.0
 ROW_OVERHEAD_BYTES = 64
 BOUND_CLEAR = 0.8
+# confirmed rows are deleted with the next write (see Spool._defer_delete), unless this many
+# wait or the oldest waited this long
+ACK_DEFER_ROWS = 512
+ACK_DEFER_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,7 @@ class Spool:
         self._mem_bytes = 0
         self._mem_id = 0
         self._acked: set[int] = set()
+        self._acked_since_s = 0.0
         # sent and waiting for the daemon's confirmation: id -> (monotonic time sent, resent
         # on a timer too, not only on reconnect)
         self._awaiting: dict[int, tuple[float, bool]] = {}
@@ -155,6 +164,7 @@ class Spool:
         top = db.execute("SELECT COALESCE(MAX(id), 0) FROM outbox").fetchone()[0]
         self._next_id = max(self._next_id, int(top) + 1)
         self._db = db
+        self._page_bytes = int(db.execute("PRAGMA page_size").fetchone()[0])
         self._measure()
 
     # size --------------------------------------------------------------------------------------
@@ -170,8 +180,7 @@ class Spool:
         assert self._db is not None
         pages = self._db.execute("PRAGMA page_count").fetchone()[0]
         free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
-        page = self._db.execute("PRAGMA page_size").fetchone()[0]
-        self._page_bytes = int(page)
+        page = self._page_bytes  # read once per connection (_connect)
         self._used_bytes = (
             int(pages - free) * int(page) + self._file_bytes("-wal") + self._file_bytes("-shm")
         )
@@ -305,9 +314,8 @@ class Spool:
                 last_id = rid
                 if predicted <= self.max_bytes:
                     break
-                if rid in self._acked:  # delivered already: deleting it loses nothing
+                if rid in self._acked:  # delivered already (forgotten from _acked after COMMIT)
                     db.execute("DELETE FROM outbox WHERE id=?", (rid,))
-                    self._acked.discard(rid)
                     predicted -= len(payload) + ROW_OVERHEAD_BYTES
                     continue
                 if not _is_block(topic):
@@ -329,6 +337,9 @@ class Spool:
         report = self._dropped(dropped, "spool_max_mb reached") if dropped else None
         if report is not None:
             rows.append(report)
+        deleted = bool(self._acked)
+        if deleted:  # confirmed rows left for this transaction (see _defer_delete)
+            db.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in self._acked])
         first = self._next_id
         self._next_id += len(rows)
         db.executemany(
@@ -336,6 +347,8 @@ class Spool:
             [(first + k, t, p, q, int(r)) for k, (t, p, q, r) in enumerate(rows)],
         )
         db.execute("COMMIT")
+        if deleted:
+            self._acked = set()
         self._mem.clear()
         self._mem_bytes = 0
         self._checkpoint()
@@ -435,20 +448,53 @@ class Spool:
             if not disk or self._db is None:
                 self._acked = disk
                 return
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in disk])
-                self._db.execute("COMMIT")
-                self._acked = set()
-                self._checkpoint()
-                self._measure()
-                if self._at_bound and self._used_bytes < BOUND_CLEAR * self.max_bytes:
-                    self._at_bound = False
-                    self._recovered()
-            except (sqlite3.Error, OSError) as err:
-                self._rollback()
-                self._acked = disk
-                self._fail("full" if _full(err) else "error", err)
+            if self._defer_delete(disk):
+                return
+            self._delete_acked(disk)
+
+    def _defer_delete(self, disk: set[int]) -> bool:
+        """Leave confirmed rows for the next write's transaction (one SQLite transaction per
+        flush instead of two) while the spool is far from its bound and they are few and
+        recent. Nothing is lost by waiting: a confirmed row still on disk is only hidden from
+        ``peek``; after a crash it is sent again and the daemon drops it as a duplicate."""
+        if not self._acked:
+            self._acked_since_s = time.monotonic()
+        self._acked = disk
+        return (
+            len(disk) < ACK_DEFER_ROWS
+            and not self._at_bound
+            and self._used_bytes < BOUND_CLEAR * self.max_bytes
+            and time.monotonic() - self._acked_since_s < ACK_DEFER_S
+        )
+
+    def tidy(self) -> None:
+        """Delete confirmed rows left for a write that did not come within ``ACK_DEFER_S``
+        (nothing sampled): called from the agent's housekeeping."""
+        with self._lock:
+            if (
+                self._acked
+                and self._db is not None
+                and time.monotonic() - self._acked_since_s >= ACK_DEFER_S
+            ):
+                self._delete_acked(self._acked)
+
+    def _delete_acked(self, disk: set[int]) -> None:
+        """Delete confirmed rows now (a failed delete is retried, never resent)."""
+        assert self._db is not None
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in disk])
+            self._db.execute("COMMIT")
+            self._acked = set()
+            self._checkpoint()
+            self._measure()
+            if self._at_bound and self._used_bytes < BOUND_CLEAR * self.max_bytes:
+                self._at_bound = False
+                self._recovered()
+        except (sqlite3.Error, OSError) as err:
+            self._rollback()
+            self._acked = disk
+            self._fail("full" if _full(err) else "error", err)
 
     def __len__(self) -> int:
         with self._lock:
@@ -531,6 +577,8 @@ class Spool:
                 try:
                     if self._mem:
                         self._write([])
+                    if self._acked:
+                        self._delete_acked(self._acked)
                     self._checkpoint(force=True)
                 except (sqlite3.Error, OSError):
                     self._rollback()

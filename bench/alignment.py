@@ -14,7 +14,7 @@ clock. The shift is checked in the run: the harness answers "what time is it" ov
 answer minus the offset must fall between this process's clock reads before and after (the
 bracket, ~0.1 ms, is recorded). Figure: |t_begin_ns − truth| (and t_end) of every phase in the
 published results, over repeated markers, for each offset; and whether it lies within the
-result's own timing uncertainty. Goal (DESIGN.md): within 1 ms of the truth.
+result's own timing uncertainty. Goal (BENCHMARKS.md, `alignment`): within 1 ms of the truth.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import socket
 import statistics
 import subprocess
@@ -302,13 +303,32 @@ async def run_fleet(spec: FleetSpec, duration_s: float, drain_s: float, tally: T
 
 
 def proc_cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+    """utime + stime of ``pid`` in s (NaN once it is gone: a result worker restarted)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return float("nan")
     return (int(fields[11]) + int(fields[12])) / TICK_S
 
 
+def children(pid: int) -> set[int]:
+    """The processes ``pid`` started (every thread's children, from /proc)."""
+    out: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out |= {int(c) for c in (task / "children").read_text().split()}
+        except OSError:
+            continue  # a thread that ended meanwhile
+    return out
+
+
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return float("nan")
+    for line in text.splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
@@ -392,6 +412,11 @@ def one_n(
                 daemon.wait(60)
             except subprocess.TimeoutExpired:
                 notes.append("the daemon did not stop within 60 s of SIGTERM: killed")
+                daemon.send_signal(signal.SIGUSR1)  # its threads' stacks into its log
+                time.sleep(2.0)
+                log.flush()
+                tail = (work / "daemon.log").read_bytes()[-6000:].decode(errors="replace")
+                notes.append(f"daemon log tail: {tail}")
                 daemon.kill()
                 daemon.wait(30)
 
@@ -402,6 +427,11 @@ def one_n(
         tally = Tally()
         spec = FleetSpec(n, broker.port, phase_every_s=phase_every_s, early_flush=early_flush)
         pids = {"daemon": daemon.pid, "broker": broker.proc.pid, "generator": os.getpid()}
+        # the daemon's result worker (powerd.result_worker), a process of its own: its CPU is
+        # the daemon's too ("daemon_total"); none when results are computed in-process
+        workers = children(daemon.pid)
+        if len(workers) == 1:
+            pids["worker"] = workers.pop()
         marks: dict[str, Any] = {}
 
         async def measured() -> None:
@@ -413,6 +443,8 @@ def one_n(
             marks["c1"] = {k: proc_cpu_s(p) for k, p in pids.items()}
             marks["t1"] = time.monotonic()
             marks["rss"] = {k: rss_mib(p) for k, p in pids.items()}
+            if "worker" in pids and pids["worker"] not in children(pids["daemon"]):
+                notes.append("the result worker was restarted during the window: its CPU is short")
             try:
                 marks["unc"] = await asyncio.to_thread(clock_uncertainty_s, url)
             except OSError as err:
@@ -438,6 +470,13 @@ def one_n(
             marks["series"] = {}
         wall = marks["t1"] - marks["t0"]
         cpu = {k: 100 * (marks["c1"][k] - marks["c0"][k]) / wall for k in pids}
+        cpu["daemon_total"] = cpu["daemon"] + cpu.get("worker", 0.0)
+        try:
+            health = json.loads(urllib.request.urlopen(f"{url}/healthz", timeout=30).read())
+            counts = health.get("counts", {})
+        except OSError as err:
+            notes.append(f"/healthz did not answer: {err}")
+            counts = {}
         lat = [tally.results_s[r] - t for r, t in tally.end_sent_s.items() if r in tally.results_s]
         unc = marks["unc"]
         return {
@@ -463,6 +502,8 @@ def one_n(
             "series": marks["series"],
             "notes": notes,
             "agent_errors": tally.connect_errors,
+            "result_worker_restarts": counts.get("result_worker_restarts", 0),
+            "results_failed": counts.get("result_failed", 0),
         }
 
 
@@ -492,14 +533,17 @@ def main() -> int:
             continue
         rows.append(r)
         print(json.dumps(r), flush=True)
-    head = "| N | daemon % core | daemon RSS MiB | broker % core | generator % core | "
+    head = "| N | daemon % core (main + worker) | daemon RSS MiB | broker % core | "
+    head += "generator % core | "
     head += "p50 s | p99 s | samples lost | markers unconfirmed | results missing | "
     head += "clock unc. median / max ms |"
     print(head)
     print("|" + "---|" * 11)
     for r in rows:
         print(
-            f"| {r['agents']} | {r['cpu_pct']['daemon']:.1f} | {r['rss_mib']['daemon']:.0f} | "
+            f"| {r['agents']} | {r['cpu_pct']['daemon_total']:.1f} "
+            f"({r['cpu_pct']['daemon']:.1f} + {r['cpu_pct'].get('worker', 0.0):.1f}) | "
+            f"{r['rss_mib']['daemon'] + r['rss_mib'].get('worker', 0.0):.0f} | "
             f"{r['cpu_pct']['broker']:.1f} | {r['cpu_pct']['generator']:.1f} | "
             f"{fmt(r['latency_p50_s'], '.3f')} | {fmt(r['latency_p99_s'], '.3f')} | "
             f"{r['samples_lost']} of {r['samples_sent']} | {r['markers_unconfirmed']} | "

@@ -5,6 +5,7 @@ Windows of 10^3, 10^4 and 10^5 samples of a 1 kHz power channel (5 W / 7 W squar
 batches of ``integrate_power`` and ``integrate_counter``, and of ``numpy.trapezoid(p, t)`` on the
 same arrays. Run with ``PYTHONPATH=<tree>`` to time another checkout's ``powerd.integrate``
 (e.g. the ``int`` worktree) under the same interpreter. Goal (issue 16 item 4): <= 2x trapezoid.
+``energy_only`` (the energy without the uncertainty model) is timed too where the tree has it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from functools import partial
 import benchlib
 import numpy as np
 
+import powerd.integrate
 from powerd.channel import Channel
 from powerd.integrate import Window, integrate_counter, integrate_power
 
@@ -41,8 +43,12 @@ def main() -> int:
     ch_p = Channel(id="sim:x", kind="power", source_class="meter", nominal_period_s=1e-3)
     ch_e = Channel(id="sim:e", kind="energy", source_class="meter", nominal_period_s=1e-3)
     print(f"powerd.integrate from {sys.modules['powerd.integrate'].__file__}")
-    print("| samples | integrate_power us | integrate_counter us | trapezoid us | ratios |")
-    print("| ---: | ---: | ---: | ---: | --- |")
+    energy_only = getattr(powerd.integrate, "energy_only", None)
+    print(
+        "| samples | integrate_power us | integrate_counter us | energy_only power / counter us"
+        " | trapezoid us | ratios |"
+    )
+    print("| ---: | ---: | ---: | ---: | ---: | --- |")
     for n in (10**3, 10**4, 10**5):
         t = T0_NS + np.arange(n, dtype=np.int64) * PERIOD_NS
         pw = np.where((np.arange(n) // 500) % 2 == 0, 7.0, 5.0)
@@ -53,9 +59,15 @@ def main() -> int:
         a = best_s(partial(integrate_power, t, pw, w, ch_p), batch)
         b = best_s(partial(integrate_counter, t, c, w, ch_e), batch)
         z = best_s(partial(np.trapezoid, pw, t), batch)
+        only, only_ratio = "-", ""
+        if energy_only is not None:
+            ea = best_s(partial(energy_only, t, pw, w, ch_p), batch)
+            eb = best_s(partial(energy_only, t, c, w, ch_e), batch)
+            only = f"{ea * 1e6:.0f} / {eb * 1e6:.0f}"
+            only_ratio = f"; energy_only power {ea / z:.1f}x, counter {eb / z:.1f}x"
         print(
-            f"| {n} | {a * 1e6:.0f} | {b * 1e6:.0f} | {z * 1e6:.0f} | "
-            f"power {a / z:.1f}x, counter {b / z:.1f}x |"
+            f"| {n} | {a * 1e6:.0f} | {b * 1e6:.0f} | {only} | {z * 1e6:.0f} | "
+            f"power {a / z:.1f}x, counter {b / z:.1f}x{only_ratio} |"
         )
     return 0
 

@@ -16,6 +16,8 @@ lists every key (a test checks it against the schema, so keep both in step):
     max_marker_skew_s = 86400.0        # a live marker's t_ns further from receipt is rejected (> 0)
     max_phase_s = 604800.0             # a longer phase is rejected at its end marker (> 0)
     clock_rate_max_hz = 200.0          # clock requests to all agents together, at most
+    result_worker = true               # compute results in a worker process reading the store
+                                       # (false: in the daemon's own; powerd.result_worker)
     count_from = ["prom:http://127.0.0.1:8000/metrics#vllm:generation_tokens_total"]
                                        # counters read at every phase's begin and end whose
                                        # begin marker has no count_from (powerd.phasecount)
@@ -81,6 +83,7 @@ lists every key (a test checks it against the schema, so keep both in step):
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -128,6 +131,7 @@ class DaemonTable(Table, frozen=True):
     max_marker_skew_s: Positive = DEFAULT_MAX_MARKER_SKEW_S
     max_phase_s: Positive = DEFAULT_MAX_PHASE_S
     clock_rate_max_hz: Positive = 200.0
+    result_worker: bool = True
     id: DaemonId | None = None
     count_from: Names = ()
 
@@ -242,21 +246,28 @@ def _creatable(path: Path, what: str) -> None:
 
 
 def _known_probes(specs: tuple[str, ...]) -> None:
-    """Each spec names a registered probe family and a valid ``device=`` (nothing is opened:
+    """Each spec names a registered probe family and a valid ``device=``, and its own keys are
+    checked where the family can do so without opening anything (an optional ``check_spec``;
     opening may touch hardware; whether a probe is usable here is ``powerd probes``' question)."""
     from powerd.probes.base import split_spec
-    from powerd.probes.registry import families, split_device
+    from powerd.probes.registry import families, split_device, unloadable_families
 
     known = families()
     for i, spec in enumerate(specs):
         try:
             name, args = split_spec(spec)
             split_device(args)
+            unloadable = {} if name in known else unloadable_families()
+            if name in unloadable:  # installed but its optional dependency is not: say which
+                raise PowerdError(f"probe {name!r} is not usable here: {unloadable[name][0]}")
             if name not in known:
                 raise PowerdError(
                     f"unknown probe {name!r}; known: {', '.join(known) or 'none'} "
                     "(see `powerd probes`)"
                 )
+            check_spec = getattr(known[name], "check_spec", None)
+            if check_spec is not None:
+                check_spec(split_device(args)[0])
         except PowerdError as err:
             raise PowerdError(f"[daemon] probes[{i}] {spec!r}: {err}") from None
 
@@ -276,6 +287,10 @@ def check(path: Path, default_state_dir: Path) -> DaemonConfig:
         state_dir = cfg.state_dir or default_state_dir
         _creatable(state_dir, "[daemon] state_dir")
         if cfg.influx is not None:
+            if importlib.util.find_spec("influxdb_client") is None:
+                raise PowerdError(
+                    "[influx] needs the influxdb-client package: pip install 'powerd[influx]'"
+                )
             _readable(cfg.influx.token_file, "[influx] token_file")
             _creatable(cfg.influx.buffer_dir or state_dir / "influx-buffer", "[influx] buffer_dir")
     except PowerdError as err:

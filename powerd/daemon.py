@@ -55,6 +55,14 @@ from powerd.phases import (
     replay,
     stamp,
 )
+from powerd.result_worker import (
+    DEATHS_PER_JOB,
+    Answer,
+    Job,
+    ResultWorker,
+    WorkerClosed,
+    with_clock_sync,
+)
 from powerd.runs import compute_run
 from powerd.store import Store
 from powerd.timeline import Timeline
@@ -64,7 +72,12 @@ if TYPE_CHECKING:
 
 SEEN_BLOCKS = 1 << 16
 MIN_EXCHANGES = 3
-CLOCK_PENDING = 256
+# Clock requests awaiting their reply are kept this long (and at most CLOCK_PENDING of them):
+# under a fleet's load a reply may come seconds late, queued behind ingestion, and a request
+# forgotten by then makes its reply "unmatched", the agent backed off, its data held (issue 16:
+# a count bound of 256 at 200 requests/s forgot every request older than 1.3 s).
+CLOCK_PENDING_S = 30.0
+CLOCK_PENDING = 1 << 16
 # Messages from agent ids never seen with a valid status: held (durably) only this many per id
 # and in all, so unknown ids cost (almost) nothing until they announce themselves properly.
 UNKNOWN_HELD_PER_AGENT = 256
@@ -150,6 +163,9 @@ class Daemon:
     max_phase_s: float = DEFAULT_MAX_PHASE_S
     # what the manifest sealed with each result records of this process (powerd.audit)
     audit_context: AuditContext | None = None
+    # computes due results in another process (``powerd run``; powerd.result_worker); None:
+    # in this one (``powerd measure``, tools, tests that drive the daemon directly)
+    result_worker: ResultWorker | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
@@ -506,7 +522,11 @@ class Daemon:
             req_id = self._next_clock_id
             t1 = self.clock()
             self._clock_sent[(agent, req_id)] = t1
-            if len(self._clock_sent) > CLOCK_PENDING:
+            oldest = t1 - int(CLOCK_PENDING_S * 1e9)
+            while self._clock_sent and (
+                len(self._clock_sent) > CLOCK_PENDING
+                or next(iter(self._clock_sent.values())) < oldest
+            ):
                 self._clock_sent.popitem(last=False)
             return wire.clock_request(req_id, t1)
 
@@ -691,9 +711,12 @@ class Daemon:
 
         Which runs are due is decided under the daemon's lock; their results are computed after
         it is released (the store has its own lock), so ingestion on the event loop is not held
-        up while a fleet's results are computed, several a second (issue 16)."""
+        up while a fleet's results are computed, several a second (issue 16). With a
+        ``result_worker`` they are computed in that process and only stored, sealed and
+        published here; a run it cannot compute is computed here (counted)."""
         now = self.clock()
         due: list[str] = []
+        spans: dict[str, tuple[int, int]] = {}
         with self._lock:
             latest: tuple[I64, int] | None = None  # every channel's: read at most once per call
             for run, (t_begin, t_end) in list(self._pending.items()):
@@ -716,40 +739,102 @@ class Daemon:
                 self._pending_devices.pop(run, None)
                 self._stored_in_run.pop((t_begin, t_end), None)
                 due.append(run)
+                spans[run] = (t_begin, t_end)
             if not due:
                 return []
             self.store.flush()  # the samples that made them due, before any is computed
-        out = []
-        for run in due:
-            with self.store.samples_memo():  # each window read once for figures and manifest
-                result = compute_run(self.store, run, self.idle_power_w, self.primary)
-                self.store.put_result(result, now)
-                try:
-                    seal_manifest(
-                        self.store,
-                        result,
-                        now,
-                        self.audit_context,
-                        self.offsets_json(result_agents(result)),
-                        self.idle_power_w,
-                        self.primary,
+        out: list[dict[str, Any]] = []
+        left = list(due)
+        if self.result_worker is not None:
+            try:
+                for answer in self.result_worker.compute([Job(r, now) for r in due]):
+                    left.remove(answer.run)
+                    if answer.fallback:
+                        with self._lock:
+                            self._problem(
+                                "local",
+                                "result_worker_fallback",
+                                f"run {answer.run}: computed in the daemon, the result worker "
+                                f"died on it {DEATHS_PER_JOB} times",
+                            )
+                        self._compute_here(answer.run, now, out)
+                    else:
+                        self._seal_answer(answer, now, out)
+            except WorkerClosed:  # the daemon stops: what was not answered stays pending
+                with self._lock:
+                    for run in left:
+                        self._pending.setdefault(run, spans[run])
+                        self._pending_since.setdefault(run, now)
+                        self._pending_devices.setdefault(run, None)
+                return out
+            except OSError as err:  # no worker starts: the daemon computes, counted
+                with self._lock:
+                    self._problem(
+                        "local",
+                        "result_worker_failed",
+                        f"{err}; {len(left)} runs computed in the daemon",
                     )
-                except Exception as err:  # the result stands, its audit trail is missing
-                    with self._lock:
-                        self._problem("local", "manifest_failed", f"run {run}: {err}")
-            with self._lock:
-                self.counts["results"] += 1
-            out.append(result)
-            # published as each is sealed, not after the whole batch (a fleet's batch is many);
-            # a failing listener must not keep the rest of the batch, already taken off the
-            # pending list, from being computed
-            for listener in self.result_listeners:
-                try:
-                    listener(result)
-                except Exception as err:
-                    with self._lock:
-                        self._problem("local", "result_listener_failed", f"run {run}: {err}")
+        for run in left:
+            self._compute_here(run, now, out)
         return out
+
+    def _compute_here(self, run: str, now: int, out: list[dict[str, Any]]) -> None:
+        """Compute, store, seal and publish one due run in this process."""
+        with self.store.samples_memo():  # each window read once for figures and manifest
+            try:
+                result = compute_run(self.store, run, self.idle_power_w, self.primary)
+            except Exception as err:
+                with self._lock:
+                    self._problem("local", "result_failed", f"run {run}: {err}")
+                return
+            self.store.put_result(result, now)
+            try:
+                seal_manifest(
+                    self.store,
+                    result,
+                    now,
+                    self.audit_context,
+                    self.offsets_json(result_agents(result)),
+                    self.idle_power_w,
+                    self.primary,
+                )
+            except Exception as err:  # the result stands, its audit trail is missing
+                with self._lock:
+                    self._problem("local", "manifest_failed", f"run {run}: {err}")
+        self._publish(run, result, out)
+
+    def _seal_answer(self, answer: Answer, now: int, out: list[dict[str, Any]]) -> None:
+        """Store, seal and publish a result the worker computed (``powerd.result_worker``): the
+        manifest gets this daemon's clock state of the result's agents, as in-process."""
+        run, result = answer.run, answer.result
+        if result is None:
+            with self._lock:
+                self._problem("local", "result_failed", f"run {run}: {answer.error}")
+            return
+        self.store.put_result(result, now)
+        try:
+            if answer.manifest is None:
+                raise ValueError(answer.manifest_error)
+            agents = self.offsets_json(result_agents(result))
+            self.store.put_manifest(run, now, with_clock_sync(answer.manifest, agents))
+        except Exception as err:  # the result stands, its audit trail is missing
+            with self._lock:
+                self._problem("local", "manifest_failed", f"run {run}: {err}")
+        self._publish(run, result, out)
+
+    def _publish(self, run: str, result: dict[str, Any], out: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self.counts["results"] += 1
+        out.append(result)
+        # published as each is sealed, not after the whole batch (a fleet's batch is many);
+        # a failing listener must not keep the rest of the batch, already taken off the
+        # pending list, from being computed
+        for listener in self.result_listeners:
+            try:
+                listener(result)
+            except Exception as err:
+                with self._lock:
+                    self._problem("local", "result_listener_failed", f"run {run}: {err}")
 
     def _latest_sorted(self) -> tuple[I64, int]:
         """Every channel's latest sample time, sorted, and how many channels have none yet:

@@ -56,6 +56,7 @@ ACK_BATCH_MAX = 512
 PRESENCE_POLL_S = 1.0
 CLOCK_POLL_MAX_S = 0.1
 PUBLISH_TIMEOUT_S = 2.0
+RESULTS_BATCH_MAX = 256
 SESSION_EXPIRY_S = 86400
 # Components that, when down, mean what the daemon receives may not be stored.
 INGEST_COMPONENTS = ("mqtt", "store")
@@ -156,16 +157,31 @@ async def _commit_and_ack(
         _ack(client, message)
     unacked.clear()
     blocks: dict[str, list[list[int]]] = {}
+    sends: list[tuple[str, str, str, int]] = []  # topic, body, count key, how many
     for topic, body in confirmations or ():
         if "blocks" in body:  # one confirmation per agent per commit, however many messages
             blocks.setdefault(topic, []).extend(body["blocks"])
             continue
-        await client.publish(topic, json.dumps(body), qos=1)
-        daemon.counts["markers_confirmed"] += 1
+        sends.append((topic, json.dumps(body), "markers_confirmed", 1))
     for topic, keys in blocks.items():
         body = {"v": wire.VERSION, "blocks": keys}
-        await client.publish(topic, json.dumps(body, separators=(",", ":")), qos=1)
-        daemon.counts["blocks_confirmed"] += len(keys)
+        sends.append(
+            (topic, json.dumps(body, separators=(",", ":")), "blocks_confirmed", len(keys))
+        )
+    # all in flight at once: one broker round trip per commit, not one per confirmation (a
+    # fleet's commit confirms hundreds of agents; issue 16)
+    outcomes = await asyncio.gather(
+        *(client.publish(topic, body, qos=1) for topic, body, _, _ in sends),
+        return_exceptions=True,
+    )
+    failed: BaseException | None = None
+    for (_, _, key, n), outcome in zip(sends, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            failed = failed or outcome
+        else:
+            daemon.counts[key] += n
+    if failed is not None:
+        raise failed  # the connection is gone: senders send again what stays unconfirmed
     if confirmations:
         confirmations.clear()
 
@@ -212,16 +228,33 @@ async def _clock_requests(client: aiomqtt.Client, daemon: Daemon, plan: ClockPla
 
 
 async def _results(client: aiomqtt.Client, queue: asyncio.Queue[dict[str, Any]]) -> None:
-    """Publish results retained, in the order they were computed; one that fails stays queued."""
+    """Publish results retained, in the order they were computed; those that fail stay queued.
+
+    Every result queued is sent at once and their acknowledgements awaited together: awaiting
+    each one's broker round trip in turn held a fleet's results (tens a second) seconds behind
+    ingestion on the same event loop (issue 16)."""
     while True:
-        result = await queue.get()
+        batch = [await queue.get()]
+        while not queue.empty() and len(batch) < RESULTS_BATCH_MAX:
+            batch.append(queue.get_nowait())
         try:
-            await client.publish(
-                wire.results_topic(result["run"]), json.dumps(result), qos=1, retain=True
+            outcomes = await asyncio.gather(
+                *(
+                    client.publish(wire.results_topic(r["run"]), json.dumps(r), qos=1, retain=True)
+                    for r in batch
+                ),
+                return_exceptions=True,
             )
         except BaseException:
-            queue.put_nowait(result)
+            for result in batch:  # cancelled: sent again (retained: a repeat is harmless)
+                queue.put_nowait(result)
             raise
+        failed = [e for e in outcomes if isinstance(e, BaseException)]
+        if failed:
+            for result, outcome in zip(batch, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    queue.put_nowait(result)
+            raise failed[0]
 
 
 def _state(daemon: Daemon) -> str:

@@ -13,6 +13,8 @@ exact gap per channel through ``put_gap(channel, t_last_good_ns, t_first_after_n
 (open end None while still down); a probe that never opened has its gap from the sampler's start
 to its first sample.
 The store is flushed about once a second, so a crash loses at most that much buffered data.
+The flush and the wall-clock check run on a poll's wake when due within one poll interval (never
+a wake of their own while probes are polled: each wake costs the measured machine CPU).
 """
 
 from __future__ import annotations
@@ -133,6 +135,13 @@ class _Slot:
     open_gaps: dict[str, list[int | None]] = field(default_factory=dict)
     accuracy_unkept: bool = False
     instrument: object = None  # the identity last put on the channels (probe.instrument())
+
+
+def _next_tick(tick: float, interval_s: float, now: float) -> float:
+    """The next deadline of a periodic task run at ``now`` (maybe a little early): one interval
+    after the last deadline, keeping the cadence; one interval from now if it fell behind."""
+    nxt = tick + interval_s
+    return nxt if nxt > now else now + interval_s
 
 
 @dataclass
@@ -426,14 +435,21 @@ class Sampler:
                 if now >= due.setdefault(k, now):
                     self._guarded(slot, self._poll, slot)
                     due[k] = max(due[k] + slot.probe.poll_interval_s, now)
-            if now >= next_anchor:
+            # the clock check and the flush need no exact time: due within one poll interval,
+            # they ride on a poll's wake instead of waking the thread on their own
+            early_s = min(
+                (s.probe.poll_interval_s for s in self._slots if s.probe is not None),
+                default=0.0,
+            )
+            early_s = min(early_s, self.flush_interval_s / 4, ANCHOR_CHECK_S / 4)
+            if now >= next_anchor - early_s:
                 step = self.anchor.check()
                 if step is not None:
                     self.store.put_clock_step(step.mono_ns, step.utc_ns, step.step_ns)
-                next_anchor = now + ANCHOR_CHECK_S
-            if now >= next_flush:
+                next_anchor = _next_tick(next_anchor, ANCHOR_CHECK_S, now)
+            if now >= next_flush - early_s:
                 self.store.flush()
-                next_flush = now + self.flush_interval_s
+                next_flush = _next_tick(next_flush, self.flush_interval_s, now)
             waits = [*due.values(), next_flush, next_anchor]
             waits += [s.next_open_mono for s in self._slots if s.probe is None]
             wait = min(waits) - mono()

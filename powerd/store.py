@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -70,16 +71,28 @@ class Retention:
 class Store:
     """One SQLite file; safe to share between threads (one connection behind a lock)."""
 
-    def __init__(self, path: Path, retention: Retention | None = None) -> None:
+    def __init__(
+        self, path: Path, retention: Retention | None = None, readonly: bool = False
+    ) -> None:
+        """``readonly``: a reader beside the process that writes (the daemon's result worker,
+        ``powerd.result_worker``): WAL lets it read while the writer commits; it never creates,
+        migrates or writes, and refuses a store of another schema."""
         self.path = path
         self.retention = retention or Retention()
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(SCHEMA)
+            if readonly:
+                uri = f"{path.resolve().as_uri()}?mode=ro"
+                self._db = sqlite3.connect(
+                    uri, uri=True, check_same_thread=False, isolation_level=None
+                )
+                self._db.execute("PRAGMA busy_timeout=5000")
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute("PRAGMA busy_timeout=5000")
+                self._db.executescript(SCHEMA)
         except sqlite3.DatabaseError as err:
             raise PowerdError(f"cannot open store {path}: {err}") from None
         self._lock = threading.RLock()
@@ -90,12 +103,22 @@ class Store:
         # for runs of thousands of channels, several a second; issue 16)
         self._channels_cache: dict[str, Channel] | None = None
         self._devices_cache: dict[str, tuple[str, ...]] | None = None
+        # which channels changed, in order (``channel_changes``: a reader in another process,
+        # the result worker, refreshes those alone instead of re-parsing thousands)
+        self._channel_serial = 0
+        self._channel_changed: OrderedDict[str, int] = OrderedDict()
         # this thread's reads of samples while one result is computed (``samples_memo``)
         self._memo = threading.local()
         # applied to every channel put (the daemon's calibration certificates, powerd.calibration)
         self.annotate_channel: Callable[[Channel], Channel] | None = None
         version = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-        if version is None:
+        if readonly:
+            if version is None or int(version[0]) != SCHEMA_VERSION:
+                found = "none" if version is None else version[0]
+                raise PowerdError(
+                    f"store {path} has schema {found}, this powerd reads {SCHEMA_VERSION}"
+                )
+        elif version is None:
             self._db.execute("INSERT INTO meta VALUES('schema', ?)", (str(SCHEMA_VERSION),))
         elif int(version[0]) == 1:
             self._migrate_1_to_2()
@@ -164,6 +187,9 @@ class Store:
                     "ON CONFLICT(id) DO UPDATE SET json=excluded.json",
                     (ch.id, text),
                 )
+            self._channel_serial += 1
+            self._channel_changed[ch.id] = self._channel_serial
+            self._channel_changed.move_to_end(ch.id)
             if cache is not None:  # as channels() would read it back
                 old = cache.get(ch.id)
                 cache[ch.id] = Channel.from_json(json.loads(text))
@@ -182,6 +208,38 @@ class Store:
                     cid: Channel.from_json(json.loads(text)) for cid, text in rows
                 }
             return dict(self._channels_cache)
+
+    def channel_changes(self, since: int) -> tuple[int, list[str]]:
+        """(serial now, ids of the channels put since serial ``since``, newest first): what a
+        reader of this store in another process must re-read (``reload_channels``)."""
+        with self._lock:
+            changed = []
+            for cid, serial in reversed(self._channel_changed.items()):
+                if serial <= since:
+                    break
+                changed.append(cid)
+            return self._channel_serial, changed
+
+    def reload_channels(self, ids: Iterable[str]) -> None:
+        """Re-read these channels' rows into the cache ``channels()`` keeps: another process
+        (the daemon) put them since this one last read them."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return
+        with self._lock:
+            cache = self._channels_cache
+            if cache is None:
+                return  # nothing cached yet: the next channels() reads every row
+            for cid in wanted:
+                row = self._db.execute("SELECT json FROM channels WHERE id=?", (cid,)).fetchone()
+                old = cache.get(cid)
+                if row is None:
+                    cache.pop(cid, None)
+                    self._devices_cache = None
+                    continue
+                cache[cid] = new = Channel.from_json(json.loads(row[0]))  # as put_channel does
+                if old is None or old.device_id != new.device_id:
+                    self._devices_cache = None
 
     def channels_by_device(self) -> dict[str, tuple[str, ...]]:
         """Channel ids by device id (``Channel.device_id``), kept with ``channels()``'s cache:

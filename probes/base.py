@@ -185,7 +185,11 @@ class AccuracyTracking(Protocol):
 
 
 class ProbeFamily(Protocol):
-    """What the entry point names: a description, a host check, and a constructor from a spec."""
+    """What the entry point names: a description, a host check, and a constructor from a spec.
+
+    A family may also define ``check_spec(args) -> None``: it raises ``PowerdError`` (one line)
+    for a spec that cannot work, without opening or touching anything; ``powerd run
+    --check-config`` calls it (sim, wt300 and nvml do: their keys, and their Python binding)."""
 
     name: str
     summary: str

@@ -4,6 +4,8 @@ Everything meets in one ``Daemon``: the sampler thread feeds local probes into t
 store, MQTT brings markers and agents' blocks, the HTTP API takes markers and serves results and
 ``/metrics``. A sink hub (``powerd.sinks``) gets every block and result on its own thread, keeps
 the exporter's energy counters and feeds the optional InfluxDB / VictoriaMetrics sink.
+Due results are computed in a worker process reading the store (``powerd.result_worker``,
+``[daemon] result_worker``); this process decides what is due, stores, seals and publishes.
 SIGTERM or SIGINT stops it cleanly (the store is flushed; nothing committed is lost on a kill).
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import faulthandler
 import functools
 import signal
 import sys
@@ -24,6 +27,7 @@ from powerd.efficiency import EfficiencyMonitor
 from powerd.errors import PowerdError
 from powerd.phasecount import PhaseCounter
 from powerd.probes.base import Probe
+from powerd.result_worker import ResultWorker
 from powerd.runner import Opener, Sampler, open_probes
 from powerd.sinks.hub import Sink, SinkHub, TeeSink
 from powerd.store import Store
@@ -47,7 +51,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="run the daemon (MQTT markers and agents, HTTP API, local probes)",
         description=__doc__,
         epilog="The configuration file is TOML; see powerd/config.py or the README "
-        "('Running the daemon') for every key.",
+        "('Running the daemon and agents') for every key.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     which = p.add_mutually_exclusive_group(required=True)
@@ -109,6 +113,8 @@ async def housekeeping(daemon: Daemon, store: Store) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(woken.wait(), timeout)
         woken.clear()
+        if daemon.result_worker is not None and not daemon.result_worker.alive():
+            await asyncio.to_thread(check_worker, daemon, daemon.result_worker)
         if daemon.has_pending():
             await asyncio.to_thread(daemon.due_results)
         if time.monotonic() >= next_flush:
@@ -117,6 +123,35 @@ async def housekeeping(daemon: Daemon, store: Store) -> None:
         if time.monotonic() >= next_prune:
             await asyncio.to_thread(store.prune, daemon.clock())
             next_prune = time.monotonic() + PRUNE_S
+
+
+def check_worker(daemon: Daemon, worker: ResultWorker) -> None:
+    """A result worker that died while idle is restarted now (counted by its ``on_restart``),
+    not only when the next result falls due; one that cannot start is counted and the next
+    batch is computed in the daemon (``Daemon.due_results``)."""
+    try:
+        worker.check()
+    except OSError as err:
+        with daemon._lock:
+            daemon._problem("local", "result_worker_failed", str(err))
+
+
+def start_result_worker(daemon: Daemon, store: Store) -> ResultWorker:
+    """Due results computed in a worker process reading the store (``powerd.result_worker``;
+    ``[daemon] result_worker``): the daemon's interpreter keeps ingesting meanwhile. One that
+    does not start is counted (``result_worker_failed``) and retried by ``housekeeping``;
+    until then results are computed in the daemon."""
+
+    def restarted(reason: str) -> None:
+        with daemon._lock:
+            daemon._problem("local", "result_worker_restarts", reason)
+
+    worker = ResultWorker(
+        store, daemon.idle_power_w, daemon.primary, daemon.audit_context, restarted
+    )
+    daemon.result_worker = worker
+    check_worker(daemon, worker)
+    return worker
 
 
 def start_counters(
@@ -158,6 +193,7 @@ async def serve(cfg: DaemonConfig, state_dir: Path, config_path: Path | None = N
         max_phase_s=cfg.max_phase_s,
         audit_context=AuditContext.from_config_file("run", config_path, cfg.probes),
     )
+    worker = start_result_worker(daemon, store) if cfg.result_worker else None
     opened, pending = _open_probes(cfg.probes)
     hub = SinkHub(daemon, cfg.sinks.labels, _sinks(cfg, state_dir), cfg.sinks.recent_runs)
     sampler = Sampler(
@@ -180,6 +216,8 @@ async def serve(cfg: DaemonConfig, state_dir: Path, config_path: Path | None = N
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # `kill -USR1 <pid>`: every thread's stack on stderr (a daemon slow to stop, stuck)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     limits = HttpLimits(
         cfg.http.header_timeout_s, cfg.http.body_timeout_s, cfg.http.max_connections
     )
@@ -205,6 +243,8 @@ async def serve(cfg: DaemonConfig, state_dir: Path, config_path: Path | None = N
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if worker is not None:
+            await asyncio.to_thread(worker.close)
         await runner.cleanup()
         sampler.stop()
         counts.stop()

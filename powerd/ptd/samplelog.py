@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from powerd.errors import PowerdError
 from powerd.ptd.stamp import stamp_text
 
 
@@ -40,7 +41,10 @@ class SampleLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._f = path.open("a", encoding="utf-8", newline="\n")
+        try:
+            self._f = path.open("a", encoding="utf-8", newline="\n")
+        except OSError as err:  # one line and exit 2, as every setup error
+            raise PowerdError(f"-l {path}: cannot open the sample log: {err.strerror}") from None
         self._lock = threading.Lock()
         self.lines = 0
 

@@ -3,9 +3,12 @@
 The terminal table has one row per item (each figure ``value ±U95`` rounded where its
 uncertainty says, ``report.numbers``) and one row per pair and figure with the difference b − a,
 its U95, the ratio b/a and the call. The CSV is tidy (one value per row) so a spreadsheet or
-pandas reads it without parsing: ``kind,a,b,figure,unit,value,u95,ratio,call,reason`` where
+pandas reads it without parsing: ``kind,a,b,figure,unit,value,u95,ratio,call,reason,shown`` where
 ``kind`` is ``item`` (a = the item's label, value ± u95 its figure) or ``pair`` (a and b the two
-labels, value = b − a, u95 = the difference's U95).
+labels, value = b − a, u95 = the difference's U95), and ``shown`` is ``value ± u95`` rounded as
+the table prints it (two significant digits of the U95), so a person reading the CSV sees the
+table's figure; ``value`` and ``u95`` stay unrounded for computation. No ``#`` notes above the
+header here: a label may contain ``#`` (``RUN:PHASE#TRIAL``), which ``comment="#"`` would cut.
 """
 
 from __future__ import annotations
@@ -106,7 +109,7 @@ def format_compare(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-CSV_HEAD = ("kind", "a", "b", "figure", "unit", "value", "u95", "ratio", "call", "reason")
+CSV_HEAD = ("kind", "a", "b", "figure", "unit", "value", "u95", "ratio", "call", "reason", "shown")
 
 
 def _num(x: Any) -> str:
@@ -122,7 +125,8 @@ def compare_csv(doc: dict[str, Any]) -> str:
         for key, *_rest in FIGURES:
             f = it["figures"][key]
             unit = figure_unit(key, it.get("unit"))
-            w.writerow(("item", it["label"], "", key, unit, _num(f["value"]), _num(f["u95"])))
+            row = ("item", it["label"], "", key, unit, _num(f["value"]), _num(f["u95"]))
+            w.writerow((*row, "", "", "", _pm(f)))
     units = [it.get("unit") for it in doc["items"]]
     for pair in doc["pairs"]:
         for key, *_rest in FIGURES:
@@ -139,6 +143,7 @@ def compare_csv(doc: dict[str, Any]) -> str:
                     _num(f["ratio"]),
                     f["call"],
                     f.get("reason") or "",
+                    "-" if f["diff"] is None else _pm({"value": f["diff"], "u95": f["u95_diff"]}),
                 )
             )
     return buf.getvalue()

@@ -20,6 +20,7 @@ from powerd.errors import PowerdError
 from powerd.i18n import _
 from powerd.integrate import power_trace
 from powerd.report.html import render_html
+from powerd.report.table import csv_notes
 from powerd.store import Store
 
 CSV_CHUNK = 1 << 16
@@ -66,10 +67,18 @@ def run_samples(store: Store, result: dict[str, Any]) -> dict[str, tuple[I64, F6
     return {c: store.samples(c, t0, t1) for c in chans}
 
 
-def write_csv(path: Path, samples: dict[str, tuple[I64, F64]], units: dict[str, str]) -> None:
-    """Long format ``channel,t_ns,value,unit``; values are W for power and J for counters."""
+def write_csv(
+    path: Path,
+    samples: dict[str, tuple[I64, F64]],
+    units: dict[str, str],
+    notes: list[str] | None = None,
+) -> None:
+    """Long format ``channel,t_ns,value,unit``; values are W for power and J for counters.
+    ``notes`` (lines starting with ``#``) go above the header: the run's figures as the table
+    rounds them (``report.table.csv_notes``)."""
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", encoding="utf-8", newline="") as fh:
+        fh.writelines(f"{line}\n" for line in notes or [])
         fh.write("channel,t_ns,value,unit\n")
         for channel, (t, v) in samples.items():
             prefix, suffix = f"{channel},", f",{units.get(channel, '')}"
@@ -99,7 +108,7 @@ def _write_all(store: Store, result: dict[str, Any], out_dir: Path) -> list[Path
     units = {c: channels[c].unit for c in samples if c in channels}
     paths = [out_dir / f"{run}.json", out_dir / f"{run}.csv", out_dir / f"{run}.html"]
     _atomic_write(paths[0], json.dumps(result, indent=1) + "\n")
-    write_csv(paths[1], samples, units)
+    write_csv(paths[1], samples, units, csv_notes(result, f"powerd {__version__}"))
     traces = {c: power_trace(t, v, channels[c]) for c, (t, v) in samples.items() if c in channels}
     counter = _("W, rate of the J counter")
     legend = {c: "W" if u == "W" else counter for c, u in units.items()}

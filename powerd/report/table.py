@@ -53,6 +53,37 @@ def _row(p: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
+def csv_notes(result: dict[str, Any], generated_by: str) -> list[str]:
+    """The ``#`` lines at the top of ``<run>.csv``: what the columns are, and each phase's figures
+    rounded exactly as the table prints them (the same ``_row`` cells), so a person opening the
+    CSV reads the same numbers as the table and the HTML. English always (the CSV is data)."""
+    run = result["run"]
+    lines = [
+        f"# {generated_by}: samples of run {run}; columns channel, t_ns (UTC ns since the "
+        "Unix epoch), value (W for a power channel, J for an energy counter), unit",
+        "# figures of the run (contract 2, result v1: the JSON report beside this file) as the "
+        "table prints them: "
+        "value ± U95, the absolute 95 % uncertainty in the figure's unit, rounded to two "
+        "significant digits of U95 and the value to the same decimal place",
+    ]
+    for p in result["phases"]:
+        c = _row(p)
+        per = "-" if p["j_per_unit"] is None else f"{c[6].partition('/')[0]} ± {c[7]} J/{p['unit']}"
+        energy = "-" if p["energy_j"] is None else f"{c[3]} ± {c[4]} J"
+        net = "-" if p["net_energy_j"] is None else f"{c[8]} ± {c[9]} J"
+        mean = "-" if p["mean_power_w"] is None else f"{c[5]} W"
+        devices = ",".join(p.get("devices") or []) or "-"
+        lines.append(
+            f"# phase {c[0]} trial {c[1]}: duration {c[2]} s, energy {energy}, mean power {mean}, "
+            f"{per}, net energy {net}, devices {devices}, flags {c[10]}"
+        )
+    lines.append(
+        '# lines starting with "#" are these notes; the data start at the header line below '
+        '(pandas: read_csv(path, comment="#"))'
+    )
+    return lines
+
+
 def format_table(result: dict[str, Any]) -> str:
     """One row per phase: duration, energy ± U95, mean power, J per unit ± U95, net energy ± U95
     and flags."""

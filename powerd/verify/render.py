@@ -1,9 +1,11 @@
 """The verification shown to people: a terminal table and the HTML report's section.
 
 Both read only the ``verification`` object of a result (contract 2, added key), so a stored
-result renders the same later. Figures are shown with 4 significant digits, the interval as
-[lo, hi] (95 %), the margin as figure − claim and in units of U (the interval's half-width on the
-side facing the claim).
+result renders the same later. A claim's figure, its interval [lo, hi] (95 %) and its margin
+(figure − claim) are rounded where the interval says (``report.numbers``: two significant digits
+of its half-width, as every figure a person reads), so the figure reads as in the results table;
+the margin is also given in units of U (the half-width on the side facing the claim). Other
+numbers (seconds, an interval with no width) have 4 significant digits.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from html import escape
 from typing import Any
 
 from powerd.i18n import N_, _, ljust, tr_reason, width
-from powerd.report.numbers import sig_text
+from powerd.report.numbers import decimals_for, sig_text, value_text
 
 # the protocol's ``aggregate`` values, shown translated
 AGGREGATES = (N_("all"), N_("median"))
@@ -45,6 +47,26 @@ def _span(lo: Any, hi: Any) -> str:
     return f"[{_g(lo)}, {'inf' if hi is None and lo is not None else _g(hi)}]"
 
 
+def _half(c: dict[str, Any]) -> float | None:
+    """The claim's interval half-width (one-sided: figure − lo), the U its numbers round to."""
+    lo, hi, fig = c.get("lo"), c.get("hi"), c.get("figure_value")
+    if lo is not None and hi is not None:
+        return (float(hi) - float(lo)) / 2
+    if lo is not None and fig is not None:
+        return float(fig) - float(lo)
+    return None
+
+
+def _claim_numbers(c: dict[str, Any]) -> tuple[str, str, str]:
+    """Figure, ``[lo, hi]`` and margin rounded where the interval's half-width says."""
+    u = _half(c)
+    if u is None or decimals_for(u) is None:
+        return _g(c.get("figure_value")), _span(c.get("lo"), c.get("hi")), _g(c.get("margin"))
+    lo, hi = c.get("lo"), c.get("hi")
+    span = f"[{value_text(lo, u)}, {'inf' if hi is None else value_text(hi, u)}]"
+    return value_text(c.get("figure_value"), u), span, value_text(c.get("margin"), u)
+
+
 def _mu(x: Any) -> str:
     return "-" if x is None else f"{float(x):+.2f}"
 
@@ -65,12 +87,13 @@ def verification_table(v: dict[str, Any]) -> str:
     head = tuple(_(h) for h in TABLE_HEAD)
     rows = [head]
     for c in v.get("claims") or []:
+        fig, span, margin = _claim_numbers(c)
         rows.append(
             (
                 str(c["claim"]),
-                _g(c.get("figure_value")),
-                _span(c.get("lo"), c.get("hi")),
-                _g(c.get("margin")),
+                fig,
+                span,
+                margin,
                 _mu(c.get("margin_u")),
                 f"{c.get('usable_trials')}/{c.get('planned_trials')} {_(str(c.get('aggregate')))}",
                 _(str(c["verdict"])).upper(),
@@ -127,10 +150,11 @@ def verification_html(v: Any) -> str:
         if not isinstance(c, dict):
             continue
         verdict = str(c.get("verdict", ""))
+        fig, span, margin = _claim_numbers(c)
         rows.append(
-            f'<tr><td>{e(str(c.get("claim")))}</td><td class="n">{e(_g(c.get("figure_value")))}'
-            f'</td><td class="n">{e(_span(c.get("lo"), c.get("hi")))}</td>'
-            f'<td class="n">{e(_g(c.get("margin")))}</td>'
+            f'<tr><td>{e(str(c.get("claim")))}</td><td class="n">{e(fig)}'
+            f'</td><td class="n">{e(span)}</td>'
+            f'<td class="n">{e(margin)}</td>'
             f'<td class="n">{e(_mu(c.get("margin_u")))}</td>'
             f'<td class="n">{e(str(c.get("usable_trials")))}/{e(str(c.get("planned_trials")))}'
             f" ({e(_(str(c.get('aggregate'))))})</td>"

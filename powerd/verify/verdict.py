@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from powerd.i18n import N_, R_
+from powerd.report.numbers import decimals_for, value_text
 from powerd.verify.protocol import Claim
 
 # the verdict words (contract 2 keeps them in English; reports show them via the catalogue)
@@ -259,7 +260,7 @@ def claim_verdict(
 
 def _reason(verdict: str, claim: Claim, shown: dict[str, Any], aggregate: str) -> str:
     which = MEDIAN_OF_TRIALS if aggregate == "median" else TRIAL_N.format(trial=shown["trial"])
-    span = f"[{_g(shown['lo'])}, {_g(shown['hi'])}]"
+    span = _span(shown["lo"], shown["hi"])
     if verdict == SUPPORTED:
         if aggregate == "all":
             return ALL_ON_SIDE.format(which=which, span=span)
@@ -271,6 +272,15 @@ def _reason(verdict: str, claim: Claim, shown: dict[str, Any], aggregate: str) -
 
 def _g(x: float | None) -> str:
     return "∞" if x is None else f"{x:.4g}"
+
+
+def _span(lo: float | None, hi: float | None) -> str:
+    """``[lo, hi]`` rounded where the interval's half-width says (two significant digits of it,
+    ``report.numbers``), so the reason reads like the tables; 4 significant digits otherwise."""
+    dec = decimals_for((hi - lo) / 2) if lo is not None and hi is not None else None
+    if dec is None or lo is None or hi is None:
+        return f"[{_g(lo)}, {_g(hi)}]"
+    return f"[{value_text(lo, (hi - lo) / 2)}, {value_text(hi, (hi - lo) / 2)}]"
 
 
 def overall(claims: Sequence[dict[str, Any]]) -> str:

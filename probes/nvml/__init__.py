@@ -22,6 +22,7 @@ Examples: ``nvml``, ``nvml:0,2``, ``nvml:GPU-8a3c4f2e-...,learn=0.5``.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from dataclasses import dataclass
 
 from powerd.errors import ProbeUnavailable, SpecError
@@ -131,6 +132,13 @@ class NvmlFamily:
         usable = any((g.energy or g.power) and not g.lost for g in gpus)
         found = f"{count} GPU(s), driver {driver}: " + " | ".join(g.summary() for g in gpus)
         return Availability(usable, found if usable else "no readable GPU: " + found)
+
+    def check_spec(self, args: str) -> None:
+        """The spec's keys, and the Python binding installed (``powerd run --check-config``;
+        NVML itself is not loaded: that is ``powerd probes``' question)."""
+        parse_spec(args)
+        if importlib.util.find_spec("pynvml") is None:
+            raise ProbeUnavailable(BINDING_MISSING)
 
     def open(self, args: str) -> NvmlProbe:
         spec = parse_spec(args)

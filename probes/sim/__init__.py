@@ -96,5 +96,9 @@ class SimFamily:
     def open(self, args: str) -> SimProbe:
         return SimProbe(parse_spec(args))
 
+    def check_spec(self, args: str) -> None:
+        """The spec's keys and values, without opening anything (``powerd run --check-config``)."""
+        parse_spec(args)
+
 
 family = SimFamily()

@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from powerd.channel import Channel, Instrument
-from powerd.errors import SpecError
+from powerd.errors import ProbeUnavailable, SpecError
 from powerd.probes.base import (
     AccuracyChange,
     Availability,
@@ -202,6 +202,15 @@ class Wt300Family:
             )
         shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
         return Availability(True, f"serial/USBTMC device paths: {shown} (pass wt300:<path>)")
+
+    def check_spec(self, args: str) -> None:
+        """The spec's keys, and pyserial installed (``powerd run --check-config``; no port is
+        opened)."""
+        from powerd.probes.wt300.spec import parse_spec
+
+        parse_spec(args)
+        if importlib.util.find_spec("serial") is None:
+            raise ProbeUnavailable("pyserial is not installed: pip install 'powerd[serial]'")
 
     def open(self, args: str) -> Wt300Probe:
         from powerd.probes.wt300.session import discover, plan

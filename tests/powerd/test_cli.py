@@ -71,9 +71,17 @@ def test_measure_constant_gives_energy_within_its_uncertainty(tmp_path: Path) ->
     assert p["timing"]["source"] == "marker" and p["timing"]["uncertainty_ns"] > 0
     assert p["flags"] == []
     assert "j_per_unit" in r.stdout and "/inference" in r.stdout
-    csv = (out / "r1.csv").read_text().splitlines()
+    lines = (out / "r1.csv").read_text().splitlines()
+    notes = [x for x in lines if x.startswith("#")]
+    csv = lines[len(notes) :]
+    assert lines[: len(notes)] == notes  # the notes come first, then the data
     assert csv[0] == "channel,t_ns,value,unit" and csv[1].startswith("sim:constant,")
     assert len(csv) - 1 >= p["channels"]["sim:constant"]["samples"]
+    # the notes give the phase's figures exactly as the printed table rounds them
+    cells = next(c for c in map(str.split, r.stdout.splitlines()) if c[:2] == ["run", "0"])
+    (note,) = [x for x in notes if x.startswith("# phase run trial 0:")]
+    assert f"energy {cells[3]} ± {cells[4]} J" in note
+    assert f"{cells[6].partition('/')[0]} ± {cells[7]} J/inference" in note
     assert "<table" in (out / "r1.html").read_text()
 
 

@@ -5,6 +5,7 @@ the schema's (parsed from powerd/config.py's docstring and compared key by key).
 from __future__ import annotations
 
 import re
+import sys
 import textwrap
 import tomllib
 from pathlib import Path
@@ -214,6 +215,14 @@ def test_check_config_says_ok_and_starts_nothing(
             "[daemon] probes[1] 'nosuch:x': unknown probe 'nosuch'; known: ",
         ),
         (
+            '[daemon]\nprobes = ["sim:constant,w=big"]',
+            "[daemon] probes[0] 'sim:constant,w=big': sim: w='big' is not a number",
+        ),
+        (
+            '[daemon]\nprobes = ["sim:constant,bogus=1,device=edge-01"]',
+            "[daemon] probes[0] 'sim:constant,bogus=1,device=edge-01': unknown key 'bogus'",
+        ),
+        (
             '[daemon]\nprobes = ["sim:constant,device=a b"]',
             "[daemon] probes[0] 'sim:constant,device=a b': device='a b': a device id is",
         ),
@@ -267,3 +276,59 @@ def test_the_readme_configs_validate(tmp_path: Path) -> None:
             load_protocol(path)
         else:
             config.load(path)
+
+
+def test_check_config_names_the_missing_influx_extra(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An [influx] table without influxdb-client installed is not "ok": `powerd run` would stop at
+    start, so the check says what to install (None in sys.modules = the import system's own
+    "not importable")."""
+    monkeypatch.setitem(sys.modules, "influxdb_client", None)
+    path = write(tmp_path, f'[daemon]\nstate_dir = "{tmp_path}/st"\n[influx]\nurl = "http://x"\n')
+    code, out, err = run_cli(capsys, "run", "--check-config", str(path))
+    assert (code, out) == (2, "")
+    assert err == (
+        f"powerd: error: config {path}: [influx] needs the influxdb-client package: "
+        "pip install 'powerd[influx]'\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        # the family does not load without pyserial: named, never "unknown probe"
+        ("ina2xx:/dev/ttyACM0", "probe 'ina2xx' is not usable here: pyserial is not installed"),
+        # families that load, and check their spec and binding without opening anything
+        ("wt300:/dev/ttyUSB0", "pyserial is not installed: pip install 'powerd[serial]'"),
+        ("nvml", "nvidia-ml-py (module pynvml) is not installed: pip install 'powerd[nvml]'"),
+    ],
+)
+def test_check_config_names_a_probes_missing_extra(tmp_path: Path, spec: str, says: str) -> None:
+    """A probe whose optional dependency is absent is named with what to install (a fresh
+    interpreter where pyserial and pynvml cannot be imported)."""
+    import subprocess
+
+    path = write(tmp_path, f'[daemon]\nprobes = ["sim:constant,w=1", "{spec}"]\n')
+    code = (
+        "import sys; sys.modules['serial'] = None; sys.modules['pynvml'] = None\n"
+        "from powerd.cli import main\n"
+        f"sys.exit(main(['run', '--check-config', {str(path)!r}]))\n"
+    )
+    cmd = [sys.executable, "-c", code]
+    r = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout) == (2, ""), r.stderr
+    assert r.stderr.startswith(f"powerd: error: config {path}: [daemon] probes[1] '{spec}': ")
+    assert says in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_check_config_checks_a_wt300_spec_without_opening_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, '[daemon]\nprobes = ["wt300:/dev/ttyUSB0,rate=7"]\n')
+    code, out, err = run_cli(capsys, "run", "--check-config", str(path))
+    assert (code, out) == (2, "") and "rate=7 s is not an update interval" in err
+    path = write(
+        tmp_path, f'[daemon]\nstate_dir = "{tmp_path}/st"\nprobes = ["wt300:/nonexistent"]\n'
+    )
+    assert run_cli(capsys, "run", "--check-config", str(path))[0] == 0  # no port is opened

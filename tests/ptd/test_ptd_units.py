@@ -3,6 +3,8 @@ missing intervals, uncertainty at the active range, the run id rule and the log 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -244,3 +246,19 @@ def test_lost_readings_are_binned_and_a_second_of_only_lost_ones_is_emitted() ->
 
     assert invalid_reason(got[0]) is None
     assert invalid_reason(got[1]) is not None and invalid_reason(got[2]) is not None
+
+
+def test_an_unwritable_sample_log_is_one_setup_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-l` in a directory that cannot exist: one stamped ERROR line and exit 2 (setup), not a
+    raw ``FileNotFoundError`` and exit 1."""
+    from powerd.ptd.main import main
+
+    argv = ["-l", "/proc/powerd-x/ptd.log", "-p", "18999", "--state-dir", str(tmp_path), "49"]
+    assert main([*argv, "sim:constant,w=5"]) == 2
+    err = [x for x in capsys.readouterr().out.splitlines() if "ERROR" in x]
+    assert len(err) == 1
+    assert err[0].endswith(
+        "ERROR: -l /proc/powerd-x/ptd.log: cannot open the sample log: No such file or directory"
+    )

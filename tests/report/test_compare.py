@@ -32,6 +32,7 @@ from powerd.compare import (
 from powerd.phases import stamp
 from powerd.probes.registry import open_probe
 from powerd.report.compare_html import render_compare_html
+from powerd.report.numbers import pm_text
 from powerd.runs import compute_run
 from powerd.store import Store
 from tests.tools import require_tool
@@ -262,6 +263,10 @@ def test_cli_prints_table_json_csv_and_writes_files(
     assert float(pair["value"]) == pytest.approx(0.05, rel=1e-3)
     item = next(r for r in rows if r["kind"] == "item" and r["figure"] == "mean_power_w")
     assert float(item["value"]) == pytest.approx(20.0, rel=1e-3) and float(item["u95"]) > 0
+    # `shown`: the figure as the table prints it (rounded to its U95), value and u95 unrounded
+    assert pair["shown"] == pm_text(float(pair["value"]), float(pair["u95"]))
+    assert re.search(rf"j_per_unit \[J/token\]\s+{re.escape(pair['shown'])}\s", text)
+    assert item["shown"] == pm_text(float(item["value"]), float(item["u95"]))
 
     assert main(["compare", "gpu", "npu", "--unit", "request", "--json", *state]) == 0
     items = json.loads(capsys.readouterr().out)["items"]

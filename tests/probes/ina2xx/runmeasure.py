@@ -52,7 +52,7 @@ def powerd(state: Path, *args: str, timeout_s: float = 180) -> subprocess.Comple
 def read_csv(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     rows: dict[str, tuple[list[int], list[float]]] = {}
     with path.open(newline="") as f:
-        for row in csv.DictReader(f):
+        for row in csv.DictReader(line for line in f if not line.startswith("#")):  # notes
             t, v = rows.setdefault(row["channel"], ([], []))
             t.append(int(row["t_ns"]))
             v.append(float(row["value"]))

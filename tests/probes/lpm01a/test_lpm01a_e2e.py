@@ -100,7 +100,7 @@ def measure(tmp: Path, spec: str, seconds: float) -> tuple[dict[str, Any], list[
     assert r.returncode == 0, r.stderr
     result = json.loads((out / "r1.json").read_text())
     with (out / "r1.csv").open() as f:
-        rows = list(csv.reader(f))[1:]
+        rows = list(csv.reader(line for line in f if not line.startswith("#")))[1:]
     return result, rows
 
 

@@ -214,3 +214,27 @@ def test_a_negative_rail_is_kept_as_read_and_flagged(
     gpu = values["tegrastats:VDD_GPU"]
     turns = sum(1 for i, w in enumerate(gpu) if w < 0 and (i == 0 or gpu[i - 1] >= 0))
     assert len(negative) == turns  # once each time the rail turns negative, not once per line
+
+
+def test_a_negative_rail_flags_its_channel_and_the_phase_it_carries(
+    fake: Path, tmp_path: Path
+) -> None:
+    """Thor's negative VDD_GPU through `powerd measure`: integrated as read, and the result says
+    so (`negative_power` on the channel, and on the phase when that channel is the headline)."""
+    thor = TESTDATA / "thor-jetpack7-l4t38-negative-rail.txt"
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [sys.executable, "-m", "powerd", "measure", "--probe", "tegrastats:interval=0.05",
+         "--primary", "tegrastats:VDD_GPU", "--run", "t1", "--quiet", "--out", str(out),
+         "--", "sleep", "1"],
+        env={**os.environ, "POWERD_STATE_DIR": str(tmp_path / "state"),
+             "FAKE_TEGRASTATS_LINES": str(thor)},
+        text=True, capture_output=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    (phase,) = json.loads((out / "t1.json").read_text())["phases"]
+    gpu, vin = phase["channels"]["tegrastats:VDD_GPU"], phase["channels"]["tegrastats:VIN"]
+    assert "negative_power" in gpu["flags"] and "negative_power" not in vin["flags"]
+    assert "negative_power" in phase["flags"]
+    # lines alternate -0.392 W and 1.208 W: 0.408 W as read; clamped at 0 it would be 0.604 W
+    assert 0.3 < gpu["mean_power_w"] < 0.5
