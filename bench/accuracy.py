@@ -82,6 +82,37 @@ CASES = (
     ("phase-locked: ramp 1 s sawtooth", "ramp,low=2,high=10,period=1"),
 )
 QUICK_CASES = (CASES[0], CASES[3], CASES[7], CASES[9])
+# Waveforms the model was not tuned on (issue 14: coverage is re-checked "on other waveforms"):
+# pulse widths that are not whole sample periods, periods that are whole (phase-locked) or half
+# sample periods, other duties and levels, noise, sawtooths of other periods. Shown in their own
+# table, at the rates where they are resolved; not counted in the verdict above.
+OTHER_CASES = (
+    ("square 1.23 ms, duty 0.4173", "square,high=10,low=2,period=0.002947,duty=0.4173", (10_000,)),
+    ("square 12.3 ms, duty 0.4173", "square,high=10,low=2,period=0.02947,duty=0.4173", (1000,)),
+    ("square 124 ms, duty 0.4173", "square,high=10,low=2,period=0.2971,duty=0.4173", (100,)),
+    (
+        "square 1/7 W, period 37.1 ms, duty 0.33",
+        "square,high=7,low=1,period=0.0371,duty=0.33",
+        (1000, 10_000),
+    ),
+    (
+        "square period 24.5 ms (½ sample at 1 kHz), duty 0.5",
+        "square,high=10,low=2,period=0.0245,duty=0.5",
+        (1000,),
+    ),
+    (
+        "square 3/12 W, period 333 ms, duty 0.25",
+        "square,high=12,low=3,period=0.333,duty=0.25",
+        (100, 1000),
+    ),
+    (
+        "square 51.3 ms, duty 0.61 + 0.3 W noise",
+        "square,high=10,low=2,period=0.0513,duty=0.61,noise=0.3",
+        (1000,),
+    ),
+    ("ramp 377.1 ms sawtooth", "ramp,low=2,high=10,period=0.3771", (1000,)),
+    ("ramp 2.71 s sawtooth", "ramp,low=1,high=9,period=2.71", (100,)),
+)
 METERS = {
     # name: (simulator model, sim options, probe spec suffix, waveform, phase range s, phases)
     "ina2xx": (
@@ -100,7 +131,9 @@ METERS = {
     ),
 }
 # End to end: (runs, phases per run); each run draws its own instrument error (error_seed = run).
-E2E_RUNS = {"ina2xx": (16, 4), "wt300": (8, 3)}
+# Coverage of a 95 % interval over N drawn meters: with 8, a right U leaves ~0.4 meters uncovered
+# and the figure is 100 % most of the time; 32 draws resolve 90-99 % (binomial sd ~4 %).
+E2E_RUNS = {"ina2xx": (32, 4), "wt300": (32, 3)}
 WORKLOAD = r"""
 import random, sys, time
 from powerd.client import PowerdClient
@@ -214,12 +247,18 @@ def summarise(trials: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def in_process(quick: bool, seed: int = 8) -> list[dict[str, Any]]:
+def in_process(
+    quick: bool, seed: int = 8, cases: tuple[tuple[str, str, tuple[int, ...]], ...] | None = None
+) -> list[dict[str, Any]]:
+    """The in-process cells: ``cases`` (label, spec, rates), or the main table's."""
     rng = np.random.default_rng(seed)
     n = 40 if quick else 400
     rows = []
-    for label, base in QUICK_CASES if quick else CASES:
-        for rate in (1000,) if quick else RATES:
+    if cases is None:
+        rates = (1000,) if quick else RATES
+        cases = tuple((label, base, rates) for label, base in (QUICK_CASES if quick else CASES))
+    for label, base, case_rates in cases:
+        for rate in case_rates:
             step = round(1e9 / rate)
             spec = None if base == TELEGRAPH else parse_spec(f"{base},rate={rate}")
             pulse = None if spec is None else pulse_s(spec)
@@ -492,6 +531,14 @@ def e2e_table(ms: list[dict[str, Any]]) -> str:
     return benchlib.md_table(head, rows, "ll" + "r" * 8 + "l")
 
 
+def other_counts(rows: list[dict[str, Any]]) -> tuple[int, int, int]:
+    """(cells with coverage within the goal, with a stated coverage, below the goal)."""
+    covs = [c["coverage_pct"] for r in rows for c in r["cells"].values()]
+    stated = [c for c in covs if c is not None]
+    ok = sum(1 for c in stated if GOAL_COV[0] <= c <= GOAL_COV[1])
+    return ok, len(stated), sum(1 for c in stated if c < GOAL_COV[0])
+
+
 def verdicts(rows: list[dict[str, Any]], ms: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     """Energy goal on resolved waveforms; coverage goal on non-exact, resolved cells."""
     err_fail, cov_low, cov_high, cov_ok = [], [], [], 0
@@ -593,6 +640,7 @@ def main() -> int:
     )
     t0 = time.perf_counter()
     rows = in_process(args.quick)
+    other = [] if args.quick else in_process(False, seed=9, cases=OTHER_CASES)
     t_in = time.perf_counter() - t0
     ms: list[dict[str, Any]] = []
     if not args.no_e2e:
@@ -611,8 +659,15 @@ def main() -> int:
                 m["summary"] = e2e_summary(m)
                 ms.append(m)
     data["in_process"] = rows
+    data["in_process_other"] = other
     data["end_to_end"] = ms
     data["verdict"], data["verdict_detail"] = verdicts(rows, ms)
+    if other:
+        ok, cells, low = other_counts(other)
+        data["verdict"] = (
+            data["verdict"].rstrip(".") + f"; other waveforms: coverage within 90–99 % in {ok} "
+            f"of {cells} cells, below in {low}."
+        )
     data["plot"] = plot(rows, ms, args.quick)
     data["load_after"] = benchlib.load()
     data["uptime_after"] = benchlib.uptime()
@@ -628,6 +683,16 @@ def main() -> int:
         "",
         in_process_table(rows),
     ]
+    if other:
+        ok, cells, low = other_counts(other)
+        md += [
+            "",
+            "**Other waveforms** (`OTHER_CASES`, not counted in the verdict's cells; the model "
+            f"was not tuned on them): coverage within 90–99 % in {ok} of {cells} cells, below "
+            f"90 % in {low}.",
+            "",
+            in_process_table(other),
+        ]
     if ms:
         md += [
             "",

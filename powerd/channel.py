@@ -11,6 +11,7 @@ assigns them (``wt300:/dev/ttyUSB0,device=edge-01``: a bench meter measuring an 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -44,6 +45,17 @@ class Accuracy:
         """Bound on a power reading of ``mean_power_w``: what the spec allows at that level."""
         return (
             self.reading_frac * abs(mean_power_w) + self.range_frac * self.range_w + self.offset_w
+        )
+
+    def power_u95_w(self, mean_power_w: float) -> float:
+        """95 % uncertainty of a power reading of ``mean_power_w``: each component of the spec
+        (gain, range, offset) a 95 % bound of an error from its own source, so the components
+        combine in quadrature (GUM), not linearly: the linear sum (``power_bound_w``) is the
+        case of every component at its bound with one sign, and covers ~99 % of meters."""
+        return math.sqrt(
+            (self.reading_frac * mean_power_w) ** 2
+            + (self.range_frac * self.range_w) ** 2
+            + self.offset_w**2
         )
 
 

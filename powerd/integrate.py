@@ -7,12 +7,15 @@ negative energy.
 
 Every figure carries a 95 % uncertainty, the root-sum-square of independent terms:
 
-- instrument: the channel's accuracy spec applied to the window's energy and duration;
+- instrument: the channel's accuracy spec applied to the window's energy and duration, its
+  components (gain, range, offset) in quadrature (``Accuracy.power_u95_w``), and a counter's
+  quantisation (``QUANT95``);
 - discretisation: per sample interval, the difference between trapezoid and step (sample-and-hold)
   integration, or the interval's bend against its neighbours where smaller (exact on straight
   segments), taken as a uniform error within ± that and combined in quadrature with a 95 % factor
-  for few terms, plus pulses hidden between two samples; none inside the window for averaging
-  channels (``Channel.averaging_s``); a load phase-locked to the sample grid is flagged
+  for few terms, plus pulses hidden between two samples; a regular pulse train instead gets the
+  error range its edges' positions allow (``powerd.pulsetrain``); none inside the window for
+  averaging channels (``Channel.averaging_s``); a load phase-locked to the sample grid is flagged
   ``periodic_load`` (see ``_discretisation_j``);
 - noise: sample-to-sample scatter (robust estimate from successive differences) propagated through
   the trapezoid weights, at 1.96 σ;
@@ -34,11 +37,17 @@ import numpy as np
 
 from powerd.block import F64, I64
 from powerd.channel import Channel
+from powerd.pulsetrain import GRID_REL_TOL, train_error_from_steps, uniform_x2
 
 GAP_FACTOR = 3.0
+MAX_TRAIN_STEPS = 1 << 16  # more steps in a window: not tested as a pulse train (memory bound)
 CHUNK = 1 << 14
 NOISE_MAX_DIFFS = 1 << 16
 Z95 = 1.96
+# A counter's quantisation (step q) in a window's energy: each edge is interpolated between two
+# readings, each within ±q/2 of the truth, so each edge errs with σ ≤ q/√12 and the difference
+# with σ ≤ q·√(2/12); 95 %: 1.96 × that ≈ 0.8 q, in quadrature with the accuracy spec.
+QUANT95 = Z95 * math.sqrt(2.0 / 12.0)
 
 Flag = Literal[
     "no_data", "too_short", "incomplete", "counter_reset", "counter_wrap", "periodic_load"
@@ -196,6 +205,11 @@ class _Sums:
     gap_ns: float = 0.0
     vmax: float = -math.inf
     vmin: float = math.inf
+    # The steps' interval indices and (bend-limited) sizes, for the pulse-train test
+    # (``_train_terms``); None once there are too many to be a train's.
+    step_idx: list[I64] | None = field(default_factory=list)
+    step_size: list[F64] = field(default_factory=list)
+    n_kept: int = 0
 
     def add(
         self,
@@ -205,10 +219,12 @@ class _Sums:
         threshold_ns: float,
         bend_w: F64 | None = None,
         step: F64 | None = None,
+        first: int = 0,
     ) -> None:
         """Add intervals of length ``dt`` from ``v0`` to ``v1``; ``bend_w``: each one's change of
         step against its neighbours (``_bend_w``; None: its whole step counts); ``step``:
-        ``|v1 - v0|`` when the caller has it already (``_inner_steps``), or None.
+        ``|v1 - v0|`` when the caller has it already (``_inner_steps``), or None; ``first``: the
+        index of the first interval's left sample (to record where the steps are).
 
         Hot path (issue 16 item 4): each numpy pass over the chunk counts, so temporaries are
         reused in place and a pass that usually finds nothing (steps, long intervals) is
@@ -228,6 +244,14 @@ class _Sums:
                 is_step = limited > self.step_w
                 self.n_steps += int(np.count_nonzero(is_step))
                 self.step2 += float(x2[is_step].sum())
+                if self.step_idx is not None:
+                    at = np.flatnonzero(is_step)
+                    self.n_kept += at.size
+                    if self.n_kept > MAX_TRAIN_STEPS:
+                        self.step_idx = None
+                    else:
+                        self.step_idx.append(at + first)
+                        self.step_size.append(limited[at])
             else:
                 self.step2 += 0.0  # x2[no step].sum(): the same sum of nothing
         self.dt2 += float(np.dot(dt, dt))
@@ -327,7 +351,7 @@ def _power_sums(
         stop = min(e.i1, s + CHUNK + 1)
         dt = np.diff(t[s:stop]).astype(np.float64)
         bend_w, step = _inner_steps(p, s, stop)
-        sums.add(dt, p[s : stop - 1], p[s + 1 : stop], threshold_ns, bend_w, step)
+        sums.add(dt, p[s : stop - 1], p[s + 1 : stop], threshold_ns, bend_w, step, s)
     edge(int(t[e.i1 - 1]), w.t_end_ns, float(p[e.i1 - 1]), e.vb, e.i1 - 1)
     return sums
 
@@ -428,36 +452,89 @@ def _discretisation_j(
     at σ = its bound (a step anywhere before the edge puts the error exactly there).
 
     Periodic loads (``periodicity``): successive periods' errors are not independent. When the
-    sample grid slides across the load, the errors of successive periods partly cancel, and the
-    independent model over-covers (conservative; by how much depends on how close the slide per
-    period is to a simple fraction, which a window's samples cannot pin down, so no reduction is
-    claimed). When the grid does not slide across a whole interval within the window
-    (``Periodicity.locked``), the errors of all periods may add up linearly and the independent
-    model may be too small: the caller flags the channel ``periodic_load``.
+    inner steps form a regular pulse train on a uniform grid (``powerd.pulsetrain``), their
+    per-edge terms and the hidden-pulse term are replaced by the range of the train's error that
+    the edges' grid positions allow (equivalent time: N pulses pin the common width far better
+    than one; phase-locked, they pin it to ±1 sample and the error is the coherent N-fold one).
+    Other periodic loads (ramps, irregular shapes) keep the independent model: over-covered when
+    the grid slides, possibly too small when it does not (``Periodicity.locked``: the grid does
+    not slide across a whole interval within the window); the caller flags the latter
+    ``periodic_load``.
     """
-    hidden2, hidden4 = _hidden_steps(sums)
-    inner2 = max(0.0, sums.disc2 - sums.edge_disc2) + hidden2
-    inner4 = max(0.0, sums.disc4 - sums.edge_disc4) + hidden4
+    train = None
+    frac = min(1.0, ch.averaging_s / ch.nominal_period_s) if ch.averaging_s > 0 else 0.0
+    per = None
+    if frac < 1.0 and e.i1 - e.i0 >= PERIODIC_MIN_SAMPLES:
+        per = periodicity(p[e.i0 : e.i1], noise_sigma)
+        if per is not None and per.periods < PERIODIC_MIN_PERIODS:
+            per = None
+        if per is not None:
+            train = _train_terms(t, p, e, sums, w.t_begin_ns, w.t_end_ns)
+    if train is None:
+        hidden2, hidden4 = _hidden_steps(sums)
+        inner2 = max(0.0, sums.disc2 - sums.edge_disc2) + hidden2
+        inner4 = max(0.0, sums.disc4 - sums.edge_disc4) + hidden4
+    else:
+        inner2, inner4 = train
     # A window edge's piece of an interval is not uniform within its bound: a step anywhere
     # before the edge puts the error exactly at it. Counted at σ = the bound (× 3 in x² units).
     edge2, edge4 = 3.0 * sums.edge_disc2, 9.0 * sums.edge_disc4
-    frac = min(1.0, ch.averaging_s / ch.nominal_period_s) if ch.averaging_s > 0 else 0.0
     if frac > 0.0:
         inner2 *= (1.0 - frac) ** 2
         inner4 *= (1.0 - frac) ** 4
         avg_ns = ch.averaging_s * 1e9
         xs = [(_averaging_edge_w(t, p, x) * avg_ns) ** 2 for x in (w.t_begin_ns, w.t_end_ns)]
         edge2, edge4 = 3.0 * sum(xs), 9.0 * sum(x * x for x in xs)
-    per = None
-    if frac < 1.0 and e.i1 - e.i0 >= PERIODIC_MIN_SAMPLES:
-        per = periodicity(p[e.i0 : e.i1], noise_sigma)
-        if per is not None and per.periods < PERIODIC_MIN_PERIODS:
-            per = None
     total2 = inner2 + edge2
     if total2 <= 0.0:
         return 0.0, per
     n_eff = total2 * total2 / (inner4 + edge4) if inner4 + edge4 > 0 else 1.0
     return _k95(n_eff) * math.sqrt(total2 / 12.0) / 1e9, per
+
+
+def _train_terms(
+    t: I64, p: F64, e: _Edges, sums: _Sums, w_begin: int, w_end: int
+) -> tuple[float, float] | None:
+    """(x², x⁴ sums) of the inner intervals when their steps form a regular train of pulses or
+    of one step per period (``powerd.pulsetrain``): the train's steps leave the independent
+    sums and the hidden-pulse term (a train proven regular is not Poisson), and come back as
+    one error over the range the edges' positions allow, plus each pulse's height mismatch;
+    None: not a clean train. Works from the steps ``_Sums`` recorded (no pass over the window)."""
+    n_int = e.i1 - e.i0 - 1
+    if n_int < 2 or sums.step_idx is None or not sums.step_idx:
+        return None
+    # A uniform grid (the train's sample-index arithmetic needs one), from sums already taken:
+    # Σ dt² = (Σ dt)² / n exactly when every inner interval has the same length.
+    span_ns = float(t[e.i1 - 1] - t[e.i0])
+    inner_dt2 = sums.dt2 - float(t[e.i0] - w_begin) ** 2 - float(w_end - t[e.i1 - 1]) ** 2
+    dt0 = span_ns / n_int
+    if not dt0 > 0 or inner_dt2 / n_int - dt0 * dt0 > (GRID_REL_TOL * dt0) ** 2:
+        return None
+    g = np.concatenate(sums.step_idx)
+    size_w = np.concatenate(sums.step_size)
+    d0 = p[g + 1] - p[g]
+    # a step's height against the slope around it (a ramp's share is integrated exactly)
+    prev = np.where(g >= 1, p[g] - p[np.maximum(g - 1, 0)], np.nan)
+    nxt = np.where(g + 2 < p.size, p[np.minimum(g + 2, p.size - 1)] - p[g + 1], np.nan)
+    around = np.nanmean(np.stack([prev, nxt]), axis=0) if g.size else prev
+    height_w = d0 - np.nan_to_num(around, nan=0.0)
+    te = train_error_from_steps(g, size_w, height_w, dt0, sums.step_w)
+    if te is None:
+        return None
+    idx = np.searchsorted(g, te.paired)
+    x = size_w[idx] * (t[te.paired + 1] - t[te.paired]).astype(np.float64)
+    x2 = x * x
+    steps = size_w[idx] > sums.step_w
+    rest = _Sums(
+        n_inner=sums.n_inner,
+        n_steps=sums.n_steps - int(np.count_nonzero(steps)),
+        step2=max(0.0, sums.step2 - float(x2[steps].sum())),
+    )
+    hidden2, hidden4 = _hidden_steps(rest)
+    tx2 = uniform_x2(te)
+    inner2 = max(0.0, sums.disc2 - sums.edge_disc2 - float(x2.sum())) + hidden2
+    inner4 = max(0.0, sums.disc4 - sums.edge_disc4 - float(np.dot(x2, x2))) + hidden4
+    return inner2 + tx2 + te.mismatch_x2, inner4 + tx2 * tx2 + te.mismatch_x4
 
 
 def _step_threshold_w(e: _Edges, noise_sigma: float) -> float:
@@ -543,7 +620,7 @@ def integrate_power(t: I64, p: F64, w: Window, ch: Channel) -> ChannelEnergy:
     if per is not None and per.locked:
         flags.append("periodic_load")
     terms = {
-        "instrument": ch.accuracy.power_bound_w(mean_w) * duration_s,
+        "instrument": ch.accuracy.power_u95_w(mean_w) * duration_s,
         "discretisation": disc_j,
         "noise": Z95 * sigma_w * math.sqrt(sums.dt2) / 1e9,
         "timing": _edge_terms(ch, w, e.va, e.vb),
@@ -605,13 +682,41 @@ def unwrap_counter(t: I64, c: F64, wrap_j: float | None) -> Unwrapped:
     return Unwrapped(cum, wraps, resets, reset_est)
 
 
-def _edge_split_j(t: I64, cum: F64, x: int) -> float:
-    """Worst-case error of linear interpolation of a counter at ``x`` inside a sample interval."""
+def _edge_split_j(
+    t: I64, cum: F64, x: int, t_all: I64 | None = None, c_all: F64 | None = None
+) -> float:
+    """Error bound of linear interpolation of a counter at ``x`` inside a sample interval.
+
+    Interpolation assumes the interval's energy spread evenly; the power inside it is unknown.
+    With the readings around it (``t_all``, ``c_all``: the channel's whole series), the power
+    inside is taken within the range [lo, hi] of the interval's and its two neighbours' mean
+    powers (a step between levels, as the trapezoid's bend model assumes for power samples);
+    with the interval's mean fixed, the interpolation error at fraction f is at most
+    max(min(f·(hi − mean), (1 − f)·(mean − lo)), min(f·(mean − lo), (1 − f)·(hi − mean))) × Δt:
+    0 inside a steady load and in an interval at a level beside a step. Without both
+    neighbours, or across a counter drop: min(f, 1 − f) × ΔE, as before."""
     i = int(np.searchsorted(t, x, "right"))
     if i == 0 or i >= t.size or t[i - 1] == x:
         return 0.0
     f = (x - t[i - 1]) / (t[i] - t[i - 1])
-    return float(min(f, 1.0 - f) * (cum[i] - cum[i - 1]))
+    whole = float(min(f, 1.0 - f) * (cum[i] - cum[i - 1]))
+    if t_all is None or c_all is None:
+        return whole
+    j = int(np.searchsorted(t_all, x, "right"))
+    if j < 2 or j + 1 >= t_all.size:
+        return whole
+    dc = np.diff(c_all[j - 2 : j + 2])
+    dt = np.diff(t_all[j - 2 : j + 2]).astype(np.float64)
+    if bool((dc < 0).any()) or bool((dt <= 0).any()):
+        return whole
+    rate = dc / dt  # J/ns
+    lo, mid, hi = float(rate.min()), float(rate[1]), float(rate.max())
+    # ∫₀^f (p − mean) with p within [lo, hi] and the interval's mean fixed: at most
+    # f·(hi − mean) and (1 − f)·(mean − lo) one way, f·(mean − lo) and (1 − f)·(hi − mean) the
+    # other (0 when the interval sits at a level and only a neighbour holds the step).
+    up = min(f * (hi - mid), (1.0 - f) * (mid - lo))
+    down = min(f * (mid - lo), (1.0 - f) * (hi - mid))
+    return float(max(up, down)) * float(dt[1])
 
 
 def _rate_at(t: I64, cum: F64, x: int) -> float:
@@ -693,9 +798,11 @@ def integrate_counter(t: I64, c: F64, w: Window, ch: Channel) -> ChannelEnergy:
     if not math.isfinite(peak_w):
         peak_w = mean_w
     terms = {
-        "instrument": ch.accuracy.power_bound_w(mean_w) * duration_s + ch.accuracy.resolution_j,
+        "instrument": math.hypot(
+            ch.accuracy.power_u95_w(mean_w) * duration_s, QUANT95 * ch.accuracy.resolution_j
+        ),
         "discretisation": math.hypot(
-            _edge_split_j(ts, cum, w.t_begin_ns), _edge_split_j(ts, cum, w.t_end_ns)
+            _edge_split_j(ts, cum, w.t_begin_ns, t, c), _edge_split_j(ts, cum, w.t_end_ns, t, c)
         ),
         "timing": _edge_terms(
             ch, w, _rate_at(ts, cum, w.t_begin_ns), _rate_at(ts, cum, w.t_end_ns)

@@ -44,6 +44,18 @@ class Probe(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class TemperatureProbe(Protocol):
+    """A probe that also reports device temperatures (°C): a separate quantity from its power
+    channels (nothing integrates it; ``powerd verify``'s stability criterion reads it).
+
+    ``temperatures_c(now_utc_ns)`` gives each sensor's current reading by name
+    (``nvml:0:temperature``); an empty dict when none is readable now. It may raise: the caller
+    counts and reports the failure."""
+
+    def temperatures_c(self, now_utc_ns: int) -> dict[str, float]: ...
+
+
 class StreamingProbe(Probe, Protocol):
     """A probe with its own reader thread (serial meters, streaming CLIs). The sampler calls
     ``start(clock)`` once before polling; ``clock()`` gives the host's UTC ns for stamping."""

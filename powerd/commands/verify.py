@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ from powerd.errors import PowerdError, SpecError
 from powerd.i18n import add_lang_option, set_lang
 from powerd.i18n import resolve as resolve_lang
 from powerd.phases import replay
+from powerd.probes.base import TemperatureProbe
 from powerd.report.files import (
     ReportWriteError,
     check_out_dir,
@@ -71,13 +72,17 @@ from powerd.verify.stability import (
     NO_WARMUP,
     NOT_SETTLED,
     NOT_SETTLED_CAPPED,
+    TEMP_NOT_SETTLED,
     WARMUP_TOO_SHORT,
-    PowerCheck,
+    StabilityCheck,
+    TemperatureLog,
     check_power,
 )
 from powerd.verify.verdict import EXIT_CODES, claim_verdict, overall
 
 COUNT_ENV = "POWERD_COUNT_FILE"
+TEMP_POLL_S = 0.2  # device temperatures are read at most this often during the verification
+TEMP_READS_PER_WINDOW = 10  # ... and at least this many times per stability window
 TRIAL_ENV = "POWERD_TRIAL"
 TRIAL_PHASE = "trial"
 WARMUP_PHASE = "warmup"
@@ -272,12 +277,38 @@ class Session:
         count: int | None,
         count_dir: Path,
         store: Store,
+        thermometers: Sequence[TemperatureProbe] = (),
     ) -> None:
         self.proto, self.cmd, self.marks, self.anchor = proto, cmd, marks, anchor
         self.timeline, self.progress, self.env = timeline, progress, env
         self.count, self.count_dir, self.store = count, count_dir, store
         self.failed_trials: list[int] = []
-        self.checks: list[PowerCheck] = []
+        self.checks: list[StabilityCheck] = []
+        self.thermometers = list(thermometers)
+        self.temps = TemperatureLog()
+        self._temp_next_ns = 0
+        self._temp_warned: set[str] = set()
+
+    def poll_temperature(self) -> None:
+        """Read every probe's temperatures every ``TEMP_POLL_S`` or tenth of the stability window
+        if shorter (while CMD runs and at each check). A failed read is counted and said once
+        per probe on stderr."""
+        now = self.anchor.utc_ns()
+        if not self.thermometers or now < self._temp_next_ns:
+            return
+        poll_s = min(TEMP_POLL_S, self.proto.file.stability.window_s / TEMP_READS_PER_WINDOW)
+        self._temp_next_ns = now + int(poll_s * 1e9)
+        for probe in self.thermometers:
+            try:
+                values = probe.temperatures_c(now)
+            except Exception as err:  # a probe's own failure: counted, said once, never fatal
+                name = type(probe).__name__
+                self.temps.failed(name)
+                if name not in self._temp_warned:
+                    self._temp_warned.add(name)
+                    print(f"powerd: warning: temperature read failed: {err}", file=sys.stderr)
+                continue
+            self.temps.add(self.anchor.utc_ns(), values)
 
     def run_cmd(
         self, trial: int, phase: str, on_begin: Callable[[int, int], None] | None = None
@@ -304,6 +335,7 @@ class Session:
                     break
                 before = after
                 self.progress.tick(phase, lo, after)
+                self.poll_temperature()
                 time.sleep(POLL_S)
         except BaseException:
             proc.kill()
@@ -324,20 +356,24 @@ class Session:
         hi = self.anchor.utc_ns()
         self.marks.mark("idle", "end", hi, hi)
 
-    def check(self) -> PowerCheck:
+    def check(self) -> StabilityCheck:
+        self.poll_temperature()
         st = self.proto.file.stability
         now = self.anchor.utc_ns()
         until = min(
             (x[0] for c in self.timeline.channels if (x := self.timeline.latest(c)) is not None),
             default=now,
         )
-        found = check_power(
+        power = check_power(
             dict(self.timeline.channels),
             self.timeline.window,
             min(now, until),
             st.window_s,
             st.power_pct,
         )
+        # temperature over the window ending now: its readings are taken by this process
+        temperature = self.temps.check(now, st.window_s, st.temperature_c)
+        found = StabilityCheck(power, temperature)
         self.checks.append(found)
         return found
 
@@ -394,12 +430,31 @@ class Session:
                 record["reason"] = WARMUP_TOO_SHORT.format(elapsed_s=f"{elapsed:.3g}")
         record["warmup_s"] = elapsed
         record["reached"] = reached
-        record["last_check"] = self.checks[-1].to_json() if self.checks else None
+        last = self.checks[-1] if self.checks else None
+        record["last_check"] = last.to_json() if last else None
+        record["temperature"] = self._temperature_record(last)
         if not reached and "reason" not in record:
-            record["reason"] = (NOT_SETTLED_CAPPED if wu.until_stable else NOT_SETTLED).format(
-                pct=f"{st.power_pct:g}", window_s=f"{st.window_s:g}", max_s=f"{wu.max_s:g}"
-            )
+            if last is not None and last.power.stable and not last.stable:
+                record["reason"] = TEMP_NOT_SETTLED.format(
+                    c=f"{st.temperature_c:g}", window_s=f"{st.window_s:g}"
+                )
+            else:
+                record["reason"] = (NOT_SETTLED_CAPPED if wu.until_stable else NOT_SETTLED).format(
+                    pct=f"{st.power_pct:g}", window_s=f"{st.window_s:g}", max_s=f"{wu.max_s:g}"
+                )
         return record
+
+    def _temperature_record(self, last: StabilityCheck | None) -> dict[str, Any]:
+        """The stability record's ``temperature``: checked (its sensors, bound and verdict at the
+        last check) when a probe reported one, else not checked with the reason."""
+        failures = dict(self.temps.failures)
+        if last is None or last.temperature is None:
+            out: dict[str, Any] = {"checked": False, "reason": NO_TEMPERATURE}
+        else:
+            out = {"checked": True, **last.temperature.to_json()}
+        if failures:
+            out["read_failures"] = failures
+        return out
 
     def trials(self) -> None:
         tr, f = self.proto.file.trials, self.proto.file
@@ -557,6 +612,7 @@ def run_command(args: argparse.Namespace) -> int:
                     plan.count,
                     Path(tmp),
                     store,
+                    [p for p in probes if isinstance(p, TemperatureProbe)],
                 )
                 _wait_first_samples(timeline, probes)
                 session.idle()

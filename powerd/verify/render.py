@@ -103,6 +103,20 @@ def verification_table(v: dict[str, Any]) -> str:
     lines = [_("verification"), stab]
     if temp:
         lines.append(_("temperature: not checked: {reason}").format(reason=tr_reason(temp)))
+    checked = st.get("temperature") or {}
+    if checked.get("checked"):
+        devs = [
+            x["max_deviation_c"]
+            for x in (checked.get("sensors") or {}).values()
+            if x.get("max_deviation_c") is not None
+        ]
+        lines.append(
+            _("temperature: largest deviation {dev} °C over {window_s} s (bound +-{c} °C)").format(
+                dev=_g(max(devs)) if devs else "-",
+                window_s=_g(checked.get("window_s")),
+                c=_g(checked.get("bound_c")),
+            )
+        )
     lines += ["  ".join(ljust(x, w) for x, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     for c in v.get("claims") or []:
         lines.append(f"  {c['claim']}: {_(str(c['verdict']))}: {tr_reason(c.get('reason', ''))}")

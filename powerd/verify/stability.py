@@ -5,14 +5,18 @@ Criterion: over the last ``window_s`` the rolling mean power, taken as the mean 
 power is the phase's primary channels' (the result's rule, ``choose_primary``), integrated as the
 result integrates them, so a noisy but steady load is stable and a drift or a ramp is not.
 
-Temperature: powerd's channels are power and energy only; no probe reports a device temperature
-yet, so the temperature half of the criterion is reported as not checked, with that reason (it
-is never silently taken as met).
+Temperature: a probe that reports device temperatures (``TemperatureProbe``: NVML's GPU core
+sensor, the sim source with ``temp=``) is read beside the power, as a separate quantity (°C, not a
+channel: nothing integrates it). Where one reports, the criterion also needs every sensor's
+readings over the last ``window_s`` within ±``temperature_c`` of their mean, with readings
+spanning the window; where none does, the temperature half is reported as not checked, with
+that reason (it is never silently taken as met).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 from powerd.channel import Channel
@@ -27,6 +31,8 @@ NO_WARMUP = R_("no warm-up in the protocol: stability not checked")
 WARMUP_TOO_SHORT = R_("warm-up ({elapsed_s} s) shorter than the stability window: not checked")
 NOT_SETTLED = R_("power not within +-{pct} % over {window_s} s")
 NOT_SETTLED_CAPPED = R_("power not within +-{pct} % over {window_s} s within the cap of {max_s} s")
+TEMP_NOT_SETTLED = R_("temperature not within +-{c} °C over {window_s} s")
+TEMP_SPAN = 0.8  # readings must span this share of the window (a sensor that went quiet: no)
 
 
 @dataclass(frozen=True)
@@ -84,3 +90,85 @@ def check_power(
     else:
         dev = max(abs(m - mean) for m in means) / abs(mean) * 100.0
     return PowerCheck(t_end_ns, window_s, mean, tuple(means), dev, dev <= power_pct)
+
+
+@dataclass(frozen=True)
+class TempCheck:
+    """The temperature half of one evaluation: per sensor, its mean and largest deviation (°C)
+    over the window; stable when every sensor settled and covered the window."""
+
+    window_s: float
+    bound_c: float
+    sensors: dict[str, dict[str, Any]]
+    stable: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "window_s": self.window_s,
+            "bound_c": self.bound_c,
+            "sensors": self.sensors,
+            "stable": self.stable,
+        }
+
+
+@dataclass
+class TemperatureLog:
+    """Readings (UTC ns, °C) per sensor, appended by the verification while CMD runs; read
+    failures are counted per sensor (and shown in the record), never dropped silently."""
+
+    readings: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, t_ns: int, values: dict[str, float]) -> None:
+        with self.lock:
+            for name, c in values.items():
+                self.readings.setdefault(name, []).append((t_ns, float(c)))
+
+    def failed(self, name: str) -> None:
+        with self.lock:
+            self.failures[name] = self.failures.get(name, 0) + 1
+
+    def check(self, t_end_ns: int, window_s: float, bound_c: float) -> TempCheck | None:
+        """None when no sensor has reported at all (the criterion is power only)."""
+        with self.lock:
+            series = {k: list(v) for k, v in self.readings.items()}
+        if not series:
+            return None
+        t0 = t_end_ns - int(window_s * 1e9)
+        sensors: dict[str, dict[str, Any]] = {}
+        for name, rows in sorted(series.items()):
+            inside = [c for t, c in rows if t0 <= t <= t_end_ns]
+            times = [t for t, _ in rows if t0 <= t <= t_end_ns]
+            spans = len(times) >= 2 and (max(times) - min(times)) >= TEMP_SPAN * window_s * 1e9
+            mean = sum(inside) / len(inside) if inside else None
+            dev = max(abs(c - mean) for c in inside) if mean is not None else None
+            sensors[name] = {
+                "readings": len(inside),
+                "mean_c": mean,
+                "max_deviation_c": dev,
+                "covers_window": spans,
+                "stable": bool(spans and dev is not None and dev <= bound_c),
+            }
+        stable = all(v["stable"] for v in sensors.values())
+        return TempCheck(window_s, bound_c, sensors, stable)
+
+
+@dataclass(frozen=True)
+class StabilityCheck:
+    """One evaluation of the whole criterion: power, and temperature where a probe reports one."""
+
+    power: PowerCheck
+    temperature: TempCheck | None
+
+    @property
+    def stable(self) -> bool:
+        return self.power.stable and (self.temperature is None or self.temperature.stable)
+
+    def to_json(self) -> dict[str, Any]:
+        out = self.power.to_json()
+        out["power_stable"] = self.power.stable
+        out["stable"] = self.stable
+        if self.temperature is not None:
+            out["temperature"] = self.temperature.to_json()
+        return out

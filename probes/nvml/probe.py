@@ -223,6 +223,7 @@ class NvmlProbe:
         self.poll_interval_s = min(MAX_POLL_S, max(MIN_POLL_S, POLL_FRACTION * period_s))
         self._channels = [c for st in self._states for c in self._make_channels(st)]
         self._reads = 0
+        self._no_temperature: set[int] = set()
 
     # -- open time -------------------------------------------------------------------------
 
@@ -439,6 +440,25 @@ class NvmlProbe:
         if self._reads % EMIT_EVERY_READS:
             return []
         return self._emit()
+
+    def temperatures_c(self, now_utc_ns: int) -> dict[str, float]:
+        """Each GPU's core temperature (°C), ``nvml:<i>:temperature`` (a ``TemperatureProbe``;
+        not a channel). A GPU whose driver does not report one is left out from then on, said
+        once in ``problems``; any other failure raises (the caller counts it)."""
+        out: dict[str, float] = {}
+        for st in self._states:
+            if st.gpu.lost or st.gpu.index in self._no_temperature:
+                continue
+            try:
+                out[f"nvml:{st.gpu.index}:temperature"] = float(
+                    self._nvml.temperature_c(st.gpu.handle)
+                )
+            except NvmlError as err:
+                if err.code != NVML_ERROR_NOT_SUPPORTED:
+                    raise
+                self._no_temperature.add(st.gpu.index)
+                self._problems.append(f"nvml:{st.gpu.index}: no temperature: {err}")
+        return out
 
     def problems(self) -> list[str]:
         out, self._problems = self._problems, []

@@ -35,6 +35,9 @@ _UNION_MEMBER = {
 Handle = Any  # pynvml's c_nvmlDevice_t, opaque here
 
 
+TEMPERATURE_GPU = 0  # nvmlTemperatureSensors_t: the GPU core
+
+
 class BindingMissing(Exception):
     """nvidia-ml-py (module ``pynvml``) is not installed."""
 
@@ -107,6 +110,11 @@ class Nvml:
         # nvidia-ml-py 13 returns the c_uint itself here, older versions an int.
         flag = self._call("nvmlDeviceIsMigDeviceHandle", self._nv.nvmlDeviceIsMigDeviceHandle, h)
         return bool(getattr(flag, "value", flag))
+
+    def temperature_c(self, h: Handle) -> int:
+        """The GPU core sensor (``NVML_TEMPERATURE_GPU``), whole °C."""
+        fn = self._nv.nvmlDeviceGetTemperature
+        return int(self._call("nvmlDeviceGetTemperature", fn, h, TEMPERATURE_GPU))
 
     def power_usage_mw(self, h: Handle) -> int:
         return int(self._call("nvmlDeviceGetPowerUsage", self._nv.nvmlDeviceGetPowerUsage, h))

@@ -1,7 +1,8 @@
 """The simulated source ``sim``: deterministic waveforms sampled on an exact time grid.
 
 Sample k is at ``k × step_ns`` UTC (step = 1/rate), so a run's samples, and the true energy of any
-window, follow from the spec alone. See ``waveform.py`` for the spec.
+window, follow from the spec alone. See ``waveform.py`` for the spec. With ``temp=`` the probe
+also reports a device temperature (``thermal.py``; a ``TemperatureProbe``), from its first read.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class SimProbe:
         # period (at most 100 per second, at least 10) loses nothing and costs least
         self.poll_interval_s = min(POLL_MAX_S, max(POLL_MIN_S, 1.0 / spec.rate_hz))
         self._next_k: int | None = None
+        self._started_ns: int | None = None  # the thermal model's t = 0: the first read
         self.channel = Channel(
             id=f"sim:{spec.instance}",
             kind="energy" if spec.kind == "energy" else "power",
@@ -57,7 +59,19 @@ class SimProbe:
                 v = v + self.spec.noise_w * gaussian_noise(k, self.spec.seed)
         return Block(self.channel.id, t, v)
 
+    def temperatures_c(self, now_utc_ns: int) -> dict[str, float]:
+        """The device temperature with ``temp=`` in the spec (``thermal.py``), else none."""
+        model = self.spec.thermal
+        if model is None:
+            return {}
+        if self._started_ns is None:
+            self._started_ns = now_utc_ns
+        elapsed_s = (now_utc_ns - self._started_ns) / 1e9
+        return {f"{self.channel.id}:temperature": model.at(elapsed_s)}
+
     def read(self, now_utc_ns: int) -> list[Block]:
+        if self._started_ns is None:
+            self._started_ns = now_utc_ns
         last_k = now_utc_ns // self.spec.step_ns
         first_k = last_k if self._next_k is None else self._next_k
         if last_k < first_k:

@@ -5,8 +5,9 @@ meter's datasheet accuracy) has nothing to cover. ``error_seed=N`` (a simulator 
 default) draws a gain error and an offset for the whole run, each from a normal distribution whose
 95 % bound is the datasheet's (σ = bound / 1.96): powerd reads a datasheet accuracy as a 95 %
 bound (``powerd.channel.Accuracy``), so a batch of drawn meters is within spec as a batch of real
-ones is, about 5 % of them per component beyond it. Both components together stay within the sum
-of their bounds (the instrument term) in 95-99.4 % of draws, depending on their ratio.
+ones is, about 5 % of them per component beyond it. Both components together stay within the
+root-sum-square of their bounds (the instrument term, ``Accuracy.power_u95_w``) in 95 % of draws;
+within their linear sum in 95-99.4 %, depending on their ratio.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ import numpy.typing as npt
 from powerd.block import F64, I64
 from powerd.errors import SpecError
 from powerd.probes.base import parse_kv
+from powerd.probes.sim.thermal import ThermalModel
 
 SHAPES: dict[str, dict[str, float]] = {
     "constant": {"w": 5.0},
@@ -35,6 +36,9 @@ SHAPES: dict[str, dict[str, float]] = {
 }
 U64 = npt.NDArray[np.uint64]
 COMMON = {"rate", "noise", "kind", "wrap", "id", "measures", "class", "acc", "seed"}
+# A device temperature besides the power (``thermal.py``): settled °C, °C at the start, time
+# constant s, drift °C/s. Given ``temp``, the probe reports a temperature; the rest default.
+THERMAL = {"temp", "temp_start", "temp_tau", "temp_drift"}
 
 
 def _float(key: str, text: str) -> float:
@@ -115,6 +119,7 @@ class SimSpec:
     source_class: str
     accuracy_frac: float
     seed: int
+    thermal: ThermalModel | None = None
 
 
 def parse_spec(args: str) -> SimSpec:
@@ -125,7 +130,7 @@ def parse_spec(args: str) -> SimSpec:
             f"sim: unknown shape {shape!r}; use one of {', '.join(SHAPES)} "
             "(e.g. sim:square,high=10,low=2,period=0.1,duty=0.5)"
         )
-    kv = parse_kv(rest, set(SHAPES[shape]) | COMMON)
+    kv = parse_kv(rest, set(SHAPES[shape]) | COMMON | THERMAL)
     num = {k: _float(k, kv[k]) for k in kv if k not in {"kind", "id", "measures", "class"}}
     p = {**SHAPES[shape], **{k: num[k] for k in SHAPES[shape] if k in num}}
     rate = num.get("rate", 1000.0)
@@ -154,6 +159,18 @@ def parse_spec(args: str) -> SimSpec:
             raise SpecError("sim: duty must be within [0, 1]")
         wf = Waveform(shape, p["low"], p["high"], period_ns, round(duty * period_ns))
     instance = kv.get("id", shape)
+    thermal = None
+    if "temp" in num:
+        thermal = ThermalModel(
+            settle_c=num["temp"],
+            start_c=num.get("temp_start", num["temp"] - 20.0),
+            tau_s=num.get("temp_tau", 30.0),
+            drift_c_per_s=num.get("temp_drift", 0.0),
+        )
+        if not thermal.tau_s > 0:
+            raise SpecError("sim: temp_tau must be > 0 s")
+    elif THERMAL & set(num):
+        raise SpecError("sim: temp_start, temp_tau and temp_drift need temp (the settled °C)")
     return SimSpec(
         waveform=wf,
         rate_hz=rate,
@@ -166,6 +183,7 @@ def parse_spec(args: str) -> SimSpec:
         source_class=source_class,
         accuracy_frac=num.get("acc", 0.0),
         seed=int(num.get("seed", 0)),
+        thermal=thermal,
     )
 
 

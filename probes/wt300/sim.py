@@ -47,8 +47,10 @@ from powerd.errors import SpecError
 from powerd.probes.sim.insterror import ErredWaveform, InstrumentError, parse_seed
 from powerd.probes.sim.waveform import Waveform
 from powerd.probes.wt300.models import MODELS, ModelSpec, lookup
+from powerd.probes.wt300.session import INTEG_READING_FRAC
 
 TICK_S = 0.002
+INTEG_SEED_SALT = 7919  # the integrator's draw: another stream of the same seed
 MAX_CATCH_UP_UPDATES = 100_000
 SERVED_LOG = 200_000
 OVERRANGE_FRAC = 1.4
@@ -221,6 +223,7 @@ class Wt300Sim:
     integ_acc_j: dict[int, float] = field(default_factory=dict)
     integ_acc_s: float = 0.0
     integ_since_ns: int | None = None
+    integ_gain: float = 0.0  # the integrator's own error (``error_seed``: its datasheet share)
     last: Update | None = None
     served: deque[tuple[int, str]] = field(default_factory=lambda: deque(maxlen=SERVED_LOG))
     commands_seen: int = 0
@@ -629,7 +632,7 @@ class Wt300Sim:
         if fn in ("WH", "WHP", "WHM", "AH", "TIME"):
             if fn == "TIME":
                 return str(int(self._integ_s(t_end)))
-            wh = self._integ_j(e, t_end) / 3600.0
+            wh = self._integ_j(e, t_end) * (1.0 + self.integ_gain) / 3600.0
             if fn == "WHM":
                 wh = 0.0
             if fn == "AH":
@@ -804,4 +807,7 @@ def make(model: str, waveform: Waveform, options: dict[str, str]) -> Wt300Sim:
         reading, rng = spec.accuracy_fracs("dc", cf)
         drawn = InstrumentError.draw(seed, reading, rng * sim.vrange_v * sim.irange_a)
         sim.waveform = drawn.wrap(waveform)
+        # The integrator's spec is the power's plus 0.1 % of reading: its own gain error, drawn
+        # the same way (95 % bound = that share), so the integrator errs within its whole spec.
+        sim.integ_gain = InstrumentError.draw(seed + INTEG_SEED_SALT, INTEG_READING_FRAC, 0.0).gain
     return sim

@@ -97,7 +97,8 @@ def test_instrument_term_follows_the_spec() -> None:
     acc = Accuracy(reading_frac=0.001, range_frac=0.001, range_w=600.0)
     t = grid(1001)
     r = integrate_power(t, np.full(1001, 100.0), Window(T0, T0 + 1000 * MS), power_ch(accuracy=acc))
-    assert r.terms_j["instrument"] == pytest.approx(0.001 * 100.0 + 0.001 * 600.0)
+    # Gain and range components, each a 95 % bound of an independent error: in quadrature.
+    assert r.terms_j["instrument"] == pytest.approx(math.hypot(0.001 * 100.0, 0.001 * 600.0))
     assert r.uncertainty_j == pytest.approx(r.terms_j["instrument"])
 
 

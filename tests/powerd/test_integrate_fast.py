@@ -132,8 +132,18 @@ class _SumsRef(_Sums):
         threshold_ns: float,
         bend_w: F64 | None = None,
         step: F64 | None = None,
+        first: int = 0,
     ) -> None:
         _add_ref(self, dt, v0, v1, threshold_ns, bend_w)  # ``step`` recomputed there
+        if bend_w is not None and self.step_idx is not None:  # the pulse-train record (h23)
+            limited = np.minimum(np.abs(v1 - v0), bend_w)
+            at = np.flatnonzero(limited > self.step_w)
+            self.n_kept += at.size
+            if self.n_kept > integ.MAX_TRAIN_STEPS:
+                self.step_idx = None
+            else:
+                self.step_idx.append(at + first)
+                self.step_size.append(limited[at])
 
 
 def _power_sums_ref(

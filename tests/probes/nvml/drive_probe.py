@@ -1,8 +1,9 @@
 """Open the nvml probe in this process, read it as the sampler would, print what happened as JSON.
 
 Run by the tests in a subprocess whose ``LD_LIBRARY_PATH`` holds the fake ``libnvidia-ml.so.1``.
-Usage: ``drive_probe.py SPEC SECONDS``. Prints one JSON object: availability, channels, poll
-interval, learned periods, every sample per channel, and every problem reported.
+Usage: ``drive_probe.py SPEC SECONDS [temperatures]``. Prints one JSON object: availability,
+channels, poll interval, learned periods, every sample per channel, every problem reported, and
+(with ``temperatures``) the temperatures read at each poll.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from powerd.probes.nvml import family
 
 def main() -> int:
     spec, seconds = sys.argv[1], float(sys.argv[2])
+    read_temperatures = sys.argv[3:] == ["temperatures"]
     avail = family.available()
     out: dict[str, Any] = {
         "available": {"ok": avail.ok, "reason": avail.reason, "broken": avail.broken}
@@ -33,8 +35,11 @@ def main() -> int:
         c.id: {"t_ns": [], "value": [], "source_t_ns": []} for c in channels
     }
     problems = probe.problems()
+    temperatures: list[dict[str, float]] = []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
+        if read_temperatures:
+            temperatures.append(probe.temperatures_c(time.time_ns()))
         for block in probe.read(time.time_ns()):
             got = samples[block.channel]
             got["t_ns"] += block.t_ns.tolist()
@@ -50,6 +55,7 @@ def main() -> int:
         channels=[c.to_json() for c in channels],
         samples=samples,
         problems=problems,
+        temperatures=temperatures,
     )
     print(json.dumps(out))
     return 0

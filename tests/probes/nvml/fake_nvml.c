@@ -22,12 +22,18 @@
  *   mig=0|1             MIG mode reported by nvmlDeviceGetMigMode (Ampere and later)
  *   reset_at_ns=T       from T the counter counts again from 0 (a driver reload)
  *   lost_at_ns=T        from T every call on this GPU returns NVML_ERROR_GPU_IS_LOST
+ *   temp_c=C            nvmlDeviceGetTemperature (GPU sensor) settles at C °C (absent: the call
+ *                       returns NOT_SUPPORTED); temp_start_c (default C - 20), temp_tau_ms
+ *                       (default 30000) and temp_drift_mc_per_s (m°C/s, default 0): the reading
+ *                       at t is C + (start - C) e^(-(t - start_ns)/tau) + drift (t - start_ns),
+ *                       whole °C as NVML reports them
  *
  * Semantics: nvmlDeviceGetTotalEnergyConsumption is the exact integral of the wave (mJ, floored)
  * from start_ns (or reset_at_ns) to the last multiple of energy_update_ms since the epoch.
  * nvmlDeviceGetPowerUsage is the instantaneous wave in mW, or on "ampere" the trailing 1 s
  * average on Ampere and later (NVIDIA: except GA100, not modelled). Field 186 is instantaneous.
  */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +63,8 @@ typedef struct {
     int64_t period_ns, high_ns;
     int instant, mig;
     int64_t update_ns, reset_at_ns, lost_at_ns;
+    int has_temp;
+    double temp_c, temp_start_c, temp_tau_ms, temp_drift_mc_per_s;
 } gpu_t;
 
 /* nvmlFieldValue_t as in nvml.h (and nvidia-ml-py's c_nvmlFieldValue_t). */
@@ -124,6 +132,10 @@ static void set_gpu_key(gpu_t *g, const char *key, const char *val) {
     else if (!strcmp(key, "energy_update_ms")) g->update_ns = atoll(val) * 1000000LL;
     else if (!strcmp(key, "reset_at_ns")) g->reset_at_ns = atoll(val);
     else if (!strcmp(key, "lost_at_ns")) g->lost_at_ns = atoll(val);
+    else if (!strcmp(key, "temp_c")) { g->temp_c = atof(val); g->has_temp = 1; }
+    else if (!strcmp(key, "temp_start_c")) g->temp_start_c = atof(val);
+    else if (!strcmp(key, "temp_tau_ms")) g->temp_tau_ms = atof(val);
+    else if (!strcmp(key, "temp_drift_mc_per_s")) g->temp_drift_mc_per_s = atof(val);
 }
 
 /* Read the scenario; returns an nvmlReturn_t (init_error, or UNKNOWN if there is no file). */
@@ -145,6 +157,8 @@ static int load_config(void) {
         g->high_w = g->low_w = 100.0;
         g->period_ns = g->high_ns = 1000000000LL;
         g->instant = 1;
+        g->temp_start_c = NAN;
+        g->temp_tau_ms = 30000.0;
     }
     char line[512];
     while (fgets(line, sizeof line, f)) {
@@ -316,5 +330,21 @@ int nvmlDeviceGetFieldValues(void *handle, int count, field_value_t *values) {
         else
             v->nvmlReturn = ERR_NOT_SUPPORTED;
     }
+    return OK;
+}
+
+/* The GPU core sensor (sensorType 0, NVML_TEMPERATURE_GPU), in whole °C. */
+int nvmlDeviceGetTemperature(void *handle, int sensor, unsigned int *temp) {
+    gpu_t *g;
+    int rc = lookup(handle, &g);
+    if (rc != OK) return rc;
+    if (!temp) return ERR_INVALID_ARGUMENT;
+    if (sensor != 0 || !g->has_temp) return ERR_NOT_SUPPORTED;
+    double start = isnan(g->temp_start_c) ? g->temp_c - 20.0 : g->temp_start_c;
+    double s = (double)(now_ns() - start_ns) / 1e9;
+    if (s < 0) s = 0;
+    double c = g->temp_c + (start - g->temp_c) * exp(-s * 1000.0 / g->temp_tau_ms) +
+               g->temp_drift_mc_per_s / 1000.0 * s;
+    *temp = c <= 0 ? 0U : (unsigned)(c + 0.5);
     return OK;
 }

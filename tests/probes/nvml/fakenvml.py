@@ -29,7 +29,7 @@ def build_fake(out_dir: Path, gcc: str = "gcc") -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     cmd = [gcc, "-O2", "-shared", "-fPIC", f"-Wl,-soname,{SONAME}"]
     subprocess.run(
-        [*cmd, "-o", str(out_dir / SONAME), str(FAKE_C)], check=True, capture_output=True
+        [*cmd, "-o", str(out_dir / SONAME), str(FAKE_C), "-lm"], check=True, capture_output=True
     )
     return out_dir
 
@@ -47,6 +47,10 @@ class FakeGpu:
     energy_update_ms: int | None = None
     reset_at_ns: int | None = None
     lost_at_ns: int | None = None
+    temp_c: float | None = None  # the core temperature settles here (None: not supported)
+    temp_start_c: float | None = None
+    temp_tau_ms: float | None = None
+    temp_drift_mc_per_s: float | None = None  # m°C/s: a GPU that never settles
 
     @property
     def waveform(self) -> Waveform:
@@ -86,6 +90,10 @@ def write_config(
             "energy_update_ms": g.energy_update_ms,
             "reset_at_ns": g.reset_at_ns,
             "lost_at_ns": g.lost_at_ns,
+            "temp_c": g.temp_c,
+            "temp_start_c": g.temp_start_c,
+            "temp_tau_ms": g.temp_tau_ms,
+            "temp_drift_mc_per_s": g.temp_drift_mc_per_s,
         }
         lines += [f"gpu{i}.{k}={v}" for k, v in keys.items() if v is not None]
     path.write_text("\n".join(lines) + "\n")

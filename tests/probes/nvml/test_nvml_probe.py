@@ -31,12 +31,14 @@ def drive(
     gpus: list[FakeGpu],
     spec: str = "",
     seconds: float = 1.0,
+    temperatures: bool = False,
     **config: Any,
 ) -> dict[str, Any]:
     """Run the probe for ``seconds`` against a scenario; returns drive_probe.py's JSON."""
     cfg = write_config(tmp / "scenario", gpus, **config)
+    extra = ["temperatures"] if temperatures else []
     r = subprocess.run(
-        [sys.executable, str(DRIVE), spec, str(seconds)],
+        [sys.executable, str(DRIVE), spec, str(seconds), *extra],
         env=fake_env(fake_lib, cfg),
         cwd=ROOT,
         text=True,
@@ -242,3 +244,16 @@ def test_without_the_binding_available_says_how_to_install(fake_lib: Path, tmp_p
     ok, broken, reason = run_python(code, fake_env(fake_lib, cfg)).split("|")
     assert (ok, broken) == ("False", "False")
     assert reason.startswith("nvidia-ml-py (module pynvml) is not installed: pip install")
+
+
+def test_core_temperature_is_read_where_the_gpu_reports_one(fake_lib: Path, tmp_path: Path) -> None:
+    """GPU 0 warms from 40 °C towards 70 °C (τ 0.3 s); GPU 1's driver reports none: it is left
+    out after one problem, and its power channels are unaffected."""
+    hot = FakeGpu(wave=SLOW, temp_c=70.0, temp_start_c=40.0, temp_tau_ms=300.0)
+    gpus = [hot, FakeGpu(wave=SLOW)]
+    out = drive(fake_lib, tmp_path, gpus, seconds=1.5, temperatures=True, start_ns=time.time_ns())
+    temps = [t["nvml:0:temperature"] for t in out["temperatures"]]
+    assert all("nvml:1:temperature" not in t for t in out["temperatures"])
+    assert temps == sorted(temps) and temps[-1] >= 69.0  # whole °C, rising, settled
+    assert sum("nvml:1: no temperature" in p for p in out["problems"]) == 1
+    assert {c["id"] for c in out["channels"]} >= {"nvml:1:energy"}
