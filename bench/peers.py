@@ -191,10 +191,10 @@ def _children_of(pid: int) -> list[int]:
     return out
 
 
-def _ticks(pid: int, reaped: bool) -> int:
-    """utime + stime (+ cutime + cstime: its reaped children) of ``pid`` in clock ticks."""
+def _ticks(pid: int) -> tuple[int, int]:
+    """(utime + stime, cutime + cstime) of ``pid`` in clock ticks: its own, its reaped children."""
     f = (Path(f"/proc/{pid}/stat")).read_text().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in (f[11:15] if reaped else f[11:13]))
+    return int(f[11]) + int(f[12]), int(f[13]) + int(f[14])
 
 
 class OutsideCpu:
@@ -224,12 +224,13 @@ class OutsideCpu:
         ticks = 0
         for i, (p, cid) in enumerate(zip(procs, self.clocks, strict=True)):
             try:
+                own, reaped = _ticks(p)
                 clock += time.clock_gettime_ns(cid) / 1e9
-                ticks += _ticks(p, reaped=True)
-                if i == 0:  # the harness's reaped children: only in /proc
-                    clock += (_ticks(p, True) - _ticks(p, False)) / CLK_TCK
             except OSError:
                 continue  # a descendant that exited (its time is in its parent's cutime)
+            ticks += own + reaped
+            if i == 0:  # the harness's reaped children: only in /proc
+                clock += reaped / CLK_TCK
         return clock, ticks / CLK_TCK
 
 
