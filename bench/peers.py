@@ -56,7 +56,7 @@ from powerd.probes.sim.waveform import parse_spec
 NAME = "peers"
 WAVE = "square,high=300,low=80,period=0.35,duty=0.4"
 UPDATE_MS = 100
-PHASES = {53: 200, 537: 100, 5370: 40, 61370: 10}  # ms: repeats (not whole 100 ms updates)
+PHASES = {53: 600, 537: 200, 5370: 60, 61370: 30}  # ms: repeats (not whole 100 ms updates)
 QUICK_PHASES = {53: 4, 537: 2}
 IDLE_S = 60.0  # each tool set up, no phase open: its idle cost
 QUICK_IDLE_S = 1.0
