@@ -139,6 +139,7 @@ def build_fake(work: Path) -> tuple[Path, Path]:
             "-o",
             str(lib / "libnvidia-ml.so.1"),
             str(EXTRA_C),
+            "-lm",
         ],
         check=True,
         capture_output=True,

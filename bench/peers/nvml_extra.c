@@ -1,25 +1,17 @@
 /*
  * The tests' fake libnvidia-ml.so.1 (tests/probes/nvml/fake_nvml.c), plus the few read-only
- * queries that CodeCarbon and Zeus make at start-up and that powerd never needs: temperature,
- * memory, utilisation, power limits, compute mode, running processes. They return fixed,
+ * queries that CodeCarbon and Zeus make at start-up and that powerd never needs (temperature is
+ * the fake's own): memory, utilisation, power limits, compute mode, running processes. They return fixed,
  * plausible values; none of them touches power or energy, which stay the fake's exact waveform.
  *
  * Build (bench/peers.py does it): gcc -O2 -shared -fPIC -Wl,-soname,libnvidia-ml.so.1
- *     -I tests/probes/nvml -o libnvidia-ml.so.1 bench/peers/nvml_extra.c
+ *     -I tests/probes/nvml -o libnvidia-ml.so.1 bench/peers/nvml_extra.c -lm
  */
 #include "fake_nvml.c"
 
 typedef struct { unsigned long long total, free, used; } memory_t;
 typedef struct { unsigned int version; unsigned long long total, reserved, free, used; } memory_v2_t;
 typedef struct { unsigned int gpu, memory; } utilization_t;
-
-int nvmlDeviceGetTemperature(void *handle, int sensor, unsigned int *temp) {
-    gpu_t *g;
-    int rc = lookup(handle, &g);
-    (void)sensor;
-    if (rc == OK) *temp = 45;
-    return rc;
-}
 
 int nvmlDeviceGetMemoryInfo(void *handle, memory_t *m) {
     gpu_t *g;
