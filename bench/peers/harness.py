@@ -3,7 +3,7 @@
 Run with the tool's own interpreter (its venv), the fake ``libnvidia-ml.so.1`` on
 ``LD_LIBRARY_PATH`` and ``FAKE_NVML_CONFIG`` set::
 
-    python bench/peers/harness.py zeus|codecarbon|powerd
+    python bench/peers/harness.py zeus|zeus-approx|codecarbon|powerd|none
 
 It sets the tool up (CPU time reported as ``setup_cpu_s``), prints ``{"ready": ...}``, then for each
 line ``<seconds>`` on stdin measures one phase, a ``time.sleep`` of that length, with the tool's
@@ -13,12 +13,18 @@ documented phase API, and prints one JSON line:
   its end call: the phase the workload ran, whose true energy bench/peers.py computes;
 - ``energy_j``: the tool's figure for the GPU;
 - ``cpu_s``: this process's CPU time (user + sys, every thread) from just before begin to just
-  after the figure is in hand (the harness itself only sleeps meanwhile).
+  after the figure is in hand (the harness itself only sleeps meanwhile). bench/peers.py also
+  measures the whole process from outside (its CPU clock and ``/proc``), which this in-process
+  figure misses (reading stdin, writing the reply, threads working between phases).
 
 Tools, with their defaults except where said:
 
-- ``zeus``: ``ZeusMonitor(gpu_indices=[0], cpu_indices=[])``, ``begin_window``/``end_window``
-  with ``sync_execution=False`` (no torch/JAX here; nothing to synchronise on a fake GPU);
+- ``zeus`` (the ``zeus`` distribution, formerly ``zeus-ml``; API as documented for 0.16):
+  ``ZeusMonitor(gpu_indices=[0], cpu_indices=[])``, ``begin_window``/``end_window`` with
+  ``sync_execution=False`` (no torch/JAX here; nothing to synchronise on a fake GPU);
+- ``zeus-approx``: the same with ``approx_instant_energy=True``, Zeus's documented option for
+  windows shorter than the counter's update (a window that reads 0 J becomes instant power ×
+  duration);
 - ``codecarbon``: ``OfflineEmissionsTracker(country_iso_code="FRA", save_to_file=False)``
   (offline: no network), ``start()`` once, then ``start_task``/``stop_task``; GPU energy from
   ``EmissionsData.gpu_energy`` (kWh);
@@ -26,7 +32,9 @@ Tools, with their defaults except where said:
   and a SQLite ``Store`` (as the daemon does); the phase's edges are ``tb_ns``/``tc_ns`` (what a
   workload's markers carry), and the figure is ``integrate`` over the primary channel chosen by
   ``powerd.results.choose_primary`` (the energy counter) once a reading past the end has
-  arrived, i.e. the same figure a result would carry.
+  arrived, i.e. the same figure a result would carry;
+- ``none``: no tool, the harness alone (its stdin/stdout and sleep): the floor under every
+  tool's CPU as measured from outside.
 """
 
 from __future__ import annotations
@@ -45,13 +53,19 @@ def cpu_s() -> float:
 
 
 class Zeus:
+    approx = False
+
     def __init__(self) -> None:
+        import warnings
+
         from zeus.monitor import ZeusMonitor
 
         logging.getLogger("zeus").setLevel(logging.ERROR)
-        self.m = ZeusMonitor(gpu_indices=[0], cpu_indices=[])
+        # end_window warns on every window that reads 0 J (shorter than the counter's update)
+        warnings.filterwarnings("ignore", message="The energy consumption of one or more GPUs")
+        self.m = ZeusMonitor(gpu_indices=[0], cpu_indices=[], approx_instant_energy=self.approx)
         self.k = 0
-        self.version = _version("zeus-ml")
+        self.version = _version("zeus")
 
     def begin(self) -> None:
         self.k += 1
@@ -60,6 +74,22 @@ class Zeus:
     def end(self, _tb: int, _tc: int) -> float:
         r = self.m.end_window(f"w{self.k}", sync_execution=False)
         return float(r.gpu_energy[0])
+
+
+class ZeusApprox(Zeus):
+    approx = True
+
+
+class NoTool:
+    """The harness alone: what every tool's outside CPU figure includes besides the tool."""
+
+    version = "-"
+
+    def begin(self) -> None:
+        return None
+
+    def end(self, _tb: int, _tc: int) -> float:
+        return 0.0
 
 
 class CodeCarbon:
@@ -141,7 +171,13 @@ def _version(dist: str) -> str:
         return "?"
 
 
-TOOLS = {"zeus": Zeus, "codecarbon": CodeCarbon, "powerd": Powerd}
+TOOLS = {
+    "zeus": Zeus,
+    "zeus-approx": ZeusApprox,
+    "codecarbon": CodeCarbon,
+    "powerd": Powerd,
+    "none": NoTool,
+}
 
 
 def main() -> int:
