@@ -64,8 +64,10 @@ BOOTSTRAP = 5000  # resamples for each median's 95 % interval
 # The latest releases on PyPI on 2026-12-03 (zeus-ml is the old name of zeus, last 0.11).
 PEERS = {"zeus": "zeus==0.16.0", "codecarbon": "codecarbon==3.3.2"}
 STALE = ("zeus-ml",)  # distributions an older venv may hold (same import name as zeus)
-ENERGY_TOOLS = ("powerd", "zeus", "zeus-approx", "codecarbon")
+ENERGY_TOOLS = ("powerd", "powerd-window", "zeus", "zeus-approx", "codecarbon")
 VENV_OF = {"zeus": "zeus", "zeus-approx": "zeus", "codecarbon": "codecarbon"}
+POWERD_TOOLS = ("powerd", "powerd-window")  # in this interpreter; powerd-window: edge reads
+PEER_TOOLS = tuple(VENV_OF)
 BASELINE = "none"  # the harness with no tool
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 VENVS = benchlib.BENCH_DIR / ".venvs"
@@ -294,8 +296,8 @@ def run(quick: bool, setup: bool, work: Path) -> dict[str, Any]:
         "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
         "PYTHONPATH": str(benchlib.ROOT),
     }
-    pythons = {"powerd": Path(sys.executable)}
-    for tool in ENERGY_TOOLS[1:]:
+    pythons = {t: Path(sys.executable) for t in POWERD_TOOLS}
+    for tool in PEER_TOOLS:
         py = venv_python(VENV_OF[tool])
         if py.exists():
             pythons[tool] = py
@@ -308,7 +310,7 @@ def run(quick: bool, setup: bool, work: Path) -> dict[str, Any]:
     tools: dict[str, Tool] = {}
     for name, py in pythons.items():
         try:
-            tools[name] = Tool(name, py, env if name == "powerd" else _peer_env(env), work)
+            tools[name] = Tool(name, py, env if name in POWERD_TOOLS else _peer_env(env), work)
         except RuntimeError as err:
             notes.append(f"{name}: could not start: {err}")
     wf = parse_spec(WAVE).waveform
@@ -431,7 +433,7 @@ def summarise(res: dict[str, Any]) -> list[dict[str, Any]]:
                 "zero_readings": int(sum(t["energy_j"] == 0.0 for t in tr)),
             }
         p = row.get("powerd")
-        for tool in ENERGY_TOOLS[1:]:
+        for tool in PEER_TOOLS:
             if tool not in row or p is None:
                 continue
             mine = {
@@ -491,7 +493,7 @@ def accuracy_table(rows: list[dict[str, Any]]) -> str:
                 f"{x['max_err_pct']:.3g}",
                 x["zero_readings"],
             ]
-            if tool == "powerd":
+            if tool in POWERD_TOOLS:
                 cov = x["coverage_pct"]
                 line += ["-", "-", "-" if cov is None else f"±U covers truth {cov:.0f} %"]
             else:
@@ -532,14 +534,14 @@ def cost_table(res: dict[str, Any], rows: list[dict[str, Any]]) -> str:
 
 
 def verdict(rows: list[dict[str, Any]], tools: list[str]) -> str:
-    peers = [t for t in tools if t in ENERGY_TOOLS and t != "powerd"]
+    peers = [t for t in tools if t in PEER_TOOLS]
     if not peers:
         return "no peer measured (see notes)"
     wins = [all(r[t].get("verdict") == "powerd lower" for t in peers if t in r) for r in rows]
     return (
         f"powerd's median error lower than {', '.join(peers)} (95 % intervals disjoint) on "
         f"{sum(wins)} of {len(rows)} phase lengths"
-        + (" (met)" if all(wins) and len(peers) == len(ENERGY_TOOLS) - 1 else "")
+        + (" (met)" if all(wins) and len(peers) == len(PEER_TOOLS) else "")
     )
 
 
