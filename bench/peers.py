@@ -279,7 +279,9 @@ class Tool:
             self.proc.wait(10)
 
 
-def run(quick: bool, setup: bool, work: Path) -> dict[str, Any]:
+def run(
+    quick: bool, setup: bool, work: Path, phases: dict[int, int] | None = None
+) -> dict[str, Any]:
     notes: list[str] = []
     installs = []
     for tool, spec in PEERS.items():
@@ -315,7 +317,7 @@ def run(quick: bool, setup: bool, work: Path) -> dict[str, Any]:
             notes.append(f"{name}: could not start: {err}")
     wf = parse_spec(WAVE).waveform
     trials: list[dict[str, Any]] = []
-    plan = QUICK_PHASES if quick else PHASES
+    plan = phases or (QUICK_PHASES if quick else PHASES)
     idle_s = QUICK_IDLE_S if quick else IDLE_S
     try:
         idle = _idle(tools, idle_s)
@@ -611,9 +613,21 @@ def compare_runs(a_path: Path, b_path: Path) -> str:
     return f"Runs of {dates}.\n\n" + benchlib.md_table(head, out)
 
 
+def _phases(text: str | None) -> dict[int, int] | None:
+    """``--phases 53:40,537:20`` as {ms: repeats}; None keeps the plan."""
+    if not text:
+        return None
+    return {int(ms): int(n) for ms, n in (x.split(":") for x in text.split(","))}
+
+
 def main() -> int:
     p = benchlib.parser(__doc__.splitlines()[0])
     p.add_argument("--setup", action="store_true", help="(re)install the peers' venvs first")
+    p.add_argument(
+        "--phases",
+        metavar="MS:N,...",
+        help="phase lengths (ms) and repeats instead of the plan, e.g. 53:40,537:20",
+    )
     p.add_argument("--compare", nargs=2, type=Path, metavar="JSON", help="compare two runs")
     args = p.parse_args()
     if args.compare:
@@ -631,7 +645,7 @@ def main() -> int:
     if shutil.which("gcc") is None:
         raise SystemExit("gcc is needed to build the fake NVML library")
     with tempfile.TemporaryDirectory(prefix="powerd-bench-peers-") as tmp:
-        res = run(args.quick, args.setup, Path(tmp))
+        res = run(args.quick, args.setup, Path(tmp), _phases(args.phases))
     tools = list(res["ready"])
     rows = summarise(res)
     data.update(res)
