@@ -163,7 +163,8 @@ class Monitor:
 
     ``probes`` are specs (``"nvml:0"``, ``"sim:constant,w=5"``) or opened probes (the monitor
     then closes them too). ``full=True`` keeps every probe on the timeline path with the full
-    uncertainty model. Windows may overlap and nest; names must be unique while open.
+    uncertainty model. Windows may overlap and nest; names must be unique while open. Call
+    ``begin``/``end`` from one thread at a time (as Zeus's monitor: no lock on the fast path).
     """
 
     def __init__(self, probes: Sequence[str | Probe], full: bool = False) -> None:

@@ -20,11 +20,17 @@ SQUARE = "square,high=300,low=100,period=0.23,duty=0.5"  # changes within most w
 
 
 def drive(
-    fake_lib: Path, tmp: Path, gpus: list[FakeGpu], spec: str, lengths: list[float], **config: Any
+    fake_lib: Path,
+    tmp: Path,
+    gpus: list[FakeGpu],
+    spec: str,
+    lengths: list[float],
+    full: bool = False,
+    **config: Any,
 ) -> dict[str, Any]:
     cfg = write_config(tmp / "scenario", gpus, **config)
     r = subprocess.run(
-        [sys.executable, str(DRIVE_WINDOW), spec, "0", *map(str, lengths)],
+        [sys.executable, str(DRIVE_WINDOW), spec, "1" if full else "0", *map(str, lengths)],
         env=fake_env(fake_lib, cfg),
         cwd=ROOT,
         text=True,
@@ -105,3 +111,19 @@ def test_a_gpu_without_counter_takes_the_timeline_path(fake_lib: Path, tmp_path:
     (w,) = out["windows"]
     assert w["primary"] == ["nvml:0:power"] and "uncertainty_not_computed" in w["flags"]
     assert abs(w["energy_j"] - truth_j(gpu, w)) <= 0.02 * truth_j(gpu, w)
+
+
+def test_full_figures_keep_the_timeline_with_the_uncertainty_model(
+    fake_lib: Path, tmp_path: Path
+) -> None:
+    gpu = FakeGpu(wave=SQUARE)
+    start = time.time_ns() - 10**12
+    out = drive(fake_lib, tmp_path, [gpu], "nvml:0,learn=0.5", [0.537], full=True, start_ns=start)
+    assert out["health_open"]["counter_edges"] == []
+    assert sorted(out["health_open"]["timeline"]) == ["nvml:0:energy", "nvml:0:power"]
+    assert out["threads_in_window"] == 2, "the sampler thread runs"
+    (w,) = out["windows"]
+    assert w["primary"] == ["nvml:0:energy"]  # the counter, never summed with its alternative
+    assert w["uncertainty_j"] is not None and "uncertainty_not_computed" not in w["flags"]
+    assert abs(w["energy_j"] - truth_j(gpu, w)) <= w["uncertainty_j"]
+    assert "counter_staleness_j" not in w["channels"]["nvml:0:energy"]["terms_j"]
