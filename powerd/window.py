@@ -18,12 +18,12 @@ Two paths, chosen per probe when the monitor opens:
   path cannot hide: the counter updates only every ``update_period_s`` (NVML: ~100 ms), so the
   value read at an edge may be up to one period old, and the difference is the energy of a
   window shifted by up to a period at each edge. That is stated, never hidden: the term
-  ``counter_staleness_j`` = period × the largest power seen (edge powers, mean rate) is in the
-  95 % uncertainty, and a window shorter than 10 periods is flagged ``stale_edges``. A window in
-  which the counter did not move at all is flagged ``counter_not_updated``; its figure is then
-  the mean of the edge powers × the duration (flag ``estimated_from_edge_power``, uncertainty
-  the whole figure), or None when there is no power reading. A failed read is flagged
-  ``read_failed`` with no figure, never 0.
+  ``counter_staleness_j`` = period × the largest power seen (edge powers, mean rates, this
+  window's and the earlier ones') is in the 95 % uncertainty, and a window shorter than 10
+  periods is flagged ``stale_edges``. A window in which the counter did not move at all is
+  flagged ``counter_not_updated``; its figure is then the mean of the edge powers × the
+  duration (flag ``estimated_from_edge_power``, uncertainty the whole figure), or None when
+  there is no power reading. A failed read is flagged ``read_failed`` with no figure, never 0.
 - **timeline** (polled power channels, a probe without counters, or ``full=True``): powerd's
   ``Sampler`` fills a ``Timeline`` in a thread, as the daemon does (no store: nothing is
   persisted); ``end`` waits for a reading past the end (bounded) and integrates. With
@@ -83,14 +83,19 @@ class WindowResult:
         return (self.t_end_ns - self.t_begin_ns) / 1e9
 
 
-def counter_edges_figure(begin: EdgeReading, end: EdgeReading, ch: Channel) -> ChannelEnergy:
+def counter_edges_figure(
+    begin: EdgeReading, end: EdgeReading, ch: Channel, seen_max_w: float = 0.0
+) -> ChannelEnergy:
     """A counter channel's energy between two edge reads, with the staleness stated.
 
     Terms (95 %, summed in quadrature): ``accuracy_j`` (the channel's spec on the energy),
     ``resolution_j`` (one counter step at each edge), ``counter_staleness_j`` (see the module
     docstring: each edge's value may be one update period old, so the difference may miss or
     include up to a period's energy at either edge; bounded by period × the largest power
-    seen) and ``edge_read_j`` (the reads' own duration at that power).
+    seen: the edge powers, the window's mean rate, and ``seen_max_w``, the largest the caller
+    has seen on this channel before) and ``edge_read_j`` (the reads' own duration at that
+    power). The staleness term is a bound only if the power in an edge's stale sliver stays
+    below the largest power seen: a load that peaks only between edge reads can exceed it.
     """
     flags = ["counter_edges"]
     if begin.energy_j is None or end.energy_j is None:
@@ -117,7 +122,7 @@ def counter_edges_figure(begin: EdgeReading, end: EdgeReading, ch: Channel) -> C
         return ChannelEnergy(
             est_j, est_j / duration_s, max(powers), 2, 0.0, est_j, "counter", tuple(flags), terms
         )
-    p_max_w = max([delta_j / duration_s, *powers])
+    p_max_w = max([delta_j / duration_s, seen_max_w, *powers])
     acc = ch.accuracy
     terms = {
         "accuracy_j": acc.reading_frac * delta_j + acc.offset_w * duration_s,
@@ -176,6 +181,7 @@ class Monitor:
         self._problems: list[str] = []
         self.problem_count = 0
         self._open: dict[str, _Open] = {}
+        self._seen_max_w: dict[str, float] = {}  # counter: the largest power seen so far
         self._seen: dict[str, tuple[int, int]] = {}  # sampled probe: (problems, errors) seen
         self._edge_probes: list[Probe] = []  # each an EdgeProbe too
         self._all: list[Probe] = []
@@ -301,7 +307,10 @@ class Monitor:
                     None, None, None, 0, 0.0, None, "counter", ("counter_edges", "read_failed")
                 )
             else:
-                figs[cid] = counter_edges_figure(b, e, self.channels[cid])
+                seen_w = self._seen_max_w.get(cid, 0.0)
+                figs[cid] = f = counter_edges_figure(b, e, self.channels[cid], seen_w)
+                seen = [seen_w, f.mean_power_w or 0.0, b.power_w or 0.0, e.power_w or 0.0]
+                self._seen_max_w[cid] = max(seen)
         flags: set[str] = set()
         if self.timeline is not None and self._timed_ids:
             window = Window(w.t_begin_ns, max(t_end_ns, w.t_begin_ns + 1))

@@ -27,6 +27,8 @@ def test_counter_edges_state_a_period_of_the_largest_power_as_staleness() -> Non
     assert f.terms_j["accuracy_j"] == pytest.approx(5.0)
     assert f.uncertainty_j is not None and f.uncertainty_j > 25.0
     assert f.flags == ("counter_edges", "stale_edges")
+    seen = counter_edges_figure(edge(10.0, 1000.0, 150.0), edge(10.5, 1100.0), COUNTER, 300.0)
+    assert seen.terms_j["counter_staleness_j"] == pytest.approx(0.1 * 300.0)
     long = counter_edges_figure(edge(10.0, 1000.0), edge(12.0, 1400.0), COUNTER)
     assert long.flags == ("counter_edges",)  # 20 updates: not flagged, still stated
     assert long.terms_j["counter_staleness_j"] == pytest.approx(0.1 * 200.0)
