@@ -12,8 +12,9 @@
 Two paths, chosen per probe when the monitor opens:
 
 - **counter edges** (a probe that reads its energy counters on demand, ``EdgeProbe``: NVML):
-  ``begin`` and ``end`` each read every counter once (and the instantaneous power beside it);
-  the energy is the counter's difference. No thread runs between the edges, so a phase costs
+  ``begin`` and ``end`` each read every counter once (``end`` also the instantaneous power
+  beside it; ``begin`` does not, to keep the phase's start cheap); the energy is the counter's
+  difference. No thread runs between the edges, so a phase costs
   two reads whatever its length (Zeus's ``begin_window``/``end_window`` do the same). What this
   path cannot hide: the counter updates only every ``update_period_s`` (NVML: ~100 ms), so the
   value read at an edge may be up to one period old, and the difference is the energy of a
@@ -21,8 +22,8 @@ Two paths, chosen per probe when the monitor opens:
   ``counter_staleness_j`` = period × the largest power seen (edge powers, mean rates, this
   window's and the earlier ones') is in the 95 % uncertainty, and a window shorter than 10
   periods is flagged ``stale_edges``. A window in which the counter did not move at all is
-  flagged ``counter_not_updated``; its figure is then the mean of the edge powers × the
-  duration (flag ``estimated_from_edge_power``, uncertainty the whole figure), or None when
+  flagged ``counter_not_updated``; its figure is then the mean of the edge powers (the end's)
+  × the duration (flag ``estimated_from_edge_power``, uncertainty the whole figure), or None when
   there is no power reading. A failed read is flagged ``read_failed`` with no figure, never 0.
 - **timeline** (polled power channels, a probe without counters, or ``full=True``): powerd's
   ``Sampler`` fills a ``Timeline`` in a thread, as the daemon does (no store: nothing is
@@ -278,10 +279,10 @@ class Monitor:
 
     # -- windows -------------------------------------------------------------------------------
 
-    def _read_edges(self) -> dict[str, EdgeReading]:
+    def _read_edges(self, with_power: bool) -> dict[str, EdgeReading]:
         now_ns = self._anchor.utc_ns()
         probes = [cast(EdgeProbe, p) for p in self._edge_probes]
-        got = {r.channel: r for p in probes for r in p.read_edge(now_ns)}
+        got = {r.channel: r for p in probes for r in p.read_edge(now_ns, with_power)}
         self._drain()
         return got
 
@@ -290,14 +291,14 @@ class Monitor:
         if name in self._open:
             raise PowerdError(f"window {name!r} is already open")
         t_ns = self._anchor.utc_ns()
-        self._open[name] = _Open(t_ns, self._read_edges() if self._edge_probes else {})
+        self._open[name] = _Open(t_ns, self._read_edges(False) if self._edge_probes else {})
 
     def end(self, name: str) -> WindowResult:
         """Close window ``name`` and return its figures."""
         w = self._open.pop(name, None)
         if w is None:
             raise PowerdError(f"window {name!r} was not begun")
-        edges = self._read_edges() if self._edge_probes else {}
+        edges = self._read_edges(True) if self._edge_probes else {}
         t_end_ns = self._anchor.utc_ns()
         figs: dict[str, ChannelEnergy] = {}
         for cid in self._edge_ids:

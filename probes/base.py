@@ -249,7 +249,7 @@ class EdgeReading:
 class EdgeProbe(Protocol):
     """A probe whose energy counters can be read on demand at a window's edges."""
 
-    def read_edge(self, now_utc_ns: int) -> list[EdgeReading]:
-        """One read of every counter (and its power beside it); failures as None, with
-        ``problems()`` saying why."""
+    def read_edge(self, now_utc_ns: int, with_power: bool = True) -> list[EdgeReading]:
+        """One read of every counter (and, ``with_power``, its power beside it); failures as
+        None, with ``problems()`` saying why."""
         ...

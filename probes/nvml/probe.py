@@ -417,12 +417,12 @@ class NvmlProbe:
             st.power_t_ns, st.power_w, st.power_source_t_ns = [], [], []
         return blocks
 
-    def read_edge(self, now_utc_ns: int) -> list[EdgeReading]:
-        """Every GPU's energy counter, read once now, and its instant power beside it
-        (``powerd.window``'s counter path: no sample is held or emitted, the sampler's state
-        is untouched). A failed read is ``energy_j``/``power_w`` None with the reason in
-        ``problems()`` (GPU_IS_LOST and NOT_SUPPORTED stop that GPU or channel as in ``read``);
-        a lost GPU's counter is reported as a failed read, never skipped.
+    def read_edge(self, now_utc_ns: int, with_power: bool = True) -> list[EdgeReading]:
+        """Every GPU's energy counter, read once now, and (``with_power``) its instant power
+        beside it (``powerd.window``'s counter path: no sample is held or emitted, the
+        sampler's state is untouched). A failed read is ``energy_j``/``power_w`` None with the
+        reason in ``problems()`` (GPU_IS_LOST and NOT_SUPPORTED stop that GPU or channel as in
+        ``read``); a lost GPU's counter is reported as a failed read, never skipped.
         """
         offset_ns = now_utc_ns - self._clock()
         out: list[EdgeReading] = []
@@ -446,7 +446,7 @@ class NvmlProbe:
                         self._problems.append(f"{cid}: counter N/A")
                 except NvmlError as err:
                     self._fail(st, cid, err)
-            power = self._edge_power(st) if value is not None else None
+            power = self._edge_power(st) if value is not None and with_power else None
             period_s = st.period_ns / 1e9
             out.append(
                 EdgeReading(cid, (t0 + t1) // 2 + offset_ns, t1 - t0, value, power, period_s)
