@@ -19,12 +19,14 @@ Two paths, chosen per probe when the monitor opens:
   path cannot hide: the counter updates only every ``update_period_s`` (NVML: ~100 ms), so the
   value read at an edge may be up to one period old, and the difference is the energy of a
   window shifted by up to a period at each edge. That is stated, never hidden: the term
-  ``counter_staleness_j`` = period × the largest power seen (edge powers, mean rates, this
-  window's and the earlier ones') is in the 95 % uncertainty, and a window shorter than 10
+  ``counter_staleness_j`` = period × the largest power seen (end-edge powers, and counter
+  rates over duration + one period; this window's and the earlier ones') is in the 95 %
+  uncertainty, and a window shorter than 10
   periods is flagged ``stale_edges``. A window in which the counter did not move at all is
   flagged ``counter_not_updated``; its figure is then the mean of the edge powers (the end's)
-  × the duration (flag ``estimated_from_edge_power``, uncertainty the whole figure), or None when
-  there is no power reading. A failed read is flagged ``read_failed`` with no figure, never 0.
+  × the duration (flag ``estimated_from_edge_power``; uncertainty: the truth lies between 0
+  and the largest power seen × the duration, the figure's larger distance to those), or None
+  when there is no power reading. A failed read is flagged ``read_failed`` with no figure, never 0.
 - **timeline** (polled power channels, a probe without counters, or ``full=True``): powerd's
   ``Sampler`` fills a ``Timeline`` in a thread, as the daemon does (no store: nothing is
   persisted); ``end`` waits for a reading past the end (bounded) and integrates. With
@@ -119,11 +121,17 @@ def counter_edges_figure(
             return ChannelEnergy(None, None, None, 2, 0.0, None, "counter", tuple(flags))
         flags.append("estimated_from_edge_power")
         est_j = sum(powers) / len(powers) * duration_s
-        terms = {"unobserved_j": est_j}
+        # Unobserved: the truth lies between 0 and the largest power seen × the duration.
+        hi_j = max(seen_max_w, *powers) * duration_s
+        unc_j = max(est_j, hi_j - est_j)
+        terms = {"unobserved_j": unc_j}
         return ChannelEnergy(
-            est_j, est_j / duration_s, max(powers), 2, 0.0, est_j, "counter", tuple(flags), terms
+            est_j, est_j / duration_s, max(powers), 2, 0.0, unc_j, "counter", tuple(flags), terms
         )
-    p_max_w = max([delta_j / duration_s, seen_max_w, *powers])
+    # The difference spans at most duration + one period: its rate over that span is a power
+    # the load surely reached (ΔC / duration is not, for a window shorter than a period).
+    rate_w = delta_j / (duration_s + period_s)
+    p_max_w = max([rate_w, seen_max_w, *powers])
     acc = ch.accuracy
     terms = {
         "accuracy_j": acc.reading_frac * delta_j + acc.offset_w * duration_s,
@@ -135,6 +143,15 @@ def counter_edges_figure(
     return ChannelEnergy(
         delta_j, delta_j / duration_s, None, 2, 1.0, unc_j, "counter", tuple(flags), terms
     )
+
+
+def _reached_w(begin: EdgeReading, end: EdgeReading, f: ChannelEnergy) -> float:
+    """A power the load surely reached between two edge reads (0: none known): the counter
+    difference over the longest span it can cover, the duration plus one update period."""
+    if f.energy_j is None or "counter_not_updated" in f.flags:
+        return 0.0
+    span_s = (end.t_ns - begin.t_ns) / 1e9 + max(begin.update_period_s, end.update_period_s)
+    return f.energy_j / span_s
 
 
 class _NoStore:
@@ -310,8 +327,7 @@ class Monitor:
             else:
                 seen_w = self._seen_max_w.get(cid, 0.0)
                 figs[cid] = f = counter_edges_figure(b, e, self.channels[cid], seen_w)
-                seen = [seen_w, f.mean_power_w or 0.0, b.power_w or 0.0, e.power_w or 0.0]
-                self._seen_max_w[cid] = max(seen)
+                self._seen_max_w[cid] = max(seen_w, e.power_w or 0.0, _reached_w(b, e, f))
         flags: set[str] = set()
         if self.timeline is not None and self._timed_ids:
             window = Window(w.t_begin_ns, max(t_end_ns, w.t_begin_ns + 1))

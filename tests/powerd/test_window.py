@@ -31,7 +31,8 @@ def test_counter_edges_state_a_period_of_the_largest_power_as_staleness() -> Non
     assert seen.terms_j["counter_staleness_j"] == pytest.approx(0.1 * 300.0)
     long = counter_edges_figure(edge(10.0, 1000.0), edge(12.0, 1400.0), COUNTER)
     assert long.flags == ("counter_edges",)  # 20 updates: not flagged, still stated
-    assert long.terms_j["counter_staleness_j"] == pytest.approx(0.1 * 200.0)
+    # The rate over the longest span the difference can cover (2 s + one period).
+    assert long.terms_j["counter_staleness_j"] == pytest.approx(0.1 * 400.0 / 2.1)
 
 
 def test_a_failed_or_reset_read_is_no_figure_never_zero() -> None:
@@ -48,6 +49,9 @@ def test_a_counter_that_did_not_move_falls_back_to_edge_power_with_all_of_it_unc
     assert f.energy_j == pytest.approx(110.0 * 0.05)
     assert f.uncertainty_j == f.energy_j
     assert "estimated_from_edge_power" in f.flags and "counter_not_updated" in f.flags
+    # Seen 400 W before: the truth may be up to 400 W × 50 ms, and the uncertainty says so.
+    g = counter_edges_figure(edge(1.0, 5.0), edge(1.05, 5.0, 100.0), COUNTER, 400.0)
+    assert g.energy_j == pytest.approx(5.0) and g.uncertainty_j == pytest.approx(20.0 - 5.0)
 
 
 def test_sim_power_takes_the_timeline_path_cheap_and_full() -> None:
