@@ -15,8 +15,10 @@ powerd runs in-process (probe + sampler + integrator; see ``bench/peers/harness.
 one long-lived process (``bench/peers/harness.py <tool>``); all measure the same phases **at the
 same time** (each phase length is sent to every tool at once), so load and waveform are shared.
 Zeus runs twice: with its defaults and with ``approx_instant_energy=True`` (its documented option
-for windows shorter than the counter's update). A sixth process, the harness with no tool, is the
-floor under every CPU figure.
+for windows shorter than the counter's update). powerd also runs twice: its timeline path
+(``powerd``) and ``powerd.window`` reading the counter at the phase edges (``powerd-window``; its
+rows are not part of the verdict, which compares ``powerd`` with the peers). One more process,
+the harness with no tool, is the floor under every CPU figure.
 
 Phase lengths (``PHASES``) are not multiples of the counter's 100 ms update nor of the waveform's
 350 ms period: with a length of whole updates, a peer's stale reading at the begin edge is as old
