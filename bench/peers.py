@@ -15,8 +15,10 @@ powerd runs in-process (probe + sampler + integrator; see ``bench/peers/harness.
 one long-lived process (``bench/peers/harness.py <tool>``); all measure the same phases **at the
 same time** (each phase length is sent to every tool at once), so load and waveform are shared.
 Zeus runs twice: with its defaults and with ``approx_instant_energy=True`` (its documented option
-for windows shorter than the counter's update). A sixth process, the harness with no tool, is the
-floor under every CPU figure.
+for windows shorter than the counter's update). powerd also runs twice: its timeline path
+(``powerd``) and ``powerd.window`` reading the counter at the phase edges (``powerd-window``; its
+rows are not part of the verdict, which compares ``powerd`` with the peers). One more process,
+the harness with no tool, is the floor under every CPU figure.
 
 Phase lengths (``PHASES``) are not multiples of the counter's 100 ms update nor of the waveform's
 350 ms period: with a length of whole updates, a peer's stale reading at the begin edge is as old
@@ -64,8 +66,10 @@ BOOTSTRAP = 5000  # resamples for each median's 95 % interval
 # The latest releases on PyPI on 2026-12-03 (zeus-ml is the old name of zeus, last 0.11).
 PEERS = {"zeus": "zeus==0.16.0", "codecarbon": "codecarbon==3.3.2"}
 STALE = ("zeus-ml",)  # distributions an older venv may hold (same import name as zeus)
-ENERGY_TOOLS = ("powerd", "zeus", "zeus-approx", "codecarbon")
+ENERGY_TOOLS = ("powerd", "powerd-window", "zeus", "zeus-approx", "codecarbon")
 VENV_OF = {"zeus": "zeus", "zeus-approx": "zeus", "codecarbon": "codecarbon"}
+POWERD_TOOLS = ("powerd", "powerd-window")  # in this interpreter; powerd-window: edge reads
+PEER_TOOLS = tuple(VENV_OF)
 BASELINE = "none"  # the harness with no tool
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 VENVS = benchlib.BENCH_DIR / ".venvs"
@@ -278,7 +282,9 @@ class Tool:
             self.proc.wait(10)
 
 
-def run(quick: bool, setup: bool, work: Path) -> dict[str, Any]:
+def run(
+    quick: bool, setup: bool, work: Path, phases: dict[int, int] | None = None
+) -> dict[str, Any]:
     notes: list[str] = []
     installs = []
     for tool, spec in PEERS.items():
@@ -295,8 +301,8 @@ def run(quick: bool, setup: bool, work: Path) -> dict[str, Any]:
         "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
         "PYTHONPATH": str(benchlib.ROOT),
     }
-    pythons = {"powerd": Path(sys.executable)}
-    for tool in ENERGY_TOOLS[1:]:
+    pythons = {t: Path(sys.executable) for t in POWERD_TOOLS}
+    for tool in PEER_TOOLS:
         py = venv_python(VENV_OF[tool])
         if py.exists():
             pythons[tool] = py
@@ -309,12 +315,12 @@ def run(quick: bool, setup: bool, work: Path) -> dict[str, Any]:
     tools: dict[str, Tool] = {}
     for name, py in pythons.items():
         try:
-            tools[name] = Tool(name, py, env if name == "powerd" else _peer_env(env), work)
+            tools[name] = Tool(name, py, env if name in POWERD_TOOLS else _peer_env(env), work)
         except RuntimeError as err:
             notes.append(f"{name}: could not start: {err}")
     wf = parse_spec(WAVE).waveform
     trials: list[dict[str, Any]] = []
-    plan = QUICK_PHASES if quick else PHASES
+    plan = phases or (QUICK_PHASES if quick else PHASES)
     idle_s = QUICK_IDLE_S if quick else IDLE_S
     try:
         idle = _idle(tools, idle_s)
@@ -432,7 +438,7 @@ def summarise(res: dict[str, Any]) -> list[dict[str, Any]]:
                 "zero_readings": int(sum(t["energy_j"] == 0.0 for t in tr)),
             }
         p = row.get("powerd")
-        for tool in ENERGY_TOOLS[1:]:
+        for tool in PEER_TOOLS:
             if tool not in row or p is None:
                 continue
             mine = {
@@ -492,7 +498,7 @@ def accuracy_table(rows: list[dict[str, Any]]) -> str:
                 f"{x['max_err_pct']:.3g}",
                 x["zero_readings"],
             ]
-            if tool == "powerd":
+            if tool in POWERD_TOOLS:
                 cov = x["coverage_pct"]
                 line += ["-", "-", "-" if cov is None else f"±U covers truth {cov:.0f} %"]
             else:
@@ -533,14 +539,14 @@ def cost_table(res: dict[str, Any], rows: list[dict[str, Any]]) -> str:
 
 
 def verdict(rows: list[dict[str, Any]], tools: list[str]) -> str:
-    peers = [t for t in tools if t in ENERGY_TOOLS and t != "powerd"]
+    peers = [t for t in tools if t in PEER_TOOLS]
     if not peers:
         return "no peer measured (see notes)"
     wins = [all(r[t].get("verdict") == "powerd lower" for t in peers if t in r) for r in rows]
     return (
         f"powerd's median error lower than {', '.join(peers)} (95 % intervals disjoint) on "
         f"{sum(wins)} of {len(rows)} phase lengths"
-        + (" (met)" if all(wins) and len(peers) == len(ENERGY_TOOLS) - 1 else "")
+        + (" (met)" if all(wins) and len(peers) == len(PEER_TOOLS) else "")
     )
 
 
@@ -610,9 +616,21 @@ def compare_runs(a_path: Path, b_path: Path) -> str:
     return f"Runs of {dates}.\n\n" + benchlib.md_table(head, out)
 
 
+def _phases(text: str | None) -> dict[int, int] | None:
+    """``--phases 53:40,537:20`` as {ms: repeats}; None keeps the plan."""
+    if not text:
+        return None
+    return {int(ms): int(n) for ms, n in (x.split(":") for x in text.split(","))}
+
+
 def main() -> int:
     p = benchlib.parser(__doc__.splitlines()[0])
     p.add_argument("--setup", action="store_true", help="(re)install the peers' venvs first")
+    p.add_argument(
+        "--phases",
+        metavar="MS:N,...",
+        help="phase lengths (ms) and repeats instead of the plan, e.g. 53:40,537:20",
+    )
     p.add_argument("--compare", nargs=2, type=Path, metavar="JSON", help="compare two runs")
     args = p.parse_args()
     if args.compare:
@@ -630,7 +648,7 @@ def main() -> int:
     if shutil.which("gcc") is None:
         raise SystemExit("gcc is needed to build the fake NVML library")
     with tempfile.TemporaryDirectory(prefix="powerd-bench-peers-") as tmp:
-        res = run(args.quick, args.setup, Path(tmp))
+        res = run(args.quick, args.setup, Path(tmp), _phases(args.phases))
     tools = list(res["ready"])
     rows = summarise(res)
     data.update(res)

@@ -233,3 +233,35 @@ def parse_kv(text: str, allowed: set[str]) -> dict[str, str]:
             raise SpecError(f"unknown key {key!r}; allowed: {', '.join(sorted(allowed))}")
         out[key] = value
     return out
+
+
+@dataclass(frozen=True)
+class EdgeReading:
+    """One energy counter read on demand at a window edge (``powerd.window``), not sampled.
+
+    Why: a harness that wants only a phase's energy from a counter needs two reads, one per
+    edge, not a sampler thread running in between (Zeus reads NVML's counter the same way).
+    ``t_ns`` is the middle of the read on the host's UTC timeline and ``read_ns`` its length.
+    ``energy_j`` is the counter's value, None when the read failed (the probe's ``problems()``
+    says why; never 0). A counter updates only every ``update_period_s``, so the value read
+    may be up to that old: ``powerd.window`` states this staleness in the uncertainty.
+    ``power_w`` is the instantaneous power read beside it when the device has one (None:
+    none, or its read failed), used to bound the energy in the stale part of the edge.
+    """
+
+    channel: str
+    t_ns: int
+    read_ns: int
+    energy_j: float | None
+    power_w: float | None
+    update_period_s: float
+
+
+@runtime_checkable
+class EdgeProbe(Protocol):
+    """A probe whose energy counters can be read on demand at a window's edges."""
+
+    def read_edge(self, now_utc_ns: int, with_power: bool = True) -> list[EdgeReading]:
+        """One read of every counter (and, ``with_power``, its power beside it); failures as
+        None, with ``problems()`` saying why."""
+        ...

@@ -3,7 +3,7 @@
 Run with the tool's own interpreter (its venv), the fake ``libnvidia-ml.so.1`` on
 ``LD_LIBRARY_PATH`` and ``FAKE_NVML_CONFIG`` set::
 
-    python bench/peers/harness.py zeus|zeus-approx|codecarbon|powerd|none
+    python bench/peers/harness.py zeus|zeus-approx|codecarbon|powerd|powerd-window|none
 
 It sets the tool up (CPU time reported as ``setup_cpu_s``), prints ``{"ready": ...}``, then for each
 line ``<seconds>`` on stdin measures one phase, a ``time.sleep`` of that length, with the tool's
@@ -33,6 +33,9 @@ Tools, with their defaults except where said:
   workload's markers carry), and the figure is ``integrate`` over the primary channel chosen by
   ``powerd.results.choose_primary`` (the energy counter) once a reading past the end has
   arrived, i.e. the same figure a result would carry;
+- ``powerd-window``: in-process, ``powerd.window.Monitor(["nvml:0"])`` with ``begin``/``end``:
+  the energy counter read at the phase edges (no sampler thread), its staleness stated in the
+  uncertainty; a figure the monitor cannot give (a failed read) is NaN here, never 0;
 - ``none``: no tool, the harness alone (its stdin/stdout and sleep): the floor under every
   tool's CPU as measured from outside.
 """
@@ -162,6 +165,31 @@ class Powerd:
         self.probe.close()
 
 
+class PowerdWindow:
+    """powerd as a library: ``powerd.window.Monitor``, counter read at the phase edges."""
+
+    def __init__(self) -> None:
+        from powerd.window import Monitor
+
+        self.m = Monitor(["nvml:0"])
+        self.k = 0
+        self.version = _version("powerd")
+
+    def begin(self) -> None:
+        self.k += 1
+        self.m.begin(f"w{self.k}")
+
+    def end(self, _tb: int, _tc: int) -> float:
+        r = self.m.end(f"w{self.k}")
+        if r.problems:
+            print(f"powerd-window: {r.problems}", file=sys.stderr)
+        self.uncertainty_j = math.nan if r.uncertainty_j is None else r.uncertainty_j
+        return math.nan if r.energy_j is None else r.energy_j
+
+    def close(self) -> None:
+        self.m.close()
+
+
 def _version(dist: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -176,6 +204,7 @@ TOOLS = {
     "zeus-approx": ZeusApprox,
     "codecarbon": CodeCarbon,
     "powerd": Powerd,
+    "powerd-window": PowerdWindow,
     "none": NoTool,
 }
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from powerd.block import Block
 from powerd.channel import Accuracy, Channel, Instrument
+from powerd.probes.base import EdgeReading
 from powerd.probes.nvml.readings import (
     ARCH_NAMES,
     FI_DEV_POWER_INSTANT,
@@ -416,6 +417,60 @@ class NvmlProbe:
             st.energy_t_ns, st.energy_j = [], []
             st.power_t_ns, st.power_w, st.power_source_t_ns = [], [], []
         return blocks
+
+    def read_edge(self, now_utc_ns: int, with_power: bool = True) -> list[EdgeReading]:
+        """Every GPU's energy counter, read once now, and (``with_power``) its instant power
+        beside it (``powerd.window``'s counter path: no sample is held or emitted, the
+        sampler's state is untouched). A failed read is ``energy_j``/``power_w`` None with the
+        reason in ``problems()`` (GPU_IS_LOST and NOT_SUPPORTED stop that GPU or channel as in
+        ``read``); a lost GPU's counter is reported as a failed read, never skipped.
+        """
+        offset_ns = now_utc_ns - self._clock()
+        out: list[EdgeReading] = []
+        for st in self._states:
+            cid = st.energy_id or (f"nvml:{st.gpu.index}:energy" if st.gpu.energy else None)
+            if cid is None:
+                continue
+            value: float | None = None
+            t0 = t1 = self._clock()
+            if st.gpu.lost:
+                self._problems.append(f"{cid}: GPU {st.gpu.index} is lost; counter not read")
+            elif not st.energy_id:
+                self._problems.append(f"{cid}: counter no longer readable; not read")
+            else:
+                try:
+                    t0 = self._clock()
+                    mj = self._nvml.total_energy_mj(st.gpu.handle)
+                    t1 = self._clock()
+                    value = energy_j(mj)
+                    if value is None:
+                        self._problems.append(f"{cid}: counter N/A")
+                except NvmlError as err:
+                    self._fail(st, cid, err)
+            power = self._edge_power(st) if value is not None and with_power else None
+            period_s = st.period_ns / 1e9
+            out.append(
+                EdgeReading(cid, (t0 + t1) // 2 + offset_ns, t1 - t0, value, power, period_s)
+            )
+        return out
+
+    def _edge_power(self, st: _State) -> float | None:
+        """The instant power at an edge (None: no power channel, or its read failed)."""
+        if not st.power_id or st.gpu.lost:
+            return None
+        try:
+            if st.gpu.power == "instant":
+                fp = field_power(self._nvml.field(st.gpu.handle, FI_DEV_POWER_INSTANT))
+                if fp.power_w is None:
+                    self._problems.append(f"{st.power_id}: {fp.reason}")
+                return fp.power_w
+            got = power_w(self._nvml.power_usage_mw(st.gpu.handle))
+            if got is None:
+                self._problems.append(f"{st.power_id}: nvmlDeviceGetPowerUsage returned N/A")
+            return got
+        except NvmlError as err:
+            self._fail(st, st.power_id, err)
+            return None
 
     def channels(self) -> list[Channel]:
         return list(self._channels)
