@@ -65,6 +65,17 @@ class GapEdges:
             self._keys.move_to_end(key)
         return placed
 
+    def placed(self, channel: str) -> list[tuple[int, int, int]]:
+        """The remembered blocks of ``channel`` (every epoch) as (first, last, offset) on OUR
+        clock, in order: where seams between blocks placed with different estimates lie."""
+        out = [
+            (b[0] + b[3], b[1] + b[3], b[3])
+            for (cid, _), placed in self._keys.items()
+            if cid == channel
+            for b in placed.blocks
+        ]
+        return sorted(out)
+
     def note_block(
         self, key: Key, t_first_ns: int, t_last_ns: int, n: int, offset_ns: int
     ) -> list[tuple[int, int, str]]:
