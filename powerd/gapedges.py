@@ -9,9 +9,10 @@ gap is placed with the offset its adjacent block was placed with (the block whos
 precedes the gap's first, the block whose first stamp follows the gap's last), and a gap whose
 following block arrives only later gets its end moved when that block is placed.
 
-Bounded: BLOCKS_PER_KEY placements and OPEN_GAPS_PER_KEY gaps per (channel, clock epoch), and
-KEYS such keys in all (oldest forgotten first); a gap whose neighbour was forgotten is placed
-with the current estimate, as before.
+Bounded: BLOCKS_PER_KEY placements and OPEN_GAPS_PER_KEY gaps per (channel, clock epoch),
+BLOCKS_TOTAL placements and KEYS such keys in all (the least recently placed key's oldest
+forgotten first, ~100 bytes each); a gap whose neighbour was forgotten (or placed before a
+daemon restart: this is memory only) is placed with the current estimate, as before.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 BLOCKS_PER_KEY = 4096
+BLOCKS_TOTAL = 1 << 18
 OPEN_GAPS_PER_KEY = 256
 KEYS = 4096
 # A neighbour with one sample (no spacing known) counts as adjacent within this distance.
@@ -50,6 +52,7 @@ class GapEdges:
     """The offsets each channel's recent blocks were placed with, to place gaps' edges."""
 
     _keys: OrderedDict[Key, _Placed] = field(default_factory=OrderedDict)
+    _total: int = 0  # placements remembered, over every key
     # gap edges placed with a neighbour's offset, and gap ends moved to a later neighbour's
     counts: dict[str, int] = field(
         default_factory=lambda: {"gap_edges_snapped": 0, "gap_ends_moved": 0}
@@ -60,7 +63,7 @@ class GapEdges:
         if placed is None:
             placed = self._keys[key] = _Placed()
             while len(self._keys) > KEYS:
-                self._keys.popitem(last=False)
+                self._total -= len(self._keys.popitem(last=False)[1].blocks)
         else:
             self._keys.move_to_end(key)
         return placed
@@ -84,8 +87,17 @@ class GapEdges:
         placed = self._get(key)
         step_ns = (t_last_ns - t_first_ns) // (n - 1) if n > 1 else 0
         bisect.insort(placed.blocks, (t_first_ns, t_last_ns, step_ns, offset_ns))
+        self._total += 1
         if len(placed.blocks) > BLOCKS_PER_KEY:
             del placed.blocks[0]
+            self._total -= 1
+        while self._total > BLOCKS_TOTAL:
+            oldest = next(iter(self._keys.values()))
+            if oldest.blocks:
+                del oldest.blocks[0]
+                self._total -= 1
+            if not oldest.blocks and oldest is not placed:
+                self._keys.popitem(last=False)
         moved: list[tuple[int, int, str]] = []
         keep: list[tuple[int, int, str]] = []
         for g_last, t0, reason in placed.open_gaps:

@@ -8,7 +8,9 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from powerd import gapedges
 from powerd.agent import wire
 from powerd.daemon import MIN_EXCHANGES, Daemon
 from tests.fault.test_ingest_bounds import NOW_NS, FakeClock, block, channels, make_daemon, status
@@ -91,3 +93,21 @@ def test_a_gap_far_from_any_block_is_placed_with_the_estimate_now(tmp_path: Path
     offset = d._offset_for(AGENT, first + 4 * STEP_NS, BOOT)[0]
     assert (g0, g1) == (first + offset, first + 4 * STEP_NS + offset)
     assert d.gap_edges.counts["gap_edges_snapped"] == 0
+
+
+def test_placements_are_bounded_in_all_and_a_forgotten_neighbour_falls_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(gapedges, "BLOCKS_TOTAL", 10)
+    edges = gapedges.GapEdges()
+    for k in range(4):  # 4 channels × 5 blocks of 10 samples, 100 ms each, offset k
+        for i in range(5):
+            first = i * 100 * STEP_NS
+            edges.note_block((f"c{k}", BOOT), first, first + 9 * STEP_NS, 10, k)
+    assert edges._total == 10 == sum(len(p.blocks) for p in edges._keys.values())
+    assert [key for key, _ in edges._keys.items()] == [("c2", BOOT), ("c3", BOOT)]
+    # c3's last block is remembered: a gap after it starts with its offset (3), not the
+    # estimate now (1000); c0's were forgotten: the estimate now
+    after = 4 * 100 * STEP_NS + 10 * STEP_NS
+    assert edges.place_gap(("c3", BOOT), after, after, "agent_dropped", 1000)[0] == after + 3
+    assert edges.place_gap(("c0", BOOT), after, after, "agent_dropped", 1000)[0] == after + 1000
