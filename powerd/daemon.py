@@ -44,6 +44,7 @@ from powerd.block import I64, Block
 from powerd.channel import LOCAL_DEVICE, Channel
 from powerd.clocksync import Exchange, OffsetEstimator
 from powerd.errors import MarkerError
+from powerd.gapedges import GapEdges
 from powerd.health import Health
 from powerd.held import HeldStore
 from powerd.phases import (
@@ -144,6 +145,9 @@ class Daemon:
     _pending_devices: dict[str, frozenset[str] | None] = field(default_factory=dict)
     _stored_in_run: dict[tuple[int, int], list[str]] = field(default_factory=dict)
     _seen_blocks: OrderedDict[tuple[str, int, int], None] = field(default_factory=OrderedDict)
+    # The offsets agents' blocks were placed with, so a gap report's edges meet its neighbours
+    # (a report arrives later, when the estimate has moved; see powerd.gapedges).
+    gap_edges: GapEdges = field(default_factory=GapEdges)
     # Agents' messages waiting for their clock offset (durable; see powerd.held); default: a
     # file beside the store.
     held: HeldStore | None = None
@@ -468,7 +472,10 @@ class Daemon:
             for g in gaps:
                 cid = g.channel if g.channel.startswith(f"{agent}/") else f"{agent}/{g.channel}"
                 offset_ns, _ = self._offset_for(agent, g.t_last_ns, g.boot_ns)
-                t0, t1 = g.t_first_ns + offset_ns, g.t_last_ns + offset_ns
+                t0, t1 = self.gap_edges.place_gap(
+                    (cid, g.boot_ns), g.t_first_ns, g.t_last_ns, g.reason, offset_ns
+                )
+                t1 = max(t0, t1)  # a one-sample gap between blocks placed with different offsets
                 if not (0 <= t0 <= t1 <= MAX_INT):
                     self._problem(agent, "gaps_malformed", "extent out of range after offset")
                     continue
@@ -552,10 +559,22 @@ class Daemon:
         block = Block(cid, msg.t_ns + np.int64(offset_ns), msg.value)
         self.timeline.append(block)
         self.store.append(block)
+        self._move_gap_ends(cid, msg, offset_ns)
         for listener in self.block_listeners:
             listener(block)
         self.counts["blocks_accepted"] += 1
         self.counts["samples_accepted"] += len(block)
+
+    def _move_gap_ends(self, cid: str, msg: wire.BlockMessage, offset_ns: int) -> None:
+        """Note the offset this block was placed with; a gap reported before it, that it
+        directly follows, gets its end placed with that same offset (powerd.gapedges)."""
+        t_first, t_last = int(msg.t_ns[0]), int(msg.t_ns[-1])
+        key = (cid, msg.boot_ns)
+        for t0, t1, reason in self.gap_edges.note_block(
+            key, t_first, t_last, int(msg.t_ns.size), offset_ns
+        ):
+            self.store.put_gap(cid, t0, max(t0, t1), reason)
+            self._requeue_overlapping(t0, max(t0, t1))
 
     def _track_stamp_uncertainty(self, cid: str, offset_uncertainty_ns: int) -> None:
         """An agent channel's stamps are as uncertain as the agent's clock offset: keep the

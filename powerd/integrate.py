@@ -41,6 +41,7 @@ from powerd.pulsetrain import GRID_REL_TOL, train_error_from_steps, uniform_x2
 
 GAP_FACTOR = 3.0
 MAX_TRAIN_STEPS = 1 << 16  # more steps in a window: not tested as a pulse train (memory bound)
+MAX_GAP_INTERVALS = 1 << 16  # long intervals kept per window for the gap term (memory bound)
 CHUNK = 1 << 14
 NOISE_MAX_DIFFS = 1 << 16
 Z95 = 1.96
@@ -145,7 +146,16 @@ def _edges_at(t: I64, v: F64, w: Window, i0: int, i1: int) -> _Edges:
 
 
 def _edge_uncovered_ns(t: I64, w: Window, e: _Edges, threshold_ns: float) -> float:
-    """Uncovered time in the first and last node intervals (the pieces at the window edges).
+    """Uncovered time in the first and last node intervals (the pieces at the window edges)."""
+    first, last = _edge_uncovered_pieces_ns(t, w, e, threshold_ns)
+    return first + last
+
+
+def _edge_uncovered_pieces_ns(
+    t: I64, w: Window, e: _Edges, threshold_ns: float
+) -> tuple[float, float]:
+    """Uncovered time in the first and in the last node interval (the whole window, if it
+    holds no sample, counts as the first).
 
     Each piece is judged by the real sample interval that encloses it: an edge inside a short
     sampling interval is covered; one inside a long gap, or further than the threshold beyond the
@@ -160,10 +170,33 @@ def _edge_uncovered_ns(t: I64, w: Window, e: _Edges, threshold_ns: float) -> flo
         return float(right - left)
 
     if e.i1 <= e.i0:
-        return float(b - a) if span(e.i0 - 1, e.i0) > threshold_ns else 0.0
+        return (float(b - a) if span(e.i0 - 1, e.i0) > threshold_ns else 0.0), 0.0
     first = float(t[e.i0] - a) if span(e.i0 - 1, e.i0) > threshold_ns else 0.0
     last = float(b - t[e.i1 - 1]) if span(e.i1 - 1, e.i1) > threshold_ns else 0.0
-    return first + last
+    return first, last
+
+
+def _gap_term_j(sums: _Sums, p: F64, e: _Edges, first_ns: float, last_ns: float) -> float:
+    """The gap term: over each uncovered stretch the trapezoid assumes the straight line between
+    the samples around it, whose mean ``m`` may sit anywhere in [vmin, vmax] (the window's
+    range); the true mean power there may be anywhere in that range too, so the error is
+    within ``max(vmax - m, m - vmin)`` × the stretch (uniform, U95 = 2/√3 × that). Half the
+    range when ``m`` is mid-range; the whole range when it is at an extreme (a square wave's
+    gap between two low samples may hold only high power: half the range undercounted it)."""
+    if sums.gap_dt is None:  # too many long intervals to keep: every one at an extreme
+        inner = (sums.vmax - sums.vmin) * sums.gap_ns
+    else:
+        inner = 0.0
+        for dt, mids in zip(sums.gap_dt, sums.gap_mid, strict=True):
+            inner += float(np.dot(dt, np.maximum(sums.vmax - mids, mids - sums.vmin)))
+    edges = 0.0
+    for ns, mid in (
+        (first_ns, (e.va + (float(p[e.i0]) if e.i1 > e.i0 else e.vb)) / 2.0),
+        (last_ns, ((float(p[e.i1 - 1]) if e.i1 > e.i0 else e.va) + e.vb) / 2.0),
+    ):
+        if ns > 0.0:
+            edges += max(sums.vmax - mid, mid - sums.vmin) * ns
+    return (inner + edges) / 1e9 * (2.0 / math.sqrt(3.0))
 
 
 def _noise_sigma(v: F64) -> float:
@@ -203,6 +236,11 @@ class _Sums:
     step2: float = 0.0  # Σ (step height × interval)² over the steps
     dt2: float = 0.0
     gap_ns: float = 0.0
+    # The long intervals' lengths and trapezoid mid values, per chunk (for ``_gap_term_j``);
+    # None once more than MAX_GAP_INTERVALS (then each counts at the whole range).
+    gap_dt: list[F64] | None = field(default_factory=list)
+    gap_mid: list[F64] = field(default_factory=list)
+    n_gaps: int = 0
     vmax: float = -math.inf
     vmin: float = math.inf
     # The steps' interval indices and (bend-limited) sizes, for the pulse-train test
@@ -258,6 +296,13 @@ class _Sums:
         if dt.size and float(dt.max()) > threshold_ns:
             long = dt > threshold_ns
             self.gap_ns += float(dt[long].sum())
+            if self.gap_dt is not None:
+                self.n_gaps += int(np.count_nonzero(long))
+                if self.n_gaps > MAX_GAP_INTERVALS:
+                    self.gap_dt = None
+                else:
+                    self.gap_dt.append(dt[long])
+                    self.gap_mid.append((v0[long] + v1[long]) / 2.0)
         if v1.size:
             self.vmax = max(self.vmax, float(v1.max()))
             self.vmin = min(self.vmin, float(v1.min()))
@@ -606,7 +651,8 @@ def integrate_power(t: I64, p: F64, w: Window, ch: Channel) -> ChannelEnergy:
     threshold_ns = GAP_FACTOR * ch.nominal_period_s * 1e9
     sigma_w = _noise_sigma(p[e.i0 : e.i1])
     sums = _power_sums(t, p, w, e, threshold_ns, _step_threshold_w(e, sigma_w))
-    uncovered_ns = sums.gap_ns + _edge_uncovered_ns(t, w, e, threshold_ns)
+    first_ns, last_ns = _edge_uncovered_pieces_ns(t, w, e, threshold_ns)
+    uncovered_ns = sums.gap_ns + first_ns + last_ns
     coverage = max(0.0, 1.0 - uncovered_ns / (w.t_end_ns - w.t_begin_ns))
     if coverage == 0.0:
         return _no_data("trapezoid")
@@ -624,7 +670,7 @@ def integrate_power(t: I64, p: F64, w: Window, ch: Channel) -> ChannelEnergy:
         "discretisation": disc_j,
         "noise": Z95 * sigma_w * math.sqrt(sums.dt2) / 1e9,
         "timing": _edge_terms(ch, w, e.va, e.vb),
-        "gap": (sums.vmax - sums.vmin) / 2.0 * uncovered_ns / 1e9 * (2.0 / math.sqrt(3.0)),
+        "gap": _gap_term_j(sums, p, e, first_ns, last_ns),
     }
     return ChannelEnergy(
         energy_j=energy_j,

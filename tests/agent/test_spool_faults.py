@@ -384,6 +384,7 @@ def test_drops_at_the_bound_are_flagged_exactly_in_the_result(
             (phase,) = result["phases"]
             t, _ = daemon.store.samples(cid, phase["t_begin_ns"], phase["t_end_ns"])
             gaps = daemon.store.gaps(cid, phase["t_begin_ns"], phase["t_end_ns"])
+            placed = daemon.gap_edges.placed(cid)
     ch = phase["channels"][cid]
     assert "agent_dropped" in ch["flags"] and "agent_dropped" in phase["flags"]
     assert gaps and all(r == "agent_dropped" for _, _, r in gaps)
@@ -402,6 +403,15 @@ def test_drops_at_the_bound_are_flagged_exactly_in_the_result(
         assert before.size and g0 - before[-1] < 1.5 * step
         assert after.size and after[0] - g1 < 1.5 * step
     holes = np.diff(t) > 1.5 * step
+    # A seam between two blocks placed with different clock estimates (each block is moved onto
+    # the daemon's clock with the estimate of its arrival) widens by the estimate's change:
+    # not missing data, so not a hole, when the seam minus that change is one sample period.
+    ends = {last: off for _, last, off in placed}
+    starts = {first: off for first, _, off in placed}
+    for i in np.flatnonzero(holes):
+        a, b = int(t[i]), int(t[i + 1])
+        if a in ends and b in starts and b - a - (starts[b] - ends[a]) < 1.5 * step:
+            holes[i] = False
     where = [(int(t[i]) - phase["t_begin_ns"], int(t[i + 1] - t[i])) for i in np.flatnonzero(holes)]
     flagged = [(g0 - phase["t_begin_ns"], g1 - g0) for g0, g1 in merged]
     assert holes.sum() == len(merged), (

@@ -246,3 +246,35 @@ def test_wrapped_counter_gives_the_same_energy_as_unwrapped(
     a = integrate_counter(t, unwrapped, w, ch_plain).energy_j
     b = integrate_counter(t, wrapped, w, ch_wrap).energy_j
     assert a == pytest.approx(b, rel=1e-9, abs=1e-6 * range_j)
+
+
+def square_truth_j(a_ns: int, b_ns: int, high: float, low: float, period_ns: int) -> float:
+    """Exact energy of a square wave (high the first half of each period) over [a, b]."""
+    edges = np.arange(0, b_ns - T0 + period_ns, period_ns // 2, dtype=np.int64) + T0
+    bounds = np.clip(
+        np.concatenate([[a_ns], edges[(edges > a_ns) & (edges < b_ns)], [b_ns]]), a_ns, b_ns
+    )
+    mids = (bounds[:-1] + bounds[1:]) // 2
+    level = np.where(((mids - T0) % period_ns) < period_ns // 2, high, low)
+    return float(np.dot(np.diff(bounds), level)) / 1e9
+
+
+@pytest.mark.parametrize("hole_ms", [(190, 505), (95, 410), (290, 605)])
+def test_a_gap_between_two_samples_at_one_extreme_is_within_the_uncertainty(
+    hole_ms: tuple[int, int],
+) -> None:
+    """A square wave (9 W / 3 W, 0.2 s, 200 Hz) with a hole whose two bounding samples are at the
+    same level, holding two whole half-periods of the other: the trapezoid's error is the
+    whole range × 0.2 s, more than half the range × the hole; the gap term must cover it."""
+    period_ns, step_ns = 200 * MS, 5 * MS
+    t = grid(200, step_ns)
+    p = np.where(((t - T0) % period_ns) < period_ns // 2, 9.0, 3.0)
+    a, b = T0 + hole_ms[0] * MS, T0 + hole_ms[1] * MS
+    keep = (t <= a) | (t >= b)
+    t, p = t[keep], p[keep]
+    w = Window(T0 + 2 * MS, T0 + 990 * MS)
+    r = integrate_power(t, p, w, power_ch(step_ns / 1e9))
+    truth = square_truth_j(w.t_begin_ns, w.t_end_ns, 9.0, 3.0, period_ns)
+    assert "incomplete" in r.flags
+    assert abs(r.energy_j - truth) > 1.1, "the hole does not hide a whole range's worth"
+    assert abs(r.energy_j - truth) <= r.uncertainty_j, (r.energy_j - truth, r.terms_j)

@@ -118,6 +118,9 @@ def _add_ref(
     long = dt > threshold_ns
     if bool(long.any()):
         sums.gap_ns += float(dt[long].sum())
+        assert sums.gap_dt is not None  # the gap term's stretches (added after the restructuring)
+        sums.gap_dt.append(dt[long])
+        sums.gap_mid.append((v0[long] + v1[long]) / 2.0)
     if v1.size:
         sums.vmax = max(sums.vmax, float(v1.max()))
         sums.vmin = min(sums.vmin, float(v1.min()))
