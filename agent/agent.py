@@ -358,8 +358,10 @@ class Agent:
             [(wire.markers_topic(self.cfg.id), json.dumps(body).encode(), 1, False)]
         )
         if marker.event == "end":
-            # the samples that close the phase go out as soon as they exist (Outbox.append)
+            # the samples that close the phase go out as soon as they exist (Outbox.append),
+            # and they exist at once: the sampler reads every probe now, not at its next poll
             self.outbox.flush_after_ns = int(body["t_ns"])
+            self.sampler.poll_now()
         if self.outbox.on_spooled is not None:
             self.outbox.on_spooled()
         return {"queued": True, "seq": seq, "t_ns": body["t_ns"]}

@@ -34,7 +34,9 @@ class MqttSettings(Table, frozen=True):
     client_id: Name | None = None  # default: the daemon's / agent's own
     keepalive_s: Annotated[int, Meta(ge=1, le=65535)] = 30  # MQTT keep-alive, whole seconds
     # How long the broker keeps the daemon's session (its subscriptions and queued QoS 1
-    # messages) after it disconnects, MQTT v5; None: the daemon's default (a day).
+    # messages) after it disconnects: set, the daemon speaks MQTT v5 with this session expiry;
+    # None (the default), MQTT 3.1.1 with clean_session off, kept until the broker's
+    # persistent_client_expiration (cheaper per received packet: bench/mqtt_decode.py).
     session_expiry_s: Annotated[int, Meta(ge=0, le=0xFFFFFFFF)] | None = None
 
     @classmethod

@@ -12,9 +12,10 @@ process so the generator is not a fleet of interpreters:
   too, so the true offset is 0 and the uncertainty the daemon reports is all there is);
 - a phase every ``phase_every_s`` (random offset per agent): begin, then end ``phase_s`` later,
   each with ``seq``, ``t_ns`` and ``boot_ns``, QoS 1, under run ``<agent>-<k>``;
-- as the agent does (``powerd.agent.agent.Outbox``, issue 16), the samples up to the first one at
-  or after an end marker are published as soon as that sample is taken, not at the next interval
-  (``--no-early-flush``: the agent before that change).
+- as the agent does (``powerd.agent.agent.Outbox``, ``Sampler.poll_now``, issue 16), on an end
+  marker the probes are read at once and the samples up to that reading (stamped at the end
+  marker's stamp) are published right away, not at the next interval (``--no-early-flush``: the
+  agent before that change).
 
 What lands is checked end to end: every block and marker must be confirmed on
 ``powerd/v1/acks/<agent>`` (the daemon confirms only what it committed), and every phase's result
@@ -131,13 +132,21 @@ class SimAgent:
             probes_down={},
         )
 
-    def _blocks(self, until_ns: int) -> bytes | None:
-        """Samples due since the last flush, 8 channels, one message."""
-        n = int((until_ns - self.next_sample_ns) // self.period_ns)
-        if n <= 0:
-            return None
+    def _blocks(self, until_ns: int, extra_ns: int | None = None) -> bytes | None:
+        """Samples due since the last flush, 8 channels, one message. With ``extra_ns`` (a read
+        asked for then, the end marker's stamp): every grid point before it, then that reading,
+        the grid going on after it (in time order, none twice)."""
+        span = until_ns - self.next_sample_ns
+        n = max(0, -(-span // self.period_ns) if extra_ns is not None else span // self.period_ns)
         t = self.next_sample_ns + np.arange(n, dtype=np.int64) * self.period_ns
         self.next_sample_ns += n * self.period_ns
+        if extra_ns is not None:
+            t = np.append(t, np.int64(extra_ns))
+            if self.next_sample_ns == extra_ns:  # the reading is this grid point
+                self.next_sample_ns += self.period_ns
+        n = int(t.size)
+        if n <= 0:
+            return None
         parts = []
         for i in range(CHANNELS):
             self.seq += 1
@@ -181,14 +190,12 @@ class SimAgent:
         return t_ns
 
     async def _early_flush(self, client: aiomqtt.Client, end_ns: int) -> None:
-        """The agent's flush after an end marker: once the first sample at or after ``end_ns``
-        is taken (the sample grid's next point), everything up to it goes out at once."""
-        k = -(-(end_ns - self.next_sample_ns) // self.period_ns)
-        first_ns = self.next_sample_ns + k * self.period_ns  # on the grid, >= end_ns
-        if first_ns < self.next_sample_ns:
+        """The agent's flush after an end marker: its sampler reads every probe at once
+        (``Sampler.poll_now``), so the samples due so far and one real reading at the end
+        marker's stamp go out right away, without waiting for the grid's next point."""
+        if end_ns < self.next_sample_ns:
             return  # already sent by the regular flush
-        await asyncio.sleep(max(0.0, (first_ns - time.time_ns()) / 1e9))
-        payload = self._blocks(first_ns + self.period_ns)  # the samples before it, and it
+        payload = self._blocks(end_ns, extra_ns=end_ns)
         if payload is not None:
             await client.publish(wire.blocks_topic(self.name), payload, qos=1)
 

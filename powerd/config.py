@@ -36,7 +36,8 @@ lists every key (a test checks it against the schema, so keep both in step):
     tls_insecure = false               # true: no broker host name check (test brokers only)
     client_id = "powerd"               # default: powerd-<[daemon] id>
     keepalive_s = 30                   # MQTT keep-alive, 1-65535 s
-    session_expiry_s = 86400           # how long the broker queues for the daemon while away
+    session_expiry_s = 86400           # an MQTT v5 session kept this long while away (default:
+                                       # 3.1.1, kept to the broker's persistent_client_expiration)
 
     [http]
     bind = "127.0.0.1"                 # anything else requires token_file

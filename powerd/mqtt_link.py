@@ -57,7 +57,6 @@ PRESENCE_POLL_S = 1.0
 CLOCK_POLL_MAX_S = 0.1
 PUBLISH_TIMEOUT_S = 2.0
 RESULTS_BATCH_MAX = 256
-SESSION_EXPIRY_S = 86400
 # Components that, when down, mean what the daemon receives may not be stored.
 INGEST_COMPONENTS = ("mqtt", "store")
 STORE_DOWN = "cannot commit received samples"
@@ -305,11 +304,15 @@ async def run_mqtt(
         qos=1,
         retain=True,
     )
-    expiry_s = settings.session_expiry_s
+    # MQTT 3.1.1 with clean_session off unless [mqtt] session_expiry_s asks for a v5 session:
+    # the session is as durable (the broker keeps it until its persistent_client_expiration, 7
+    # days in the shipped mosquitto/powerd.conf, for ever in mosquitto's default) and paho
+    # handles a received 3.1.1 PUBLISH in less than half the CPU of a v5 one, which builds a
+    # Properties object for every packet (bench/mqtt_decode.py; BENCHMARKS.md §12).
     client = settings.client(
         identifier=f"powerd-{daemon_id}",
         will=will,
-        session_expiry_s=SESSION_EXPIRY_S if expiry_s is None else expiry_s,
+        session_expiry_s=settings.session_expiry_s,
     )
     client._client.manual_ack_set(True)  # see _ack
     loop = asyncio.get_running_loop()

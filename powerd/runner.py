@@ -165,6 +165,10 @@ class Sampler:
     _slots: list[_Slot] = field(default_factory=list)
     _start_ns: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
+    # wakes the sampling thread early: on stop, or when asked to read every probe now
+    _wake: threading.Event = field(default_factory=threading.Event)
+    _read_now: bool = False
+    reads_asked: int = 0  # reads of every probe asked for out of cadence (poll_now)
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -192,9 +196,18 @@ class Sampler:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join()
         self.store.flush()
+
+    def poll_now(self) -> None:
+        """Ask the sampling thread to read every opened probe at once, out of its cadence
+        (callable from any thread): the agent does so on an end marker, so each channel has a
+        real reading at or after the phase end right away rather than up to a poll interval
+        later (issue 16). The sampling thread stays the only reader of a probe."""
+        self._read_now = True
+        self._wake.set()
 
     def probe_health(self) -> list[tuple[str, ProbeHealth]]:
         """Every configured probe (opened or not) with its health, for /metrics."""
@@ -427,6 +440,10 @@ class Sampler:
         next_anchor = now + ANCHOR_CHECK_S
         while not self._stop.is_set():
             now = mono()
+            self._wake.clear()
+            read_now, self._read_now = self._read_now, False
+            if read_now:
+                self.reads_asked += 1
             for k, slot in enumerate(self._slots):
                 if slot.probe is None:
                     if now >= slot.next_open_mono:
@@ -435,6 +452,8 @@ class Sampler:
                 if now >= due.setdefault(k, now):
                     self._guarded(slot, self._poll, slot)
                     due[k] = max(due[k] + slot.probe.poll_interval_s, now)
+                elif read_now:  # an extra reading; the cadence stays as it was
+                    self._guarded(slot, self._poll, slot)
             # the clock check and the flush need no exact time: due within one poll interval,
             # they ride on a poll's wake instead of waking the thread on their own
             early_s = min(
@@ -453,8 +472,8 @@ class Sampler:
             waits = [*due.values(), next_flush, next_anchor]
             waits += [s.next_open_mono for s in self._slots if s.probe is None]
             wait = min(waits) - mono()
-            if wait > 0:
-                self._stop.wait(wait)
+            if wait > 0 and not self._read_now:
+                self._wake.wait(wait)
         for slot in self._slots:
             if slot.probe is not None:
                 self._guarded(slot, self._poll, slot)

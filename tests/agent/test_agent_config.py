@@ -137,3 +137,22 @@ def test_mqtt_from_table_is_checked_the_same_way() -> None:
     assert MqttSettings.from_table({"port": 1999}) == MqttSettings(port=1999)
     with pytest.raises(PowerdError, match=r"^\[mqtt\] port: expected an integer from 1 to 65535"):
         MqttSettings.from_table({"port": "1999"})
+
+
+def test_a_session_is_mqtt_311_unless_an_expiry_asks_for_v5() -> None:
+    """The daemon's persistent session is MQTT 3.1.1 (clean_session off: kept until the
+    broker's persistent_client_expiration), cheaper per received packet than v5; an explicit
+    ``[mqtt] session_expiry_s`` gives a v5 session with that expiry."""
+    import asyncio
+
+    import paho.mqtt.client as paho
+
+    async def both() -> None:  # aiomqtt builds its client on a running loop
+        plain = MqttSettings().client("powerd-x")
+        assert plain._client._protocol == paho.MQTTv311
+        assert plain._client._clean_session is False
+        v5 = MqttSettings().client("powerd-x", session_expiry_s=3600)
+        assert v5._client._protocol == paho.MQTTv5 and v5._clean_start is False
+        assert v5._properties is not None and v5._properties.SessionExpiryInterval == 3600
+
+    asyncio.run(both())
