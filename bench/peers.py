@@ -347,15 +347,7 @@ def run(
                         trial["truth_j"] = truth
                         trial["err_rel"] = (r["energy_j"] - truth) / truth
                     trials.append(trial)
-        wall = time.monotonic() - w0
-        whole_run = {}
-        for n, t in tools.items():
-            c1, k1 = t.cpu.sample()
-            whole_run[n] = {
-                "wall_s": wall,
-                "clock_pct": 100 * (c1 - run0[n][0]) / wall,
-                "ticks_pct": 100 * (k1 - run0[n][1]) / wall,
-            }
+        whole_run = _cpu_since(tools, run0, time.monotonic() - w0)
     finally:
         for t in tools.values():
             t.close()
@@ -376,14 +368,20 @@ def _idle(tools: dict[str, Tool], seconds: float) -> dict[str, dict[str, float]]
     before = {n: t.cpu.sample() for n, t in tools.items()}
     w0 = time.monotonic()
     time.sleep(seconds)
-    wall = time.monotonic() - w0
+    return _cpu_since(tools, before, time.monotonic() - w0)
+
+
+def _cpu_since(
+    tools: dict[str, Tool], before: dict[str, tuple[float, float]], wall_s: float
+) -> dict[str, dict[str, float]]:
+    """Each tool's CPU (CPU clock and /proc ticks) since ``before``, % of a core over ``wall_s``."""
     out = {}
     for n, t in tools.items():
         c1, k1 = t.cpu.sample()
         out[n] = {
-            "wall_s": wall,
-            "clock_pct": 100 * (c1 - before[n][0]) / wall,
-            "ticks_pct": 100 * (k1 - before[n][1]) / wall,
+            "wall_s": wall_s,
+            "clock_pct": 100 * (c1 - before[n][0]) / wall_s,
+            "ticks_pct": 100 * (k1 - before[n][1]) / wall_s,
         }
     return out
 
