@@ -7,7 +7,8 @@ process so the generator is not a fleet of interpreters:
 - on connect, the retained status (``online``, ``boot_ns``, ``epoch``, spool ``ok``) and channel
   list (8 power channels at 10 Hz), then subscriptions to its clock requests and confirmations;
 - every ``publish_interval_s`` (the agent's default, ``powerd.agent.agent.PUBLISH_INTERVAL_S``,
-  1 s; each agent at its own random offset) one blocks message: 8 blocks of 10 samples, each block its own (boot_ns, seq), QoS 1;
+  1 s; each agent at its own random offset) one blocks message: 8 blocks of 10 samples,
+  each block its own (boot_ns, seq), QoS 1;
 - clock requests answered at once with t2/t3 stamps on this host's clock (the daemon's clock
   too, so the true offset is 0 and the uncertainty the daemon reports is all there is);
 - a phase every ``phase_every_s`` (random offset per agent): begin, then end ``phase_s`` later,

@@ -49,6 +49,7 @@ from powerd.agent import wire
 from powerd.agent.mqttconf import MqttSettings
 from powerd.clockplan import ClockPlan
 from powerd.daemon import Daemon, MarkerOutcome
+from powerd.mqtt_batch import Outgoing, publish_many
 
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 5.0
@@ -168,14 +169,11 @@ async def _commit_and_ack(
             (topic, json.dumps(body, separators=(",", ":")), "blocks_confirmed", len(keys))
         )
     # all in flight at once: one broker round trip per commit, not one per confirmation (a
-    # fleet's commit confirms hundreds of agents; issue 16)
-    outcomes = await asyncio.gather(
-        *(client.publish(topic, body, qos=1) for topic, body, _, _ in sends),
-        return_exceptions=True,
-    )
+    # fleet's commit confirms hundreds of agents; issue 16), at a fixed cost each (mqtt_batch)
+    outcomes = await publish_many(client, [(topic, body, 1, False) for topic, body, _, _ in sends])
     failed: BaseException | None = None
     for (_, _, key, n), outcome in zip(sends, outcomes, strict=True):
-        if isinstance(outcome, BaseException):
+        if outcome is not None:
             failed = failed or outcome
         else:
             daemon.counts[key] += n
@@ -218,11 +216,16 @@ async def _dispatch(client: aiomqtt.Client, daemon: Daemon, plan: ClockPlan) -> 
 
 async def _clock_requests(client: aiomqtt.Client, daemon: Daemon, plan: ClockPlan) -> None:
     while True:
+        out: list[Outgoing] = []
         for agent in plan.take():
             if daemon.agents.get(agent, {}).get("state") != "online":
                 plan.offline(agent)
                 continue
-            await client.publish(wire.clock_request_topic(agent), daemon.clock_request(agent))
+            out.append((wire.clock_request_topic(agent), daemon.clock_request(agent), 0, False))
+        # QoS 0, handed to paho together (each one awaited in turn cost an event-loop pass)
+        for outcome in await publish_many(client, out):
+            if outcome is not None:
+                raise outcome
         await asyncio.sleep(min(plan.next_in_s(), CLOCK_POLL_MAX_S))
 
 
@@ -237,21 +240,17 @@ async def _results(client: aiomqtt.Client, queue: asyncio.Queue[dict[str, Any]])
         while not queue.empty() and len(batch) < RESULTS_BATCH_MAX:
             batch.append(queue.get_nowait())
         try:
-            outcomes = await asyncio.gather(
-                *(
-                    client.publish(wire.results_topic(r["run"]), json.dumps(r), qos=1, retain=True)
-                    for r in batch
-                ),
-                return_exceptions=True,
+            outcomes = await publish_many(
+                client, [(wire.results_topic(r["run"]), json.dumps(r), 1, True) for r in batch]
             )
         except BaseException:
             for result in batch:  # cancelled: sent again (retained: a repeat is harmless)
                 queue.put_nowait(result)
             raise
-        failed = [e for e in outcomes if isinstance(e, BaseException)]
+        failed = [e for e in outcomes if e is not None]
         if failed:
             for result, outcome in zip(batch, outcomes, strict=True):
-                if isinstance(outcome, BaseException):
+                if outcome is not None:
                     queue.put_nowait(result)
             raise failed[0]
 

@@ -98,6 +98,10 @@ class Store:
         except sqlite3.DatabaseError as err:
             raise PowerdError(f"cannot open store {path}: {err}") from None
         self._lock = threading.RLock()
+        # Guards only the buffers of samples and seen blocks below, never held across a database
+        # call: the daemon's event loop appends while another thread commits the previous
+        # batch (it used to wait for that commit on ``_lock``; issue 16, fleet profile).
+        self._buf_lock = threading.Lock()
         self._pending: dict[str, tuple[list[I64], list[F64]]] = {}
         self._pending_seen: list[tuple[str, int, int]] = []
         self._flushes = 0
@@ -289,15 +293,26 @@ class Store:
         """Buffer a block; it is written at the next flush()."""
         if len(block) == 0:
             return
-        with self._lock:
+        with self._buf_lock:
             ts, vs = self._pending.setdefault(block.channel, ([], []))
             ts.append(block.t_ns)
             vs.append(block.value)
 
+    def append_many(self, blocks: Iterable[Block], seen: Iterable[tuple[str, int, int]]) -> None:
+        """``append`` of several blocks and ``note_block`` of their keys under one buffer lock
+        (an agent's message carries one block per channel; issue 16)."""
+        with self._buf_lock:
+            for block in blocks:
+                if len(block):
+                    ts, vs = self._pending.setdefault(block.channel, ([], []))
+                    ts.append(block.t_ns)
+                    vs.append(block.value)
+            self._pending_seen.extend(seen)
+
     def note_block(self, agent: str, boot_ns: int, seq: int) -> None:
         """Remember an agent's block (boot, seq) as applied, in the same transaction as its
         samples: a restarted daemon then still recognises a resent block as a repeat."""
-        with self._lock:
+        with self._buf_lock:
             self._pending_seen.append((agent, boot_ns, seq))
 
     def seen_blocks(self, limit: int = SEEN_BLOCKS_KEPT) -> list[tuple[str, int, int]]:
@@ -309,10 +324,13 @@ class Store:
         return [(str(a), int(b), int(q)) for a, b, q in reversed(rows)]
 
     def flush(self) -> int:
-        """Write buffered samples, one row per channel, in one transaction; returns the count."""
+        """Write buffered samples, one row per channel, in one transaction; returns the count.
+        Everything buffered before the call is committed when it returns (flushes are
+        serialised on ``_lock``, which appends do not take)."""
         with self._lock:
-            pending, self._pending = self._pending, {}
-            seen, self._pending_seen = self._pending_seen, []
+            with self._buf_lock:
+                pending, self._pending = self._pending, {}
+                seen, self._pending_seen = self._pending_seen, []
             if not pending:
                 return 0
             rows = []
