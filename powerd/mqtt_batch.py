@@ -86,8 +86,12 @@ async def publish_many(
             batch.left += 1
         if batch.left:
             timeout = client.timeout if timeout_s is None else timeout_s
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns normally when it is
+            # cancelled just as what it waits for completes, so a cancelled loop went on
+            # publishing (a daemon that did not stop on SIGTERM)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(batch.done), timeout)
+                async with asyncio.timeout(timeout):
+                    await batch.done
     finally:
         for mid, _ in mids:
             slot = pending.get(mid)

@@ -103,7 +103,7 @@ async def _handle(
         if outcome.error is not None:
             daemon.health.problem(source, "marker_rejected", outcome.error)
             body = json.dumps(wire.error_message(outcome.error, payload))
-            await client.publish(wire.errors_topic(source), body, qos=1)
+            await _publish_one(client, wire.errors_topic(source), body)
             return None
         return _confirmation(source, payload, outcome)
     elif (agent := wire.topic_tail(topic, "blocks")) is not None:
@@ -133,32 +133,88 @@ def _ack(client: aiomqtt.Client, message: aiomqtt.Message) -> None:
     client._client.ack(message.mid, message.qos)
 
 
-async def _commit_and_ack(
-    client: aiomqtt.Client,
-    daemon: Daemon,
-    unacked: list[tuple[aiomqtt.Message, str, bytes]],
-    confirmations: list[Confirmation] | None = None,
+Unacked = tuple[aiomqtt.Message, str, bytes]
+
+
+class _Ingest:
+    """What the dispatcher handled and the committer has not made durable and acknowledged
+    yet, and the confirmations waiting for that commit or for the confirmer.
+
+    Handling, committing and confirming are three tasks, not one (issue 16): the broker sends
+    the daemon at most its ``max_inflight_messages`` unacknowledged messages (100 in the shipped
+    ``mosquitto/powerd.conf``), so when one task handled a burst, then waited for the store's
+    commit, then for the broker's acknowledgement of every confirmation, the broker's window
+    sat idle through both waits and a fleet's messages queued up in the broker. Now the
+    dispatcher goes on handling while the committer commits the previous burst, and the
+    committer acknowledges the next burst while the confirmer waits on the broker. The order
+    of guarantees is unchanged: a message is acknowledged and a sender confirmed only after
+    the commit that made what it carried durable."""
+
+    def __init__(self) -> None:
+        self.open: list[Unacked] = []  # being handled (not yet handed to the committer)
+        self.open_confirmations: list[Confirmation] = []
+        self.ready: list[Unacked] = []  # handed to the committer
+        self.ready_confirmations: list[Confirmation] = []
+        self.commit = asyncio.Event()
+        self.confirm: list[Confirmation] = []  # committed: for the confirmer to send
+        self.confirm_wake = asyncio.Event()
+
+    def seal(self) -> None:
+        """Hand what was handled so far to the committer."""
+        self.ready.extend(self.open)
+        self.open.clear()
+        self.ready_confirmations.extend(self.open_confirmations)
+        self.open_confirmations.clear()
+        self.commit.set()
+
+
+async def _committer(client: aiomqtt.Client, daemon: Daemon, ingest: _Ingest) -> None:
+    """Make every handled message durable (one store flush for all that is ready), acknowledge
+    them to the broker, then hand their confirmations to the confirmer."""
+    while True:
+        await ingest.commit.wait()
+        ingest.commit.clear()
+        batch, ingest.ready = ingest.ready, []
+        confirmations, ingest.ready_confirmations = ingest.ready_confirmations, []
+        if not batch and not confirmations:
+            continue
+        try:
+            await asyncio.to_thread(daemon.store.flush)
+        except Exception as err:
+            # The samples of these messages (and of any handled since: the flush took them
+            # too) were not written: let their redelivery (after the reconnect this raise
+            # causes) apply them again instead of skipping them as repeats.
+            for _, topic, payload in [*batch, *ingest.ready, *ingest.open]:
+                if (agent := wire.topic_tail(topic, "blocks")) is not None:
+                    daemon.forget_blocks(agent, payload)
+            daemon.health.down("store", f"{STORE_DOWN}: {err}")
+            raise
+        if daemon.health.down_reasons().get("store", "").startswith(STORE_DOWN):
+            daemon.health.up("store")  # only what this module said is down
+        for message, _, _ in batch:
+            _ack(client, message)
+        if confirmations:
+            ingest.confirm.extend(confirmations)
+            ingest.confirm_wake.set()
+
+
+async def _confirmer(client: aiomqtt.Client, daemon: Daemon, ingest: _Ingest) -> None:
+    """Confirm committed markers and blocks to their senders (``powerd/v1/acks/<source>``):
+    everything committed meanwhile at once, one message per agent for its blocks, all in
+    flight together (one broker round trip, not one per confirmation)."""
+    while True:
+        await ingest.confirm_wake.wait()
+        ingest.confirm_wake.clear()
+        confirmations, ingest.confirm = ingest.confirm, []
+        await _send_confirmations(client, daemon, confirmations)
+
+
+async def _send_confirmations(
+    client: aiomqtt.Client, daemon: Daemon, confirmations: list[Confirmation]
 ) -> None:
-    """Make every handled message durable (one store flush), acknowledge them all to the broker,
-    then confirm each durable marker to its sender (``powerd/v1/acks/<source>``)."""
-    try:
-        await asyncio.to_thread(daemon.store.flush)
-    except Exception as err:
-        # The samples of these messages were not written: let their redelivery (after the
-        # reconnect this raise causes) apply them again instead of skipping them as repeats.
-        for _, topic, payload in unacked:
-            if (agent := wire.topic_tail(topic, "blocks")) is not None:
-                daemon.forget_blocks(agent, payload)
-        daemon.health.down("store", f"{STORE_DOWN}: {err}")
-        raise
-    if daemon.health.down_reasons().get("store", "").startswith(STORE_DOWN):
-        daemon.health.up("store")  # only what this module said is down
-    for message, _, _ in unacked:
-        _ack(client, message)
-    unacked.clear()
     blocks: dict[str, list[list[int]]] = {}
     sends: list[tuple[str, str, str, int]] = []  # topic, body, count key, how many
-    for topic, body in confirmations or ():
+    for topic, body in confirmations:
         if "blocks" in body:  # one confirmation per agent per commit, however many messages
             blocks.setdefault(topic, []).extend(body["blocks"])
             continue
@@ -168,8 +224,6 @@ async def _commit_and_ack(
         sends.append(
             (topic, json.dumps(body, separators=(",", ":")), "blocks_confirmed", len(keys))
         )
-    # all in flight at once: one broker round trip per commit, not one per confirmation (a
-    # fleet's commit confirms hundreds of agents; issue 16), at a fixed cost each (mqtt_batch)
     outcomes = await publish_many(client, [(topic, body, 1, False) for topic, body, _, _ in sends])
     failed: BaseException | None = None
     for (_, _, key, n), outcome in zip(sends, outcomes, strict=True):
@@ -179,13 +233,11 @@ async def _commit_and_ack(
             daemon.counts[key] += n
     if failed is not None:
         raise failed  # the connection is gone: senders send again what stays unconfirmed
-    if confirmations:
-        confirmations.clear()
 
 
-async def _dispatch(client: aiomqtt.Client, daemon: Daemon, plan: ClockPlan) -> None:
-    unacked: list[tuple[aiomqtt.Message, str, bytes]] = []
-    confirmations: list[Confirmation] = []
+async def _dispatch(
+    client: aiomqtt.Client, daemon: Daemon, plan: ClockPlan, ingest: _Ingest
+) -> None:
     async for message in client.messages:
         received_ns = daemon.clock()
         topic = str(message.topic)
@@ -197,7 +249,7 @@ async def _dispatch(client: aiomqtt.Client, daemon: Daemon, plan: ClockPlan) -> 
         try:
             confirmation = await _handle(client, daemon, plan, topic, payload, received_ns)
             if confirmation is not None:
-                confirmations.append(confirmation)
+                ingest.open_confirmations.append(confirmation)
         except aiomqtt.MqttError:
             raise  # the connection is gone: the unacknowledged message comes again
         except Exception as err:
@@ -207,11 +259,23 @@ async def _dispatch(client: aiomqtt.Client, daemon: Daemon, plan: ClockPlan) -> 
             daemon.counts[f"{kind}_failed"] += 1
             if kind == "markers" and wire.SOURCE_RE.match(source):
                 body = json.dumps(wire.error_message(f"internal error: {reason}", payload))
-                await client.publish(wire.errors_topic(source), body, qos=1)
+                await _publish_one(client, wire.errors_topic(source), body)
         if message.qos > 0:
-            unacked.append((message, topic, payload))
-        if unacked and (len(client.messages) == 0 or len(unacked) >= ACK_BATCH_MAX):
-            await _commit_and_ack(client, daemon, unacked, confirmations)
+            ingest.open.append((message, topic, payload))
+        if (ingest.open or ingest.open_confirmations) and (
+            len(client.messages) == 0 or len(ingest.open) >= ACK_BATCH_MAX
+        ):
+            ingest.seal()
+            await asyncio.sleep(0)  # let the committer start on it
+
+
+async def _publish_one(
+    client: aiomqtt.Client, topic: str, body: str | bytes, retain: bool = False
+) -> None:
+    """One QoS 1 publish, its acknowledgement awaited; raises what kept it from the broker."""
+    (outcome,) = await publish_many(client, [(topic, body, 1, retain)])
+    if outcome is not None:
+        raise outcome
 
 
 async def _clock_requests(client: aiomqtt.Client, daemon: Daemon, plan: ClockPlan) -> None:
@@ -267,7 +331,7 @@ async def _presence(client: aiomqtt.Client, daemon: Daemon, daemon_id: str) -> N
         state = _state(daemon)
         if state != published:
             body = wire.status(daemon_id, state, daemon.clock(), __version__)
-            await client.publish(wire.daemon_topic(daemon_id), body, qos=1, retain=True)
+            await _publish_one(client, wire.daemon_topic(daemon_id), body, retain=True)
             published = state
         await asyncio.sleep(PRESENCE_POLL_S)
 
@@ -343,8 +407,11 @@ async def run_mqtt(
                 for agent, status in list(daemon.agents.items()):
                     if status.get("state") == "online":
                         plan.online(agent)
+                ingest = _Ingest()
                 tasks = [
-                    asyncio.create_task(_dispatch(client, daemon, plan)),
+                    asyncio.create_task(_dispatch(client, daemon, plan, ingest)),
+                    asyncio.create_task(_committer(client, daemon, ingest)),
+                    asyncio.create_task(_confirmer(client, daemon, ingest)),
                     asyncio.create_task(_clock_requests(client, daemon, plan)),
                     asyncio.create_task(_results(client, results)),
                     asyncio.create_task(_presence(client, daemon, daemon_id)),
@@ -376,6 +443,7 @@ async def run_mqtt(
             # logged by health once per distinct reason, not at every retry
             daemon.health.down("mqtt", f"{settings.describe()}: {what}"[:300])
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), backoff_s)
+                async with asyncio.timeout(backoff_s):  # not wait_for: see mqtt_batch
+                    await stop.wait()
             backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
     daemon.health.down("mqtt", "stopped")

@@ -110,8 +110,11 @@ async def housekeeping(daemon: Daemon, store: Store) -> None:
     next_prune = time.monotonic() + PRUNE_S
     while True:
         timeout = PENDING_POLL_S if daemon.has_pending() else RESULT_POLL_S
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation that
+        # comes as the wake-up does, and this loop then ran on after SIGTERM (issue 16)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(woken.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await woken.wait()
         woken.clear()
         if daemon.result_worker is not None and not daemon.result_worker.alive():
             await asyncio.to_thread(check_worker, daemon, daemon.result_worker)
