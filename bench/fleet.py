@@ -413,11 +413,14 @@ def one_n(
             stderr=subprocess.STDOUT,
         )
         notes: list[str] = []
+        stopped: dict[str, float | None] = {"stop_s": None}  # filled when the daemon stops
 
         def stop_daemon() -> None:
+            t_term = time.monotonic()
             daemon.terminate()
             try:
                 daemon.wait(60)
+                stopped["stop_s"] = time.monotonic() - t_term
             except subprocess.TimeoutExpired:
                 notes.append("the daemon did not stop within 60 s of SIGTERM: killed")
                 daemon.send_signal(signal.SIGUSR1)  # its threads' stacks into its log
@@ -486,6 +489,14 @@ def one_n(
             notes.append(f"/healthz did not answer: {err}")
             counts = {}
         lat = [tally.results_s[r] - t for r, t in tally.end_sent_s.items() if r in tally.results_s]
+        # p50 by when the phase ended (10 s bins from the first end): a backlog that builds up
+        # (the latency grows bin by bin) from one that drains (a start-up transient)
+        t_first = min(tally.end_sent_s.values(), default=0.0)
+        bins: dict[int, list[float]] = {}
+        for r, t in tally.end_sent_s.items():
+            if r in tally.results_s:
+                bins.setdefault(int((t - t_first) // 10), []).append(tally.results_s[r] - t)
+        p50_by_10s = [round(float(np.median(bins[b])), 3) for b in sorted(bins)]
         unc = marks["unc"]
         return {
             "agents": n,
@@ -503,6 +514,7 @@ def one_n(
             "results_missing": len(set(tally.end_sent_s) - set(tally.results_s)),
             "latency_p50_s": pct(lat, 50),
             "latency_p99_s": pct(lat, 99),
+            "latency_p50_by_10s": p50_by_10s,
             "clock_unc_median_ms": statistics.median(unc) * 1e3 if unc else None,
             "clock_unc_max_ms": max(unc) * 1e3 if unc else None,
             "clock_agents_measured": len(unc),
@@ -512,6 +524,8 @@ def one_n(
             "agent_errors": tally.connect_errors,
             "result_worker_restarts": counts.get("result_worker_restarts", 0),
             "results_failed": counts.get("result_failed", 0),
+            # SIGTERM to exit, s (None: killed after 60 s), set as the daemon stops
+            "stop": stopped,
         }
 
 
@@ -544,9 +558,9 @@ def main() -> int:
     head = "| N | daemon % core (main + worker) | daemon RSS MiB | broker % core | "
     head += "generator % core | "
     head += "p50 s | p99 s | samples lost | markers unconfirmed | results missing | "
-    head += "clock unc. median / max ms |"
+    head += "clock unc. median / max ms | stop s |"
     print(head)
-    print("|" + "---|" * 11)
+    print("|" + "---|" * 12)
     for r in rows:
         print(
             f"| {r['agents']} | {r['cpu_pct']['daemon_total']:.1f} "
@@ -556,7 +570,8 @@ def main() -> int:
             f"{fmt(r['latency_p50_s'], '.3f')} | {fmt(r['latency_p99_s'], '.3f')} | "
             f"{r['samples_lost']} of {r['samples_sent']} | {r['markers_unconfirmed']} | "
             f"{r['results_missing']} of {r['phases']} | "
-            f"{fmt(r['clock_unc_median_ms'], '.2f')} / {fmt(r['clock_unc_max_ms'], '.2f')} |"
+            f"{fmt(r['clock_unc_median_ms'], '.2f')} / {fmt(r['clock_unc_max_ms'], '.2f')} | "
+            f"{fmt(r['stop']['stop_s'], '.1f')} |"
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"benchmark": "fleet", "rows": rows}, indent=2) + "\n")

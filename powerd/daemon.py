@@ -236,11 +236,14 @@ class Daemon:
         payload: bytes | str | Any,
         received_ns: int | None = None,
         uncertainty_ns: int = 0,
+        commit_at_flush: bool = False,
     ) -> MarkerOutcome:
         """Validate, stamp (moving an agent's stamp onto our clock), store, apply.
 
         ``uncertainty_ns`` is the sender's own uncertainty of its stamp (e.g. ``powerd measure``
-        bracketing a process start); an agent's clock-offset uncertainty is added to it."""
+        bracketing a process start); an agent's clock-offset uncertainty is added to it.
+        ``commit_at_flush``: the marker is committed by the store's next flush, not before this
+        returns (``Store.put_marker(defer=True)``; the MQTT link acknowledges after that flush)."""
         received = self.clock() if received_ns is None else received_ns
         with self._lock:
             try:
@@ -260,7 +263,7 @@ class Daemon:
                 if not self.tracker.check(sm):
                     self.counts["markers_repeated"] += 1
                     return MarkerOutcome(False, repeat=True, stamped=sm)
-                self.store.put_marker(sm)
+                self.store.put_marker(sm, defer=commit_at_flush)
                 phase = self.tracker.feed(sm)
                 for listener in self.marker_listeners:
                     listener(sm)
@@ -602,7 +605,7 @@ class Daemon:
             return
         updated = Channel.from_json({**ch.to_json(), "stamp_uncertainty_s": unc_s})
         self.timeline.add_channel(updated, replace=True)
-        self.store.put_channel(updated)
+        self.store.put_channel(updated, defer=True)  # committed with the block, at the flush
 
     def clock_request(self, agent: str) -> bytes:
         """A request to publish to the agent now; t1 is taken here."""

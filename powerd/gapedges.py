@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 BLOCKS_PER_KEY = 4096
 BLOCKS_TOTAL = 1 << 18
 OPEN_GAPS_PER_KEY = 256
-KEYS = 4096
+# (channel, epoch) keys: a fleet daemon has 8 per agent, and at 4096 one of 1 000 agents
+# evicted a key (and every placement it held) at every block (issue 16)
+KEYS = 1 << 15
 # A neighbour with one sample (no spacing known) counts as adjacent within this distance.
 ADJACENT_SINGLE_NS = 1_000_000_000
 

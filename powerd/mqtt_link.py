@@ -99,7 +99,8 @@ async def _handle(
 ) -> Confirmation | None:
     """Apply one message; a marker that was made durable returns its confirmation."""
     if (source := wire.topic_tail(topic, "markers")) is not None:
-        outcome = daemon.submit_marker(source, payload, rx)
+        # committed by the committer's flush, before it is acknowledged or confirmed
+        outcome = daemon.submit_marker(source, payload, rx, commit_at_flush=True)
         if outcome.error is not None:
             daemon.health.problem(source, "marker_rejected", outcome.error)
             body = json.dumps(wire.error_message(outcome.error, payload))

@@ -70,6 +70,15 @@ class Retention:
     max_bytes: int = 4 << 30
 
 
+CHANNEL_UPSERT = (
+    "INSERT INTO channels VALUES(?, ?) ON CONFLICT(id) DO UPDATE SET json=excluded.json"
+)
+MARKER_INSERT = (
+    "INSERT OR IGNORE INTO markers(source, seq, run, t_ns, received_ns, marker, timing) "
+    "VALUES(?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 class Store:
     """One SQLite file; safe to share between threads (one connection behind a lock)."""
 
@@ -104,6 +113,8 @@ class Store:
         self._buf_lock = threading.Lock()
         self._pending: dict[str, tuple[list[I64], list[F64]]] = {}
         self._pending_seen: list[tuple[str, int, int]] = []
+        self._pending_markers: list[tuple[Any, ...]] = []  # put_marker(defer=True)
+        self._pending_channels: dict[str, str] = {}  # put_channel(defer=True): id -> json
         self._flushes = 0
         # channels() parsed once per change, not per result (a fleet daemon computes results
         # for runs of thousands of channels, several a second; issue 16)
@@ -181,18 +192,24 @@ class Store:
 
     # channels ---------------------------------------------------------------------------------
 
-    def put_channel(self, ch: Channel) -> None:
+    def put_channel(self, ch: Channel, defer: bool = False) -> None:
+        """Store (or replace) a channel's metadata. ``defer``: written by the next ``flush()``
+        (every reader in this process sees it at once; the result worker is sent its id
+        only after a flush): for updates as frequent as blocks, e.g. an agent channel's
+        ``stamp_uncertainty_s`` following its clock offset (issue 16)."""
         if self.annotate_channel is not None:
             ch = self.annotate_channel(ch)
         text = json.dumps(ch.to_json(), sort_keys=True)
         with self._lock:
             cache, self._channels_cache = self._channels_cache, None
-            with self._tx() as db:
-                db.execute(
-                    "INSERT INTO channels VALUES(?, ?) "
-                    "ON CONFLICT(id) DO UPDATE SET json=excluded.json",
-                    (ch.id, text),
-                )
+            if defer:
+                with self._buf_lock:
+                    self._pending_channels[ch.id] = text
+            else:
+                with self._buf_lock:
+                    self._pending_channels.pop(ch.id, None)  # this one is newer
+                with self._tx() as db:
+                    db.execute(CHANNEL_UPSERT, (ch.id, text))
             self._channel_serial += 1
             self._channel_changed[ch.id] = self._channel_serial
             self._channel_changed.move_to_end(ch.id)
@@ -204,6 +221,21 @@ class Store:
                     self._devices_cache = None
             else:
                 self._devices_cache = None
+
+    def _write_deferred_channels(self) -> None:
+        """Commit the channels ``put_channel(defer=True)`` buffered (under ``_lock``); if that
+        fails they stay buffered for a later flush, unless replaced since."""
+        with self._buf_lock:
+            deferred, self._pending_channels = self._pending_channels, {}
+        if not deferred:
+            return
+        try:
+            with self._tx() as db:
+                db.executemany(CHANNEL_UPSERT, list(deferred.items()))
+        except BaseException:
+            with self._buf_lock:
+                self._pending_channels = {**deferred, **self._pending_channels}
+            raise
 
     def channels(self) -> dict[str, Channel]:
         """Every channel ever put, by id (a new dict each call; the channels are immutable)."""
@@ -217,8 +249,10 @@ class Store:
 
     def channel_changes(self, since: int) -> tuple[int, list[str]]:
         """(serial now, ids of the channels put since serial ``since``, newest first): what a
-        reader of this store in another process must re-read (``reload_channels``)."""
+        reader of this store in another process must re-read (``reload_channels``). Channels
+        put with ``defer`` are committed first, so that reader finds what it is told of."""
         with self._lock:
+            self._write_deferred_channels()
             changed = []
             for cid, serial in reversed(self._channel_changed.items()):
                 if serial <= since:
@@ -331,7 +365,9 @@ class Store:
             with self._buf_lock:
                 pending, self._pending = self._pending, {}
                 seen, self._pending_seen = self._pending_seen, []
-            if not pending:
+                markers = bool(self._pending_markers)
+            self._write_deferred_channels()
+            if not pending and not markers:
                 return 0
             rows = []
             for channel, (ts, vs) in pending.items():
@@ -348,7 +384,8 @@ class Store:
                             v.astype("<f8").tobytes(),
                         )
                     )
-            with self._tx() as db:
+            with self._deferred_markers() as deferred, self._tx() as db:
+                db.executemany(MARKER_INSERT, deferred)
                 db.executemany(
                     "INSERT INTO blocks(channel, t_first_ns, t_last_ns, n, encoding, t, v) "
                     "VALUES(?, ?, ?, ?, ?, ?, ?)",
@@ -451,24 +488,45 @@ class Store:
 
     # markers ----------------------------------------------------------------------------------
 
-    def put_marker(self, sm: StampedMarker) -> bool:
-        """Store a marker; False if (source, run, seq) is already stored (a repeat)."""
-        with self._tx() as db:
-            cur = db.execute(
-                "INSERT OR IGNORE INTO markers"
-                "(source, seq, run, t_ns, received_ns, marker, timing) "
-                "VALUES(?, ?, ?, ?, ?, ?, ?)",
-                (
-                    sm.source,
-                    sm.marker.seq,
-                    sm.marker.run,
-                    sm.t_ns,
-                    sm.received_ns,
-                    json.dumps(sm.marker.to_json(), sort_keys=True),
-                    json.dumps(sm.timing.to_json()),
-                ),
-            )
+    def put_marker(self, sm: StampedMarker, defer: bool = False) -> bool:
+        """Store a marker; False if (source, run, seq) is already stored (a repeat).
+
+        ``defer``: buffered and committed by the next ``flush()`` with the samples (True is
+        returned; a repeat is then ignored at the flush): for a caller that acknowledges the
+        marker only after that flush, as the MQTT link does (one transaction per marker was
+        a tenth of a fleet daemon's event loop; issue 16). A marker stored at once first
+        writes those deferred before it, so stored markers stay in arrival order."""
+        row = (
+            sm.source,
+            sm.marker.seq,
+            sm.marker.run,
+            sm.t_ns,
+            sm.received_ns,
+            json.dumps(sm.marker.to_json(), sort_keys=True),
+            json.dumps(sm.timing.to_json()),
+        )
+        if defer:
+            with self._buf_lock:
+                self._pending_markers.append(row)
+            return True
+        with self._deferred_markers() as deferred, self._tx() as db:
+            db.executemany(MARKER_INSERT, deferred)
+            cur = db.execute(MARKER_INSERT, row)
             return cur.rowcount == 1
+
+    @contextmanager
+    def _deferred_markers(self) -> Iterator[list[tuple[Any, ...]]]:
+        """The markers ``put_marker(defer=True)`` buffered, taken for one transaction; put back
+        (ahead of any buffered since) if it fails, so a later flush still writes them: the
+        daemon already applied them, and a resend would be taken for a repeat."""
+        with self._buf_lock:
+            rows, self._pending_markers = self._pending_markers, []
+        try:
+            yield rows
+        except BaseException:
+            with self._buf_lock:
+                self._pending_markers[:0] = rows
+            raise
 
     def markers(self, run: str | None = None) -> list[StampedMarker]:
         """Stored markers in arrival order, of one run or all."""

@@ -437,11 +437,11 @@ def test_a_marker_whose_handling_raises_is_answered_and_the_next_one_applies(
         real = daemon.submit_marker
         calls: list[str] = []
 
-        def flaky(source: str, payload: Any, received_ns: int | None = None) -> Any:
+        def flaky(source: str, payload: Any, received_ns: int | None = None, **kw: Any) -> Any:
             calls.append(source)
             if len(calls) == 1:
                 raise ValueError("injected")
-            return real(source, payload, received_ns)
+            return real(source, payload, received_ns, **kw)
 
         daemon.submit_marker = flaky  # type: ignore[method-assign,assignment]
         try:
