@@ -393,12 +393,20 @@ def pct(xs: list[float], q: float) -> float | None:
 
 
 def one_n(
-    n: int, seconds: float, work: Path, phase_every_s: float, early_flush: bool = True
+    n: int,
+    seconds: float,
+    work: Path,
+    phase_every_s: float,
+    early_flush: bool = True,
+    inflight: int | None = None,
 ) -> dict[str, Any]:
     from tests.servers import free_port, mosquitto, victoria_metrics
 
     with ExitStack() as stack:
-        broker = stack.enter_context(mosquitto(work, extra=BROKER_LIMITS))
+        limits = BROKER_LIMITS
+        if inflight is not None:  # --broker-inflight: not the shipped limit (an experiment)
+            limits = limits.replace("inflight_messages 100", f"inflight_messages {inflight}")
+        broker = stack.enter_context(mosquitto(work, extra=limits))
         vm = stack.enter_context(victoria_metrics(work))
         http_port = free_port()
         cfg = daemon_config(work, broker.port, http_port, vm.url)
@@ -502,6 +510,7 @@ def one_n(
             "agents": n,
             "seconds": seconds,
             "early_flush": early_flush,
+            "broker_inflight": inflight or 100,
             "cpu_pct": cpu,
             "rss_mib": marks["rss"],
             "blocks_sent": tally.blocks_sent,
@@ -543,13 +552,26 @@ def main() -> int:
         action="store_true",
         help="publish only every interval, as the agent did before its flush after an end marker",
     )
+    p.add_argument(
+        "--broker-inflight",
+        type=int,
+        default=None,
+        help="the broker's max_inflight_messages (default: the shipped powerd.conf's 100)",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "fleet.json")
     args = p.parse_args()
     rows = []
     for n in args.agents:
         try:
             with tempfile.TemporaryDirectory(prefix=f"powerd-fleet-{n}-") as tmp:
-                r = one_n(n, args.seconds, Path(tmp), args.phase_every, not args.no_early_flush)
+                r = one_n(
+                    n,
+                    args.seconds,
+                    Path(tmp),
+                    args.phase_every,
+                    not args.no_early_flush,
+                    args.broker_inflight,
+                )
         except Exception as err:  # one N that breaks down is a finding, not the end of the run
             print(json.dumps({"agents": n, "error": repr(err)[:2000]}), flush=True)
             continue

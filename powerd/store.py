@@ -242,6 +242,8 @@ class Store:
         with self._lock:
             if self._channels_cache is None:
                 rows = self._db.execute("SELECT id, json FROM channels ORDER BY id").fetchall()
+                with self._buf_lock:  # put with defer, not committed yet: newer than the rows
+                    rows += list(self._pending_channels.items())
                 self._channels_cache = {
                     cid: Channel.from_json(json.loads(text)) for cid, text in rows
                 }
