@@ -28,6 +28,7 @@ drop (its spool full or failing) arrives on ``powerd/v1/gaps/<agent>`` and is re
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import threading
 from collections import Counter, OrderedDict
@@ -603,7 +604,8 @@ class Daemon:
         unc_s = offset_uncertainty_ns / 1e9
         if abs(ch.stamp_uncertainty_s - unc_s) <= 0.1 * max(ch.stamp_uncertainty_s, unc_s):
             return
-        updated = Channel.from_json({**ch.to_json(), "stamp_uncertainty_s": unc_s})
+        # dataclasses.replace, not a JSON round trip: 20x cheaper, the same channel (issue 16)
+        updated = dataclasses.replace(ch, stamp_uncertainty_s=unc_s)
         self.timeline.add_channel(updated, replace=True)
         self.store.put_channel(updated, defer=True)  # committed with the block, at the flush
 
