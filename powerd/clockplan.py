@@ -5,7 +5,9 @@ is "online" gets one request per ``interval_s`` (with jitter, so thousands of ag
 in step); all of them together never more than ``rate_max_hz`` requests a second (a token
 bucket: past that, due requests wait). An agent that does not answer is backed off exponentially
 (a couple of lost replies are forgiven), up to ``backoff_max_s``, so ids that announce "online"
-and never answer cost almost nothing after a minute. An answer resets its interval.
+and never answer cost almost nothing after a minute. An answer resets its interval. An agent
+that answered but is not measured yet (fewer than ``WARMUP_ANSWERS`` answers: its data is held
+until then) is asked again at once, ahead of the agents already measured, within the same rate.
 
 Pure scheduling (a heap and a dict; no I/O); the MQTT link asks it what is due.
 """
@@ -24,10 +26,18 @@ JITTER = 0.1
 BURST_S = 0.1
 
 
+# An agent's first exchanges: until this many were answered the daemon cannot place its data
+# (powerd.daemon.MIN_EXCHANGES) and holds it, to be released later at a cost; so an agent that
+# answers but is not measured yet is asked again before agents already measured (issue 16).
+WARMUP_ANSWERS = 3
+
+
 @dataclass
 class _Agent:
     due_s: float
     unanswered: int = 0
+    answers: int = 0
+    warm: bool = False  # answered, not yet WARMUP_ANSWERS times: in the warm-up queue
 
 
 @dataclass
@@ -39,6 +49,8 @@ class ClockPlan:
     rng: random.Random = field(default_factory=random.Random)
     _agents: dict[str, _Agent] = field(default_factory=dict)
     _heap: list[tuple[float, str]] = field(default_factory=list)
+    # agents that answered but are not measured yet: served before ``_heap`` (same tokens)
+    _warm: list[tuple[float, str]] = field(default_factory=list)
     _tokens: float = 0.0
     _tokens_at_s: float | None = None
     sent: int = 0
@@ -60,10 +72,22 @@ class ClockPlan:
         self._agents.pop(agent, None)
 
     def answered(self, agent: str) -> None:
-        """A matching reply came: back to the normal interval from the next request on."""
+        """A matching reply came: back to the normal interval from the next request on. An
+        agent with fewer than WARMUP_ANSWERS answers is asked again at once, ahead of the
+        agents already measured (within the same global rate)."""
         state = self._agents.get(agent)
-        if state is not None:
-            state.unanswered = 0
+        if state is None:
+            return
+        state.unanswered = 0
+        state.answers += 1
+        if state.answers < WARMUP_ANSWERS:
+            state.warm = True
+            state.due_s = self.clock_s()
+            heapq.heappush(self._warm, (state.due_s, agent))
+        elif state.warm:
+            state.warm = False
+            state.due_s = self.clock_s() + self.interval_s * self.rng.uniform(1 - JITTER, 1)
+            heapq.heappush(self._heap, (state.due_s, agent))
 
     def _interval_s(self, state: _Agent) -> float:
         excess = max(0, state.unanswered - FORGIVEN)
@@ -79,34 +103,36 @@ class ClockPlan:
         self._tokens_at_s = now_s
 
     def take(self) -> list[str]:
-        """The agents to send a request to now (each is rescheduled)."""
+        """The agents to send a request to now (each is rescheduled): those warming up first."""
         now = self.clock_s()
         self._refill(now)
         out: list[str] = []
-        while self._heap and self._heap[0][0] <= now:
-            due, agent = self._heap[0]
-            state = self._agents.get(agent)
-            if state is None or state.due_s != due:
-                heapq.heappop(self._heap)  # offline, or a stale entry
-                continue
-            if self._tokens < 1.0:
-                self.deferred += 1
-                break
-            heapq.heappop(self._heap)
-            self._tokens -= 1.0
-            state.unanswered += 1
-            jitter = self.rng.uniform(1 - JITTER, 1 + JITTER)
-            state.due_s = now + self._interval_s(state) * jitter
-            heapq.heappush(self._heap, (state.due_s, agent))
-            out.append(agent)
+        for heap, warm in ((self._warm, True), (self._heap, False)):
+            while heap and heap[0][0] <= now:
+                due, agent = heap[0]
+                state = self._agents.get(agent)
+                if state is None or state.due_s != due or state.warm != warm:
+                    heapq.heappop(heap)  # offline, or a stale entry
+                    continue
+                if self._tokens < 1.0:
+                    self.deferred += 1
+                    break
+                heapq.heappop(heap)
+                self._tokens -= 1.0
+                state.unanswered += 1
+                jitter = self.rng.uniform(1 - JITTER, 1 + JITTER)
+                state.due_s = now + self._interval_s(state) * jitter
+                heapq.heappush(heap, (state.due_s, agent))
+                out.append(agent)
         self.sent += len(out)
         return out
 
     def next_in_s(self) -> float:
         """Seconds until something may be due (0 if now)."""
-        if not self._heap:
+        firsts = [h[0][0] for h in (self._warm, self._heap) if h]
+        if not firsts:
             return self.interval_s
-        wait = self._heap[0][0] - self.clock_s()
+        wait = min(firsts) - self.clock_s()
         if self._tokens < 1.0:
             wait = max(wait, (1.0 - self._tokens) / self.rate_max_hz)
         return max(0.0, wait)

@@ -188,3 +188,35 @@ def test_a_closed_phase_without_its_result_is_computed_by_the_next_daemon(tmp_pa
     d2.store.close()
     d3 = make_daemon(tmp_path, FakeClock(NOW_NS + 10 * 10**9))
     assert not d3.has_pending()  # its result is stored now: nothing due
+
+
+def test_agents_warming_up_are_asked_before_measured_ones_within_the_rate() -> None:
+    """An agent that answered but is not measured yet (its data held meanwhile) is asked again
+    at once, ahead of the agents already measured, and the global rate still holds."""
+    now = [0.0]
+    plan = ClockPlan(1.0, 100.0, clock_s=lambda: now[0], rng=random.Random(2))
+    answers: dict[str, int] = {}
+    for i in range(300):  # a busy fleet: every agent wants a request every second
+        plan.online(f"old-{i}")
+    for _ in range(2000):  # 20 s: every old agent measured
+        now[0] += 0.01
+        for agent in plan.take():
+            plan.answered(agent)
+            answers[agent] = answers.get(agent, 0) + 1
+    assert min(answers.values()) >= 3
+    plan.online("new")
+    measured_at = None
+    sent = 0
+    for step in range(500):
+        now[0] += 0.01
+        due = plan.take()
+        sent += len(due)
+        if "new" in due:
+            plan.answered("new")
+            answers["new"] = answers.get("new", 0) + 1
+            if answers["new"] == 3:
+                measured_at = step * 0.01
+    assert sent <= 100 * 5 + 100 * 0.1 + 1  # the global rate
+    # without the warm-up queue each of its 3 requests waits its turn behind 300 agents (~3 s
+    # at 100/s): ~9 s; with it, the first waits its turn, the next two go out at once
+    assert measured_at is not None and measured_at < 4.5, measured_at
