@@ -288,7 +288,12 @@ class Store:
 
     def channels_by_device(self) -> dict[str, tuple[str, ...]]:
         """Channel ids by device id (``Channel.device_id``), kept with ``channels()``'s cache:
-        a result asks which channels its devices have, among a fleet's thousands."""
+        a result asks which channels its devices have, among a fleet's thousands. Kept, it is
+        returned without the lock (it is replaced, never changed), so a closing phase on the
+        event loop does not wait for a commit under way on another thread (issue 16)."""
+        devices = self._devices_cache
+        if devices is not None and self._channels_cache is not None:
+            return devices
         with self._lock:
             if self._devices_cache is None or self._channels_cache is None:
                 by: dict[str, list[str]] = {}
