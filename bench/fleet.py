@@ -414,8 +414,10 @@ def one_n(
         profile = os.environ.get("FLEET_PROFILE")  # a path: run the daemon under cProfile
         prof = ["-m", "cProfile", "-o", profile] if profile else []
         argv = ["-m", "powerd", "--state-dir", str(work / "state"), "run", "--config", str(cfg)]
+        nice = int(os.environ.get("FLEET_DAEMON_NICE", "0"))  # an experiment: see --daemon-nice
+        niced = ["nice", "-n", str(nice)] if nice else []  # nice execs: the same pid
         daemon = subprocess.Popen(
-            [sys.executable, *prof, *argv],
+            [*niced, sys.executable, *prof, *argv],
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -511,6 +513,7 @@ def one_n(
             "seconds": seconds,
             "early_flush": early_flush,
             "broker_inflight": inflight or 100,
+            "daemon_nice": nice,
             "cpu_pct": cpu,
             "rss_mib": marks["rss"],
             "blocks_sent": tally.blocks_sent,
@@ -558,8 +561,16 @@ def main() -> int:
         default=None,
         help="the broker's max_inflight_messages (default: the shipped powerd.conf's 100)",
     )
+    p.add_argument(
+        "--daemon-nice",
+        type=int,
+        default=0,
+        help="run the daemon at this nice value (e.g. -10, as root): on a machine shared with "
+        "other work, the daemon then gets a core before them (an experiment, not the method)",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "fleet.json")
     args = p.parse_args()
+    os.environ["FLEET_DAEMON_NICE"] = str(args.daemon_nice)
     rows = []
     for n in args.agents:
         try:

@@ -12,9 +12,11 @@ Nothing is lost and nothing is silent:
   once per source and kind, answered on the errors topic if it was a marker, and acknowledged
   (it would fail again on every redelivery); the next message is handled as usual.
 - QoS 1 messages are acknowledged by hand, and only once what they carried is committed to the
-  store (markers are committed as they are stored; agents' samples at a flush; held messages in
-  ``powerd.held``). Flushes are grouped: all messages already received are handled, then one
-  flush, then their acknowledgements — one commit per burst, not per message.
+  store (markers and agents' samples at a flush; held messages in ``powerd.held``). Flushes
+  are grouped: a burst of messages is handled, then one flush, then their acknowledgements —
+  one commit per burst, not per message. Handling, committing and confirming run as three
+  tasks (``_dispatch``, ``_committer``, ``_confirmer``), so the next burst is handled while the
+  last one is committed and its senders confirmed (see ``_Ingest``).
 - A broker acknowledges a publish before it has saved it, so a broker crash can lose what a
   sender already deleted. Each marker with a ``seq`` is therefore confirmed end to end once it is
   committed: ``{"v": 1, "run", "seq", "state"}`` on ``powerd/v1/acks/<source>``. Senders
