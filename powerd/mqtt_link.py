@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import re
 import socket
@@ -281,6 +282,23 @@ async def _publish_one(
         raise outcome
 
 
+def _on_clock_reply(daemon: Daemon, plan: ClockPlan, _c: Any, _u: Any, message: Any) -> None:
+    """A clock reply, handled in paho's read callback as it is read: stamped t4 then, not when
+    the dispatcher reaches it behind a burst of blocks (at 1 000 agents that queue added tens of
+    ms to every round trip, so to every agent's offset uncertainty). Never raises (paho would
+    end the loop): a failure is counted like any message's."""
+    t4 = daemon.clock()
+    topic = str(message.topic)
+    agent = topic.split("/")[3] if topic.count("/") >= 4 else topic[:128]
+    try:
+        if daemon.accept_clock_reply(agent, bytes(message.payload), t4):
+            plan.answered(agent)
+    except Exception as err:
+        reason = f"{type(err).__name__}: {err}"[:500]
+        daemon.health.problem(agent[:128], "clock_failed", reason)
+        daemon.counts["clock_failed"] += 1
+
+
 async def _clock_requests(client: aiomqtt.Client, daemon: Daemon, plan: ClockPlan) -> None:
     while True:
         out: list[Outgoing] = []
@@ -384,6 +402,11 @@ async def run_mqtt(
     loop = asyncio.get_running_loop()
     results: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     plan = ClockPlan(clock_interval_s, clock_rate_max_hz)
+    # clock replies are taken as paho reads them, not in turn behind the blocks queued for the
+    # dispatcher: their t4 is the time they arrived (issue 16)
+    client._client.message_callback_add(
+        f"{wire.TOPIC_ROOT}/clock/+/reply", functools.partial(_on_clock_reply, daemon, plan)
+    )
 
     def on_result(result: dict[str, Any]) -> None:
         loop.call_soon_threadsafe(results.put_nowait, result)
