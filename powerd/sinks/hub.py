@@ -1,8 +1,7 @@
 """The sink hub: blocks and results in from the daemon, energy totals and sink feeds out.
 
 The daemon's threads (sampler, MQTT, housekeeping) only put blocks and results on a bounded
-queue; one worker thread, ten times a second (once a second past ``FLEET_CHANNELS``
-channels), integrates energy per channel
+queue; one worker thread, ten times a second, integrates energy per channel
 (``EnergyIntegrator``), remembers the recent results and probe health for ``/metrics`` and feeds
 every sink. So a slow or unreachable store never delays sampling, and a full queue skips blocks
 for the sinks only (counted; the daemon's own store has them all).
@@ -27,12 +26,6 @@ from powerd.store import Store
 
 QUEUE_MAX = 1 << 16
 TICK_S = 0.1
-# With a fleet's channels (an agent publishes each about once a second) a 0.1 s tick handled
-# nearly every block on its own: the per-channel work (energy, downsampling) was paid per block,
-# 18 % of a core at 1 000 agents (issue 16). Past FLEET_CHANNELS the hub ticks every
-# FLEET_TICK_S, each channel's blocks joined first; /metrics and the sinks then lag by up to 1 s.
-FLEET_CHANNELS = 256
-FLEET_TICK_S = 1.0
 STOP_TIMEOUT_S = 15.0
 
 HealthSource = Callable[[], list[tuple[str, ProbeHealth]]]
@@ -159,8 +152,7 @@ class SinkHub:
         """Every ``TICK_S``: take all that is queued, a channel's blocks joined into one (so the
         per-block cost is paid ~10 times a second per channel, not per sampler read), then tick."""
         while True:
-            fleet = len(self.daemon.timeline.channels) > FLEET_CHANNELS
-            stopping = self._stopping.wait(FLEET_TICK_S if fleet else TICK_S)
+            stopping = self._stopping.wait(TICK_S)
             self._drain()
             self._tick()
             if stopping:
