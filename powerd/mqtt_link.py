@@ -185,12 +185,10 @@ async def _committer(client: aiomqtt.Client, daemon: Daemon, ingest: _Ingest) ->
         try:
             await asyncio.to_thread(daemon.store.flush)
         except Exception as err:
-            # The samples of these messages (and of any handled since: the flush took them
-            # too) were not written: let their redelivery (after the reconnect this raise
-            # causes) apply them again instead of skipping them as repeats.
-            for _, topic, payload in [*batch, *ingest.ready, *ingest.open]:
-                if (agent := wire.topic_tail(topic, "blocks")) is not None:
-                    daemon.forget_blocks(agent, payload)
+            # Not written, but still in the store's buffer (Store.flush puts back what it
+            # took): a later flush commits it. The messages stay unacknowledged; their
+            # redelivery (after the reconnect this raise causes) is recognised as a repeat and
+            # acknowledged after that later commit.
             daemon.health.down("store", f"{STORE_DOWN}: {err}")
             raise
         if daemon.health.down_reasons().get("store", "").startswith(STORE_DOWN):

@@ -370,49 +370,69 @@ class Store:
     def flush(self) -> int:
         """Write buffered samples, one row per channel, in one transaction; returns the count.
         Everything buffered before the call is committed when it returns (flushes are
-        serialised on ``_lock``, which appends do not take)."""
+        serialised on ``_lock``, which appends do not take). If the write fails, what it took
+        is put back in the buffer (ahead of what came since) for the next flush, and the error
+        raised: nothing the daemon applied is dropped from the buffer (issue 16: the MQTT link
+        handles the next messages while a flush is under way, so it cannot tell which of them
+        a failed flush held)."""
         with self._lock:
             with self._buf_lock:
                 pending, self._pending = self._pending, {}
                 seen, self._pending_seen = self._pending_seen, []
                 markers = bool(self._pending_markers)
-            self._write_deferred_channels()
-            if not pending and not markers:
-                return 0
-            rows = []
-            for channel, (ts, vs) in pending.items():
-                t, v = concat(ts, vs)
-                if t.size:
-                    rows.append(
-                        (
-                            channel,
-                            int(t[0]),
-                            int(t[-1]),
-                            int(t.size),
-                            ENCODING,
-                            t.astype("<i8").tobytes(),
-                            v.astype("<f8").tobytes(),
-                        )
+            try:
+                return self._write(pending, seen, markers)
+            except BaseException:
+                with self._buf_lock:
+                    for channel, (ts, vs) in self._pending.items():
+                        old = pending.setdefault(channel, ([], []))
+                        old[0].extend(ts)
+                        old[1].extend(vs)
+                    self._pending = pending
+                    self._pending_seen[:0] = seen
+                raise
+
+    def _write(
+        self,
+        pending: dict[str, tuple[list[I64], list[F64]]],
+        seen: list[tuple[str, int, int]],
+        markers: bool,
+    ) -> int:
+        """``flush``'s transaction (under ``_lock``)."""
+        self._write_deferred_channels()
+        if not pending and not markers:
+            return 0
+        rows = []
+        for channel, (ts, vs) in pending.items():
+            t, v = concat(ts, vs)
+            if t.size:
+                rows.append(
+                    (
+                        channel,
+                        int(t[0]),
+                        int(t[-1]),
+                        int(t.size),
+                        ENCODING,
+                        t.astype("<i8").tobytes(),
+                        v.astype("<f8").tobytes(),
                     )
-            with self._deferred_markers() as deferred, self._tx() as db:
-                db.executemany(MARKER_INSERT, deferred)
-                db.executemany(
-                    "INSERT INTO blocks(channel, t_first_ns, t_last_ns, n, encoding, t, v) "
-                    "VALUES(?, ?, ?, ?, ?, ?, ?)",
-                    rows,
                 )
-                if seen:
-                    db.executemany(
-                        "INSERT INTO seen_blocks(agent, boot_ns, seq) VALUES(?, ?, ?)", seen
+        with self._deferred_markers() as deferred, self._tx() as db:
+            db.executemany(MARKER_INSERT, deferred)
+            db.executemany(
+                "INSERT INTO blocks(channel, t_first_ns, t_last_ns, n, encoding, t, v) "
+                "VALUES(?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            if seen:
+                db.executemany("INSERT INTO seen_blocks(agent, boot_ns, seq) VALUES(?, ?, ?)", seen)
+                self._flushes += 1
+                if self._flushes % 256 == 0:
+                    db.execute(
+                        "DELETE FROM seen_blocks WHERE id <= (SELECT MAX(id) FROM seen_blocks) - ?",
+                        (SEEN_BLOCKS_KEPT,),
                     )
-                    self._flushes += 1
-                    if self._flushes % 256 == 0:
-                        db.execute(
-                            "DELETE FROM seen_blocks WHERE id <= "
-                            "(SELECT MAX(id) FROM seen_blocks) - ?",
-                            (SEEN_BLOCKS_KEPT,),
-                        )
-            return sum(r[3] for r in rows)
+        return sum(r[3] for r in rows)
 
     @staticmethod
     def _decode(t: bytes, v: bytes) -> tuple[I64, F64]:

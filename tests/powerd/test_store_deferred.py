@@ -56,7 +56,7 @@ def test_deferred_markers_are_committed_by_the_flush_in_arrival_order(tmp_path: 
         assert fresh_markers(path) == [("r", 1), ("r", 2), ("q", 1), ("r", 3)]
 
 
-def test_a_failed_flush_keeps_the_deferred_markers_for_the_next(tmp_path: Path) -> None:
+def test_a_failed_flush_keeps_what_it_took_for_the_next(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     with Store(path) as st:
         st.put_marker(stamp("a1", Marker("r", "p", "begin", 1, t_ns=T0), T0), defer=True)
@@ -68,8 +68,11 @@ def test_a_failed_flush_keeps_the_deferred_markers_for_the_next(tmp_path: Path) 
             st.flush()
         blocker.rollback()
         blocker.close()
+        st.append(Block.of(CH.id, np.array([T0 + 1], np.int64), np.array([2.0])))  # since
         st.flush()
         assert fresh_markers(path) == [("r", 1)]
+        t, v = st.samples(CH.id, T0, T0 + 10)  # what the failed flush took, once, in order
+        assert t.tolist() == [T0, T0 + 1] and v.tolist() == [1.0, 2.0]
 
 
 def test_deferred_channels_are_committed_by_flush_and_before_changes_are_read(
