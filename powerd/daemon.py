@@ -47,6 +47,7 @@ from powerd.errors import MarkerError
 from powerd.gapedges import GapEdges
 from powerd.health import Health
 from powerd.held import HeldStore
+from powerd.latedata import LATE_DATA_FLAG, LateData
 from powerd.phases import (
     DEFAULT_MAX_MARKER_SKEW_S,
     DEFAULT_MAX_PHASE_S,
@@ -181,6 +182,9 @@ class Daemon:
     # computes due results in another process (``powerd run``; powerd.result_worker); None:
     # in this one (``powerd measure``, tools, tests that drive the daemon directly)
     result_worker: ResultWorker | None = None
+    # samples committed after their run's result was computed: the run is recomputed
+    # (powerd.latedata; default: made in __post_init__ and fed by the store's commits)
+    late: LateData | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
@@ -203,6 +207,32 @@ class Daemon:
             self.held = HeldStore(self.store.path.with_name(f"{self.store.path.stem}-held.db"))
         self.known_agents.update(self.held.agents())
         self.recover_due(closed)
+        self._watch_late_data()
+
+    def _watch_late_data(self) -> None:
+        """Index the stored results and watch every store commit for samples they lack."""
+        if self.late is None:
+            self.late = LateData(self._channel_device)
+        self.late.load(self.store)
+        self.store.commit_listeners.append(self._late_commit)
+
+    def _channel_device(self, cid: str) -> str | None:
+        ch = self.store.channels().get(cid)
+        return None if ch is None else ch.device_id
+
+    def _late_commit(self, spans: dict[str, tuple[int, int]]) -> None:
+        """A store commit (any thread, outside the store's lock): note the runs it makes late;
+        housekeeping recomputes them (``due_results``). Never raises into the store's flush."""
+        assert self.late is not None
+        try:
+            found = self.late.on_commit(spans, self.clock())
+        except Exception as err:  # counted, logged once: late runs would go unnoticed
+            self.counts["late_data_check_failed"] += 1
+            self.health.problem("local", "late_data_check_failed", f"{type(err).__name__}: {err}")
+            return
+        if found:
+            for wake in self.pending_listeners:
+                wake()
 
     def recover_due(self, closed: dict[str, list[Phase]] | None = None) -> list[str]:
         """Queue every run whose stored markers close a phase but whose stored result does not
@@ -864,8 +894,40 @@ class Daemon:
         return [c for d in devices for c in by_device.get(d, ())]
 
     def has_pending(self) -> bool:
-        """Whether some closed phase still waits for its result."""
-        return bool(self._pending)
+        """Whether some closed phase still waits for its result (or a run with a result waits
+        to be recomputed for samples that arrived after it, ``powerd.latedata``)."""
+        return bool(self._pending) or (self.late is not None and self.late.waiting())
+
+    def _requeue_late(self, now: int) -> None:
+        """Runs whose result misses samples committed after it was computed (``powerd.latedata``)
+        are computed again now: counted (``results_recomputed_late_data``), logged once per
+        run, and the run's ``revised_after_late_data`` count goes up (a run flag the result
+        carries, so ``powerd report`` and ``powerd audit`` recompute the same result)."""
+        if self.late is None:
+            return
+        for run, indexed in self.late.take_due(now):
+            if run in self._pending:
+                continue  # computed anyway, from everything committed by then
+            span = indexed
+            if span is None:
+                stamped = self.store.markers(run)
+                if not stamped:
+                    continue
+                span = (min(m.t_ns for m in stamped), max(m.t_ns for m in stamped))
+            revised = self.store.run_flags(run).get(LATE_DATA_FLAG, "0")
+            n = (int(revised) if revised.isdigit() else 0) + 1
+            self.store.put_run_flag(run, LATE_DATA_FLAG, str(n))
+            self._pending[run] = span
+            # due at once: the late samples are committed
+            self._pending_since[run] = now - int(self.result_grace_s * 1e9)
+            self._pending_devices[run] = None
+            self.counts["results_recomputed_late_data"] += 1
+            self.health.problem(
+                f"run:{run}",
+                "results_recomputed_late_data",
+                f"run {run}: samples arrived after its result was computed; recomputing and "
+                f"resealing it (revision {n} for late data)",
+            )
 
     def due_results(self) -> list[dict[str, Any]]:
         """Compute the runs whose closed phases are now covered by data (or waited long enough).
@@ -878,7 +940,9 @@ class Daemon:
         now = self.clock()
         due: list[str] = []
         spans: dict[str, tuple[int, int]] = {}
+        devices_of: dict[str, frozenset[str] | None] = {}
         with self._lock:
+            self._requeue_late(now)
             latest: tuple[I64, int] | None = None  # every channel's: read at most once per call
             for run, (t_begin, t_end) in list(self._pending.items()):
                 waited = now - self._pending_since[run] >= self.result_grace_s * 1e9
@@ -897,13 +961,16 @@ class Daemon:
                 if self.run_busy is not None and self.run_busy(run):
                     continue  # its counter reads are under way (bounded by their timeouts)
                 del self._pending[run], self._pending_since[run]
-                self._pending_devices.pop(run, None)
+                devices_of[run] = self._pending_devices.pop(run, None)
                 self._stored_in_run.pop((t_begin, t_end), None)
                 due.append(run)
                 spans[run] = (t_begin, t_end)
             if not due:
                 return []
             self.store.flush()  # the samples that made them due, before any is computed
+            if self.late is not None:  # what is committed from now on may be missing from them
+                for run in due:
+                    self.late.computing(run, spans[run], devices_of[run])
         out: list[dict[str, Any]] = []
         left = list(due)
         if self.result_worker is not None:
@@ -984,6 +1051,8 @@ class Daemon:
         self._publish(run, result, out)
 
     def _publish(self, run: str, result: dict[str, Any], out: list[dict[str, Any]]) -> None:
+        if self.late is not None:
+            self.late.sealed(result)
         with self._lock:
             self.counts["results"] += 1
         out.append(result)

@@ -1,0 +1,200 @@
+"""Samples committed after a run's result was computed: find the runs they change, cheaply.
+
+Why: an agent reconnecting after ``result_grace_s``, a held backlog released late or a local
+reader catching up commits samples inside a phase whose result is already stored, sealed and
+published. Left alone, the figure no longer matches the store and ``powerd audit`` fails until
+someone runs ``powerd report``: for a signed figure, a silent failure. The daemon recomputes such
+a run (``Daemon._requeue_late``), reseals and republishes it, and the result says so
+(``revised_after_late_data``, a count, present once it is at least 1).
+
+How it stays cheap with a fleet committing blocks continuously: an index per device of the phases
+whose results exist, ``(t_end_ns, t_begin_ns, run)`` sorted by end. Each store commit
+(``Store.commit_listeners``: one call per flush, one ``(t_first_ns, t_last_ns)`` per channel) looks
+up, per channel, only the phases of the channel's device that end at or after the earliest new
+sample: in-order data, the normal case, finds none (its phases were computed once the data passed
+their end). A commit is late for a phase when
+
+- it overlaps the phase: a sample inside it (or its integration window) arrived late, or
+- it holds the channel's first sample after the phase's end while the channel had data inside
+  the phase: the nearest sample after the end, which the figures and the sealed sample hashes
+  rest on, arrived late.
+
+A run found late is recomputed ``batch_s`` after it was first found (a backlog arrives in many
+commits), and at most once per ``min_interval_s``. Runs being computed are indexed from the moment
+they are taken off the pending list (their span and devices, when known), so data committed
+between that and the stored result is not missed either.
+
+Not covered (documented, not silent): a late sample entirely before a phase that becomes the new
+nearest sample before its begin, with nothing late inside it; after a restart, runs with results
+are indexed by their marker span for every device (``ANY``), so late data of another device in
+the same span recomputes them too (the figure is unchanged; the count says it was revised).
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from powerd.channel import LOCAL_DEVICE
+from powerd.store import Store
+
+# the run flag (``Store.put_run_flag``) counting a run's recomputations for late data; the
+# result's ``revised_after_late_data`` (powerd.runs.compute_run), not a phase flag
+LATE_DATA_FLAG = "revised_after_late_data"
+# device key of phases whose devices are not known (runs indexed after a restart, or queued
+# without their devices): checked against every channel's commits
+ANY = ""
+LATE_BATCH_S = 1.0
+LATE_MIN_INTERVAL_S = 5.0
+MAX_INT = (1 << 63) - 1
+
+Entry = tuple[int, int, str]  # (t_end_ns, t_begin_ns, run)
+
+
+def _end(entry: Entry) -> int:
+    return entry[0]
+
+
+class LateData:
+    """The index of computed phases per device and the runs found late (thread-safe)."""
+
+    def __init__(
+        self,
+        device_of: Callable[[str], str | None],
+        batch_s: float = LATE_BATCH_S,
+        min_interval_s: float = LATE_MIN_INTERVAL_S,
+    ) -> None:
+        """``device_of``: a channel id's device (None: unknown channel: its device is taken
+        from its id, ``agent/...``, else ``local``)."""
+        self._device_of = device_of
+        self.batch_ns = int(batch_s * 1e9)
+        self.min_interval_ns = int(min_interval_s * 1e9)
+        self._lock = threading.Lock()
+        self._by_device: dict[str, list[Entry]] = {}
+        self._of_run: dict[str, list[tuple[str, Entry]]] = {}
+        self._last_ns: dict[str, int] = {}  # each channel's latest committed sample time
+        self._found: dict[str, int] = {}  # run -> when first found late (clock ns)
+        self._recomputed: dict[str, int] = {}  # run -> when last taken for recomputation
+        self.checks = 0  # (channel, commit) pairs looked up
+        self.hits = 0  # (channel, commit, run) found late
+
+    # the index ----------------------------------------------------------------------------
+
+    def load(self, store: Store) -> int:
+        """Index the runs the store already has results for, by their marker span, for every
+        device (their devices are in their result JSON, not parsed here: one query on start).
+        Returns how many."""
+        rows = store.results_overlapping(0, MAX_INT)
+        with self._lock:
+            for run, t0, t1 in rows:
+                self._put(run, [(ANY, (t1, t0, run))])
+        return len(rows)
+
+    def computing(self, run: str, span: tuple[int, int], devices: Iterable[str] | None) -> None:
+        """``run`` is being computed over ``span`` (its closed phases' first begin, last end):
+        data committed from now on may be missing from it."""
+        t0, t1 = span
+        keys = [ANY] if devices is None else sorted(set(devices)) or [ANY]
+        with self._lock:
+            self._put(run, [(d, (t1, t0, run)) for d in keys])
+
+    def sealed(self, result: dict[str, Any]) -> None:
+        """``result`` is stored: index each of its phases under its devices."""
+        run = str(result["run"])
+        entries: list[tuple[str, Entry]] = []
+        for p in result.get("phases") or []:
+            entry = (int(p["t_end_ns"]), int(p["t_begin_ns"]), run)
+            devices = [str(d) for d in p.get("devices") or ()] or [ANY]
+            entries += [(d, entry) for d in devices]
+        with self._lock:
+            self._put(run, entries)
+
+    def _put(self, run: str, entries: list[tuple[str, Entry]]) -> None:
+        for device, entry in self._of_run.pop(run, []):
+            lst = self._by_device.get(device)
+            if lst is not None:
+                i = bisect.bisect_left(lst, entry[0], key=_end)
+                while i < len(lst) and lst[i][0] == entry[0]:
+                    if lst[i] == entry:
+                        del lst[i]
+                        break
+                    i += 1
+                if not lst:
+                    del self._by_device[device]
+        mine = list(dict.fromkeys(entries))
+        for device, entry in mine:
+            bisect.insort(self._by_device.setdefault(device, []), entry, key=_end)
+        if mine:
+            self._of_run[run] = mine
+
+    def indexed(self) -> int:
+        """Phase entries in the index (for /metrics and tests)."""
+        with self._lock:
+            return sum(len(v) for v in self._by_device.values())
+
+    # commits ------------------------------------------------------------------------------
+
+    def on_commit(self, spans: dict[str, tuple[int, int]], now_ns: int) -> list[str]:
+        """One store commit: per channel its first and last new sample time. Returns the runs
+        newly found late (each also remembered for ``take_due``)."""
+        devices = {c: self._device(c) for c in spans}
+        found: list[str] = []
+        with self._lock:
+            for cid, (t_first, t_last) in spans.items():
+                prev = self._last_ns.get(cid)
+                self._last_ns[cid] = t_last if prev is None else max(prev, t_last)
+                lo = t_first if prev is None else min(t_first, prev + 1)
+                for key in (devices[cid], ANY):
+                    lst = self._by_device.get(key)
+                    if not lst:
+                        continue
+                    self.checks += 1
+                    for t_end, t_begin, run in lst[bisect.bisect_left(lst, lo, key=_end) :]:
+                        inside = t_end >= t_first and t_begin <= t_last
+                        # the first sample after the end, of a channel with data in the phase
+                        after = prev is not None and prev < t_end < t_first and prev >= t_begin
+                        if not (inside or after):
+                            continue
+                        self.hits += 1
+                        if run not in self._found:
+                            self._found[run] = now_ns
+                            found.append(run)
+        return found
+
+    def _device(self, cid: str) -> str:
+        device = self._device_of(cid)
+        if device is not None:
+            return device
+        return cid.split("/", 1)[0] if "/" in cid else LOCAL_DEVICE
+
+    def waiting(self) -> bool:
+        """Whether some run found late waits for its recomputation."""
+        with self._lock:
+            return bool(self._found)
+
+    def take_due(self, now_ns: int) -> list[tuple[str, tuple[int, int] | None]]:
+        """The runs found late whose batch time passed and that were not recomputed within
+        ``min_interval_s``, with their indexed span; they are forgotten until found again."""
+        out: list[tuple[str, tuple[int, int] | None]] = []
+        with self._lock:
+            for run, since in list(self._found.items()):
+                if now_ns - since < self.batch_ns:
+                    continue
+                last = self._recomputed.get(run)
+                if last is not None and now_ns - last < self.min_interval_ns:
+                    continue
+                del self._found[run]
+                self._recomputed[run] = now_ns
+                entries = self._of_run.get(run) or []
+                span = (
+                    (min(e[1] for _, e in entries), max(e[0] for _, e in entries))
+                    if entries
+                    else None
+                )
+                out.append((run, span))
+            if len(self._recomputed) > 4 * len(self._of_run) + 1024:  # bounded
+                cutoff = now_ns - self.min_interval_ns
+                self._recomputed = {r: t for r, t in self._recomputed.items() if t >= cutoff}
+        return out
