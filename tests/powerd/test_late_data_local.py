@@ -1,0 +1,83 @@
+"""A local meter's reader catching up after its run's result was computed (powerd.latedata):
+the daemon recomputes and reseals the run, also after a restart, and in-order data after the
+run changes nothing. The daemon core in-process on a real store, its clock stepped by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from powerd.audit import audit
+from powerd.block import Block
+from powerd.channel import Channel
+from powerd.daemon import Daemon
+from powerd.store import Store
+from powerd.timeline import Timeline
+
+T0 = 1_800_000_000_000_000_000
+S = 1_000_000_000
+METER = Channel(id="m:1", kind="power", source_class="meter", nominal_period_s=0.01)
+
+
+def commit(d: Daemon, t0_s: float, t1_s: float, w: float = 100.0) -> None:
+    """What the sampler does with a reader's samples: timeline, store, flush."""
+    t = T0 + np.arange(int(t0_s * 100), int(t1_s * 100), dtype=np.int64) * (S // 100)
+    block = Block.of(METER.id, t, np.full(t.size, w))
+    d.timeline.append(block)
+    d.store.append(block)
+    d.store.flush()
+
+
+def marker(event: str, t_s: float) -> bytes:
+    m = {"v": 1, "run": "r", "phase": "p", "event": event, "t_ns": T0 + int(t_s * S)}
+    return json.dumps(m | ({"count": 1} if event == "end" else {})).encode()
+
+
+def daemon(path: Path, now: list[int]) -> Daemon:
+    st = Store(path)
+    st.put_channel(METER)
+    return Daemon(st, Timeline(), lambda: now[0], result_grace_s=1.0)
+
+
+def test_a_local_reader_catching_up_recomputes_the_run_also_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    now = [T0 + 10 * S]
+    d = daemon(tmp_path / "powerd.db", now)
+    commit(d, 0, 5)
+    assert d.submit_marker("h", marker("begin", 1), T0 + 1 * S).applied
+    assert d.submit_marker("h", marker("end", 8), T0 + 8 * S).applied
+    (first,) = d.due_results()  # waited result_grace_s: computed with 4 of 7 s
+    assert first["phases"][0]["channels"][METER.id]["coverage"] < 0.7
+    assert "revised_after_late_data" not in first
+    commit(d, 5, 6.5)  # the reader catches up, in part
+    assert d.has_pending()
+    assert d.due_results() == []  # batched: not at once
+    now[0] += 2 * S
+    (second,) = d.due_results()
+    assert second["revised_after_late_data"] == 1
+    assert d.counts["results_recomputed_late_data"] == 1
+    assert audit(d.store, "r").ok
+    d.store.close()
+    assert d.held is not None
+    d.held.close()
+
+    d = daemon(tmp_path / "powerd.db", now)  # restarted: the index is loaded from the store
+    assert not d.has_pending()
+    commit(d, 6.5, 9)
+    now[0] += 2 * S
+    (third,) = d.due_results()
+    (phase,) = third["phases"]
+    assert third["revised_after_late_data"] == 2
+    assert phase["channels"][METER.id]["coverage"] == 1.0
+    assert abs(phase["energy_j"] - 700.0) <= phase["uncertainty_j"]
+    assert "revised_after_late_data" not in phase["flags"]
+    report = audit(d.store, "r")
+    assert report.ok, report.differences
+    commit(d, 9, 12)  # in order, after the run: nothing to recompute
+    now[0] += 10 * S
+    assert d.due_results() == [] and not d.has_pending()
+    assert d.counts["results_recomputed_late_data"] == 1  # this process's count
+    assert d.health.snapshot()["problems"]["results_recomputed_late_data"] == 1
