@@ -27,6 +27,7 @@ from powerd.metrics import (
     EFFICIENCY_HELP,
     ENERGY_JOULES_TOTAL,
     FLAG_LABELS,
+    GAP_EDGES_TOTAL,
     MARKERS_TOTAL,
     PHASE_FIGURES,
     PHASE_FLAG,
@@ -38,6 +39,7 @@ from powerd.metrics import (
     PROBE_LABELS,
     PROBE_UP,
     PROBLEMS_TOTAL,
+    RESULTS_RECOMPUTED_TOTAL,
     RESULTS_TOTAL,
     SAMPLES_TOTAL,
     SINK_BLOCKS_DROPPED_TOTAL,
@@ -63,6 +65,18 @@ MARKER_OUTCOMES = {
     "applied": "markers_applied",
     "rejected": "markers_rejected",
     "repeated": "markers_repeated",
+}
+
+
+# reason label -> Daemon.counts key of a result computed again after it was stored
+RECOMPUTE_REASONS = {
+    "late_data": "results_recomputed_late_data",
+    "late_gap_or_flag": "results_requeued",
+}
+# action label -> GapEdges.counts key
+GAP_EDGE_ACTIONS = {
+    "snapped": "gap_edges_snapped",
+    "end_moved": "gap_ends_moved",
 }
 
 
@@ -243,6 +257,25 @@ class DaemonCollector(Collector):
             "Run results computed (contract 2), recomputations included",
             value=counts.get("results", 0),
         )
+        recomputed = CounterMetricFamily(
+            _strip_total(RESULTS_RECOMPUTED_TOTAL),
+            "Stored results computed again, by reason: samples committed after the result "
+            "(late_data), a gap reported or the run flagged after it (late_gap_or_flag)",
+            labels=["reason"],
+        )
+        for reason, key in RECOMPUTE_REASONS.items():
+            recomputed.add_metric([reason], counts.get(key, 0))
+        yield recomputed
+        edges = CounterMetricFamily(
+            _strip_total(GAP_EDGES_TOTAL),
+            "Agent gap edges placed with a neighbouring block's clock offset (snapped), and "
+            "gap ends moved to a block that arrived after the report (end_moved)",
+            labels=["action"],
+        )
+        gap_counts = dict(d.gap_edges.counts)
+        for action, key in GAP_EDGE_ACTIONS.items():
+            edges.add_metric([action], gap_counts.get(key, 0))
+        yield edges
 
         offset = GaugeMetricFamily(
             AGENT_CLOCK_OFFSET_SECONDS,

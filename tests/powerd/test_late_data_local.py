@@ -13,6 +13,7 @@ from powerd.audit import audit
 from powerd.block import Block
 from powerd.channel import Channel
 from powerd.daemon import Daemon
+from powerd.exporter import registry_for, render
 from powerd.store import Store
 from powerd.timeline import Timeline
 
@@ -81,3 +82,7 @@ def test_a_local_reader_catching_up_recomputes_the_run_also_after_a_restart(
     assert d.due_results() == [] and not d.has_pending()
     assert d.counts["results_recomputed_late_data"] == 1  # this process's count
     assert d.health.snapshot()["problems"]["results_recomputed_late_data"] == 1
+    metrics = render(registry_for(d)).decode()
+    assert 'powerd_results_recomputed_total{reason="late_data"} 1.0' in metrics
+    assert 'powerd_problems_total{kind="results_recomputed_late_data"} 1.0' in metrics
+    assert 'powerd_gap_edges_total{action="snapped"} 0.0' in metrics
