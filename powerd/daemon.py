@@ -46,7 +46,7 @@ from powerd.clocksync import Exchange, OffsetEstimator
 from powerd.errors import MarkerError
 from powerd.gapedges import GapEdges
 from powerd.health import Health
-from powerd.held import HeldStore
+from powerd.held import HELD_PLACE_BOUND_S, HeldStore
 from powerd.latedata import LATE_DATA_FLAG, LateData
 from powerd.phases import (
     DEFAULT_MAX_MARKER_SKEW_S,
@@ -91,8 +91,8 @@ MAX_INT = wire.MAX_INT
 # an epoch that held messages still wait for is not forgotten, up to EPOCHS_KEPT_MAX in all.
 EPOCHS_KEPT = 8
 EPOCHS_KEPT_MAX = 64
-# A held message not placeable this long after it arrived is reported (``_check_held``).
-HELD_PLACE_BOUND_S = 60.0
+# A held message not placeable this long after it arrived is reported (``_check_held``):
+# HELD_PLACE_BOUND_S, from powerd.held ([daemon] held_place_bound_s).
 HELD_SCAN = 1024  # held messages examined per check
 # An epoch placed through anchors (agent/epoch.py): the anchors' bracketed reads, with margin.
 LINK_UNCERTAINTY_NS = 20_000

@@ -192,6 +192,7 @@ async def serve(cfg: DaemonConfig, state_dir: Path, config_path: Path | None = N
         cfg.result_grace_s,
         max_marker_skew_s=cfg.max_marker_skew_s,
         max_phase_s=cfg.max_phase_s,
+        held_place_bound_s=cfg.held_place_bound_s,
         audit_context=AuditContext.from_config_file("run", config_path, cfg.probes),
     )
     worker = start_result_worker(daemon, store) if cfg.result_worker else None
