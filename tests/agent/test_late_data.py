@@ -8,6 +8,7 @@ spools; the phase's result is computed after a short ``result_grace_s`` without 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from powerd.cli import main
+from powerd.commands.serve import start_result_worker
 from powerd.latedata import LateData
 from tests.agent.agentproc import agent_process, write_config
 from tests.agent.test_mqtt_e2e import truth_j
@@ -35,14 +37,18 @@ def marker(event: str, **extra: object) -> bytes:
     return json.dumps({"v": 1, "run": RUN, "phase": "p", "event": event, **extra}).encode()
 
 
+@pytest.mark.parametrize("worker", [False, True], ids=["in-daemon", "result-worker"])
 def test_data_after_the_result_recomputes_reseals_and_counts(
-    tmp_path: Path, broker: Mosquitto, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, broker: Mosquitto, capsys: pytest.CaptureFixture[str], worker: bool
 ) -> None:
+    """With results computed in the daemon, and in the worker process ``powerd run`` uses."""
     agent_id = "edge-late"
     cid = f"{agent_id}/sim:square"
     published: list[dict[str, object]] = []
-    with running_daemon(tmp_path, broker) as daemon:
+    with running_daemon(tmp_path, broker) as daemon, contextlib.ExitStack() as stack:
         daemon.result_grace_s = 0.5  # the result is computed while the agent's data is held
+        if worker:
+            stack.callback(start_result_worker(daemon, daemon.store).close)
         daemon.result_listeners.append(published.append)
         conf = write_config(tmp_path / "a.toml", agent_id, broker.port, tmp_path / "spool")
         with agent_process(conf, tmp_path / "agent.log"):
@@ -71,6 +77,8 @@ def test_data_after_the_result_recomputes_reseals_and_counts(
             second = daemon.run_result(RUN)
             assert second is not None
             health = daemon.health.snapshot()
+            assert daemon.counts["result_worker_fallback"] == 0
+            assert daemon.counts["result_failed"] == daemon.counts["result_worker_failed"] == 0
     (p1,) = first["phases"]
     (p2,) = second["phases"]
     ch1 = p1["channels"][cid]
