@@ -212,13 +212,14 @@ class Daemon:
     def _watch_late_data(self) -> None:
         """Index the stored results and watch every store commit for samples they lack."""
         if self.late is None:
-            self.late = LateData(self._channel_device)
+            self.late = LateData(self._channel_devices)
         self.late.load(self.store)
         self.store.commit_listeners.append(self._late_commit)
 
-    def _channel_device(self, cid: str) -> str | None:
-        ch = self.store.channels().get(cid)
-        return None if ch is None else ch.device_id
+    def _channel_devices(self, ids: Iterable[str]) -> dict[str, str | None]:
+        """Channels' devices (the store's cached channels: one lookup per commit)."""
+        chans = self.store.channels()
+        return {c: (ch.device_id if (ch := chans.get(c)) is not None else None) for c in ids}
 
     def _late_commit(self, spans: dict[str, tuple[int, int]]) -> None:
         """A store commit (any thread, outside the store's lock): note the runs it makes late;

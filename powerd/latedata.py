@@ -62,17 +62,19 @@ class LateData:
 
     def __init__(
         self,
-        device_of: Callable[[str], str | None],
+        devices_of: Callable[[Iterable[str]], dict[str, str | None]],
         batch_s: float = LATE_BATCH_S,
         min_interval_s: float = LATE_MIN_INTERVAL_S,
     ) -> None:
-        """``device_of``: a channel id's device (None: unknown channel: its device is taken
-        from its id, ``agent/...``, else ``local``)."""
-        self._device_of = device_of
+        """``devices_of``: channel ids' devices, asked once per commit (None: an unknown
+        channel, whose device is taken from its id, ``agent/...``, else ``local``)."""
+        self._devices_of = devices_of
         self.batch_ns = int(batch_s * 1e9)
         self.min_interval_ns = int(min_interval_s * 1e9)
         self._lock = threading.Lock()
         self._by_device: dict[str, list[Entry]] = {}
+        # per device the longest phase indexed: a lookup stops at ends beyond t_last + this
+        self._longest_ns: dict[str, int] = {}
         self._of_run: dict[str, list[tuple[str, Entry]]] = {}
         self._last_ns: dict[str, int] = {}  # each channel's latest committed sample time
         self._found: dict[str, int] = {}  # run -> when first found late (clock ns)
@@ -126,6 +128,8 @@ class LateData:
         mine = list(dict.fromkeys(entries))
         for device, entry in mine:
             bisect.insort(self._by_device.setdefault(device, []), entry, key=_end)
+            longest = self._longest_ns.get(device, 0)
+            self._longest_ns[device] = max(longest, entry[0] - entry[1])
         if mine:
             self._of_run[run] = mine
 
@@ -139,19 +143,24 @@ class LateData:
     def on_commit(self, spans: dict[str, tuple[int, int]], now_ns: int) -> list[str]:
         """One store commit: per channel its first and last new sample time. Returns the runs
         newly found late (each also remembered for ``take_due``)."""
-        devices = {c: self._device(c) for c in spans}
+        known = self._devices_of(spans)
         found: list[str] = []
         with self._lock:
             for cid, (t_first, t_last) in spans.items():
                 prev = self._last_ns.get(cid)
                 self._last_ns[cid] = t_last if prev is None else max(prev, t_last)
                 lo = t_first if prev is None else min(t_first, prev + 1)
-                for key in (devices[cid], ANY):
+                device = known.get(cid) or (cid.split("/", 1)[0] if "/" in cid else LOCAL_DEVICE)
+                for key in (device, ANY):
                     lst = self._by_device.get(key)
-                    if not lst:
-                        continue
+                    if not lst or lst[-1][0] < lo:
+                        continue  # every phase of the device ended before: in-order data
                     self.checks += 1
-                    for t_end, t_begin, run in lst[bisect.bisect_left(lst, lo, key=_end) :]:
+                    stop = t_last + self._longest_ns[key]  # later ends begin after t_last
+                    for i in range(bisect.bisect_left(lst, lo, key=_end), len(lst)):
+                        t_end, t_begin, run = lst[i]
+                        if t_end > stop:
+                            break
                         inside = t_end >= t_first and t_begin <= t_last
                         # the first sample after the end, of a channel with data in the phase
                         after = prev is not None and prev < t_end < t_first and prev >= t_begin
@@ -162,12 +171,6 @@ class LateData:
                             self._found[run] = now_ns
                             found.append(run)
         return found
-
-    def _device(self, cid: str) -> str:
-        device = self._device_of(cid)
-        if device is not None:
-            return device
-        return cid.split("/", 1)[0] if "/" in cid else LOCAL_DEVICE
 
     def waiting(self) -> bool:
         """Whether some run found late waits for its recomputation."""

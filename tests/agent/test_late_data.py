@@ -103,7 +103,7 @@ def test_data_after_the_result_recomputes_reseals_and_counts(
 def test_in_order_data_finds_nothing_and_late_data_finds_its_run() -> None:
     """The index alone: data after a phase's end is not late, data inside it or the first sample
     after its end of a channel that had data in it is; another device's data is not."""
-    late = LateData(lambda cid: cid.split("/", 1)[0])
+    late = LateData(lambda ids: {c: c.split("/", 1)[0] for c in ids})
     assert late.on_commit({"a/x": (50, 210)}, 0) == []  # committed before the result
     late.sealed({"run": "r", "phases": [{"t_begin_ns": 100, "t_end_ns": 200, "devices": ["a"]}]})
     assert late.on_commit({"a/x": (211, 300)}, 0) == []  # in order, after the end
@@ -114,7 +114,7 @@ def test_in_order_data_finds_nothing_and_late_data_finds_its_run() -> None:
     assert late.take_due(5 + late.batch_ns) == [("r", (100, 200))]
     assert not late.waiting()
     # a channel that had data in the phase and whose first sample after its end arrives late
-    fresh = LateData(lambda cid: cid.split("/", 1)[0])
+    fresh = LateData(lambda ids: {c: c.split("/", 1)[0] for c in ids})
     fresh.sealed({"run": "s", "phases": [{"t_begin_ns": 100, "t_end_ns": 200, "devices": ["a"]}]})
     assert fresh.on_commit({"a/y": (90, 150)}, 0) == ["s"]
     fresh.take_due(10**12)
