@@ -16,6 +16,7 @@ from powerd.daemon import Daemon
 from powerd.metrics import (
     AGENT_CLOCK_OFFSET_SECONDS,
     AGENT_CLOCK_UNCERTAINTY_SECONDS,
+    AGENT_READS_ASKED_TOTAL,
     BLOCKS_TOTAL,
     CHANNEL_LABELS,
     COMPONENT_UP,
@@ -86,6 +87,11 @@ BLOCK_OUTCOMES = {
     "malformed": "blocks_malformed",
     "unknown_channel": "blocks_unknown_channel",
 }
+
+
+def _count(value: Any) -> int:
+    """A count an agent's status reports (anything else: 0; statuses come from the network)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def _strip_total(name: str) -> str:
@@ -276,6 +282,12 @@ class DaemonCollector(Collector):
         for action, key in GAP_EDGE_ACTIONS.items():
             edges.add_metric([action], gap_counts.get(key, 0))
         yield edges
+        yield CounterMetricFamily(
+            _strip_total(AGENT_READS_ASKED_TOTAL),
+            "Probe reads the agents took out of cadence at end markers, summed over the agents' "
+            "latest statuses (a restarted agent counts from 0 again)",
+            value=sum(_count(s.get("reads_asked")) for s in list(d.agents.values())),
+        )
 
         offset = GaugeMetricFamily(
             AGENT_CLOCK_OFFSET_SECONDS,

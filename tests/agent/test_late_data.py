@@ -18,9 +18,10 @@ import pytest
 
 from powerd.cli import main
 from powerd.commands.serve import start_result_worker
+from powerd.exporter import registry_for, render
 from powerd.latedata import LateData
 from tests.agent.agentproc import agent_process, write_config
-from tests.agent.test_mqtt_e2e import truth_j
+from tests.agent.test_mqtt_e2e import post, truth_j
 from tests.agent.test_spool_faults import daemon_presence
 from tests.servers import Mosquitto, mosquitto, running_daemon, wait_for
 
@@ -51,7 +52,7 @@ def test_data_after_the_result_recomputes_reseals_and_counts(
             stack.callback(start_result_worker(daemon, daemon.store).close)
         daemon.result_listeners.append(published.append)
         conf = write_config(tmp_path / "a.toml", agent_id, broker.port, tmp_path / "spool")
-        with agent_process(conf, tmp_path / "agent.log"):
+        with agent_process(conf, tmp_path / "agent.log") as (_, url):
             wait_for(
                 lambda: (o := daemon.offsets.get(agent_id)) and len(o.exchanges) >= 5,
                 what="clock exchanges",
@@ -77,6 +78,15 @@ def test_data_after_the_result_recomputes_reseals_and_counts(
             second = daemon.run_result(RUN)
             assert second is not None
             health = daemon.health.snapshot()
+            # an end marker through the agent reads its probes at once (reads_asked): the
+            # agent's status says so and the daemon's /metrics sums it
+            post(url, {"v": 1, "run": "asked", "phase": "p", "event": "begin"})
+            post(url, {"v": 1, "run": "asked", "phase": "p", "event": "end"})
+            wait_for(
+                lambda: (daemon.agents.get(agent_id) or {}).get("reads_asked", 0) >= 1,
+                what="reads_asked in the agent's status",
+            )
+            metrics = render(registry_for(daemon)).decode()
             assert daemon.counts["result_worker_fallback"] == 0
             assert daemon.counts["result_failed"] == daemon.counts["result_worker_failed"] == 0
     (p1,) = first["phases"]
@@ -93,6 +103,9 @@ def test_data_after_the_result_recomputes_reseals_and_counts(
     assert daemon.counts["results_recomputed_late_data"] == second["revised_after_late_data"]
     assert health["problems"]["results_recomputed_late_data"] >= 1
     assert any(r.get("revised_after_late_data") for r in published), "not republished"
+    assert "powerd_agent_reads_asked_total 1.0" in metrics
+    n = second["revised_after_late_data"]
+    assert f'powerd_results_recomputed_total{{reason="late_data"}} {n}.0' in metrics
     code = main(["--state-dir", str(tmp_path / "daemon"), "audit", RUN])
     out = capsys.readouterr().out
     assert code == 0, out
