@@ -86,7 +86,11 @@ def test_data_after_the_result_recomputes_reseals_and_counts(
                 lambda: (daemon.agents.get(agent_id) or {}).get("reads_asked", 0) >= 1,
                 what="reads_asked in the agent's status",
             )
+            asked = wait_for(lambda: daemon.run_result("asked"), what="the normal run's result")
+            time.sleep(1.5)  # more in-order data after it: no recomputation (batch_s is 1 s)
+            wait_for(lambda: not daemon.has_pending(), what="nothing left to compute")
             metrics = render(registry_for(daemon)).decode()
+            asked_now = daemon.run_result("asked")
             assert daemon.counts["result_worker_fallback"] == 0
             assert daemon.counts["result_failed"] == daemon.counts["result_worker_failed"] == 0
     (p1,) = first["phases"]
@@ -104,6 +108,7 @@ def test_data_after_the_result_recomputes_reseals_and_counts(
     assert health["problems"]["results_recomputed_late_data"] >= 1
     assert any(r.get("revised_after_late_data") for r in published), "not republished"
     assert "powerd_agent_reads_asked_total 1.0" in metrics
+    assert asked_now == asked and "revised_after_late_data" not in asked
     n = second["revised_after_late_data"]
     assert f'powerd_results_recomputed_total{{reason="late_data"}} {n}.0' in metrics
     code = main(["--state-dir", str(tmp_path / "daemon"), "audit", RUN])
