@@ -222,8 +222,9 @@ class Daemon:
         return {c: (ch.device_id if (ch := chans.get(c)) is not None else None) for c in ids}
 
     def _late_commit(self, spans: dict[str, tuple[int, int]]) -> None:
-        """A store commit (any thread, outside the store's lock): note the runs it makes late;
-        housekeeping recomputes them (``due_results``). Never raises into the store's flush."""
+        """A store commit (any thread, under the store's lock, in commit order): note the runs it
+        makes late; housekeeping recomputes them (``due_results``). Quick; never raises into the
+        store's flush."""
         assert self.late is not None
         try:
             found = self.late.on_commit(spans, self.clock())
@@ -969,9 +970,7 @@ class Daemon:
             if not due:
                 return []
             self.store.flush()  # the samples that made them due, before any is computed
-            if self.late is not None:  # what is committed from now on may be missing from them
-                for run in due:
-                    self.late.computing(run, spans[run], devices_of[run])
+        self._index_computing(due, spans, devices_of)
         out: list[dict[str, Any]] = []
         left = list(due)
         if self.result_worker is not None:
@@ -1006,6 +1005,22 @@ class Daemon:
         for run in left:
             self._compute_here(run, now, out)
         return out
+
+    def _index_computing(
+        self,
+        due: list[str],
+        spans: dict[str, tuple[int, int]],
+        devices_of: dict[str, frozenset[str] | None],
+    ) -> None:
+        """Runs about to be computed go into the late-data index (``powerd.latedata``): samples
+        of theirs committed from now on may be missing from their results. After the flush
+        that made them due (flushed again here, a no-op unless something came in since), so
+        that flush's own samples, which the results do include, do not count as late."""
+        if self.late is None:
+            return
+        self.store.flush()
+        for run in due:
+            self.late.computing(run, spans[run], devices_of[run])
 
     def _compute_here(self, run: str, now: int, out: list[dict[str, Any]]) -> None:
         """Compute, store, seal and publish one due run in this process."""

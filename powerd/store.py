@@ -113,8 +113,8 @@ class Store:
         self._memo = threading.local()
         # applied to every channel put (the daemon's calibration certificates, powerd.calibration)
         self.annotate_channel: Callable[[Channel], Channel] | None = None
-        # called after each flush that committed samples, outside the store's lock, with each
-        # channel's (first, last) new sample time (powerd.latedata: data after a result)
+        # told each flush's committed samples, per channel (first, last) time, in commit order
+        # (under the store's lock: they must be quick and never flush; powerd.latedata)
         self.commit_listeners: list[Callable[[dict[str, tuple[int, int]]], None]] = []
         version = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         if readonly:
@@ -312,22 +312,13 @@ class Store:
         return [(str(a), int(b), int(q)) for a, b, q in reversed(rows)]
 
     def flush(self) -> int:
-        """Write buffered samples, one row per channel, in one transaction; returns the count.
-        Then tells ``commit_listeners`` what was committed (outside the lock)."""
-        rows = self._flush()
-        if rows and self.commit_listeners:
-            spans = {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
-            for listener in self.commit_listeners:
-                listener(spans)
-        return sum(int(r[3]) for r in rows)
-
-    def _flush(self) -> list[tuple[Any, ...]]:
+        """Write buffered samples, one row per channel, in one transaction; returns the count."""
         with self._lock:
             pending, self._pending = self._pending, {}
             seen, self._pending_seen = self._pending_seen, []
             if not pending:
-                return []
-            rows: list[tuple[Any, ...]] = []
+                return 0
+            rows = []
             for channel, (ts, vs) in pending.items():
                 t, v = concat(ts, vs)
                 if t.size:
@@ -359,7 +350,15 @@ class Store:
                             "(SELECT MAX(id) FROM seen_blocks) - ?",
                             (SEEN_BLOCKS_KEPT,),
                         )
-            return rows
+            self._committed(rows)
+            return sum(r[3] for r in rows)
+
+    def _committed(self, rows: list[tuple[Any, ...]]) -> None:
+        """Tell ``commit_listeners`` what one flush committed (its rows: channel, first, last)."""
+        if rows and self.commit_listeners:
+            spans = {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
+            for listener in self.commit_listeners:
+                listener(spans)
 
     @staticmethod
     def _decode(t: bytes, v: bytes) -> tuple[I64, F64]:
