@@ -212,7 +212,7 @@ class Daemon:
     def _watch_late_data(self) -> None:
         """Index the stored results and watch every store commit for samples they lack."""
         if self.late is None:
-            self.late = LateData(self._channel_devices)
+            self.late = LateData(self._channel_devices, self.store.result)
         self.late.load(self.store)
         self.store.commit_listeners.append(self._late_commit)
 
@@ -907,7 +907,7 @@ class Daemon:
         carries, so ``powerd report`` and ``powerd audit`` recompute the same result)."""
         if self.late is None:
             return
-        for run, indexed in self.late.take_due(now):
+        for run, indexed, devices in self.late.take_due(now):
             if run in self._pending:
                 continue  # computed anyway, from everything committed by then
             span = indexed
@@ -922,7 +922,7 @@ class Daemon:
             self._pending[run] = span
             # due at once: the late samples are committed
             self._pending_since[run] = now - int(self.result_grace_s * 1e9)
-            self._pending_devices[run] = None
+            self._pending_devices[run] = devices
             self.counts["results_recomputed_late_data"] += 1
             self.health.problem(
                 f"run:{run}",

@@ -63,12 +63,17 @@ class LateData:
     def __init__(
         self,
         devices_of: Callable[[Iterable[str]], dict[str, str | None]],
+        result_of: Callable[[str], dict[str, Any] | None] = lambda run: None,
         batch_s: float = LATE_BATCH_S,
         min_interval_s: float = LATE_MIN_INTERVAL_S,
     ) -> None:
         """``devices_of``: channel ids' devices, asked once per commit (None: an unknown
-        channel, whose device is taken from its id, ``agent/...``, else ``local``)."""
+        channel, whose device is taken from its id, ``agent/...``, else ``local``).
+        ``result_of``: a run's stored result (``Store.result``): a run indexed for every
+        device (``ANY``) is looked up there when a commit hits it, and indexed by its phases'
+        devices from then on, so another device's data in its span does not count."""
         self._devices_of = devices_of
+        self._result_of = result_of
         self.batch_ns = int(batch_s * 1e9)
         self.min_interval_ns = int(min_interval_s * 1e9)
         self._lock = threading.Lock()
@@ -144,7 +149,7 @@ class LateData:
         """One store commit: per channel its first and last new sample time. Returns the runs
         newly found late (each also remembered for ``take_due``)."""
         known = self._devices_of(spans)
-        found: list[str] = []
+        hits: list[tuple[str, str, bool]] = []  # (run, device, through ANY)
         with self._lock:
             for cid, (t_first, t_last) in spans.items():
                 prev = self._last_ns.get(cid)
@@ -166,21 +171,52 @@ class LateData:
                         after = prev is not None and prev < t_end < t_first and prev >= t_begin
                         if not (inside or after):
                             continue
-                        self.hits += 1
                         if run not in self._found:
-                            self._found[run] = now_ns
-                            found.append(run)
+                            hits.append((run, device, key == ANY))
+        if not hits:
+            return []
+        covers = self._resolve({run for run, _, any_device in hits if any_device})
+        found: list[str] = []
+        with self._lock:
+            for run, device, any_device in hits:
+                devices = covers.get(run) if any_device else None
+                if devices is not None and device not in devices:
+                    continue  # another device's data in the run's span
+                self.hits += 1
+                if run not in self._found:
+                    self._found[run] = now_ns
+                    found.append(run)
         return found
+
+    def _resolve(self, runs: set[str]) -> dict[str, frozenset[str] | None]:
+        """The devices of runs indexed for every device, from their stored results (None: no
+        result, or phases naming no device: every device counts); such a run is indexed by
+        its phases from then on. Outside the lock: the store has its own."""
+        out: dict[str, frozenset[str] | None] = {}
+        for run in runs:
+            result = self._result_of(run)
+            if result is None:
+                out[run] = None
+                continue
+            phases = result.get("phases") or []
+            devices = frozenset(str(d) for p in phases for d in p.get("devices") or ())
+            out[run] = devices or None
+            if devices and all(p.get("devices") for p in phases):
+                self.sealed(result)
+        return out
 
     def waiting(self) -> bool:
         """Whether some run found late waits for its recomputation."""
         with self._lock:
             return bool(self._found)
 
-    def take_due(self, now_ns: int) -> list[tuple[str, tuple[int, int] | None]]:
+    def take_due(
+        self, now_ns: int
+    ) -> list[tuple[str, tuple[int, int] | None, frozenset[str] | None]]:
         """The runs found late whose batch time passed and that were not recomputed within
-        ``min_interval_s``, with their indexed span; they are forgotten until found again."""
-        out: list[tuple[str, tuple[int, int] | None]] = []
+        ``min_interval_s``, with their indexed span and devices (None: unknown or every
+        device); they are forgotten until found again."""
+        out: list[tuple[str, tuple[int, int] | None, frozenset[str] | None]] = []
         with self._lock:
             for run, since in list(self._found.items()):
                 if now_ns - since < self.batch_ns:
@@ -196,7 +232,8 @@ class LateData:
                     if entries
                     else None
                 )
-                out.append((run, span))
+                devices = frozenset(d for d, _ in entries)
+                out.append((run, span, None if not devices or ANY in devices else devices))
             if len(self._recomputed) > 4 * len(self._of_run) + 1024:  # bounded
                 cutoff = now_ns - self.min_interval_ns
                 self._recomputed = {r: t for r, t in self._recomputed.items() if t >= cutoff}

@@ -129,7 +129,7 @@ def test_in_order_data_finds_nothing_and_late_data_finds_its_run() -> None:
     assert late.on_commit({"a/x": (150, 160)}, 5) == ["r"]  # inside the phase
     assert late.on_commit({"a/x": (150, 160)}, 6) == []  # already waiting
     assert late.take_due(5 + late.batch_ns - 1) == []  # batched
-    assert late.take_due(5 + late.batch_ns) == [("r", (100, 200))]
+    assert late.take_due(5 + late.batch_ns) == [("r", (100, 200), frozenset({"a"}))]
     assert not late.waiting()
     # a channel that had data in the phase and whose first sample after its end arrives late
     fresh = LateData(lambda ids: {c: c.split("/", 1)[0] for c in ids})

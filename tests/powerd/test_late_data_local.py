@@ -67,6 +67,12 @@ def test_a_local_reader_catching_up_recomputes_the_run_also_after_a_restart(
 
     d = daemon(tmp_path / "powerd.db", now)  # restarted: the index is loaded from the store
     assert not d.has_pending()
+    # another device's data inside the run's span (an agent's backlog): not the run's data
+    other = Channel(id="edge/sim:x", kind="power", source_class="meter", nominal_period_s=0.01)
+    d.store.put_channel(other)
+    d.store.append(Block.of(other.id, np.array([T0 + 3 * S], np.int64), np.array([5.0])))
+    d.store.flush()
+    assert not d.has_pending()
     commit(d, 6.5, 9)
     now[0] += 2 * S
     (third,) = d.due_results()
