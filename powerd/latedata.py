@@ -24,10 +24,15 @@ commits), and at most once per ``min_interval_s``. Runs being computed are index
 they are taken off the pending list (their span and devices, when known), so data committed
 between that and the stored result is not missed either.
 
+After a restart the runs with results are indexed by their marker span for every device
+(``ANY``: one query, no result parsed); the first commit that hits such a run looks its result up
+and indexes it by its phases' devices, so another device's data in its span does not count.
+
 Not covered (documented, not silent): a late sample entirely before a phase that becomes the new
-nearest sample before its begin, with nothing late inside it; after a restart, runs with results
-are indexed by their marker span for every device (``ANY``), so late data of another device in
-the same span recomputes them too (the figure is unchanged; the count says it was revised).
+nearest sample before its begin, with nothing late inside it (the agent sends its backlog oldest
+first, so the samples inside the phase come after it and are caught); after a restart, the first
+late sample after a phase's end of a channel not yet committed in this process (its previous
+sample time is not known, so only samples inside a phase count for it).
 """
 
 from __future__ import annotations
