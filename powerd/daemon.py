@@ -217,9 +217,23 @@ class Daemon:
         self.store.commit_listeners.append(self._late_commit)
 
     def _channel_devices(self, ids: Iterable[str]) -> dict[str, str | None]:
-        """Channels' devices (the store's cached channels: one lookup per commit)."""
-        chans = self.store.channels()
-        return {c: (ch.device_id if (ch := chans.get(c)) is not None else None) for c in ids}
+        """Channels' devices, from the timeline's channels (no copy per commit); a channel it
+        lacks from the store's."""
+        chans = self.timeline.channels
+        out: dict[str, str | None] = {}
+        missing = []
+        for c in ids:
+            ch = chans.get(c)
+            if ch is None:
+                missing.append(c)
+            else:
+                out[c] = ch.device_id
+        if missing:
+            stored = self.store.channels()
+            for c in missing:
+                ch = stored.get(c)
+                out[c] = None if ch is None else ch.device_id
+        return out
 
     def _late_commit(self, spans: dict[str, tuple[int, int]]) -> None:
         """A store commit (any thread, under the store's lock, in commit order): note the runs it
