@@ -24,15 +24,10 @@ from powerd.mqtt_link import run_mqtt
 from powerd.store import Store
 from powerd.timebase import TimeAnchor
 from powerd.timeline import Timeline
+from tests.ports import free_port
 from tests.tools import require_tool
 
 START_TIMEOUT_S = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(port: int, timeout_s: float = START_TIMEOUT_S) -> None:
