@@ -519,7 +519,7 @@ class Daemon:
                 cid = g.channel if g.channel.startswith(f"{agent}/") else f"{agent}/{g.channel}"
                 offset_ns, _ = self._offset_for(agent, g.t_last_ns, g.boot_ns)
                 t0, t1 = self.gap_edges.place_gap(
-                    (cid, g.boot_ns), g.t_first_ns, g.t_last_ns, g.reason, offset_ns
+                    (cid, g.boot_ns), g.t_first_ns, g.t_last_ns, g.reason, offset_ns, g.samples
                 )
                 t1 = max(t0, t1)  # a one-sample gap between blocks placed with different offsets
                 if not (0 <= t0 <= t1 <= MAX_INT):

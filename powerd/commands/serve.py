@@ -26,6 +26,7 @@ from powerd.daemon import Daemon
 from powerd.efficiency import EfficiencyMonitor
 from powerd.errors import PowerdError
 from powerd.phasecount import PhaseCounter
+from powerd.phases import StampedMarker
 from powerd.probes.base import Probe
 from powerd.result_worker import ResultWorker
 from powerd.runner import Opener, Sampler, open_probes
@@ -155,6 +156,18 @@ def start_result_worker(daemon: Daemon, store: Store) -> ResultWorker:
     return worker
 
 
+def read_at_ends(daemon: Daemon, sampler: Sampler) -> None:
+    """On every end marker the daemon applies, its own probes read at once (``Sampler.poll_now``)
+    as an agent's do on a relayed end: a local channel then has a reading at or after the phase's
+    end without waiting up to a poll interval, so the result is not held back by it."""
+
+    def on_marker(sm: StampedMarker) -> None:
+        if sm.marker.event == "end":
+            sampler.poll_now()
+
+    daemon.marker_listeners.append(on_marker)
+
+
 def start_counters(
     cfg: DaemonConfig, daemon: Daemon, store: Store, hub: SinkHub
 ) -> tuple[PhaseCounter, EfficiencyMonitor | None]:
@@ -211,6 +224,7 @@ async def serve(cfg: DaemonConfig, state_dir: Path, config_path: Path | None = N
         log=_log,
     )
     hub.attach(sampler.probe_health)
+    read_at_ends(daemon, sampler)
     hub.start()
     sampler.start()
     counts, efficiency = start_counters(cfg, daemon, store, hub)

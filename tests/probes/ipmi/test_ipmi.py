@@ -28,6 +28,7 @@ import powerd.probes.ipmi as ipmi_module
 from powerd.errors import ProbeUnavailable
 from powerd.probes.ipmi import IpmiProbe, family
 from powerd.probes.ipmi.parse import judge, parse_reading
+from tests.ports import free_port
 
 TESTDATA = Path(__file__).parent / "testdata"
 CASES = sorted(p for p in TESTDATA.iterdir() if (p / "case.json").is_file())
@@ -189,9 +190,7 @@ def test_measure_with_the_fake_ipmitool(fake: Path, tmp_path: Path) -> None:
 
 
 def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port(socket.SOCK_DGRAM)
 
 
 def test_real_ipmitool_over_lanplus_against_a_simulated_bmc(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ import pytest
 from powerd.errors import ProbeUnavailable
 from powerd.probes.redfish import RedfishProbe, family
 from powerd.probes.redfish.parse import sensor, sensor_role
+from tests.ports import free_port
 from tests.probes.redfish.mockserver import MockRedfish
 from tests.tools import require_tool
 
@@ -171,12 +172,6 @@ def test_a_hanging_or_garbled_resource_is_a_problem_for_its_channels_only(
     assert set(values["redfish:bmc:1U:env-power"]) == {374.0}  # the others keep coming
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_tls_with_a_ca_file_or_explicitly_insecure(
     mockup: Callable[..., MockRedfish], tmp_path: Path
 ) -> None:
@@ -208,7 +203,7 @@ def test_against_the_sushy_static_mockup_server(tmp_path: Path) -> None:
         pytest.skip("sushy-tools (OpenStack's Redfish mockup server) is not installed")
     root = tmp_path / "mockup"
     shutil.copytree(RACKMOUNT / "mockup", root)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-c", "import sys; from sushy_tools.static.main import main; "
          "sys.exit(main())", "-i", "127.0.0.1", "-p", str(port), "-m", str(root)],
