@@ -16,7 +16,7 @@
   also carries the clock epoch (``boot_ns``, ``epoch``: see agent/epoch.py) and the spool's state
   (``spool``: ok, full or error, with the blocks dropped so far), republished when they change;
   each status also says ``reads_asked`` (probe reads taken out of cadence on end markers so far:
-  the daemon sums them on ``/metrics``, ``powerd_agent_reads_asked_total``).
+  the daemon sums them on ``/metrics``, ``powerd_reads_asked_total{source="agents"}``).
 - Every stamp carries its clock epoch (blocks, clock replies, relayed markers), so the daemon
   never places data of a restarted or stepped clock with the previous epoch's offset.
 """

@@ -168,6 +168,9 @@ class Daemon:
     # Whether a run still waits for something besides its samples (counter reads at its phase
     # edges, powerd.phasecount): its result is not computed before this says False.
     run_busy: Callable[[str], bool] | None = None
+    # The daemon's own sampler's reads out of cadence (end markers; serve.read_at_ends), for
+    # /metrics.
+    local_reads_asked: Callable[[], int] | None = None
     # The latest continuous-efficiency figures (powerd.efficiency) for /metrics.
     efficiency: Callable[[], list[dict[str, Any]]] | None = None
     # The sink hub's live figures (energy totals, recent results, probe health) for /metrics.

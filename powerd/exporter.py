@@ -16,7 +16,6 @@ from powerd.daemon import Daemon
 from powerd.metrics import (
     AGENT_CLOCK_OFFSET_SECONDS,
     AGENT_CLOCK_UNCERTAINTY_SECONDS,
-    AGENT_READS_ASKED_TOTAL,
     BLOCKS_TOTAL,
     CHANNEL_LABELS,
     COMPONENT_UP,
@@ -40,6 +39,7 @@ from powerd.metrics import (
     PROBE_LABELS,
     PROBE_UP,
     PROBLEMS_TOTAL,
+    READS_ASKED_TOTAL,
     RESULTS_RECOMPUTED_TOTAL,
     RESULTS_TOTAL,
     SAMPLES_TOTAL,
@@ -282,12 +282,17 @@ class DaemonCollector(Collector):
         for action, key in GAP_EDGE_ACTIONS.items():
             edges.add_metric([action], gap_counts.get(key, 0))
         yield edges
-        yield CounterMetricFamily(
-            _strip_total(AGENT_READS_ASKED_TOTAL),
-            "Probe reads the agents took out of cadence at end markers, summed over the agents' "
-            "latest statuses (a restarted agent counts from 0 again)",
-            value=sum(_count(s.get("reads_asked")) for s in list(d.agents.values())),
+        asked = CounterMetricFamily(
+            _strip_total(READS_ASKED_TOTAL),
+            "Probe reads taken out of cadence at end markers: by the agents (summed over their "
+            "latest statuses; a restarted agent counts from 0 again) and by the daemon (local)",
+            labels=["source"],
         )
+        asked.add_metric(
+            ["agents"], sum(_count(s.get("reads_asked")) for s in list(d.agents.values()))
+        )
+        asked.add_metric(["local"], d.local_reads_asked() if d.local_reads_asked else 0)
+        yield asked
 
         offset = GaugeMetricFamily(
             AGENT_CLOCK_OFFSET_SECONDS,

@@ -54,8 +54,9 @@ RESULTS_TOTAL = "powerd_results_total"
 RESULTS_RECOMPUTED_TOTAL = "powerd_results_recomputed_total"
 # exporter only: gap edges placed with a neighbouring block's clock offset (powerd.gapedges)
 GAP_EDGES_TOTAL = "powerd_gap_edges_total"
-# exporter only: the agents' probe reads out of cadence (an end marker's), as their statuses say
-AGENT_READS_ASKED_TOTAL = "powerd_agent_reads_asked_total"
+# exporter only: probe reads out of cadence on end markers (``Sampler.poll_now``), by where:
+# the agents' (summed from their statuses) and the daemon's own probes'
+READS_ASKED_TOTAL = "powerd_reads_asked_total"
 AGENT_CLOCK_OFFSET_SECONDS = "powerd_agent_clock_offset_seconds"
 AGENT_CLOCK_UNCERTAINTY_SECONDS = "powerd_agent_clock_uncertainty_seconds"
 # exporter only, beyond the contract: the sinks' own health (is the store keeping up?)

@@ -166,6 +166,7 @@ def read_at_ends(daemon: Daemon, sampler: Sampler) -> None:
             sampler.poll_now()
 
     daemon.marker_listeners.append(on_marker)
+    daemon.local_reads_asked = lambda: sampler.reads_asked
 
 
 def start_counters(

@@ -109,7 +109,7 @@ def test_data_after_the_result_recomputes_reseals_and_counts(
     assert recomputed == second["revised_after_late_data"]
     assert health["problems"]["results_recomputed_late_data"] >= 1
     assert any(r.get("revised_after_late_data") for r in published), "not republished"
-    assert "powerd_agent_reads_asked_total 1.0" in metrics
+    assert 'powerd_reads_asked_total{source="agents"} 1.0' in metrics
     assert asked_now == asked and "revised_after_late_data" not in asked
     n = second["revised_after_late_data"]
     assert f'powerd_results_recomputed_total{{reason="late_data"}} {n}.0' in metrics

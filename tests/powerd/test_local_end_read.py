@@ -8,6 +8,7 @@ from pathlib import Path
 
 from powerd.commands.serve import read_at_ends
 from powerd.daemon import Daemon
+from powerd.exporter import registry_for, render
 from powerd.runner import Sampler
 from powerd.store import Store
 from powerd.timebase import TimeAnchor
@@ -34,6 +35,8 @@ def test_an_applied_end_marker_asks_the_local_sampler_for_a_reading(tmp_path: Pa
         assert end.applied and end.stamped is not None
         assert wait_for(lambda: sampler.reads_asked == 1)
         assert len(probe.reads_ns) == 2 and probe.reads_ns[1] >= end.stamped.t_ns
+        metrics = render(registry_for(daemon)).decode()
+        assert 'powerd_reads_asked_total{source="local"} 1.0' in metrics
     finally:
         sampler.stop()
         store.close()
