@@ -215,7 +215,7 @@ class Daemon:
     def _watch_late_data(self) -> None:
         """Index the stored results and watch every store commit for samples they lack."""
         if self.late is None:
-            self.late = LateData(self._channel_devices, self.store.result)
+            self.late = LateData(self._channel_devices, self.store)
         self.late.load(self.store)
         self.store.commit_listeners.append(self._late_commit)
 

@@ -24,6 +24,11 @@ commits), and at most once per ``min_interval_s``. Runs being computed are index
 they are taken off the pending list (their span and devices, when known), so data committed
 between that and the stored result is not missed either.
 
+The index keeps the phases that ended within ``keep_s`` (7 days) of the newest one: a fleet seals
+millions of phases a month. A commit older than that (a backlog held for days) asks the store
+which results it overlaps (``Store.results_overlapping``: one query per commit and device), and
+each is checked against its result's devices.
+
 After a restart the runs with results are indexed by their marker span for every device
 (``ANY``: one query, no result parsed); the first commit that hits such a run looks its result up
 and indexes it by its phases' devices, so another device's data in its span does not count.
@@ -53,6 +58,10 @@ LATE_DATA_FLAG = "revised_after_late_data"
 ANY = ""
 LATE_BATCH_S = 1.0
 LATE_MIN_INTERVAL_S = 5.0
+# phases that ended this long before the newest indexed end leave the index (memory: a fleet
+# seals millions of phases a month); a commit older than that asks the store instead
+LATE_INDEX_KEEP_S = 7 * 86400.0
+PRUNE_EVERY = 1024  # index updates between prunes
 MAX_INT = (1 << 63) - 1
 
 Entry = tuple[int, int, str]  # (t_end_ns, t_begin_ns, run)
@@ -68,19 +77,26 @@ class LateData:
     def __init__(
         self,
         devices_of: Callable[[Iterable[str]], dict[str, str | None]],
-        result_of: Callable[[str], dict[str, Any] | None] = lambda run: None,
+        store: Store | None = None,
         batch_s: float = LATE_BATCH_S,
         min_interval_s: float = LATE_MIN_INTERVAL_S,
+        keep_s: float = LATE_INDEX_KEEP_S,
     ) -> None:
         """``devices_of``: channel ids' devices, asked once per commit (None: an unknown
         channel, whose device is taken from its id, ``agent/...``, else ``local``).
-        ``result_of``: a run's stored result (``Store.result``): a run indexed for every
-        device (``ANY``) is looked up there when a commit hits it, and indexed by its phases'
-        devices from then on, so another device's data in its span does not count."""
+        ``store``: where a run indexed for every device (``ANY``) is looked up when a commit
+        hits it (and indexed by its phases' devices from then on, so another device's data in
+        its span does not count), and the runs a commit older than the index (``keep_s``)
+        overlaps. Without it such runs count for every device and old commits are not checked."""
         self._devices_of = devices_of
-        self._result_of = result_of
+        self._store = store
         self.batch_ns = int(batch_s * 1e9)
         self.min_interval_ns = int(min_interval_s * 1e9)
+        self.keep_ns = int(keep_s * 1e9)
+        self._newest_end_ns = 0
+        self._horizon_ns: int | None = None  # phases ending before it were dropped
+        self._puts = 0
+        self.prune_every = PRUNE_EVERY
         self._lock = threading.Lock()
         self._by_device: dict[str, list[Entry]] = {}
         # per device the longest phase indexed: a lookup stops at ends beyond t_last + this
@@ -90,6 +106,7 @@ class LateData:
         self._found: dict[str, int] = {}  # run -> when first found late (clock ns)
         self._recomputed: dict[str, int] = {}  # run -> when last taken for recomputation
         self.checks = 0  # (channel, commit) pairs looked up
+        self.slow_checks = 0  # commits older than the index, asked of the store
         self.hits = 0  # (channel, commit, run) found late
 
     # the index ----------------------------------------------------------------------------
@@ -140,8 +157,31 @@ class LateData:
             bisect.insort(self._by_device.setdefault(device, []), entry, key=_end)
             longest = self._longest_ns.get(device, 0)
             self._longest_ns[device] = max(longest, entry[0] - entry[1])
+            self._newest_end_ns = max(self._newest_end_ns, entry[0])
         if mine:
             self._of_run[run] = mine
+        self._puts += 1
+        if self._puts % self.prune_every == 0:
+            self._prune()
+
+    def _prune(self) -> None:
+        """Drop the phases that ended ``keep_s`` before the newest indexed end."""
+        cutoff = self._newest_end_ns - self.keep_ns
+        if cutoff <= (self._horizon_ns if self._horizon_ns is not None else 0):
+            return
+        for device in list(self._by_device):
+            lst = self._by_device[device]
+            i = bisect.bisect_left(lst, cutoff, key=_end)
+            for entry in lst[:i]:
+                left = [x for x in self._of_run.get(entry[2], ()) if x != (device, entry)]
+                if left:
+                    self._of_run[entry[2]] = left
+                else:
+                    self._of_run.pop(entry[2], None)
+            del lst[:i]
+            if not lst:
+                del self._by_device[device]
+        self._horizon_ns = cutoff
 
     def indexed(self) -> int:
         """Phase entries in the index (for /metrics and tests)."""
@@ -155,12 +195,16 @@ class LateData:
         newly found late (each also remembered for ``take_due``)."""
         known = self._devices_of(spans)
         hits: list[tuple[str, str, bool]] = []  # (run, device, through ANY)
+        old: list[tuple[str, int, int]] = []  # (device, first, last) older than the index
         with self._lock:
+            horizon = self._horizon_ns
             for cid, (t_first, t_last) in spans.items():
                 prev = self._last_ns.get(cid)
                 self._last_ns[cid] = t_last if prev is None else max(prev, t_last)
                 lo = t_first if prev is None else min(t_first, prev + 1)
                 device = known.get(cid) or (cid.split("/", 1)[0] if "/" in cid else LOCAL_DEVICE)
+                if horizon is not None and t_first < horizon:
+                    old.append((device, t_first, min(t_last, horizon)))
                 for key in (device, ANY):
                     lst = self._by_device.get(key)
                     if not lst or lst[-1][0] < lo:
@@ -178,6 +222,7 @@ class LateData:
                             continue
                         if run not in self._found:
                             hits.append((run, device, key == ANY))
+        hits += self._older(old)
         if not hits:
             return []
         covers = self._resolve({run for run, _, any_device in hits if any_device})
@@ -193,20 +238,38 @@ class LateData:
                     found.append(run)
         return found
 
+    def _older(self, old: list[tuple[str, int, int]]) -> list[tuple[str, str, bool]]:
+        """Commits older than the index: the runs with results whose marker span they
+        overlap, from the store (one query per commit and device, outside the lock; rare: a
+        backlog older than ``keep_s``), each to be checked against its result's devices."""
+        if not old or self._store is None:
+            return []
+        spans: dict[str, tuple[int, int]] = {}
+        for device, t0, t1 in old:  # one query per device: its channels' earliest and latest
+            a, b = spans.get(device, (t0, t1))
+            spans[device] = (min(a, t0), max(b, t1))
+        out: list[tuple[str, str, bool]] = []
+        for device, (t0, t1) in spans.items():
+            self.slow_checks += 1
+            out += [(run, device, True) for run, _, _ in self._store.results_overlapping(t0, t1)]
+        return out
+
     def _resolve(self, runs: set[str]) -> dict[str, frozenset[str] | None]:
         """The devices of runs indexed for every device, from their stored results (None: no
         result, or phases naming no device: every device counts); such a run is indexed by
         its phases from then on. Outside the lock: the store has its own."""
         out: dict[str, frozenset[str] | None] = {}
+        horizon = self._horizon_ns
         for run in runs:
-            result = self._result_of(run)
+            result = None if self._store is None else self._store.result(run)
             if result is None:
                 out[run] = None
                 continue
             phases = result.get("phases") or []
             devices = frozenset(str(d) for p in phases for d in p.get("devices") or ())
             out[run] = devices or None
-            if devices and all(p.get("devices") for p in phases):
+            recent = horizon is None or any(p["t_end_ns"] >= horizon for p in phases)
+            if devices and all(p.get("devices") for p in phases) and recent:
                 self.sealed(result)
         return out
 

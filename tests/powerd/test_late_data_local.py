@@ -22,17 +22,17 @@ S = 1_000_000_000
 METER = Channel(id="m:1", kind="power", source_class="meter", nominal_period_s=0.01)
 
 
-def commit(d: Daemon, t0_s: float, t1_s: float, w: float = 100.0) -> None:
+def commit(d: Daemon, t0_s: float, t1_s: float, w: float = 100.0, ch: Channel = METER) -> None:
     """What the sampler does with a reader's samples: timeline, store, flush."""
     t = T0 + np.arange(int(t0_s * 100), int(t1_s * 100), dtype=np.int64) * (S // 100)
-    block = Block.of(METER.id, t, np.full(t.size, w))
+    block = Block.of(ch.id, t, np.full(t.size, w))
     d.timeline.append(block)
     d.store.append(block)
     d.store.flush()
 
 
-def marker(event: str, t_s: float) -> bytes:
-    m = {"v": 1, "run": "r", "phase": "p", "event": event, "t_ns": T0 + int(t_s * S)}
+def marker(event: str, t_s: float, run: str = "r") -> bytes:
+    m = {"v": 1, "run": run, "phase": "p", "event": event, "t_ns": T0 + int(t_s * S)}
     return json.dumps(m | ({"count": 1} if event == "end" else {})).encode()
 
 
@@ -92,3 +92,35 @@ def test_a_local_reader_catching_up_recomputes_the_run_also_after_a_restart(
     assert 'powerd_results_recomputed_total{reason="late_data"} 1.0' in metrics
     assert 'powerd_problems_total{kind="results_recomputed_late_data"} 1.0' in metrics
     assert 'powerd_gap_edges_total{action="snapped"} 0.0' in metrics
+
+
+def test_late_data_older_than_the_index_is_looked_up_in_the_store(tmp_path: Path) -> None:
+    """The index keeps phases that ended within ``keep_s`` of the newest (memory); a commit
+    older than that asks the store which results it overlaps, and still recomputes them."""
+    now = [T0 + 10 * S]
+    d = daemon(tmp_path / "powerd.db", now)
+    assert d.late is not None
+    d.late.keep_ns, d.late.prune_every = 10 * S, 1
+    commit(d, 0, 5)
+    assert d.submit_marker("h", marker("begin", 1), T0 + 1 * S).applied
+    assert d.submit_marker("h", marker("end", 8), T0 + 8 * S).applied
+    (first,) = d.due_results()
+    other = Channel(id="m:2", kind="power", source_class="meter", nominal_period_s=0.01)
+    d.store.put_channel(other)
+    d.timeline.add_channel(other)
+    commit(d, 29, 32, ch=other)  # a later run on another meter, computed once covered
+    assert d.submit_marker("h", marker("begin", 30, "q"), T0 + 30 * S).applied
+    assert d.submit_marker("h", marker("end", 31, "q"), T0 + 31 * S).applied
+    (later,) = d.due_results()
+    assert later["run"] == "q" and d.late.indexed() == 1  # run r's phase left the index
+    assert not d.has_pending()
+    commit(d, 5, 9)  # run r's missing data, older than the index
+    assert d.late.slow_checks == 1 and d.has_pending()
+    now[0] += 2 * S
+    (second,) = d.due_results()
+    assert second["run"] == "r" and second["revised_after_late_data"] == 1
+    assert first["phases"][0]["channels"][METER.id]["coverage"] < 0.7
+    assert second["phases"][0]["channels"][METER.id]["coverage"] == 1.0
+    report = audit(d.store, "r")
+    assert report.ok, report.differences
+    assert audit(d.store, "q").ok
