@@ -7,37 +7,40 @@ someone runs ``powerd report``: for a signed figure, a silent failure. The daemo
 a run (``Daemon._requeue_late``), reseals and republishes it, and the result says so
 (``revised_after_late_data``, a count, present once it is at least 1).
 
-How it stays cheap with a fleet committing blocks continuously: an index per device of the phases
-whose results exist, ``(t_end_ns, t_begin_ns, run)`` sorted by end. Each store commit
-(``Store.commit_listeners``: one call per flush, one ``(t_first_ns, t_last_ns)`` per channel) looks
-up, per channel, only the phases of the channel's device that end at or after the earliest new
-sample: in-order data, the normal case, finds none (its phases were computed once the data passed
-their end). A commit is late for a phase when
+How it stays cheap with a fleet committing blocks continuously: an index per device of the runs
+whose results exist, ``(t_end_ns, t_begin_ns, run)`` sorted by end, where the span is the run's
+(first phase begin to last phase end: what its manifest seals each channel's samples over, so a
+late sample between two phases counts too) and the devices are those its phases cover. Each store
+commit (``Store.commit_listeners``: one call per flush, one ``(t_first_ns, t_last_ns)`` per
+channel) looks up, per channel, only the runs of the channel's device that end at or after the
+earliest new sample: in-order data, the normal case, finds none in O(1) (its runs were computed
+once the data passed their end). A commit is late for a run when
 
-- it overlaps the phase: a sample inside it (or its integration window) arrived late, or
-- it holds the channel's first sample after the phase's end while the channel had data inside
-  the phase: the nearest sample after the end, which the figures and the sealed sample hashes
-  rest on, arrived late.
+- it overlaps the run's span: a sample inside it arrived late, or
+- it holds the channel's first sample after the span's end while the channel had data inside
+  it: the nearest sample after the end, which the figures and the sealed sample hashes rest on,
+  arrived late.
 
 A run found late is recomputed ``batch_s`` after it was first found (a backlog arrives in many
 commits), and at most once per ``min_interval_s``. Runs being computed are indexed from the moment
 they are taken off the pending list (their span and devices, when known), so data committed
 between that and the stored result is not missed either.
 
-The index keeps the phases that ended within ``keep_s`` (7 days) of the newest one: a fleet seals
-millions of phases a month. A commit older than that (a backlog held for days) asks the store
-which results it overlaps (``Store.results_overlapping``: one query per commit and device), and
-each is checked against its result's devices.
+The index keeps the runs that ended within ``keep_s`` (2 days) of the newest one, at most
+``max_entries`` (200 000, ~0.3 kB each): a fleet seals several results a second. A commit older
+than the index (a backlog held for days) asks the store which results it overlaps
+(``Store.results_overlapping``: one query per commit and device), each checked against its
+result's devices.
 
 After a restart the runs with results are indexed by their marker span for every device
 (``ANY``: one query, no result parsed); the first commit that hits such a run looks its result up
 and indexes it by its phases' devices, so another device's data in its span does not count.
 
-Not covered (documented, not silent): a late sample entirely before a phase that becomes the new
+Not covered (documented, not silent): a late sample entirely before a run that becomes the new
 nearest sample before its begin, with nothing late inside it (the agent sends its backlog oldest
-first, so the samples inside the phase come after it and are caught); after a restart, the first
-late sample after a phase's end of a channel not yet committed in this process (its previous
-sample time is not known, so only samples inside a phase count for it).
+first, so the samples inside the run come after it and are caught); after a restart, the first
+late sample after a run's end of a channel not yet committed in this process (its previous sample
+time is not known, so only samples inside a run count for it).
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ import bisect
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
+
+import numpy as np
 
 from powerd.channel import LOCAL_DEVICE
 from powerd.store import Store
@@ -58,9 +63,11 @@ LATE_DATA_FLAG = "revised_after_late_data"
 ANY = ""
 LATE_BATCH_S = 1.0
 LATE_MIN_INTERVAL_S = 5.0
-# phases that ended this long before the newest indexed end leave the index (memory: a fleet
-# seals millions of phases a month); a commit older than that asks the store instead
-LATE_INDEX_KEEP_S = 7 * 86400.0
+# runs that ended this long before the newest indexed end leave the index, and the oldest
+# beyond LATE_INDEX_MAX entries (memory: a fleet seals several results a second, ~0.3 kB an
+# entry); a commit older than the index asks the store instead
+LATE_INDEX_KEEP_S = 2 * 86400.0
+LATE_INDEX_MAX = 200_000
 PRUNE_EVERY = 1024  # index updates between prunes
 MAX_INT = (1 << 63) - 1
 
@@ -81,6 +88,7 @@ class LateData:
         batch_s: float = LATE_BATCH_S,
         min_interval_s: float = LATE_MIN_INTERVAL_S,
         keep_s: float = LATE_INDEX_KEEP_S,
+        max_entries: int = LATE_INDEX_MAX,
     ) -> None:
         """``devices_of``: channel ids' devices, asked once per commit (None: an unknown
         channel, whose device is taken from its id, ``agent/...``, else ``local``).
@@ -97,6 +105,7 @@ class LateData:
         self._horizon_ns: int | None = None  # phases ending before it were dropped
         self._puts = 0
         self.prune_every = PRUNE_EVERY
+        self.max_entries = max_entries
         self._lock = threading.Lock()
         self._by_device: dict[str, list[Entry]] = {}
         # per device the longest phase indexed: a lookup stops at ends beyond t_last + this
@@ -130,15 +139,23 @@ class LateData:
             self._put(run, [(d, (t1, t0, run)) for d in keys])
 
     def sealed(self, result: dict[str, Any]) -> None:
-        """``result`` is stored: index each of its phases under its devices."""
+        """``result`` is stored: index its span (first phase begin to last phase end, what
+        its manifest seals every channel's samples over) under each device its phases cover
+        (``ANY`` if one names none): one entry per device, not per phase."""
         run = str(result["run"])
-        entries: list[tuple[str, Entry]] = []
-        for p in result.get("phases") or []:
-            entry = (int(p["t_end_ns"]), int(p["t_begin_ns"]), run)
-            devices = [str(d) for d in p.get("devices") or ()] or [ANY]
-            entries += [(d, entry) for d in devices]
+        phases = result.get("phases") or []
+        if not phases:
+            return
+        entry = (
+            max(int(p["t_end_ns"]) for p in phases),
+            min(int(p["t_begin_ns"]) for p in phases),
+            run,
+        )
+        devices = {str(d) for p in phases for d in p.get("devices") or ()}
+        if not devices or not all(p.get("devices") for p in phases):
+            devices.add(ANY)
         with self._lock:
-            self._put(run, entries)
+            self._put(run, [(d, entry) for d in sorted(devices)])
 
     def _put(self, run: str, entries: list[tuple[str, Entry]]) -> None:
         for device, entry in self._of_run.pop(run, []):
@@ -165,8 +182,14 @@ class LateData:
             self._prune()
 
     def _prune(self) -> None:
-        """Drop the phases that ended ``keep_s`` before the newest indexed end."""
+        """Drop the runs that ended ``keep_s`` before the newest indexed end, and the oldest
+        beyond ``max_entries`` (down to 90 % of it)."""
         cutoff = self._newest_end_ns - self.keep_ns
+        total = sum(len(lst) for lst in self._by_device.values())
+        if total > self.max_entries:
+            ends = np.fromiter((e[0] for lst in self._by_device.values() for e in lst), np.int64)
+            k = total - int(0.9 * self.max_entries)
+            cutoff = max(cutoff, int(np.partition(ends, k)[k]))
         if cutoff <= (self._horizon_ns if self._horizon_ns is not None else 0):
             return
         for device in list(self._by_device):
@@ -184,7 +207,7 @@ class LateData:
         self._horizon_ns = cutoff
 
     def indexed(self) -> int:
-        """Phase entries in the index (for /metrics and tests)."""
+        """Entries in the index, one per (run, device) (for tests and benchmarks)."""
         with self._lock:
             return sum(len(v) for v in self._by_device.values())
 

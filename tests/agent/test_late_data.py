@@ -139,3 +139,20 @@ def test_in_order_data_finds_nothing_and_late_data_finds_its_run() -> None:
     assert fresh.on_commit({"a/y": (90, 150)}, 0) == ["s"]
     fresh.take_due(10**12)
     assert fresh.on_commit({"a/y": (260, 300)}, 10**12) == ["s"]
+
+
+def test_the_index_is_bounded_and_older_commits_are_not_matched_in_it() -> None:
+    late = LateData(lambda ids: {c: c.split("/", 1)[0] for c in ids}, max_entries=10)
+    late.prune_every = 1
+    for r in range(30):
+        late.sealed(
+            {
+                "run": f"r{r}",
+                "phases": [{"t_begin_ns": r * 10, "t_end_ns": r * 10 + 5, "devices": ["a"]}],
+            }
+        )
+    assert late.indexed() <= 10
+    # r0 left the index: without a store, a commit inside it is not matched (the daemon's
+    # LateData has the store and asks it: tests/powerd/test_late_data_local.py)
+    assert late.on_commit({"a/x": (1, 2)}, 0) == []
+    assert late.on_commit({"a/x": (291, 292)}, 0) == ["r29"]
