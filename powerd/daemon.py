@@ -960,6 +960,8 @@ class Daemon:
         due: list[str] = []
         spans: dict[str, tuple[int, int]] = {}
         devices_of: dict[str, frozenset[str] | None] = {}
+        if self.late is not None:  # outside the lock: it may scan the store's markers
+            self.late.check_older(now)
         with self._lock:
             self._requeue_late(now)
             latest: tuple[I64, int] | None = None  # every channel's: read at most once per call

@@ -29,8 +29,8 @@ between that and the stored result is not missed either.
 The index keeps the runs that ended within ``keep_s`` (2 days) of the newest one, at most
 ``max_entries`` (200 000, ~0.3 kB each): a fleet seals several results a second. A commit older
 than the index (a backlog held for days) asks the store which results it overlaps
-(``Store.results_overlapping``: one query per commit and device), each checked against its
-result's devices.
+(``Store.results_overlapping``, a scan of its markers: at most once per ``slow_interval_s``, 10 s,
+over everything that old committed meanwhile), each checked against its result's devices.
 
 After a restart the runs with results are indexed by their marker span for every device
 (``ANY``: one query, no result parsed); the first commit that hits such a run looks its result up
@@ -68,6 +68,7 @@ LATE_MIN_INTERVAL_S = 5.0
 # entry); a commit older than the index asks the store instead
 LATE_INDEX_KEEP_S = 2 * 86400.0
 LATE_INDEX_MAX = 200_000
+LATE_SLOW_INTERVAL_S = 10.0  # the store asked about commits older than the index at most so often
 PRUNE_EVERY = 1024  # index updates between prunes
 MAX_INT = (1 << 63) - 1
 
@@ -89,6 +90,7 @@ class LateData:
         min_interval_s: float = LATE_MIN_INTERVAL_S,
         keep_s: float = LATE_INDEX_KEEP_S,
         max_entries: int = LATE_INDEX_MAX,
+        slow_interval_s: float = LATE_SLOW_INTERVAL_S,
     ) -> None:
         """``devices_of``: channel ids' devices, asked once per commit (None: an unknown
         channel, whose device is taken from its id, ``agent/...``, else ``local``).
@@ -105,6 +107,10 @@ class LateData:
         self._horizon_ns: int | None = None  # phases ending before it were dropped
         self._puts = 0
         self.prune_every = PRUNE_EVERY
+        # commits older than the index, per device (first, last), for check_older
+        self._old: dict[str, tuple[int, int]] = {}
+        self.slow_ns = int(slow_interval_s * 1e9)
+        self._last_slow_ns: int | None = None
         self.max_entries = max_entries
         self._lock = threading.Lock()
         self._by_device: dict[str, list[Entry]] = {}
@@ -218,7 +224,6 @@ class LateData:
         newly found late (each also remembered for ``take_due``)."""
         known = self._devices_of(spans)
         hits: list[tuple[str, str, bool]] = []  # (run, device, through ANY)
-        old: list[tuple[str, int, int]] = []  # (device, first, last) older than the index
         with self._lock:
             horizon = self._horizon_ns
             for cid, (t_first, t_last) in spans.items():
@@ -226,8 +231,9 @@ class LateData:
                 self._last_ns[cid] = t_last if prev is None else max(prev, t_last)
                 lo = t_first if prev is None else min(t_first, prev + 1)
                 device = known.get(cid) or (cid.split("/", 1)[0] if "/" in cid else LOCAL_DEVICE)
-                if horizon is not None and t_first < horizon:
-                    old.append((device, t_first, min(t_last, horizon)))
+                if horizon is not None and t_first < horizon:  # asked later: check_older
+                    a, b = self._old.get(device, (t_first, t_last))
+                    self._old[device] = (min(a, t_first), max(b, min(t_last, horizon)))
                 for key in (device, ANY):
                     lst = self._by_device.get(key)
                     if not lst or lst[-1][0] < lo:
@@ -245,7 +251,11 @@ class LateData:
                             continue
                         if run not in self._found:
                             hits.append((run, device, key == ANY))
-        hits += self._older(old)
+        return self._note(hits, now_ns)
+
+    def _note(self, hits: list[tuple[str, str, bool]], now_ns: int) -> list[str]:
+        """Remember the runs hit (those hit through ``ANY`` only if their result covers the
+        committing device); returns those newly found."""
         if not hits:
             return []
         covers = self._resolve({run for run, _, any_device in hits if any_device})
@@ -261,21 +271,26 @@ class LateData:
                     found.append(run)
         return found
 
-    def _older(self, old: list[tuple[str, int, int]]) -> list[tuple[str, str, bool]]:
-        """Commits older than the index: the runs with results whose marker span they
-        overlap, from the store (one query per commit and device, outside the lock; rare: a
-        backlog older than ``keep_s``), each to be checked against its result's devices."""
-        if not old or self._store is None:
-            return []
-        spans: dict[str, tuple[int, int]] = {}
-        for device, t0, t1 in old:  # one query per device: its channels' earliest and latest
-            a, b = spans.get(device, (t0, t1))
-            spans[device] = (min(a, t0), max(b, t1))
-        out: list[tuple[str, str, bool]] = []
-        for device, (t0, t1) in spans.items():
+    def check_older(self, now_ns: int) -> list[str]:
+        """Commits older than the index (a backlog held for longer than it keeps, rare): the
+        runs with results whose marker span they overlap, asked of the store (a scan of its
+        markers: at most once per ``slow_interval_s``, over what came in meanwhile, merged per
+        device; not on the committing thread, which holds the store), each checked against its
+        result's devices. Only overlaps count here (not a first sample after a run's end).
+        Returns the runs newly found."""
+        with self._lock:
+            if not self._old or self._store is None:
+                self._old.clear()
+                return []
+            if self._last_slow_ns is not None and now_ns - self._last_slow_ns < self.slow_ns:
+                return []
+            self._last_slow_ns = now_ns
+            old, self._old = self._old, {}
+        hits: list[tuple[str, str, bool]] = []
+        for device, (t0, t1) in old.items():
             self.slow_checks += 1
-            out += [(run, device, True) for run, _, _ in self._store.results_overlapping(t0, t1)]
-        return out
+            hits += [(r, device, True) for r, _, _ in self._store.results_overlapping(t0, t1)]
+        return self._note(hits, now_ns)
 
     def _resolve(self, runs: set[str]) -> dict[str, frozenset[str] | None]:
         """The devices of runs indexed for every device, from their stored results (None: no
@@ -297,9 +312,10 @@ class LateData:
         return out
 
     def waiting(self) -> bool:
-        """Whether some run found late waits for its recomputation."""
+        """Whether some run found late waits for its recomputation (or an old commit for
+        ``check_older``)."""
         with self._lock:
-            return bool(self._found)
+            return bool(self._found) or bool(self._old)
 
     def take_due(
         self, now_ns: int

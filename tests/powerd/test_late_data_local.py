@@ -115,7 +115,9 @@ def test_late_data_older_than_the_index_is_looked_up_in_the_store(tmp_path: Path
     assert later["run"] == "q" and d.late.indexed() == 1  # run r's phase left the index
     assert not d.has_pending()
     commit(d, 5, 9)  # run r's missing data, older than the index
-    assert d.late.slow_checks == 1 and d.has_pending()
+    assert d.has_pending() and d.late.slow_checks == 0  # asked of the store off the flush
+    assert d.due_results() == []  # asked now; batched like any
+    assert d.late.slow_checks == 1
     now[0] += 2 * S
     (second,) = d.due_results()
     assert second["run"] == "r" and second["revised_after_late_data"] == 1
