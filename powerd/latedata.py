@@ -128,13 +128,19 @@ class LateData:
 
     def load(self, store: Store) -> int:
         """Index the runs the store already has results for, by their marker span, for every
-        device (their devices are in their result JSON, not parsed here: one query on start).
-        Returns how many."""
-        rows = store.results_overlapping(0, MAX_INT)
+        device (their devices are in their result JSON, not parsed here: one query on start),
+        the newest within ``keep_s`` and ``max_entries``. Returns how many."""
+        rows = sorted(store.results_overlapping(0, MAX_INT), key=lambda r: r[2], reverse=True)
+        if not rows:
+            return 0
+        cutoff = rows[0][2] - self.keep_ns
+        kept = [r for r in rows[: self.max_entries] if r[2] >= cutoff]
         with self._lock:
-            for run, t0, t1 in rows:
+            for run, t0, t1 in kept:
                 self._put(run, [(ANY, (t1, t0, run))])
-        return len(rows)
+            if len(kept) < len(rows):  # the older ones are asked of the store (check_older)
+                self._horizon_ns = rows[len(kept)][2] + 1
+        return len(kept)
 
     def computing(self, run: str, span: tuple[int, int], devices: Iterable[str] | None) -> None:
         """``run`` is being computed over ``span`` (its closed phases' first begin, last end):

@@ -11,9 +11,10 @@ import numpy as np
 
 from powerd.audit import audit
 from powerd.block import Block
-from powerd.channel import Channel
+from powerd.channel import LOCAL_DEVICE, Channel
 from powerd.daemon import Daemon
 from powerd.exporter import registry_for, render
+from powerd.latedata import LateData
 from powerd.store import Store
 from powerd.timeline import Timeline
 
@@ -126,3 +127,21 @@ def test_late_data_older_than_the_index_is_looked_up_in_the_store(tmp_path: Path
     report = audit(d.store, "r")
     assert report.ok, report.differences
     assert audit(d.store, "q").ok
+
+
+def test_on_start_the_newest_results_are_indexed_and_older_ones_asked_of_the_store(
+    tmp_path: Path,
+) -> None:
+    now = [T0 + 100 * S]
+    d = daemon(tmp_path / "powerd.db", now)
+    commit(d, 0, 40)
+    for i, run in enumerate(("a", "b", "c")):
+        assert d.submit_marker("h", marker("begin", 10 * i + 1, run), T0).applied
+        assert d.submit_marker("h", marker("end", 10 * i + 5, run), T0).applied
+    assert len(d.due_results()) == 3
+    late = LateData(lambda ids: dict.fromkeys(ids, LOCAL_DEVICE), d.store, max_entries=2)
+    assert late.load(d.store) == 2  # b and c; a is older than the index
+    assert late.on_commit({METER.id: (T0 + 2 * S, T0 + 3 * S)}, 0) == []  # inside a: not indexed
+    assert late.waiting()
+    assert late.check_older(0) == ["a"]
+    assert late.on_commit({METER.id: (T0 + 22 * S, T0 + 23 * S)}, 0) == ["c"]
