@@ -933,13 +933,15 @@ class Daemon:
                 if not stamped:
                     continue
                 span = (min(m.t_ns for m in stamped), max(m.t_ns for m in stamped))
-            revised = self.store.run_flags(run).get(LATE_DATA_FLAG, "0")
-            n = (int(revised) if revised.isdigit() else 0) + 1
-            self.store.put_run_flag(run, LATE_DATA_FLAG, str(n))
             self._pending[run] = span
             # due at once: the late samples are committed
             self._pending_since[run] = now - int(self.result_grace_s * 1e9)
             self._pending_devices[run] = devices
+            if self.store.result_json(run) is None:
+                continue  # never stored (its computation failed): computed again, no revision
+            revised = self.store.run_flags(run).get(LATE_DATA_FLAG, "0")
+            n = (int(revised) if revised.isdigit() else 0) + 1
+            self.store.put_run_flag(run, LATE_DATA_FLAG, str(n))
             self.counts["results_recomputed_late_data"] += 1
             self.health.problem(
                 f"run:{run}",
