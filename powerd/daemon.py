@@ -10,7 +10,10 @@ on their way from an agent. A closed phase's run becomes due once every channel 
 its phases cover that has data in the run has a sample at or after the phase's end (another
 agent's data is not waited for), or after ``result_grace_s`` at the latest. On start, runs whose
 stored markers close a phase the stored result does not cover are queued the same way, over
-every channel (their devices are known only when their result is computed).
+every channel (their devices are known only when their result is computed). Samples committed
+after a run's result (an agent back after ``result_grace_s``, a held backlog, a local reader
+catching up) make it due again: recomputed, resealed, republished and counted
+(``powerd.latedata``; the result's ``revised_after_late_data``).
 
 Agents: an id becomes known with a valid status (or, after a restart, from its stored channels);
 unknown ids get no channels, no clock requests and only a small durable hold. Stamped data from
