@@ -57,10 +57,7 @@ else:
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fake ipmitool first on PATH; returns its state directory (write ``mode`` there)."""
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    exe = bin_dir / "ipmitool"
-    exe.write_text(FAKE.format(python=sys.executable))
-    exe.chmod(0o755)
+    faketool.install_script(bin_dir, "ipmitool", FAKE)
     state = tmp_path / "state"
     state.mkdir()
     faketool.on_path(monkeypatch, bin_dir)

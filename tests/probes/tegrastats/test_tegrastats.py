@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -81,10 +80,7 @@ ORIN_NX = [
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fake tegrastats first on PATH; returns its log (one line of arguments per start)."""
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    exe = bin_dir / "tegrastats"
-    exe.write_text(FAKE.format(python=sys.executable))
-    exe.chmod(0o755)
+    faketool.install_script(bin_dir, "tegrastats", FAKE)
     lines = tmp_path / "lines.txt"
     lines.write_text("\n".join(ORIN_NX) + "\n")
     log = tmp_path / "starts.log"
