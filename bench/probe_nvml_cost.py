@@ -14,8 +14,6 @@ Goal: <= 1 % of one core for 8 GPUs.
 from __future__ import annotations
 
 import json
-import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -25,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import benchlib
+from _common import child_args, cpu_s, run_child, sample
 
 NAME = "probe_nvml_cost"
 GOAL_PCT = 1.0
@@ -32,19 +31,10 @@ GPUS = 8
 FAKE_C = benchlib.ROOT / "tests" / "probes" / "nvml" / "fake_nvml.c"
 
 
-def cpu_s() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
-
-
 def child(spec: str, duration_s: float, state_dir: Path) -> dict[str, Any]:
     """Run in the child: open the probe (if any), sample for ``duration_s``, report CPU time."""
     from powerd.probes.base import Probe
     from powerd.probes.registry import open_probe
-    from powerd.runner import Sampler
-    from powerd.store import Store
-    from powerd.timebase import TimeAnchor
-    from powerd.timeline import Timeline
 
     probes: list[Probe] = []
     open_cpu = open_wall = 0.0
@@ -52,28 +42,19 @@ def child(spec: str, duration_s: float, state_dir: Path) -> dict[str, Any]:
         c0, w0 = cpu_s(), time.monotonic()
         probes.append(open_probe(spec))
         open_cpu, open_wall = cpu_s() - c0, time.monotonic() - w0
-    with Store(state_dir / "powerd.db") as store:
-        sampler = Sampler(probes, Timeline(), store, TimeAnchor())
-        c0, w0 = cpu_s(), time.monotonic()
-        sampler.start()
-        time.sleep(duration_s)
-        sampler.stop()
-        cpu, wall = cpu_s() - c0, time.monotonic() - w0
-    for p in probes:
-        p.close()
-    health = sampler.health
+    s = sample(probes, duration_s, state_dir)
     return {
         "spec": spec or "(no probe)",
         "open_cpu_s": open_cpu,
         "open_wall_s": open_wall,
         "poll_interval_s": probes[0].poll_interval_s if probes else None,
         "channels": len(probes[0].channels()) if probes else 0,
-        "cpu_s": cpu,
-        "wall_s": wall,
-        "core_pct": 100.0 * cpu / wall,
-        "reads": sum(h.reads for h in health),
-        "samples": sum(h.samples for h in health),
-        "errors": sum(h.errors for h in health),
+        "cpu_s": s.cpu_s,
+        "wall_s": s.wall_s,
+        "core_pct": s.core_pct,
+        "reads": s.reads,
+        "samples": s.samples,
+        "errors": s.errors,
     }
 
 
@@ -90,18 +71,14 @@ def scenario(path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def run_child(spec: str, duration_s: float, lib_dir: Path, config: Path, work: Path) -> Any:
-    state = Path(tempfile.mkdtemp(prefix="state-", dir=work))
-    env = {**os.environ, "LD_LIBRARY_PATH": str(lib_dir), "FAKE_NVML_CONFIG": str(config)}
-    cmd = [sys.executable, __file__, "--child", spec, str(duration_s), str(state)]
-    r = subprocess.run(cmd, env=env, cwd=benchlib.ROOT, capture_output=True, text=True, check=True)
-    return json.loads(r.stdout.strip().splitlines()[-1])
+def run_nvml_child(spec: str, duration_s: float, lib_dir: Path, config: Path, work: Path) -> Any:
+    env = {"LD_LIBRARY_PATH": str(lib_dir), "FAKE_NVML_CONFIG": str(config)}
+    return run_child(__file__, spec, duration_s, work, env)
 
 
 def main() -> int:
-    if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        spec, duration, state = sys.argv[2], float(sys.argv[3]), Path(sys.argv[4])
-        print(json.dumps(child(spec, duration, state)))
+    if (given := child_args()) is not None:
+        print(json.dumps(child(*given)))
         return 0
     p = benchlib.parser(__doc__.splitlines()[0] if __doc__ else NAME)
     p.add_argument("--seconds", type=float, default=20.0, help="sampling time per run")
@@ -121,8 +98,8 @@ def main() -> int:
         config = work / "scenario"
         scenario(config)
         runs = [
-            run_child("", duration, work, config, work),
-            run_child("nvml", duration, work, config, work),
+            run_nvml_child("", duration, work, config, work),
+            run_nvml_child("nvml", duration, work, config, work),
         ]
     empty, nvml = runs
     probe_pct = nvml["core_pct"] - empty["core_pct"]

@@ -1,0 +1,127 @@
+"""Pieces several benchmarks share: loopback ports for the servers they start, and the child
+process of the probe cost benches (``probe_nvml_cost``, ``probe_sysfs_cost``, ``probe_cli_cost``).
+
+Why here: each bench had its own copy. ``free_port`` is the tests' (``tests/ports.py``): a port
+outside the kernel's ephemeral range, so a client reconnecting to a stopped server can never take
+its port by a TCP self-connect. A cost bench measures a probe in a child process (its own CPU
+times, nothing else of the bench's in them): ``run_child`` starts ``<script> --child SPEC SECONDS
+STATE_DIR``, the child's ``main`` hands those to ``child_args``, opens its probes and calls
+``sample``, which runs the real ``Sampler`` for the duration and returns what it cost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import benchlib
+
+if str(benchlib.ROOT) not in sys.path:
+    sys.path.insert(0, str(benchlib.ROOT))
+
+from tests.ports import free_port
+
+if TYPE_CHECKING:
+    from powerd.probes.base import Probe
+
+__all__ = ["Sampled", "child_args", "cpu_s", "free_port", "run_child", "sample", "wait_port"]
+
+
+def wait_port(port: int, timeout_s: float = 20.0) -> None:
+    """Return once something accepts TCP connections on 127.0.0.1:``port``; raise after
+    ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.02)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def cpu_s(who: int = resource.RUSAGE_SELF) -> float:
+    """CPU time (user + sys) of this process (all threads), or of its reaped children."""
+    ru = resource.getrusage(who)
+    return ru.ru_utime + ru.ru_stime
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """What one sampling period cost, and what the sampler did in it."""
+
+    cpu_s: float  # this process, all threads (sampler, readers, pollers)
+    wall_s: float
+    tools_cpu_s: float  # the processes the probes started and reaped in the period (closed)
+    reads: int
+    samples: int
+    problems: int
+    errors: int
+    last_error: str  # the first probe's last error that is not empty; "" if none
+
+    @property
+    def core_pct(self) -> float:
+        return 100.0 * self.cpu_s / self.wall_s
+
+    @property
+    def tools_core_pct(self) -> float:
+        return 100.0 * self.tools_cpu_s / self.wall_s
+
+
+def sample(probes: Sequence[Probe], duration_s: float, state_dir: Path) -> Sampled:
+    """Run the real ``Sampler`` (timeline, SQLite store, flushes) over ``probes`` for
+    ``duration_s``, then close them; the CPU it took over the sampling period only."""
+    from powerd.runner import Sampler
+    from powerd.store import Store
+    from powerd.timebase import TimeAnchor
+    from powerd.timeline import Timeline
+
+    with Store(state_dir / "powerd.db") as store:
+        sampler = Sampler(list(probes), Timeline(), store, TimeAnchor())
+        c0, k0, w0 = cpu_s(), cpu_s(resource.RUSAGE_CHILDREN), time.monotonic()
+        sampler.start()
+        time.sleep(duration_s)
+        sampler.stop()
+        own, wall = cpu_s() - c0, time.monotonic() - w0
+        for p in probes:
+            p.close()
+        tools = cpu_s(resource.RUSAGE_CHILDREN) - k0
+    health = sampler.health
+    return Sampled(
+        cpu_s=own,
+        wall_s=wall,
+        tools_cpu_s=tools,
+        reads=sum(h.reads for h in health),
+        samples=sum(h.samples for h in health),
+        problems=sum(h.problems for h in health),
+        errors=sum(h.errors for h in health),
+        last_error=next((h.last_error for h in health if h.last_error), ""),
+    )
+
+
+def child_args() -> tuple[str, float, Path] | None:
+    """``(spec, seconds, state_dir)`` when this process was started by ``run_child``, else None."""
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        return sys.argv[2], float(sys.argv[3]), Path(sys.argv[4])
+    return None
+
+
+def run_child(script: str, spec: str, duration_s: float, work: Path, env: Mapping[str, str]) -> Any:
+    """Run ``script``'s child for ``spec`` in a fresh state dir under ``work``, with ``env`` added
+    to this environment; the JSON object it printed last."""
+    state = Path(tempfile.mkdtemp(prefix="state-", dir=work))
+    cmd = [sys.executable, script, "--child", spec, str(duration_s), str(state)]
+    r = subprocess.run(
+        cmd, env={**os.environ, **env}, cwd=benchlib.ROOT, capture_output=True, text=True,
+        check=True,
+    )  # fmt: skip
+    return json.loads(r.stdout.strip().splitlines()[-1])
