@@ -29,6 +29,7 @@ from typing import Any
 
 import benchlib
 import psutil
+from _common import free_port
 
 NAME = "live_view"
 GOAL_CPU_PCT = 2.0
@@ -38,12 +39,6 @@ SCENARIOS = {
     "8 × 1 kHz": [f"sim:ramp,rate=1000,id=c{k}" for k in range(8)],
     "100 kHz": ["sim:square,high=0.05,low=0.001,period=0.01,duty=0.1,rate=100000,id=lpm"],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_daemon(tmp: Path, name: str, probes: list[str]) -> tuple[subprocess.Popen[bytes], str]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import importlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,25 +29,10 @@ from typing import Any
 
 import benchlib
 import psutil
+from _common import free_port, wait_port
 
 NAME = "machine_cost"
 GOAL_AGENT_PCT = 0.5
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"port {port} did not open")
 
 
 def start_daemon(tmp: Path, name: str, body: str) -> tuple[subprocess.Popen[bytes], int]:
@@ -64,7 +48,7 @@ def start_daemon(tmp: Path, name: str, body: str) -> tuple[subprocess.Popen[byte
         stderr=subprocess.STDOUT,
         cwd=benchlib.ROOT,
     )
-    wait_port(http)
+    wait_port(http, timeout_s=30.0)
     return proc, http
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from typing import Any
 import benchlib
 import numpy as np
 import psutil
+from _common import free_port, wait_port
 
 from powerd.block import Block
 from powerd.channel import Channel
@@ -45,22 +45,6 @@ from powerd.sinks.settings import InfluxSettings
 NAME = "sink_throughput"
 CHANNELS = 8
 RATE_HZ = 1000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
 
 
 @contextmanager
