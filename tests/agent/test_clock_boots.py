@@ -7,6 +7,7 @@ places its data and markers within the stated uncertainty of the truth."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sqlite3
 import threading
@@ -19,55 +20,32 @@ import pytest
 
 from powerd.agent import wire
 from powerd.agent.epoch import EpochAnchor
-from powerd.channel import Channel
 from powerd.daemon import MIN_EXCHANGES, Daemon
 from powerd.store import Store
 from powerd.timeline import Timeline
+from tests.agent import handdaemon
 from tests.agent.agentproc import running_agent
+from tests.agent.handdaemon import CHANNEL, SEC, Clock, start_daemon
 from tests.agent.test_mqtt_e2e import post, truth_j
 from tests.agent.test_spool_faults import spooled_blocks
 from tests.servers import Mosquitto, mosquitto, running_daemon, wait_for
 
 AGENT = "edge-b"
-CHANNEL = Channel("sim:x", "power", "meter", 0.01)
 BOOT_A = 1_000_000_000_000
 BOOT_B = 2_000_000_000_000
-SEC = 1_000_000_000
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now_ns = 50 * SEC
-
-    def __call__(self) -> int:
-        return self.now_ns
+# exchange(d, boot, ahead_ns, rtt_ns): one with an agent whose clock reads ahead_ns ahead
+exchange = functools.partial(handdaemon.exchange, agent=AGENT)
 
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
     store = Store(tmp_path / "d.db")
-    d = Daemon(store, Timeline(), Clock())
-    assert d.accept_status(AGENT, wire.status(AGENT, "online", 0, "t"))  # known, no epoch yet
-    d.accept_channels(AGENT, json.dumps([CHANNEL.to_json()]).encode())
-    yield d
+    yield start_daemon(store, AGENT)  # the agent known, no epoch yet
     store.close()
 
 
 def status(boot: int) -> bytes:
     return wire.status(AGENT, "online", 0, "t", boot_ns=boot, epoch=0)
-
-
-def exchange(d: Daemon, boot: int | None, ahead_ns: int, rtt_ns: int) -> None:
-    """One exchange with an agent whose clock reads ``ahead_ns`` ahead of the daemon's."""
-    clock = d.clock
-    assert isinstance(clock, Clock)
-    req = d.clock_request(AGENT)
-    t1 = json.loads(req)["t1_ns"]
-    t2 = t1 + rtt_ns // 2 + ahead_ns
-    reply = wire.clock_reply(req, t2, t2, boot)
-    clock.now_ns = t1 + rtt_ns
-    assert d.accept_clock_reply(AGENT, reply, t1 + rtt_ns)
-    clock.now_ns += SEC // 10
 
 
 def block(boot: int, seq: int, t0_ns: int) -> bytes:

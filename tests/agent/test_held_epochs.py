@@ -9,6 +9,7 @@ drive the Daemon with injected exchanges (linking through any measured epoch, th
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,49 +18,27 @@ import pytest
 
 from powerd.agent import wire
 from powerd.agent.epoch import EpochAnchor
-from powerd.channel import Channel
 from powerd.daemon import EPOCHS_KEPT, MIN_EXCHANGES, Daemon
 from powerd.store import Store
-from powerd.timeline import Timeline
+from tests.agent import handdaemon
+from tests.agent.handdaemon import SEC, clock_of, start_daemon
 
 AGENT = "edge-drift"
-CHANNEL = Channel("sim:x", "power", "meter", 0.01)
-SEC = 1_000_000_000
 MS = 1_000_000
 
 
 # --- the daemon --------------------------------------------------------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now_ns = 50 * SEC
-
-    def __call__(self) -> int:
-        return self.now_ns
-
-
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
     store = Store(tmp_path / "d.db")
-    d = Daemon(store, Timeline(), Clock(), held_place_bound_s=30.0)
-    assert d.accept_status(AGENT, wire.status(AGENT, "online", 0, "t"))
-    d.accept_channels(AGENT, json.dumps([CHANNEL.to_json()]).encode())
-    yield d
+    yield start_daemon(store, AGENT, held_place_bound_s=30.0)
     store.close()
 
 
-def clock_of(d: Daemon) -> Clock:
-    assert isinstance(d.clock, Clock)
-    return d.clock
-
-
-def exchange(d: Daemon, boot: int, ahead_ns: int) -> None:
-    req = d.clock_request(AGENT)
-    t1 = json.loads(req)["t1_ns"]
-    t2 = t1 + 100_000 + ahead_ns
-    assert d.accept_clock_reply(AGENT, wire.clock_reply(req, t2, t2, boot), t1 + 200_000)
-    clock_of(d).now_ns += SEC // 10
+# exchange(d, boot, ahead_ns): one with a 200 us round trip, the daemon's clock 100 ms on after it
+exchange = functools.partial(handdaemon.exchange, agent=AGENT)
 
 
 def status(boot: int, epochs: dict[int, int]) -> bytes:
