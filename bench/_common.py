@@ -11,6 +11,7 @@ STATE_DIR``, the child's ``main`` hands those to ``child_args``, opens its probe
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -19,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,17 @@ from tests.ports import free_port
 if TYPE_CHECKING:
     from powerd.probes.base import Probe
 
-__all__ = ["Sampled", "child_args", "cpu_s", "free_port", "run_child", "sample", "wait_port"]
+__all__ = [
+    "CostRun",
+    "Sampled",
+    "child_args",
+    "cost_bench_start",
+    "cpu_s",
+    "free_port",
+    "run_child",
+    "sample",
+    "wait_port",
+]
 
 
 def wait_port(port: int, timeout_s: float = 20.0) -> None:
@@ -113,6 +124,35 @@ def child_args() -> tuple[str, float, Path] | None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         return sys.argv[2], float(sys.argv[3]), Path(sys.argv[4])
     return None
+
+
+@dataclass(frozen=True)
+class CostRun:
+    """A cost bench's parent run: its arguments, the one-core setup and the sampling time."""
+
+    args: argparse.Namespace
+    setup: dict[str, Any]
+    duration_s: float  # 3 s with --quick, else --seconds
+
+
+def cost_bench_start(
+    doc: str | None,
+    name: str,
+    child: Callable[[str, float, Path], dict[str, Any]],
+    seconds_help: str,
+    default_s: float = 20.0,
+) -> CostRun | None:
+    """The start of a cost bench's ``main``. In a child (``run_child``): print ``child``'s JSON
+    and return None. Else parse the common options and ``--seconds`` (``default_s``), pin to one
+    core, and return what the parent needs."""
+    if (given := child_args()) is not None:
+        print(json.dumps(child(*given)))
+        return None
+    p = benchlib.parser(doc.splitlines()[0] if doc else name)
+    p.add_argument("--seconds", type=float, default=default_s, help=seconds_help)
+    args = p.parse_args()
+    setup = benchlib.single_core(args.cpu)
+    return CostRun(args, setup, 3.0 if args.quick else args.seconds)
 
 
 def run_child(script: str, spec: str, duration_s: float, work: Path, env: Mapping[str, str]) -> Any:

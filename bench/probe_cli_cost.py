@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import benchlib
-from _common import child_args, run_child, sample
+from _common import cost_bench_start, run_child, sample
 
 NAME = "probe_cli_cost"
 GOAL_PCT = 1.0
@@ -161,14 +161,10 @@ def run_cli_child(spec: str, duration_s: float, bin_dir: Path, work: Path) -> An
 
 
 def main() -> int:
-    if (given := child_args()) is not None:
-        print(json.dumps(child(*given)))
-        return 0
-    p = benchlib.parser(__doc__.splitlines()[0] if __doc__ else NAME)
-    p.add_argument("--seconds", type=float, default=15.0, help="sampling time per probe")
-    args = p.parse_args()
-    setup = benchlib.single_core(args.cpu)
-    duration = 3.0 if args.quick else args.seconds
+    started = cost_bench_start(__doc__, NAME, child, "sampling time per probe", default_s=15.0)
+    if started is None:
+        return 0  # a child: it printed its figures
+    args, setup, duration = started.args, started.setup, started.duration_s
     result = benchlib.envelope(NAME, args.quick, setup)
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="powerd-bench-cli-") as tmp:

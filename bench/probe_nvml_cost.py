@@ -13,7 +13,6 @@ Goal: <= 1 % of one core for 8 GPUs.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import benchlib
-from _common import child_args, cpu_s, run_child, sample
+from _common import cost_bench_start, cpu_s, run_child, sample
 
 NAME = "probe_nvml_cost"
 GOAL_PCT = 1.0
@@ -77,14 +76,10 @@ def run_nvml_child(spec: str, duration_s: float, lib_dir: Path, config: Path, wo
 
 
 def main() -> int:
-    if (given := child_args()) is not None:
-        print(json.dumps(child(*given)))
-        return 0
-    p = benchlib.parser(__doc__.splitlines()[0] if __doc__ else NAME)
-    p.add_argument("--seconds", type=float, default=20.0, help="sampling time per run")
-    args = p.parse_args()
-    setup = benchlib.single_core(args.cpu)
-    duration = 3.0 if args.quick else args.seconds
+    started = cost_bench_start(__doc__, NAME, child, "sampling time per run")
+    if started is None:
+        return 0  # a child: it printed its figures
+    args, setup, duration = started.args, started.setup, started.duration_s
     gcc = shutil.which("gcc")
     if gcc is None:
         print("gcc is needed to build the fake libnvidia-ml.so.1", file=sys.stderr)

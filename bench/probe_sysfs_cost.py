@@ -15,7 +15,6 @@ powerd's own cost. Goal: <= 1 % of one core.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import benchlib
-from _common import child_args, run_child, sample
+from _common import cost_bench_start, run_child, sample
 
 NAME = "probe_sysfs_cost"
 GOAL_PCT = 1.0
@@ -108,14 +107,10 @@ def run_sysfs_child(specs: str, duration_s: float, root: Path, work: Path) -> An
 
 
 def main() -> int:
-    if (given := child_args()) is not None:
-        print(json.dumps(child(*given)))
-        return 0
-    p = benchlib.parser(__doc__.splitlines()[0] if __doc__ else NAME)
-    p.add_argument("--seconds", type=float, default=20.0, help="sampling time per run")
-    args = p.parse_args()
-    setup = benchlib.single_core(args.cpu)
-    duration = 3.0 if args.quick else args.seconds
+    started = cost_bench_start(__doc__, NAME, child, "sampling time per run")
+    if started is None:
+        return 0  # a child: it printed its figures
+    args, setup, duration = started.args, started.setup, started.duration_s
     result = benchlib.envelope(NAME, args.quick, setup)
     with tempfile.TemporaryDirectory(prefix="powerd-bench-sysfs-") as tmp:
         work = Path(tmp)
