@@ -3,16 +3,23 @@ under libfaketime), stopped with SIGTERM or killed with SIGKILL."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tests.servers import Mosquitto, free_port
 from tests.tools import require_tool
+
+if TYPE_CHECKING:
+    from powerd.agent.agent import Agent
+    from powerd.agent.epoch import EpochAnchor
 
 SQUARE = "square,high=9,low=3,period=0.2,duty=0.5"
 RATE_HZ = 200
@@ -87,3 +94,36 @@ def running_agent(
         url,
     ):
         yield url
+
+
+def inprocess_agent(tmp: Path, agent_id: str, broker_port: int, anchor: EpochAnchor) -> Agent:
+    """An ``Agent`` in this process (its wall clock through ``anchor``, so a test can step or
+    drift it), with the sim probe ``agent_process`` runs, spooling under ``tmp``; not started."""
+    from powerd.agent.agent import Agent, AgentConfig
+    from powerd.agent.mqttconf import MqttSettings
+
+    cfg = AgentConfig(
+        id=agent_id,
+        probes=(f"sim:{SQUARE},rate={RATE_HZ}",),
+        mqtt=MqttSettings(port=broker_port),
+        spool_dir=tmp / "spool",
+        http_port=None,
+        publish_interval_s=0.2,
+    )
+    return Agent(cfg, anchor=anchor)
+
+
+@contextmanager
+def agent_thread(agent: Agent) -> Iterator[None]:
+    """``agent.run`` on its own event loop in a thread while the block runs; then stopped,
+    joined (bounded) and its loop closed."""
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    thread = threading.Thread(target=loop.run_until_complete, args=(agent.run(stop),))
+    thread.start()
+    try:
+        yield
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(15)
+        loop.close()

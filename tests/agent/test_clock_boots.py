@@ -6,11 +6,9 @@ places its data and markers within the stated uncertainty of the truth."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +22,7 @@ from powerd.daemon import MIN_EXCHANGES, Daemon
 from powerd.store import Store
 from powerd.timeline import Timeline
 from tests.agent import handdaemon
-from tests.agent.agentproc import running_agent
+from tests.agent.agentproc import agent_thread, inprocess_agent, running_agent
 from tests.agent.handdaemon import CHANNEL, SEC, Clock, start_daemon
 from tests.agent.test_mqtt_e2e import post, truth_j
 from tests.agent.test_spool_faults import spooled_blocks
@@ -291,38 +289,23 @@ def test_a_wall_clock_step_while_running_starts_a_new_epoch(
 ) -> None:
     """The agent (in-process, its wall clock injected) sees its clock step by +1 s mid-run: a new
     epoch, a new estimate, and a phase after the step lands where it happened."""
-    from powerd.agent.agent import Agent, AgentConfig
-    from powerd.agent.mqttconf import MqttSettings
-    from tests.agent.agentproc import RATE_HZ, SQUARE
-
     shift_ns = [0]
     anchor = EpochAnchor(wall=lambda: time.time_ns() + shift_ns[0])
-    cfg = AgentConfig(
-        id="edge-inproc",
-        probes=(f"sim:{SQUARE},rate={RATE_HZ}",),
-        mqtt=MqttSettings(port=broker.port),
-        spool_dir=tmp_path / "spool",
-        http_port=None,
-        publish_interval_s=0.2,
-    )
+    agent_id = "edge-inproc"
     with running_daemon(tmp_path, broker) as daemon:
-        agent = Agent(cfg, anchor=anchor)
-        loop = asyncio.new_event_loop()
-        stop = asyncio.Event()
-        thread = threading.Thread(target=loop.run_until_complete, args=(agent.run(stop),))
-        thread.start()
-        try:
+        agent = inprocess_agent(tmp_path, agent_id, broker.port, anchor)
+        with agent_thread(agent):
             wait_for(
-                lambda: (o := daemon.offsets.get(cfg.id)) and len(o.exchanges) >= 5,
+                lambda: (o := daemon.offsets.get(agent_id)) and len(o.exchanges) >= 5,
                 what="exchanges before the step",
             )
-            boot0 = daemon.agents[cfg.id]["boot_ns"]
+            boot0 = daemon.agents[agent_id]["boot_ns"]
             shift_ns[0] = SEC  # the wall clock steps
             wait_for(lambda: anchor.epoch == 1, what="the agent to see the step")
             wait_for(
                 lambda: (
-                    daemon.agents[cfg.id].get("boot_ns") not in (None, boot0)
-                    and len(daemon.offsets[cfg.id].exchanges) >= 5
+                    daemon.agents[agent_id].get("boot_ns") not in (None, boot0)
+                    and len(daemon.offsets[agent_id].exchanges) >= 5
                 ),
                 what="the new epoch's exchanges",
             )
@@ -332,10 +315,6 @@ def test_a_wall_clock_step_while_running_starts_a_new_epoch(
             time.sleep(1.0)
             agent.relay_marker({"v": 1, "run": "stepped", "phase": "p", "event": "end", "count": 1})
             result = wait_for(lambda: daemon.run_result("stepped"), what="result")
-        finally:
-            loop.call_soon_threadsafe(stop.set)
-            thread.join(15)
-            loop.close()
     (phase,) = result["phases"]
     unc = phase["timing"]["uncertainty_ns"]
     assert unc < 200_000_000
