@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -21,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from powerd.probes.serialsim import PtySimulator
+from tests.tools import run_powerd
 
 
 @dataclass
@@ -38,15 +37,7 @@ class Measured:
 
 
 def powerd(state: Path, *args: str, timeout_s: float = 180) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "POWERD_STATE_DIR": str(state)}
-    return subprocess.run(
-        [sys.executable, "-m", "powerd", *args],
-        env=env,
-        text=True,
-        capture_output=True,
-        check=False,
-        timeout=timeout_s,
-    )
+    return run_powerd(*args, state=state, timeout_s=timeout_s)
 
 
 def read_csv(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
