@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -44,6 +45,8 @@ __all__ = [
     "free_port",
     "run_child",
     "sample",
+    "start_daemon",
+    "stop_daemon",
     "wait_port",
 ]
 
@@ -58,6 +61,42 @@ def wait_port(port: int, timeout_s: float = 20.0) -> None:
                 return
         time.sleep(0.02)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def start_daemon(tmp: Path, name: str, body: str) -> tuple[subprocess.Popen[bytes], int]:
+    """``powerd run`` from ``tmp/<name>.toml`` (``body``'s keys in ``[daemon]``, a state dir of
+    its own, HTTP on a free port), its output to ``tmp/<name>.log``; returns once the HTTP port
+    accepts connections (else it is killed and this raises)."""
+    http = free_port()
+    conf = tmp / f"{name}.toml"
+    conf.write_text(
+        f'[daemon]\nstate_dir = "{tmp / ("state-" + name)}"\n{body}\n[http]\nport = {http}\n'
+    )
+    log = (tmp / f"{name}.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "powerd", "run", "--config", str(conf)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=benchlib.ROOT,
+    )
+    try:
+        wait_port(http, timeout_s=30.0)
+    except RuntimeError as err:
+        proc.kill()
+        proc.wait(10)
+        log_path = tmp / f"{name}.log"
+        raise RuntimeError(f"powerd run did not open port {http}; see {log_path}") from err
+    return proc, http
+
+
+def stop_daemon(proc: subprocess.Popen[bytes]) -> None:
+    """SIGINT (a clean stop), then SIGKILL after 30 s."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 def cpu_s(who: int = resource.RUSAGE_SELF) -> float:
