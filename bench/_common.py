@@ -47,6 +47,7 @@ __all__ = [
     "sample",
     "start_daemon",
     "stop_daemon",
+    "us_per_read_above",
     "wait_port",
 ]
 
@@ -156,6 +157,13 @@ def sample(probes: Sequence[Probe], duration_s: float, state_dir: Path) -> Sampl
         errors=sum(h.errors for h in health),
         last_error=next((h.last_error for h in health if h.last_error), ""),
     )
+
+
+def us_per_read_above(run: Mapping[str, Any], empty: Mapping[str, Any]) -> float:
+    """CPU µs per probe read that ``run`` (a child's figures: ``cpu_s``, ``wall_s``, ``reads``)
+    took above an empty sampler's CPU over the same wall time."""
+    above_s = run["cpu_s"] - empty["cpu_s"] * run["wall_s"] / empty["wall_s"]
+    return 1e6 * above_s / max(run["reads"], 1)
 
 
 def child_args() -> tuple[str, float, Path] | None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import benchlib
-from _common import cost_bench_start, cpu_s, run_child, sample
+from _common import cost_bench_start, cpu_s, run_child, sample, us_per_read_above
 
 NAME = "probe_nvml_cost"
 GOAL_PCT = 1.0
@@ -114,8 +114,7 @@ def main() -> int:
     ]
     header = ["sampler", "channels", "poll ms", "wall s", "reads", "samples", "CPU ms", "% core"]
     print(benchlib.md_table(header, rows))
-    per_read_us = 1e6 * (nvml["cpu_s"] - empty["cpu_s"] * nvml["wall_s"] / empty["wall_s"])
-    per_read_us /= max(nvml["reads"], 1)
+    per_read_us = us_per_read_above(nvml, empty)
     print(
         f"\n{GPUS} GPUs: {nvml['core_pct']:.2f} % of one core in total, "
         f"{probe_pct:.2f} % above an empty sampler ({per_read_us:.0f} us CPU per read of all "

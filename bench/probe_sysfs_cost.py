@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import benchlib
-from _common import cost_bench_start, run_child, sample
+from _common import cost_bench_start, run_child, sample, us_per_read_above
 
 NAME = "probe_sysfs_cost"
 GOAL_PCT = 1.0
@@ -141,8 +141,7 @@ def main() -> int:
     ]
     header = ["sampler", "channels", "wall s", "reads", "samples", "errors", "CPU ms", "% core"]
     print(benchlib.md_table(header, rows))
-    above = sysfs["cpu_s"] - empty["cpu_s"] * sysfs["wall_s"] / empty["wall_s"]
-    per_read_us = 1e6 * above / max(sysfs["reads"], 1)
+    per_read_us = us_per_read_above(sysfs, empty)
     met = sysfs["core_pct"] <= GOAL_PCT
     print(
         f"\nRAPL (6 counters) + hwmon (5 channels) at 10 Hz: {sysfs['core_pct']:.2f} % of one "
