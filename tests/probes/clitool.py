@@ -116,3 +116,30 @@ def assert_tool_missing(
         pytest.skip(f"this host has the real tool: {found[0]}")
     avail = family.available()
     assert not avail.ok and not avail.broken and "not found" in avail.reason
+
+
+def opened_as_expected(got: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
+    """Check ``drive.py``'s output (``tests/probes/amdsmi/drive.py``: ``available``, ``error``,
+    ``channels``) against a case's ``case.json``: availability (ok, broken, reason substring),
+    then either the expected open error (returns False: nothing more to check) or no error and
+    exactly the expected channels, each with its fields (``description_contains``: a substring;
+    ``accuracy``: each term approximately; any other field: equal). True when it opened."""
+    avail, exp = got["available"], want["available"]
+    assert avail["ok"] == exp["ok"] and avail["broken"] == exp.get("broken", False), avail
+    assert exp.get("reason_contains", "") in avail["reason"], avail
+    if "unavailable" in want:
+        assert got["error"] is not None and want["unavailable"] in got["error"], got["error"]
+        return False
+    assert got["error"] is None, got["error"]
+    chans = {c["id"]: c for c in got["channels"]}
+    assert sorted(chans) == sorted(want["channels"])
+    for cid, fields in want["channels"].items():
+        for key, value in fields.items():
+            if key == "description_contains":
+                assert value in chans[cid]["description"], chans[cid]["description"]
+            elif key == "accuracy":
+                for k, v in value.items():
+                    assert chans[cid]["accuracy"][k] == pytest.approx(v), (cid, k)
+            else:
+                assert chans[cid][key] == value, (cid, key)
+    return True
