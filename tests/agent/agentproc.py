@@ -41,6 +41,16 @@ def write_config(
     return path
 
 
+def agent_argv(
+    agent_id: str, probe: str, mqtt_port: int, spool_dir: Path, http_port: int | None
+) -> list[str]:
+    """``powerd-agent`` configured by its flags alone: one probe, the broker on loopback, its
+    spool, its marker HTTP port (``None``: no HTTP)."""
+    http = ["--no-http"] if http_port is None else ["--http-port", str(http_port)]
+    return [sys.executable, "-m", "powerd.agent", "--id", agent_id, "--probe", probe,
+            "--mqtt", f"127.0.0.1:{mqtt_port}", "--spool-dir", str(spool_dir), *http]  # fmt: skip
+
+
 @contextmanager
 def agent_process(
     config: Path,
