@@ -1,10 +1,12 @@
 """Shared scaffolding for the probe families' end-to-end tests (a fake vendor tool or service, the
-probe read until a condition holds, one ``powerd measure`` run, a missing tool).
+probe read until a condition holds, one ``powerd measure`` run, a missing tool, a ``drive.py``
+case's open checks).
 
-Why one module: each family (ascend, gaudi, hyperaccel, ipmi, mobilint, rbln, redfish, tegrastats)
-had its own copy of these loops, and a fix to one (a deadline, an ordering check) did not reach the
-others. What each test asserts stays in the test; the checks made on every block read (times
-strictly rising, one block after the other, ``read`` never waiting) are options of ``collect``.
+Why one module: each family (ascend, gaudi, hyperaccel, ipmi, mobilint, rbln, redfish, tegrastats;
+amdsmi and furiosa for ``opened_as_expected``) had its own copy of these, and a fix to one (a
+deadline, an ordering check) did not reach the others. What each test asserts stays in the test;
+the checks made on every block read (times strictly rising, one block after the other, ``read``
+never waiting) are options of ``collect``.
 """
 
 from __future__ import annotations
