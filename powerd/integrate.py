@@ -100,6 +100,8 @@ class ChannelEnergy:
     flags: tuple[str, ...] = ()
     terms_j: dict[str, float] = field(default_factory=dict)
     gap_s: float = 0.0
+    # the terms by shape (``powerd.coverage``): figures summing channels combine these
+    budget: Budget | None = field(default=None, compare=False, repr=False)
 
 
 def _no_data(method: Literal["trapezoid", "counter"]) -> ChannelEnergy:
@@ -640,15 +642,28 @@ def _uniform(bound_j: float) -> Budget:
     return b
 
 
-def _combine(parts: dict[str, Budget]) -> tuple[dict[str, float], float]:
-    """Each term's own 95 % half-width (``terms_j``) and the 95 % half-width of their sum
-    (``uncertainty_j``), from the terms' shapes (``powerd.coverage``), not their root-sum-square."""
+def _combine(parts: dict[str, Budget]) -> tuple[dict[str, float], Budget]:
+    """Each term's own 95 % half-width (``terms_j``) and all terms together (whose ``u95()`` is
+    ``uncertainty_j``), from the terms' shapes (``powerd.coverage``), not a root-sum-square."""
     total = Budget()
     terms: dict[str, float] = {}
     for name, b in parts.items():
         terms[name] = b.u95()
         total.extend(b)
-    return terms, total.u95()
+    return terms, total
+
+
+def combined_u95_j(figures: list[ChannelEnergy]) -> float:
+    """95 % half-width of the sum of several channels' energies (independent errors): from
+    their terms' shapes where every figure has them, else the root-sum-square of their U."""
+    budgets = [f.budget for f in figures]
+    if all(b is not None for b in budgets):
+        total = Budget()
+        for b in budgets:
+            assert b is not None
+            total.extend(b)
+        return total.u95()
+    return math.sqrt(sum((f.uncertainty_j or 0.0) ** 2 for f in figures))
 
 
 def _common_flags(w: Window, ch: Channel, coverage: float) -> list[str]:
@@ -697,18 +712,19 @@ def integrate_power(t: I64, p: F64, w: Window, ch: Channel) -> ChannelEnergy:
         "timing": _normal(_edge_terms(ch, w, e.va, e.vb)),
         "gap": _uniform(_gap_bound_j(sums, p, e, first_ns, last_ns)),
     }
-    terms, u_j = _combine(parts)
+    terms, total = _combine(parts)
     return ChannelEnergy(
         energy_j=energy_j,
         mean_power_w=mean_w,
         peak_power_w=sums.vmax,
         samples=e.i1 - e.i0,
         coverage=coverage,
-        uncertainty_j=u_j,
+        uncertainty_j=total.u95(),
         method="trapezoid",
         flags=tuple(flags),
         terms_j=terms,
         gap_s=uncovered_ns / 1e9,
+        budget=total,
     )
 
 
@@ -886,7 +902,7 @@ def integrate_counter(t: I64, c: F64, w: Window, ch: Channel) -> ChannelEnergy:
         # an estimate across a reset, not a bound: counted whole at 95 %, as a Gaussian
         "reset": _normal(float(np.abs(resets).sum())),
     }
-    terms, u_j = _combine(parts)
+    terms, total = _combine(parts)
     flags = _common_flags(w, ch, coverage)
     if bool((resets != 0).any()):
         flags.append("counter_reset")
@@ -896,11 +912,12 @@ def integrate_counter(t: I64, c: F64, w: Window, ch: Channel) -> ChannelEnergy:
         peak_power_w=peak_w,
         samples=e.i1 - e.i0,
         coverage=coverage,
-        uncertainty_j=u_j,
+        uncertainty_j=total.u95(),
         method="counter",
         flags=tuple(flags),
         terms_j=terms,
         gap_s=uncovered_ns / 1e9,
+        budget=total,
     )
 
 
