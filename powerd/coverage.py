@@ -22,8 +22,8 @@ Rectangles beyond the ``MAX_EXPLICIT`` largest, and those below ``FOLD_REL`` of 
 folded into the Gaussian by their variance (a²/3): a sum of several rectangles is close to
 Gaussian already, and a small one barely changes the shape. A term that is itself a sum of
 many independent rectangles (``Budget.add_uniform_sum``: the per-interval discretisation) is
-represented by one rectangle and a Gaussian matching its variance and fourth cumulant (exact
-for one rectangle, Gaussian for many).
+represented by up to three equal rectangles and a Gaussian matching its variance and fourth
+cumulant (exact for up to three equal rectangles, Gaussian for many).
 """
 
 from __future__ import annotations
@@ -63,14 +63,19 @@ class Budget:
             self.uniforms.append((centre, max(half_width, 0.0)))
 
     def add_uniform_sum(self, x2: float, x4: float) -> None:
-        """A sum of independent rectangles each within ±xᵢ/2, given as Σxᵢ² and Σxᵢ⁴: one
-        rectangle of half-width (Σx⁴)^¼/2 (the same fourth cumulant, −Σx⁴/120) plus a Gaussian
-        of the rest of the variance Σx²/12."""
+        """A sum of independent rectangles each within ±xᵢ/2, given as Σxᵢ² and Σxᵢ⁴: m equal
+        rectangles with the same fourth cumulant (−Σx⁴/120), m the largest of 1..``MAX_EXPLICIT``
+        not above Kish's effective count (Σx²)²/Σx⁴ (so their variance fits), plus a Gaussian
+        of the rest of the variance Σx²/12. Exact for up to ``MAX_EXPLICIT`` equal rectangles,
+        Gaussian in the limit of many."""
         if x2 <= 0.0:
             return
-        a = 0.5 * math.sqrt(math.sqrt(max(x4, 0.0)))
-        self.add_uniform(a)
-        self.normal_var += max(0.0, x2 / 12.0 - a * a / 3.0)
+        n_eff = x2 * x2 / x4 if x4 > 0.0 else 1.0
+        m = max(1, min(MAX_EXPLICIT, int(n_eff * (1.0 + 1e-9))))
+        a = 0.5 * math.sqrt(math.sqrt(max(x4, 0.0) / m))
+        for _ in range(m):
+            self.add_uniform(a)
+        self.normal_var += max(0.0, x2 / 12.0 - m * a * a / 3.0)
 
     def extend(self, other: Budget) -> None:
         self.normal_var += other.normal_var
