@@ -45,7 +45,7 @@ import numpy as np
 from powerd.block import F64, I64
 from powerd.channel import Channel
 from powerd.coverage import Budget
-from powerd.pulsetrain import GRID_REL_TOL, train_error_from_steps, uniform_x2
+from powerd.pulsetrain import GRID_REL_TOL, train_error_from_steps
 
 GAP_FACTOR = 3.0
 MAX_TRAIN_STEPS = 1 << 16  # more steps in a window: not tested as a pulse train (memory bound)
@@ -528,12 +528,13 @@ def _discretisation_j(
             per = None
         if per is not None:
             train = _train_terms(t, p, e, sums, w.t_begin_ns, w.t_end_ns)
+    rects: tuple[tuple[float, float], ...] = ()
     if train is None:
         hidden2, hidden4 = _hidden_steps(sums)
         inner2 = max(0.0, sums.disc2 - sums.edge_disc2) + hidden2
         inner4 = max(0.0, sums.disc4 - sums.edge_disc4) + hidden4
     else:
-        inner2, inner4 = train
+        inner2, inner4, rects = train
     # A window edge's piece of an interval is not uniform within its bound: a step anywhere
     # before the edge puts the error exactly at it. Counted at σ = the bound (× 3 in x² units).
     edge2 = 3.0 * sums.edge_disc2
@@ -545,17 +546,21 @@ def _discretisation_j(
         edge2 = 3.0 * sum(xs)
     budget = Budget()
     budget.add_uniform_sum(inner2 / 1e18, inner4 / 1e36)
+    for centre_wns, half_wns in rects:  # a pulse train's error (``TrainError.parts_wns``)
+        budget.add_uniform(half_wns * (1.0 - frac) / 1e9, centre_wns * (1.0 - frac) / 1e9)
     budget.add_normal_sigma(math.sqrt(edge2 / 12.0) / 1e9)
     return budget, per
 
 
 def _train_terms(
     t: I64, p: F64, e: _Edges, sums: _Sums, w_begin: int, w_end: int
-) -> tuple[float, float] | None:
-    """(x², x⁴ sums) of the inner intervals when their steps form a regular train of pulses or
-    of one step per period (``powerd.pulsetrain``): the train's steps leave the independent
-    sums and the hidden-pulse term (a train proven regular is not Poisson), and come back as
-    one error over the range the edges' positions allow, plus each pulse's height mismatch;
+) -> tuple[float, float, tuple[tuple[float, float], ...]] | None:
+    """(x², x⁴ sums) of the inner intervals and the train's error as rectangles (W·ns,
+    ``TrainError.parts_wns``) when their steps form a regular train of pulses or of one step
+    per period (``powerd.pulsetrain``): the train's steps leave the independent sums and the
+    hidden-pulse term (a train proven regular is not Poisson), and come back as one error over
+    the range the edges' positions allow (the sum of the rectangles: its centre's spread over
+    the consistent periods and each phase's window), plus each pulse's height mismatch;
     None: not a clean train. Works from the steps ``_Sums`` recorded (no pass over the window)."""
     n_int = e.i1 - e.i0 - 1
     if n_int < 2 or sums.step_idx is None or not sums.step_idx:
@@ -588,10 +593,9 @@ def _train_terms(
         step2=max(0.0, sums.step2 - float(x2[steps].sum())),
     )
     hidden2, hidden4 = _hidden_steps(rest)
-    tx2 = uniform_x2(te)
     inner2 = max(0.0, sums.disc2 - sums.edge_disc2 - float(x2.sum())) + hidden2
     inner4 = max(0.0, sums.disc4 - sums.edge_disc4 - float(np.dot(x2, x2))) + hidden4
-    return inner2 + tx2 + te.mismatch_x2, inner4 + tx2 * tx2 + te.mismatch_x4
+    return inner2 + te.mismatch_x2, inner4 + te.mismatch_x4, te.parts_wns
 
 
 def _step_threshold_w(e: _Edges, noise_sigma: float) -> float:
