@@ -47,6 +47,9 @@ class Budget:
 
     normal_var: float = 0.0  # Σ σ² of the Gaussian terms
     uniforms: list[tuple[float, float]] = field(default_factory=list)  # (centre, half-width)
+    # One more term whose distribution is a mixture: with probability wⱼ it is the sum of
+    # the rectangles Rⱼ (``set_mixture``); empty: none.
+    mixture: list[tuple[float, list[tuple[float, float]]]] = field(default_factory=list)
 
     def add_normal_u95(self, u95: float) -> None:
         """A Gaussian term given as its 95 % half-width (σ = u95 / 1.96)."""
@@ -77,12 +80,39 @@ class Budget:
             self.add_uniform(a)
         self.normal_var += max(0.0, x2 / 12.0 - m * a * a / 3.0)
 
+    def set_mixture(self, parts: list[tuple[float, list[tuple[float, float]]]]) -> None:
+        """A term that is, with probability wⱼ, the sum of rectangles Rⱼ (weights summing to
+        1): e.g. a pulse train's error given each consistent period. A second mixture in one
+        budget is replaced by its envelope (``_envelope``: wider, never narrower)."""
+        if not parts:
+            return
+        if self.mixture:
+            self.uniforms.extend(_envelope(parts))
+        else:
+            self.mixture = [(w, list(r)) for w, r in parts]
+
     def extend(self, other: Budget) -> None:
         self.normal_var += other.normal_var
         self.uniforms.extend(other.uniforms)
+        self.set_mixture(other.mixture)
 
     def u95(self) -> float:
-        return u95(self.normal_var, self.uniforms)
+        if not self.mixture:
+            return u95(self.normal_var, self.uniforms)
+        return _solve([(w, *_prepare(self.normal_var, self.uniforms + r)) for w, r in self.mixture])
+
+
+def _envelope(parts: list[tuple[float, list[tuple[float, float]]]]) -> list[tuple[float, float]]:
+    """Rectangles whose sum spans every alternative of a mixture: the alternatives' centres'
+    range as one rectangle, and the k-th widest half-width of any alternative as the k-th."""
+    centres = [sum(c for c, _ in r) for _, r in parts]
+    lo, hi = min(centres), max(centres)
+    widths = [sorted((a for _, a in r), reverse=True) for _, r in parts]
+    slots = max(len(x) for x in widths)
+    out = [(0.5 * (lo + hi), 0.5 * (hi - lo))]
+    for k in range(slots):
+        out.append((0.0, max(x[k] if k < len(x) else 0.0 for x in widths)))
+    return out
 
 
 def _tail_integrals(delta: float, n: int) -> tuple[float, float]:
@@ -100,6 +130,7 @@ class _Sum:
 
     def __init__(self, sigma: float, rects: list[tuple[float, float]]) -> None:
         self.sigma = sigma
+        self.rects = rects
         self.n = len(rects)
         corners: dict[float, float] = {}
         for signs in itertools.product((0, 1), repeat=self.n):
@@ -137,6 +168,17 @@ class _Sum:
 def u95(normal_var: float, uniforms: list[tuple[float, float]], p: float = P95) -> float:
     """Half-width U with P(|Σ terms| ≤ U) = p, for a Gaussian of variance ``normal_var`` plus
     rectangles (centre, half-width), all independent. 0 when there is no term."""
+    dist, shift, span = _prepare(normal_var, uniforms)
+    if not dist.n and shift == 0.0:
+        return Z95 * dist.sigma
+    if dist.sigma == 0.0 and not dist.n:
+        return abs(shift)
+    return _solve([(1.0, dist, shift, span)], p)
+
+
+def _prepare(normal_var: float, uniforms: list[tuple[float, float]]) -> tuple[_Sum, float, float]:
+    """The distribution to evaluate (explicit rectangles and a Gaussian), the known offset it is
+    shifted by, and a bound on |sum| beyond the Gaussian's share (``span``)."""
     var = max(normal_var, 0.0)
     rects = sorted(((c, a) for c, a in uniforms if a > 0.0), key=lambda r: r[1], reverse=True)
     shift = sum(c for c, a in uniforms if not a > 0.0)  # known offsets (zero width)
@@ -147,23 +189,38 @@ def u95(normal_var: float, uniforms: list[tuple[float, float]], p: float = P95) 
             shift += c
         rects = keep
     sigma = math.sqrt(var)
-    if not rects and shift == 0.0:
-        return Z95 * sigma
     span = sum(abs(c) + a for c, a in rects) + abs(shift)
     if sigma <= 1e-9 * span:
         sigma = 0.0
-    if sigma == 0.0 and not rects:
-        return abs(shift)
-    dist = _Sum(sigma, rects)
+    return _Sum(sigma, rects), shift, span
+
+
+def _solve(parts: list[tuple[float, _Sum, float, float]], p: float = P95) -> float:
+    """Half-width U with Σ wⱼ·P(|Sⱼ + shiftⱼ| ≤ U) = p (``parts``: (wⱼ, Sⱼ, shiftⱼ, spanⱼ)), by
+    Newton's method kept inside a bracket."""
 
     def g(x: float) -> tuple[float, float]:
-        f_hi, d_hi = dist.cdf_pdf(x - shift)
-        f_lo, d_lo = dist.cdf_pdf(-x - shift)
-        return f_hi - f_lo - p, d_hi + d_lo
+        val = dens = 0.0
+        for w, dist, shift, _ in parts:
+            if dist.n == 0 and dist.sigma == 0.0:  # a known offset only
+                val += w * (1.0 if abs(shift) <= x else 0.0)
+                continue
+            f_hi, d_hi = dist.cdf_pdf(x - shift)
+            f_lo, d_lo = dist.cdf_pdf(-x - shift)
+            val += w * (f_hi - f_lo)
+            dens += w * (d_hi + d_lo)
+        return val - p, dens
 
-    lo, hi = 0.0, span + Z95 * sigma  # P(|S| ≤ hi) ≥ P(|N| ≤ 1.96 σ) = 0.95
-    mean_abs = abs(shift + sum(c for c, _ in rects))
-    x = min(hi, mean_abs + Z95 * math.sqrt(var + sum(a * a / 3.0 for _, a in rects)))
+    # P(|S| ≤ span + 1.96 σ) ≥ P(|N| ≤ 1.96 σ) = 0.95 for every part
+    lo, hi = 0.0, max(span + Z95 * dist.sigma for _, dist, _, span in parts)
+    if hi <= 0.0:
+        return 0.0
+    x = 0.0
+    for w, dist, shift, _ in parts:
+        mean = shift + sum(c for c, _ in dist.rects)
+        sd = math.sqrt(dist.sigma**2 + sum(a * a / 3.0 for _, a in dist.rects))
+        x += w * (abs(mean) + Z95 * sd)
+    x = min(x, hi)
     tol = 1e-9 * hi
     for _ in range(60):
         val, dens = g(x)

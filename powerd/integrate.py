@@ -45,7 +45,7 @@ import numpy as np
 from powerd.block import F64, I64
 from powerd.channel import Channel
 from powerd.coverage import Budget
-from powerd.pulsetrain import GRID_REL_TOL, train_error_from_steps
+from powerd.pulsetrain import GRID_REL_TOL, Mixture, train_error_from_steps
 
 GAP_FACTOR = 3.0
 MAX_TRAIN_STEPS = 1 << 16  # more steps in a window: not tested as a pulse train (memory bound)
@@ -529,12 +529,13 @@ def _discretisation_j(
         if per is not None:
             train = _train_terms(t, p, e, sums, w.t_begin_ns, w.t_end_ns)
     rects: tuple[tuple[float, float], ...] = ()
+    mixture: Mixture = ()
     if train is None:
         hidden2, hidden4 = _hidden_steps(sums)
         inner2 = max(0.0, sums.disc2 - sums.edge_disc2) + hidden2
         inner4 = max(0.0, sums.disc4 - sums.edge_disc4) + hidden4
     else:
-        inner2, inner4, rects = train
+        inner2, inner4, rects, mixture = train
     # A window edge's piece of an interval is not uniform within its bound: a step anywhere
     # before the edge puts the error exactly at it. Counted at σ = the bound (× 3 in x² units).
     edge2 = 3.0 * sums.edge_disc2
@@ -546,15 +547,21 @@ def _discretisation_j(
         edge2 = 3.0 * sum(xs)
     budget = Budget()
     budget.add_uniform_sum(inner2 / 1e18, inner4 / 1e36)
-    for centre_wns, half_wns in rects:  # a pulse train's error (``TrainError.parts_wns``)
-        budget.add_uniform(half_wns * (1.0 - frac) / 1e9, centre_wns * (1.0 - frac) / 1e9)
+    # a pulse train's error: its distribution over the consistent periods where known
+    # (``TrainError.mixture_wns``), else the rectangles spanning it (``parts_wns``)
+    scale = (1.0 - frac) / 1e9
+    if mixture:
+        budget.set_mixture([(wt, [(c * scale, a * scale) for c, a in rs]) for wt, rs in mixture])
+    else:
+        for centre_wns, half_wns in rects:
+            budget.add_uniform(half_wns * scale, centre_wns * scale)
     budget.add_normal_sigma(math.sqrt(edge2 / 12.0) / 1e9)
     return budget, per
 
 
 def _train_terms(
     t: I64, p: F64, e: _Edges, sums: _Sums, w_begin: int, w_end: int
-) -> tuple[float, float, tuple[tuple[float, float], ...]] | None:
+) -> tuple[float, float, tuple[tuple[float, float], ...], Mixture] | None:
     """(x², x⁴ sums) of the inner intervals and the train's error as rectangles (W·ns,
     ``TrainError.parts_wns``) when their steps form a regular train of pulses or of one step
     per period (``powerd.pulsetrain``): the train's steps leave the independent sums and the
@@ -595,7 +602,7 @@ def _train_terms(
     hidden2, hidden4 = _hidden_steps(rest)
     inner2 = max(0.0, sums.disc2 - sums.edge_disc2 - float(x2.sum())) + hidden2
     inner4 = max(0.0, sums.disc4 - sums.edge_disc4 - float(np.dot(x2, x2))) + hidden4
-    return inner2 + te.mismatch_x2, inner4 + te.mismatch_x4, te.parts_wns
+    return inner2 + te.mismatch_x2, inner4 + te.mismatch_x4, te.parts_wns, te.mixture_wns
 
 
 def _step_threshold_w(e: _Edges, noise_sigma: float) -> float:

@@ -27,6 +27,7 @@ uniform error (``mismatch_x2``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +41,7 @@ ANCHORS = 32  # edges from which the period's pairwise bounds are taken (all, if
 P_GRID = 129  # periods within the consistent range at which the phase bounds are evaluated
 MAX_EDGES = 256  # edges per class the phase bounds are taken from (evenly spread, ends kept)
 REFINE, REFINE_POINTS = 3, 33  # grids narrowing the anchors' period range
+MIX_POINTS = 7  # periods at which the error's distribution is taken (``TrainError.mixture_wns``)
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,11 @@ class TrainError:
     # a given period. Their sum spans at most [lo_wns, hi_wns]; its shape is not flat (a pulse's
     # error is the difference of two phases: a trapezoid, not a rectangle).
     parts_wns: tuple[tuple[float, float], ...] = ()
+    # The error's distribution with (period, phases) uniform over the consistent set (the
+    # samples say nothing more): a mixture over ``MIX_POINTS`` periods spread over the range,
+    # each weighted by its phase windows' area (weights sum to 1), each rectangles
+    # ``(centre, half-width)`` (W·ns) as in ``parts_wns`` at that period. Empty: not known.
+    mixture_wns: tuple[tuple[float, tuple[tuple[float, float], ...]], ...] = ()
 
     @property
     def bound_wns(self) -> float:
@@ -173,9 +180,10 @@ class _Grid:
 
 
 Parts = tuple[tuple[float, float], ...]
+Mixture = tuple[tuple[float, Parts], ...]
 
 
-def _pulse_range(g: _Grid, h: F64, r: F64, f: F64) -> tuple[float, float, float, Parts]:
+def _pulse_range(g: _Grid, h: F64, r: F64, f: F64) -> tuple[float, float, float, Parts, Mixture]:
     """Pulses (class 0 opens, class 1 closes, width w = φ₁ − φ₀; all N pulses ``r``, ``f``,
     heights ``h``): error Σ hₖ·(mₖ − w) in sample units over the consistent widths (from the
     grid's edges), the width's span, and the error as rectangles (``TrainError.parts_wns``)."""
@@ -191,10 +199,30 @@ def _pulse_range(g: _Grid, h: F64, r: F64, f: F64) -> tuple[float, float, float,
         (0.0, 0.5 * float((hi0 - lo0).max()) * abs(sum_h)),
         (0.0, 0.5 * float((hi1 - lo1).max()) * abs(sum_h)),
     )
-    return min(ends), max(ends), max(0.0, w_hi - w_lo), parts
+    d0, d1 = np.maximum(hi0 - lo0, 0.0), np.maximum(hi1 - lo1, 0.0)
+    mix = _mixture(
+        d0 * d1,
+        lambda j: (
+            (base - float(mid_w[j]) * sum_h, 0.0),
+            (0.0, 0.5 * float(d0[j]) * abs(sum_h)),
+            (0.0, 0.5 * float(d1[j]) * abs(sum_h)),
+        ),
+    )
+    return min(ends), max(ends), max(0.0, w_hi - w_lo), parts, mix
 
 
-def _single_range(g: _Grid, s: F64, x: F64) -> tuple[float, float, float, Parts]:
+def _mixture(weight: F64, rects: Callable[[int], Parts]) -> Mixture:
+    """``MIX_POINTS`` periods evenly spread over those of the grid with a non-empty phase set,
+    each with its weight (the phase set's size, normalised) and ``rects(index)``."""
+    ok = np.flatnonzero(weight > 0.0)
+    if ok.size == 0:
+        return ()
+    pick = ok[np.unique(np.linspace(0, ok.size - 1, min(ok.size, MIX_POINTS)).astype(np.int64))]
+    total = float(weight[pick].sum())
+    return tuple((float(weight[j]) / total, rects(int(j))) for j in pick)
+
+
+def _single_range(g: _Grid, s: F64, x: F64) -> tuple[float, float, float, Parts, Mixture]:
     """One step per period (all N edges ``x``, heights ``s``): error Σ sₖ·(fₖ − ½) with
     fₖ = φ + k·P − xₖ, in sample units over the consistent (φ, P); linear in φ, so its extremes
     lie at φ's bounds (from the grid's edges)."""
@@ -208,8 +236,11 @@ def _single_range(g: _Grid, s: F64, x: F64) -> tuple[float, float, float, Parts]
     hi = float(np.maximum(at_lo, at_hi).max()) + slack
     mid = 0.5 * (at_lo + at_hi)  # the error's centre at each period (φ mid-window)
     c_lo, c_hi = float(mid.min()) - slack, float(mid.max()) + slack
-    half = 0.5 * float(np.abs(at_hi - at_lo).max())  # φ's window at one period
-    return lo, hi, 0.0, ((0.5 * (c_lo + c_hi), 0.5 * (c_hi - c_lo)), (0.0, half))
+    halves = 0.5 * np.abs(at_hi - at_lo)  # φ's window at each period
+    parts = ((0.5 * (c_lo + c_hi), 0.5 * (c_hi - c_lo)), (0.0, float(halves.max())))
+    d = np.maximum(g.hi(0) - g.lo(0), 0.0)
+    mix = _mixture(d, lambda j: ((float(mid[j]), 0.0), (0.0, float(halves[j]))))
+    return lo, hi, 0.0, parts, mix
 
 
 def train_error(t: I64, v: F64, step_w: float, size_w: F64 | None = None) -> TrainError | None:
@@ -249,7 +280,7 @@ def train_error_from_steps(
         span = _period_range(*x)
         if span is None:
             return None
-        lo, hi, width, parts = _pulse_range(_Grid(*span, *x), h, *x)
+        lo, hi, width, parts, mix = _pulse_range(_Grid(*span, *x), h, *x)
         x2 = ((s[1 : 2 * n : 2] + h) * dt0) ** 2
         paired = idx[: 2 * n]
     else:
@@ -258,7 +289,7 @@ def train_error_from_steps(
         span = _period_range(x1)
         if span is None:
             return None
-        lo, hi, width, parts = _single_range(_Grid(*span, x1), s, x1)
+        lo, hi, width, parts, mix = _single_range(_Grid(*span, x1), s, x1)
         x2 = np.zeros(0)
         paired = idx
     return TrainError(
@@ -270,6 +301,7 @@ def train_error_from_steps(
         pulses=n,
         width_span=width,
         parts_wns=tuple((c * dt0, a * dt0) for c, a in parts),
+        mixture_wns=tuple((wt, tuple((c * dt0, a * dt0) for c, a in rs)) for wt, rs in mix),
     )
 
 
