@@ -547,10 +547,13 @@ def _discretisation_j(
         edge2 = 3.0 * sum(xs)
     budget = Budget()
     budget.add_uniform_sum(inner2 / 1e18, inner4 / 1e36)
-    # a pulse train's error: its distribution over the consistent periods where known
-    # (``TrainError.mixture_wns``), else the rectangles spanning it (``parts_wns``)
+    # A pulse train's error: its distribution with (period, phases) uniform over the set the
+    # edges allow (``TrainError.mixture_wns``) where the grid slides across the load; where it
+    # does not (``Periodicity.locked``: a load on the meter's own clock, whose period is exactly
+    # the one value a flat spread over the consistent periods gives no weight to), the
+    # rectangles spanning the whole range (``parts_wns``), and the ``periodic_load`` flag.
     scale = (1.0 - frac) / 1e9
-    if mixture:
+    if mixture and per is not None and not per.locked:
         budget.set_mixture([(wt, [(c * scale, a * scale) for c, a in rs]) for wt, rs in mixture])
     else:
         for centre_wns, half_wns in rects:
