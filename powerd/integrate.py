@@ -45,7 +45,7 @@ import numpy as np
 from powerd.block import F64, I64
 from powerd.channel import Channel
 from powerd.coverage import Budget
-from powerd.pulsetrain import GRID_REL_TOL, Mixture, train_error_from_steps
+from powerd.pulsetrain import GRID_REL_TOL, TrainError, train_error_from_steps
 
 GAP_FACTOR = 3.0
 MAX_TRAIN_STEPS = 1 << 16  # more steps in a window: not tested as a pulse train (memory bound)
@@ -528,14 +528,13 @@ def _discretisation_j(
             per = None
         if per is not None:
             train = _train_terms(t, p, e, sums, w.t_begin_ns, w.t_end_ns)
-    rects: tuple[tuple[float, float], ...] = ()
-    mixture: Mixture = ()
+    te: TrainError | None = None
     if train is None:
         hidden2, hidden4 = _hidden_steps(sums)
         inner2 = max(0.0, sums.disc2 - sums.edge_disc2) + hidden2
         inner4 = max(0.0, sums.disc4 - sums.edge_disc4) + hidden4
     else:
-        inner2, inner4, rects, mixture = train
+        inner2, inner4, te = train
     # A window edge's piece of an interval is not uniform within its bound: a step anywhere
     # before the edge puts the error exactly at it. Counted at σ = the bound (× 3 in x² units).
     edge2 = 3.0 * sums.edge_disc2
@@ -547,30 +546,36 @@ def _discretisation_j(
         edge2 = 3.0 * sum(xs)
     budget = Budget()
     budget.add_uniform_sum(inner2 / 1e18, inner4 / 1e36)
-    # A pulse train's error: its distribution with (period, phases) uniform over the set the
-    # edges allow (``TrainError.mixture_wns``) where the grid slides across the load; where it
-    # does not (``Periodicity.locked``: a load on the meter's own clock, whose period is exactly
-    # the one value a flat spread over the consistent periods gives no weight to), the
-    # rectangles spanning the whole range (``parts_wns``), and the ``periodic_load`` flag.
-    scale = (1.0 - frac) / 1e9
-    if mixture and per is not None and not per.locked:
-        budget.set_mixture([(wt, [(c * scale, a * scale) for c, a in rs]) for wt, rs in mixture])
-    else:
-        for centre_wns, half_wns in rects:
-            budget.add_uniform(half_wns * scale, centre_wns * scale)
     budget.add_normal_sigma(math.sqrt(edge2 / 12.0) / 1e9)
+    # A pulse train's error. Where the grid slides across the load: its distribution with
+    # (period, phases) uniform over the set the edges allow (``TrainError.mixture_wns``; each
+    # period's phase windows at their widest over the periods, since a period that is a ratio
+    # of small integers of the sample period leaves windows that wide). Where it does not
+    # (``Periodicity.locked``, flagged ``periodic_load``): every pulse errs alike, by
+    # height × Δt × (m − w) for the one seen width m, so across grid offsets the error takes two
+    # values, −frac(w) and 1 − frac(w) of the N-fold range; 95 % of them for every width needs
+    # 0.95 of the range: one rectangle over [lo, hi].
+    scale = (1.0 - frac) / 1e9
+    if te is not None:
+        if te.mixture_wns and per is not None and not per.locked:
+            budget.set_mixture(
+                [(wt, [(c * scale, a * scale) for c, a in rs]) for wt, rs in te.mixture_wns]
+            )
+        else:
+            budget.add_uniform(
+                0.5 * (te.hi_wns - te.lo_wns) * scale, 0.5 * (te.hi_wns + te.lo_wns) * scale
+            )
     return budget, per
 
 
 def _train_terms(
     t: I64, p: F64, e: _Edges, sums: _Sums, w_begin: int, w_end: int
-) -> tuple[float, float, tuple[tuple[float, float], ...], Mixture] | None:
-    """(x², x⁴ sums) of the inner intervals and the train's error as rectangles (W·ns,
-    ``TrainError.parts_wns``) when their steps form a regular train of pulses or of one step
-    per period (``powerd.pulsetrain``): the train's steps leave the independent sums and the
-    hidden-pulse term (a train proven regular is not Poisson), and come back as one error over
-    the range the edges' positions allow (the sum of the rectangles: its centre's spread over
-    the consistent periods and each phase's window), plus each pulse's height mismatch;
+) -> tuple[float, float, TrainError] | None:
+    """(x², x⁴ sums) of the inner intervals and the train's error when their steps form a
+    regular train of pulses or of one step per period (``powerd.pulsetrain``): the train's
+    steps leave the independent sums and the hidden-pulse term (a train proven regular is not
+    Poisson), and come back as one error over the range the edges' positions allow (see
+    ``_discretisation_j`` for its shape), plus each pulse's height mismatch;
     None: not a clean train. Works from the steps ``_Sums`` recorded (no pass over the window)."""
     n_int = e.i1 - e.i0 - 1
     if n_int < 2 or sums.step_idx is None or not sums.step_idx:
@@ -605,7 +610,7 @@ def _train_terms(
     hidden2, hidden4 = _hidden_steps(rest)
     inner2 = max(0.0, sums.disc2 - sums.edge_disc2 - float(x2.sum())) + hidden2
     inner4 = max(0.0, sums.disc4 - sums.edge_disc4 - float(np.dot(x2, x2))) + hidden4
-    return inner2 + te.mismatch_x2, inner4 + te.mismatch_x4, te.parts_wns, te.mixture_wns
+    return inner2 + te.mismatch_x2, inner4 + te.mismatch_x4, te
 
 
 def _step_threshold_w(e: _Edges, noise_sigma: float) -> float:

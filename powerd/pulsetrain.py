@@ -202,11 +202,7 @@ def _pulse_range(g: _Grid, h: F64, r: F64, f: F64) -> tuple[float, float, float,
     d0, d1 = np.maximum(hi0 - lo0, 0.0), np.maximum(hi1 - lo1, 0.0)
     mix = _mixture(
         d0 * d1,
-        lambda j: (
-            (base - float(mid_w[j]) * sum_h, 0.0),
-            (0.0, 0.5 * float(d0[j]) * abs(sum_h)),
-            (0.0, 0.5 * float(d1[j]) * abs(sum_h)),
-        ),
+        lambda j: ((base - float(mid_w[j]) * sum_h, 0.0), *parts[1:]),
     )
     return min(ends), max(ends), max(0.0, w_hi - w_lo), parts, mix
 
@@ -239,7 +235,7 @@ def _single_range(g: _Grid, s: F64, x: F64) -> tuple[float, float, float, Parts,
     halves = 0.5 * np.abs(at_hi - at_lo)  # φ's window at each period
     parts = ((0.5 * (c_lo + c_hi), 0.5 * (c_hi - c_lo)), (0.0, float(halves.max())))
     d = np.maximum(g.hi(0) - g.lo(0), 0.0)
-    mix = _mixture(d, lambda j: ((float(mid[j]), 0.0), (0.0, float(halves[j]))))
+    mix = _mixture(d, lambda j: ((float(mid[j]), 0.0), parts[1]))
     return lo, hi, 0.0, parts, mix
 
 
