@@ -239,6 +239,7 @@ class _Sums:
     disc4: float = 0.0
     edge_disc2: float = 0.0
     edge_disc4: float = 0.0
+    edge_var: float = 0.0  # the window-edge pieces' error variance ((W·ns)², ``_edge_piece_var``)
     step_w: float = math.inf  # an interval whose (bend-limited) change exceeds this is a step
     n_inner: int = 0
     n_steps: int = 0
@@ -363,6 +364,24 @@ def _bend_one_w(p: F64, j: int) -> float:
     return float(max(dd[0], dd[1]))
 
 
+def _edge_piece_factor(q: float) -> float:
+    """Variance of a window-edge piece's error over its x² (x = |Δv|·piece, ``_Sums``), the piece
+    being a fraction ``q`` of its sample interval and reaching that interval's far sample.
+
+    With a step of height s at a uniform point of the interval (all the bound assumes), the
+    edge value is interpolated at the window edge; the step lies outside the piece with
+    probability 1 − q, leaving the error −x/2, and inside it with probability q, leaving an
+    error uniform on [−x/2, x·(2 − q)/(2q)]: a step inside a small piece changes its energy
+    by up to s × the piece, far beyond x = s·q × the piece. Mean 0, variance
+    x²·((1 − q)/4 + ((1 − q)²/4 + 1/12)/q): x²/12 (uniform) for a whole interval, above x²/4
+    for pieces under ~0.4 of one. ``q`` 0 (unknown: no interval around the edge, or the
+    window inside one interval): x²/4, σ = the bound, as before."""
+    if not 0.0 < q <= 1.0:
+        return 0.25
+    r = 1.0 - q
+    return r / 4.0 + (r * r / 4.0 + 1.0 / 12.0) / q
+
+
 def _power_sums(
     t: I64, p: F64, w: Window, e: _Edges, threshold_ns: float, step_w: float = math.inf
 ) -> _Sums:
@@ -396,6 +415,8 @@ def _power_sums(
         x2 = (min(abs(v1 - v0), bend) * (t1 - t0)) ** 2
         sums.edge_disc2 += x2
         sums.edge_disc4 += x2 * x2
+        whole = float(t[j + 1] - t[j]) if j >= 0 and j + 1 < t.size else 0.0
+        sums.edge_var += x2 * _edge_piece_factor(dt / whole if e.i1 > e.i0 and whole else 0.0)
 
     if e.i1 <= e.i0:
         edge(w.t_begin_ns, w.t_end_ns, e.va, e.vb, e.i0 - 1)
@@ -535,9 +556,10 @@ def _discretisation_j(
         inner4 = max(0.0, sums.disc4 - sums.edge_disc4) + hidden4
     else:
         inner2, inner4, te = train
-    # A window edge's piece of an interval is not uniform within its bound: a step anywhere
-    # before the edge puts the error exactly at it. Counted at σ = the bound (× 3 in x² units).
-    edge2 = 3.0 * sums.edge_disc2
+    # A window edge's piece of an interval is not uniform within its bound (a step before the
+    # edge puts the error exactly at −x/2; one inside a small piece beyond x): a Gaussian of
+    # the error's variance (``_edge_piece_factor``), in x²/12 units.
+    edge2 = 12.0 * sums.edge_var
     if frac > 0.0:
         inner2 *= (1.0 - frac) ** 2
         inner4 *= (1.0 - frac) ** 4
