@@ -28,7 +28,6 @@ cumulant (exact for up to three equal rectangles, Gaussian for many).
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -36,6 +35,7 @@ P95 = 0.95
 Z95 = 1.959963984540054  # the Gaussian's two-sided 95 % point
 MAX_EXPLICIT = 3  # rectangles kept exactly (2^n corners each evaluation)
 FOLD_REL = 1e-3  # a rectangle narrower than this × the widest: folded into the Gaussian
+P_TOL = 1e-7  # the interval's probability is solved to within this (U to ~1e-6 relative)
 _SQRT2 = math.sqrt(2.0)
 _INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
@@ -132,14 +132,11 @@ class _Sum:
         self.sigma = sigma
         self.rects = rects
         self.n = len(rects)
-        corners: dict[float, float] = {}
-        for signs in itertools.product((0, 1), repeat=self.n):
-            c = 0.0
-            for (centre, a), s in zip(rects, signs, strict=True):
-                c += centre - a + 2.0 * a * s
-            sign = -1.0 if sum(signs) % 2 else 1.0
-            corners[c] = corners.get(c, 0.0) + sign
-        self.corners = [(c, w) for c, w in corners.items() if w != 0.0]
+        corners = [(0.0, 1.0)]  # (corner, sign): each rectangle doubles them
+        for centre, a in rects:
+            lo, hi = centre - a, centre + a
+            corners = [(c + lo, w) for c, w in corners] + [(c + hi, -w) for c, w in corners]
+        self.corners = corners
         norm = float(math.factorial(self.n))
         for _, a in rects:
             norm *= 2.0 * a
@@ -168,6 +165,8 @@ class _Sum:
 def u95(normal_var: float, uniforms: list[tuple[float, float]], p: float = P95) -> float:
     """Half-width U with P(|Σ terms| ≤ U) = p, for a Gaussian of variance ``normal_var`` plus
     rectangles (centre, half-width), all independent. 0 when there is no term."""
+    if not uniforms:
+        return Z95 * math.sqrt(max(normal_var, 0.0))
     dist, shift, span = _prepare(normal_var, uniforms)
     if not dist.n and shift == 0.0:
         return Z95 * dist.sigma
@@ -228,7 +227,7 @@ def _solve(parts: list[tuple[float, _Sum, float, float]], p: float = P95) -> flo
             hi = x
         else:
             lo = x
-        if hi - lo <= tol or abs(val) < 1e-12:
+        if hi - lo <= tol or abs(val) < P_TOL:
             break
         nxt = x - val / dens if dens > 0.0 else math.nan
         x = nxt if lo < nxt < hi else 0.5 * (lo + hi)

@@ -683,15 +683,18 @@ def _uniform(bound_j: float) -> Budget:
     return b
 
 
-def _combine(parts: dict[str, Budget]) -> tuple[dict[str, float], Budget]:
-    """Each term's own 95 % half-width (``terms_j``) and all terms together (whose ``u95()`` is
-    ``uncertainty_j``), from the terms' shapes (``powerd.coverage``), not a root-sum-square."""
+def _combine(parts: dict[str, Budget]) -> tuple[dict[str, float], Budget, float]:
+    """Each term's own 95 % half-width (``terms_j``), all terms together (``budget``) and the
+    95 % half-width of their sum (``uncertainty_j``), from the terms' shapes
+    (``powerd.coverage``), not a root-sum-square."""
     total = Budget()
     terms: dict[str, float] = {}
     for name, b in parts.items():
-        terms[name] = b.u95()
+        terms[name] = b.u95() if b.normal_var > 0.0 or b.uniforms or b.mixture else 0.0
         total.extend(b)
-    return terms, total
+    live = [u for u in terms.values() if u > 0.0]
+    # one term: the sum's interval is its own (no second solve)
+    return terms, total, live[0] if len(live) == 1 else total.u95()
 
 
 def combined_u95_j(figures: list[ChannelEnergy]) -> float:
@@ -753,14 +756,14 @@ def integrate_power(t: I64, p: F64, w: Window, ch: Channel) -> ChannelEnergy:
         "timing": _normal(_edge_terms(ch, w, e.va, e.vb)),
         "gap": _uniform(_gap_bound_j(sums, p, e, first_ns, last_ns)),
     }
-    terms, total = _combine(parts)
+    terms, total, u_j = _combine(parts)
     return ChannelEnergy(
         energy_j=energy_j,
         mean_power_w=mean_w,
         peak_power_w=sums.vmax,
         samples=e.i1 - e.i0,
         coverage=coverage,
-        uncertainty_j=total.u95(),
+        uncertainty_j=u_j,
         method="trapezoid",
         flags=tuple(flags),
         terms_j=terms,
@@ -943,7 +946,7 @@ def integrate_counter(t: I64, c: F64, w: Window, ch: Channel) -> ChannelEnergy:
         # an estimate across a reset, not a bound: counted whole at 95 %, as a Gaussian
         "reset": _normal(float(np.abs(resets).sum())),
     }
-    terms, total = _combine(parts)
+    terms, total, u_j = _combine(parts)
     flags = _common_flags(w, ch, coverage)
     if bool((resets != 0).any()):
         flags.append("counter_reset")
@@ -953,7 +956,7 @@ def integrate_counter(t: I64, c: F64, w: Window, ch: Channel) -> ChannelEnergy:
         peak_power_w=peak_w,
         samples=e.i1 - e.i0,
         coverage=coverage,
-        uncertainty_j=total.u95(),
+        uncertainty_j=u_j,
         method="counter",
         flags=tuple(flags),
         terms_j=terms,

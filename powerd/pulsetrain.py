@@ -41,7 +41,7 @@ ANCHORS = 32  # edges from which the period's pairwise bounds are taken (all, if
 P_GRID = 129  # periods within the consistent range at which the phase bounds are evaluated
 MAX_EDGES = 256  # edges per class the phase bounds are taken from (evenly spread, ends kept)
 REFINE, REFINE_POINTS = 3, 33  # grids narrowing the anchors' period range
-MIX_POINTS = 7  # periods at which the error's distribution is taken (``TrainError.mixture_wns``)
+MIX_POINTS = 5  # periods at which the error's distribution is taken (``TrainError.mixture_wns``)
 
 
 @dataclass(frozen=True)
