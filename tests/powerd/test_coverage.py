@@ -116,3 +116,13 @@ def test_dominant_rectangle_no_longer_covers_everything() -> None:
     with_noise = u95(0.05**2, [(0.0, a)])
     assert alone < a < 2.0 * a / math.sqrt(3.0)
     assert alone < with_noise < alone + Z95 * 0.05
+
+
+@pytest.mark.parametrize("share", [0.02, 0.05, 0.099])
+def test_near_gaussian_shortcut_agrees_with_the_exact_solve(share: float) -> None:
+    """Below ``CF_SHARE`` of the variance in rectangles, the Cornish-Fisher value is used; it
+    is within 1e-4 of the exact interval (a tiny offset forces the exact path) and not below."""
+    a = math.sqrt(3.0 * share)
+    fast = u95(1.0 - share, [(0.0, a)])
+    exact = u95(1.0 - share, [(0.0, a), (1e-15, 0.0)])
+    assert exact <= fast <= exact * (1.0 + 1e-4)
