@@ -102,7 +102,23 @@ class Budget:
     def u95(self) -> float:
         if not self.mixture:
             return u95(self.normal_var, self.uniforms)
-        return _solve([(w, *_prepare(self.normal_var, self.uniforms + r)) for w, r in self.mixture])
+        rects = self.uniforms + [r for _, rs in self.mixture for r in rs]
+        scale = _scale(self.normal_var, rects)
+        if not 0.0 < scale < math.inf:
+            return scale  # 0 (no term) or inf/nan (a term that is)
+        var = self.normal_var / scale / scale
+        base = [(c / scale, a / scale) for c, a in self.uniforms]
+        parts = [
+            (w, *_prepare(var, base + [(c / scale, a / scale) for c, a in rs]))
+            for w, rs in self.mixture
+        ]
+        return scale * _solve(parts)
+
+
+def _scale(normal_var: float, rects: list[tuple[float, float]]) -> float:
+    """The terms' size (their largest extent): U is solved on terms divided by it, so values near
+    the float range's ends (J of a µs window, a counter near 1e308) neither under- nor overflow."""
+    return max([math.sqrt(max(normal_var, 0.0))] + [abs(c) + a for c, a in rects])
 
 
 def _envelope(parts: list[tuple[float, list[tuple[float, float]]]]) -> list[tuple[float, float]]:
@@ -170,6 +186,16 @@ def u95(normal_var: float, uniforms: list[tuple[float, float]], p: float = P95) 
     rectangles (centre, half-width), all independent. 0 when there is no term."""
     if not uniforms:
         return Z95 * math.sqrt(max(normal_var, 0.0))
+    scale = _scale(normal_var, uniforms)
+    if not 0.0 < scale < math.inf:
+        return scale  # 0 (no term) or inf/nan (a term that is)
+    # solved on terms of size 1 (see ``_scale``)
+    var, rs = normal_var / scale / scale, [(c / scale, a / scale) for c, a in uniforms]
+    return scale * _u95_unit(var, rs, p)
+
+
+def _u95_unit(normal_var: float, uniforms: list[tuple[float, float]], p: float) -> float:
+    """``u95`` of terms whose largest extent is about 1."""
     rect_var = sum(a * a for _, a in uniforms) / 3.0
     near_gaussian = p == P95 and rect_var <= CF_SHARE * (rect_var + normal_var)
     if near_gaussian and all(c == 0.0 for c, _ in uniforms):  # Cornish-Fisher, 4th cumulant

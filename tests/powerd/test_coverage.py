@@ -126,3 +126,18 @@ def test_near_gaussian_shortcut_agrees_with_the_exact_solve(share: float) -> Non
     fast = u95(1.0 - share, [(0.0, a)])
     exact = u95(1.0 - share, [(0.0, a), (1e-15, 0.0)])
     assert exact <= fast <= exact * (1.0 + 1e-4)
+
+
+@pytest.mark.parametrize(
+    ("scale", "var"), [(1e-300, 0.0), (1e-150, 0.04), (1e150, 0.04), (1e300, 0.0)]
+)
+def test_scale_free_near_the_ends_of_the_float_range(scale: float, var: float) -> None:
+    """U scales with its terms, however small or large (a denormal counter step found this);
+    compared as ratios (pytest's absolute tolerance would pass anything tiny)."""
+    rects = [(0.0, 1.0), (0.1, 0.5)]
+    ref = u95(var, rects)
+    got = u95(var * scale * scale, [(c * scale, a * scale) for c, a in rects])
+    assert got / scale == pytest.approx(ref, rel=1e-9)
+    b = Budget()
+    b.set_mixture([(1.0, [(c * scale, a * scale) for c, a in rects])])
+    assert b.u95() / scale == pytest.approx(u95(0.0, rects), rel=1e-9)
