@@ -14,7 +14,9 @@
   this host's clock when the harness gave none, under the agent's own source id and sequence.
 - Announces itself retained as online, with an MQTT last will that says offline; the status
   also carries the clock epoch (``boot_ns``, ``epoch``: see agent/epoch.py) and the spool's state
-  (``spool``: ok, full or error, with the blocks dropped so far), republished when they change.
+  (``spool``: ok, full or error, with the blocks dropped so far), republished when they change;
+  each status also says ``reads_asked`` (probe reads taken out of cadence on end markers so far:
+  the daemon sums them on ``/metrics``, ``powerd_reads_asked_total{source="agents"}``).
 - Every stamp carries its clock epoch (blocks, clock replies, relayed markers), so the daemon
   never places data of a restarted or stepped clock with the previous epoch's offset.
 """
@@ -508,7 +510,16 @@ class Agent:
         def oldest() -> int | None:
             return min(self._epochs_needed(), default=None)
 
-        seen = (self.anchor.boot_ns, self.spool.changes, self.status_changes, oldest())
+        def state_now() -> tuple[Any, ...]:  # what the status says that may change
+            return (
+                self.anchor.boot_ns,
+                self.spool.changes,
+                self.status_changes,
+                oldest(),
+                self.sampler.reads_asked,
+            )
+
+        seen = state_now()
         next_status = next_resend = loop.time()
         while True:
             with contextlib.suppress(TimeoutError):
@@ -517,7 +528,7 @@ class Agent:
             now = loop.time()
             if now >= next_status - HOUSEKEEPING_EARLY_S:
                 next_status = now + STATUS_CHECK_S
-                state = (self.anchor.boot_ns, self.spool.changes, self.status_changes, oldest())
+                state = state_now()
                 if state != seen:
                     seen = state
                     await client.publish(
@@ -567,6 +578,7 @@ class Agent:
             spool=self.spool.snapshot(),
             probes_down=dict(self.probes_down),
             markers_refused=self.markers_refused,
+            reads_asked=self.sampler.reads_asked,
         )
 
     async def _session(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:

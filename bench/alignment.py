@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from typing import Any
 import benchlib
 import numpy as np
 import paho.mqtt.client as paho
+from _common import free_port, wait_port
 from mqtt_pipeline import broker, daemon_thread
 
 NAME = "alignment"
@@ -65,22 +65,6 @@ for line in sys.stdin:
     elif cmd[0] == "quit":
         break
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.02)
-    raise RuntimeError(f"port {port} did not open")
 
 
 def stop_group(proc: subprocess.Popen[Any]) -> None:

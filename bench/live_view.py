@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,6 +26,7 @@ from typing import Any
 
 import benchlib
 import psutil
+from _common import start_daemon, stop_daemon
 
 NAME = "live_view"
 GOAL_CPU_PCT = 2.0
@@ -38,36 +36,6 @@ SCENARIOS = {
     "8 × 1 kHz": [f"sim:ramp,rate=1000,id=c{k}" for k in range(8)],
     "100 kHz": ["sim:square,high=0.05,low=0.001,period=0.01,duty=0.1,rate=100000,id=lpm"],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_daemon(tmp: Path, name: str, probes: list[str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    conf = tmp / f"{name}.toml"
-    conf.write_text(
-        f'[daemon]\nstate_dir = "{tmp / ("state-" + name)}"\nprobes = {json.dumps(probes)}\n'
-        f"[http]\nport = {port}\n"
-    )
-    log = (tmp / f"{name}.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "powerd", "run", "--config", str(conf)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=benchlib.ROOT,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc, f"http://127.0.0.1:{port}"
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"powerd run did not open port {port}; see {tmp / (name + '.log')}")
 
 
 class Reader(threading.Thread):
@@ -189,7 +157,8 @@ def main() -> int:
     cases: dict[str, list[Any]] = {}
     with tempfile.TemporaryDirectory(prefix="powerd-bench-live-") as tmp:
         for k, (scenario, probes) in enumerate(SCENARIOS.items()):
-            proc, url = start_daemon(Path(tmp), f"s{k}", probes)
+            proc, port = start_daemon(Path(tmp), f"s{k}", f"probes = {json.dumps(probes)}")
+            url = f"http://127.0.0.1:{port}"
             try:
                 daemon = psutil.Process(proc.pid)
                 time.sleep(warmup_s)  # probes open, the ring fills
@@ -201,12 +170,7 @@ def main() -> int:
                 got.append(with_browser(url, daemon, settle_s, seconds))
                 cases[scenario] = got
             finally:
-                proc.send_signal(signal.SIGINT)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(10)
+                stop_daemon(proc)
             for g in got:
                 if isinstance(g, str):
                     rows.append([scenario, "1 chromium", g, "", "", ""])

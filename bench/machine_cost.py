@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,51 +28,10 @@ from typing import Any
 
 import benchlib
 import psutil
+from _common import start_daemon, stop_daemon
 
 NAME = "machine_cost"
 GOAL_AGENT_PCT = 0.5
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"port {port} did not open")
-
-
-def start_daemon(tmp: Path, name: str, body: str) -> tuple[subprocess.Popen[bytes], int]:
-    http = free_port()
-    conf = tmp / f"{name}.toml"
-    conf.write_text(
-        f'[daemon]\nstate_dir = "{tmp / ("state-" + name)}"\n{body}\n[http]\nport = {http}\n'
-    )
-    log = (tmp / f"{name}.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "powerd", "run", "--config", str(conf)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=benchlib.ROOT,
-    )
-    wait_port(http)
-    return proc, http
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
 
 
 def measure(procs: dict[str, psutil.Process], warmup_s: float, window_s: float) -> dict[str, Any]:
@@ -112,7 +69,7 @@ def telemetry(tmp: Path, warmup_s: float, window_s: float) -> dict[str, Any]:
         finally:
             agent.terminate()
             agent.wait(15)
-            stop(daemon)
+            stop_daemon(daemon)
     return res
 
 
@@ -144,7 +101,7 @@ def meter_1khz(tmp: Path, warmup_s: float, window_s: float) -> dict[str, Any]:
         try:
             res = measure({"daemon": psutil.Process(daemon.pid)}, warmup_s, window_s)
         finally:
-            stop(daemon)
+            stop_daemon(daemon)
     finally:
         sim.terminate()
         sim.wait(10)

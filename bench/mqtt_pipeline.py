@@ -34,6 +34,7 @@ import benchlib
 import numpy as np
 import paho.mqtt.client as paho
 import psutil
+from _common import free_port
 
 from powerd.agent.mqttconf import MqttSettings
 from powerd.commands.serve import housekeeping
@@ -46,12 +47,6 @@ from powerd.timebase import TimeAnchor
 from powerd.timeline import Timeline
 
 NAME = "mqtt_pipeline"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

@@ -24,15 +24,13 @@ from __future__ import annotations
 
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import benchlib
+from _common import cost_bench_start, run_child, sample
 
 NAME = "probe_cli_cost"
 GOAL_PCT = 1.0
@@ -135,74 +133,47 @@ PROBES = [
 ]
 
 
-def cpu(who: int) -> float:
-    ru = resource.getrusage(who)
-    return ru.ru_utime + ru.ru_stime
-
-
 def child(spec: str, duration_s: float, state_dir: Path) -> dict[str, Any]:
     """In the child: open ``spec`` (none if empty), sample for ``duration_s``, report CPU."""
     from powerd.probes.base import Probe
     from powerd.probes.registry import open_probe
-    from powerd.runner import Sampler
-    from powerd.store import Store
-    from powerd.timebase import TimeAnchor
-    from powerd.timeline import Timeline
 
     probes: list[Probe] = [open_probe(spec)] if spec else []
-    with Store(state_dir / "powerd.db") as store:
-        sampler = Sampler(probes, Timeline(), store, TimeAnchor())
-        c0, k0, w0 = cpu(resource.RUSAGE_SELF), cpu(resource.RUSAGE_CHILDREN), time.monotonic()
-        sampler.start()
-        time.sleep(duration_s)
-        sampler.stop()
-        own, wall = cpu(resource.RUSAGE_SELF) - c0, time.monotonic() - w0
-        for p in probes:
-            p.close()
-        tools = cpu(resource.RUSAGE_CHILDREN) - k0
-    health = sampler.health
+    s = sample(probes, duration_s, state_dir)
     return {
         "spec": spec or "(no probe)",
         "channels": sum(len(p.channels()) for p in probes),
-        "wall_s": wall,
-        "powerd_cpu_s": own,
-        "tools_cpu_s": tools,
-        "powerd_core_pct": 100.0 * own / wall,
-        "tools_core_pct": 100.0 * tools / wall,
-        "reads": sum(h.reads for h in health),
-        "samples": sum(h.samples for h in health),
-        "problems": sum(h.problems for h in health),
-        "errors": sum(h.errors for h in health),
+        "wall_s": s.wall_s,
+        "powerd_cpu_s": s.cpu_s,
+        "tools_cpu_s": s.tools_cpu_s,
+        "powerd_core_pct": s.core_pct,
+        "tools_core_pct": s.tools_core_pct,
+        "reads": s.reads,
+        "samples": s.samples,
+        "problems": s.problems,
+        "errors": s.errors,
     }
 
 
-def run_child(spec: str, duration_s: float, bin_dir: Path, work: Path) -> Any:
-    state = Path(tempfile.mkdtemp(prefix="state-", dir=work))
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    cmd = [sys.executable, __file__, "--child", spec, str(duration_s), str(state)]
-    r = subprocess.run(cmd, env=env, cwd=benchlib.ROOT, capture_output=True, text=True, check=True)
-    return json.loads(r.stdout.strip().splitlines()[-1])
+def run_cli_child(spec: str, duration_s: float, bin_dir: Path, work: Path) -> Any:
+    path = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+    return run_child(__file__, spec, duration_s, work, {"PATH": path})
 
 
 def main() -> int:
-    if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        spec, duration, state = sys.argv[2], float(sys.argv[3]), Path(sys.argv[4])
-        print(json.dumps(child(spec, duration, state)))
-        return 0
-    p = benchlib.parser(__doc__.splitlines()[0] if __doc__ else NAME)
-    p.add_argument("--seconds", type=float, default=15.0, help="sampling time per probe")
-    args = p.parse_args()
-    setup = benchlib.single_core(args.cpu)
-    duration = 3.0 if args.quick else args.seconds
+    started = cost_bench_start(__doc__, NAME, child, "sampling time per probe", default_s=15.0)
+    if started is None:
+        return 0  # a child: it printed its figures
+    args, setup, duration = started.args, started.setup, started.duration_s
     result = benchlib.envelope(NAME, args.quick, setup)
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="powerd-bench-cli-") as tmp:
         work = Path(tmp)
         bin_dir = work / "bin"
         install_tools(bin_dir, work)
-        empty = run_child("", duration, bin_dir, work)
+        empty = run_cli_child("", duration, bin_dir, work)
         for spec, mode, host in PROBES:
-            r = run_child(spec, duration, bin_dir, work)
+            r = run_cli_child(spec, duration, bin_dir, work)
             r |= {"mode": mode, "host": host, "load": benchlib.load()}
             runs.append(r)
     rows = [

@@ -13,9 +13,6 @@ Goal: <= 1 % of one core for 8 GPUs.
 
 from __future__ import annotations
 
-import json
-import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -25,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import benchlib
+from _common import cost_bench_start, cpu_s, run_child, sample, us_per_read_above
 
 NAME = "probe_nvml_cost"
 GOAL_PCT = 1.0
@@ -32,19 +30,10 @@ GPUS = 8
 FAKE_C = benchlib.ROOT / "tests" / "probes" / "nvml" / "fake_nvml.c"
 
 
-def cpu_s() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
-
-
 def child(spec: str, duration_s: float, state_dir: Path) -> dict[str, Any]:
     """Run in the child: open the probe (if any), sample for ``duration_s``, report CPU time."""
     from powerd.probes.base import Probe
     from powerd.probes.registry import open_probe
-    from powerd.runner import Sampler
-    from powerd.store import Store
-    from powerd.timebase import TimeAnchor
-    from powerd.timeline import Timeline
 
     probes: list[Probe] = []
     open_cpu = open_wall = 0.0
@@ -52,28 +41,19 @@ def child(spec: str, duration_s: float, state_dir: Path) -> dict[str, Any]:
         c0, w0 = cpu_s(), time.monotonic()
         probes.append(open_probe(spec))
         open_cpu, open_wall = cpu_s() - c0, time.monotonic() - w0
-    with Store(state_dir / "powerd.db") as store:
-        sampler = Sampler(probes, Timeline(), store, TimeAnchor())
-        c0, w0 = cpu_s(), time.monotonic()
-        sampler.start()
-        time.sleep(duration_s)
-        sampler.stop()
-        cpu, wall = cpu_s() - c0, time.monotonic() - w0
-    for p in probes:
-        p.close()
-    health = sampler.health
+    s = sample(probes, duration_s, state_dir)
     return {
         "spec": spec or "(no probe)",
         "open_cpu_s": open_cpu,
         "open_wall_s": open_wall,
         "poll_interval_s": probes[0].poll_interval_s if probes else None,
         "channels": len(probes[0].channels()) if probes else 0,
-        "cpu_s": cpu,
-        "wall_s": wall,
-        "core_pct": 100.0 * cpu / wall,
-        "reads": sum(h.reads for h in health),
-        "samples": sum(h.samples for h in health),
-        "errors": sum(h.errors for h in health),
+        "cpu_s": s.cpu_s,
+        "wall_s": s.wall_s,
+        "core_pct": s.core_pct,
+        "reads": s.reads,
+        "samples": s.samples,
+        "errors": s.errors,
     }
 
 
@@ -90,24 +70,16 @@ def scenario(path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def run_child(spec: str, duration_s: float, lib_dir: Path, config: Path, work: Path) -> Any:
-    state = Path(tempfile.mkdtemp(prefix="state-", dir=work))
-    env = {**os.environ, "LD_LIBRARY_PATH": str(lib_dir), "FAKE_NVML_CONFIG": str(config)}
-    cmd = [sys.executable, __file__, "--child", spec, str(duration_s), str(state)]
-    r = subprocess.run(cmd, env=env, cwd=benchlib.ROOT, capture_output=True, text=True, check=True)
-    return json.loads(r.stdout.strip().splitlines()[-1])
+def run_nvml_child(spec: str, duration_s: float, lib_dir: Path, config: Path, work: Path) -> Any:
+    env = {"LD_LIBRARY_PATH": str(lib_dir), "FAKE_NVML_CONFIG": str(config)}
+    return run_child(__file__, spec, duration_s, work, env)
 
 
 def main() -> int:
-    if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        spec, duration, state = sys.argv[2], float(sys.argv[3]), Path(sys.argv[4])
-        print(json.dumps(child(spec, duration, state)))
-        return 0
-    p = benchlib.parser(__doc__.splitlines()[0] if __doc__ else NAME)
-    p.add_argument("--seconds", type=float, default=20.0, help="sampling time per run")
-    args = p.parse_args()
-    setup = benchlib.single_core(args.cpu)
-    duration = 3.0 if args.quick else args.seconds
+    started = cost_bench_start(__doc__, NAME, child, "sampling time per run")
+    if started is None:
+        return 0  # a child: it printed its figures
+    args, setup, duration = started.args, started.setup, started.duration_s
     gcc = shutil.which("gcc")
     if gcc is None:
         print("gcc is needed to build the fake libnvidia-ml.so.1", file=sys.stderr)
@@ -121,8 +93,8 @@ def main() -> int:
         config = work / "scenario"
         scenario(config)
         runs = [
-            run_child("", duration, work, config, work),
-            run_child("nvml", duration, work, config, work),
+            run_nvml_child("", duration, work, config, work),
+            run_nvml_child("nvml", duration, work, config, work),
         ]
     empty, nvml = runs
     probe_pct = nvml["core_pct"] - empty["core_pct"]
@@ -142,8 +114,7 @@ def main() -> int:
     ]
     header = ["sampler", "channels", "poll ms", "wall s", "reads", "samples", "CPU ms", "% core"]
     print(benchlib.md_table(header, rows))
-    per_read_us = 1e6 * (nvml["cpu_s"] - empty["cpu_s"] * nvml["wall_s"] / empty["wall_s"])
-    per_read_us /= max(nvml["reads"], 1)
+    per_read_us = us_per_read_above(nvml, empty)
     print(
         f"\n{GPUS} GPUs: {nvml['core_pct']:.2f} % of one core in total, "
         f"{probe_pct:.2f} % above an empty sampler ({per_read_us:.0f} us CPU per read of all "

@@ -15,17 +15,14 @@ powerd's own cost. Goal: <= 1 % of one core.
 
 from __future__ import annotations
 
-import json
-import os
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import benchlib
+from _common import cost_bench_start, run_child, sample, us_per_read_above
 
 NAME = "probe_sysfs_cost"
 GOAL_PCT = 1.0
@@ -47,11 +44,6 @@ while True:
         os.replace(tmp, p)
     time.sleep(0.05)
 """
-
-
-def cpu_s() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
 
 
 def write_tree(root: Path) -> None:
@@ -94,53 +86,31 @@ def child(specs: str, duration_s: float, state_dir: Path) -> dict[str, Any]:
     """Run in the child: open the probes (if any), sample for ``duration_s``, report CPU time."""
     from powerd.probes.base import Probe
     from powerd.probes.registry import open_probe
-    from powerd.runner import Sampler
-    from powerd.store import Store
-    from powerd.timebase import TimeAnchor
-    from powerd.timeline import Timeline
 
     probes: list[Probe] = [open_probe(s) for s in specs.split(";") if s]
-    with Store(state_dir / "powerd.db") as store:
-        sampler = Sampler(probes, Timeline(), store, TimeAnchor())
-        c0, w0 = cpu_s(), time.monotonic()
-        sampler.start()
-        time.sleep(duration_s)
-        sampler.stop()
-        cpu, wall = cpu_s() - c0, time.monotonic() - w0
-    for p in probes:
-        p.close()
-    health = sampler.health
+    s = sample(probes, duration_s, state_dir)
     return {
         "specs": specs or "(no probe)",
         "channels": sum(len(p.channels()) for p in probes),
-        "cpu_s": cpu,
-        "wall_s": wall,
-        "core_pct": 100.0 * cpu / wall,
-        "reads": sum(h.reads for h in health),
-        "samples": sum(h.samples for h in health),
-        "errors": sum(h.errors for h in health),
-        "last_error": next((h.last_error for h in health if h.last_error), ""),
+        "cpu_s": s.cpu_s,
+        "wall_s": s.wall_s,
+        "core_pct": s.core_pct,
+        "reads": s.reads,
+        "samples": s.samples,
+        "errors": s.errors,
+        "last_error": s.last_error,
     }
 
 
-def run_child(specs: str, duration_s: float, root: Path, work: Path) -> Any:
-    state = Path(tempfile.mkdtemp(prefix="state-", dir=work))
-    env = {**os.environ, "POWERD_SYSFS_ROOT": str(root)}
-    cmd = [sys.executable, __file__, "--child", specs, str(duration_s), str(state)]
-    r = subprocess.run(cmd, env=env, cwd=benchlib.ROOT, capture_output=True, text=True, check=True)
-    return json.loads(r.stdout.strip().splitlines()[-1])
+def run_sysfs_child(specs: str, duration_s: float, root: Path, work: Path) -> Any:
+    return run_child(__file__, specs, duration_s, work, {"POWERD_SYSFS_ROOT": str(root)})
 
 
 def main() -> int:
-    if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        specs, duration, state = sys.argv[2], float(sys.argv[3]), Path(sys.argv[4])
-        print(json.dumps(child(specs, duration, state)))
-        return 0
-    p = benchlib.parser(__doc__.splitlines()[0] if __doc__ else NAME)
-    p.add_argument("--seconds", type=float, default=20.0, help="sampling time per run")
-    args = p.parse_args()
-    setup = benchlib.single_core(args.cpu)
-    duration = 3.0 if args.quick else args.seconds
+    started = cost_bench_start(__doc__, NAME, child, "sampling time per run")
+    if started is None:
+        return 0  # a child: it printed its figures
+    args, setup, duration = started.args, started.setup, started.duration_s
     result = benchlib.envelope(NAME, args.quick, setup)
     with tempfile.TemporaryDirectory(prefix="powerd-bench-sysfs-") as tmp:
         work = Path(tmp)
@@ -148,7 +118,10 @@ def main() -> int:
         write_tree(root)
         writer = subprocess.Popen([sys.executable, "-c", WRITER, str(root)])
         try:
-            runs = [run_child("", duration, root, work), run_child(SPECS, duration, root, work)]
+            runs = [
+                run_sysfs_child("", duration, root, work),
+                run_sysfs_child(SPECS, duration, root, work),
+            ]
         finally:
             writer.terminate()
             writer.wait()
@@ -168,8 +141,7 @@ def main() -> int:
     ]
     header = ["sampler", "channels", "wall s", "reads", "samples", "errors", "CPU ms", "% core"]
     print(benchlib.md_table(header, rows))
-    above = sysfs["cpu_s"] - empty["cpu_s"] * sysfs["wall_s"] / empty["wall_s"]
-    per_read_us = 1e6 * above / max(sysfs["reads"], 1)
+    per_read_us = us_per_read_above(sysfs, empty)
     met = sysfs["core_pct"] <= GOAL_PCT
     print(
         f"\nRAPL (6 counters) + hwmon (5 channels) at 10 Hz: {sysfs['core_pct']:.2f} % of one "

@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -34,6 +31,7 @@ from typing import Any
 import benchlib
 import numpy as np
 import psutil
+from _common import free_port, start_daemon, stop_daemon, wait_port
 
 from powerd.block import Block
 from powerd.channel import Channel
@@ -45,22 +43,6 @@ from powerd.sinks.settings import InfluxSettings
 NAME = "sink_throughput"
 CHANNELS = 8
 RATE_HZ = 1000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
 
 
 @contextmanager
@@ -100,28 +82,17 @@ def daemon_cpu(
     tmp: Path, vm_url: str, mode: str, warmup_s: float, window_s: float
 ) -> dict[str, Any]:
     """CPU of ``powerd run`` with 8 x 1 kHz sim channels; mode: none, downsampled, raw."""
-    port = free_port()
     probes = ", ".join(
         f'"sim:square,high=10,low=2,period=0.1,id=ch{i},rate={RATE_HZ}"' for i in range(CHANNELS)
     )
-    state = tmp / f"state-{mode}"
-    text = f'[daemon]\nstate_dir = "{state}"\nprobes = [{probes}]\n[http]\nport = {port}\n'
+    body = f"probes = [{probes}]\n"
     if mode != "none":
-        text += (
+        body += (
             f'[influx]\nurl = "{vm_url}"\ndownsample_s = {1.0 if mode == "downsampled" else 0}\n'
         )
-    conf = tmp / f"{mode}.toml"
-    conf.write_text(text)
+    proc, port = start_daemon(tmp, mode, body)  # state-<mode>, <mode>.toml, <mode>.log
     log = tmp / f"{mode}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "powerd", "run", "--config", str(conf)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=benchlib.ROOT,
-        )
     try:
-        wait_port(port)
         p = psutil.Process(proc.pid)
         time.sleep(warmup_s)
         c0, t0 = p.cpu_times(), time.monotonic()
@@ -130,8 +101,7 @@ def daemon_cpu(
         url = f"http://127.0.0.1:{port}"
         buffered = metric(url, 'powerd_sink_buffer_bytes{sink="influx"}')
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(30)
+        stop_daemon(proc)
     cpu_s = (c1.user + c1.system) - (c0.user + c0.system)
     written = re.findall(r"influx: (\d+) samples written, (\d+) dropped", log.read_text())
     return {

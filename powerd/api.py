@@ -334,7 +334,7 @@ async def get_health(request: web.Request) -> web.Response:
             "down": snap["down"],
             "problems": snap["problems"],
             "version": __version__,
-            "counts": dict(daemon.counts),
+            "counts": {**dict(daemon.counts), **daemon.gap_edges.counts},
             "rejected_by_source": dict(daemon.rejected_by_source),
             "offsets": daemon.offsets_json(),
         }

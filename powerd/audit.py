@@ -7,10 +7,11 @@ produced it, and anyone holding the store must be able to show that none of it c
 grace period, ``powerd measure`` at its end, ``powerd report RUN`` when it recomputes), a manifest
 is sealed beside it as the run's next *revision* (1, 2, …; table ``manifests``, store schema 3).
 Data that arrives for the run later (an agent's backlog) is not hidden: the sealed hashes no longer
-match, so ``powerd audit`` fails and names the channel ("3 samples more than sealed"); recomputing
-the result with ``powerd report RUN`` seals a new revision over the data as it is then, and the
-old revisions stay for the record. ``powerd audit`` checks the latest revision (``--revision N``
-an older one: its hashes only; the stored result belongs to the latest).
+match, so ``powerd audit`` fails and names the channel ("3 samples more than sealed"); the running
+daemon recomputes such a run itself (``powerd.latedata``; the result's ``revised_after_late_data``
+counts it), and ``powerd report RUN`` does the same by hand: either seals a new revision over the
+data as it is then, and the old revisions stay for the record. ``powerd audit`` checks the latest
+revision (``--revision N`` an older one: its hashes only; the stored result belongs to the latest).
 
 **Canonical byte forms** (all digests SHA-256, lowercase hex; form ``powerd-audit-1``):
 

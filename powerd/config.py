@@ -16,6 +16,8 @@ lists every key (a test checks it against the schema, so keep both in step):
     max_marker_skew_s = 86400.0        # a live marker's t_ns further from receipt is rejected (> 0)
     max_phase_s = 604800.0             # a longer phase is rejected at its end marker (> 0)
     clock_rate_max_hz = 200.0          # clock requests to all agents together, at most
+    held_place_bound_s = 60.0          # an agent message held this long, its clock epoch still
+                                       # unplaceable, is reported (held_unplaceable; > 0)
     result_worker = true               # compute results in a worker process reading the store
                                        # (false: in the daemon's own; powerd.result_worker)
     count_from = ["prom:http://127.0.0.1:8000/metrics#vllm:generation_tokens_total"]
@@ -95,6 +97,7 @@ from powerd.agent.mqttconf import MqttSettings
 from powerd.calibration import CalibrationTable, check_table
 from powerd.efficiency import EfficiencyTable, check_entries
 from powerd.errors import PowerdError
+from powerd.held import HELD_PLACE_BOUND_S
 from powerd.phases import DEFAULT_MAX_MARKER_SKEW_S, DEFAULT_MAX_PHASE_S
 from powerd.promcount import CounterSpec
 from powerd.schema import (
@@ -132,6 +135,7 @@ class DaemonTable(Table, frozen=True):
     max_marker_skew_s: Positive = DEFAULT_MAX_MARKER_SKEW_S
     max_phase_s: Positive = DEFAULT_MAX_PHASE_S
     clock_rate_max_hz: Positive = 200.0
+    held_place_bound_s: Positive = HELD_PLACE_BOUND_S
     result_worker: bool = True
     id: DaemonId | None = None
     count_from: Names = ()

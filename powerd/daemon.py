@@ -10,7 +10,10 @@ on their way from an agent. A closed phase's run becomes due once every channel 
 its phases cover that has data in the run has a sample at or after the phase's end (another
 agent's data is not waited for), or after ``result_grace_s`` at the latest. On start, runs whose
 stored markers close a phase the stored result does not cover are queued the same way, over
-every channel (their devices are known only when their result is computed).
+every channel (their devices are known only when their result is computed). Samples committed
+after a run's result (an agent back after ``result_grace_s``, a held backlog, a local reader
+catching up) make it due again: recomputed, resealed, republished and counted
+(``powerd.latedata``; the result's ``revised_after_late_data``).
 
 Agents: an id becomes known with a valid status (or, after a restart, from its stored channels);
 unknown ids get no channels, no clock requests and only a small durable hold. Stamped data from
@@ -47,7 +50,8 @@ from powerd.clocksync import Exchange, OffsetEstimator
 from powerd.errors import MarkerError
 from powerd.gapedges import GapEdges
 from powerd.health import Health
-from powerd.held import HeldStore
+from powerd.held import HELD_PLACE_BOUND_S, HeldStore
+from powerd.latedata import LATE_DATA_FLAG, LateData
 from powerd.phases import (
     DEFAULT_MAX_MARKER_SKEW_S,
     DEFAULT_MAX_PHASE_S,
@@ -91,8 +95,8 @@ MAX_INT = wire.MAX_INT
 # an epoch that held messages still wait for is not forgotten, up to EPOCHS_KEPT_MAX in all.
 EPOCHS_KEPT = 8
 EPOCHS_KEPT_MAX = 64
-# A held message not placeable this long after it arrived is reported (``_check_held``).
-HELD_PLACE_BOUND_S = 60.0
+# A held message not placeable this long after it arrived is reported (``_check_held``):
+# HELD_PLACE_BOUND_S, from powerd.held ([daemon] held_place_bound_s).
 HELD_SCAN = 1024  # held messages examined per check
 # An epoch placed through anchors (agent/epoch.py): the anchors' bracketed reads, with margin.
 LINK_UNCERTAINTY_NS = 20_000
@@ -168,6 +172,9 @@ class Daemon:
     # Whether a run still waits for something besides its samples (counter reads at its phase
     # edges, powerd.phasecount): its result is not computed before this says False.
     run_busy: Callable[[str], bool] | None = None
+    # The daemon's own sampler's reads out of cadence (end markers; serve.read_at_ends), for
+    # /metrics.
+    local_reads_asked: Callable[[], int] | None = None
     # The latest continuous-efficiency figures (powerd.efficiency) for /metrics.
     efficiency: Callable[[], list[dict[str, Any]]] | None = None
     # The sink hub's live figures (energy totals, recent results, probe health) for /metrics.
@@ -182,6 +189,9 @@ class Daemon:
     # computes due results in another process (``powerd run``; powerd.result_worker); None:
     # in this one (``powerd measure``, tools, tests that drive the daemon directly)
     result_worker: ResultWorker | None = None
+    # samples committed after their run's result was computed: the run is recomputed
+    # (powerd.latedata; default: made in __post_init__ and fed by the store's commits)
+    late: LateData | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
@@ -204,6 +214,48 @@ class Daemon:
             self.held = HeldStore(self.store.path.with_name(f"{self.store.path.stem}-held.db"))
         self.known_agents.update(self.held.agents())
         self.recover_due(closed)
+        self._watch_late_data()
+
+    def _watch_late_data(self) -> None:
+        """Index the stored results and watch every store commit for samples they lack."""
+        if self.late is None:
+            self.late = LateData(self._channel_devices, self.store)
+        self.late.load(self.store)
+        self.store.commit_listeners.append(self._late_commit)
+
+    def _channel_devices(self, ids: Iterable[str]) -> dict[str, str | None]:
+        """Channels' devices, from the timeline's channels (no copy per commit); a channel it
+        lacks from the store's."""
+        chans = self.timeline.channels
+        out: dict[str, str | None] = {}
+        missing = []
+        for c in ids:
+            ch = chans.get(c)
+            if ch is None:
+                missing.append(c)
+            else:
+                out[c] = ch.device_id
+        if missing:
+            stored = self.store.channels()
+            for c in missing:
+                ch = stored.get(c)
+                out[c] = None if ch is None else ch.device_id
+        return out
+
+    def _late_commit(self, spans: dict[str, tuple[int, int]]) -> None:
+        """A store commit (any thread, under the store's lock, in commit order): note the runs it
+        makes late; housekeeping recomputes them (``due_results``). Quick; never raises into the
+        store's flush."""
+        assert self.late is not None
+        try:
+            found = self.late.on_commit(spans, self.clock())
+        except Exception as err:  # counted, logged once: late runs would go unnoticed
+            self.counts["late_data_check_failed"] += 1
+            self.health.problem("local", "late_data_check_failed", f"{type(err).__name__}: {err}")
+            return
+        if found:
+            for wake in self.pending_listeners:
+                wake()
 
     def recover_due(self, closed: dict[str, list[Phase]] | None = None) -> list[str]:
         """Queue every run whose stored markers close a phase but whose stored result does not
@@ -477,7 +529,7 @@ class Daemon:
                 cid = g.channel if g.channel.startswith(f"{agent}/") else f"{agent}/{g.channel}"
                 offset_ns, _ = self._offset_for(agent, g.t_last_ns, g.boot_ns)
                 t0, t1 = self.gap_edges.place_gap(
-                    (cid, g.boot_ns), g.t_first_ns, g.t_last_ns, g.reason, offset_ns
+                    (cid, g.boot_ns), g.t_first_ns, g.t_last_ns, g.reason, offset_ns, g.samples
                 )
                 t1 = max(t0, t1)  # a one-sample gap between blocks placed with different offsets
                 if not (0 <= t0 <= t1 <= MAX_INT):
@@ -886,8 +938,42 @@ class Daemon:
         return [c for d in devices for c in by_device.get(d, ())]
 
     def has_pending(self) -> bool:
-        """Whether some closed phase still waits for its result."""
-        return bool(self._pending)
+        """Whether some closed phase still waits for its result (or a run with a result waits
+        to be recomputed for samples that arrived after it, ``powerd.latedata``)."""
+        return bool(self._pending) or (self.late is not None and self.late.waiting())
+
+    def _requeue_late(self, now: int) -> None:
+        """Runs whose result misses samples committed after it was computed (``powerd.latedata``)
+        are computed again now: counted (``results_recomputed_late_data``), logged once per
+        run, and the run's ``revised_after_late_data`` count goes up (a run flag the result
+        carries, so ``powerd report`` and ``powerd audit`` recompute the same result)."""
+        if self.late is None:
+            return
+        for run, indexed, devices in self.late.take_due(now):
+            if run in self._pending:
+                continue  # computed anyway, from everything committed by then
+            span = indexed
+            if span is None:
+                stamped = self.store.markers(run)
+                if not stamped:
+                    continue
+                span = (min(m.t_ns for m in stamped), max(m.t_ns for m in stamped))
+            self._pending[run] = span
+            # due at once: the late samples are committed
+            self._pending_since[run] = now - int(self.result_grace_s * 1e9)
+            self._pending_devices[run] = devices
+            if self.store.result_json(run) is None:
+                continue  # never stored (its computation failed): computed again, no revision
+            revised = self.store.run_flags(run).get(LATE_DATA_FLAG, "0")
+            n = (int(revised) if revised.isdigit() else 0) + 1
+            self.store.put_run_flag(run, LATE_DATA_FLAG, str(n))
+            self.counts["results_recomputed_late_data"] += 1
+            self.health.problem(
+                f"run:{run}",
+                "results_recomputed_late_data",
+                f"run {run}: samples arrived after its result was computed; recomputing and "
+                f"resealing it (revision {n} for late data)",
+            )
 
     def due_results(self) -> list[dict[str, Any]]:
         """Compute the runs whose closed phases are now covered by data (or waited long enough).
@@ -900,7 +986,11 @@ class Daemon:
         now = self.clock()
         due: list[str] = []
         spans: dict[str, tuple[int, int]] = {}
+        devices_of: dict[str, frozenset[str] | None] = {}
+        if self.late is not None:  # outside the lock: it may scan the store's markers
+            self.late.check_older(now)
         with self._lock:
+            self._requeue_late(now)
             latest: tuple[I64, int] | None = None  # every channel's: read at most once per call
             for run, (t_begin, t_end) in list(self._pending.items()):
                 waited = now - self._pending_since[run] >= self.result_grace_s * 1e9
@@ -919,7 +1009,7 @@ class Daemon:
                 if self.run_busy is not None and self.run_busy(run):
                     continue  # its counter reads are under way (bounded by their timeouts)
                 del self._pending[run], self._pending_since[run]
-                self._pending_devices.pop(run, None)
+                devices_of[run] = self._pending_devices.pop(run, None)
                 self._stored_in_run.pop((t_begin, t_end), None)
                 due.append(run)
                 spans[run] = (t_begin, t_end)
@@ -929,6 +1019,7 @@ class Daemon:
         # showed was buffered in the store under the lock; committed outside it, so ingestion
         # does not wait for this commit (issue 16)
         self.store.flush()
+        self._index_computing(due, spans, devices_of)
         out: list[dict[str, Any]] = []
         left = list(due)
         if self.result_worker is not None:
@@ -963,6 +1054,22 @@ class Daemon:
         for run in left:
             self._compute_here(run, now, out)
         return out
+
+    def _index_computing(
+        self,
+        due: list[str],
+        spans: dict[str, tuple[int, int]],
+        devices_of: dict[str, frozenset[str] | None],
+    ) -> None:
+        """Runs about to be computed go into the late-data index (``powerd.latedata``): samples
+        of theirs committed from now on may be missing from their results. After the flush
+        that made them due (flushed again here, a no-op unless something came in since), so
+        that flush's own samples, which the results do include, do not count as late."""
+        if self.late is None:
+            return
+        self.store.flush()
+        for run in due:
+            self.late.computing(run, spans[run], devices_of[run])
 
     def _compute_here(self, run: str, now: int, out: list[dict[str, Any]]) -> None:
         """Compute, store, seal and publish one due run in this process."""
@@ -1009,6 +1116,8 @@ class Daemon:
         self._publish(run, result, out)
 
     def _publish(self, run: str, result: dict[str, Any], out: list[dict[str, Any]]) -> None:
+        if self.late is not None:
+            self.late.sealed(result)
         with self._lock:
             self.counts["results"] += 1
         out.append(result)

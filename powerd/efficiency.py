@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from powerd.block import F64, I64
 from powerd.channel import Channel
 from powerd.health import Health
-from powerd.integrate import ChannelEnergy, Window, integrate
+from powerd.integrate import ChannelEnergy, Window, combined_u95_j, integrate
 from powerd.phasecount import DISCRETE_UNITS, CounterReader, per_unit
 from powerd.promcount import DEFAULT_TIMEOUT_S, CounterError, CounterSpec, CounterTrack, Reading
 from powerd.results import choose_primary
@@ -104,7 +104,7 @@ def device_energy(
     if not chosen:
         return None
     energy = sum(figures[c].energy_j or 0.0 for c in chosen)
-    unc = sum((figures[c].uncertainty_j or 0.0) ** 2 for c in chosen) ** 0.5
+    unc = combined_u95_j([figures[c] for c in chosen])
     flags = tuple(dict.fromkeys(f for c in chosen for f in figures[c].flags))
     return ChannelEnergy(energy, energy / w.duration_s, None, 0, 1.0, unc, "trapezoid", flags)
 

@@ -27,6 +27,7 @@ from powerd.metrics import (
     EFFICIENCY_HELP,
     ENERGY_JOULES_TOTAL,
     FLAG_LABELS,
+    GAP_EDGES_TOTAL,
     MARKERS_TOTAL,
     PHASE_FIGURES,
     PHASE_FLAG,
@@ -38,6 +39,8 @@ from powerd.metrics import (
     PROBE_LABELS,
     PROBE_UP,
     PROBLEMS_TOTAL,
+    READS_ASKED_TOTAL,
+    RESULTS_RECOMPUTED_TOTAL,
     RESULTS_TOTAL,
     SAMPLES_TOTAL,
     SINK_BLOCKS_DROPPED_TOTAL,
@@ -66,12 +69,29 @@ MARKER_OUTCOMES = {
 }
 
 
+# reason label -> Daemon.counts key of a result computed again after it was stored
+RECOMPUTE_REASONS = {
+    "late_data": "results_recomputed_late_data",
+    "late_gap_or_flag": "results_requeued",
+}
+# action label -> GapEdges.counts key
+GAP_EDGE_ACTIONS = {
+    "snapped": "gap_edges_snapped",
+    "end_moved": "gap_ends_moved",
+}
+
+
 BLOCK_OUTCOMES = {
     "accepted": "blocks_accepted",
     "repeated": "blocks_repeated",
     "malformed": "blocks_malformed",
     "unknown_channel": "blocks_unknown_channel",
 }
+
+
+def _count(value: Any) -> int:
+    """A count an agent's status reports (anything else: 0; statuses come from the network)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def _strip_total(name: str) -> str:
@@ -243,6 +263,36 @@ class DaemonCollector(Collector):
             "Run results computed (contract 2), recomputations included",
             value=counts.get("results", 0),
         )
+        recomputed = CounterMetricFamily(
+            _strip_total(RESULTS_RECOMPUTED_TOTAL),
+            "Stored results computed again, by reason: samples committed after the result "
+            "(late_data), a gap reported or the run flagged after it (late_gap_or_flag)",
+            labels=["reason"],
+        )
+        for reason, key in RECOMPUTE_REASONS.items():
+            recomputed.add_metric([reason], counts.get(key, 0))
+        yield recomputed
+        edges = CounterMetricFamily(
+            _strip_total(GAP_EDGES_TOTAL),
+            "Agent gap edges placed with a neighbouring block's clock offset (snapped), and "
+            "gap ends moved to a block that arrived after the report (end_moved)",
+            labels=["action"],
+        )
+        gap_counts = dict(d.gap_edges.counts)
+        for action, key in GAP_EDGE_ACTIONS.items():
+            edges.add_metric([action], gap_counts.get(key, 0))
+        yield edges
+        asked = CounterMetricFamily(
+            _strip_total(READS_ASKED_TOTAL),
+            "Probe reads taken out of cadence at end markers: by the agents (summed over their "
+            "latest statuses; a restarted agent counts from 0 again) and by the daemon (local)",
+            labels=["source"],
+        )
+        asked.add_metric(
+            ["agents"], sum(_count(s.get("reads_asked")) for s in list(d.agents.values()))
+        )
+        asked.add_metric(["local"], d.local_reads_asked() if d.local_reads_asked else 0)
+        yield asked
 
         offset = GaugeMetricFamily(
             AGENT_CLOCK_OFFSET_SECONDS,

@@ -9,10 +9,14 @@ gap is placed with the offset its adjacent block was placed with (the block whos
 precedes the gap's first, the block whose first stamp follows the gap's last), and a gap whose
 following block arrives only later gets its end moved when that block is placed.
 
-Bounded: BLOCKS_PER_KEY placements and OPEN_GAPS_PER_KEY gaps per (channel, clock epoch),
-BLOCKS_TOTAL placements and KEYS such keys in all (the least recently placed key's oldest
-forgotten first, ~100 bytes each); a gap whose neighbour was forgotten (or placed before a
-daemon restart: this is memory only) is placed with the current estimate, as before.
+Successive drops of one backlog (reported one after another, neither with a placed block next to
+it) are chained: a gap whose neighbour is an earlier gap takes that gap's edge offset, so the two
+meet exactly instead of leaving a sub-ms unflagged sliver (or an overlap) between them.
+
+Bounded: BLOCKS_PER_KEY placements, OPEN_GAPS_PER_KEY open gaps and GAPS_PER_KEY gaps per
+(channel, clock epoch), BLOCKS_TOTAL placements and KEYS such keys in all (the least recently
+placed key's oldest forgotten first, ~100 bytes each); a gap whose neighbour was forgotten (or
+placed before a daemon restart: this is memory only) is placed with the current estimate.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import dataclass, field
 BLOCKS_PER_KEY = 4096
 BLOCKS_TOTAL = 1 << 18
 OPEN_GAPS_PER_KEY = 256
+GAPS_PER_KEY = 256
 # (channel, epoch) keys: a fleet daemon has 8 per agent, and at 4096 one of 1 000 agents
 # evicted a key (and every placement it held) at every block (issue 16)
 KEYS = 1 << 15
@@ -47,6 +52,29 @@ class _Placed:
     blocks: list[tuple[int, int, int, int]] = field(default_factory=list)
     # gaps whose end was placed without a following block: (t_last agent, t0 placed, reason)
     open_gaps: list[tuple[int, int, str]] = field(default_factory=list)
+    # gaps placed, sorted by first stamp (agent clock): [t_first, t_last, step, offset0, offset1]
+    gaps: list[list[int]] = field(default_factory=list)
+
+    def note_gap(self, g_first: int, g_last: int, step: int, off0: int, off1: int) -> None:
+        bisect.insort(self.gaps, [g_first, g_last, step, off0, off1])
+        if len(self.gaps) > GAPS_PER_KEY:
+            del self.gaps[0]
+
+    def gap_before(self, g_first: int, step: int) -> list[int] | None:
+        """The placed gap that ends right before ``g_first`` (its neighbour), if any."""
+        i = bisect.bisect_left(self.gaps, [g_first])
+        if i == 0:
+            return None
+        gap = self.gaps[i - 1]
+        return gap if _adjacent(g_first - gap[1], max(step, gap[2])) else None
+
+    def gap_after(self, g_last: int, step: int) -> list[int] | None:
+        """The placed gap that starts right after ``g_last`` (its neighbour), if any."""
+        i = bisect.bisect_right(self.gaps, [g_last, 2**63])
+        if i == len(self.gaps):
+            return None
+        gap = self.gaps[i]
+        return gap if _adjacent(gap[0] - g_last, max(step, gap[2])) else None
 
 
 @dataclass
@@ -105,6 +133,9 @@ class GapEdges:
         for g_last, t0, reason in placed.open_gaps:
             if _adjacent(t_first_ns - g_last, step_ns):
                 moved.append((t0, g_last + offset_ns, reason))
+                for gap in placed.gaps:
+                    if gap[1] == g_last:
+                        gap[4] = offset_ns
             else:
                 keep.append((g_last, t0, reason))
         if moved:
@@ -113,28 +144,42 @@ class GapEdges:
         return moved
 
     def place_gap(
-        self, key: Key, g_first_ns: int, g_last_ns: int, reason: str, offset_ns: int
+        self,
+        key: Key,
+        g_first_ns: int,
+        g_last_ns: int,
+        reason: str,
+        offset_ns: int,
+        samples: int = 0,
     ) -> tuple[int, int]:
-        """(t0, t1) on our clock for a gap [g_first, g_last] on the agent's clock: each edge
-        with its adjacent placed block's offset, else with ``offset_ns`` (the estimate now); a
-        gap with no following block yet is remembered, for that block to move its end."""
+        """(t0, t1) on our clock for a gap [g_first, g_last] of ``samples`` samples on the
+        agent's clock: each edge with its adjacent placed block's offset, else with an adjacent
+        placed gap's, else with ``offset_ns`` (the estimate now); a gap with no following block
+        yet is remembered, for that block to move its end."""
         placed = self._get(key)
         blocks = placed.blocks
+        step_ns = (g_last_ns - g_first_ns) // (samples - 1) if samples > 1 else 0
         off0 = off1 = offset_ns
         i = bisect.bisect_left(blocks, (g_first_ns,))
-        if i > 0:
-            _, b_last, step, off = blocks[i - 1]
-            if _adjacent(g_first_ns - b_last, step):
-                off0 = off
-                self.counts["gap_edges_snapped"] += 1
+        before = blocks[i - 1] if i > 0 else None
+        if before is not None and _adjacent(g_first_ns - before[1], before[2]):
+            off0 = before[3]
+            self.counts["gap_edges_snapped"] += 1
+        elif (gap := placed.gap_before(g_first_ns, step_ns)) is not None:
+            off0 = gap[4]
+            self.counts["gap_edges_snapped"] += 1
         j = bisect.bisect_right(blocks, (g_last_ns, 2**63))
         follows = j < len(blocks) and _adjacent(blocks[j][0] - g_last_ns, blocks[j][2])
         if follows:
             off1 = blocks[j][3]
+            self.counts["gap_edges_snapped"] += 1
+        elif (gap := placed.gap_after(g_last_ns, step_ns)) is not None:
+            off1 = gap[3]
             self.counts["gap_edges_snapped"] += 1
         t0, t1 = g_first_ns + off0, g_last_ns + off1
         if not follows:
             placed.open_gaps.append((g_last_ns, t0, reason))
             if len(placed.open_gaps) > OPEN_GAPS_PER_KEY:
                 del placed.open_gaps[0]
+        placed.note_gap(g_first_ns, g_last_ns, step_ns, off0, off1)
         return t0, t1

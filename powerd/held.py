@@ -34,6 +34,9 @@ PER_AGENT_MAX = 4096
 PER_AGENT_MAX_BYTES = 64 << 20
 TOTAL_MAX = 65536
 TOTAL_MAX_BYTES = 512 << 20
+# A held message not placeable this long after it arrived is reported (``Daemon._check_held``;
+# ``[daemon] held_place_bound_s``).
+HELD_PLACE_BOUND_S = 60.0
 
 HeldRow = tuple[int, str, int, bytes]  # id, kind ("block"|"marker"), received_ns, payload
 

@@ -5,22 +5,29 @@ edges. Energy-counter channels take the difference of the counter, interpolated 
 unwrapping wraparounds (known range) and bridging resets (driver reload), so a counter never yields
 negative energy.
 
-Every figure carries a 95 % uncertainty, the root-sum-square of independent terms:
+Every figure carries a 95 % uncertainty: the half-width of the interval that holds the sum of
+independent terms with 95 % probability, from the terms' declared shapes (Gaussian or
+rectangular; ``powerd.coverage``, GUM Annex G.2 / Supplement 1), not the root-sum-square of
+their 95 % values. ``terms_j`` gives each term's own 95 % half-width (their root-sum-square is
+not ``uncertainty_j``). The terms and their shapes:
 
-- instrument: the channel's accuracy spec applied to the window's energy and duration, its
+- instrument (Gaussian: each component of the spec a 95 % bound of an error drawn from its own
+  source): the channel's accuracy spec applied to the window's energy and duration, its
   components (gain, range, offset) in quadrature (``Accuracy.power_u95_w``), and a counter's
-  quantisation (``QUANT95``);
-- discretisation: per sample interval, the difference between trapezoid and step (sample-and-hold)
-  integration, or the interval's bend against its neighbours where smaller (exact on straight
-  segments), taken as a uniform error within ± that and combined in quadrature with a 95 % factor
-  for few terms, plus pulses hidden between two samples; a regular pulse train instead gets the
+  quantisation (two rectangles of ±q/2, ``QUANT95`` alone);
+- discretisation (rectangles): per sample interval, the difference between trapezoid and step
+  (sample-and-hold) integration, or the interval's bend against its neighbours where smaller
+  (exact on straight segments), taken as a uniform error within ± that, plus pulses hidden
+  between two samples (the window-edge pieces as Gaussians, see ``_discretisation_j``; a
+  counter's edge splits as rectangles within their bounds); a regular pulse train instead gets the
   error range its edges' positions allow (``powerd.pulsetrain``); none inside the window for
   averaging channels (``Channel.averaging_s``); a load phase-locked to the sample grid is flagged
   ``periodic_load`` (see ``_discretisation_j``);
-- noise: sample-to-sample scatter (robust estimate from successive differences) propagated through
-  the trapezoid weights, at 1.96 σ;
-- timing: power at each edge × that edge's time uncertainty;
-- gaps and resets: energy interpolated over uncovered time or estimated across a counter reset.
+- noise (Gaussian): sample-to-sample scatter (robust estimate from successive differences)
+  propagated through the trapezoid weights, at 1.96 σ;
+- timing (Gaussian): power at each edge × that edge's time uncertainty;
+- gaps (rectangle within the bound) and resets (Gaussian, the estimate as its 95 %): energy
+  interpolated over uncovered time or estimated across a counter reset.
 
 Coverage is the fraction of the window not inside a gap longer than ``GAP_FACTOR`` nominal periods.
 """
@@ -37,7 +44,8 @@ import numpy as np
 
 from powerd.block import F64, I64
 from powerd.channel import Channel
-from powerd.pulsetrain import GRID_REL_TOL, train_error_from_steps, uniform_x2
+from powerd.coverage import Budget
+from powerd.pulsetrain import GRID_REL_TOL, TrainError, train_error_from_steps
 
 GAP_FACTOR = 3.0
 MAX_TRAIN_STEPS = 1 << 16  # more steps in a window: not tested as a pulse train (memory bound)
@@ -46,9 +54,10 @@ CHUNK = 1 << 14
 NOISE_MAX_DIFFS = 1 << 16
 Z95 = 1.96
 # A counter's quantisation (step q) in a window's energy: each edge is interpolated between two
-# readings, each within ±q/2 of the truth, so each edge errs with σ ≤ q/√12 and the difference
-# with σ ≤ q·√(2/12); 95 %: 1.96 × that ≈ 0.8 q, in quadrature with the accuracy spec.
-QUANT95 = Z95 * math.sqrt(2.0 / 12.0)
+# readings, each within ±q/2 of the truth, so the difference is a sum of two rectangles of
+# half-width q/2 (at most; a triangle on ±q), whose 95 % point is (1 − √0.05) q ≈ 0.78 q, combined
+# with the accuracy spec by their distributions (``powerd.coverage``).
+QUANT95 = 1.0 - math.sqrt(0.05)
 
 Flag = Literal[
     "no_data", "too_short", "incomplete", "counter_reset", "counter_wrap", "periodic_load"
@@ -57,9 +66,6 @@ PERIODIC_MIN_SAMPLES = 16  # fewer inner samples: no periodicity test (nothing t
 PERIODIC_MAX_SAMPLES = 1 << 12  # the test looks at the first this many samples (one FFT)
 PERIODIC_MIN_ACF = 0.5  # autocorrelation at the period's lag above which the load is periodic
 PERIODIC_MIN_PERIODS = 2.0  # the window must hold this many periods for the test to speak
-# 95 % quantile of |sum of n uniform errors| / its σ (Irwin-Hall; 1e6 draws), Gaussian beyond.
-K95_N = (1.0, 2.0, 3.0, 4.0, 10.0, 30.0)
-K95_K = (1.645, 1.904, 1.932, 1.942, 1.954, 1.96)
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,8 @@ class ChannelEnergy:
     flags: tuple[str, ...] = ()
     terms_j: dict[str, float] = field(default_factory=dict)
     gap_s: float = 0.0
+    # the terms by shape (``powerd.coverage``): figures summing channels combine these
+    budget: Budget | None = field(default=None, compare=False, repr=False)
 
 
 def _no_data(method: Literal["trapezoid", "counter"]) -> ChannelEnergy:
@@ -176,11 +184,12 @@ def _edge_uncovered_pieces_ns(
     return first, last
 
 
-def _gap_term_j(sums: _Sums, p: F64, e: _Edges, first_ns: float, last_ns: float) -> float:
+def _gap_bound_j(sums: _Sums, p: F64, e: _Edges, first_ns: float, last_ns: float) -> float:
     """The gap term: over each uncovered stretch the trapezoid assumes the straight line between
     the samples around it, whose mean ``m`` may sit anywhere in [vmin, vmax] (the window's
     range); the true mean power there may be anywhere in that range too, so the error is
-    within ``max(vmax - m, m - vmin)`` × the stretch (uniform, U95 = 2/√3 × that). Half the
+    within ``max(vmax - m, m - vmin)`` × the stretch: that bound is returned, a rectangle of
+    that half-width (its 95 % alone is 0.95 × it, ``powerd.coverage``). Half the
     range when ``m`` is mid-range; the whole range when it is at an extreme (a square wave's
     gap between two low samples may hold only high power: half the range undercounted it)."""
     if sums.gap_dt is None:  # too many long intervals to keep: every one at an extreme
@@ -196,7 +205,7 @@ def _gap_term_j(sums: _Sums, p: F64, e: _Edges, first_ns: float, last_ns: float)
     ):
         if ns > 0.0:
             edges += max(sums.vmax - mid, mid - sums.vmin) * ns
-    return (inner + edges) / 1e9 * (2.0 / math.sqrt(3.0))
+    return (inner + edges) / 1e9
 
 
 def _noise_sigma(v: F64) -> float:
@@ -230,6 +239,7 @@ class _Sums:
     disc4: float = 0.0
     edge_disc2: float = 0.0
     edge_disc4: float = 0.0
+    edge_var: float = 0.0  # the window-edge pieces' error variance ((W·ns)², ``_edge_piece_var``)
     step_w: float = math.inf  # an interval whose (bend-limited) change exceeds this is a step
     n_inner: int = 0
     n_steps: int = 0
@@ -354,6 +364,24 @@ def _bend_one_w(p: F64, j: int) -> float:
     return float(max(dd[0], dd[1]))
 
 
+def _edge_piece_factor(q: float) -> float:
+    """Variance of a window-edge piece's error over its x² (x = |Δv|·piece, ``_Sums``), the piece
+    being a fraction ``q`` of its sample interval and reaching that interval's far sample.
+
+    With a step of height s at a uniform point of the interval (all the bound assumes), the
+    edge value is interpolated at the window edge; the step lies outside the piece with
+    probability 1 − q, leaving the error −x/2, and inside it with probability q, leaving an
+    error uniform on [−x/2, x·(2 − q)/(2q)]: a step inside a small piece changes its energy
+    by up to s × the piece, far beyond x = s·q × the piece. Mean 0, variance
+    x²·((1 − q)/4 + ((1 − q)²/4 + 1/12)/q): x²/12 (uniform) for a whole interval, above x²/4
+    for pieces under ~0.4 of one. ``q`` 0 (unknown: no interval around the edge, or the
+    window inside one interval): x²/4, σ = the bound, as before."""
+    if not 0.0 < q <= 1.0:
+        return 0.25
+    r = 1.0 - q
+    return r / 4.0 + (r * r / 4.0 + 1.0 / 12.0) / q
+
+
 def _power_sums(
     t: I64, p: F64, w: Window, e: _Edges, threshold_ns: float, step_w: float = math.inf
 ) -> _Sums:
@@ -387,6 +415,8 @@ def _power_sums(
         x2 = (min(abs(v1 - v0), bend) * (t1 - t0)) ** 2
         sums.edge_disc2 += x2
         sums.edge_disc4 += x2 * x2
+        whole = float(t[j + 1] - t[j]) if j >= 0 and j + 1 < t.size else 0.0
+        sums.edge_var += x2 * _edge_piece_factor(dt / whole if e.i1 > e.i0 and whole else 0.0)
 
     if e.i1 <= e.i0:
         edge(w.t_begin_ns, w.t_end_ns, e.va, e.vb, e.i0 - 1)
@@ -477,8 +507,9 @@ def periodicity(v: F64, noise_sigma: float) -> Periodicity | None:
 
 def _discretisation_j(
     ch: Channel, t: I64, p: F64, w: Window, e: _Edges, sums: _Sums, noise_sigma: float
-) -> tuple[float, Periodicity | None]:
-    """Discretisation term (J, 95 %) and the periodicity found, if any.
+) -> tuple[Budget, Periodicity | None]:
+    """Discretisation term (J, as a ``Budget`` of shaped parts) and the periodicity found, if
+    any.
 
     Instantaneous samples: each sample interval's trapezoid error lies within ±x/2 with
     x = |Δv|·Δt (a step anywhere in it), or x = bend·Δt where the samples on both sides show a
@@ -492,9 +523,12 @@ def _discretisation_j(
     neighbouring samples), and (b) the time between intervals when averaging_s < period (the
     instantaneous error scaled by the unaveraged fraction 1 − averaging_s/period), remain.
 
-    Coverage factor: a sum of few uniform errors is not Gaussian; ``_k95`` of Kish's effective
-    count gives its 95 % quantile (1.645 σ for one, 1.96 σ for many). A window edge's piece counts
-    at σ = its bound (a step anywhere before the edge puts the error exactly there).
+    Shape: the inner intervals' errors are a sum of independent rectangles, passed on as their
+    Σx² and Σx⁴ (``Budget.add_uniform_sum``: one rectangle and a Gaussian with the same variance
+    and fourth cumulant), so the figure's 95 % comes from the distribution of the whole sum
+    (``powerd.coverage``), not a factor on σ. A window edge's piece is not uniform within its
+    x (a step anywhere before the edge puts the error exactly at its end; a step inside a small
+    piece can even exceed it): it counts as a Gaussian of σ = x/2, the conservative shape kept.
 
     Periodic loads (``periodicity``): successive periods' errors are not independent. When the
     inner steps form a regular pulse train on a uniform grid (``powerd.pulsetrain``), their
@@ -515,35 +549,55 @@ def _discretisation_j(
             per = None
         if per is not None:
             train = _train_terms(t, p, e, sums, w.t_begin_ns, w.t_end_ns)
+    te: TrainError | None = None
     if train is None:
         hidden2, hidden4 = _hidden_steps(sums)
         inner2 = max(0.0, sums.disc2 - sums.edge_disc2) + hidden2
         inner4 = max(0.0, sums.disc4 - sums.edge_disc4) + hidden4
     else:
-        inner2, inner4 = train
-    # A window edge's piece of an interval is not uniform within its bound: a step anywhere
-    # before the edge puts the error exactly at it. Counted at σ = the bound (× 3 in x² units).
-    edge2, edge4 = 3.0 * sums.edge_disc2, 9.0 * sums.edge_disc4
+        inner2, inner4, te = train
+    # A window edge's piece of an interval is not uniform within its bound (a step before the
+    # edge puts the error exactly at −x/2; one inside a small piece beyond x): a Gaussian of
+    # the error's variance (``_edge_piece_factor``), in x²/12 units.
+    edge2 = 12.0 * sums.edge_var
     if frac > 0.0:
         inner2 *= (1.0 - frac) ** 2
         inner4 *= (1.0 - frac) ** 4
         avg_ns = ch.averaging_s * 1e9
         xs = [(_averaging_edge_w(t, p, x) * avg_ns) ** 2 for x in (w.t_begin_ns, w.t_end_ns)]
-        edge2, edge4 = 3.0 * sum(xs), 9.0 * sum(x * x for x in xs)
-    total2 = inner2 + edge2
-    if total2 <= 0.0:
-        return 0.0, per
-    n_eff = total2 * total2 / (inner4 + edge4) if inner4 + edge4 > 0 else 1.0
-    return _k95(n_eff) * math.sqrt(total2 / 12.0) / 1e9, per
+        edge2 = 3.0 * sum(xs)
+    budget = Budget()
+    budget.add_uniform_sum(inner2 / 1e18, inner4 / 1e36)
+    budget.add_normal_sigma(math.sqrt(edge2 / 12.0) / 1e9)
+    # A pulse train's error. Where the grid slides across the load: its distribution with
+    # (period, phases) uniform over the set the edges allow (``TrainError.mixture_wns``; each
+    # period's phase windows at their widest over the periods, since a period that is a ratio
+    # of small integers of the sample period leaves windows that wide). Where it does not
+    # (``Periodicity.locked``, flagged ``periodic_load``): every pulse errs alike, by
+    # height × Δt × (m − w) for the one seen width m, so across grid offsets the error takes two
+    # values, −frac(w) and 1 − frac(w) of the N-fold range; 95 % of them for every width needs
+    # 0.95 of the range: one rectangle over [lo, hi].
+    scale = (1.0 - frac) / 1e9
+    if te is not None:
+        if te.mixture_wns and per is not None and not per.locked:
+            budget.set_mixture(
+                [(wt, [(c * scale, a * scale) for c, a in rs]) for wt, rs in te.mixture_wns]
+            )
+        else:
+            budget.add_uniform(
+                0.5 * (te.hi_wns - te.lo_wns) * scale, 0.5 * (te.hi_wns + te.lo_wns) * scale
+            )
+    return budget, per
 
 
 def _train_terms(
     t: I64, p: F64, e: _Edges, sums: _Sums, w_begin: int, w_end: int
-) -> tuple[float, float] | None:
-    """(x², x⁴ sums) of the inner intervals when their steps form a regular train of pulses or
-    of one step per period (``powerd.pulsetrain``): the train's steps leave the independent
-    sums and the hidden-pulse term (a train proven regular is not Poisson), and come back as
-    one error over the range the edges' positions allow, plus each pulse's height mismatch;
+) -> tuple[float, float, TrainError] | None:
+    """(x², x⁴ sums) of the inner intervals and the train's error when their steps form a
+    regular train of pulses or of one step per period (``powerd.pulsetrain``): the train's
+    steps leave the independent sums and the hidden-pulse term (a train proven regular is not
+    Poisson), and come back as one error over the range the edges' positions allow (see
+    ``_discretisation_j`` for its shape), plus each pulse's height mismatch;
     None: not a clean train. Works from the steps ``_Sums`` recorded (no pass over the window)."""
     n_int = e.i1 - e.i0 - 1
     if n_int < 2 or sums.step_idx is None or not sums.step_idx:
@@ -576,10 +630,9 @@ def _train_terms(
         step2=max(0.0, sums.step2 - float(x2[steps].sum())),
     )
     hidden2, hidden4 = _hidden_steps(rest)
-    tx2 = uniform_x2(te)
     inner2 = max(0.0, sums.disc2 - sums.edge_disc2 - float(x2.sum())) + hidden2
     inner4 = max(0.0, sums.disc4 - sums.edge_disc4 - float(np.dot(x2, x2))) + hidden4
-    return inner2 + tx2 + te.mismatch_x2, inner4 + tx2 * tx2 + te.mismatch_x4
+    return inner2 + te.mismatch_x2, inner4 + te.mismatch_x4, te
 
 
 def _step_threshold_w(e: _Edges, noise_sigma: float) -> float:
@@ -606,12 +659,6 @@ def _hidden_steps(sums: _Sums) -> tuple[float, float]:
     return hidden * x2, hidden * x2 * x2
 
 
-def _k95(n_eff: float) -> float:
-    """Coverage factor for a sum of ``n_eff`` (Kish's effective count) independent uniform errors:
-    the 95 % quantile of |sum| over its σ, 0.95·√3 = 1.645 for one, 1.96 (Gaussian) for many."""
-    return float(np.interp(n_eff, K95_N, K95_K))
-
-
 def _averaging_edge_w(t: I64, p: F64, x: int) -> float:
     """Largest step (W) between the samples around time ``x``: how far the power inside the
     averaging interval that ``x`` cuts may differ from its mean."""
@@ -622,8 +669,45 @@ def _averaging_edge_w(t: I64, p: F64, x: int) -> float:
     return float(np.abs(np.diff(p[lo:hi])).max())
 
 
-def _rss(terms: dict[str, float]) -> float:
-    return math.sqrt(sum(x * x for x in terms.values()))
+def _normal(u95_j: float) -> Budget:
+    """A Gaussian term given by its 95 % half-width."""
+    b = Budget()
+    b.add_normal_u95(u95_j)
+    return b
+
+
+def _uniform(bound_j: float) -> Budget:
+    """A rectangular term: an error anywhere within ±``bound_j``."""
+    b = Budget()
+    b.add_uniform(bound_j)
+    return b
+
+
+def _combine(parts: dict[str, Budget]) -> tuple[dict[str, float], Budget, float]:
+    """Each term's own 95 % half-width (``terms_j``), all terms together (``budget``) and the
+    95 % half-width of their sum (``uncertainty_j``), from the terms' shapes
+    (``powerd.coverage``), not a root-sum-square."""
+    total = Budget()
+    terms: dict[str, float] = {}
+    for name, b in parts.items():
+        terms[name] = b.u95() if b.normal_var > 0.0 or b.uniforms or b.mixture else 0.0
+        total.extend(b)
+    live = [u for u in terms.values() if u > 0.0]
+    # one term: the sum's interval is its own (no second solve)
+    return terms, total, live[0] if len(live) == 1 else total.u95()
+
+
+def combined_u95_j(figures: list[ChannelEnergy]) -> float:
+    """95 % half-width of the sum of several channels' energies (independent errors): from
+    their terms' shapes where every figure has them, else the root-sum-square of their U."""
+    budgets = [f.budget for f in figures]
+    if all(b is not None for b in budgets):
+        total = Budget()
+        for b in budgets:
+            assert b is not None
+            total.extend(b)
+        return total.u95()
+    return math.sqrt(sum((f.uncertainty_j or 0.0) ** 2 for f in figures))
 
 
 def _common_flags(w: Window, ch: Channel, coverage: float) -> list[str]:
@@ -659,30 +743,32 @@ def integrate_power(t: I64, p: F64, w: Window, ch: Channel) -> ChannelEnergy:
     energy_j = (sums.left + sums.right) / 2e9
     duration_s = w.duration_s
     mean_w = energy_j / duration_s
-    disc_j, per = _discretisation_j(ch, t, p, w, e, sums, sigma_w)
+    disc, per = _discretisation_j(ch, t, p, w, e, sums, sigma_w)
     flags = _common_flags(w, ch, coverage)
     if sums.vmin < 0.0:  # kept as read, never clamped: a sensor or wiring problem to be seen
         flags.append("negative_power")
     if per is not None and per.locked:
         flags.append("periodic_load")
-    terms = {
-        "instrument": ch.accuracy.power_u95_w(mean_w) * duration_s,
-        "discretisation": disc_j,
-        "noise": Z95 * sigma_w * math.sqrt(sums.dt2) / 1e9,
-        "timing": _edge_terms(ch, w, e.va, e.vb),
-        "gap": _gap_term_j(sums, p, e, first_ns, last_ns),
+    parts = {
+        "instrument": _normal(ch.accuracy.power_u95_w(mean_w) * duration_s),
+        "discretisation": disc,
+        "noise": _normal(Z95 * sigma_w * math.sqrt(sums.dt2) / 1e9),
+        "timing": _normal(_edge_terms(ch, w, e.va, e.vb)),
+        "gap": _uniform(_gap_bound_j(sums, p, e, first_ns, last_ns)),
     }
+    terms, total, u_j = _combine(parts)
     return ChannelEnergy(
         energy_j=energy_j,
         mean_power_w=mean_w,
         peak_power_w=sums.vmax,
         samples=e.i1 - e.i0,
         coverage=coverage,
-        uncertainty_j=_rss(terms),
+        uncertainty_j=u_j,
         method="trapezoid",
         flags=tuple(flags),
         terms_j=terms,
         gap_s=uncovered_ns / 1e9,
+        budget=total,
     )
 
 
@@ -843,19 +929,24 @@ def integrate_counter(t: I64, c: F64, w: Window, ch: Channel) -> ChannelEnergy:
     mean_w = energy_j / duration_s
     if not math.isfinite(peak_w):
         peak_w = mean_w
-    terms = {
-        "instrument": math.hypot(
-            ch.accuracy.power_u95_w(mean_w) * duration_s, QUANT95 * ch.accuracy.resolution_j
+    q_j = ch.accuracy.resolution_j
+    instrument = _normal(ch.accuracy.power_u95_w(mean_w) * duration_s)
+    instrument.add_uniform(q_j / 2.0)  # each end's reading within ±q/2 of the truth
+    instrument.add_uniform(q_j / 2.0)
+    split = Budget()
+    split.add_uniform(_edge_split_j(ts, cum, w.t_begin_ns, t, c))
+    split.add_uniform(_edge_split_j(ts, cum, w.t_end_ns, t, c))
+    parts = {
+        "instrument": instrument,
+        "discretisation": split,
+        "timing": _normal(
+            _edge_terms(ch, w, _rate_at(ts, cum, w.t_begin_ns), _rate_at(ts, cum, w.t_end_ns))
         ),
-        "discretisation": math.hypot(
-            _edge_split_j(ts, cum, w.t_begin_ns, t, c), _edge_split_j(ts, cum, w.t_end_ns, t, c)
-        ),
-        "timing": _edge_terms(
-            ch, w, _rate_at(ts, cum, w.t_begin_ns), _rate_at(ts, cum, w.t_end_ns)
-        ),
-        "gap": max(peak_w, mean_w) * extrap_ns / 1e9,
-        "reset": float(np.abs(resets).sum()),
+        "gap": _uniform(max(peak_w, mean_w) * extrap_ns / 1e9),
+        # an estimate across a reset, not a bound: counted whole at 95 %, as a Gaussian
+        "reset": _normal(float(np.abs(resets).sum())),
     }
+    terms, total, u_j = _combine(parts)
     flags = _common_flags(w, ch, coverage)
     if bool((resets != 0).any()):
         flags.append("counter_reset")
@@ -865,11 +956,12 @@ def integrate_counter(t: I64, c: F64, w: Window, ch: Channel) -> ChannelEnergy:
         peak_power_w=peak_w,
         samples=e.i1 - e.i0,
         coverage=coverage,
-        uncertainty_j=_rss(terms),
+        uncertainty_j=u_j,
         method="counter",
         flags=tuple(flags),
         terms_j=terms,
         gap_s=uncovered_ns / 1e9,
+        budget=total,
     )
 
 

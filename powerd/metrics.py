@@ -49,6 +49,14 @@ MARKERS_TOTAL = "powerd_markers_total"
 BLOCKS_TOTAL = "powerd_blocks_total"
 SAMPLES_TOTAL = "powerd_samples_total"
 RESULTS_TOTAL = "powerd_results_total"
+# exporter only, beyond the contract: results computed again after they were stored, by why
+# (samples committed after the result: powerd.latedata; a gap reported or a run flagged after it)
+RESULTS_RECOMPUTED_TOTAL = "powerd_results_recomputed_total"
+# exporter only: gap edges placed with a neighbouring block's clock offset (powerd.gapedges)
+GAP_EDGES_TOTAL = "powerd_gap_edges_total"
+# exporter only: probe reads out of cadence on end markers (``Sampler.poll_now``), by where:
+# the agents' (summed from their statuses) and the daemon's own probes'
+READS_ASKED_TOTAL = "powerd_reads_asked_total"
 AGENT_CLOCK_OFFSET_SECONDS = "powerd_agent_clock_offset_seconds"
 AGENT_CLOCK_UNCERTAINTY_SECONDS = "powerd_agent_clock_uncertainty_seconds"
 # exporter only, beyond the contract: the sinks' own health (is the store keeping up?)

@@ -27,6 +27,7 @@ uniform error (``mismatch_x2``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +41,7 @@ ANCHORS = 32  # edges from which the period's pairwise bounds are taken (all, if
 P_GRID = 129  # periods within the consistent range at which the phase bounds are evaluated
 MAX_EDGES = 256  # edges per class the phase bounds are taken from (evenly spread, ends kept)
 REFINE, REFINE_POINTS = 3, 33  # grids narrowing the anchors' period range
+MIX_POINTS = 5  # periods at which the error's distribution is taken (``TrainError.mixture_wns``)
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,17 @@ class TrainError:
     mismatch_x4: float
     pulses: int
     width_span: float
+    # The same range as independent rectangles (W·ns): ``(centre, half-width)`` of where the
+    # error's centre lies across the consistent periods (plus the grid's slack), and one per
+    # phase window (centre 0), the phases being independent and uniform within their windows at
+    # a given period. Their sum spans at most [lo_wns, hi_wns]; its shape is not flat (a pulse's
+    # error is the difference of two phases: a trapezoid, not a rectangle).
+    parts_wns: tuple[tuple[float, float], ...] = ()
+    # The error's distribution with (period, phases) uniform over the consistent set (the
+    # samples say nothing more): a mixture over ``MIX_POINTS`` periods spread over the range,
+    # each weighted by its phase windows' area (weights sum to 1), each rectangles
+    # ``(centre, half-width)`` (W·ns) as in ``parts_wns`` at that period. Empty: not known.
+    mixture_wns: tuple[tuple[float, tuple[tuple[float, float], ...]], ...] = ()
 
     @property
     def bound_wns(self) -> float:
@@ -166,18 +179,46 @@ class _Grid:
         return out
 
 
-def _pulse_range(g: _Grid, h: F64, r: F64, f: F64) -> tuple[float, float, float]:
+Parts = tuple[tuple[float, float], ...]
+Mixture = tuple[tuple[float, Parts], ...]
+
+
+def _pulse_range(g: _Grid, h: F64, r: F64, f: F64) -> tuple[float, float, float, Parts, Mixture]:
     """Pulses (class 0 opens, class 1 closes, width w = φ₁ − φ₀; all N pulses ``r``, ``f``,
     heights ``h``): error Σ hₖ·(mₖ − w) in sample units over the consistent widths (from the
-    grid's edges), and the width's span."""
-    w_lo = float((g.lo(1) - g.hi(0)).min()) - g.slack
-    w_hi = float((g.hi(1) - g.lo(0)).max()) + g.slack
+    grid's edges), the width's span, and the error as rectangles (``TrainError.parts_wns``)."""
+    lo0, hi0, lo1, hi1 = g.lo(0), g.hi(0), g.lo(1), g.hi(1)
+    w_lo = float((lo1 - hi0).min()) - g.slack
+    w_hi = float((hi1 - lo0).max()) + g.slack
     base, sum_h = float(np.dot(h, f - r)), float(h.sum())
     ends = (base - w_lo * sum_h, base - w_hi * sum_h)
-    return min(ends), max(ends), max(0.0, w_hi - w_lo)
+    mid_w = 0.5 * ((lo1 + hi1) - (lo0 + hi0))  # the width's centre at each period
+    c_lo, c_hi = float(mid_w.min()) - g.slack, float(mid_w.max()) + g.slack
+    parts = (
+        (base - 0.5 * (c_lo + c_hi) * sum_h, 0.5 * (c_hi - c_lo) * abs(sum_h)),
+        (0.0, 0.5 * float((hi0 - lo0).max()) * abs(sum_h)),
+        (0.0, 0.5 * float((hi1 - lo1).max()) * abs(sum_h)),
+    )
+    d0, d1 = np.maximum(hi0 - lo0, 0.0), np.maximum(hi1 - lo1, 0.0)
+    mix = _mixture(
+        d0 * d1,
+        lambda j: ((base - float(mid_w[j]) * sum_h, 0.0), *parts[1:]),
+    )
+    return min(ends), max(ends), max(0.0, w_hi - w_lo), parts, mix
 
 
-def _single_range(g: _Grid, s: F64, x: F64) -> tuple[float, float, float]:
+def _mixture(weight: F64, rects: Callable[[int], Parts]) -> Mixture:
+    """``MIX_POINTS`` periods evenly spread over those of the grid with a non-empty phase set,
+    each with its weight (the phase set's size, normalised) and ``rects(index)``."""
+    ok = np.flatnonzero(weight > 0.0)
+    if ok.size == 0:
+        return ()
+    pick = ok[np.unique(np.linspace(0, ok.size - 1, min(ok.size, MIX_POINTS)).astype(np.int64))]
+    total = float(weight[pick].sum())
+    return tuple((float(weight[j]) / total, rects(int(j))) for j in pick)
+
+
+def _single_range(g: _Grid, s: F64, x: F64) -> tuple[float, float, float, Parts, Mixture]:
     """One step per period (all N edges ``x``, heights ``s``): error Σ sₖ·(fₖ − ½) with
     fₖ = φ + k·P − xₖ, in sample units over the consistent (φ, P); linear in φ, so its extremes
     lie at φ's bounds (from the grid's edges)."""
@@ -189,7 +230,13 @@ def _single_range(g: _Grid, s: F64, x: F64) -> tuple[float, float, float]:
     slack = abs(sum_s) * g.slack + abs(slope) * (g.p[1] - g.p[0] if g.p.size > 1 else 0.0) / 2
     lo = float(np.minimum(at_lo, at_hi).min()) - slack
     hi = float(np.maximum(at_lo, at_hi).max()) + slack
-    return lo, hi, 0.0
+    mid = 0.5 * (at_lo + at_hi)  # the error's centre at each period (φ mid-window)
+    c_lo, c_hi = float(mid.min()) - slack, float(mid.max()) + slack
+    halves = 0.5 * np.abs(at_hi - at_lo)  # φ's window at each period
+    parts = ((0.5 * (c_lo + c_hi), 0.5 * (c_hi - c_lo)), (0.0, float(halves.max())))
+    d = np.maximum(g.hi(0) - g.lo(0), 0.0)
+    mix = _mixture(d, lambda j: ((float(mid[j]), 0.0), parts[1]))
+    return lo, hi, 0.0, parts, mix
 
 
 def train_error(t: I64, v: F64, step_w: float, size_w: F64 | None = None) -> TrainError | None:
@@ -229,7 +276,7 @@ def train_error_from_steps(
         span = _period_range(*x)
         if span is None:
             return None
-        lo, hi, width = _pulse_range(_Grid(*span, *x), h, *x)
+        lo, hi, width, parts, mix = _pulse_range(_Grid(*span, *x), h, *x)
         x2 = ((s[1 : 2 * n : 2] + h) * dt0) ** 2
         paired = idx[: 2 * n]
     else:
@@ -238,7 +285,7 @@ def train_error_from_steps(
         span = _period_range(x1)
         if span is None:
             return None
-        lo, hi, width = _single_range(_Grid(*span, x1), s, x1)
+        lo, hi, width, parts, mix = _single_range(_Grid(*span, x1), s, x1)
         x2 = np.zeros(0)
         paired = idx
     return TrainError(
@@ -249,6 +296,8 @@ def train_error_from_steps(
         mismatch_x4=float(np.dot(x2, x2)),
         pulses=n,
         width_span=width,
+        parts_wns=tuple((c * dt0, a * dt0) for c, a in parts),
+        mixture_wns=tuple((wt, tuple((c * dt0, a * dt0) for c, a in rs)) for wt, rs in mix),
     )
 
 

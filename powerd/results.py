@@ -53,7 +53,7 @@ from powerd.calibration import flags as calibration_flags
 from powerd.channel import SOURCE_CLASS_RANK, Accuracy, Channel
 from powerd.crosscheck import FLAG as SOURCES_DISAGREE
 from powerd.crosscheck import cross_checks, disagreeing_channels, phase_disagrees
-from powerd.integrate import ChannelEnergy, Window, integrate, power_trace
+from powerd.integrate import ChannelEnergy, Window, combined_u95_j, integrate, power_trace
 from powerd.phases import Phase
 
 SampleSource = Callable[[str, int, int], tuple[I64, F64]]
@@ -268,7 +268,7 @@ def phase_result(
     mean = peak = None
     if primary:
         energy = sum(figures[c].energy_j or 0.0 for c in primary)
-        unc = math.sqrt(sum((figures[c].uncertainty_j or 0.0) ** 2 for c in primary))
+        unc = combined_u95_j([figures[c] for c in primary])
         mean = energy / duration_s
         peak = _peak_of_sum(primary, channels, samples, w, figures)
     else:

@@ -11,6 +11,7 @@ from typing import Any
 from powerd.channel import LOCAL_DEVICE, Channel
 from powerd.errors import PowerdError
 from powerd.integrate import GAP_FACTOR
+from powerd.latedata import LATE_DATA_FLAG
 from powerd.mlperf.figures import mlperf_figures
 from powerd.phasecount import attach_counts, unread_counts
 from powerd.phases import Phase, replay
@@ -73,6 +74,9 @@ def compute_run(
     counts = store.phase_counts(run)
     asked = {(p.phase, p.trial): p.count_from for p in phases}
     run_flags = store.run_flags(run)  # e.g. held_unplaceable: a marker of it never placed
+    revised = run_flags.pop(LATE_DATA_FLAG, None)  # a count on the run, not a phase flag
+    if revised is not None and revised.isdigit() and int(revised) > 0:
+        result["revised_after_late_data"] = int(revised)
     for entry in result["phases"]:
         key = (entry["phase"], entry["trial"])
         attach_counts(entry, counts.get(key) or unread_counts(asked.get(key)))

@@ -128,6 +128,9 @@ class Store:
         self._memo = threading.local()
         # applied to every channel put (the daemon's calibration certificates, powerd.calibration)
         self.annotate_channel: Callable[[Channel], Channel] | None = None
+        # told each flush's committed samples, per channel (first, last) time, in commit order
+        # (under the store's lock: they must be quick and never flush; powerd.latedata)
+        self.commit_listeners: list[Callable[[dict[str, tuple[int, int]]], None]] = []
         version = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         if readonly:
             if version is None or int(version[0]) != SCHEMA_VERSION:
@@ -432,7 +435,15 @@ class Store:
                         "DELETE FROM seen_blocks WHERE id <= (SELECT MAX(id) FROM seen_blocks) - ?",
                         (SEEN_BLOCKS_KEPT,),
                     )
+        self._committed(rows)
         return sum(r[3] for r in rows)
+
+    def _committed(self, rows: list[tuple[Any, ...]]) -> None:
+        """Tell ``commit_listeners`` what one flush committed (its rows: channel, first, last)."""
+        if rows and self.commit_listeners:
+            spans = {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
+            for listener in self.commit_listeners:
+                listener(spans)
 
     @staticmethod
     def _decode(t: bytes, v: bytes) -> tuple[I64, F64]:

@@ -25,6 +25,7 @@ import numpy as np
 
 from powerd.block import F64, I64, Block
 from powerd.channel import Channel, Instrument
+from powerd.probes.base import Availability
 
 if TYPE_CHECKING:
     import serial
@@ -227,3 +228,17 @@ PORT_GLOBS = ("/dev/ttyUSB*", "/dev/ttyACM*", "/dev/serial/by-id/*")
 def candidate_ports(globs: tuple[str, ...] = PORT_GLOBS) -> list[str]:
     """Serial device paths present now."""
     return sorted({p for pattern in globs for p in glob.glob(pattern)})
+
+
+def serial_availability(ports: Callable[[], list[str]], none_seen: str) -> Availability:
+    """A serial meter family's ``available()``: broken without pyserial; else available, naming
+    the serial ports ``ports()`` finds now, or saying ``none_seen`` (how to give the path) when
+    there is none (the meter may be plugged in later). One copy for ina2xx, lpm01a and scpi."""
+    try:
+        import serial  # noqa: F401
+    except ImportError:
+        return Availability(False, "pyserial is missing: pip install 'powerd[serial]'", True)
+    found = ports()
+    if found:
+        return Availability(True, "serial ports: " + ", ".join(found))
+    return Availability(True, none_seen)

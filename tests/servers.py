@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -24,15 +25,11 @@ from powerd.mqtt_link import run_mqtt
 from powerd.store import Store
 from powerd.timebase import TimeAnchor
 from powerd.timeline import Timeline
+from tests.ports import free_port
 from tests.tools import require_tool
 
 START_TIMEOUT_S = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+DAEMON_STOP_S = 15.0
 
 
 def wait_port(port: int, timeout_s: float = START_TIMEOUT_S) -> None:
@@ -144,6 +141,8 @@ def running_daemon(
             await run_mqtt(daemon, mqtt or MqttSettings(port=broker.port), 0.2, stop)
         finally:
             keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
 
     thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
     thread.start()
@@ -152,8 +151,10 @@ def running_daemon(
         yield daemon
     finally:
         loop.call_soon_threadsafe(holder["stop"].set)
-        thread.join(15)
+        thread.join(DAEMON_STOP_S)
+        stopped = not thread.is_alive()
         store.close()
+    assert stopped, f"the daemon's loop did not stop within {DAEMON_STOP_S} s"
 
 
 # --- time-series stores: VictoriaMetrics and Prometheus (Debian packages) ----------------------

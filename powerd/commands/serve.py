@@ -26,6 +26,7 @@ from powerd.daemon import Daemon
 from powerd.efficiency import EfficiencyMonitor
 from powerd.errors import PowerdError
 from powerd.phasecount import PhaseCounter
+from powerd.phases import StampedMarker
 from powerd.probes.base import Probe
 from powerd.result_worker import ResultWorker
 from powerd.runner import Opener, Sampler, open_probes
@@ -164,6 +165,19 @@ def start_result_worker(daemon: Daemon, store: Store) -> ResultWorker:
     return worker
 
 
+def read_at_ends(daemon: Daemon, sampler: Sampler) -> None:
+    """On every end marker the daemon applies, its own probes read at once (``Sampler.poll_now``)
+    as an agent's do on a relayed end: a local channel then has a reading at or after the phase's
+    end without waiting up to a poll interval, so the result is not held back by it."""
+
+    def on_marker(sm: StampedMarker) -> None:
+        if sm.marker.event == "end":
+            sampler.poll_now()
+
+    daemon.marker_listeners.append(on_marker)
+    daemon.local_reads_asked = lambda: sampler.reads_asked
+
+
 def start_counters(
     cfg: DaemonConfig, daemon: Daemon, store: Store, hub: SinkHub
 ) -> tuple[PhaseCounter, EfficiencyMonitor | None]:
@@ -202,6 +216,7 @@ async def serve(cfg: DaemonConfig, state_dir: Path, config_path: Path | None = N
         cfg.result_grace_s,
         max_marker_skew_s=cfg.max_marker_skew_s,
         max_phase_s=cfg.max_phase_s,
+        held_place_bound_s=cfg.held_place_bound_s,
         audit_context=AuditContext.from_config_file("run", config_path, cfg.probes),
     )
     worker = start_result_worker(daemon, store) if cfg.result_worker else None
@@ -220,6 +235,7 @@ async def serve(cfg: DaemonConfig, state_dir: Path, config_path: Path | None = N
         log=_log,
     )
     hub.attach(sampler.probe_health)
+    read_at_ends(daemon, sampler)
     hub.start()
     sampler.start()
     counts, efficiency = start_counters(cfg, daemon, store, hub)

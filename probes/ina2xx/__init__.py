@@ -31,6 +31,7 @@ from powerd.errors import ProbeUnavailable, SpecError
 from powerd.probes.base import Availability, parse_kv
 from powerd.probes.ina2xx.probe import InaConfig, InaProbe
 from powerd.probes.serialport import candidate_ports as serial_ports
+from powerd.probes.serialport import serial_availability
 
 DEFAULT_BAUD = 115200
 DEFAULT_RATE_HZ = 1000.0
@@ -160,15 +161,8 @@ class InaFamily:
     )
 
     def available(self) -> Availability:
-        try:
-            import serial  # noqa: F401
-        except ImportError:
-            return Availability(False, "pyserial is missing: pip install 'powerd[serial]'", True)
-        ports = candidate_ports()
-        if ports:
-            return Availability(True, "serial ports: " + ", ".join(ports))
-        return Availability(
-            True,
+        return serial_availability(
+            candidate_ports,
             "no USB serial port seen now (/dev/ttyACM*, /dev/ttyUSB*); "
             "give the logger's path, e.g. ina2xx:/dev/ttyACM0",
         )

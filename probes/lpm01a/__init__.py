@@ -28,6 +28,7 @@ from powerd.probes.base import Availability
 from powerd.probes.lpm01a.config import LpmConfig, parse_spec, path_exists
 from powerd.probes.lpm01a.probe import LpmProbe
 from powerd.probes.serialport import candidate_ports as serial_ports
+from powerd.probes.serialport import serial_availability
 
 PORT_GLOBS = ("/dev/serial/by-id/*STMicroelectronics*", "/dev/ttyACM*")
 # UM2243 §9 and §10: static and dynamic modes both measure current "with an accuracy of better
@@ -75,15 +76,8 @@ class LpmFamily:
     )
 
     def available(self) -> Availability:
-        try:
-            import serial  # noqa: F401
-        except ImportError:
-            return Availability(False, "pyserial is missing: pip install 'powerd[serial]'", True)
-        ports = candidate_ports()
-        if ports:
-            return Availability(True, "serial ports: " + ", ".join(ports))
-        return Availability(
-            True,
+        return serial_availability(
+            candidate_ports,
             "no USB serial port seen now (/dev/ttyACM*); give the PowerShield's path, "
             "e.g. lpm01a:/dev/ttyACM0",
         )

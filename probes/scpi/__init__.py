@@ -35,7 +35,7 @@ from powerd.errors import ProbeUnavailable, SpecError
 from powerd.probes.base import Availability, parse_kv
 from powerd.probes.scpi.profiles import PROFILES, Check, Mode, Profile
 from powerd.probes.scpi.session import ScpiConfig, ScpiStats, make_session
-from powerd.probes.serialport import SerialProbe
+from powerd.probes.serialport import SerialProbe, serial_availability
 from powerd.probes.serialport import candidate_ports as serial_ports
 
 KEYS = {
@@ -217,15 +217,8 @@ class ScpiFamily:
     )
 
     def available(self) -> Availability:
-        try:
-            import serial  # noqa: F401
-        except ImportError:
-            return Availability(False, "pyserial is missing: pip install 'powerd[serial]'", True)
-        ports = candidate_ports()
-        if ports:
-            return Availability(True, "serial ports: " + ", ".join(ports))
-        return Availability(
-            True,
+        return serial_availability(
+            candidate_ports,
             "no serial port seen now (/dev/ttyUSB*, /dev/ttyACM*); give the instrument's path "
             "or socket://HOST:PORT, e.g. scpi:/dev/ttyUSB0,profile=rigol-dp800",
         )

@@ -3,16 +3,23 @@ under libfaketime), stopped with SIGTERM or killed with SIGKILL."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tests.servers import Mosquitto, free_port
 from tests.tools import require_tool
+
+if TYPE_CHECKING:
+    from powerd.agent.agent import Agent
+    from powerd.agent.epoch import EpochAnchor
 
 SQUARE = "square,high=9,low=3,period=0.2,duty=0.5"
 RATE_HZ = 200
@@ -32,6 +39,16 @@ def write_config(
         f'publish_interval_s = 0.2\n\n[mqtt]\nhost = "127.0.0.1"\nport = {broker_port}\n'
     )
     return path
+
+
+def agent_argv(
+    agent_id: str, probe: str, mqtt_port: int, spool_dir: Path, http_port: int | None
+) -> list[str]:
+    """``powerd-agent`` configured by its flags alone: one probe, the broker on loopback, its
+    spool, its marker HTTP port (``None``: no HTTP)."""
+    http = ["--no-http"] if http_port is None else ["--http-port", str(http_port)]
+    return [sys.executable, "-m", "powerd.agent", "--id", agent_id, "--probe", probe,
+            "--mqtt", f"127.0.0.1:{mqtt_port}", "--spool-dir", str(spool_dir), *http]  # fmt: skip
 
 
 @contextmanager
@@ -87,3 +104,36 @@ def running_agent(
         url,
     ):
         yield url
+
+
+def inprocess_agent(tmp: Path, agent_id: str, broker_port: int, anchor: EpochAnchor) -> Agent:
+    """An ``Agent`` in this process (its wall clock through ``anchor``, so a test can step or
+    drift it), with the sim probe ``agent_process`` runs, spooling under ``tmp``; not started."""
+    from powerd.agent.agent import Agent, AgentConfig
+    from powerd.agent.mqttconf import MqttSettings
+
+    cfg = AgentConfig(
+        id=agent_id,
+        probes=(f"sim:{SQUARE},rate={RATE_HZ}",),
+        mqtt=MqttSettings(port=broker_port),
+        spool_dir=tmp / "spool",
+        http_port=None,
+        publish_interval_s=0.2,
+    )
+    return Agent(cfg, anchor=anchor)
+
+
+@contextmanager
+def agent_thread(agent: Agent) -> Iterator[None]:
+    """``agent.run`` on its own event loop in a thread while the block runs; then stopped,
+    joined (bounded) and its loop closed."""
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    thread = threading.Thread(target=loop.run_until_complete, args=(agent.run(stop),))
+    thread.start()
+    try:
+        yield
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(15)
+        loop.close()

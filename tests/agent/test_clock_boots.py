@@ -6,10 +6,9 @@ places its data and markers within the stated uncertainty of the truth."""
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,55 +18,32 @@ import pytest
 
 from powerd.agent import wire
 from powerd.agent.epoch import EpochAnchor
-from powerd.channel import Channel
 from powerd.daemon import MIN_EXCHANGES, Daemon
 from powerd.store import Store
 from powerd.timeline import Timeline
-from tests.agent.agentproc import running_agent
+from tests.agent import handdaemon
+from tests.agent.agentproc import agent_thread, inprocess_agent, running_agent
+from tests.agent.handdaemon import CHANNEL, SEC, Clock, start_daemon
 from tests.agent.test_mqtt_e2e import post, truth_j
 from tests.agent.test_spool_faults import spooled_blocks
 from tests.servers import Mosquitto, mosquitto, running_daemon, wait_for
 
 AGENT = "edge-b"
-CHANNEL = Channel("sim:x", "power", "meter", 0.01)
 BOOT_A = 1_000_000_000_000
 BOOT_B = 2_000_000_000_000
-SEC = 1_000_000_000
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now_ns = 50 * SEC
-
-    def __call__(self) -> int:
-        return self.now_ns
+# exchange(d, boot, ahead_ns, rtt_ns): one with an agent whose clock reads ahead_ns ahead
+exchange = functools.partial(handdaemon.exchange, agent=AGENT)
 
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
     store = Store(tmp_path / "d.db")
-    d = Daemon(store, Timeline(), Clock())
-    assert d.accept_status(AGENT, wire.status(AGENT, "online", 0, "t"))  # known, no epoch yet
-    d.accept_channels(AGENT, json.dumps([CHANNEL.to_json()]).encode())
-    yield d
+    yield start_daemon(store, AGENT)  # the agent known, no epoch yet
     store.close()
 
 
 def status(boot: int) -> bytes:
     return wire.status(AGENT, "online", 0, "t", boot_ns=boot, epoch=0)
-
-
-def exchange(d: Daemon, boot: int | None, ahead_ns: int, rtt_ns: int) -> None:
-    """One exchange with an agent whose clock reads ``ahead_ns`` ahead of the daemon's."""
-    clock = d.clock
-    assert isinstance(clock, Clock)
-    req = d.clock_request(AGENT)
-    t1 = json.loads(req)["t1_ns"]
-    t2 = t1 + rtt_ns // 2 + ahead_ns
-    reply = wire.clock_reply(req, t2, t2, boot)
-    clock.now_ns = t1 + rtt_ns
-    assert d.accept_clock_reply(AGENT, reply, t1 + rtt_ns)
-    clock.now_ns += SEC // 10
 
 
 def block(boot: int, seq: int, t0_ns: int) -> bytes:
@@ -313,38 +289,23 @@ def test_a_wall_clock_step_while_running_starts_a_new_epoch(
 ) -> None:
     """The agent (in-process, its wall clock injected) sees its clock step by +1 s mid-run: a new
     epoch, a new estimate, and a phase after the step lands where it happened."""
-    from powerd.agent.agent import Agent, AgentConfig
-    from powerd.agent.mqttconf import MqttSettings
-    from tests.agent.agentproc import RATE_HZ, SQUARE
-
     shift_ns = [0]
     anchor = EpochAnchor(wall=lambda: time.time_ns() + shift_ns[0])
-    cfg = AgentConfig(
-        id="edge-inproc",
-        probes=(f"sim:{SQUARE},rate={RATE_HZ}",),
-        mqtt=MqttSettings(port=broker.port),
-        spool_dir=tmp_path / "spool",
-        http_port=None,
-        publish_interval_s=0.2,
-    )
+    agent_id = "edge-inproc"
     with running_daemon(tmp_path, broker) as daemon:
-        agent = Agent(cfg, anchor=anchor)
-        loop = asyncio.new_event_loop()
-        stop = asyncio.Event()
-        thread = threading.Thread(target=loop.run_until_complete, args=(agent.run(stop),))
-        thread.start()
-        try:
+        agent = inprocess_agent(tmp_path, agent_id, broker.port, anchor)
+        with agent_thread(agent):
             wait_for(
-                lambda: (o := daemon.offsets.get(cfg.id)) and len(o.exchanges) >= 5,
+                lambda: (o := daemon.offsets.get(agent_id)) and len(o.exchanges) >= 5,
                 what="exchanges before the step",
             )
-            boot0 = daemon.agents[cfg.id]["boot_ns"]
+            boot0 = daemon.agents[agent_id]["boot_ns"]
             shift_ns[0] = SEC  # the wall clock steps
             wait_for(lambda: anchor.epoch == 1, what="the agent to see the step")
             wait_for(
                 lambda: (
-                    daemon.agents[cfg.id].get("boot_ns") not in (None, boot0)
-                    and len(daemon.offsets[cfg.id].exchanges) >= 5
+                    daemon.agents[agent_id].get("boot_ns") not in (None, boot0)
+                    and len(daemon.offsets[agent_id].exchanges) >= 5
                 ),
                 what="the new epoch's exchanges",
             )
@@ -354,10 +315,6 @@ def test_a_wall_clock_step_while_running_starts_a_new_epoch(
             time.sleep(1.0)
             agent.relay_marker({"v": 1, "run": "stepped", "phase": "p", "event": "end", "count": 1})
             result = wait_for(lambda: daemon.run_result("stepped"), what="result")
-        finally:
-            loop.call_soon_threadsafe(stop.set)
-            thread.join(15)
-            loop.close()
     (phase,) = result["phases"]
     unc = phase["timing"]["uncertainty_ns"]
     assert unc < 200_000_000

@@ -9,6 +9,7 @@ drive the Daemon with injected exchanges (linking through any measured epoch, th
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,49 +18,27 @@ import pytest
 
 from powerd.agent import wire
 from powerd.agent.epoch import EpochAnchor
-from powerd.channel import Channel
 from powerd.daemon import EPOCHS_KEPT, MIN_EXCHANGES, Daemon
 from powerd.store import Store
-from powerd.timeline import Timeline
+from tests.agent import handdaemon
+from tests.agent.handdaemon import SEC, clock_of, start_daemon
 
 AGENT = "edge-drift"
-CHANNEL = Channel("sim:x", "power", "meter", 0.01)
-SEC = 1_000_000_000
 MS = 1_000_000
 
 
 # --- the daemon --------------------------------------------------------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now_ns = 50 * SEC
-
-    def __call__(self) -> int:
-        return self.now_ns
-
-
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
     store = Store(tmp_path / "d.db")
-    d = Daemon(store, Timeline(), Clock(), held_place_bound_s=30.0)
-    assert d.accept_status(AGENT, wire.status(AGENT, "online", 0, "t"))
-    d.accept_channels(AGENT, json.dumps([CHANNEL.to_json()]).encode())
-    yield d
+    yield start_daemon(store, AGENT, held_place_bound_s=30.0)
     store.close()
 
 
-def clock_of(d: Daemon) -> Clock:
-    assert isinstance(d.clock, Clock)
-    return d.clock
-
-
-def exchange(d: Daemon, boot: int, ahead_ns: int) -> None:
-    req = d.clock_request(AGENT)
-    t1 = json.loads(req)["t1_ns"]
-    t2 = t1 + 100_000 + ahead_ns
-    assert d.accept_clock_reply(AGENT, wire.clock_reply(req, t2, t2, boot), t1 + 200_000)
-    clock_of(d).now_ns += SEC // 10
+# exchange(d, boot, ahead_ns): one with a 200 us round trip, the daemon's clock 100 ms on after it
+exchange = functools.partial(handdaemon.exchange, agent=AGENT)
 
 
 def status(boot: int, epochs: dict[int, int]) -> bytes:
@@ -225,50 +204,31 @@ def test_an_agent_on_a_drifting_clock_keeps_one_epoch_and_its_first_marker_is_pl
     marker is relayed before the first clock exchange. Before the fix the agent started an epoch
     every 1-2 s and the marker stayed held; now: one epoch, the run's result, no clock_step, and
     /healthz ok with nothing held."""
-    import asyncio
-    import threading
     import time
 
-    from powerd.agent.agent import Agent, AgentConfig
-    from powerd.agent.mqttconf import MqttSettings
-    from tests.agent.agentproc import RATE_HZ, SQUARE
+    from tests.agent.agentproc import agent_thread, inprocess_agent
     from tests.servers import mosquitto, running_daemon, wait_for
 
     m0 = time.monotonic_ns()
     anchor = EpochAnchor(wall=lambda: time.time_ns() + (time.monotonic_ns() - m0) // 200)
     with mosquitto(tmp_path) as broker, running_daemon(tmp_path, broker) as daemon:
-        cfg = AgentConfig(
-            id="edge-drifting",
-            probes=(f"sim:{SQUARE},rate={RATE_HZ}",),
-            mqtt=MqttSettings(port=broker.port),
-            spool_dir=tmp_path / "spool",
-            http_port=None,
-            publish_interval_s=0.2,
-        )
-        agent = Agent(cfg, anchor=anchor)
+        agent_id = "edge-drifting"
+        agent = inprocess_agent(tmp_path, agent_id, broker.port, anchor)
         before = time.time_ns()
         agent.relay_marker({"v": 1, "run": "rb", "phase": "p", "event": "begin"})
         after = time.time_ns()
-        loop = asyncio.new_event_loop()
-        stop = asyncio.Event()
-        thread = threading.Thread(target=loop.run_until_complete, args=(agent.run(stop),))
-        thread.start()
-        try:
+        with agent_thread(agent):
             wait_for(
-                lambda: (o := daemon.offsets.get(cfg.id)) and len(o.exchanges) >= 5,
+                lambda: (o := daemon.offsets.get(agent_id)) and len(o.exchanges) >= 5,
                 what="clock exchanges",
             )
             time.sleep(3.0)  # several anchor checks: 15 ms of drift, three times the threshold
             agent.relay_marker({"v": 1, "run": "rb", "phase": "p", "event": "end", "count": 1})
             result = wait_for(lambda: daemon.run_result("rb"), what="the run's result")
-        finally:
-            loop.call_soon_threadsafe(stop.set)
-            thread.join(15)
-            loop.close()
         assert anchor.epoch == 0 and anchor.steps == []
         assert abs(anchor.wall_disagreement_ns()) >= 10 * MS  # the drift was there
         assert daemon.counts["agent_clock_epochs"] == 0
-        assert daemon.held is not None and daemon.held.held(cfg.id) == 0
+        assert daemon.held is not None and daemon.held.held(agent_id) == 0
         snap = daemon.health.snapshot()
         assert snap["status"] == "ok" and "held_unplaceable" not in snap["problems"]
     (phase,) = result["phases"]

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ import paho.mqtt.client as paho
 import pytest
 
 from powerd.probes.sim.waveform import parse_spec
+from tests.agent.agentproc import agent_argv
 from tests.servers import Mosquitto, free_port, mosquitto, running_daemon, wait_for
 from tests.tools import require_tool
 
@@ -44,21 +44,8 @@ def running_agent(
     """``powerd-agent`` in a subprocess (under faketime when an offset is given); yields its
     local marker URL."""
     port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "powerd.agent",
-        "--id",
-        agent_id,
-        "--probe",
-        f"sim:{SQUARE},rate={RATE_HZ}",
-        "--mqtt",
-        f"127.0.0.1:{broker.port}",
-        "--spool-dir",
-        str(tmp_path / f"spool-{agent_id}"),
-        "--http-port",
-        str(port),
-    ]
+    probe = f"sim:{SQUARE},rate={RATE_HZ}"
+    cmd = agent_argv(agent_id, probe, broker.port, tmp_path / f"spool-{agent_id}", port)
     env = dict(os.environ)
     if fake_offset_s is not None:
         cmd = [require_tool("faketime"), "-f", f"{fake_offset_s:+.3f}s", *cmd]

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.agent.agentproc import agent_argv
 from tests.agent.test_mqtt_e2e import post, pub
 from tests.servers import Mosquitto, free_port, mosquitto, wait_for
 
@@ -70,10 +71,8 @@ port = {http_port}
 
 
 def agent_cmd(tmp: Path, broker: Mosquitto, agent: str, watts: float, http_port: int) -> list[str]:
-    return [sys.executable, "-m", "powerd.agent", "--id", agent,
-            "--probe", f"sim:constant,w={watts},rate=100,class=telemetry",
-            "--mqtt", f"127.0.0.1:{broker.port}", "--spool-dir", str(tmp / f"spool-{agent}"),
-            "--http-port", str(http_port)]  # fmt: skip
+    probe = f"sim:constant,w={watts},rate=100,class=telemetry"
+    return agent_argv(agent, probe, broker.port, tmp / f"spool-{agent}", http_port)
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ from powerd.api import ApiThread, make_app
 from powerd.daemon import Daemon
 from powerd.store import Store
 from powerd.timeline import Timeline
-from tests.api.helpers import TIMEOUT_S, Api, Broker, free_port
+from tests.api.helpers import TIMEOUT_S, Api, Broker
+from tests.ports import free_port
 from tests.tools import require_tool
 
 

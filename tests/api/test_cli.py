@@ -6,7 +6,6 @@ Both run as a user runs them: ``python -m powerd`` in a subprocess.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -16,6 +15,7 @@ import pytest
 
 from powerd.daemon import Daemon
 from tests.api.helpers import Api, Broker, component
+from tests.tools import run_powerd
 
 WORKLOAD = """
 import os, time
@@ -35,20 +35,8 @@ PowerdClient(run="other-run").mark("begin", "x")
 def powerd(
     *args: str, env: dict[str, str] | None = None, state: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    full = {**os.environ, **(env or {})}
-    for key in ("POWERD_URL", "POWERD_RUN", "POWERD_TOKEN"):
-        if env is None or key not in env:
-            full.pop(key, None)
-    if state is not None:
-        full["POWERD_STATE_DIR"] = str(state)
-    return subprocess.run(
-        [sys.executable, "-m", "powerd", *args],
-        env=full,
-        text=True,
-        capture_output=True,
-        check=False,
-        timeout=120,
-    )
+    unset: dict[str, str | None] = {"POWERD_URL": None, "POWERD_RUN": None, "POWERD_TOKEN": None}
+    return run_powerd(*args, state=state, env={**unset, **(env or {})})  # only those given
 
 
 def test_measure_lets_the_workload_mark_its_phases(tmp_path: Path) -> None:

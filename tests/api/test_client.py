@@ -15,7 +15,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from powerd.agent import wire
 from powerd.client import PowerdClient, PowerdClientError, default_source
 from powerd.daemon import Daemon
-from tests.api.helpers import TIMEOUT_S, Api, Broker, component, free_port
+from tests.api.helpers import TIMEOUT_S, Api, Broker, component
+from tests.ports import free_port
 
 
 def test_phase_context_sends_begin_and_end_with_count_meta_and_error_flag(

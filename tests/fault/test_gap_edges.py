@@ -111,3 +111,25 @@ def test_placements_are_bounded_in_all_and_a_forgotten_neighbour_falls_back(
     after = 4 * 100 * STEP_NS + 10 * STEP_NS
     assert edges.place_gap(("c3", BOOT), after, after, "agent_dropped", 1000)[0] == after + 3
     assert edges.place_gap(("c0", BOOT), after, after, "agent_dropped", 1000)[0] == after + 1000
+
+
+def test_successive_drops_of_one_backlog_meet_each_other_and_their_blocks(tmp_path: Path) -> None:
+    """Two drops reported one after another, the block between them never sent (dropped by the
+    second), the estimate moving between the reports: the gaps meet exactly (no sliver, no
+    overlap) and together tile the hole between the stored blocks."""
+    d, clock = ready(tmp_path)
+    t0 = NOW_NS - 10**9
+    assert d.accept_block(AGENT, block(1, t0, boot_ns=BOOT))  # samples 0..9
+    exchanges(d, clock, 3_000_000, 1_000_000)
+    assert d.accept_gaps(AGENT, dropped(t0 + 10 * STEP_NS, 5))  # 10..14: no block after it yet
+    exchanges(d, clock, -2_000_000, 500_000)
+    assert d.accept_gaps(AGENT, dropped(t0 + 15 * STEP_NS, 5))  # 15..19: the block after the first
+    exchanges(d, clock, 1_000_000, 250_000)
+    assert d.accept_block(AGENT, block(3, t0 + 20 * STEP_NS, boot_ns=BOOT))  # 20..29
+    d.store.flush()
+    t, _ = d.store.samples(CID, 0, 2**62)
+    (a0, a1, _), (b0, b1, _) = d.store.gaps(CID, 0, 2**62)
+    assert not np.any((t >= a0) & (t <= b1)), "a flagged gap holds stored samples"
+    assert a0 - int(t[t < a0][-1]) == STEP_NS
+    assert b0 - a1 == STEP_NS, "the two gaps do not meet"
+    assert int(t[t > b1][0]) - b1 == STEP_NS

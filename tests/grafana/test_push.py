@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 
 from tests.grafana.stub_grafana import StubGrafana, stub_grafana
 from tests.servers import free_port
+from tests.tools import run_powerd
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "grafana" / "dashboards"
@@ -27,14 +27,7 @@ TIMEOUT_S = 60
 
 
 def powerd(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "powerd", "grafana", "push", *args],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        cwd=ROOT,
-        check=False,
-    )
+    return run_powerd("grafana", "push", *args, cwd=ROOT, timeout_s=TIMEOUT_S)
 
 
 def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:

@@ -36,6 +36,7 @@ from typing import Any
 
 import pytest
 
+from tests.agent.agentproc import agent_argv
 from tests.grafana.promql import ALL, label_values, query_range, substitute
 from tests.servers import (
     free_port,
@@ -154,9 +155,7 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stores]:
         daemon = f"http://127.0.0.1:{http_port}"
         stack.enter_context(
             process(
-                [sys.executable, "-m", "powerd.agent", "--id", AGENT, "--probe", AGENT_PROBE,
-                 "--mqtt",
-                 f"127.0.0.1:{broker.port}", "--spool-dir", str(tmp / "spool"), "--no-http"],
+                agent_argv(AGENT, AGENT_PROBE, broker.port, tmp / "spool", None),
                 tmp / "agent.log",
             )
         )  # fmt: skip

@@ -9,7 +9,6 @@ independently, line by line) and against the sim source's analytic truth.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 
 from powerd.probes.sim.waveform import parse_spec
+from tests.tools import run_powerd
 
 SUT = Path(__file__).with_name("loadgen_sut.py")
 SQUARE = "square,high=10,low=2,period=0.05,duty=0.3"
@@ -27,15 +27,7 @@ HALF_MS_NS = 500_000
 
 
 def powerd(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "POWERD_STATE_DIR": str(state)}
-    return subprocess.run(
-        [sys.executable, "-m", "powerd", *args],
-        env=env,
-        text=True,
-        capture_output=True,
-        check=False,
-        timeout=120,
-    )
+    return run_powerd(*args, state=state)
 
 
 def log_values(logdir: Path) -> dict[str, Any]:

@@ -3,31 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from powerd.probes.sim.waveform import parse_spec
+from tests.tools import run_powerd
 
 SQUARE = "square,high=10,low=2,period=0.1,duty=0.5"
 
 
 def powerd(state: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "POWERD_STATE_DIR": str(state)}
-    return subprocess.run(
-        [sys.executable, "-m", "powerd", *args],
-        env=env,
-        text=True,
-        capture_output=True,
-        input=stdin,
-        check=False,
-        timeout=120,
-    )
+    return run_powerd(*args, state=state, stdin=stdin)
 
 
 def dump(state: Path) -> list[str]:

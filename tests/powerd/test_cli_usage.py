@@ -14,19 +14,13 @@ import pytest
 
 from powerd.cli import build_parser
 from powerd.probes.registry import missing_extra
+from tests.tools import run_powerd
 
 CONST = "sim:constant,w=5"
 
 
 def powerd(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "powerd", *args],
-        text=True,
-        capture_output=True,
-        input=stdin,
-        check=False,
-        timeout=120,
-    )
+    return run_powerd(*args, stdin=stdin)
 
 
 def measure(state: Path, run: str, out: Path, *cmd: str) -> subprocess.CompletedProcess[str]:

@@ -91,6 +91,10 @@ def error_of(tmp_path: Path, text: str) -> str:
             "[influx] url: required; expected a URL starting with http:// or https://",
         ),
         ("http = 5", "[http]: expected a table, got 5"),
+        (
+            "[daemon]\nheld_place_bound_s = 0",
+            "[daemon] held_place_bound_s: expected a number greater than 0, got 0",
+        ),
     ],
 )
 def test_a_wrong_type_or_range_is_one_line_naming_table_key_and_expectation(
@@ -127,6 +131,9 @@ def test_exact_values_are_read_and_ints_stand_for_numbers(tmp_path: Path) -> Non
     assert cfg.probes == ("sim:constant,w=5",)
     assert cfg.idle_power_w == 12.0 and isinstance(cfg.idle_power_w, float)
     assert cfg.result_grace_s == 0.0
+    assert cfg.held_place_bound_s == 60.0  # the default
+    bound = config.load(write(tmp_path, "[daemon]\nheld_place_bound_s = 5\n"))
+    assert bound.held_place_bound_s == 5.0
     assert cfg.http.port == 18091
     assert (cfg.retention.max_age_s, cfg.retention.max_bytes) == (86400.0, 500_000_000)
     assert cfg.mqtt is not None and cfg.mqtt.port == 1884 and cfg.mqtt.host == "127.0.0.1"

@@ -7,6 +7,7 @@ the server does to choose the testing ranges. Waits are bounded; nothing is time
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -19,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from tests.servers import free_port, wait_port
 
@@ -153,3 +155,33 @@ def port_free(port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+# what the face answers to ``Go,1000,0,<mark>``
+GO = "Starting untimed measurement, maximum 500000 samples at 1000ms with 0 rampup samples"
+
+
+def session_text(ptd: Ptd, session: str, meter: str) -> list[str]:
+    """The stdout of a ptd that ran ``<session>_ranging`` then ``<session>_testing`` and has
+    exited, without the stamps: as check.py reads it, the uncertainty check of ``meter``
+    announced before the ranging Go and the test completed after it."""
+    text = [x.split(": ", 1)[1] for x in ptd.out_lines()]
+    go_at = text.index(f"Go with mark '{session}_ranging'")
+    assert f"Uncertainty checking for {meter} is activated" in text[:go_at]
+    assert "Completed test" in text[go_at:]
+    return text
+
+
+def report_phases(state: Path, session: str, out: Path) -> dict[str, dict[str, Any]]:
+    """``powerd report <session>`` on ``state``: its result's phases by name, which are the
+    session's ranging and testing phases and nothing else."""
+    done = subprocess.run(
+        [sys.executable, "-m", "powerd", "--state-dir", str(state), "report", session,
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads((out / f"{session}.json").read_text())
+    phases = {p["phase"]: p for p in result["phases"]}
+    assert set(phases) == {f"{session}_ranging", f"{session}_testing"}
+    return phases

@@ -21,7 +21,7 @@ from powerd.probes.serialsim import Faults, PtySimulator
 from powerd.probes.sim.waveform import parse_spec
 from powerd.probes.wt300.models import smallest_range
 from powerd.probes.wt300.sim import make
-from tests.ptd.ptdproc import STAMP_RE, Client, max_volts_amps, running_ptd, wait_log_lines
+from tests.ptd.ptdproc import GO, STAMP_RE, Client, max_volts_amps, running_ptd, wait_log_lines
 
 pytest.importorskip("serial")
 
@@ -31,7 +31,6 @@ PEAK_A = 40.0 / VOLTS_V
 TRUE_W = 22.5  # every 1 s window of a 0.5 s square holds two whole periods
 OVERRANGE_FRAC = 1.4  # the meter reads up to 140 % of a range
 SESSION = "2026-12-03_12-00-00_e"
-GO = "Starting untimed measurement, maximum 500000 samples at 1000ms with 0 rampup samples"
 
 
 def _measure(c: Client, ptd: object, mark: str, n: int) -> tuple[list[list[str]], list[str]]:

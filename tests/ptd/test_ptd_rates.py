@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ptd.ptdproc import Client, running_ptd, wait_log_lines
-
-GO = "Starting untimed measurement, maximum 500000 samples at 1000ms with 0 rampup samples"
+from tests.ptd.ptdproc import GO, Client, running_ptd, wait_log_lines
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,6 @@ exactly, and its 2 % accuracy makes every sample's uncertainty 2 %, above PTDaem
 from __future__ import annotations
 
 import itertools
-import json
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,12 +19,15 @@ from powerd import __version__
 from powerd.probes.sim.waveform import parse_spec
 from powerd.ptd.stamp import stamp_text
 from tests.ptd.ptdproc import (
+    GO,
     STAMP_RE,
     Client,
     init_range,
     max_volts_amps,
     port_free,
+    report_phases,
     running_ptd,
+    session_text,
     wait_log_lines,
 )
 
@@ -36,7 +36,6 @@ SPEC = f"sim:{WAVE},acc=0.02"
 WF = parse_spec(WAVE).waveform
 NS = 1_000_000_000
 SESSION = "2026-12-03_10-00-00_ptdtest"
-GO = "Starting untimed measurement, maximum 500000 samples at 1000ms with 0 rampup samples"
 SAMPLES_PER_RUN = 3
 
 
@@ -157,10 +156,7 @@ def test_smoke_then_session_with_sim(tmp_path: Path) -> None:
         _check_stdout(out, ptd.stderr.read_text())
 
     # the lines check.py reads, in order
-    text = [x.split(": ", 1)[1] for x in out]
-    go_at = text.index(f"Go with mark '{SESSION}_ranging'")
-    assert "Uncertainty checking for sim is activated" in text[:go_at]
-    assert "Completed test" in text[go_at:]
+    text = session_text(ptd, SESSION, "sim")
     warn = "WARNING: Uncertainty 2.00%, which is above 1.00% limit for the last sample!"
     assert warn in text
     # every sample echoed: each log line's fields appear on stdout
@@ -173,27 +169,7 @@ def test_smoke_then_session_with_sim(tmp_path: Path) -> None:
 def _check_report(tmp: Path, state: Path, logged: dict[str, list[tuple[int, Decimal]]]) -> None:
     """``powerd report <session>``: both phases, each agreeing with the sim's truth and with
     the 1 Hz log within the result's uncertainty (plus the known difference of the windows)."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "powerd",
-            "--state-dir",
-            str(state),
-            "report",
-            SESSION,
-            "--out",
-            str(tmp / "rep"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads((tmp / "rep" / f"{SESSION}.json").read_text())
-    phases = {p["phase"]: p for p in result["phases"]}
-    assert set(phases) == {f"{SESSION}_ranging", f"{SESSION}_testing"}
+    phases = report_phases(state, SESSION, tmp / "rep")  # asserts: ranging and testing only
     for kind, rows in logged.items():
         p = phases[f"{SESSION}_{kind}"]
         u_w = p["uncertainty_j"] / p["duration_s"]

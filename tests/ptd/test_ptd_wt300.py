@@ -9,9 +9,6 @@ server derives from the ranging log (max V, 1.1 x max A) must end up set on the 
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,12 +19,15 @@ from powerd.probes.sim.waveform import parse_spec
 from powerd.probes.wt300.models import smallest_range
 from powerd.probes.wt300.sim import make
 from tests.ptd.ptdproc import (
+    GO,
     STAMP_RE,
     Client,
     init_range,
     max_volts_amps,
     port_free,
+    report_phases,
     running_ptd,
+    session_text,
     wait_log_lines,
 )
 
@@ -35,7 +35,6 @@ pytest.importorskip("serial")
 
 WF = parse_spec("square,high=40,low=5,period=1.3,duty=0.5").waveform
 SESSION = "2026-12-03_11-00-00_wt"
-GO = "Starting untimed measurement, maximum 500000 samples at 1000ms with 0 rampup samples"
 
 
 def _phase(c: Client, ptd: object, mark: str, testing: bool) -> list[list[str]]:
@@ -118,35 +117,12 @@ def test_session_on_the_wt300_simulator_sets_ranges(tmp_path: Path) -> None:
             out = ptd.out_lines()
             assert ptd.stderr.read_text() == ""
             assert all(STAMP_RE.match(x) for x in out)
-            text = [x.split(": ", 1)[1] for x in out]
-            go_at = text.index(f"Go with mark '{SESSION}_ranging'")
-            assert "Uncertainty checking for wt300 WT310 is activated" in text[:go_at]
-            assert "Completed test" in text[go_at:]
+            text = session_text(ptd, SESSION, "wt300 WT310")
             assert any(x.startswith(f"range A: A range {a_range:g} A") for x in text)
     finally:
         sim.stop()
 
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "powerd",
-            "--state-dir",
-            str(state),
-            "report",
-            SESSION,
-            "--out",
-            str(tmp_path / "rep"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads((tmp_path / "rep" / f"{SESSION}.json").read_text())
-    phases = {p["phase"]: p for p in result["phases"]}
-    assert set(phases) == {f"{SESSION}_ranging", f"{SESSION}_testing"}
+    phases = report_phases(state, SESSION, tmp_path / "rep")  # asserts: ranging and testing only
     for p in phases.values():
         truth_w = WF.energy_j(p["t_begin_ns"], p["t_end_ns"]) / p["duration_s"]
         # the meter's updates cover the phase up to one update (0.1 s) at each edge

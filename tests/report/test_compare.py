@@ -35,7 +35,7 @@ from powerd.report.compare_html import render_compare_html
 from powerd.report.numbers import pm_text
 from powerd.runs import compute_run
 from powerd.store import Store
-from tests.tools import require_tool
+from tests.report.chromium import chromium
 
 T0 = 1_800_000_000 * 10**9
 S = 10**9
@@ -280,24 +280,8 @@ def test_cli_prints_table_json_csv_and_writes_files(
 
 
 def _chromium(args: list[str], user_data: Path) -> subprocess.CompletedProcess[str]:
-    exe = require_tool("chromium")
-    cmd = [
-        exe,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--enable-logging=stderr",
-        "--v=0",
-        f"--user-data-dir={user_data}",
-        "--window-size=1280,1600",
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    """Headless Chromium logging its console to stderr (what ``console_messages`` reads)."""
+    return chromium(args, user_data, extra=("--enable-logging=stderr", "--v=0"))
 
 
 def console_messages(stderr: str) -> list[str]:

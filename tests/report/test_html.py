@@ -13,7 +13,7 @@ import pytest
 
 from powerd.live import STATIC_DIR
 from powerd.report.html import MAX_POINTS, decimate, fmt, fmt_pm, render_html
-from tests.tools import require_tool
+from tests.report.chromium import chromium
 
 T0 = 1_700_000_000 * 10**9
 S = 10**9
@@ -310,23 +310,7 @@ def test_empty_traces_and_no_phases_still_render() -> None:
 
 
 def _chromium(args: list[str], user_data: Path) -> subprocess.CompletedProcess[str]:
-    exe = require_tool("chromium")
-    cmd = [
-        exe,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={user_data}",
-        "--hide-scrollbars",
-        "--window-size=1280,1600",
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    return chromium(args, user_data, extra=("--hide-scrollbars",))
 
 
 def test_page_in_a_real_browser(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import copy
 import json
-import os
 import re
 import string
 import subprocess
@@ -32,6 +31,7 @@ from powerd.verify.protocol import parse_claim
 from powerd.verify.render import verification_table
 from powerd.verify.stability import NO_TEMPERATURE, NOT_SETTLED_CAPPED
 from powerd.verify.verdict import CAP_FLAGS, EXCLUDE_FLAGS, EXIT_CODES, claim_verdict, overall
+from tests.tools import run_powerd
 
 KO_PO = i18n.LOCALE_DIR / "ko" / "LC_MESSAGES" / "powerd.po"
 T0 = 1_700_000_000 * 10**9
@@ -498,18 +498,7 @@ def test_rendering_does_not_touch_the_result() -> None:
 def powerd(
     state: Path, *args: str, lang_env: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "POWERD_STATE_DIR": str(state)}
-    env.pop(i18n.ENV, None)
-    if lang_env is not None:
-        env[i18n.ENV] = lang_env
-    return subprocess.run(
-        [sys.executable, "-m", "powerd", *args],
-        env=env,
-        text=True,
-        capture_output=True,
-        check=False,
-        timeout=120,
-    )
+    return run_powerd(*args, state=state, env={i18n.ENV: lang_env})  # None: not set
 
 
 def test_measure_and_report_in_korean_keep_the_json(tmp_path: Path) -> None:

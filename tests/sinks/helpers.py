@@ -17,6 +17,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.agent.agentproc import agent_argv
 from tests.servers import free_port, wait_port
 
 STOP_TIMEOUT_S = 30.0
@@ -100,20 +101,7 @@ def powerd_run(tmp: Path, config: str) -> Iterator[PowerdRun]:
 def powerd_agent(tmp: Path, agent_id: str, probe: str, mqtt_port: int) -> Iterator[None]:
     log = (tmp / f"agent-{agent_id}.log").open("wb")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "powerd.agent",
-            "--id",
-            agent_id,
-            "--probe",
-            probe,
-            "--mqtt",
-            f"127.0.0.1:{mqtt_port}",
-            "--spool-dir",
-            str(tmp / f"spool-{agent_id}"),
-            "--no-http",
-        ],
+        agent_argv(agent_id, probe, mqtt_port, tmp / f"spool-{agent_id}", None),
         stdout=log,
         stderr=subprocess.STDOUT,
     )

@@ -8,10 +8,6 @@ printed) and ``expected.json``: the reading in W and its label, the rating, or t
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +17,10 @@ from powerd.errors import ProbeUnavailable
 from powerd.probes.ascend import family
 from powerd.probes.ascend.parse import parse_list, parse_power
 from tests.probes.clistream import faketool
+from tests.probes.clitool import assert_tool_missing, collect, install_fake, measure_phase
 
 TESTDATA = Path(__file__).parent / "testdata"
 CASES = sorted(p for p in TESTDATA.iterdir() if p.is_dir())
-DEADLINE_S = 20.0
 BOARD = "atlas800t-a2-910b3-npu-smi23-power-dissipation"
 RATED = "atlas200-310-npu-smi21-rated-power-only"
 
@@ -72,30 +68,13 @@ def power_rule(npu: int, case: str, **extra: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    bin_dir = tmp_path / "bin"
     rules = [
         {"match": ["-l"], "frames": [listing(0, 1, 2)]},
         power_rule(0, BOARD),
         power_rule(1, "atlas300t-910-chip0-npu-smi22-realtime-power"),
         power_rule(2, RATED),
     ]
-    exe = faketool.install(bin_dir, "npu-smi", rules)
-    faketool.on_path(monkeypatch, bin_dir)
-    return exe
-
-
-def collect(probe: Any, until: Any) -> tuple[dict[str, list[float]], list[str]]:
-    values: dict[str, list[float]] = {}
-    problems: list[str] = []
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        for b in probe.read(time.time_ns()):
-            values.setdefault(b.channel, []).extend(b.value.tolist())
-        problems.extend(probe.problems())
-        if until(values, problems):
-            return values, problems
-        time.sleep(0.02)
-    pytest.fail(f"condition not reached: {values}, {problems}")
+    return install_fake(tmp_path, monkeypatch, "npu-smi", rules)
 
 
 def test_a_rated_power_is_never_a_channel(fake: Path) -> None:
@@ -150,22 +129,11 @@ def test_chip_option(fake: Path) -> None:
 
 
 def test_missing_tool(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    faketool.only_on_path(monkeypatch, tmp_path)
-    if any(os.access(p, os.X_OK) for p in ("/usr/local/bin/npu-smi", "/usr/local/sbin/npu-smi")):
-        pytest.skip("this host has a real npu-smi")
-    avail = family.available()
-    assert not avail.ok and not avail.broken and "not found" in avail.reason
+    real = ["/usr/local/bin/npu-smi", "/usr/local/sbin/npu-smi"]
+    assert_tool_missing(family, monkeypatch, tmp_path, real)
 
 
 def test_measure_with_the_fake_npu_smi(fake: Path, tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    r = subprocess.run(
-        [sys.executable, "-m", "powerd", "measure", "--probe", "ascend:interval=0.1",
-         "--run", "t1", "--quiet", "--out", str(out), "--", "sleep", "1"],
-        env={**os.environ, "POWERD_STATE_DIR": str(tmp_path / "state")},
-        text=True, capture_output=True, check=False, timeout=120,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr
-    (phase,) = json.loads((out / "t1.json").read_text())["phases"]
+    phase = measure_phase(tmp_path, "ascend:interval=0.1")
     watts = {c: v["mean_power_w"] for c, v in phase["channels"].items()}
     assert watts == pytest.approx({"ascend:0": 93.6, "ascend:1": 71.2})  # no 8 W rating

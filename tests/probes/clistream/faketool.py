@@ -73,11 +73,18 @@ Rule = dict[str, Any]
 
 def install(bin_dir: Path, name: str, rules: list[Rule]) -> Path:
     """Write the fake ``name`` into ``bin_dir`` with these rules; returns its path."""
+    exe = install_script(bin_dir, name, SCRIPT)
+    set_rules(exe, rules)
+    return exe
+
+
+def install_script(bin_dir: Path, name: str, script: str) -> Path:
+    """Write ``script`` (Python source starting ``#!{python}``, run by this interpreter) as the
+    executable ``bin_dir/name``; returns its path."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     exe = bin_dir / name
-    exe.write_text(SCRIPT.format(python=sys.executable))
+    exe.write_text(script.format(python=sys.executable))
     exe.chmod(0o755)
-    set_rules(exe, rules)
     return exe
 
 

@@ -9,10 +9,6 @@ reading, with the reason), the limit, or the error it ``raises``; ``null`` for a
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +18,10 @@ from powerd.errors import ProbeUnavailable
 from powerd.probes.gaudi import family
 from powerd.probes.gaudi.parse import parse_line
 from tests.probes.clistream import faketool
+from tests.probes.clitool import assert_tool_missing, collect, install_fake, measure_phase
 
 TESTDATA = Path(__file__).parent / "testdata"
 CASES = sorted(p for p in TESTDATA.iterdir() if p.is_dir())
-DEADLINE_S = 20.0
 GAUDI3 = "gaudi3-hl-325l-8cards-driver1.22.1"
 
 
@@ -63,25 +59,7 @@ def loop_rules(case: str, **extra: Any) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    bin_dir = tmp_path / "bin"
-    exe = faketool.install(bin_dir, "hl-smi", loop_rules(GAUDI3))
-    faketool.on_path(monkeypatch, bin_dir)
-    return exe
-
-
-def collect(probe: Any, until: Any) -> tuple[dict[str, list[float]], list[str]]:
-    values: dict[str, list[float]] = {}
-    problems: list[str] = []
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        for b in probe.read(time.time_ns()):
-            assert (b.t_ns[1:] > b.t_ns[:-1]).all()
-            values.setdefault(b.channel, []).extend(b.value.tolist())
-        problems.extend(probe.problems())
-        if until(values, problems):
-            return values, problems
-        time.sleep(0.02)
-    pytest.fail(f"condition not reached: {values}, {problems}")
+    return install_fake(tmp_path, monkeypatch, "hl-smi", loop_rules(GAUDI3))
 
 
 def test_streams_one_process_for_all_devices(fake: Path) -> None:
@@ -91,7 +69,7 @@ def test_streams_one_process_for_all_devices(fake: Path) -> None:
         chans = {c.id: c for c in probe.channels()}
         assert sorted(chans) == [f"gaudi:{i}" for i in range(8)]
         assert chans["gaudi:0"].measures == "gaudi-card:01P4-HL3090A0-18-U4V201-11-03-02"
-        values, problems = collect(probe, lambda v, p: len(v.get("gaudi:7", [])) >= 4)
+        values, problems = collect(probe, lambda v, p: len(v.get("gaudi:7", [])) >= 4, ordered=True)
     finally:
         probe.close()
     assert problems == []
@@ -105,7 +83,7 @@ def test_a_dying_hl_smi_is_restarted_and_the_gap_reported(fake: Path) -> None:
     faketool.set_rules(fake, loop_rules(GAUDI3, die_after=2))
     probe = family.open("interval=0.05")
     try:
-        _, problems = collect(probe, lambda v, p: any("restarted" in x for x in p))
+        _, problems = collect(probe, lambda v, p: any("restarted" in x for x in p), ordered=True)
         assert any("gaudi: exited with status 3; restarting in 0.5 s" in p for p in problems)
     finally:
         probe.close()
@@ -130,6 +108,7 @@ def test_na_and_garbage_lines_are_problems_not_zero(fake: Path) -> None:
                 and any("unreadable line" in x for x in p)
                 and len(v.get("gaudi:1", [])) >= 2
             ),
+            ordered=True,
         )
     finally:
         probe.close()
@@ -144,11 +123,8 @@ def test_listing_failure_is_unavailable(fake: Path) -> None:
 
 
 def test_missing_tool(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    faketool.only_on_path(monkeypatch, tmp_path)
-    if os.access("/usr/bin/hl-smi", os.X_OK) or os.access("/opt/habanalabs/bin/hl-smi", os.X_OK):
-        pytest.skip("this host has a real hl-smi")
-    avail = family.available()
-    assert not avail.ok and not avail.broken and "not found" in avail.reason
+    real = ["/usr/bin/hl-smi", "/opt/habanalabs/bin/hl-smi"]
+    assert_tool_missing(family, monkeypatch, tmp_path, real)
 
 
 def test_measure_with_the_fake_hl_smi(fake: Path, tmp_path: Path) -> None:
@@ -156,15 +132,7 @@ def test_measure_with_the_fake_hl_smi(fake: Path, tmp_path: Path) -> None:
     faketool.set_rules(
         fake, [{"match": ["-l"], "loop": {"arg": "-l"}, "frames": [text]}, {"frames": [text]}]
     )
-    out = tmp_path / "out"
-    r = subprocess.run(
-        [sys.executable, "-m", "powerd", "measure", "--probe", "gaudi:interval=0.05",
-         "--run", "t1", "--quiet", "--out", str(out), "--", "sleep", "1"],
-        env={**os.environ, "POWERD_STATE_DIR": str(tmp_path / "state")},
-        text=True, capture_output=True, check=False, timeout=120,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr
-    (phase,) = json.loads((out / "t1.json").read_text())["phases"]
+    phase = measure_phase(tmp_path, "gaudi:interval=0.05")
     watts = {c: v["mean_power_w"] for c, v in phase["channels"].items()}
     assert watts == pytest.approx(
         {f"gaudi:{i}": w for i, w in enumerate([231, 228, 236, 229, 412, 405, 398, 401])}

@@ -8,10 +8,6 @@ Each ``testdata/<case>/`` holds ``stdout.txt`` and ``expected.json``: watts per 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +17,10 @@ from powerd.errors import ProbeUnavailable
 from powerd.probes.hyperaccel import family, lpu_channel, readings
 from powerd.probes.hyperaccel.parse import parse_table
 from tests.probes.clistream import faketool
+from tests.probes.clitool import assert_tool_missing, collect, install_fake, measure_phase
 
 TESTDATA = Path(__file__).parent / "testdata"
 CASES = sorted(p for p in TESTDATA.iterdir() if p.is_dir())
-DEADLINE_S = 20.0
 FOUR = "u55c-4lpu-hyperdex1.5.2-xrt2022.2"
 
 
@@ -56,24 +52,7 @@ def rules(case: str, **extra: Any) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    bin_dir = tmp_path / "bin"
-    exe = faketool.install(bin_dir, "hyperdex-smi", rules(FOUR))
-    faketool.on_path(monkeypatch, bin_dir)
-    return exe
-
-
-def collect(probe: Any, until: Any) -> tuple[dict[str, list[float]], list[str]]:
-    values: dict[str, list[float]] = {}
-    problems: list[str] = []
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        for b in probe.read(time.time_ns()):
-            values.setdefault(b.channel, []).extend(b.value.tolist())
-        problems.extend(probe.problems())
-        if until(values, problems):
-            return values, problems
-        time.sleep(0.02)
-    pytest.fail(f"condition not reached: {values}, {problems}")
+    return install_fake(tmp_path, monkeypatch, "hyperdex-smi", rules(FOUR))
 
 
 def test_polls_every_device(fake: Path) -> None:
@@ -107,23 +86,11 @@ def test_no_devices_is_unavailable(fake: Path) -> None:
 
 
 def test_missing_tool(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    faketool.only_on_path(monkeypatch, tmp_path)
-    if os.access("/opt/hyperdex/hrt/bin/hyperdex-smi", os.X_OK):
-        pytest.skip("this host has a real hyperdex-smi")
-    avail = family.available()
-    assert not avail.ok and not avail.broken and "not found" in avail.reason
+    assert_tool_missing(family, monkeypatch, tmp_path, ["/opt/hyperdex/hrt/bin/hyperdex-smi"])
 
 
 def test_measure_with_the_fake_hyperdex_smi(fake: Path, tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    r = subprocess.run(
-        [sys.executable, "-m", "powerd", "measure", "--probe", "hyperaccel:interval=0.1",
-         "--run", "t1", "--quiet", "--out", str(out), "--", "sleep", "1"],
-        env={**os.environ, "POWERD_STATE_DIR": str(tmp_path / "state")},
-        text=True, capture_output=True, check=False, timeout=120,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr
-    (phase,) = json.loads((out / "t1.json").read_text())["phases"]
+    phase = measure_phase(tmp_path, "hyperaccel:interval=0.1")
     watts = {c: v["mean_power_w"] for c, v in phase["channels"].items()}
     assert watts == pytest.approx({"hyperaccel:0": 37, "hyperaccel:1": 17,
                                    "hyperaccel:2": 16, "hyperaccel:3": 18})  # fmt: skip

@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from powerd.probes.serialsim import PtySimulator
+from tests.tools import run_powerd
 
 
 @dataclass
@@ -38,15 +37,7 @@ class Measured:
 
 
 def powerd(state: Path, *args: str, timeout_s: float = 180) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "POWERD_STATE_DIR": str(state)}
-    return subprocess.run(
-        [sys.executable, "-m", "powerd", *args],
-        env=env,
-        text=True,
-        capture_output=True,
-        check=False,
-        timeout=timeout_s,
-    )
+    return run_powerd(*args, state=state, timeout_s=timeout_s)
 
 
 def read_csv(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -107,3 +98,74 @@ def largest_gap(t_ns: np.ndarray) -> tuple[int, int]:
     d = np.diff(t_ns)
     i = int(np.argmax(d))
     return i, int(d[i])
+
+
+def aged(path: Path, seconds: float) -> bool:
+    """``path`` was last written at least ``seconds`` ago."""
+    return time.time() - path.stat().st_mtime >= seconds
+
+
+def measure_unplugged(
+    tmp: Path, sim: PtySimulator, spec: str, run: str, cmd_s: float, exit_code: int, down_s: float
+) -> Measured:
+    """``powerd measure`` of CMD ``sleep cmd_s; exit exit_code`` while the cable of the started
+    ``sim`` is pulled for ``down_s`` once CMD has run 1 s; the simulator is stopped after."""
+    started = tmp / "started"
+    try:
+        unplug_later(sim, sim.link, lambda: started.exists() and aged(started, 1.0), down_s)
+        return measure(
+            tmp, spec, run, ["sh", "-c", f"touch {started}; sleep {cmd_s}; exit {exit_code}"]
+        )
+    finally:
+        sim.stop()
+
+
+def run_gap(m: Measured, channel: str) -> tuple[dict[str, Any], int, np.ndarray, np.ndarray]:
+    """The run phase of ``m`` (asserted ``incomplete``), the largest interval between the stored
+    samples of ``channel`` within it (ns), and the intervals before and after that one."""
+    p = m.phase("run")
+    assert "incomplete" in p["flags"]
+    t, _ = m.samples[channel]
+    t = t[(t >= p["t_begin_ns"]) & (t <= p["t_end_ns"])]
+    i, gap_ns = largest_gap(t)
+    return p, gap_ns, np.diff(t[: i + 1]), np.diff(t[i + 1 :])
+
+
+class Readable(Protocol):
+    """A probe driven in-process: started with a clock, read, closed."""
+
+    def start(self, now_ns: Callable[[], int]) -> None: ...
+
+    def read(self, now_ns: int) -> Iterable[Any]: ...
+
+    def problems(self) -> list[str]: ...
+
+    def close(self) -> None: ...
+
+
+def drive(
+    probe: Readable, seconds: float, poll_s: float, read_after_close: bool
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Run the probe in-process for ``seconds``, reading every ``poll_s`` (and once more after
+    closing it when ``read_after_close``); all samples' times and values, and its problems."""
+    probe.start(time.time_ns)
+    t: list[np.ndarray] = []
+    v: list[np.ndarray] = []
+    problems: list[str] = []
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(poll_s)
+            for b in probe.read(time.time_ns()):
+                t.append(b.t_ns)
+                v.append(b.value)
+            problems += probe.problems()
+    finally:
+        probe.close()
+    if read_after_close:
+        for b in probe.read(time.time_ns()):
+            t.append(b.t_ns)
+            v.append(b.value)
+    if not t:
+        return np.empty(0, np.int64), np.empty(0), problems
+    return np.concatenate(t), np.concatenate(v), problems

@@ -19,11 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from powerd.probes.ina2xx import family
-from powerd.probes.ina2xx.probe import InaProbe
 from powerd.probes.ina2xx.sim import make
 from powerd.probes.serialsim import Faults, PtySimulator
 from powerd.probes.sim.waveform import Waveform, parse_spec
-from tests.probes.ina2xx.runmeasure import largest_gap, measure, unplug_later
+from tests.probes.ina2xx.runmeasure import drive, largest_gap, measure, measure_unplugged, run_gap
 
 CHANNEL = "ina2xx:0"
 SQUARE = "square,high=8,low=2,period=0.25,duty=0.4"
@@ -52,57 +51,16 @@ def test_energy_per_phase_matches_the_waveform(tmp_path: Path) -> None:
 def test_unplug_is_a_gap_and_no_sample_around_it_is_lost(tmp_path: Path) -> None:
     wf = wave(SQUARE)
     link = tmp_path / "ina"
-    started = tmp_path / "started"
     sim = PtySimulator(make("ina2xx", wf, {}), link).start()
-    try:
-        unplug_later(sim, link, lambda: started.exists() and _aged(started, 1.0), 1.5)
-        m = measure(
-            tmp_path,
-            f"ina2xx:{link},rate=1000",
-            "u1",
-            ["sh", "-c", f"touch {started}; sleep 6; exit 3"],
-        )
-    finally:
-        sim.stop()
+    m = measure_unplugged(tmp_path, sim, f"ina2xx:{link},rate=1000", "u1", 6, 3, 1.5)
     assert m.rc == 3, m.stderr
-    p = m.phase("run")
+    p, gap_ns, before, after = run_gap(m, CHANNEL)  # asserts the phase is incomplete
     ch = p["channels"][CHANNEL]
-    assert "incomplete" in p["flags"]
     assert 1.2 <= ch["gap_s"] <= 4.0, ch
-    t, _ = m.samples[CHANNEL]
-    t = t[(t >= p["t_begin_ns"]) & (t <= p["t_end_ns"])]
-    i, gap_ns = largest_gap(t)
     assert 1.2e9 <= gap_ns <= 4.0e9
-    before, after = np.diff(t[: i + 1]), np.diff(t[i + 1 :])
     assert before.size > 500 and after.size > 500
     assert before.max() < 1.5 * PERIOD_NS and after.max() < 1.5 * PERIOD_NS
     assert "reconnected" in m.stderr or "lost" in m.stderr or "failed reads" in m.stderr
-
-
-def _aged(path: Path, seconds: float) -> bool:
-    return time.time() - path.stat().st_mtime >= seconds
-
-
-def drive(probe: InaProbe, seconds: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Run the probe in-process for ``seconds``; all samples and problems."""
-    probe.start(time.time_ns)
-    t: list[np.ndarray] = []
-    v: list[np.ndarray] = []
-    problems: list[str] = []
-    deadline = time.monotonic() + seconds
-    try:
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-            for b in probe.read(time.time_ns()):
-                t.append(b.t_ns)
-                v.append(b.value)
-            problems += probe.problems()
-    finally:
-        probe.close()
-    for b in probe.read(time.time_ns()):
-        t.append(b.t_ns)
-        v.append(b.value)
-    return np.concatenate(t), np.concatenate(v), problems
 
 
 def test_corrupt_lines_are_counted_and_never_integrated(tmp_path: Path) -> None:
@@ -111,7 +69,8 @@ def test_corrupt_lines_are_counted_and_never_integrated(tmp_path: Path) -> None:
     faults = Faults(garble=0.05, drop=0.05, partial=0.02, seed=7)
     with PtySimulator(make("ina2xx", wf, {}), link, faults):
         probe = family.open(f"{link},rate=1000")
-        t, v, problems = drive(probe, 3.0)
+        t, v, problems = drive(probe, 3.0, poll_s=0.05, read_after_close=True)
+    assert t.size > 0
     _lines, counts, clock = probe.state.stats()
     assert counts.bad_checksum > 0 and counts.partial > 0, counts
     assert clock.lost >= counts.rejected - 2  # a rejected line is a gap in seq

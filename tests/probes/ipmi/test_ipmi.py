@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -28,10 +27,13 @@ import powerd.probes.ipmi as ipmi_module
 from powerd.errors import ProbeUnavailable
 from powerd.probes.ipmi import IpmiProbe, family
 from powerd.probes.ipmi.parse import judge, parse_reading
+from tests.ports import free_port
+from tests.probes.clistream import faketool
+from tests.probes.clitool import Values, measure_phase
+from tests.probes.clitool import collect as collect_any
 
 TESTDATA = Path(__file__).parent / "testdata"
 CASES = sorted(p for p in TESTDATA.iterdir() if (p / "case.json").is_file())
-DEADLINE_S = 20.0
 
 FAKE = """#!{python}
 import os, sys, time
@@ -55,13 +57,10 @@ else:
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fake ipmitool first on PATH; returns its state directory (write ``mode`` there)."""
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    exe = bin_dir / "ipmitool"
-    exe.write_text(FAKE.format(python=sys.executable))
-    exe.chmod(0o755)
+    faketool.install_script(bin_dir, "ipmitool", FAKE)
     state = tmp_path / "state"
     state.mkdir()
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    faketool.on_path(monkeypatch, bin_dir)
     monkeypatch.setenv("FAKE_IPMITOOL_STATE", str(state))
     return state
 
@@ -73,17 +72,13 @@ def set_mode(state: Path, mode: str | Path) -> None:
 def collect(
     probe: IpmiProbe, until: Callable[[list[float], list[str]], bool]
 ) -> tuple[list[float], list[str]]:
-    values: list[float] = []
-    problems: list[str] = []
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        for b in probe.read(time.time_ns()):
-            values.extend(b.value.tolist())
-        problems.extend(probe.problems())
-        if until(values, problems):
-            return values, problems
-        time.sleep(0.05)
-    pytest.fail(f"condition not reached: {values}, {problems}")
+    """Read every 50 ms until ``until`` holds; the values of the probe's one channel."""
+
+    def flat(values: Values) -> list[float]:
+        return [w for ws in values.values() for w in ws]
+
+    values, problems = collect_any(probe, lambda v, p: until(flat(v), p), poll_s=0.05)
+    return flat(values), problems
 
 
 @pytest.mark.parametrize("case", CASES, ids=[p.name for p in CASES])
@@ -175,23 +170,13 @@ def test_missing_ipmitool_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: 
 
 def test_measure_with_the_fake_ipmitool(fake: Path, tmp_path: Path) -> None:
     set_mode(fake, TESTDATA / "generic-ipmitool-1.8.19-ctime-stamp" / "stdout.txt")
-    out = tmp_path / "out"
-    r = subprocess.run(
-        [sys.executable, "-m", "powerd", "measure", "--probe", "ipmi:interval=1",
-         "--run", "i1", "--quiet", "--out", str(out), "--", "sleep", "3"],
-        env={**os.environ, "POWERD_STATE_DIR": str(tmp_path / "state")},
-        text=True, capture_output=True, check=False, timeout=120,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr
-    (phase,) = json.loads((out / "i1.json").read_text())["phases"]
+    phase = measure_phase(tmp_path, "ipmi:interval=1", run="i1", seconds=3)
     assert phase["channels"]["ipmi:local"]["primary"] is True
     assert phase["energy_j"] / phase["duration_s"] == pytest.approx(346.0, rel=1e-6)
 
 
 def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port(socket.SOCK_DGRAM)
 
 
 def test_real_ipmitool_over_lanplus_against_a_simulated_bmc(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ from powerd.probes.lpm01a.probe import LpmProbe
 from powerd.probes.lpm01a.sim import PowerShieldSim, make
 from powerd.probes.serialsim import Faults, PtySimulator
 from powerd.probes.sim.waveform import Waveform, parse_spec
+from tests.tools import run_powerd
 
 SQUARE = "square,high=0.1,low=0.02,period=0.2,duty=0.5"  # 30 mA / 6 mA at 3.3 V
 RAMP = "ramp,low=0.02,high=0.1,period=30"  # slow: the truth at a stamp is sharp
@@ -80,15 +80,7 @@ class Collector:
 
 
 def powerd(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "POWERD_STATE_DIR": str(state)}
-    return subprocess.run(
-        [sys.executable, "-m", "powerd", *args],
-        env=env,
-        text=True,
-        capture_output=True,
-        check=False,
-        timeout=120,
-    )
+    return run_powerd(*args, state=state)
 
 
 def measure(tmp: Path, spec: str, seconds: float) -> tuple[dict[str, Any], list[list[str]]]:

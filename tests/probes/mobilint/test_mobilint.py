@@ -10,10 +10,6 @@ channels, what powerd counts); or the parse ``error``.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +19,10 @@ from powerd.errors import ProbeUnavailable
 from powerd.probes.mobilint import channel_id, family, rail_channel, values_of
 from powerd.probes.mobilint.parse import parse_status, rail_roles
 from tests.probes.clistream import faketool
+from tests.probes.clitool import assert_tool_missing, collect, install_fake, measure_phase
 
 TESTDATA = Path(__file__).parent / "testdata"
 CASES = sorted(p for p in TESTDATA.iterdir() if p.is_dir())
-DEADLINE_S = 20.0
 
 
 @pytest.mark.parametrize("case", CASES, ids=[p.name for p in CASES])
@@ -99,25 +95,7 @@ MLA400 = "mla400-4chips-utility1.12.0-status-q"
 
 @pytest.fixture
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    bin_dir = tmp_path / "bin"
-    exe = faketool.install(bin_dir, "mobilint-cli", loop_rules(MLA400, 4))
-    faketool.on_path(monkeypatch, bin_dir)
-    return exe
-
-
-def collect(probe: Any, until: Any) -> tuple[dict[str, list[float]], list[str]]:
-    values: dict[str, list[float]] = {}
-    problems: list[str] = []
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        for b in probe.read(time.time_ns()):
-            assert (b.t_ns[1:] > b.t_ns[:-1]).all()
-            values.setdefault(b.channel, []).extend(b.value.tolist())
-        problems.extend(probe.problems())
-        if until(values, problems):
-            return values, problems
-        time.sleep(0.02)
-    pytest.fail(f"condition not reached: {values}, {problems}")
+    return install_fake(tmp_path, monkeypatch, "mobilint-cli", loop_rules(MLA400, 4))
 
 
 def test_loop_mode_runs_once_per_chip_and_reads_the_card_total(fake: Path) -> None:
@@ -129,7 +107,9 @@ def test_loop_mode_runs_once_per_chip_and_reads_the_card_total(fake: Path) -> No
         assert chans["mobilint:aries0:GOLDFINGER"].source_class == "estimate"
         assert "mobilint:aries1" not in chans  # the card total is read on its first chip only
         values, problems = collect(
-            probe, lambda v, p: all(len(v.get(f"mobilint:aries{i}:NPU", [])) >= 3 for i in range(4))
+            probe,
+            lambda v, p: all(len(v.get(f"mobilint:aries{i}:NPU", [])) >= 3 for i in range(4)),
+            ordered=True,
         )
     finally:
         probe.close()
@@ -150,6 +130,7 @@ def test_a_dying_loop_is_restarted_with_the_gap_reported(fake: Path) -> None:
             lambda v, p: (
                 any("restarted" in x for x in p) and len(v.get("mobilint:aries0", [])) >= 5
             ),
+            ordered=True,
         )
     finally:
         probe.close()
@@ -160,7 +141,9 @@ def test_a_dying_loop_is_restarted_with_the_gap_reported(fake: Path) -> None:
 def test_poll_mode(fake: Path) -> None:
     probe = family.open("interval=0.05,mode=poll")
     try:
-        values, problems = collect(probe, lambda v, p: len(v.get("mobilint:aries0", [])) >= 3)
+        values, problems = collect(
+            probe, lambda v, p: len(v.get("mobilint:aries0", [])) >= 3, ordered=True
+        )
     finally:
         probe.close()
     assert problems == []
@@ -177,12 +160,12 @@ def test_legacy_table_when_query_is_not_understood(
         {"match": ["-i", "0", "-m"], "loop": {"arg": "-m", "scale": 0.001}, "frames": [table]},
         {"match": ["status"], "frames": [table]},
     ]
-    bin_dir = tmp_path / "bin"
-    exe = faketool.install(bin_dir, "mobilint-cli", rules)
-    faketool.on_path(monkeypatch, bin_dir)
+    exe = install_fake(tmp_path, monkeypatch, "mobilint-cli", rules)
     probe = family.open("interval=0.05")
     try:
-        values, _ = collect(probe, lambda v, p: len(v.get("mobilint:aries0", [])) >= 2)
+        values, _ = collect(
+            probe, lambda v, p: len(v.get("mobilint:aries0", [])) >= 2, ordered=True
+        )
     finally:
         probe.close()
     assert set(values["mobilint:aries0"]) == {7.92}
@@ -197,11 +180,7 @@ def test_no_rails_is_unavailable(fake: Path) -> None:
 
 
 def test_missing_tool(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    faketool.only_on_path(monkeypatch, tmp_path)
-    if os.access("/usr/bin/mobilint-cli", os.X_OK):
-        pytest.skip("this host has a real mobilint-cli")
-    avail = family.available()
-    assert not avail.ok and not avail.broken and "not found" in avail.reason
+    assert_tool_missing(family, monkeypatch, tmp_path, ["/usr/bin/mobilint-cli"])
 
 
 def test_measure_with_the_fake_mobilint_cli(fake: Path, tmp_path: Path) -> None:
@@ -217,15 +196,7 @@ def test_measure_with_the_fake_mobilint_cli(fake: Path, tmp_path: Path) -> None:
         ]
         + [{"match": ["status", "-q"], "frames": [(TESTDATA / MLA400 / "stdout.txt").read_text()]}],
     )
-    out = tmp_path / "out"
-    r = subprocess.run(
-        [sys.executable, "-m", "powerd", "measure", "--probe", "mobilint:interval=0.05",
-         "--run", "t1", "--quiet", "--out", str(out), "--", "sleep", "1"],
-        env={**os.environ, "POWERD_STATE_DIR": str(tmp_path / "state")},
-        text=True, capture_output=True, check=False, timeout=120,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr
-    (phase,) = json.loads((out / "t1.json").read_text())["phases"]
+    phase = measure_phase(tmp_path, "mobilint:interval=0.05")
     chans = phase["channels"]
     assert chans["mobilint:aries0"]["mean_power_w"] == pytest.approx(52.40)
     assert chans["mobilint:aries0"]["primary"] is True

@@ -10,10 +10,13 @@ truth of any window comes from ``FakeGpu.waveform.energy_j`` exactly as for the 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from powerd.probes.sim.waveform import Waveform, parse_spec
 
@@ -108,3 +111,19 @@ def fake_env(lib_dir: Path | None, config: Path | None) -> dict[str, str]:
     if config is not None:
         env["FAKE_NVML_CONFIG"] = str(config)
     return env
+
+
+def run_driver(script: Path, fake_lib: Path, config: Path, *args: str) -> dict[str, Any]:
+    """Run a driver script (``drive_probe.py``, ``drive_window.py``) with ``args`` in a process that
+    loads the fake with ``config``; asserts it succeeded and returns the JSON it printed."""
+    r = subprocess.run(
+        [sys.executable, str(script), *args],
+        env=fake_env(fake_lib, config),
+        cwd=ROOT,
+        text=True,
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    return dict(json.loads(r.stdout))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes.util
 import json
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.probes.nvml.fakenvml import ROOT, FakeGpu, fake_env, write_config
+from tests.tools import run_powerd
 
 HEALTHY = FakeGpu(wave="square,high=280,low=220,period=2,duty=0.5", arch="hopper")
 RESET = FakeGpu(wave="square,high=150,low=110,period=1.5,duty=0.4", arch="volta")
@@ -32,15 +32,7 @@ LOST_AFTER_S = 3.0
 def powerd(
     env: dict[str, str], state: Path, *args: str, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "powerd", *args],
-        env={**env, "POWERD_STATE_DIR": str(state)},
-        cwd=ROOT,
-        text=True,
-        capture_output=True,
-        check=False,
-        timeout=timeout,
-    )
+    return run_powerd(*args, state=state, base_env=env, cwd=ROOT, timeout_s=timeout)
 
 
 @dataclass(frozen=True)

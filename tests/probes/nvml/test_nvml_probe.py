@@ -7,7 +7,6 @@ value at its update instants, the waveform's power, what is not supported, what 
 
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 
 from powerd.probes.nvml.probe import POLL_FRACTION
-from tests.probes.nvml.fakenvml import DRIVE, ROOT, FakeGpu, fake_env, write_config
+from tests.probes.nvml.fakenvml import DRIVE, ROOT, FakeGpu, fake_env, run_driver, write_config
 
 SLOW = "square,high=280,low=220,period=2,duty=0.5"
 FAST = "square,high=200,low=100,period=0.02,duty=0.5"  # 1 s averages of it are its mean, 150 W
@@ -37,17 +36,7 @@ def drive(
     """Run the probe for ``seconds`` against a scenario; returns drive_probe.py's JSON."""
     cfg = write_config(tmp / "scenario", gpus, **config)
     extra = ["temperatures"] if temperatures else []
-    r = subprocess.run(
-        [sys.executable, str(DRIVE), spec, str(seconds), *extra],
-        env=fake_env(fake_lib, cfg),
-        cwd=ROOT,
-        text=True,
-        capture_output=True,
-        check=False,
-        timeout=120,
-    )
-    assert r.returncode == 0, r.stderr
-    return dict(json.loads(r.stdout))
+    return run_driver(DRIVE, fake_lib, cfg, spec, str(seconds), *extra)
 
 
 def channel(out: dict[str, Any], cid: str) -> dict[str, Any]:

@@ -6,14 +6,11 @@ of every window is the fake's waveform integrated over the window the monitor re
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from tests.probes.nvml.fakenvml import HERE, ROOT, FakeGpu, fake_env, write_config
+from tests.probes.nvml.fakenvml import HERE, FakeGpu, run_driver, write_config
 
 DRIVE_WINDOW = HERE / "drive_window.py"
 SQUARE = "square,high=300,low=100,period=0.23,duty=0.5"  # changes within most windows
@@ -29,17 +26,7 @@ def drive(
     **config: Any,
 ) -> dict[str, Any]:
     cfg = write_config(tmp / "scenario", gpus, **config)
-    r = subprocess.run(
-        [sys.executable, str(DRIVE_WINDOW), spec, "1" if full else "0", *map(str, lengths)],
-        env=fake_env(fake_lib, cfg),
-        cwd=ROOT,
-        text=True,
-        capture_output=True,
-        check=False,
-        timeout=120,
-    )
-    assert r.returncode == 0, r.stderr
-    return dict(json.loads(r.stdout))
+    return run_driver(DRIVE_WINDOW, fake_lib, cfg, spec, "1" if full else "0", *map(str, lengths))
 
 
 def truth_j(gpu: FakeGpu, w: dict[str, Any]) -> float:

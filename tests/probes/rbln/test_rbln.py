@@ -8,24 +8,20 @@ Each ``testdata/<case>/`` holds ``stdout.json`` (what ``rbln-smi --json`` printe
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from powerd.errors import ProbeUnavailable
-from powerd.probes.clistream import PolledProbe
 from powerd.probes.rbln import CardReadings, card_channel, family
 from powerd.probes.rbln.parse import card_power_w, group_cards, parse_status
 from tests.probes.clistream import faketool
+from tests.probes.clitool import Until, Values, assert_tool_missing, install_fake, measure_phase
+from tests.probes.clitool import collect as collect_any
 
 TESTDATA = Path(__file__).parent / "testdata"
 CASES = sorted(p for p in TESTDATA.iterdir() if p.is_dir())
-DEADLINE_S = 20.0
 
 
 @pytest.mark.parametrize("case", CASES, ids=[p.name for p in CASES])
@@ -74,28 +70,13 @@ def rules_for(case: str, **extra: Any) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    bin_dir = tmp_path / "bin"
-    exe = faketool.install(
-        bin_dir, "rbln-smi", rules_for("atom-max-rbln-ca25-2cards-4dies-kmd3.0.0")
-    )
-    faketool.on_path(monkeypatch, bin_dir)
-    return exe
+    rules = rules_for("atom-max-rbln-ca25-2cards-4dies-kmd3.0.0")
+    return install_fake(tmp_path, monkeypatch, "rbln-smi", rules)
 
 
-def collect(probe: PolledProbe, until: Any) -> tuple[dict[str, list[float]], list[str]]:
-    values: dict[str, list[float]] = {}
-    problems: list[str] = []
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        t0 = time.monotonic()
-        for b in probe.read(time.time_ns()):
-            values.setdefault(b.channel, []).extend(b.value.tolist())
-        assert time.monotonic() - t0 < 0.5  # read never waits for the tool
-        problems.extend(probe.problems())
-        if until(values, problems):
-            return values, problems
-        time.sleep(0.02)
-    pytest.fail(f"condition not reached: {values}, {problems}")
+def collect(probe: Any, until: Until) -> tuple[Values, list[str]]:
+    """Read until ``until`` holds, each ``read`` within 0.5 s (it never waits for the tool)."""
+    return collect_any(probe, until, read_budget_s=0.5)
 
 
 def test_polls_the_tool_and_counts_an_atom_max_card_once(fake: Path) -> None:
@@ -160,22 +141,15 @@ def test_unusable_output_at_open(fake: Path) -> None:
 
 
 def test_missing_tool(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    faketool.only_on_path(monkeypatch, tmp_path)
-    if any(os.access(f"{d}/{t}", os.X_OK) for d in ("/usr/bin", "/usr/local/bin")
-           for t in ("rbln-smi", "rbln-stat")):  # fmt: skip
-        pytest.skip("this host has a real Rebellions tool")
-    avail = family.available()
-    assert not avail.ok and not avail.broken and "not found" in avail.reason
+    real = [f"{d}/{t}" for d in ("/usr/bin", "/usr/local/bin") for t in ("rbln-smi", "rbln-stat")]
+    assert_tool_missing(family, monkeypatch, tmp_path, real)
 
 
 def test_older_rbln_stat_is_used_when_rbln_smi_is_absent(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bin_dir = tmp_path / "bin"
-    exe = faketool.install(
-        bin_dir, "rbln-stat", rules_for("atom-rbln-ca12-2cards-sdk1.x-npu-string")
-    )
-    faketool.on_path(monkeypatch, bin_dir)
+    rules = rules_for("atom-rbln-ca12-2cards-sdk1.x-npu-string")
+    exe = install_fake(tmp_path, monkeypatch, "rbln-stat", rules)
     probe = family.open("")
     probe.close()
     assert [c.id for c in probe.channels()] == ["rbln:rbln0", "rbln:rbln1"]
@@ -183,15 +157,7 @@ def test_older_rbln_stat_is_used_when_rbln_smi_is_absent(
 
 
 def test_measure_with_the_fake_rbln_smi(fake: Path, tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    r = subprocess.run(
-        [sys.executable, "-m", "powerd", "measure", "--probe", "rbln:interval=0.1",
-         "--run", "t1", "--quiet", "--out", str(out), "--", "sleep", "1"],
-        env={**os.environ, "POWERD_STATE_DIR": str(tmp_path / "state")},
-        text=True, capture_output=True, check=False, timeout=120,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr
-    (phase,) = json.loads((out / "t1.json").read_text())["phases"]
+    phase = measure_phase(tmp_path, "rbln:interval=0.1")
     chans = phase["channels"]
     assert set(chans) == {"rbln:rbln0", "rbln:rbln4"}
     assert chans["rbln:rbln0"]["mean_power_w"] == pytest.approx(41.2)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -35,32 +34,20 @@ import pytest
 from powerd.errors import ProbeUnavailable
 from powerd.probes.redfish import RedfishProbe, family
 from powerd.probes.redfish.parse import sensor, sensor_role
+from tests.ports import free_port
+from tests.probes.clitool import Until, Values, measure_phase
+from tests.probes.clitool import collect as collect_any
 from tests.probes.redfish.mockserver import MockRedfish
 from tests.tools import require_tool
 
 TESTDATA = Path(__file__).parent / "testdata"
 CASES = sorted(p for p in TESTDATA.iterdir() if (p / "case.json").is_file())
-DEADLINE_S = 20.0
 FAST = "name=bmc,interval=0.5,timeout=2"
 
-Values = dict[str, list[float]]
 
-
-def collect(
-    probe: RedfishProbe, until: Callable[[Values, list[str]], bool]
-) -> tuple[Values, list[str]]:
-    values: Values = {}
-    problems: list[str] = []
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        for b in probe.read(time.time_ns()):
-            assert (b.t_ns[1:] > b.t_ns[:-1]).all()
-            values.setdefault(b.channel, []).extend(b.value.tolist())
-        problems.extend(probe.problems())
-        if until(values, problems):
-            return values, problems
-        time.sleep(0.05)
-    pytest.fail(f"condition not reached: {values}, {problems}")
+def collect(probe: RedfishProbe, until: Until) -> tuple[Values, list[str]]:
+    """Read every 50 ms until ``until`` holds; times rise within each block."""
+    return collect_any(probe, until, ordered=True, poll_s=0.05)
 
 
 @pytest.fixture
@@ -171,12 +158,6 @@ def test_a_hanging_or_garbled_resource_is_a_problem_for_its_channels_only(
     assert set(values["redfish:bmc:1U:env-power"]) == {374.0}  # the others keep coming
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_tls_with_a_ca_file_or_explicitly_insecure(
     mockup: Callable[..., MockRedfish], tmp_path: Path
 ) -> None:
@@ -208,7 +189,7 @@ def test_against_the_sushy_static_mockup_server(tmp_path: Path) -> None:
         pytest.skip("sushy-tools (OpenStack's Redfish mockup server) is not installed")
     root = tmp_path / "mockup"
     shutil.copytree(RACKMOUNT / "mockup", root)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-c", "import sys; from sushy_tools.static.main import main; "
          "sys.exit(main())", "-i", "127.0.0.1", "-p", str(port), "-m", str(root)],
@@ -248,16 +229,7 @@ def test_spec_mistakes_are_one_line_errors() -> None:
 
 def test_measure_against_the_mockup(mockup: Callable[..., MockRedfish], tmp_path: Path) -> None:
     server = mockup(IDRAC)
-    out = tmp_path / "out"
-    r = subprocess.run(
-        [sys.executable, "-m", "powerd", "measure", "--probe",
-         f"redfish:url={server.url},{FAST}",
-         "--run", "r1", "--quiet", "--out", str(out), "--", "sleep", "1"],
-        env={**os.environ, "POWERD_STATE_DIR": str(tmp_path / "state")},
-        text=True, capture_output=True, check=False, timeout=120,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr
-    (phase,) = json.loads((out / "r1.json").read_text())["phases"]
+    phase = measure_phase(tmp_path, f"redfish:url={server.url},{FAST}", run="r1")
     assert phase["channels"]["redfish:bmc:System.Embedded.1:power"]["primary"] is True
     assert phase["energy_j"] / phase["duration_s"] == pytest.approx(212.0, rel=1e-6)
 

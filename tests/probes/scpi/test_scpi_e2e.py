@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from powerd.probes.scpi import ScpiProbe, family
+from powerd.probes.scpi import family
 from powerd.probes.scpi.sim import make
 from powerd.probes.serialsim import Faults, PtySimulator
 from powerd.probes.sim.waveform import parse_spec
-from tests.probes.ina2xx.runmeasure import largest_gap, measure, unplug_later
+from tests.probes.ina2xx.runmeasure import drive, measure, measure_unplugged, run_gap
 
 RAMP = "ramp,low=2,high=8,period=60"
 PROFILE_CHANNELS = {
@@ -79,54 +79,16 @@ def test_siglent_silence_is_a_clear_timeout_never_a_hang(tmp_path: Path) -> None
 def test_unplug_and_replug_is_a_gap_with_regular_polls_around_it(tmp_path: Path) -> None:
     wf = parse_spec(RAMP).waveform
     link = tmp_path / "n6705"
-    started = tmp_path / "started"
     sim = PtySimulator(make("keysight-n6700", wf, {}), link).start()
-    try:
-        unplug_later(sim, link, lambda: started.exists() and _aged(started, 1.0), 2.0)
-        m = measure(
-            tmp_path,
-            f"scpi:{link},profile=keysight-n6700,rate=5",
-            "unplug",
-            ["sh", "-c", f"touch {started}; sleep 7; exit 4"],
-        )
-    finally:
-        sim.stop()
+    spec = f"scpi:{link},profile=keysight-n6700,rate=5"
+    m = measure_unplugged(tmp_path, sim, spec, "unplug", 7, 4, 2.0)
     assert m.rc == 4, m.stderr
-    p = m.phase("run")
+    p, gap_ns, before, after = run_gap(m, "scpi:keysight-n6700:1")  # asserts it is incomplete
     ch = p["channels"]["scpi:keysight-n6700:1"]
-    assert "incomplete" in p["flags"]
     assert 1.6 <= ch["gap_s"] <= 5.0, ch
-    t, _ = m.samples["scpi:keysight-n6700:1"]
-    t = t[(t >= p["t_begin_ns"]) & (t <= p["t_end_ns"])]
-    i, gap_ns = largest_gap(t)
     assert 1.8e9 <= gap_ns <= 5.5e9
-    before, after = np.diff(t[: i + 1]), np.diff(t[i + 1 :])
     assert before.size >= 3 and after.size >= 3
     assert before.max() < 0.45e9 and after.max() < 0.45e9  # polls at 5 Hz, none missing
-
-
-def _aged(path: Path, seconds: float) -> bool:
-    return time.time() - path.stat().st_mtime >= seconds
-
-
-def drive(probe: ScpiProbe, seconds: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    probe.start(time.time_ns)
-    t: list[np.ndarray] = []
-    v: list[np.ndarray] = []
-    problems: list[str] = []
-    deadline = time.monotonic() + seconds
-    try:
-        while time.monotonic() < deadline:
-            time.sleep(0.1)
-            for b in probe.read(time.time_ns()):
-                t.append(b.t_ns)
-                v.append(b.value)
-            problems += probe.problems()
-    finally:
-        probe.close()
-    if not t:
-        return np.empty(0, np.int64), np.empty(0), problems
-    return np.concatenate(t), np.concatenate(v), problems
 
 
 @pytest.mark.parametrize(
@@ -140,7 +102,7 @@ def test_corrupt_replies_are_counted_and_never_integrated(
     faults = Faults(garble=0.15, drop=0.1, partial=0.05, no_reply=0.05, seed=3)
     with PtySimulator(make(profile, wf, {}), link, faults):
         probe = family.open(f"{link},profile={profile},timeout=0.3,{extra}")
-        t, v, problems = drive(probe, 5.0)
+        t, v, problems = drive(probe, 5.0, poll_s=0.1, read_after_close=False)
     stats = probe.stats
     assert stats.rejected + stats.timeouts > 0, stats
     assert stats.readings >= 5, stats

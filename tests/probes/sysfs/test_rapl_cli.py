@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tools import require_tool
+from tests.tools import require_tool, run_powerd
 
 TESTDATA = Path(__file__).parent / "testdata"
 XEON = TESTDATA / "xeon-6338-2pkg-linux-6.1"
@@ -29,16 +28,7 @@ XEON = TESTDATA / "xeon-6338-2pkg-linux-6.1"
 def powerd(
     state: Path, *args: str, prefix: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "POWERD_STATE_DIR": str(state)}
-    env.pop("POWERD_SYSFS_ROOT", None)
-    return subprocess.run(
-        [*prefix, sys.executable, "-m", "powerd", *args],
-        env=env,
-        text=True,
-        capture_output=True,
-        check=False,
-        timeout=120,
-    )
+    return run_powerd(*args, state=state, env={"POWERD_SYSFS_ROOT": None}, prefix=prefix)
 
 
 # --- a counter that wraps mid-window, driven as a known function of time

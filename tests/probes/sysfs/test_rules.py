@@ -112,14 +112,19 @@ def zone(d: str, name: str, parent: str | None) -> Zone:
     return Zone(d, name, parent, 262143328850)
 
 
-def test_rapl_zone_roles() -> None:
-    zones = [
+def intel_zones() -> list[Zone]:
+    """An Intel host's zones: package 0 with its core and DRAM, psys, and an MMIO package 0."""
+    return [
         zone("intel-rapl:0", "package-0", None),
         zone("intel-rapl:0:0", "core", "package-0"),
         zone("intel-rapl:0:1", "dram", "package-0"),
         zone("intel-rapl:1", "psys", None),
         zone("intel-rapl-mmio:0", "package-0", None),
     ]
+
+
+def test_rapl_zone_roles() -> None:
+    zones = intel_zones()
     plans, notes = plan_zones(zones, "GenuineIntel", include_mmio=False)
     got = {p.channel_id: (p.source_class, p.measures) for p in plans}
     assert got == {
@@ -140,13 +145,7 @@ def channel_map(plans: list[tuple[str, str, str]]) -> dict[str, Channel]:
 
 
 def test_primary_rule_sums_packages_and_dram_never_core_or_psys() -> None:
-    zones = [
-        zone("intel-rapl:0", "package-0", None),
-        zone("intel-rapl:0:0", "core", "package-0"),
-        zone("intel-rapl:0:1", "dram", "package-0"),
-        zone("intel-rapl:1", "psys", None),
-        zone("intel-rapl-mmio:0", "package-0", None),
-    ]
+    zones = intel_zones()
     plans, _ = plan_zones(zones, "GenuineIntel", include_mmio=True)
     chans = channel_map([(p.channel_id, p.source_class, p.measures) for p in plans])
     figs = {

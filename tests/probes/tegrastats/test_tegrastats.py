@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from powerd.errors import ProbeUnavailable
 from powerd.probes.tegrastats import TegrastatsProbe, family
 from powerd.probes.tegrastats.parse import parse_line
+from tests.probes.clistream import faketool
+from tests.probes.clitool import Until, Values, assert_tool_missing, measure_phase
+from tests.probes.clitool import collect as collect_any
 
 TESTDATA = Path(__file__).parent / "testdata"
 CAPTURES = sorted(TESTDATA.glob("*.txt"))
-DEADLINE_S = 20.0
 
 
 @pytest.mark.parametrize("capture", CAPTURES, ids=[p.stem for p in CAPTURES])
@@ -83,36 +80,20 @@ ORIN_NX = [
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fake tegrastats first on PATH; returns its log (one line of arguments per start)."""
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    exe = bin_dir / "tegrastats"
-    exe.write_text(FAKE.format(python=sys.executable))
-    exe.chmod(0o755)
+    faketool.install_script(bin_dir, "tegrastats", FAKE)
     lines = tmp_path / "lines.txt"
     lines.write_text("\n".join(ORIN_NX) + "\n")
     log = tmp_path / "starts.log"
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    faketool.on_path(monkeypatch, bin_dir)
     monkeypatch.setenv("FAKE_TEGRASTATS_LINES", str(lines))
     monkeypatch.setenv("FAKE_TEGRASTATS_LOG", str(log))
     return log
 
 
-def collect(probe: TegrastatsProbe, until: Any) -> tuple[dict[str, list[float]], list[str]]:
-    """Read every 20 ms until ``until(values, problems)`` holds (or fail after a deadline)."""
-    values: dict[str, list[float]] = {}
-    problems: list[str] = []
-    deadline = time.monotonic() + DEADLINE_S
-    last_t: dict[str, int] = {}
-    while time.monotonic() < deadline:
-        for b in probe.read(time.time_ns()):
-            assert (b.t_ns[1:] > b.t_ns[:-1]).all()
-            assert b.t_first_ns > last_t.get(b.channel, 0)
-            last_t[b.channel] = b.t_last_ns
-            values.setdefault(b.channel, []).extend(b.value.tolist())
-        problems.extend(probe.problems())
-        if until(values, problems):
-            return values, problems
-        time.sleep(0.02)
-    pytest.fail(f"condition not reached: {values}, {problems}")
+def collect(probe: TegrastatsProbe, until: Until) -> tuple[Values, list[str]]:
+    """Read every 20 ms until ``until(values, problems)`` holds (or fail after a deadline); times
+    rise within each block and each block follows its channel's last (every line once)."""
+    return collect_any(probe, until, ordered=True, continuing=True)
 
 
 def test_streams_one_process_and_gives_each_line_once(fake: Path) -> None:
@@ -170,23 +151,11 @@ def test_output_without_rails_makes_it_unavailable_not_a_hang(
 
 
 def test_missing_tegrastats_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("PATH", str(tmp_path))
-    if os.access("/usr/bin/tegrastats", os.X_OK):
-        pytest.skip("this host has a real tegrastats")
-    avail = family.available()
-    assert not avail.ok and not avail.broken and "not found" in avail.reason
+    assert_tool_missing(family, monkeypatch, tmp_path, ["/usr/bin/tegrastats"])
 
 
 def test_measure_with_the_fake_tegrastats(fake: Path, tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    r = subprocess.run(
-        [sys.executable, "-m", "powerd", "measure", "--probe", "tegrastats:interval=0.05",
-         "--run", "t1", "--quiet", "--out", str(out), "--", "sleep", "1"],
-        env={**os.environ, "POWERD_STATE_DIR": str(tmp_path / "state")},
-        text=True, capture_output=True, check=False, timeout=120,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr
-    (phase,) = json.loads((out / "t1.json").read_text())["phases"]
+    phase = measure_phase(tmp_path, "tegrastats:interval=0.05")
     chans = phase["channels"]
     assert chans["tegrastats:VDD_IN"]["primary"] is True
     assert chans["tegrastats:VDD_SOC"]["primary"] is False  # a part of VDD_IN, never added
@@ -222,17 +191,13 @@ def test_a_negative_rail_flags_its_channel_and_the_phase_it_carries(
     """Thor's negative VDD_GPU through `powerd measure`: integrated as read, and the result says
     so (`negative_power` on the channel, and on the phase when that channel is the headline)."""
     thor = TESTDATA / "thor-jetpack7-l4t38-negative-rail.txt"
-    out = tmp_path / "out"
-    r = subprocess.run(
-        [sys.executable, "-m", "powerd", "measure", "--probe", "tegrastats:interval=0.05",
-         "--primary", "tegrastats:VDD_GPU", "--run", "t1", "--quiet", "--out", str(out),
-         "--", "sleep", "1"],
-        env={**os.environ, "POWERD_STATE_DIR": str(tmp_path / "state"),
-             "FAKE_TEGRASTATS_LINES": str(thor)},
-        text=True, capture_output=True, check=False, timeout=120,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr
-    (phase,) = json.loads((out / "t1.json").read_text())["phases"]
+    phase = measure_phase(
+        tmp_path,
+        "tegrastats:interval=0.05",
+        "--primary",
+        "tegrastats:VDD_GPU",
+        env={"FAKE_TEGRASTATS_LINES": str(thor)},
+    )
     gpu, vin = phase["channels"]["tegrastats:VDD_GPU"], phase["channels"]["tegrastats:VIN"]
     assert "negative_power" in gpu["flags"] and "negative_power" not in vin["flags"]
     assert "negative_power" in phase["flags"]
