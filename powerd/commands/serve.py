@@ -44,12 +44,6 @@ PENDING_POLL_S = 0.02
 # 16 MiB per channel once filled) would grow a fleet daemon by 16 B per sample up to 128 GiB at
 # 8 000 channels (issue 16, per-agent state); this keeps it at 1 KiB per channel.
 DAEMON_RING_SAMPLES = 64
-# How long a thread waiting for the GIL waits before it asks the holder to let go (Python's
-# default 5 ms). The event loop releases the GIL at every socket read and write and every
-# commit; with the sink hub and the result threads busy it then waited up to 5 ms to get it
-# back, thousands of times a second: at 1 000 agents it used 40 % of a core while its profile
-# showed it 94 % busy, and messages queued in the broker (issue 16, BENCHMARKS.md §12).
-GIL_SWITCH_S = 0.0005
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -201,7 +195,6 @@ async def serve(cfg: DaemonConfig, state_dir: Path, config_path: Path | None = N
     from powerd.audit import AuditContext
     from powerd.calibration import annotator
 
-    sys.setswitchinterval(GIL_SWITCH_S)
     token = cfg.http.token()
     store = Store(state_dir / "powerd.db", cfg.retention)
     store.annotate_channel = annotator(cfg.calibration)
